@@ -1,0 +1,58 @@
+# Moat: top-level entry points. `make run` and `make test` are the quick start.
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+PY := /usr/bin/python3
+FUZZ_SECONDS ?= 60
+DEMO_DIR ?= var/demo
+
+.PHONY: all deps build asan fuzz-build run test unit unit-asan lint fuzz-replay integration bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build:
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build -j$(JOBS)
+
+asan:
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+
+fuzz-build:
+	@CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMOAT_FUZZ=ON -DMOAT_TESTS=OFF >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+
+run: deps build
+	@scripts/run-demo $(DEMO_DIR)
+
+# Everything CI runs: style checks, unit tests (plain and ASan+UBSan), the
+# fuzz corpus replay and the integration suite with real clients.
+test: deps build asan fuzz-build lint unit unit-asan fuzz-replay integration
+	@echo "make test: all stages passed"
+
+lint:
+	@scripts/check-banned
+	@scripts/check-format
+
+unit: build
+	@cd build && ctest --output-on-failure -j$(JOBS)
+
+unit-asan: asan
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j$(JOBS)
+
+fuzz-replay: fuzz-build
+	@scripts/fuzz-replay
+
+integration: build
+	@MOAT_BIN=$(CURDIR)/build/moat $(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+bench: deps build
+	@bench/run
+
+fuzz: fuzz-build
+	@scripts/fuzz-run $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build build-asan build-fuzz

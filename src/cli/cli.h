@@ -1,0 +1,14 @@
+/* The `moat` command: one function per subcommand. Exit codes: 0 ok,
+ * 1 failure, 2 usage. */
+#ifndef MOAT_CLI_H
+#define MOAT_CLI_H
+
+#define MOAT_VERSION "0.1.0"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+int moat_cmd_init(int argc, char **argv);
+int moat_cmd_serve(int argc, char **argv);
+int moat_cmd_cert(int argc, char **argv);
+
+#endif

@@ -1,0 +1,108 @@
+/* `moat cert issue`: development device certificates from the local CA.
+ * Production devices enroll with EST and keep their keys on the device
+ * (later issue); this exists for demos, tests and benchmarks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "core/limits.h"
+#include "pki/pki.h"
+#include "tls/tls.h"
+
+static void cert_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: moat cert issue --dir DIR --device ID [--out PREFIX] [--days N]\n"
+		"\n"
+		"Issue a development client certificate for device ID from the CA in DIR.\n"
+		"Writes PREFIX.key (mode 0600) and PREFIX.crt; PREFIX defaults to DIR/devices/ID.\n"
+		"The key is generated here: for production devices use enrollment, which\n"
+		"keeps the key on the device.\n"
+		"\n"
+		"options:\n"
+		"  --dir DIR      data directory (holds ca.key, ca.crt)\n"
+		"  --device ID    device id: 1-64 of [a-z0-9._-], starting with a letter or digit\n"
+		"  --out PREFIX   output path prefix\n"
+		"  --days N       validity in days (default 90)\n"
+		"  -h, --help     this help\n");
+}
+
+int moat_cmd_cert(int argc, char **argv)
+{
+	const char *dir = NULL, *id = NULL, *out = NULL;
+	unsigned long days = 90;
+	char key[MOAT_MAX_PATH], crt[MOAT_MAX_PATH], prefix[MOAT_MAX_PATH], err[512];
+	int i;
+
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		cert_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	if (strcmp(argv[1], "issue") != 0) {
+		fprintf(stderr, "moat cert: unknown subcommand '%s'\n", argv[1]);
+		cert_usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			cert_usage(stdout);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+			dir = argv[++i];
+		} else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+			id = argv[++i];
+		} else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
+			out = argv[++i];
+		} else if (strcmp(argv[i], "--days") == 0 && i + 1 < argc) {
+			char *end;
+			days = strtoul(argv[++i], &end, 10);
+			if (*end != '\0' || days == 0 || days > 3650) {
+				fprintf(stderr, "moat cert: --days must be 1..3650\n");
+				return EXIT_USAGE;
+			}
+		} else {
+			fprintf(stderr, "moat cert: unknown or incomplete option '%s'\n", argv[i]);
+			cert_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (dir == NULL || id == NULL) {
+		fprintf(stderr, "moat cert issue: --dir and --device are required\n");
+		return EXIT_USAGE;
+	}
+	if (!moat_device_id_valid(id, strlen(id))) {
+		fprintf(stderr,
+			"moat cert issue: '%s' is not a valid device id (1-64 of [a-z0-9._-], "
+			"starting with a letter or digit)\n",
+			id);
+		return EXIT_USAGE;
+	}
+	if (out == NULL) {
+		char devdir[MOAT_MAX_PATH];
+		int n = snprintf(devdir, sizeof(devdir), "%s/devices", dir);
+		if (n < 0 || (size_t)n >= sizeof(devdir))
+			goto too_long;
+		(void)mkdir(devdir, 0700);
+		n = snprintf(prefix, sizeof(prefix), "%s/%s", devdir, id);
+		if (n < 0 || (size_t)n >= sizeof(prefix))
+			goto too_long;
+		out = prefix;
+	}
+	if (strlen(out) + 5 > sizeof(key))
+		goto too_long;
+	memcpy(key, out, strlen(out));
+	memcpy(key + strlen(out), ".key", 5);
+	memcpy(crt, out, strlen(out));
+	memcpy(crt + strlen(out), ".crt", 5);
+	if (moat_pki_issue_device(dir, id, (unsigned)days, key, crt, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat cert issue: %s\n", err);
+		return EXIT_FAIL;
+	}
+	printf("issued %s: %s %s\n", id, crt, key);
+	return EXIT_OK;
+too_long:
+	fprintf(stderr, "moat cert issue: path too long\n");
+	return EXIT_USAGE;
+}

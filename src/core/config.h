@@ -1,0 +1,74 @@
+/*
+ * moat.conf: INI parsed by libinih. Every key is validated; an unknown
+ * section/key or a bad value is an error naming file:line and the fix.
+ * docs/configuration.md lists every key.
+ */
+#ifndef MOAT_CONFIG_H
+#define MOAT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/limits.h"
+
+enum moat_policy_kind {
+	MOAT_POLICY_DEFAULT = 0, /* deny by default; device X: pub d/X/#, sub c/X/# and d/X/# */
+	MOAT_POLICY_OPEN = 1,	 /* anything goes; loopback listeners only (conformance suites) */
+};
+
+struct moat_listener_conf {
+	char name[MOAT_MAX_LISTENER_NAME + 1];
+	char bind[64]; /* numeric IPv4/IPv6 address */
+	uint16_t port;
+	bool tls;
+	bool require_client_cert;
+	enum moat_policy_kind policy;
+	unsigned line; /* line of the [listener.NAME] header, for messages */
+};
+
+enum moat_log_format { MOAT_LOGFMT_LOGFMT = 0 };
+
+struct moat_conf {
+	/* [broker] */
+	unsigned workers; /* 0 = one per core */
+	uint32_t max_packet_size;
+	uint16_t max_keepalive;
+	uint16_t receive_maximum;
+	uint16_t max_inflight;
+	uint32_t max_queued_messages;
+	uint32_t max_connections;
+	/* [tls]: paths; relative paths are relative to the data directory */
+	char tls_cert[MOAT_MAX_PATH];
+	char tls_key[MOAT_MAX_PATH];
+	char tls_ca[MOAT_MAX_PATH];
+	/* [log] */
+	int log_level; /* enum moat_log_level */
+	/* [listener.NAME]* */
+	size_t n_listeners;
+	struct moat_listener_conf listeners[MOAT_MAX_LISTENERS];
+};
+
+/* Defaults (no listeners). */
+void moat_conf_defaults(struct moat_conf *c);
+
+/*
+ * Load and validate path. Relative [tls] paths are resolved against
+ * data_dir. On error returns MOAT_E_CONFIG (or MOAT_E_IO if unreadable) and
+ * writes "FILE:LINE: problem; fix" into err.
+ */
+moat_err moat_conf_load(const char *path, const char *data_dir, struct moat_conf *c, char *err,
+			size_t errlen);
+
+/* Same, from a string (unit tests, fuzzing); `name` is used in messages. */
+moat_err moat_conf_parse_string(const char *text, const char *name, const char *data_dir,
+				struct moat_conf *c, char *err, size_t errlen);
+
+/* The moat.conf that `moat init` writes (commented, secure defaults). */
+const char *moat_conf_default_text(void);
+
+/* Is addr a numeric loopback address (127.0.0.0/8 or ::1)? */
+bool moat_addr_is_loopback(const char *addr);
+
+#endif

@@ -1,0 +1,251 @@
+/*
+ * Broker lifecycle: load and check the data directory, build TLS contexts,
+ * start the workers, and handle signals (SIGTERM/SIGINT stop, SIGHUP reload)
+ * on the main thread, which does nothing else.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "mqtt/broker.h"
+#include "tls/tls.h"
+
+void moat_share_free_all(void);
+
+static moat_err check_private(const char *path, mode_t mask, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return MOAT_E_IO;
+	}
+	if (st.st_mode & mask) {
+		snprintf(err, errlen,
+			 "%s is accessible by group or others (mode %03o); fix: chmod %s %s", path,
+			 (unsigned)(st.st_mode & 0777), S_ISDIR(st.st_mode) ? "700" : "600", path);
+		return MOAT_E_PERM;
+	}
+	return MOAT_OK;
+}
+
+static moat_err build_listeners(const struct moat_conf *conf, struct moat_listener *out, char *err,
+				size_t errlen)
+{
+	size_t i;
+	struct moat_tls_paths paths = {conf->tls_cert, conf->tls_key, conf->tls_ca};
+
+	for (i = 0; i < conf->n_listeners; i++) {
+		out[i].conf = conf->listeners[i];
+		out[i].ssl_ctx = NULL;
+		if (!out[i].conf.tls)
+			continue;
+		out[i].ssl_ctx =
+		    moat_tls_server_ctx(&paths, out[i].conf.require_client_cert, err, errlen);
+		if (out[i].ssl_ctx == NULL) {
+			while (i-- > 0)
+				SSL_CTX_free(out[i].ssl_ctx);
+			return MOAT_E_TLS;
+		}
+	}
+	return MOAT_OK;
+}
+
+static moat_err load_conf(struct moat_broker *b, struct moat_conf *conf, char *err, size_t errlen)
+{
+	moat_err rc;
+
+	rc = moat_conf_load(b->conf_path, b->dir, conf, err, errlen);
+	if (rc != MOAT_OK)
+		return rc;
+	return check_private(conf->tls_key, 077, err, errlen);
+}
+
+moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, size_t errlen)
+{
+	moat_err rc;
+	unsigned i;
+	long ncpu;
+
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->reg_lock, NULL);
+	pthread_mutex_init(&b->share_lock, NULL);
+	pthread_mutex_init(&b->ctx_lock, NULL);
+	snprintf(b->dir, sizeof(b->dir), "%s", dir);
+	if ((size_t)snprintf(b->conf_path, sizeof(b->conf_path), "%s/moat.conf", dir) >=
+	    sizeof(b->conf_path)) {
+		snprintf(err, errlen, "data directory path too long");
+		return MOAT_E_INVAL;
+	}
+	if ((rc = check_private(dir, 077, err, errlen)) != MOAT_OK)
+		return rc;
+	if ((rc = load_conf(b, &b->conf, err, errlen)) != MOAT_OK)
+		return rc;
+	moat_log_set_level((enum moat_log_level)b->conf.log_level);
+	if ((rc = build_listeners(&b->conf, b->listeners, err, errlen)) != MOAT_OK)
+		return rc;
+	b->n_listeners = b->conf.n_listeners;
+	for (i = 0; i < b->n_listeners; i++)
+		if (!b->listeners[i].conf.tls)
+			log_warn("plaintext_listener",
+				 "listener=%s bind=%s port=%u note=\"tls = off: traffic on this "
+				 "loopback listener is not encrypted\"",
+				 b->listeners[i].conf.name, b->listeners[i].conf.bind,
+				 b->listeners[i].conf.port);
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	b->n_workers = b->conf.workers ? b->conf.workers : (ncpu > 0 ? (unsigned)ncpu : 1);
+	if (b->n_workers > MOAT_MAX_WORKERS)
+		b->n_workers = MOAT_MAX_WORKERS;
+	b->shared = moat_subtrie_new();
+	b->workers = calloc(b->n_workers, sizeof(*b->workers));
+	if (b->shared == NULL || b->workers == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return MOAT_E_NOMEM;
+	}
+	b->started = moat_now_ms();
+	for (i = 0; i < b->n_workers; i++) {
+		if ((rc = moat_worker_init(&b->workers[i], b, i)) != MOAT_OK) {
+			snprintf(err, errlen, "worker %u: cannot start (%s); see the log above", i,
+				 moat_strerror(rc));
+			b->n_workers = i + 1;
+			return rc;
+		}
+	}
+	return MOAT_OK;
+}
+
+moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
+{
+	struct moat_conf *nc = calloc(1, sizeof(*nc));
+	struct moat_listener nl[MOAT_MAX_LISTENERS];
+	moat_err rc = MOAT_E_NOMEM;
+	size_t i, j;
+
+	if (nc == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if ((rc = load_conf(b, nc, err, errlen)) != MOAT_OK)
+		goto out;
+	if ((rc = build_listeners(nc, nl, err, errlen)) != MOAT_OK)
+		goto out;
+	/* Swap TLS contexts of listeners that still exist; live connections
+	 * keep the context they were made with (SSL objects hold a ref). */
+	pthread_mutex_lock(&b->ctx_lock);
+	for (i = 0; i < b->n_listeners; i++) {
+		for (j = 0; j < nc->n_listeners; j++) {
+			if (strcmp(b->listeners[i].conf.name, nl[j].conf.name) != 0)
+				continue;
+			if (b->listeners[i].ssl_ctx && nl[j].ssl_ctx) {
+				SSL_CTX_free(b->listeners[i].ssl_ctx);
+				b->listeners[i].ssl_ctx = nl[j].ssl_ctx;
+				nl[j].ssl_ctx = NULL;
+			}
+		}
+	}
+	pthread_mutex_unlock(&b->ctx_lock);
+	for (j = 0; j < nc->n_listeners; j++)
+		SSL_CTX_free(nl[j].ssl_ctx);
+	/* Limits: plain aligned word stores; workers see them on their next read. */
+	b->conf.max_packet_size = nc->max_packet_size;
+	b->conf.max_keepalive = nc->max_keepalive;
+	b->conf.receive_maximum = nc->receive_maximum;
+	b->conf.max_inflight = nc->max_inflight;
+	b->conf.max_queued_messages = nc->max_queued_messages;
+	b->conf.max_connections = nc->max_connections;
+	b->conf.log_level = nc->log_level;
+	moat_log_set_level((enum moat_log_level)nc->log_level);
+	rc = MOAT_OK;
+out:
+	free(nc);
+	return rc;
+}
+
+void moat_broker_run(struct moat_broker *b)
+{
+	sigset_t set;
+	unsigned i;
+	int sig;
+	size_t l;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	for (i = 0; i < b->n_workers; i++)
+		pthread_create(&b->workers[i].thread, NULL, moat_worker_main, &b->workers[i]);
+	for (l = 0; l < b->n_listeners; l++)
+		log_info("listening", "listener=%s bind=%s port=%u tls=%s client_cert=%s policy=%s",
+			 b->listeners[l].conf.name, b->listeners[l].conf.bind,
+			 b->listeners[l].conf.port, b->listeners[l].conf.tls ? "on" : "off",
+			 b->listeners[l].conf.require_client_cert ? "required" : "optional",
+			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
+	log_info("ready", "workers=%u dir=%s", b->n_workers, b->dir);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			char err[512];
+			moat_err rc = moat_broker_reload(b, err, sizeof(err));
+			if (rc == MOAT_OK)
+				log_info("reload", "ok=1");
+			else
+				log_error("reload", "ok=0 error=\"%s\"", err);
+			continue;
+		}
+		log_info("stopping", "signal=%d", sig);
+		break;
+	}
+	moat_broker_stop(b);
+	for (i = 0; i < b->n_workers; i++)
+		pthread_join(b->workers[i].thread, NULL);
+	log_info("stopped", "dir=%s", b->dir);
+}
+
+void moat_broker_stop(struct moat_broker *b)
+{
+	unsigned i;
+
+	atomic_store(&b->stopping, true);
+	for (i = 0; i < b->n_workers; i++) {
+		struct moat_mailitem *it = calloc(1, sizeof(*it));
+		if (it == NULL) {
+			b->workers[i].r.stop = true;
+			continue;
+		}
+		it->kind = MAIL_STOP;
+		moat_mailbox_post(&b->workers[i].mb, &it->link, &it->link);
+	}
+}
+
+static void share_free_cb(void *owner, void *value)
+{
+	(void)owner;
+	(void)value;
+}
+
+void moat_broker_free(struct moat_broker *b)
+{
+	unsigned i;
+	size_t l;
+
+	for (i = 0; i < b->n_workers && b->workers; i++)
+		moat_worker_free(&b->workers[i]);
+	free(b->workers);
+	for (l = 0; l < b->n_listeners; l++)
+		SSL_CTX_free(b->listeners[l].ssl_ctx);
+	if (b->shared)
+		moat_subtrie_free(b->shared, share_free_cb);
+	moat_share_free_all();
+	moat_registry_free(b);
+	pthread_mutex_destroy(&b->reg_lock);
+	pthread_mutex_destroy(&b->share_lock);
+	pthread_mutex_destroy(&b->ctx_lock);
+}

@@ -1,0 +1,361 @@
+/*
+ * The broker's shared types: the daemon-wide `struct moat_broker`, one
+ * `struct moat_worker` per thread, connections, sessions, subscriptions and
+ * messages.
+ *
+ * Threading model (docs/architecture.md has the long form):
+ * - Each worker owns its connections, its sessions, a subscription trie of
+ *   its own sessions' subscriptions and a replica of the retained tree.
+ *   Nothing a worker owns is touched by another thread.
+ * - A message published on worker A is matched against A's trie and posted,
+ *   as one refcounted object, to the mailbox of every other worker that has
+ *   subscriptions; each matches it against its own trie. No global lock is
+ *   taken on the publish path.
+ * - A session lives on the worker that created it. A client reconnecting on
+ *   another worker has its connection handed over to the session's worker.
+ *   The client-id -> worker registry is the only global map, locked only at
+ *   CONNECT and session end.
+ * - Shared subscriptions ($share) are the exception: group membership is
+ *   global, under its own lock, consulted only when shared subscriptions
+ *   exist; the chosen member's worker receives a targeted delivery.
+ */
+#ifndef MOAT_MQTT_BROKER_H
+#define MOAT_MQTT_BROKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/reactor.h"
+#include "mqtt/codec/codec.h"
+#include "mqtt/trie.h"
+
+struct moat_broker;
+struct moat_worker;
+struct moat_session;
+
+/* One published message, shared read-only by every receiver. */
+struct moat_msg {
+	atomic_uint refs;
+	uint8_t qos;
+	bool retain;
+	uint8_t payload_format;
+	bool has_payload_format;
+	uint64_t expiry_at; /* monotonic ms; 0 = never */
+	uint64_t origin;    /* session id of the publisher (no-local); 0 = broker */
+	char *topic;	    /* NUL-terminated for convenience */
+	uint16_t topic_len;
+	uint8_t *payload;
+	uint32_t payload_len;
+	uint8_t *content_type, *response_topic, *correlation, *user;
+	uint16_t content_type_len, response_topic_len;
+	uint16_t correlation_len;
+	uint32_t user_len; /* raw (0x26 k v)* */
+	uint16_t n_user;
+	uint8_t data[];
+};
+
+struct moat_msg *moat_msg_new(const char *topic, size_t tlen, const uint8_t *payload, size_t plen,
+			      const struct mqtt_props *props, uint8_t qos, bool retain,
+			      uint64_t origin);
+static inline struct moat_msg *moat_msg_ref(struct moat_msg *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+void moat_msg_unref(struct moat_msg *m);
+bool moat_msg_expired(const struct moat_msg *m, uint64_t now);
+
+#define MOAT_SUB_IDS_PER_DELIVERY 4
+
+/* One message on its way to one session (queued or in flight). */
+struct moat_delivery {
+	struct moat_msg *msg;
+	uint32_t sub_ids[MOAT_SUB_IDS_PER_DELIVERY];
+	uint8_t n_sub_ids;
+	uint8_t qos;
+	bool retain;
+	uint8_t state; /* enum delivery_state */
+	uint16_t pid;
+};
+
+enum delivery_state {
+	DELIVERY_QUEUED = 0,
+	DELIVERY_WAIT_PUBACK,
+	DELIVERY_WAIT_PUBREC,
+	DELIVERY_WAIT_PUBCOMP,
+};
+
+struct moat_sub {
+	struct moat_session *s;
+	char *filter; /* as given, including $share/g/ */
+	uint16_t filter_len;
+	const char *match; /* the filter the trie holds (inside `filter`) */
+	uint16_t match_len;
+	uint8_t qos;
+	bool no_local;
+	bool rap;
+	uint8_t rh;
+	uint32_t sub_id;
+	bool shared;
+};
+
+struct moat_session {
+	uint64_t id;
+	char client_id[MOAT_MAX_CLIENT_ID_LEN + 1];
+	uint16_t client_id_len;
+	char identity[MOAT_DEVICE_ID_MAX + 1]; /* certificate identity, "" if none */
+	struct moat_worker *w;
+	struct moat_conn *conn; /* NULL when offline */
+	uint8_t version;
+	uint32_t expiry_interval; /* seconds; kept after disconnect */
+	uint64_t expire_at;	  /* when offline; 0 = not scheduled */
+	/* will */
+	struct moat_msg *will;
+	uint32_t will_delay;
+	uint64_t will_at; /* 0 = not pending */
+	/* subscriptions */
+	struct moat_sub **subs;
+	uint16_t n_subs, cap_subs;
+	/* outgoing QoS>0: inflight window then queue */
+	struct moat_delivery *inflight;
+	uint16_t n_inflight, cap_inflight;
+	struct moat_delivery *queue; /* ring */
+	uint32_t q_head, q_len, q_cap;
+	uint16_t next_pid;
+	/* incoming QoS 2 awaiting PUBREL */
+	uint16_t *qos2_in;
+	uint16_t n_qos2_in, cap_qos2_in;
+	/* worker's session list */
+	struct moat_session *prev, *next;
+};
+
+enum conn_state {
+	CONN_TLS_HANDSHAKE = 0,
+	CONN_WAIT_CONNECT,
+	CONN_CONNECTED,
+	CONN_CLOSING, /* flush output then close */
+	CONN_HANDOFF, /* being moved to another worker */
+};
+
+struct moat_listener;
+
+struct moat_conn {
+	struct moat_ev ev;
+	struct moat_worker *w;
+	struct moat_listener *l;
+	SSL *ssl;
+	uint8_t state;
+	uint8_t version;
+	bool want_write; /* TLS needs EPOLLOUT to progress reads */
+	bool dirty;	 /* on the worker's flush list */
+	bool graceful;	 /* DISCONNECT 0x00 received: no will */
+	bool counted;	 /* included in the clients-connected statistic */
+	unsigned handoff_to;
+	uint16_t keepalive;
+	uint64_t last_rx;
+	uint64_t opened;
+	/* peer limits (v5) */
+	uint32_t peer_max_packet;
+	uint16_t peer_receive_max;
+	uint16_t peer_alias_max;
+	struct moat_session *s;
+	struct moat_buf in, out;
+	char identity[MOAT_DEVICE_ID_MAX + 1];
+	char addr[64];
+	/* topic aliases: client->server (by alias) and server->client */
+	char **alias_in;
+	char **alias_out;
+	uint16_t n_alias_out;
+	struct moat_conn *prev, *next; /* worker's connection list */
+	struct moat_conn *dirty_next;  /* worker's flush list */
+};
+
+struct moat_listener {
+	struct moat_listener_conf conf;
+	SSL_CTX *ssl_ctx; /* NULL for tls = off */
+};
+
+/* Mailbox items between workers. */
+enum mail_kind {
+	MAIL_ROUTE,  /* match msg against the local trie (and/or retain it) */
+	MAIL_TARGET, /* deliver msg to one local session (shared subscription) */
+	MAIL_ADOPT,  /* take over a connection (session lives here) */
+	MAIL_KICK,   /* disconnect any session of this identity (revocation etc.) */
+	MAIL_RELOAD, /* reload config-derived limits */
+	MAIL_STOP,
+};
+
+struct moat_mailitem {
+	struct moat_mail link;
+	uint8_t kind;
+	bool route;
+	bool retain;
+	uint8_t qos;
+	struct moat_msg *msg;
+	uint64_t session_id;
+	uint32_t sub_id;
+	bool sub_rap;
+	struct moat_conn *conn;
+};
+
+struct moat_stats {
+	atomic_uint_fast64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
+	atomic_int_fast64_t clients;
+};
+
+struct moat_worker {
+	struct moat_broker *b;
+	unsigned idx;
+	pthread_t thread;
+	struct moat_reactor r;
+	struct moat_mailbox mb;
+	struct moat_ev tick;
+	void *listen_evs; /* struct listen_ev[n_listeners] (worker.c) */
+	struct moat_subtrie *subs;
+	atomic_uint n_subs; /* read by other workers to skip empty ones */
+	struct moat_rettree *retained;
+	struct moat_conn *conns;
+	size_t n_conns;
+	struct moat_session *sessions;
+	struct moat_conn *dirty;
+	/* per-session lookup by id for targeted deliveries */
+	struct moat_session **by_id;
+	size_t by_id_cap, by_id_n;
+	/* outgoing mail batched per peer during one loop turn */
+	struct moat_mailitem **batch_head, **batch_tail;
+	struct moat_stats stats;
+	uint64_t now;
+	/* matching scratch */
+	struct moat_match *scratch;
+	size_t scratch_n, scratch_cap;
+};
+
+struct moat_match {
+	struct moat_session *s;
+	struct moat_sub *sub;
+};
+
+struct moat_broker {
+	struct moat_conf conf;
+	char dir[MOAT_MAX_PATH];
+	char conf_path[MOAT_MAX_PATH];
+	struct moat_listener listeners[MOAT_MAX_LISTENERS];
+	size_t n_listeners;
+	struct moat_worker *workers;
+	unsigned n_workers;
+	atomic_uint next_session_id_lo;
+	atomic_uint_fast64_t next_session_id;
+	atomic_int connections;
+	uint64_t started;
+	/* client id -> worker registry */
+	pthread_mutex_t reg_lock;
+	struct moat_regent **reg;
+	size_t reg_cap, reg_n;
+	/* shared subscriptions */
+	pthread_mutex_t share_lock;
+	struct moat_subtrie *shared;
+	atomic_uint n_shared;
+	/* config reload: a new generation of limits; TLS contexts swap */
+	pthread_mutex_t ctx_lock;
+	atomic_bool stopping;
+};
+
+/* registry.c */
+struct moat_regent {
+	char *client_id;
+	uint64_t session_id;
+	unsigned worker;
+};
+/* Look up client_id; if absent, register it for (worker, session_id) and
+ * return true. If present, *owner is the owning worker, returns false. */
+bool moat_registry_claim(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
+			 uint64_t session_id, unsigned *owner, uint64_t *owner_sid);
+void moat_registry_release(struct moat_broker *b, const char *cid, size_t len, uint64_t session_id);
+/* Point client_id at (worker, session_id), registering it if absent. */
+void moat_registry_rebind(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
+			  uint64_t session_id);
+void moat_registry_free(struct moat_broker *b);
+
+/* broker.c */
+moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, size_t errlen);
+void moat_broker_run(struct moat_broker *b); /* blocks until stop */
+void moat_broker_stop(struct moat_broker *b);
+moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen);
+void moat_broker_free(struct moat_broker *b);
+
+/* worker.c */
+moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned idx);
+void *moat_worker_main(void *arg);
+void moat_worker_free(struct moat_worker *w);
+void moat_worker_post(struct moat_worker *from, unsigned to, struct moat_mailitem *it);
+void moat_worker_flush_mail(struct moat_worker *w);
+void moat_worker_index_session(struct moat_worker *w, struct moat_session *s, bool add);
+struct moat_session *moat_worker_find_session(struct moat_worker *w, uint64_t id);
+
+/* conn.c */
+void moat_conn_accept(struct moat_worker *w, struct moat_listener *l, int fd, const char *addr);
+void moat_conn_adopt(struct moat_worker *w, struct moat_conn *c);
+void moat_conn_close(struct moat_conn *c, const char *why);
+/* Queue an encoded packet; returns false if it could not be buffered. */
+bool moat_conn_send(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_conn_mark_dirty(struct moat_conn *c);
+void moat_conn_flush(struct moat_conn *c);
+/* Send a v5 DISCONNECT with reason (v3: nothing) and close after flush. */
+void moat_conn_disconnect(struct moat_conn *c, uint8_t reason, const char *why);
+void moat_conn_tick(struct moat_conn *c, uint64_t now);
+
+/* handle_*.c: one handler per packet type */
+void moat_handle_packet(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_puback(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_pubrec(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_pubrel(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_pubcomp(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_unsubscribe(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_pingreq(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_disconnect(struct moat_conn *c, const struct mqtt_packet *p);
+void moat_handle_auth(struct moat_conn *c, const struct mqtt_packet *p);
+
+/* session.c */
+struct moat_session *moat_session_new(struct moat_worker *w, const char *cid, size_t len);
+void moat_session_free(struct moat_session *s);
+/* Clean start on an existing session: drop subscriptions, messages, will. */
+void moat_session_reset(struct moat_session *s);
+/* Deliver to a local session (online or offline). */
+void moat_session_deliver(struct moat_session *s, struct moat_msg *m, uint8_t qos, bool retain,
+			  const uint32_t *sub_ids, uint8_t n_sub_ids);
+/* Send what the window allows (after connect or an ack). */
+void moat_session_pump(struct moat_session *s);
+/* Retransmit in-flight messages after a reconnect. */
+void moat_session_resend(struct moat_session *s);
+struct moat_delivery *moat_session_find_inflight(struct moat_session *s, uint16_t pid);
+void moat_session_complete(struct moat_session *s, struct moat_delivery *d);
+void moat_session_detach(struct moat_session *s); /* connection gone */
+void moat_session_end(struct moat_session *s);	  /* expiry / clean start */
+void moat_session_publish_will(struct moat_session *s);
+void moat_session_tick(struct moat_session *s, uint64_t now);
+moat_err moat_session_add_sub(struct moat_session *s, struct moat_sub *sub, bool *existed);
+bool moat_session_remove_sub(struct moat_session *s, const char *filter, size_t len);
+
+/* route.c */
+void moat_route(struct moat_worker *w, struct moat_msg *m);
+void moat_route_local(struct moat_worker *w, struct moat_msg *m, bool route, bool retain);
+void moat_route_retained_to(struct moat_session *s, struct moat_sub *sub);
+void moat_route_shared(struct moat_worker *w, struct moat_msg *m);
+
+/* policy.c */
+bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_t len);
+bool moat_policy_may_subscribe(const struct moat_conn *c, const char *filter, size_t len);
+
+/* sys.c */
+void moat_sys_publish(struct moat_worker *w);
+
+#endif

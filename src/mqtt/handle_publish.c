@@ -1,0 +1,140 @@
+/*
+ * PUBLISH from a client: topic aliases, validation, policy, QoS 2
+ * de-duplication and Receive Maximum, then routing and the acknowledgement.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "mqtt/broker.h"
+#include "mqtt/topic.h"
+
+static void send_ack(struct moat_conn *c, uint8_t type, uint16_t pid, uint8_t code)
+{
+	struct mqtt_packet r;
+
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	r.u.ack.packet_id = pid;
+	r.u.ack.code = c->version == MQTT_V5 ? code : 0;
+	(void)moat_conn_send(c, &r);
+}
+
+/* Resolve or record a client->server topic alias. On success topic and len
+ * point at the topic to use. */
+static bool resolve_alias(struct moat_conn *c, const struct mqtt_packet *p, const char **topic,
+			  size_t *len)
+{
+	uint16_t a = p->props.topic_alias;
+
+	if (!(p->props.present & MQTT_HAS(MQTT_PROP_TOPIC_ALIAS))) {
+		*topic = (const char *)p->u.publish.topic.p;
+		*len = p->u.publish.topic.len;
+		return *len > 0;
+	}
+	if (a == 0 || a > MOAT_TOPIC_ALIAS_MAX)
+		return false;
+	if (c->alias_in == NULL) {
+		c->alias_in = calloc(MOAT_TOPIC_ALIAS_MAX, sizeof(char *));
+		if (c->alias_in == NULL)
+			return false;
+	}
+	if (p->u.publish.topic.len > 0) {
+		char *t = strndup((const char *)p->u.publish.topic.p, p->u.publish.topic.len);
+		if (t == NULL)
+			return false;
+		free(c->alias_in[a - 1]);
+		c->alias_in[a - 1] = t;
+	}
+	if (c->alias_in[a - 1] == NULL)
+		return false;
+	*topic = c->alias_in[a - 1];
+	*len = strlen(*topic);
+	return true;
+}
+
+static bool qos2_seen(const struct moat_session *s, uint16_t pid)
+{
+	uint16_t i;
+
+	for (i = 0; i < s->n_qos2_in; i++)
+		if (s->qos2_in[i] == pid)
+			return true;
+	return false;
+}
+
+void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
+{
+	const struct mqtt_publish *pub = &p->u.publish;
+	struct moat_session *s = c->s;
+	struct moat_worker *w = c->w;
+	const char *topic;
+	size_t tlen;
+	struct moat_msg *m;
+	uint8_t ack = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+
+	if (!resolve_alias(c, p, &topic, &tlen)) {
+		moat_conn_disconnect(c, MQTT_RC_TOPIC_ALIAS_INVALID, "bad topic alias");
+		return;
+	}
+	if (!moat_topic_name_valid(topic, tlen)) {
+		moat_conn_disconnect(c, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
+		return;
+	}
+	if (pub->qos == 2 && qos2_seen(s, pub->packet_id)) {
+		/* A retransmission of a QoS 2 message we already routed. */
+		send_ack(c, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS);
+		return;
+	}
+	if (pub->qos == 2 && s->n_qos2_in >= w->b->conf.receive_maximum) {
+		moat_conn_disconnect(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
+		return;
+	}
+	if (!moat_policy_may_publish(c, topic, tlen)) {
+		log_info("publish_denied", "client=%s topic=\"%.*s\" qos=%u", s->client_id,
+			 (int)(tlen > 128 ? 128 : tlen), topic, pub->qos);
+		if (pub->qos == 0)
+			return;
+		if (c->version == MQTT_V5)
+			send_ack(c, ack, pub->packet_id, MQTT_RC_NOT_AUTHORIZED);
+		else
+			moat_conn_close(c, "publish denied (v3 QoS>0)");
+		return;
+	}
+	if ((p->props.present & MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT)) &&
+	    p->props.payload_format == 1 && !mqtt_utf8_valid(pub->payload.p, pub->payload.len)) {
+		if (pub->qos > 0)
+			send_ack(c, ack, pub->packet_id, MQTT_RC_PAYLOAD_FORMAT_INVALID);
+		return;
+	}
+	m = moat_msg_new(topic, tlen, pub->payload.p, pub->payload.len, &p->props, pub->qos,
+			 pub->retain, s->id);
+	if (m == NULL) {
+		if (pub->qos > 0 && c->version == MQTT_V5)
+			send_ack(c, ack, pub->packet_id, MQTT_RC_UNSPECIFIED);
+		else
+			moat_conn_close(c, "out of memory");
+		return;
+	}
+	moat_route(w, m);
+	moat_msg_unref(m);
+	if (pub->qos == 1) {
+		send_ack(c, MQTT_PUBACK, pub->packet_id, MQTT_RC_SUCCESS);
+	} else if (pub->qos == 2) {
+		if (s->n_qos2_in == s->cap_qos2_in) {
+			uint16_t ncap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 8;
+			uint16_t *n;
+			if (ncap > w->b->conf.receive_maximum)
+				ncap = w->b->conf.receive_maximum;
+			n = realloc(s->qos2_in, ncap * sizeof(*n));
+			if (n == NULL) {
+				moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+				return;
+			}
+			s->qos2_in = n;
+			s->cap_qos2_in = ncap;
+		}
+		s->qos2_in[s->n_qos2_in++] = pub->packet_id;
+		send_ack(c, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS);
+	}
+}

@@ -1,0 +1,157 @@
+/*
+ * SUBSCRIBE and UNSUBSCRIBE: validate each filter, apply the policy, update
+ * the session (and so the trie), answer, then send matching retained
+ * messages according to each subscription's Retain Handling.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "mqtt/broker.h"
+#include "mqtt/topic.h"
+
+static struct moat_sub *sub_new(const struct mqtt_sub_entry *e, uint32_t sub_id)
+{
+	struct moat_sub *sub = calloc(1, sizeof(*sub));
+	const char *g, *f;
+	size_t glen, flen;
+	bool bad;
+
+	if (sub == NULL)
+		return NULL;
+	sub->filter = malloc(e->filter.len + 1);
+	if (sub->filter == NULL) {
+		free(sub);
+		return NULL;
+	}
+	memcpy(sub->filter, e->filter.p, e->filter.len);
+	sub->filter[e->filter.len] = '\0';
+	sub->filter_len = (uint16_t)e->filter.len;
+	sub->match = sub->filter;
+	sub->match_len = sub->filter_len;
+	if (moat_topic_shared_parse(sub->filter, sub->filter_len, &g, &glen, &f, &flen, &bad)) {
+		sub->shared = true;
+		sub->match = f;
+		sub->match_len = (uint16_t)flen;
+	}
+	sub->qos = e->qos;
+	sub->no_local = e->no_local;
+	sub->rap = e->retain_as_published;
+	sub->rh = e->retain_handling;
+	sub->sub_id = sub_id;
+	return sub;
+}
+
+void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
+{
+	struct moat_session *s = c->s;
+	struct mqtt_sub_iter it;
+	struct mqtt_sub_entry e;
+	struct mqtt_packet r;
+	uint8_t *codes = NULL;
+	struct moat_sub **granted = NULL;
+	bool *existed = NULL;
+	size_t n = 0, i;
+	uint32_t sub_id = 0;
+
+	if (p->props.present & MQTT_HAS(MQTT_PROP_SUBSCRIPTION_ID))
+		sub_id = p->props.sub_id;
+	/* The count comes from bytes we hold, not from a declared number. */
+	codes = calloc(p->u.subs.count, 1);
+	granted = calloc(p->u.subs.count, sizeof(*granted));
+	existed = calloc(p->u.subs.count, sizeof(*existed));
+	if (codes == NULL || granted == NULL || existed == NULL) {
+		moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+		goto out;
+	}
+	mqtt_sub_iter_init(&it, c->version, p);
+	while (n < p->u.subs.count && mqtt_sub_iter_next(&it, &e)) {
+		const char *g, *f;
+		size_t glen, flen;
+		bool bad = false, shared;
+		uint8_t fail = c->version == MQTT_V5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
+		struct moat_sub *sub;
+		moat_err rc;
+
+		shared = moat_topic_shared_parse((const char *)e.filter.p, e.filter.len, &g, &glen,
+						 &f, &flen, &bad);
+		if (bad || !moat_topic_filter_valid((const char *)e.filter.p, e.filter.len)) {
+			codes[n++] = fail;
+			continue;
+		}
+		if (shared && e.no_local) {
+			/* MQTT-3.8.3-4 */
+			moat_conn_disconnect(c, MQTT_RC_PROTOCOL_ERROR,
+					     "no local on shared subscription");
+			goto out;
+		}
+		if (!moat_policy_may_subscribe(c, (const char *)e.filter.p, e.filter.len)) {
+			log_info("subscribe_denied", "client=%s filter=\"%.*s\"", s->client_id,
+				 (int)(e.filter.len > 128 ? 128 : e.filter.len),
+				 (const char *)e.filter.p);
+			codes[n++] = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
+			continue;
+		}
+		sub = sub_new(&e, sub_id);
+		if (sub == NULL) {
+			codes[n++] = c->version == MQTT_V5 ? MQTT_RC_UNSPECIFIED : 0x80;
+			continue;
+		}
+		rc = moat_session_add_sub(s, sub, &existed[n]);
+		if (rc != MOAT_OK) {
+			free(sub->filter);
+			free(sub);
+			codes[n++] = c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0x80;
+			continue;
+		}
+		/* On replace, the session kept its own record; look it up. */
+		for (i = 0; i < s->n_subs; i++)
+			if (s->subs[i]->filter_len == e.filter.len &&
+			    memcmp(s->subs[i]->filter, e.filter.p, e.filter.len) == 0)
+				granted[n] = s->subs[i];
+		codes[n++] = e.qos;
+	}
+	memset(&r, 0, sizeof(r));
+	r.type = MQTT_SUBACK;
+	r.u.codes.packet_id = p->u.subs.packet_id;
+	r.u.codes.codes.p = codes;
+	r.u.codes.codes.len = n;
+	(void)moat_conn_send(c, &r);
+	for (i = 0; i < n; i++) {
+		struct moat_sub *sub = granted[i];
+		if (sub == NULL || sub->rh == 2 || (sub->rh == 1 && existed[i]))
+			continue;
+		moat_route_retained_to(s, sub);
+	}
+out:
+	free(codes);
+	free(granted);
+	free(existed);
+}
+
+void moat_handle_unsubscribe(struct moat_conn *c, const struct mqtt_packet *p)
+{
+	struct moat_session *s = c->s;
+	struct mqtt_sub_iter it;
+	struct mqtt_sub_entry e;
+	struct mqtt_packet r;
+	uint8_t *codes = calloc(p->u.subs.count ? p->u.subs.count : 1, 1);
+	size_t n = 0;
+
+	if (codes == NULL) {
+		moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+		return;
+	}
+	mqtt_sub_iter_init(&it, c->version, p);
+	while (n < p->u.subs.count && mqtt_sub_iter_next(&it, &e)) {
+		bool found = moat_session_remove_sub(s, (const char *)e.filter.p, e.filter.len);
+		codes[n++] = found ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+	}
+	memset(&r, 0, sizeof(r));
+	r.type = MQTT_UNSUBACK;
+	r.u.codes.packet_id = p->u.subs.packet_id;
+	r.u.codes.codes.p = codes;
+	r.u.codes.codes.len = n;
+	(void)moat_conn_send(c, &r);
+	free(codes);
+}
