@@ -48,8 +48,6 @@
 #define CLIENT_OUT_HIGH (64u * 1024u)
 /* One TLS record's worth of plaintext per SSL_read. */
 #define CLIENT_READ_CHUNK 16384u
-/* SSL_reads per readiness event before giving the other clients a turn. */
-#define CLIENT_READS_PER_EVENT 64
 /* Messages one publisher may add per visit of the pump. */
 #define PUMP_BURST 8u
 #define EPOLL_BATCH 256
@@ -475,12 +473,14 @@ static void client_parse(struct bench_client *c)
 		moat_buf_reset(&c->in);
 }
 
+/* Read until OpenSSL wants more from the socket: with read-ahead, records
+ * already pulled into OpenSSL's buffer would never wake epoll again. */
 static void client_read(struct bench_client *c)
 {
-	int i, n, e;
 	moat_err rc;
+	int n, e;
 
-	for (i = 0; i < CLIENT_READS_PER_EVENT && c->state != CL_DEAD; i++) {
+	while (c->state != CL_DEAD) {
 		rc = moat_buf_reserve(&c->in, CLIENT_READ_CHUNK);
 		if (rc) {
 			client_fail(c, BENCH_ERR_PROTO, "input buffer: %s", moat_strerror(rc));

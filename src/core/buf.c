@@ -58,6 +58,9 @@ moat_err moat_buf_reserve(struct moat_buf *b, size_t n)
 		ncap = ncap > b->max / 2 ? b->max : ncap * 2;
 	if (ncap < need)
 		ncap = need;
+	/* The first block (256) may exceed a small max; max bounds cap. */
+	if (ncap > b->max)
+		ncap = b->max;
 	if (b->secret) {
 		/* Never leave secret bytes behind in a freed block. */
 		nd = malloc(ncap);
@@ -68,7 +71,10 @@ moat_err moat_buf_reserve(struct moat_buf *b, size_t n)
 		moat_buf_free(b);
 	} else {
 		if (b->off) {
+			/* Keep the buffer consistent if realloc fails. */
 			memmove(b->data, b->data + b->off, used);
+			b->off = 0;
+			b->len = used;
 		}
 		nd = realloc(b->data, ncap);
 		if (nd == NULL)

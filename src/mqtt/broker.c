@@ -17,6 +17,16 @@
 
 void moat_share_free_all(void);
 
+void moat_limits_from_conf(struct moat_limits *l, const struct moat_conf *c)
+{
+	l->max_packet_size = c->max_packet_size;
+	l->max_keepalive = c->max_keepalive;
+	l->receive_maximum = c->receive_maximum;
+	l->max_inflight = c->max_inflight;
+	l->max_queued_messages = c->max_queued_messages;
+	l->max_connections = c->max_connections;
+}
+
 static moat_err check_private(const char *path, mode_t mask, char *err, size_t errlen)
 {
 	struct stat st;
@@ -151,13 +161,21 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 	pthread_mutex_unlock(&b->ctx_lock);
 	for (j = 0; j < nc->n_listeners; j++)
 		SSL_CTX_free(nl[j].ssl_ctx);
-	/* Limits: plain aligned word stores; workers see them on their next read. */
-	b->conf.max_packet_size = nc->max_packet_size;
-	b->conf.max_keepalive = nc->max_keepalive;
-	b->conf.receive_maximum = nc->receive_maximum;
-	b->conf.max_inflight = nc->max_inflight;
-	b->conf.max_queued_messages = nc->max_queued_messages;
-	b->conf.max_connections = nc->max_connections;
+	/* Limits: each worker gets its own copy through its mailbox. New
+	 * connections see them; live ones keep what their CONNACK promised. */
+	for (i = 0; i < b->n_workers; i++) {
+		struct moat_mailitem *it = calloc(1, sizeof(*it));
+		struct moat_limits *lim = malloc(sizeof(*lim));
+		if (it == NULL || lim == NULL) {
+			free(it);
+			free(lim);
+			continue;
+		}
+		moat_limits_from_conf(lim, nc);
+		it->kind = MAIL_RELOAD;
+		it->lim = lim;
+		moat_mailbox_post(&b->workers[i].mb, &it->link, &it->link);
+	}
 	b->conf.log_level = nc->log_level;
 	moat_log_set_level((enum moat_log_level)nc->log_level);
 	rc = MOAT_OK;

@@ -158,6 +158,7 @@ struct moat_conn {
 	bool counted;	 /* included in the clients-connected statistic */
 	unsigned handoff_to;
 	uint16_t keepalive;
+	uint32_t max_packet; /* what CONNACK told the client */
 	uint64_t last_rx;
 	uint64_t opened;
 	/* peer limits (v5) */
@@ -202,6 +203,18 @@ struct moat_mailitem {
 	uint32_t sub_id;
 	bool sub_rap;
 	struct moat_conn *conn;
+	struct moat_limits *lim; /* MAIL_RELOAD */
+};
+
+/* The reloadable [broker] limits. Each worker has its own copy, replaced by
+ * a MAIL_RELOAD message, so SIGHUP never races with a worker reading them. */
+struct moat_limits {
+	uint32_t max_packet_size;
+	uint16_t max_keepalive;
+	uint16_t receive_maximum;
+	uint16_t max_inflight;
+	uint32_t max_queued_messages;
+	uint32_t max_connections;
 };
 
 struct moat_stats {
@@ -230,6 +243,7 @@ struct moat_worker {
 	/* outgoing mail batched per peer during one loop turn */
 	struct moat_mailitem **batch_head, **batch_tail;
 	struct moat_stats stats;
+	struct moat_limits lim;
 	uint64_t now;
 	/* matching scratch */
 	struct moat_match *scratch;
@@ -265,6 +279,8 @@ struct moat_broker {
 	pthread_mutex_t ctx_lock;
 	atomic_bool stopping;
 };
+
+void moat_limits_from_conf(struct moat_limits *l, const struct moat_conf *c);
 
 /* registry.c */
 struct moat_regent {
@@ -356,6 +372,8 @@ bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_
 bool moat_policy_may_subscribe(const struct moat_conn *c, const char *filter, size_t len);
 
 /* sys.c */
-void moat_sys_publish(struct moat_worker *w);
+/* Publish the statistics. route=false only refreshes this worker's retained
+ * copies (for a new $SYS subscriber on this worker). */
+void moat_sys_publish(struct moat_worker *w, bool route);
 
 #endif

@@ -261,8 +261,7 @@ static void conn_process(struct moat_conn *c)
 	while (c->state == CONN_WAIT_CONNECT || c->state == CONN_CONNECTED) {
 		uint8_t first;
 		size_t hdr, body;
-		size_t max = c->state == CONN_CONNECTED ? c->w->b->conf.max_packet_size
-							: MOAT_MAX_CONNECT_PACKET;
+		size_t max = c->state == CONN_CONNECTED ? c->max_packet : MOAT_MAX_CONNECT_PACKET;
 		struct mqtt_packet p;
 		moat_err rc;
 

@@ -188,8 +188,8 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 	/* --- connection parameters --- */
 	c->keepalive = k->keepalive;
 	if (c->version == MQTT_V5) {
-		if (k->keepalive == 0 || k->keepalive > b->conf.max_keepalive) {
-			server_keepalive = b->conf.max_keepalive;
+		if (k->keepalive == 0 || k->keepalive > w->lim.max_keepalive) {
+			server_keepalive = w->lim.max_keepalive;
 			c->keepalive = server_keepalive;
 		}
 		if (p->props.present & MQTT_HAS(MQTT_PROP_RECEIVE_MAXIMUM))
@@ -202,7 +202,8 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 	c->s = s;
 	s->conn = c;
 	c->state = CONN_CONNECTED;
-	c->in.max = b->conf.max_packet_size + 5u;
+	c->max_packet = w->lim.max_packet_size;
+	c->in.max = c->max_packet + 5u;
 	c->counted = true;
 	atomic_fetch_add(&w->stats.clients, 1);
 
@@ -215,8 +216,8 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 		pr->present |= MQTT_HAS(MQTT_PROP_RECEIVE_MAXIMUM) |
 			       MQTT_HAS(MQTT_PROP_MAXIMUM_PACKET_SIZE) |
 			       MQTT_HAS(MQTT_PROP_TOPIC_ALIAS_MAXIMUM);
-		pr->receive_maximum = b->conf.receive_maximum;
-		pr->max_packet_size = b->conf.max_packet_size;
+		pr->receive_maximum = w->lim.receive_maximum;
+		pr->max_packet_size = c->max_packet;
 		pr->topic_alias_max = MOAT_TOPIC_ALIAS_MAX;
 		if (assigned) {
 			pr->present |= MQTT_HAS(MQTT_PROP_ASSIGNED_CLIENT_ID);

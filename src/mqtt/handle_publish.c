@@ -86,7 +86,7 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		send_ack(c, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS);
 		return;
 	}
-	if (pub->qos == 2 && s->n_qos2_in >= w->b->conf.receive_maximum) {
+	if (pub->qos == 2 && s->n_qos2_in >= w->lim.receive_maximum) {
 		moat_conn_disconnect(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
 		return;
 	}
@@ -124,8 +124,8 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		if (s->n_qos2_in == s->cap_qos2_in) {
 			uint16_t ncap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 8;
 			uint16_t *n;
-			if (ncap > w->b->conf.receive_maximum)
-				ncap = w->b->conf.receive_maximum;
+			if (ncap > w->lim.receive_maximum)
+				ncap = w->lim.receive_maximum;
 			n = realloc(s->qos2_in, ncap * sizeof(*n));
 			if (n == NULL) {
 				moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");

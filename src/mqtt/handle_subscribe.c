@@ -117,6 +117,14 @@ void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 	r.u.codes.codes.p = codes;
 	r.u.codes.codes.len = n;
 	(void)moat_conn_send(c, &r);
+	/* Fresh $SYS values for a new $SYS subscriber, not up to 10 s old. */
+	for (i = 0; i < n; i++) {
+		if (granted[i] && granted[i]->match_len >= 4 &&
+		    memcmp(granted[i]->match, "$SYS", 4) == 0) {
+			moat_sys_publish(c->w, false);
+			break;
+		}
+	}
 	for (i = 0; i < n; i++) {
 		struct moat_sub *sub = granted[i];
 		if (sub == NULL || sub->rh == 2 || (sub->rh == 1 && existed[i]))

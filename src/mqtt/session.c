@@ -188,7 +188,7 @@ bool moat_session_remove_sub(struct moat_session *s, const char *filter, size_t 
 
 static uint16_t session_window(const struct moat_session *s)
 {
-	uint16_t win = s->w->b->conf.max_inflight;
+	uint16_t win = s->w->lim.max_inflight;
 
 	if (s->conn && s->conn->peer_receive_max < win)
 		win = s->conn->peer_receive_max;
@@ -365,7 +365,7 @@ static bool inflight_room(struct moat_session *s)
 
 static bool queue_push(struct moat_session *s, const struct moat_delivery *d)
 {
-	uint32_t max = s->w->b->conf.max_queued_messages;
+	uint32_t max = s->w->lim.max_queued_messages;
 
 	if (s->q_len >= max)
 		return false;

@@ -9,7 +9,7 @@
 
 #include "mqtt/broker.h"
 
-static void sys_put(struct moat_worker *w, const char *name, unsigned long long v)
+static void sys_put(struct moat_worker *w, bool route, const char *name, unsigned long long v)
 {
 	char topic[96], val[32];
 	int tl = snprintf(topic, sizeof(topic), "$SYS/broker/%s", name);
@@ -21,11 +21,14 @@ static void sys_put(struct moat_worker *w, const char *name, unsigned long long 
 	m = moat_msg_new(topic, (size_t)tl, (const uint8_t *)val, (size_t)vl, NULL, 0, true, 0);
 	if (m == NULL)
 		return;
-	moat_route(w, m);
+	if (route)
+		moat_route(w, m);
+	else
+		moat_route_local(w, m, false, true);
 	moat_msg_unref(m);
 }
 
-void moat_sys_publish(struct moat_worker *w)
+void moat_sys_publish(struct moat_worker *w, bool route)
 {
 	struct moat_broker *b = w->b;
 	unsigned long long in = 0, out = 0, bin = 0, bout = 0, dropped = 0;
@@ -41,11 +44,11 @@ void moat_sys_publish(struct moat_worker *w)
 		dropped += atomic_load_explicit(&st->dropped, memory_order_relaxed);
 		clients += atomic_load_explicit(&st->clients, memory_order_relaxed);
 	}
-	sys_put(w, "clients/connected", clients > 0 ? (unsigned long long)clients : 0);
-	sys_put(w, "messages/received", in);
-	sys_put(w, "messages/sent", out);
-	sys_put(w, "messages/dropped", dropped);
-	sys_put(w, "bytes/received", bin);
-	sys_put(w, "bytes/sent", bout);
-	sys_put(w, "uptime", (unsigned long long)((w->now - b->started) / 1000u));
+	sys_put(w, route, "clients/connected", clients > 0 ? (unsigned long long)clients : 0);
+	sys_put(w, route, "messages/received", in);
+	sys_put(w, route, "messages/sent", out);
+	sys_put(w, route, "messages/dropped", dropped);
+	sys_put(w, route, "bytes/received", bin);
+	sys_put(w, route, "bytes/sent", bout);
+	sys_put(w, route, "uptime", (unsigned long long)((w->now - b->started) / 1000u));
 }

@@ -44,7 +44,7 @@ static void listen_cb(struct moat_ev *ev, uint32_t events)
 				log_warn("accept_failed", "errno=%d", errno);
 			return;
 		}
-		if (atomic_fetch_add(&w->b->connections, 1) >= (int)w->b->conf.max_connections) {
+		if (atomic_fetch_add(&w->b->connections, 1) >= (int)w->lim.max_connections) {
 			atomic_fetch_sub(&w->b->connections, 1);
 			close(fd);
 			log_warn("connection_refused", "reason=max_connections");
@@ -231,6 +231,11 @@ static void mail_cb(struct moat_ev *ev, uint32_t events)
 		case MAIL_ADOPT:
 			moat_conn_adopt(w, it->conn);
 			break;
+		case MAIL_RELOAD:
+			if (it->lim)
+				w->lim = *it->lim;
+			free(it->lim);
+			break;
 		case MAIL_STOP:
 			worker_shutdown(w);
 			break;
@@ -263,7 +268,7 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 	}
 	if (w->idx == 0 && w->now - last_sys >= MOAT_SYS_INTERVAL_S * 1000u) {
 		last_sys = w->now;
-		moat_sys_publish(w);
+		moat_sys_publish(w, true);
 	}
 }
 
@@ -279,6 +284,7 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 	w->r.epfd = -1;
 	w->mb.ev.fd = -1;
 	w->tick.fd = -1;
+	moat_limits_from_conf(&w->lim, &b->conf);
 	if (moat_reactor_init(&w->r) != MOAT_OK || moat_mailbox_init(&w->mb) != MOAT_OK)
 		return MOAT_E_IO;
 	w->subs = moat_subtrie_new();
@@ -375,6 +381,7 @@ void moat_worker_free(struct moat_worker *w)
 			struct moat_mailitem *it = moat_container_of(m, struct moat_mailitem, link);
 			m = m->next;
 			moat_msg_unref(it->msg);
+			free(it->lim);
 			free(it);
 		}
 	}

@@ -106,8 +106,9 @@ class PKI:
         cn = device_id if cn is None else cn
         base = self._next(device_id or cn or "cert")
         key, csr, crt, ext = base + ".key", base + ".csr", base + ".crt", base + ".ext"
+        subj = "/CN=" + re.sub(r"([/+=\\])", r"\\\1", cn)
         run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-keyout", key, "-subj", "/CN=%s" % cn, "-out", csr])
+             "-nodes", "-keyout", key, "-subj", subj, "-out", csr])
         lines = []
         if client_auth:
             lines.append("extendedKeyUsage=clientAuth")
@@ -438,6 +439,10 @@ class _Paho(mqtt.Client):
         self.t_hold_pubrel = False
         self.t_held_pubrels = []
         self.t_tls_error = None
+        self.t_hold_pubrec = False
+        self.t_held_pubrecs = []
+        self.t_pingresps = 0
+        self.t_server_disconnect = None
 
     def _record(self, kind):
         pkt = self._in_packet["packet"]
@@ -450,6 +455,15 @@ class _Paho(mqtt.Client):
     def _handle_pubackcomp(self, cmd):
         self._record(cmd)
         return super()._handle_pubackcomp(cmd)
+
+    def _handle_disconnect(self):
+        # paho 1.6.1 ignores the reason code of a DISCONNECT whose remaining
+        # length is 1 (reason code, no properties: valid per MQTT 5 3.14.2.2)
+        pkt = self._in_packet["packet"]
+        with self.t_cond:
+            self.t_server_disconnect = pkt[0] if len(pkt) >= 1 else 0
+            self.t_cond.notify_all()
+        return super()._handle_disconnect()
 
     def _handle_pubrec(self):
         self._record("PUBREC")
@@ -473,13 +487,31 @@ class _Paho(mqtt.Client):
 
     def _send_puback(self, mid):
         if self.t_hold_puback:
-            self.t_held_pubacks.append(mid)
+            with self.t_cond:
+                self.t_held_pubacks.append(mid)
+                self.t_cond.notify_all()
             return mqtt.MQTT_ERR_SUCCESS
         return super()._send_puback(mid)
 
+    def _send_pubrec(self, mid):
+        if self.t_hold_pubrec:
+            with self.t_cond:
+                self.t_held_pubrecs.append(mid)
+                self.t_cond.notify_all()
+            return mqtt.MQTT_ERR_SUCCESS
+        return super()._send_pubrec(mid)
+
+    def _handle_pingresp(self):
+        with self.t_cond:
+            self.t_pingresps += 1
+            self.t_cond.notify_all()
+        return super()._handle_pingresp()
+
     def _send_pubrel(self, mid):
         if self.t_hold_pubrel:
-            self.t_held_pubrels.append(mid)
+            with self.t_cond:
+                self.t_held_pubrels.append(mid)
+                self.t_cond.notify_all()
             return mqtt.MQTT_ERR_SUCCESS
         return super()._send_pubrel(mid)
 
@@ -554,11 +586,14 @@ class TClient:
             self.cond.notify_all()
 
     def _on_disconnect(self, client, userdata, rc, properties=None):
-        server = rc.value if isinstance(rc, ReasonCodes) else None
+        server = self.c.t_server_disconnect  # reason of a DISCONNECT from the server
+        self.c.t_server_disconnect = None
         with self.cond:
             self.connected = False
             self.disconnects.append((server, rc, properties))
             self.cond.notify_all()
+        with self.c.t_cond:
+            self.c.t_cond.notify_all()
 
     def _on_message(self, client, userdata, m):
         raw = m._topic
@@ -688,6 +723,8 @@ class TClient:
         deadline = time.monotonic() + timeout
         with self.c.t_cond:
             while (kind, info.mid) not in self.c.t_acks:
+                if self.disconnects:
+                    return "disconnected"
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError("%s: no %s for mid %d within %.1fs (connected=%s)"
@@ -702,6 +739,17 @@ class TClient:
                         raise AssertionError("%s: no PUBCOMP for mid %d" % (self.name, info.mid))
                     self.c.t_cond.wait(min(left, 0.5))
         return code
+
+    def wait_paho(self, pred, timeout=WAIT, what="client event"):
+        """Wait on a predicate over the paho-level recorder (held acks, pings)."""
+        deadline = time.monotonic() + timeout
+        with self.c.t_cond:
+            while not pred(self.c):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("%s: timed out after %.1fs waiting for %s"
+                                         % (self.name, timeout, what))
+                self.c.t_cond.wait(min(left, 0.5))
 
     def get(self, timeout=WAIT, pred=None, what="a message"):
         """Wait for the next message (optionally the next one matching pred)

@@ -178,8 +178,9 @@ def test_cn_identity_without_san(client, pki, uid):
 
 
 @pytest.mark.moat_only("certificate identities must be valid device ids")
-@pytest.mark.parametrize("cn", ["Upper-Case", "has space", "-leading-dash", "x" * 65, "a/b", "a+b"])
-def test_invalid_identity_in_certificate_refused(client, pki, cn):
+@pytest.mark.parametrize("cn", ["Upper-Case", "has space", "-leading-dash", ".dot", "a/b", "a+b",
+                                "x" * 63 + "@", "tab\tid"])
+def test_invalid_cn_identity_refused(client, pki, cn):
     cert = pki.issue(cn, cn=cn, uri=False)
     c = client(cert, client_id=cn, connect=False)
     code, _, _ = c.connect(expect=None)
@@ -187,12 +188,15 @@ def test_invalid_identity_in_certificate_refused(client, pki, cn):
 
 
 @pytest.mark.moat_only("certificate identities must be valid device ids")
-def test_invalid_uri_san_identity_refused(client, pki):
-    cert = pki.issue("Bad_ID", cn="good-cn", uri=True)
-    for cid in ("Bad_ID", "good-cn"):
+@pytest.mark.parametrize("san_id", ["Bad_ID", "x" * 65, "a/b", "_x", ""])
+def test_invalid_uri_san_identity_refused(client, pki, san_id):
+    """A moat:device: URI SAN that is not a valid device id is not an
+    identity; the CN is not used as a fallback for it either."""
+    cert = pki.issue(san_id, cn="good-cn", uri=True)
+    for cid in (san_id, "good-cn"):
         c = client(cert, client_id=cid, connect=False)
         code, _, _ = c.connect(expect=None)
-        assert code != 0, "URI SAN moat:device:Bad_ID accepted with client id %r" % cid
+        assert code != 0, "URI SAN moat:device:%s accepted with client id %r" % (san_id, cid)
 
 
 def test_device_id_edge_lengths(client, pki):

@@ -154,7 +154,9 @@ struct mqtt_bytes {
  * Properties of any packet. `present` says which scalar/string fields were
  * present (decode) or are to be written (encode). User properties are one raw
  * region holding complete property encodings (0x26, key, value)*, so they can
- * be forwarded verbatim.
+ * be forwarded verbatim. (On decode the region spans first to last User
+ * Property and may enclose other properties the peer interleaved; walk it
+ * only with mqtt_user_iter, which skips them, as mqtt_encode does.)
  */
 struct mqtt_props {
 	uint64_t present;
@@ -165,7 +167,8 @@ struct mqtt_props {
 	struct mqtt_bytes correlation_data;
 	/* Decode: the value of the (single) Subscription Identifier in SUBSCRIBE
 	 * or the first one of a PUBLISH; n_sub_ids counts them (a PUBLISH from a
-	 * server may carry several). Encode: sub_ids[0..n_sub_ids). */
+	 * server may carry several). Encode: sub_ids[0..n_sub_ids), or sub_id
+	 * when sub_ids is NULL and n_sub_ids is 1. */
 	uint32_t sub_id;
 	const uint32_t *sub_ids;
 	size_t n_sub_ids;
