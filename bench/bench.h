@@ -58,7 +58,7 @@ struct bench_opts {
 	unsigned payload;
 	unsigned qos;
 	uint8_t version; /* enum mqtt_version */
-	double rate;     /* published messages/s in total; 0 = as fast as allowed */
+	double rate;	 /* published messages/s in total; 0 = as fast as allowed */
 	double duration; /* seconds: cap of the publish phase, or idle hold time */
 	unsigned window; /* QoS 1 messages in flight per publisher */
 	unsigned outstanding;
@@ -118,7 +118,7 @@ enum bench_phase {
 
 enum bench_errkind {
 	BENCH_ERR_CONNECT, /* TCP connect failed (refused, timeout) */
-	BENCH_ERR_TLS,     /* handshake or record layer failure */
+	BENCH_ERR_TLS,	   /* handshake or record layer failure */
 	BENCH_ERR_CONNACK, /* CONNACK with a non-zero code */
 	BENCH_ERR_SUBACK,  /* subscription refused */
 	BENCH_ERR_PUBACK,  /* PUBACK with a failure reason code */
@@ -146,7 +146,7 @@ struct bench_run {
 
 	_Atomic int phase;
 	_Atomic uint64_t t_start_ns; /* start of the publish phase */
-	_Atomic uint64_t ready;      /* clients connected (and subscribed) */
+	_Atomic uint64_t ready;	     /* clients connected (and subscribed) */
 	_Atomic uint64_t sent;
 	_Atomic uint64_t received;
 	_Atomic uint64_t acked;
@@ -182,7 +182,7 @@ struct bench_worker {
 	uint64_t d_received;
 	uint64_t d_acked;
 	uint64_t last_rx_ns;
-	struct moat_buf scratch;   /* payload being built */
+	struct moat_buf scratch; /* payload being built */
 	struct bench_hist *hist; /* heap: large */
 	int rc;
 };
@@ -193,13 +193,12 @@ void bench_worker_free(struct bench_worker *w);
 void *bench_worker_main(void *arg);
 
 /* Allocate the run's clients and split them over the workers. */
-moat_err bench_clients_create(struct bench_run *run, struct bench_ca *ca, char *err,
-			      size_t errlen);
+moat_err bench_clients_create(struct bench_run *run, struct bench_ca *ca, char *err, size_t errlen);
 void bench_clients_free(struct bench_run *run);
 
 /* Record an error (counted; the first few are printed to stderr). */
 void bench_error(struct bench_run *run, enum bench_errkind kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 const char *bench_errkind_name(enum bench_errkind kind);
 

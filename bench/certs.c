@@ -43,7 +43,7 @@ struct bench_ca {
 };
 
 static void ca_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Write "msg: <openssl reasons>" into err. */
 static void ca_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -86,8 +86,8 @@ static moat_err mkdir_p(const char *path)
 	return MOAT_OK;
 }
 
-static moat_err ca_load(const char *cert_path, const char *key_path, struct bench_ca *ca,
-			char *err, size_t errlen)
+static moat_err ca_load(const char *cert_path, const char *key_path, struct bench_ca *ca, char *err,
+			size_t errlen)
 {
 	moat_err rc = MOAT_E_CRYPTO;
 	FILE *f = NULL;
@@ -222,8 +222,8 @@ out:
 	return rc;
 }
 
-static moat_err identity_generate(struct bench_ca *ca, const char *id, EVP_PKEY **key,
-				  X509 **cert, char *err, size_t errlen)
+static moat_err identity_generate(struct bench_ca *ca, const char *id, EVP_PKEY **key, X509 **cert,
+				  char *err, size_t errlen)
 {
 	char san[BENCH_ID_MAX + 32];
 	EVP_PKEY *k = NULL;
@@ -240,8 +240,8 @@ static moat_err identity_generate(struct bench_ca *ca, const char *id, EVP_PKEY 
 	}
 	name = X509_get_subject_name(c);
 	if (X509_set_version(c, X509_VERSION_3) != 1 || random_serial(c) ||
-	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)id, -1,
-				       -1, 0) != 1 ||
+	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)id, -1, -1,
+				       0) != 1 ||
 	    X509_set_issuer_name(c, X509_get_subject_name(ca->cert)) != 1 ||
 	    X509_gmtime_adj(X509_getm_notBefore(c), -3600) == NULL ||
 	    X509_gmtime_adj(X509_getm_notAfter(c), (long)CERT_DAYS * 24 * 3600) == NULL ||
@@ -321,8 +321,8 @@ out:
 	return rc;
 }
 
-static moat_err identity_store(const struct bench_ca *ca, const char *id, EVP_PKEY *key,
-			       X509 *cert, char *err, size_t errlen)
+static moat_err identity_store(const struct bench_ca *ca, const char *id, EVP_PKEY *key, X509 *cert,
+			       char *err, size_t errlen)
 {
 	char path[MOAT_MAX_PATH], tmp[MOAT_MAX_PATH];
 	moat_err rc = MOAT_E_IO;

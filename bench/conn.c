@@ -92,7 +92,7 @@ struct bench_client {
 static char timer_tag;
 
 static void client_fail(struct bench_client *c, enum bench_errkind kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* OpenSSL's error queue as text (cleared), or the socket errno. */
 static void ssl_reason(char *buf, size_t len, int ssl_err, int saved_errno)
@@ -336,7 +336,8 @@ static void client_on_connack(struct bench_client *c, const struct mqtt_packet *
 		return;
 	}
 	if (p->u.connack.code != 0) {
-		client_fail(c, BENCH_ERR_CONNACK, "CONNACK refused: code 0x%02x", p->u.connack.code);
+		client_fail(c, BENCH_ERR_CONNACK, "CONNACK refused: code 0x%02x",
+			    p->u.connack.code);
 		return;
 	}
 	c->window = o->window;
@@ -505,7 +506,7 @@ static void client_read(struct bench_client *c)
 			char why[256];
 			ssl_reason(why, sizeof(why), e, errno);
 			client_fail(c,
-				    c->state == CL_READY ? BENCH_ERR_CLOSED
+				    c->state == CL_READY   ? BENCH_ERR_CLOSED
 				    : (e == SSL_ERROR_SSL) ? BENCH_ERR_TLS
 							   : BENCH_ERR_CLOSED,
 				    "read failed: %s", why);
@@ -720,9 +721,9 @@ static void worker_pump(struct bench_worker *w, uint64_t now)
 				/* Paced: the scheduled time of this worker's k-th
 				 * message; closed loop: now. */
 				k = w->quota_sent;
-				client_publish(c, w->rate > 0 ? t0 + (uint64_t)((double)k * 1e9 /
-										w->rate)
-							      : bench_now_ns());
+				client_publish(c, w->rate > 0
+						      ? t0 + (uint64_t)((double)k * 1e9 / w->rate)
+						      : bench_now_ns());
 				budget--;
 				progress = true;
 			}
@@ -950,8 +951,7 @@ static void client_setup_topics(struct bench_run *run, struct bench_client *c, u
 	c->sub_filter_len = strlen(c->sub_filter);
 }
 
-moat_err bench_clients_create(struct bench_run *run, struct bench_ca *ca, char *err,
-			      size_t errlen)
+moat_err bench_clients_create(struct bench_run *run, struct bench_ca *ca, char *err, size_t errlen)
 {
 	const struct bench_opts *o = run->o;
 	struct bench_client *c;

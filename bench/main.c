@@ -42,18 +42,17 @@ struct scenario_name {
 };
 
 static const struct scenario_name scenarios[] = {
-	{"fanin", BENCH_FANIN, -1},	 {"fanin-qos0", BENCH_FANIN, 0},
-	{"fanin-qos1", BENCH_FANIN, 1},	 {"p2p", BENCH_P2P, -1},
-	{"p2p-qos0", BENCH_P2P, 0},	 {"p2p-qos1", BENCH_P2P, 1},
-	{"fanout", BENCH_FANOUT, -1},	 {"fanout-qos0", BENCH_FANOUT, 0},
-	{"fanout-qos1", BENCH_FANOUT, 1}, {"idle", BENCH_IDLE, 0},
+    {"fanin", BENCH_FANIN, -1},	      {"fanin-qos0", BENCH_FANIN, 0},
+    {"fanin-qos1", BENCH_FANIN, 1},   {"p2p", BENCH_P2P, -1},
+    {"p2p-qos0", BENCH_P2P, 0},	      {"p2p-qos1", BENCH_P2P, 1},
+    {"fanout", BENCH_FANOUT, -1},     {"fanout-qos0", BENCH_FANOUT, 0},
+    {"fanout-qos1", BENCH_FANOUT, 1}, {"idle", BENCH_IDLE, 0},
 };
 
 static const char *const errkind_names[BENCH_ERR__COUNT] = {
-	[BENCH_ERR_CONNECT] = "connect", [BENCH_ERR_TLS] = "tls",
-	[BENCH_ERR_CONNACK] = "connack", [BENCH_ERR_SUBACK] = "suback",
-	[BENCH_ERR_PUBACK] = "puback",	 [BENCH_ERR_CLOSED] = "closed",
-	[BENCH_ERR_PROTO] = "protocol",
+    [BENCH_ERR_CONNECT] = "connect", [BENCH_ERR_TLS] = "tls",	    [BENCH_ERR_CONNACK] = "connack",
+    [BENCH_ERR_SUBACK] = "suback",   [BENCH_ERR_PUBACK] = "puback", [BENCH_ERR_CLOSED] = "closed",
+    [BENCH_ERR_PROTO] = "protocol",
 };
 
 struct report {
@@ -69,95 +68,93 @@ struct report {
 
 static void usage(FILE *f)
 {
-	fputs(
-		"usage: moat-bench --ca FILE --ca-key FILE --scenario NAME [options]\n"
-		"\n"
-		"MQTT load generator over mutual TLS: every simulated device has its own\n"
-		"ECDSA P-256 key and certificate (CN = client id = device id, URI SAN\n"
-		"moat:device:<id>), signed at start-up by the given CA. Prints one line of\n"
-		"JSON with the results on stdout; progress and errors go to stderr.\n"
-		"\n"
-		"Connection:\n"
-		"  --host HOST          broker address (default 127.0.0.1); the server\n"
-		"                       certificate must be valid for it (IP or DNS SAN)\n"
-		"  --port PORT          broker TLS port (default 8883)\n"
-		"  --ca FILE            CA certificate: verifies the broker and signs clients\n"
-		"                       (a moat data dir's ca.crt)\n"
-		"  --ca-key FILE        CA private key (the data dir's ca.key)\n"
-		"  --cert-cache DIR     keep generated client keys and certificates here\n"
-		"                       (DIR/<CA fingerprint>/<id>.pem, mode 0600) and reuse\n"
-		"                       them in later runs; default: generate every run\n"
-		"  --id-prefix STR      client id prefix (default \"bench-\"; ids are\n"
-		"                       STR000000, STR000001, ...)\n"
-		"  --v5 | --v311        MQTT version (default --v5)\n"
-		"  --keepalive S        MQTT keepalive in seconds (default 60; PINGREQ is sent\n"
-		"                       after S/2 seconds without traffic)\n"
-		"\n"
-		"Scenario:\n"
-		"  --scenario NAME      one of\n"
-		"      fanin-qos0, fanin-qos1  N publishers on d/<id>/t, one extra subscriber\n"
-		"                              of d/+/t (needs an open policy)\n"
-		"      p2p-qos1, p2p-qos0      N devices, each subscribed to d/<id>/p2p and\n"
-		"                              publishing to it: one route per message, each\n"
-		"                              within the default policy (write and read of\n"
-		"                              the device's own d/<id>/#)\n"
-		"      fanout-qos0, fanout-qos1  one extra publisher, N subscribers of its\n"
-		"                              topic (needs an open policy)\n"
-		"      idle                    N connections, no traffic for --duration\n"
-		"                              (default 5 s): memory per connection, CPU per\n"
-		"                              full mTLS handshake (no session resumption)\n"
-		"      fanin, p2p, fanout      QoS from --qos\n"
-		"  --clients N          devices (default 100)\n"
-		"  --messages N         messages published in total (default 100000);\n"
-		"                       deliveries = N x subscribers for fan-out\n"
-		"  --payload BYTES      payload size, >= 20 (default 64): magic, publish\n"
-		"                       timestamp, publisher, sequence, then filler\n"
-		"  --qos 0|1            override the scenario's QoS\n"
-		"  --rate R             open loop: publish R messages/s in total, message k\n"
-		"                       stamped with its scheduled time (so a broker that\n"
-		"                       falls behind shows as latency). Default: closed loop,\n"
-		"                       as fast as --window and --outstanding allow\n"
-		"  --duration S         cap on the publish phase (default 60 s), or the idle\n"
-		"                       hold time; with --rate and --messages 0, publishes\n"
-		"                       R x S messages\n"
-		"  --window N           QoS 1 messages in flight per publisher (default 16;\n"
-		"                       lowered to the broker's Receive Maximum in v5)\n"
-		"  --outstanding N      closed loop: at most N published messages not yet\n"
-		"                       delivered to every subscriber (default 500, well under\n"
-		"                       the per-client queue limits of moat and mosquitto, so\n"
-		"                       no broker has to drop)\n"
-		"  --drain-timeout S    after the last publish, wait this long for missing\n"
-		"                       deliveries (default 5)\n"
-		"\n"
-		"Run control and measurement:\n"
-		"  --threads 1|2        worker threads, each with its own epoll (default 1)\n"
-		"  --connect-concurrency N  handshakes in progress at once (default 64)\n"
-		"  --connect-timeout S  give up when not all clients are connected after S\n"
-		"                       seconds (default 120)\n"
-		"  --settle S           pause between all-connected and the memory sample and\n"
-		"                       the start of publishing (default 0.5)\n"
-		"  --broker-pid PID     sample CPU (utime+stime of /proc/PID/stat) and VmRSS\n"
-		"                       (/proc/PID/status) of PID and its descendants before\n"
-		"                       connecting, when all are connected, after settling,\n"
-		"                       and around the publish phase\n"
-		"  --quiet              no progress on stderr\n"
-		"  -h, --help           this text\n"
-		"\n"
-		"Output (one JSON line): ok, error, scenario, version, qos, clients,\n"
-		"connections, payload, rate, sent, received, expected, lost, acked,\n"
-		"elapsed_s (first publish to last delivery), msgs_per_s (deliveries/s),\n"
-		"lat_us {p50,p90,p99,p999,max,mean} (publish timestamp to receipt, same\n"
-		"clock), connect_s, errors {total and per kind}, and with --broker-pid\n"
-		"broker {cpu_connect_s, cpu_per_connect_ms, cpu_run_s, cpu_s_per_million\n"
-		"(per million deliveries), rss_before_kb, rss_connected_kb, rss_end_kb,\n"
-		"rss_per_conn_kb}.\n"
-		"\n"
-		"Exit status: 0 all clients connected and (QoS 1) every message delivered;\n"
-		"1 a failure (the JSON says which; the first errors are on stderr); 2 usage.\n"
-		"The process raises its open-files limit to what the clients need.\n",
-		f);
+	fputs("usage: moat-bench --ca FILE --ca-key FILE --scenario NAME [options]\n"
+	      "\n"
+	      "MQTT load generator over mutual TLS: every simulated device has its own\n"
+	      "ECDSA P-256 key and certificate (CN = client id = device id, URI SAN\n"
+	      "moat:device:<id>), signed at start-up by the given CA. Prints one line of\n"
+	      "JSON with the results on stdout; progress and errors go to stderr.\n"
+	      "\n"
+	      "Connection:\n"
+	      "  --host HOST          broker address (default 127.0.0.1); the server\n"
+	      "                       certificate must be valid for it (IP or DNS SAN)\n"
+	      "  --port PORT          broker TLS port (default 8883)\n"
+	      "  --ca FILE            CA certificate: verifies the broker and signs clients\n"
+	      "                       (a moat data dir's ca.crt)\n"
+	      "  --ca-key FILE        CA private key (the data dir's ca.key)\n"
+	      "  --cert-cache DIR     keep generated client keys and certificates here\n"
+	      "                       (DIR/<CA fingerprint>/<id>.pem, mode 0600) and reuse\n"
+	      "                       them in later runs; default: generate every run\n"
+	      "  --id-prefix STR      client id prefix (default \"bench-\"; ids are\n"
+	      "                       STR000000, STR000001, ...)\n"
+	      "  --v5 | --v311        MQTT version (default --v5)\n"
+	      "  --keepalive S        MQTT keepalive in seconds (default 60; PINGREQ is sent\n"
+	      "                       after S/2 seconds without traffic)\n"
+	      "\n"
+	      "Scenario:\n"
+	      "  --scenario NAME      one of\n"
+	      "      fanin-qos0, fanin-qos1  N publishers on d/<id>/t, one extra subscriber\n"
+	      "                              of d/+/t (needs an open policy)\n"
+	      "      p2p-qos1, p2p-qos0      N devices, each subscribed to d/<id>/p2p and\n"
+	      "                              publishing to it: one route per message, each\n"
+	      "                              within the default policy (write and read of\n"
+	      "                              the device's own d/<id>/#)\n"
+	      "      fanout-qos0, fanout-qos1  one extra publisher, N subscribers of its\n"
+	      "                              topic (needs an open policy)\n"
+	      "      idle                    N connections, no traffic for --duration\n"
+	      "                              (default 5 s): memory per connection, CPU per\n"
+	      "                              full mTLS handshake (no session resumption)\n"
+	      "      fanin, p2p, fanout      QoS from --qos\n"
+	      "  --clients N          devices (default 100)\n"
+	      "  --messages N         messages published in total (default 100000);\n"
+	      "                       deliveries = N x subscribers for fan-out\n"
+	      "  --payload BYTES      payload size, >= 20 (default 64): magic, publish\n"
+	      "                       timestamp, publisher, sequence, then filler\n"
+	      "  --qos 0|1            override the scenario's QoS\n"
+	      "  --rate R             open loop: publish R messages/s in total, message k\n"
+	      "                       stamped with its scheduled time (so a broker that\n"
+	      "                       falls behind shows as latency). Default: closed loop,\n"
+	      "                       as fast as --window and --outstanding allow\n"
+	      "  --duration S         cap on the publish phase (default 60 s), or the idle\n"
+	      "                       hold time; with --rate and --messages 0, publishes\n"
+	      "                       R x S messages\n"
+	      "  --window N           QoS 1 messages in flight per publisher (default 16;\n"
+	      "                       lowered to the broker's Receive Maximum in v5)\n"
+	      "  --outstanding N      closed loop: at most N published messages not yet\n"
+	      "                       delivered to every subscriber (default 500, well under\n"
+	      "                       the per-client queue limits of moat and mosquitto, so\n"
+	      "                       no broker has to drop)\n"
+	      "  --drain-timeout S    after the last publish, wait this long for missing\n"
+	      "                       deliveries (default 5)\n"
+	      "\n"
+	      "Run control and measurement:\n"
+	      "  --threads 1|2        worker threads, each with its own epoll (default 1)\n"
+	      "  --connect-concurrency N  handshakes in progress at once (default 64)\n"
+	      "  --connect-timeout S  give up when not all clients are connected after S\n"
+	      "                       seconds (default 120)\n"
+	      "  --settle S           pause between all-connected and the memory sample and\n"
+	      "                       the start of publishing (default 0.5)\n"
+	      "  --broker-pid PID     sample CPU (utime+stime of /proc/PID/stat) and VmRSS\n"
+	      "                       (/proc/PID/status) of PID and its descendants before\n"
+	      "                       connecting, when all are connected, after settling,\n"
+	      "                       and around the publish phase\n"
+	      "  --quiet              no progress on stderr\n"
+	      "  -h, --help           this text\n"
+	      "\n"
+	      "Output (one JSON line): ok, error, scenario, version, qos, clients,\n"
+	      "connections, payload, rate, sent, received, expected, lost, acked,\n"
+	      "elapsed_s (first publish to last delivery), msgs_per_s (deliveries/s),\n"
+	      "lat_us {p50,p90,p99,p999,max,mean} (publish timestamp to receipt, same\n"
+	      "clock), connect_s, errors {total and per kind}, and with --broker-pid\n"
+	      "broker {cpu_connect_s, cpu_per_connect_ms, cpu_run_s, cpu_s_per_million\n"
+	      "(per million deliveries), rss_before_kb, rss_connected_kb, rss_end_kb,\n"
+	      "rss_per_conn_kb}.\n"
+	      "\n"
+	      "Exit status: 0 all clients connected and (QoS 1) every message delivered;\n"
+	      "1 a failure (the JSON says which; the first errors are on stderr); 2 usage.\n"
+	      "The process raises its open-files limit to what the clients need.\n",
+	      f);
 }
-
 
 const char *bench_errkind_name(enum bench_errkind kind)
 {
@@ -237,34 +234,34 @@ enum opt_id {
 };
 
 static const struct option long_opts[] = {
-	{"host", required_argument, NULL, OPT_HOST},
-	{"port", required_argument, NULL, OPT_PORT},
-	{"ca", required_argument, NULL, OPT_CA},
-	{"ca-cert", required_argument, NULL, OPT_CA},
-	{"ca-key", required_argument, NULL, OPT_CA_KEY},
-	{"cert-cache", required_argument, NULL, OPT_CERT_CACHE},
-	{"id-prefix", required_argument, NULL, OPT_ID_PREFIX},
-	{"v5", no_argument, NULL, OPT_V5},
-	{"v311", no_argument, NULL, OPT_V311},
-	{"keepalive", required_argument, NULL, OPT_KEEPALIVE},
-	{"scenario", required_argument, NULL, OPT_SCENARIO},
-	{"clients", required_argument, NULL, OPT_CLIENTS},
-	{"messages", required_argument, NULL, OPT_MESSAGES},
-	{"payload", required_argument, NULL, OPT_PAYLOAD},
-	{"qos", required_argument, NULL, OPT_QOS},
-	{"rate", required_argument, NULL, OPT_RATE},
-	{"duration", required_argument, NULL, OPT_DURATION},
-	{"window", required_argument, NULL, OPT_WINDOW},
-	{"outstanding", required_argument, NULL, OPT_OUTSTANDING},
-	{"drain-timeout", required_argument, NULL, OPT_DRAIN},
-	{"threads", required_argument, NULL, OPT_THREADS},
-	{"connect-concurrency", required_argument, NULL, OPT_CONC},
-	{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-	{"settle", required_argument, NULL, OPT_SETTLE},
-	{"broker-pid", required_argument, NULL, OPT_BROKER_PID},
-	{"quiet", no_argument, NULL, OPT_QUIET},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"ca-cert", required_argument, NULL, OPT_CA},
+    {"ca-key", required_argument, NULL, OPT_CA_KEY},
+    {"cert-cache", required_argument, NULL, OPT_CERT_CACHE},
+    {"id-prefix", required_argument, NULL, OPT_ID_PREFIX},
+    {"v5", no_argument, NULL, OPT_V5},
+    {"v311", no_argument, NULL, OPT_V311},
+    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+    {"scenario", required_argument, NULL, OPT_SCENARIO},
+    {"clients", required_argument, NULL, OPT_CLIENTS},
+    {"messages", required_argument, NULL, OPT_MESSAGES},
+    {"payload", required_argument, NULL, OPT_PAYLOAD},
+    {"qos", required_argument, NULL, OPT_QOS},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"window", required_argument, NULL, OPT_WINDOW},
+    {"outstanding", required_argument, NULL, OPT_OUTSTANDING},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"connect-concurrency", required_argument, NULL, OPT_CONC},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"settle", required_argument, NULL, OPT_SETTLE},
+    {"broker-pid", required_argument, NULL, OPT_BROKER_PID},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static int bad_arg(const char *opt, const char *val)
@@ -514,8 +511,8 @@ static SSL_CTX *client_ctx(const struct bench_opts *o, char *err, size_t errlen)
 fail:
 	snprintf(err, errlen, "cannot set up the TLS client context (CA %s): %s", o->ca_cert,
 		 ERR_reason_error_string(ERR_peek_last_error()) != NULL
-			 ? ERR_reason_error_string(ERR_peek_last_error())
-			 : "unknown error");
+		     ? ERR_reason_error_string(ERR_peek_last_error())
+		     : "unknown error");
 	ERR_clear_error();
 	SSL_CTX_free(ctx);
 	return NULL;
@@ -560,7 +557,7 @@ static double secs(uint64_t a, uint64_t b)
 }
 
 static void report_error(struct report *rep, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void report_error(struct report *rep, const char *fmt, ...)
 {
@@ -711,16 +708,15 @@ static void report_print(const struct bench_run *run, const struct report *rep)
 	fprintf(f,
 		",\"version\":%s,\"qos\":%u,\"clients\":%u,\"connections\":%u,"
 		"\"connected\":%u,\"payload\":%u,\"rate\":%.1f,\"threads\":%u",
-		o->version == MQTT_V5 ? "\"5\"" : "\"3.1.1\"", o->qos, o->clients,
-		run->n_clients, rep->connected, o->payload, o->rate, o->threads);
+		o->version == MQTT_V5 ? "\"5\"" : "\"3.1.1\"", o->qos, o->clients, run->n_clients,
+		rep->connected, o->payload, o->rate, o->threads);
 	fprintf(f,
 		",\"sent\":%llu,\"received\":%llu,\"expected\":%llu,\"lost\":%llu,"
 		"\"acked\":%llu,\"elapsed_s\":%.4f,\"msgs_per_s\":%.1f,\"connect_s\":%.3f",
 		(unsigned long long)rep->sent, (unsigned long long)rep->received,
 		(unsigned long long)rep->expected, (unsigned long long)lost,
 		(unsigned long long)rep->acked, rep->elapsed_s,
-		rep->elapsed_s > 0 ? (double)rep->received / rep->elapsed_s : 0.0,
-		rep->connect_s);
+		rep->elapsed_s > 0 ? (double)rep->received / rep->elapsed_s : 0.0, rep->connect_s);
 	fprintf(f,
 		",\"lat_us\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
 		"\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}",
@@ -736,10 +732,10 @@ static void report_print(const struct bench_run *run, const struct report *rep)
 	if (o->broker_pid > 0 && rep->before.ok) {
 		cpu_connect = rep->connected_s.cpu_s - rep->before.cpu_s;
 		cpu_run = rep->run_end.cpu_s - rep->run_start.cpu_s;
-		rss_per_conn = rep->connected > 0 ? ((double)rep->settled.rss_kb -
-						     (double)rep->before.rss_kb) /
-							    rep->connected
-						  : 0.0;
+		rss_per_conn = rep->connected > 0
+				   ? ((double)rep->settled.rss_kb - (double)rep->before.rss_kb) /
+					 rep->connected
+				   : 0.0;
 		fprintf(f,
 			",\"broker\":{\"pid\":%ld,\"processes\":%u,\"cpu_connect_s\":%.3f,"
 			"\"cpu_per_connect_ms\":%.4f,\"cpu_run_s\":%.3f,"

@@ -245,6 +245,8 @@ struct moat_worker {
 	struct moat_stats stats;
 	struct moat_limits lim;
 	uint64_t now;
+	/* read scratch: input is parsed in place when nothing is buffered */
+	uint8_t rbuf[16384];
 	/* matching scratch */
 	struct moat_match *scratch;
 	size_t scratch_n, scratch_cap;

@@ -255,18 +255,24 @@ static void conn_handoff(struct moat_conn *c, unsigned to)
 	moat_mailbox_post(&w->b->workers[to].mb, &it->link, &it->link);
 }
 
-/* Decode and dispatch every complete packet in c->in. */
-static void conn_process(struct moat_conn *c)
+/*
+ * Decode and dispatch every complete packet in data[0..len). Returns the
+ * bytes consumed; stops early when the connection starts closing or is
+ * being handed over (then the CONNECT is left unconsumed for the new owner).
+ */
+static size_t conn_process(struct moat_conn *c, const uint8_t *data, size_t len)
 {
+	size_t done = 0;
+
 	while (c->state == CONN_WAIT_CONNECT || c->state == CONN_CONNECTED) {
 		uint8_t first;
 		size_t hdr, body;
 		size_t max = c->state == CONN_CONNECTED ? c->max_packet : MOAT_MAX_CONNECT_PACKET;
+		const uint8_t *pkt = data + done;
 		struct mqtt_packet p;
 		moat_err rc;
 
-		rc = mqtt_frame(moat_buf_head(&c->in), moat_buf_used(&c->in), max, &first, &hdr,
-				&body);
+		rc = mqtt_frame(pkt, len - done, max, &first, &hdr, &body);
 		if (rc == MOAT_E_AGAIN)
 			break;
 		if (rc != MOAT_OK) {
@@ -276,7 +282,7 @@ static void conn_process(struct moat_conn *c)
 				moat_conn_close(c, moat_strerror(rc));
 			break;
 		}
-		rc = mqtt_decode(c->version, first, moat_buf_head(&c->in) + hdr, body, &p);
+		rc = mqtt_decode(c->version, first, pkt + hdr, body, &p);
 		if (rc != MOAT_OK) {
 			log_info("bad_packet", "addr=%s client=%s type=%s error=\"%s\"", c->addr,
 				 c->s ? c->s->client_id : "-",
@@ -287,7 +293,7 @@ static void conn_process(struct moat_conn *c)
 				ack.type = MQTT_CONNACK;
 				/* Answer in the version the client asked for when we can
 				 * tell it (protocol level at body offset 6). */
-				if (body > 6 && moat_buf_head(&c->in)[hdr + 6] == MQTT_V5) {
+				if (body > 6 && pkt[hdr + 6] == MQTT_V5) {
 					c->version = MQTT_V5;
 					ack.u.connack.code = mqtt_err_reason(rc);
 				} else {
@@ -307,9 +313,10 @@ static void conn_process(struct moat_conn *c)
 		c->last_rx = c->w->now;
 		moat_handle_packet(c, &p);
 		if (c->state == CONN_HANDOFF)
-			return; /* keep the CONNECT for the new owner */
-		moat_buf_consume(&c->in, hdr + body);
+			break;
+		done += hdr + body;
 	}
+	return done;
 }
 
 static void conn_handshake(struct moat_conn *c)
@@ -349,64 +356,99 @@ static void conn_handshake(struct moat_conn *c)
 	}
 }
 
-/* Read all available input, processing packets as they complete. */
+/* One read into dst; returns bytes, 0 when nothing more is available now,
+ * -1 when the connection is closing. */
+static ssize_t conn_read_some(struct moat_conn *c, uint8_t *dst, size_t room)
+{
+	ssize_t n;
+
+	if (c->ssl) {
+		int r = SSL_read(c->ssl, dst, room > INT32_MAX ? INT32_MAX : (int)room);
+		if (r > 0)
+			return r;
+		switch (SSL_get_error(c->ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+			if (c->want_write) {
+				c->want_write = false;
+				conn_update_events(c);
+			}
+			return 0;
+		case SSL_ERROR_WANT_WRITE:
+			c->want_write = true;
+			conn_update_events(c);
+			return 0;
+		case SSL_ERROR_ZERO_RETURN:
+			moat_conn_close(c, "tls close");
+			return -1;
+		default:
+			ERR_clear_error();
+			moat_conn_close(c, "tls read");
+			return -1;
+		}
+	}
+	n = read(c->ev.fd, dst, room);
+	if (n > 0)
+		return n;
+	if (n == 0) {
+		moat_conn_close(c, "eof");
+		return -1;
+	}
+	if (errno == EAGAIN || errno == EINTR)
+		return 0;
+	moat_conn_close(c, "read error");
+	return -1;
+}
+
+/*
+ * Read all available input. The common case (nothing buffered) reads into
+ * the worker's scratch buffer and handles packets from there, so a
+ * connection allocates input memory only while it holds a partial packet.
+ */
 static void conn_read(struct moat_conn *c)
 {
+	struct moat_worker *w = c->w;
+
 	for (;;) {
 		ssize_t n;
-		size_t room;
+		size_t used;
 
 		if (c->state != CONN_WAIT_CONNECT && c->state != CONN_CONNECTED)
 			return;
-		room = c->in.max - moat_buf_used(&c->in);
-		if (room == 0) {
-			/* Cannot happen: the cap exceeds the largest frame allowed. */
-			moat_conn_close(c, "input buffer full");
-			return;
-		}
-		if (room > READ_CHUNK)
-			room = READ_CHUNK;
-		if (moat_buf_reserve(&c->in, room) != MOAT_OK) {
-			moat_conn_close(c, "out of memory");
-			return;
-		}
-		if (c->ssl) {
-			int r = SSL_read(c->ssl, moat_buf_tail(&c->in), (int)room);
-			if (r <= 0) {
-				int e = SSL_get_error(c->ssl, r);
-				if (e == SSL_ERROR_WANT_READ) {
-					if (c->want_write) {
-						c->want_write = false;
-						conn_update_events(c);
-					}
-					break;
+		if (moat_buf_used(&c->in) == 0) {
+			n = conn_read_some(c, w->rbuf, sizeof(w->rbuf));
+			if (n <= 0)
+				break;
+			used = conn_process(c, w->rbuf, (size_t)n);
+			if (c->state == CONN_WAIT_CONNECT || c->state == CONN_CONNECTED ||
+			    c->state == CONN_HANDOFF) {
+				/* Keep the partial packet (or the CONNECT to hand over). */
+				if (moat_buf_append(&c->in, w->rbuf + used, (size_t)n - used) !=
+				    MOAT_OK) {
+					moat_conn_close(c, "input too large");
+					return;
 				}
-				if (e == SSL_ERROR_WANT_WRITE) {
-					c->want_write = true;
-					conn_update_events(c);
-					break;
-				}
-				ERR_clear_error();
-				moat_conn_close(c, e == SSL_ERROR_ZERO_RETURN ? "tls close"
-									      : "tls read");
-				return;
 			}
-			n = r;
 		} else {
-			n = read(c->ev.fd, moat_buf_tail(&c->in), room);
-			if (n == 0) {
-				moat_conn_close(c, "eof");
+			size_t room = c->in.max - moat_buf_used(&c->in);
+			if (room == 0) {
+				/* Cannot happen: the cap exceeds the largest frame allowed. */
+				moat_conn_close(c, "input buffer full");
 				return;
 			}
-			if (n < 0) {
-				if (errno == EAGAIN || errno == EINTR)
-					break;
-				moat_conn_close(c, "read error");
+			if (room > READ_CHUNK)
+				room = READ_CHUNK;
+			if (moat_buf_reserve(&c->in, room) != MOAT_OK) {
+				moat_conn_close(c, "out of memory");
 				return;
 			}
+			n = conn_read_some(c, moat_buf_tail(&c->in), room);
+			if (n <= 0)
+				break;
+			moat_buf_commit(&c->in, (size_t)n);
+			used = conn_process(c, moat_buf_head(&c->in), moat_buf_used(&c->in));
+			if (c->state != CONN_HANDOFF)
+				moat_buf_consume(&c->in, used);
 		}
-		moat_buf_commit(&c->in, (size_t)n);
-		conn_process(c);
 		if (c->state == CONN_HANDOFF)
 			return;
 	}
@@ -430,9 +472,10 @@ static void conn_event_cb(struct moat_ev *ev, uint32_t events)
 		moat_conn_mark_dirty(c);
 	if (events == 0) {
 		/* Adopted connection: process what is buffered first. */
-		conn_process(c);
+		size_t used = conn_process(c, moat_buf_head(&c->in), moat_buf_used(&c->in));
 		if (c->state == CONN_HANDOFF)
 			goto handoff;
+		moat_buf_consume(&c->in, used);
 		if (c->state == CONN_CLOSING)
 			return;
 	}

@@ -675,7 +675,8 @@ static void ret_subtree(struct ret_walk *w, const struct tnode *n, size_t tlen, 
 	uint32_t i, span = kids_span(n);
 
 	ret_report(w, n, tlen);
-	if (NEVER(d >= MOAT_MAX_TOPIC_LEVELS))
+	/* Stored topics have at most MOAT_MAX_TOPIC_LEVELS levels. */
+	if (NEVER(d >= MOAT_MAX_TOPIC_LEVELS && n->nkids > 0))
 		return;
 	for (i = 0; i < span; i++) {
 		const struct tnode *k = n->kids[i];

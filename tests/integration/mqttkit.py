@@ -892,14 +892,17 @@ def connect_pkt(client_id="", version=5, clean=True, keepalive=60, props_kw=None
 
 
 def publish_pkt(topic, payload=b"", qos=0, pid=None, retain=False, dup=False, version=5,
-                props_kw=None, topic_raw=None):
+                props_kw=None, topic_raw=None, props_raw=None):
     flags = (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
     t = topic_raw if topic_raw is not None else topic.encode("utf-8")
     body = struct.pack("!H", len(t)) + t
     if qos:
         body += struct.pack("!H", pid)
     if version == 5:
-        body += pack_props(PacketTypes.PUBLISH, **(props_kw or {}))
+        if props_raw is not None:
+            body += varint(len(props_raw)) + props_raw
+        else:
+            body += pack_props(PacketTypes.PUBLISH, **(props_kw or {}))
     return packet(PUBLISH, flags & 0x0F, body + payload)
 
 
