@@ -256,6 +256,34 @@ static void conn_handoff(struct moat_conn *c, unsigned to)
 }
 
 /*
+ * A first packet we cannot accept (oversize or undecodable). If it is a v5
+ * CONNECT (protocol level byte visible), answer with a CONNACK carrying the
+ * reason; a v3 client gets return code 1 for an unsupported level, else the
+ * connection just closes (v3 has no code for "malformed").
+ */
+static void conn_refuse_early(struct moat_conn *c, const uint8_t *pkt, size_t avail, moat_err rc)
+{
+	struct mqtt_packet ack;
+	size_t hdr = 1;
+
+	while (hdr < avail && hdr < 4 && (pkt[hdr] & 0x80u))
+		hdr++;
+	hdr++; /* past the last length byte */
+	memset(&ack, 0, sizeof(ack));
+	ack.type = MQTT_CONNACK;
+	if ((pkt[0] >> 4) == MQTT_CONNECT && avail > hdr + 6 && pkt[hdr + 6] == MQTT_V5) {
+		c->version = MQTT_V5;
+		ack.u.connack.code = mqtt_err_reason(rc);
+		(void)moat_conn_send(c, &ack);
+	} else if ((pkt[0] >> 4) == MQTT_CONNECT && rc == MOAT_E_VERSION) {
+		c->version = MQTT_V311;
+		ack.u.connack.code = MQTT_V3_BAD_VERSION;
+		(void)moat_conn_send(c, &ack);
+	}
+	moat_conn_close(c, moat_strerror(rc));
+}
+
+/*
  * Decode and dispatch every complete packet in data[0..len). Returns the
  * bytes consumed; stops early when the connection starts closing or is
  * being handed over (then the CONNECT is left unconsumed for the new owner).
@@ -276,10 +304,12 @@ static size_t conn_process(struct moat_conn *c, const uint8_t *data, size_t len)
 		if (rc == MOAT_E_AGAIN)
 			break;
 		if (rc != MOAT_OK) {
+			log_info("bad_packet", "addr=%s client=%s error=\"%s\"", c->addr,
+				 c->s ? c->s->client_id : "-", moat_strerror(rc));
 			if (c->state == CONN_CONNECTED)
 				moat_conn_disconnect(c, mqtt_err_reason(rc), moat_strerror(rc));
 			else
-				moat_conn_close(c, moat_strerror(rc));
+				conn_refuse_early(c, pkt, len - done, rc);
 			break;
 		}
 		rc = mqtt_decode(c->version, first, pkt + hdr, body, &p);
@@ -287,23 +317,8 @@ static size_t conn_process(struct moat_conn *c, const uint8_t *data, size_t len)
 			log_info("bad_packet", "addr=%s client=%s type=%s error=\"%s\"", c->addr,
 				 c->s ? c->s->client_id : "-",
 				 mqtt_type_name((uint8_t)(first >> 4)), moat_strerror(rc));
-			if (c->state == CONN_WAIT_CONNECT && (first >> 4) == MQTT_CONNECT) {
-				struct mqtt_packet ack;
-				memset(&ack, 0, sizeof(ack));
-				ack.type = MQTT_CONNACK;
-				/* Answer in the version the client asked for when we can
-				 * tell it (protocol level at body offset 6). */
-				if (body > 6 && pkt[hdr + 6] == MQTT_V5) {
-					c->version = MQTT_V5;
-					ack.u.connack.code = mqtt_err_reason(rc);
-				} else {
-					c->version = MQTT_V311;
-					ack.u.connack.code =
-					    rc == MOAT_E_VERSION ? MQTT_V3_BAD_VERSION : 0;
-				}
-				if (c->version == MQTT_V5 || ack.u.connack.code != 0)
-					(void)moat_conn_send(c, &ack);
-				moat_conn_close(c, moat_strerror(rc));
+			if (c->state == CONN_WAIT_CONNECT) {
+				conn_refuse_early(c, pkt, hdr + body, rc);
 			} else {
 				moat_conn_disconnect(c, mqtt_err_reason(rc), moat_strerror(rc));
 			}

@@ -30,7 +30,7 @@ static bool resolve_alias(struct moat_conn *c, const struct mqtt_packet *p, cons
 	if (!(p->props.present & MQTT_HAS(MQTT_PROP_TOPIC_ALIAS))) {
 		*topic = (const char *)p->u.publish.topic.p;
 		*len = p->u.publish.topic.len;
-		return *len > 0;
+		return true; /* an empty topic is refused by the name check */
 	}
 	if (a == 0 || a > MOAT_TOPIC_ALIAS_MAX)
 		return false;
@@ -73,8 +73,18 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 	struct moat_msg *m;
 	uint8_t ack = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
 
+	if (p->props.n_sub_ids != 0) {
+		/* Only a server may send Subscription Identifiers (MQTT-3.3.4-6). */
+		moat_conn_disconnect(c, MQTT_RC_PROTOCOL_ERROR, "subscription id in PUBLISH");
+		return;
+	}
 	if (!resolve_alias(c, p, &topic, &tlen)) {
 		moat_conn_disconnect(c, MQTT_RC_TOPIC_ALIAS_INVALID, "bad topic alias");
+		return;
+	}
+	if (tlen == 0) {
+		/* Empty topic without an alias (MQTT-3.3.2-1, 3.3.4). */
+		moat_conn_disconnect(c, MQTT_RC_PROTOCOL_ERROR, "empty topic without alias");
 		return;
 	}
 	if (!moat_topic_name_valid(topic, tlen)) {

@@ -451,7 +451,7 @@ static void test_sub_random_wide(void **state)
 	for (i = 0; i < 3; i++) {
 		/* Short alphabet first so matches are frequent, then wide. */
 		sub_differential(alpha, 12, 5000, 42 + i);
-		sub_differential(alpha, 300, 20000, 1000 + i);
+		sub_differential(alpha, 300, 12000, 1000 + i);
 	}
 }
 
@@ -824,7 +824,7 @@ static void test_ret_random(void **state)
 	wide[1] = "";
 	for (i = 0; i < 3; i++) {
 		ret_differential(wide, 12, 5000, 99 + i);
-		ret_differential(wide, 300, 20000, 500 + i);
+		ret_differential(wide, 300, 12000, 500 + i);
 	}
 }
 
