@@ -300,6 +300,19 @@ static size_t conn_process(struct moat_conn *c, const uint8_t *data, size_t len)
 		struct mqtt_packet p;
 		moat_err rc;
 
+		/* Judge the first byte before waiting for the rest: anything but
+		 * CONNECT first (an HTTP request, TLS to a plaintext port) or the
+		 * reserved type 0 closes at once instead of at the timeout. */
+		if (len > done && c->state == CONN_WAIT_CONNECT && pkt[0] != (MQTT_CONNECT << 4)) {
+			log_info("bad_packet", "addr=%s error=\"first packet is not CONNECT\"",
+				 c->addr);
+			moat_conn_close(c, "first packet is not CONNECT");
+			break;
+		}
+		if (len > done && (pkt[0] >> 4) == 0) {
+			moat_conn_disconnect(c, MQTT_RC_MALFORMED, "reserved packet type 0");
+			break;
+		}
 		rc = mqtt_frame(pkt, len - done, max, &first, &hdr, &body);
 		if (rc == MOAT_E_AGAIN)
 			break;
@@ -476,6 +489,7 @@ static void conn_event_cb(struct moat_ev *ev, uint32_t events)
 	struct moat_conn *c = moat_container_of(ev, struct moat_conn, ev);
 	unsigned to;
 
+	c->w->now = moat_now_ms(); /* expiry and keepalive arithmetic use it */
 	if (c->state == CONN_CLOSING)
 		return;
 	if (c->state == CONN_TLS_HANDSHAKE) {

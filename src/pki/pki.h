@@ -20,8 +20,8 @@ moat_err moat_pki_create_ca(const char *dir, const char *cn, char *err, size_t e
 /* Create server.key/server.crt in dir signed by dir/ca.*: CN=localhost,
  * SANs DNS:localhost, IP:127.0.0.1, IP:::1 plus each of sans (IP literal ->
  * IP SAN, else DNS SAN). 825 days. */
-moat_err moat_pki_create_server(const char *dir, const char *const *sans, size_t n_sans,
-				char *err, size_t errlen);
+moat_err moat_pki_create_server(const char *dir, const char *const *sans, size_t n_sans, char *err,
+				size_t errlen);
 
 /* Issue a client certificate for device_id (CN and URI SAN moat:device:<id>)
  * signed by dir/ca.*, valid `days`, writing key_path and cert_path. */

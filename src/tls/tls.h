@@ -19,7 +19,7 @@
 struct moat_tls_paths {
 	const char *cert; /* server certificate chain (PEM) */
 	const char *key;  /* server private key (PEM) */
-	const char *ca;   /* CA bundle that client certificates must chain to */
+	const char *ca;	  /* CA bundle that client certificates must chain to */
 };
 
 /*
