@@ -14,23 +14,23 @@ deps:
 
 build:
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build build -j$(JOBS)
+	@cmake --build build -j$(JOBS) -- --no-print-directory
 
 asan:
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON >/dev/null
-	@cmake --build build-asan -j$(JOBS)
+	@cmake --build build-asan -j$(JOBS) -- --no-print-directory
 
 fuzz-build:
 	@CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMOAT_FUZZ=ON -DMOAT_TESTS=OFF >/dev/null
-	@cmake --build build-fuzz -j$(JOBS)
+	@cmake --build build-fuzz -j$(JOBS) -- --no-print-directory
 
 run: deps build
 	@scripts/run-demo $(DEMO_DIR)
 
 # Everything CI runs: style checks, unit tests (plain and ASan+UBSan), the
-# fuzz corpus replay and the integration suite with real clients.
+# fuzz corpus replay and the integration suite with real clients (its
+# pytest summary is the last line).
 test: deps build asan fuzz-build lint unit unit-asan fuzz-replay integration
-	@echo "make test: all stages passed"
 
 lint:
 	@scripts/check-banned

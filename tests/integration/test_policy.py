@@ -244,3 +244,19 @@ def test_device_cannot_subscribe_sys_v311(client, device):
     d = client(dev, protocol=mk.V311)
     assert d.subscribe("$SYS/#", 0) == [0x80]
     assert d.subscribe("$SYS/broker/clients/connected", 0) == [0x80]
+
+
+def test_sys_periodic_update(client):
+    """$SYS values are republished periodically (every 10 s) and reflect
+    traffic: uptime advances, messages/received counts what we sent."""
+    s = client(listener="open")
+    assert s.subscribe("$SYS/broker/#", 0) == [0]
+    u0 = int(s.get_topic("$SYS/broker/uptime", timeout=15).payload.split()[0])
+    r0 = int(s.get_topic("$SYS/broker/messages/received", timeout=15).payload.split()[0])
+    for i in range(10):
+        s.publish("sys/traffic", b"%d" % i, qos=1)
+    m = s.get(timeout=15, pred=lambda m: m.topic == "$SYS/broker/uptime"
+              and int(m.payload.split()[0]) > u0, what="a later uptime value")
+    assert not m.retain, "periodic $SYS update delivered live should not carry RETAIN"
+    r1 = s.get(timeout=15, pred=lambda m: m.topic == "$SYS/broker/messages/received"
+               and int(m.payload.split()[0]) >= r0 + 10, what="messages/received +10")

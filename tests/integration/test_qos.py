@@ -123,3 +123,38 @@ def test_empty_payload_non_retained_is_delivered(client, device):
     assert svc.subscribe(topic, 1) == [1]
     client(dev).publish(topic, b"", qos=1)
     assert svc.get_topic(topic).payload == b""
+
+
+def test_fan_in_many_devices_concurrently(client, device):
+    """Many devices publish at once (across worker threads); a service
+    receives every message, in order per device."""
+    import threading
+    devs = [device("n%d" % i) for i in range(16)]
+    svc = client(listener="open")
+    assert svc.subscribe("d/+/burst", 1) == [1]
+    pubs = [client(d) for d in devs]
+    n = 50
+    errors = []
+
+    def burst(c):
+        try:
+            infos = [c.publish("d/%s/burst" % c.client_id, b"%d" % i, qos=1, wait=False)
+                     for i in range(n)]
+            for i in infos:
+                i.wait_for_publish(15)
+                assert i.is_published()
+        except Exception as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=burst, args=(c,)) for c in pubs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    got = svc.collect(len(devs) * n, timeout=30)
+    per = {}
+    for m in got:
+        per.setdefault(m.topic, []).append(int(m.payload))
+    assert sorted(per) == sorted("d/%s/burst" % d.id for d in devs)
+    for t, seq in per.items():
+        assert seq == list(range(n)), "%s out of order or incomplete: %r" % (t, seq[:10])
