@@ -184,7 +184,6 @@ struct bench_worker {
 	uint64_t last_rx_ns;
 	struct moat_buf scratch; /* payload being built */
 	struct bench_hist *hist; /* heap: large */
-	int rc;
 };
 
 /* Set up the worker's epoll and timer; assign its clients beforehand. */

@@ -844,7 +844,8 @@ void *bench_worker_main(void *arg)
 			if (errno == EINTR)
 				continue;
 			bench_error(run, BENCH_ERR_PROTO, "epoll_wait: %s", strerror(errno));
-			w->rc = 1;
+			/* Counted as a dead client so the coordinator stops. */
+			atomic_fetch_add(&run->dead, 1);
 			break;
 		}
 		for (i = 0; i < n; i++) {
@@ -917,36 +918,35 @@ void bench_worker_free(struct bench_worker *w)
 	moat_buf_free(&w->scratch);
 }
 
+/* Ids are at most BENCH_ID_MAX characters, so every topic fits. */
 static void client_setup_topics(struct bench_run *run, struct bench_client *c, unsigned pub_idx)
 {
 	const struct bench_opts *o = run->o;
 	char pub_id[BENCH_ID_MAX + 1];
-	int n = 0;
 
 	snprintf(pub_id, sizeof(pub_id), "%s%06u", o->id_prefix, pub_idx);
 	switch (o->scenario) {
 	case BENCH_FANIN:
 		if (c->roles & ROLE_PUB)
-			n = snprintf(c->pub_topic, sizeof(c->pub_topic), "d/%s/t", c->id);
+			snprintf(c->pub_topic, sizeof(c->pub_topic), "d/%s/t", c->id);
 		else
-			n = snprintf(c->sub_filter, sizeof(c->sub_filter), "d/+/t");
+			snprintf(c->sub_filter, sizeof(c->sub_filter), "d/+/t");
 		break;
 	case BENCH_P2P:
-		n = snprintf(c->pub_topic, sizeof(c->pub_topic), "d/%s/p2p", c->id);
+		snprintf(c->pub_topic, sizeof(c->pub_topic), "d/%s/p2p", c->id);
 		snprintf(c->sub_filter, sizeof(c->sub_filter), "d/%s/p2p", c->id);
 		break;
 	case BENCH_FANOUT:
 		/* The publisher's own subtree, so the same topic would also pass
 		 * the default policy's write rule. */
 		if (c->roles & ROLE_PUB)
-			n = snprintf(c->pub_topic, sizeof(c->pub_topic), "d/%s/fan", pub_id);
+			snprintf(c->pub_topic, sizeof(c->pub_topic), "d/%s/fan", pub_id);
 		else
-			n = snprintf(c->sub_filter, sizeof(c->sub_filter), "d/%s/fan", pub_id);
+			snprintf(c->sub_filter, sizeof(c->sub_filter), "d/%s/fan", pub_id);
 		break;
 	case BENCH_IDLE:
 		break;
 	}
-	(void)n;
 	c->pub_topic_len = strlen(c->pub_topic);
 	c->sub_filter_len = strlen(c->sub_filter);
 }

@@ -439,6 +439,7 @@ static void conn_read(struct moat_conn *c)
 	for (;;) {
 		ssize_t n;
 		size_t used;
+		bool drained;
 
 		if (c->state != CONN_WAIT_CONNECT && c->state != CONN_CONNECTED)
 			return;
@@ -447,6 +448,8 @@ static void conn_read(struct moat_conn *c)
 			if (n <= 0)
 				break;
 			used = conn_process(c, w->rbuf, (size_t)n);
+			drained = (size_t)n < sizeof(w->rbuf) &&
+				  (c->ssl == NULL || !SSL_has_pending(c->ssl));
 			if (c->state == CONN_WAIT_CONNECT || c->state == CONN_CONNECTED ||
 			    c->state == CONN_HANDOFF) {
 				/* Keep the partial packet (or the CONNECT to hand over). */
@@ -473,12 +476,18 @@ static void conn_read(struct moat_conn *c)
 			if (n <= 0)
 				break;
 			moat_buf_commit(&c->in, (size_t)n);
+			drained = (size_t)n < room && (c->ssl == NULL || !SSL_has_pending(c->ssl));
 			used = conn_process(c, moat_buf_head(&c->in), moat_buf_used(&c->in));
 			if (c->state != CONN_HANDOFF)
 				moat_buf_consume(&c->in, used);
 		}
 		if (c->state == CONN_HANDOFF)
 			return;
+		/* A short read emptied the socket (and TLS holds nothing more):
+		 * level-triggered epoll calls again if more arrives, so skip the
+		 * read(2) that would only say EAGAIN. */
+		if (drained)
+			break;
 	}
 	if (moat_buf_used(&c->in) == 0)
 		moat_buf_shrink(&c->in);
