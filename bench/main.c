@@ -34,6 +34,8 @@
 #define DEAD_DRAIN_S 1.0
 #define DEFAULT_MAX_S 60.0
 #define DEFAULT_IDLE_S 5.0
+/* Publish-phase cap beyond the last scheduled message (--rate). */
+#define PACED_SLACK_S 2.0
 
 struct scenario_name {
 	const char *name;
@@ -117,7 +119,8 @@ static void usage(FILE *f)
 	      "                       as fast as --window and --outstanding allow\n"
 	      "  --duration S         cap on the publish phase (default 60 s), or the idle\n"
 	      "                       hold time; with --rate and --messages 0, publishes\n"
-	      "                       R x S messages\n"
+	      "                       R x S messages; with --rate the cap is at least\n"
+	      "                       messages/R + 2 s\n"
 	      "  --window N           QoS 1 messages in flight per publisher (default 16;\n"
 	      "                       lowered to the broker's Receive Maximum in v5)\n"
 	      "  --outstanding N      closed loop: at most N published messages not yet\n"
@@ -449,6 +452,10 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		}
 		if (o->duration <= 0)
 			o->duration = DEFAULT_MAX_S;
+		/* Paced: the last message is due at messages/rate; a cap equal to
+		 * that would race the schedule, so leave slack. */
+		if (o->rate > 0 && o->duration < (double)o->messages / o->rate + PACED_SLACK_S)
+			o->duration = (double)o->messages / o->rate + PACED_SLACK_S;
 	}
 	return 0;
 }

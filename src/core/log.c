@@ -21,14 +21,14 @@ enum moat_log_level moat_log_get_level(void)
 
 void moat_log(enum moat_log_level lvl, const char *event, const char *fmt, ...)
 {
-	static const char *const names[] = {"debug", "info", "warn", "error"};
+	static const char *const names[] = {"debug", "info", "warn", "error", "notice"};
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
 	int n, m;
 	va_list ap;
 
-	if ((int)lvl < log_level)
+	if ((int)lvl < log_level && lvl != MOAT_LOG_NOTICE)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);

@@ -6,7 +6,15 @@
 #ifndef MOAT_LOG_H
 #define MOAT_LOG_H
 
-enum moat_log_level { MOAT_LOG_DEBUG, MOAT_LOG_INFO, MOAT_LOG_WARN, MOAT_LOG_ERROR };
+/* NOTICE is for the few lifecycle events (ready, reload, stopping) that
+ * scripts wait for: printed whatever the configured level. */
+enum moat_log_level {
+	MOAT_LOG_DEBUG,
+	MOAT_LOG_INFO,
+	MOAT_LOG_WARN,
+	MOAT_LOG_ERROR,
+	MOAT_LOG_NOTICE
+};
 
 void moat_log_set_level(enum moat_log_level lvl);
 enum moat_log_level moat_log_get_level(void);
@@ -19,5 +27,6 @@ void moat_log(enum moat_log_level lvl, const char *event, const char *fmt, ...)
 #define log_info(ev, ...) moat_log(MOAT_LOG_INFO, ev, __VA_ARGS__)
 #define log_warn(ev, ...) moat_log(MOAT_LOG_WARN, ev, __VA_ARGS__)
 #define log_error(ev, ...) moat_log(MOAT_LOG_ERROR, ev, __VA_ARGS__)
+#define log_notice(ev, ...) moat_log(MOAT_LOG_NOTICE, ev, __VA_ARGS__)
 
 #endif

@@ -205,7 +205,7 @@ void moat_broker_run(struct moat_broker *b)
 			 b->listeners[l].conf.port, b->listeners[l].conf.tls ? "on" : "off",
 			 b->listeners[l].conf.require_client_cert ? "required" : "optional",
 			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
-	log_info("ready", "workers=%u dir=%s", b->n_workers, b->dir);
+	log_notice("ready", "workers=%u dir=%s", b->n_workers, b->dir);
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
@@ -213,18 +213,18 @@ void moat_broker_run(struct moat_broker *b)
 			char err[512];
 			moat_err rc = moat_broker_reload(b, err, sizeof(err));
 			if (rc == MOAT_OK)
-				log_info("reload", "ok=1");
+				log_notice("reload", "ok=1");
 			else
 				log_error("reload", "ok=0 error=\"%s\"", err);
 			continue;
 		}
-		log_info("stopping", "signal=%d", sig);
+		log_notice("stopping", "signal=%d", sig);
 		break;
 	}
 	moat_broker_stop(b);
 	for (i = 0; i < b->n_workers; i++)
 		pthread_join(b->workers[i].thread, NULL);
-	log_info("stopped", "dir=%s", b->dir);
+	log_notice("stopped", "dir=%s", b->dir);
 }
 
 void moat_broker_stop(struct moat_broker *b)

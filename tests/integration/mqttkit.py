@@ -8,11 +8,10 @@ Everything here waits on events with timeouts; nothing sleeps blindly except
 the few spec behaviours that are defined by elapsed time (expiry intervals).
 """
 
-import ipaddress
+import atexit
 import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -20,7 +19,6 @@ import struct
 import subprocess
 import threading
 import time
-import datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -218,6 +216,19 @@ def moat_conf_text(broker, listeners, log_level="info", tls=None):
     return "\n".join(out) + "\n"
 
 
+_LIVE = set()
+
+
+@atexit.register
+def _kill_leftover_brokers():
+    """Last resort if pytest dies before fixture teardown."""
+    for b in list(_LIVE):
+        try:
+            b.kill()
+        except Exception:
+            pass
+
+
 class Broker:
     """One broker process (moat or mosquitto) with an mTLS listener `mqtts`
     (policy default) and a plaintext loopback listener `open` (policy open)."""
@@ -312,8 +323,8 @@ class Broker:
         self._logf = open(self.log_path, "a")
         self._logf.write("==== start %s %s\n" % (time.strftime("%H:%M:%S"), " ".join(self.command())))
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _LIVE.add(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         try:
@@ -389,6 +400,7 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.exit_code = self.proc.returncode
+        _LIVE.discard(self)
         if self._reader:
             self._reader.join(timeout=5)
         try:
@@ -680,7 +692,8 @@ class TClient:
             else:
                 r = ("closed", None, self.disconnects[n_disc])
         if expect is not None and r[0] != expect:
-            raise ConnectFailed("%s: CONNACK %r, expected %r" % (self.name, r[0], expect))
+            raise ConnectFailed("%s: CONNACK %r, expected %r (detail: %r, tls error: %r)"
+                                % (self.name, r[0], expect, r[2], self.c.t_tls_error))
         return r
 
     def subscribe(self, topic, qos=0, options=None, properties=None, timeout=WAIT):

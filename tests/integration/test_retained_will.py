@@ -49,6 +49,28 @@ def test_retained_set_replace_clear(client, device, proto):
     assert left == [], "cleared retained message still delivered: %r" % left
 
 
+@pytest.mark.parametrize("proto", [mk.V5, mk.V311], ids=["v5", "v311"])
+def test_retained_visible_to_next_subscriber(client, device, proto):
+    """Once the publisher holds the PUBACK, a subscriber that arrives
+    afterwards gets the retained message - whatever worker it lands on
+    (fresh connections each round)."""
+    dev = device()
+    d = client(dev, protocol=proto)
+    missing = []
+    for i in range(25):
+        topic = "d/%s/r%d" % (dev.id, i)
+        d.publish(topic, b"v%d" % i, qos=1, retain=True)
+        s = client(listener="open", protocol=proto)
+        assert s.subscribe(topic, 1) == [1]
+        try:
+            m = s.get_topic(topic)
+            assert (m.payload, m.retain) == (b"v%d" % i, 1)
+        except AssertionError as e:
+            missing.append((i, str(e)[:80]))
+        s.close()
+    assert not missing, "retained message not delivered after its PUBACK: %r" % missing
+
+
 def test_retained_clear_is_forwarded_live(client, device):
     """An empty retained publish is still delivered to existing subscribers."""
     dev = device()

@@ -264,6 +264,25 @@ def test_message_expiry_forwarded_live(client, device):
     assert 0 < m.prop("MessageExpiryInterval", -1) <= 100
 
 
+def test_message_expiry_never_exceeds_original(client, device):
+    """The forwarded Message Expiry Interval is the received value minus the
+    time waited: never more than the original, whichever workers the
+    publisher and subscriber land on (fresh connections each round)."""
+    dev = device()
+    bad = []
+    for i in range(80):
+        s = client(listener="open")
+        assert s.subscribe("d/%s/#" % dev.id, 1) == [1]
+        d = client(dev)
+        d.publish("d/%s/e" % dev.id, b"%d" % i, qos=1, properties=pubprops(MessageExpiryInterval=100))
+        v = s.get_topic("d/%s/e" % dev.id).prop("MessageExpiryInterval", -1)
+        if not 0 < v <= 100:
+            bad.append((i, v))
+        s.close()
+        d.close()
+    assert not bad, "forwarded Message Expiry Interval outside 1..100 (round, value): %r" % bad
+
+
 def test_message_expiry_queued(client, device):
     """An expired queued message is not delivered; the survivor carries the
     remaining expiry (received value minus the time it waited)."""
