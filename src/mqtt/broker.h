@@ -46,9 +46,10 @@ struct moat_msg {
 	bool retain;
 	uint8_t payload_format;
 	bool has_payload_format;
-	uint64_t expiry_at; /* monotonic ms; 0 = never */
-	uint64_t origin;    /* session id of the publisher (no-local); 0 = broker */
-	char *topic;	    /* NUL-terminated for convenience */
+	uint64_t expiry_at;	  /* monotonic ms; 0 = never (or not started yet) */
+	uint32_t expiry_interval; /* seconds, as published; 0 = none */
+	uint64_t origin;	  /* session id of the publisher (no-local); 0 = broker */
+	char *topic;		  /* NUL-terminated for convenience */
 	uint16_t topic_len;
 	uint8_t *payload;
 	uint32_t payload_len;
@@ -60,9 +61,11 @@ struct moat_msg {
 	uint8_t data[];
 };
 
+/* A message published at `now` (monotonic ms). now = 0: its expiry clock
+ * starts later, as for a will, which expires counting from publication. */
 struct moat_msg *moat_msg_new(const char *topic, size_t tlen, const uint8_t *payload, size_t plen,
 			      const struct mqtt_props *props, uint8_t qos, bool retain,
-			      uint64_t origin);
+			      uint64_t origin, uint64_t now);
 static inline struct moat_msg *moat_msg_ref(struct moat_msg *m)
 {
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);

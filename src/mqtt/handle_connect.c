@@ -39,7 +39,7 @@ static struct moat_msg *will_new(const struct mqtt_connect *k, uint64_t origin)
 {
 	return moat_msg_new((const char *)k->will_topic.p, k->will_topic.len, k->will_payload.p,
 			    k->will_payload.len, &k->will_props, k->will_qos, k->will_retain,
-			    origin);
+			    origin, 0);
 }
 
 void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)

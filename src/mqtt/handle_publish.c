@@ -118,7 +118,7 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		return;
 	}
 	m = moat_msg_new(topic, tlen, pub->payload.p, pub->payload.len, &p->props, pub->qos,
-			 pub->retain, s->id);
+			 pub->retain, s->id, w->now);
 	if (m == NULL) {
 		if (pub->qos > 0 && c->version == MQTT_V5)
 			send_ack(c, ack, pub->packet_id, MQTT_RC_UNSPECIFIED);

@@ -9,7 +9,7 @@
 
 struct moat_msg *moat_msg_new(const char *topic, size_t tlen, const uint8_t *payload, size_t plen,
 			      const struct mqtt_props *props, uint8_t qos, bool retain,
-			      uint64_t origin)
+			      uint64_t origin, uint64_t now)
 {
 	struct moat_msg *m;
 	size_t extra = tlen + 1 + plen, off = 0;
@@ -47,8 +47,13 @@ struct moat_msg *moat_msg_new(const char *topic, size_t tlen, const uint8_t *pay
 		m->has_payload_format = true;
 		m->payload_format = props->payload_format;
 	}
-	if (present & MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY))
-		m->expiry_at = moat_now_ms() + (uint64_t)props->message_expiry * 1000u;
+	if ((present & MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY)) && props->message_expiry > 0) {
+		m->expiry_interval = props->message_expiry;
+		/* The same clock the receivers compare with, so the interval they
+		 * see never exceeds the published one. */
+		if (now)
+			m->expiry_at = now + (uint64_t)props->message_expiry * 1000u;
+	}
 	if (present & MQTT_HAS(MQTT_PROP_CONTENT_TYPE)) {
 		m->content_type = m->data + off;
 		memcpy(m->content_type, props->content_type.p, props->content_type.len);

@@ -496,6 +496,9 @@ void moat_session_publish_will(struct moat_session *s)
 	s->will_at = 0;
 	if (will == NULL)
 		return;
+	/* A will's expiry counts from its publication (MQTT 3.1.3.2). */
+	if (will->expiry_interval)
+		will->expiry_at = s->w->now + (uint64_t)will->expiry_interval * 1000u;
 	log_debug("will", "client=%s topic=%s", s->client_id, will->topic);
 	moat_route(s->w, will);
 	moat_msg_unref(will);

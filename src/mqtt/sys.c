@@ -18,7 +18,8 @@ static void sys_put(struct moat_worker *w, bool route, const char *name, unsigne
 
 	if (tl <= 0 || vl <= 0)
 		return;
-	m = moat_msg_new(topic, (size_t)tl, (const uint8_t *)val, (size_t)vl, NULL, 0, true, 0);
+	m = moat_msg_new(topic, (size_t)tl, (const uint8_t *)val, (size_t)vl, NULL, 0, true, 0,
+			 w->now);
 	if (m == NULL)
 		return;
 	if (route)

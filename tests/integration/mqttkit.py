@@ -10,7 +10,6 @@ the few spec behaviours that are defined by elapsed time (expiry intervals).
 
 import atexit
 import os
-import queue
 import re
 import signal
 import socket
@@ -248,7 +247,7 @@ class Broker:
         self.lines = []
         self._cond = threading.Condition()
         self._reader = None
-        self.log_path = os.path.join(datadir, "..", os.path.basename(datadir) + "-%s.stderr" % name)
+        self.log_path = os.path.normpath(os.path.join(datadir, "..", os.path.basename(datadir) + "-%s.stderr" % name))
         self.exit_code = None
 
     # -- configuration -------------------------------------------------

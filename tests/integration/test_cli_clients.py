@@ -177,7 +177,7 @@ def test_mosquitto_pub_v5_denied_publish_reported(broker, device):
 def test_mosquitto_sub_sys_denied(broker, device, subs, ver):
     dev = device()
     s = subs(tls_args(broker, dev) + ["-V", ver, "-t", "$SYS/#", "-W", "10"])
-    line = s.wait_line(lambda l: "SUBACK" in l or "denied" in l.lower(), what="SUBACK")
+    s.wait_line(lambda l: "SUBACK" in l or "denied" in l.lower(), what="SUBACK")
     # mosquitto_sub prints the granted QoS list, e.g. "Subscribed (mid: 1): 135"
     s.wait_line(lambda l: ("135" in l) or ("128" in l) or "denied" in l.lower(),
                 what="a refusal code in the SUBACK")

@@ -161,7 +161,6 @@ def test_port_in_use_fails(cfg):
 
 def test_plaintext_listener_warns_at_start(make_broker):
     b = make_broker(name="warn")
-    ready = b.mark()
     lines = b.log_lines()
     warn = [l for l in lines if "level=warn" in l and re.search(r"\bopen\b", l)]
     assert warn, "no warning for the tls = off listener 'open':\n%s" % "\n".join(lines)
@@ -183,7 +182,7 @@ def test_no_warning_without_plaintext_listener(make_broker):
 
 def test_ipv6_loopback_listener(make_broker, device):
     port6 = mk.free_port(mk.socket.AF_INET6, "::1")
-    b = make_broker(name="v6", extra_listeners={
+    make_broker(name="v6", extra_listeners={
         "v6": {"bind": "::1", "port": port6, "tls": "on", "require_client_cert": "on",
                "policy": "default"}})
     dev = device()

@@ -1,7 +1,6 @@
 """`moat init`: the data directory, its permissions, the CA and server
 certificate, and the moat.conf it writes; CLI usage errors."""
 
-import configparser
 import os
 import re
 import stat

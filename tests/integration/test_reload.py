@@ -3,7 +3,6 @@ connections; a bad reload keeps the old configuration. SIGTERM exits 0."""
 
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -11,7 +10,6 @@ import ssl
 import pytest
 
 import mqttkit as mk
-from mqttkit import PacketTypes, props
 
 pytestmark = pytest.mark.moat_only("SIGHUP reload and its event=reload log line")
 

@@ -380,7 +380,6 @@ def test_retain_handling(client, device):
     d = client(dev)
     topic = "d/%s/rh" % dev.id
     d.publish(topic, b"kept", qos=1, retain=True)
-    svc = client(listener="open")
     s_topic = "d/%s/s" % dev.id
 
     # 0: send retained at every subscribe
