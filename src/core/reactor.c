@@ -49,7 +49,7 @@ void moat_reactor_del(struct moat_reactor *r, struct moat_ev *ev)
 	ev->events = 0;
 }
 
-int moat_reactor_poll(struct moat_reactor *r, int timeout_ms)
+int moat_reactor_poll(struct moat_reactor *r, int timeout_ms, void (*before)(void *), void *arg)
 {
 	struct epoll_event evs[REACTOR_BATCH];
 	int n, i;
@@ -57,6 +57,8 @@ int moat_reactor_poll(struct moat_reactor *r, int timeout_ms)
 	n = epoll_wait(r->epfd, evs, REACTOR_BATCH, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -1;
+	if (before != NULL)
+		before(arg);
 	for (i = 0; i < n; i++) {
 		struct moat_ev *ev = evs[i].data.ptr;
 		ev->cb(ev, evs[i].events);
@@ -67,7 +69,7 @@ int moat_reactor_poll(struct moat_reactor *r, int timeout_ms)
 moat_err moat_mailbox_init(struct moat_mailbox *mb)
 {
 	mb->head = mb->tail = NULL;
-	mb->signalled = false;
+	atomic_init(&mb->signalled, false);
 	mb->ev.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (mb->ev.fd < 0)
 		return MOAT_E_IO;
@@ -97,23 +99,30 @@ void moat_mailbox_post(struct moat_mailbox *mb, struct moat_mail *first, struct 
 	else
 		mb->head = first;
 	mb->tail = last;
-	wake = !mb->signalled;
-	mb->signalled = true;
+	wake = !atomic_load_explicit(&mb->signalled, memory_order_relaxed);
+	atomic_store_explicit(&mb->signalled, true, memory_order_relaxed);
 	pthread_mutex_unlock(&mb->lock);
 	if (wake)
 		(void)!write(mb->ev.fd, &one, sizeof(one));
 }
 
-struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb)
+void moat_mailbox_ack(struct moat_mailbox *mb)
 {
-	struct moat_mail *m;
 	uint64_t v;
 
 	(void)!read(mb->ev.fd, &v, sizeof(v));
+}
+
+struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb)
+{
+	struct moat_mail *m;
+
+	if (!atomic_load_explicit(&mb->signalled, memory_order_acquire))
+		return NULL;
 	pthread_mutex_lock(&mb->lock);
 	m = mb->head;
 	mb->head = mb->tail = NULL;
-	mb->signalled = false;
+	atomic_store_explicit(&mb->signalled, false, memory_order_relaxed);
 	pthread_mutex_unlock(&mb->lock);
 	return m;
 }

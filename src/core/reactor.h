@@ -8,6 +8,7 @@
 #define MOAT_REACTOR_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,8 +35,9 @@ void moat_reactor_close(struct moat_reactor *r);
 moat_err moat_reactor_add(struct moat_reactor *r, struct moat_ev *ev, uint32_t events);
 moat_err moat_reactor_mod(struct moat_reactor *r, struct moat_ev *ev, uint32_t events);
 void moat_reactor_del(struct moat_reactor *r, struct moat_ev *ev);
-/* Wait up to timeout_ms and dispatch ready events; returns the count. */
-int moat_reactor_poll(struct moat_reactor *r, int timeout_ms);
+/* Wait up to timeout_ms, call before(arg) (if set) once the wait returns,
+ * then dispatch ready events; returns the count. */
+int moat_reactor_poll(struct moat_reactor *r, int timeout_ms, void (*before)(void *), void *arg);
 
 /* A multi-producer, single-consumer queue of intrusive items. */
 struct moat_mail {
@@ -46,7 +48,7 @@ struct moat_mailbox {
 	pthread_mutex_t lock;
 	struct moat_mail *head, *tail;
 	struct moat_ev ev; /* eventfd, readable when mail is waiting */
-	bool signalled;
+	atomic_bool signalled;
 };
 
 moat_err moat_mailbox_init(struct moat_mailbox *mb);
@@ -54,8 +56,11 @@ void moat_mailbox_close(struct moat_mailbox *mb);
 /* Append a chain [first..last] (last->next must be NULL); wakes the owner
  * only when the box was empty, so a burst costs one write(2). */
 void moat_mailbox_post(struct moat_mailbox *mb, struct moat_mail *first, struct moat_mail *last);
-/* Take everything (owner thread); NULL when empty. */
+/* Take everything (owner thread); NULL when empty. Cheap when empty: one
+ * atomic load, no system call. */
 struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb);
+/* Clear the eventfd (its readable event); then take. */
+void moat_mailbox_ack(struct moat_mailbox *mb);
 
 /* Monotonic milliseconds. */
 uint64_t moat_now_ms(void);

@@ -207,12 +207,12 @@ static void worker_shutdown(struct moat_worker *w)
 	w->r.stop = true;
 }
 
-static void mail_cb(struct moat_ev *ev, uint32_t events)
+static void mail_process(struct moat_worker *w)
 {
-	struct moat_worker *w = moat_container_of(ev, struct moat_worker, mb.ev);
 	struct moat_mail *m = moat_mailbox_take(&w->mb);
 
-	(void)events;
+	if (m == NULL)
+		return;
 	w->now = moat_now_ms();
 	while (m) {
 		struct moat_mailitem *it = moat_container_of(m, struct moat_mailitem, link);
@@ -245,6 +245,26 @@ static void mail_cb(struct moat_ev *ev, uint32_t events)
 		moat_msg_unref(it->msg);
 		free(it);
 	}
+}
+
+static void mail_cb(struct moat_ev *ev, uint32_t events)
+{
+	struct moat_worker *w = moat_container_of(ev, struct moat_worker, mb.ev);
+
+	(void)events;
+	moat_mailbox_ack(&w->mb);
+	mail_process(w);
+}
+
+/*
+ * Run before every batch of events: mail first. A retained message or a
+ * delivery another worker posted before acknowledging it to its publisher is
+ * then applied here before any packet that arrived after that
+ * acknowledgement (a SUBSCRIBE that expects the retained message).
+ */
+static void before_dispatch(void *arg)
+{
+	mail_process(arg);
 }
 
 static void tick_cb(struct moat_ev *ev, uint32_t events)
@@ -327,14 +347,18 @@ void *moat_worker_main(void *arg)
 		struct moat_conn *c;
 		int timeout = w->r.stop ? 100 : 1000;
 
-		if (moat_reactor_poll(&w->r, timeout) < 0)
+		if (moat_reactor_poll(&w->r, timeout, before_dispatch, w) < 0)
 			break;
 		w->now = moat_now_ms();
+		/* Mail to other workers goes out before any acknowledgement of
+		 * the same turn reaches a client (see before_dispatch). */
+		moat_worker_flush_mail(w);
 		/* Flush what this turn produced: one write per connection. */
 		while ((c = w->dirty) != NULL) {
 			w->dirty = c->dirty_next;
 			moat_conn_flush(c);
 		}
+		/* Closing connections may have published wills. */
 		moat_worker_flush_mail(w);
 		if (w->r.stop) {
 			/* Shutdown: force-close whatever did not close itself. */

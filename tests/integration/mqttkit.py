@@ -228,6 +228,9 @@ def _kill_leftover_brokers():
             pass
 
 
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error: ")
+
+
 class Broker:
     """One broker process (moat or mosquitto) with an mTLS listener `mqtts`
     (policy default) and a plaintext loopback listener `open` (policy open)."""
@@ -406,6 +409,13 @@ class Broker:
             self._logf.close()
         except Exception:
             pass
+        # A broker built with ASan/UBSan (make test runs the suite against
+        # one too) reports memory errors and leaks on stderr: fail on them.
+        with self._cond:
+            bad = [l for l in self.lines if SANITIZER_RE.search(l)]
+        if bad:
+            raise AssertionError("%s: sanitizer report in broker stderr (%s):\n%s"
+                                 % (self.name, self.log_path, "\n".join(bad[:20])))
         return self.exit_code
 
     def kill(self):
