@@ -15,8 +15,6 @@
 #include "mqtt/broker.h"
 #include "tls/tls.h"
 
-void moat_share_free_all(void);
-
 void moat_limits_from_conf(struct moat_limits *l, const struct moat_conf *c)
 {
 	l->max_packet_size = c->max_packet_size;
@@ -261,7 +259,7 @@ void moat_broker_free(struct moat_broker *b)
 		SSL_CTX_free(b->listeners[l].ssl_ctx);
 	if (b->shared)
 		moat_subtrie_free(b->shared, share_free_cb);
-	moat_share_free_all();
+	moat_share_free_all(b);
 	moat_registry_free(b);
 	pthread_mutex_destroy(&b->reg_lock);
 	pthread_mutex_destroy(&b->share_lock);

@@ -37,6 +37,7 @@
 
 struct moat_broker;
 struct moat_worker;
+struct share_group;
 struct moat_session;
 
 /* One published message, shared read-only by every receiver. */
@@ -279,6 +280,7 @@ struct moat_broker {
 	/* shared subscriptions */
 	pthread_mutex_t share_lock;
 	struct moat_subtrie *shared;
+	struct share_group *share_groups;
 	atomic_uint n_shared;
 	/* config reload: a new generation of limits; TLS contexts swap */
 	pthread_mutex_t ctx_lock;
@@ -371,6 +373,10 @@ void moat_route(struct moat_worker *w, struct moat_msg *m);
 void moat_route_local(struct moat_worker *w, struct moat_msg *m, bool route, bool retain);
 void moat_route_retained_to(struct moat_session *s, struct moat_sub *sub);
 void moat_route_shared(struct moat_worker *w, struct moat_msg *m);
+/* Shared subscription membership: global, under share_lock. */
+moat_err moat_share_add(struct moat_broker *b, struct moat_sub *sub);
+void moat_share_remove(struct moat_broker *b, struct moat_sub *sub);
+void moat_share_free_all(struct moat_broker *b);
 
 /* policy.c */
 bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_t len);

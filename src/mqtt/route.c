@@ -37,21 +37,17 @@ struct share_group {
 	struct share_group *next;
 };
 
-static struct share_group *share_groups;
-
-static struct share_group *share_find(const char *g, size_t glen, const char *f, size_t flen)
+static struct share_group *share_find(struct moat_broker *b, const char *g, size_t glen,
+				      const char *f, size_t flen)
 {
 	struct share_group *sg;
 
-	for (sg = share_groups; sg; sg = sg->next)
+	for (sg = b->share_groups; sg; sg = sg->next)
 		if (sg->glen == glen && sg->flen == flen && memcmp(sg->key, g, glen) == 0 &&
 		    memcmp(sg->filter, f, flen) == 0)
 			return sg;
 	return NULL;
 }
-
-moat_err moat_share_add(struct moat_broker *b, struct moat_sub *sub);
-void moat_share_remove(struct moat_broker *b, struct moat_sub *sub);
 
 moat_err moat_share_add(struct moat_broker *b, struct moat_sub *sub)
 {
@@ -65,7 +61,7 @@ moat_err moat_share_add(struct moat_broker *b, struct moat_sub *sub)
 	if (!moat_topic_shared_parse(sub->filter, sub->filter_len, &g, &glen, &f, &flen, &bad))
 		return MOAT_E_INVAL;
 	pthread_mutex_lock(&b->share_lock);
-	sg = share_find(g, glen, f, flen);
+	sg = share_find(b, g, glen, f, flen);
 	if (sg == NULL) {
 		sg = calloc(1, sizeof(*sg));
 		if (sg == NULL)
@@ -87,8 +83,8 @@ moat_err moat_share_add(struct moat_broker *b, struct moat_sub *sub)
 			free(sg);
 			goto out;
 		}
-		sg->next = share_groups;
-		share_groups = sg;
+		sg->next = b->share_groups;
+		b->share_groups = sg;
 	}
 	if (sg->n == sg->cap) {
 		size_t ncap = sg->cap ? sg->cap * 2 : 4;
@@ -123,7 +119,7 @@ void moat_share_remove(struct moat_broker *b, struct moat_sub *sub)
 	if (!moat_topic_shared_parse(sub->filter, sub->filter_len, &g, &glen, &f, &flen, &bad))
 		return;
 	pthread_mutex_lock(&b->share_lock);
-	sg = share_find(g, glen, f, flen);
+	sg = share_find(b, g, glen, f, flen);
 	if (sg == NULL)
 		goto out;
 	for (i = 0; i < sg->n; i++) {
@@ -135,7 +131,7 @@ void moat_share_remove(struct moat_broker *b, struct moat_sub *sub)
 	}
 	if (sg->n == 0) {
 		(void)moat_subtrie_remove(b->shared, sg->filter, sg->flen, sg, &old);
-		for (pp = &share_groups; *pp; pp = &(*pp)->next)
+		for (pp = &b->share_groups; *pp; pp = &(*pp)->next)
 			if (*pp == sg) {
 				*pp = sg->next;
 				break;
@@ -148,12 +144,11 @@ out:
 	pthread_mutex_unlock(&b->share_lock);
 }
 
-void moat_share_free_all(void);
-void moat_share_free_all(void)
+void moat_share_free_all(struct moat_broker *b)
 {
-	while (share_groups) {
-		struct share_group *sg = share_groups;
-		share_groups = sg->next;
+	while (b->share_groups) {
+		struct share_group *sg = b->share_groups;
+		b->share_groups = sg->next;
 		free(sg->m);
 		free(sg->key);
 		free(sg);

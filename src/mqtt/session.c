@@ -90,17 +90,12 @@ void moat_session_free(struct moat_session *s)
 	free(s);
 }
 
-void moat_session_reset(struct moat_session *s);
 void moat_session_reset(struct moat_session *s)
 {
 	session_clear(s);
 }
 
 /* --- subscriptions ------------------------------------------------------ */
-
-/* Shared groups live in the broker-wide trie under share_lock; see route.c. */
-moat_err moat_share_add(struct moat_broker *b, struct moat_sub *sub);
-void moat_share_remove(struct moat_broker *b, struct moat_sub *sub);
 
 static void sub_unlink(struct moat_session *s, struct moat_sub *sub)
 {
