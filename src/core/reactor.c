@@ -106,13 +106,6 @@ void moat_mailbox_post(struct moat_mailbox *mb, struct moat_mail *first, struct 
 		(void)!write(mb->ev.fd, &one, sizeof(one));
 }
 
-void moat_mailbox_ack(struct moat_mailbox *mb)
-{
-	uint64_t v;
-
-	(void)!read(mb->ev.fd, &v, sizeof(v));
-}
-
 struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb)
 {
 	struct moat_mail *m;

@@ -47,7 +47,8 @@ struct moat_mail {
 struct moat_mailbox {
 	pthread_mutex_t lock;
 	struct moat_mail *head, *tail;
-	struct moat_ev ev; /* eventfd, readable when mail is waiting */
+	struct moat_ev ev; /* eventfd, written when mail arrives in an empty box;
+			    * the owner watches it edge-triggered */
 	atomic_bool signalled;
 };
 
@@ -59,8 +60,6 @@ void moat_mailbox_post(struct moat_mailbox *mb, struct moat_mail *first, struct 
 /* Take everything (owner thread); NULL when empty. Cheap when empty: one
  * atomic load, no system call. */
 struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb);
-/* Clear the eventfd (its readable event); then take. */
-void moat_mailbox_ack(struct moat_mailbox *mb);
 
 /* Monotonic milliseconds. */
 uint64_t moat_now_ms(void);

@@ -252,7 +252,6 @@ static void mail_cb(struct moat_ev *ev, uint32_t events)
 	struct moat_worker *w = moat_container_of(ev, struct moat_worker, mb.ev);
 
 	(void)events;
-	moat_mailbox_ack(&w->mb);
 	mail_process(w);
 }
 
@@ -315,7 +314,9 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 	if (!w->subs || !w->retained || !w->batch_head || !w->batch_tail || !w->listen_evs)
 		return MOAT_E_NOMEM;
 	w->mb.ev.cb = mail_cb;
-	if (moat_reactor_add(&w->r, &w->mb.ev, EPOLLIN) != MOAT_OK)
+	/* Edge-triggered: every post that wakes us is an edge, so the eventfd
+	 * never needs reading (its counter cannot realistically overflow). */
+	if (moat_reactor_add(&w->r, &w->mb.ev, EPOLLIN | EPOLLET) != MOAT_OK)
 		return MOAT_E_IO;
 	w->tick.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (w->tick.fd < 0 || timerfd_settime(w->tick.fd, 0, &its, NULL) != 0)
