@@ -39,8 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    !moat_addr_is_loopback(l->bind))
 				abort();
 		}
-		if (c.max_packet_size < MOAT_MAX_PACKET_SIZE_MIN ||
-		    c.max_packet_size > MOAT_MAX_PACKET_SIZE_MAX || c.workers > MOAT_MAX_WORKERS)
+		if (c.lim.max_packet_size < MOAT_MAX_PACKET_SIZE_MIN ||
+		    c.lim.max_packet_size > MOAT_MAX_PACKET_SIZE_MAX ||
+		    c.workers > MOAT_MAX_WORKERS)
 			abort();
 	} else if (rc == MOAT_E_CONFIG) {
 		if (strncmp(err, "fuzz.conf:", 10) != 0 || strstr(err, "fix:") == NULL)

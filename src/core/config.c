@@ -442,22 +442,22 @@ static void conf_store_number(struct conf_parse *st, const struct conf_key *k, u
 		c->workers = (unsigned)n;
 		break;
 	case K_MAX_PACKET_SIZE:
-		c->max_packet_size = (uint32_t)n;
+		c->lim.max_packet_size = (uint32_t)n;
 		break;
 	case K_MAX_KEEPALIVE:
-		c->max_keepalive = (uint16_t)n;
+		c->lim.max_keepalive = (uint16_t)n;
 		break;
 	case K_RECEIVE_MAXIMUM:
-		c->receive_maximum = (uint16_t)n;
+		c->lim.receive_maximum = (uint16_t)n;
 		break;
 	case K_MAX_INFLIGHT:
-		c->max_inflight = (uint16_t)n;
+		c->lim.max_inflight = (uint16_t)n;
 		break;
 	case K_MAX_QUEUED:
-		c->max_queued_messages = (uint32_t)n;
+		c->lim.max_queued_messages = (uint32_t)n;
 		break;
 	case K_MAX_CONNECTIONS:
-		c->max_connections = (uint32_t)n;
+		c->lim.max_connections = (uint32_t)n;
 		break;
 	case K_PORT:
 		c->listeners[st->cur->listener].port = (uint16_t)n;
@@ -1083,12 +1083,12 @@ void moat_conf_defaults(struct moat_conf *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->workers = 0;
-	c->max_packet_size = MOAT_MAX_PACKET_SIZE_DEFAULT;
-	c->max_keepalive = MOAT_MAX_KEEPALIVE_DEFAULT;
-	c->receive_maximum = MOAT_RECEIVE_MAXIMUM_DEFAULT;
-	c->max_inflight = MOAT_MAX_INFLIGHT_DEFAULT;
-	c->max_queued_messages = MOAT_MAX_QUEUED_DEFAULT;
-	c->max_connections = MOAT_MAX_CONNECTIONS_DEFAULT;
+	c->lim.max_packet_size = MOAT_MAX_PACKET_SIZE_DEFAULT;
+	c->lim.max_keepalive = MOAT_MAX_KEEPALIVE_DEFAULT;
+	c->lim.receive_maximum = MOAT_RECEIVE_MAXIMUM_DEFAULT;
+	c->lim.max_inflight = MOAT_MAX_INFLIGHT_DEFAULT;
+	c->lim.max_queued_messages = MOAT_MAX_QUEUED_DEFAULT;
+	c->lim.max_connections = MOAT_MAX_CONNECTIONS_DEFAULT;
 	memcpy(c->tls_cert, "server.crt", sizeof("server.crt"));
 	memcpy(c->tls_key, "server.key", sizeof("server.key"));
 	memcpy(c->tls_ca, "ca.crt", sizeof("ca.crt"));

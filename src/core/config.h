@@ -30,15 +30,21 @@ struct moat_listener_conf {
 
 enum moat_log_format { MOAT_LOGFMT_LOGFMT = 0 };
 
-struct moat_conf {
-	/* [broker] */
-	unsigned workers; /* 0 = one per core */
+/* The [broker] limits that SIGHUP can change. The broker gives each worker
+ * its own copy (see src/mqtt/broker.h), so a reload never races a reader. */
+struct moat_limits {
 	uint32_t max_packet_size;
 	uint16_t max_keepalive;
 	uint16_t receive_maximum;
 	uint16_t max_inflight;
 	uint32_t max_queued_messages;
 	uint32_t max_connections;
+};
+
+struct moat_conf {
+	/* [broker] */
+	unsigned workers; /* 0 = one per core */
+	struct moat_limits lim;
 	/* [tls]: paths; relative paths are relative to the data directory */
 	char tls_cert[MOAT_MAX_PATH];
 	char tls_key[MOAT_MAX_PATH];

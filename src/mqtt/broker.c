@@ -15,16 +15,6 @@
 #include "mqtt/broker.h"
 #include "tls/tls.h"
 
-void moat_limits_from_conf(struct moat_limits *l, const struct moat_conf *c)
-{
-	l->max_packet_size = c->max_packet_size;
-	l->max_keepalive = c->max_keepalive;
-	l->receive_maximum = c->receive_maximum;
-	l->max_inflight = c->max_inflight;
-	l->max_queued_messages = c->max_queued_messages;
-	l->max_connections = c->max_connections;
-}
-
 static moat_err check_private(const char *path, mode_t mask, char *err, size_t errlen)
 {
 	struct stat st;
@@ -169,7 +159,7 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 			free(lim);
 			continue;
 		}
-		moat_limits_from_conf(lim, nc);
+		*lim = nc->lim;
 		it->kind = MAIL_RELOAD;
 		it->lim = lim;
 		moat_mailbox_post(&b->workers[i].mb, &it->link, &it->link);

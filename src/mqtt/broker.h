@@ -210,17 +210,6 @@ struct moat_mailitem {
 	struct moat_limits *lim; /* MAIL_RELOAD */
 };
 
-/* The reloadable [broker] limits. Each worker has its own copy, replaced by
- * a MAIL_RELOAD message, so SIGHUP never races with a worker reading them. */
-struct moat_limits {
-	uint32_t max_packet_size;
-	uint16_t max_keepalive;
-	uint16_t receive_maximum;
-	uint16_t max_inflight;
-	uint32_t max_queued_messages;
-	uint32_t max_connections;
-};
-
 struct moat_stats {
 	atomic_uint_fast64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
 	atomic_int_fast64_t clients;
@@ -286,8 +275,6 @@ struct moat_broker {
 	pthread_mutex_t ctx_lock;
 	atomic_bool stopping;
 };
-
-void moat_limits_from_conf(struct moat_limits *l, const struct moat_conf *c);
 
 /* registry.c */
 struct moat_regent {

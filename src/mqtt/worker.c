@@ -303,7 +303,7 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 	w->r.epfd = -1;
 	w->mb.ev.fd = -1;
 	w->tick.fd = -1;
-	moat_limits_from_conf(&w->lim, &b->conf);
+	w->lim = b->conf.lim;
 	if (moat_reactor_init(&w->r) != MOAT_OK || moat_mailbox_init(&w->mb) != MOAT_OK)
 		return MOAT_E_IO;
 	w->subs = moat_subtrie_new();

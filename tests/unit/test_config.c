@@ -69,12 +69,12 @@ static void test_defaults(void **state)
 
 	moat_conf_defaults(&c);
 	assert_int_equal(c.workers, 0);
-	assert_int_equal(c.max_packet_size, MOAT_MAX_PACKET_SIZE_DEFAULT);
-	assert_int_equal(c.max_keepalive, MOAT_MAX_KEEPALIVE_DEFAULT);
-	assert_int_equal(c.receive_maximum, MOAT_RECEIVE_MAXIMUM_DEFAULT);
-	assert_int_equal(c.max_inflight, MOAT_MAX_INFLIGHT_DEFAULT);
-	assert_int_equal(c.max_queued_messages, MOAT_MAX_QUEUED_DEFAULT);
-	assert_int_equal(c.max_connections, MOAT_MAX_CONNECTIONS_DEFAULT);
+	assert_int_equal(c.lim.max_packet_size, MOAT_MAX_PACKET_SIZE_DEFAULT);
+	assert_int_equal(c.lim.max_keepalive, MOAT_MAX_KEEPALIVE_DEFAULT);
+	assert_int_equal(c.lim.receive_maximum, MOAT_RECEIVE_MAXIMUM_DEFAULT);
+	assert_int_equal(c.lim.max_inflight, MOAT_MAX_INFLIGHT_DEFAULT);
+	assert_int_equal(c.lim.max_queued_messages, MOAT_MAX_QUEUED_DEFAULT);
+	assert_int_equal(c.lim.max_connections, MOAT_MAX_CONNECTIONS_DEFAULT);
 	assert_string_equal(c.tls_cert, "server.crt");
 	assert_string_equal(c.tls_key, "server.key");
 	assert_string_equal(c.tls_ca, "ca.crt");
@@ -90,12 +90,12 @@ static void test_default_text_parses(void **state)
 	moat_conf_defaults(&d);
 	/* The text must spell out exactly the compiled defaults. */
 	assert_int_equal(c.workers, d.workers);
-	assert_int_equal(c.max_packet_size, d.max_packet_size);
-	assert_int_equal(c.max_keepalive, d.max_keepalive);
-	assert_int_equal(c.receive_maximum, d.receive_maximum);
-	assert_int_equal(c.max_inflight, d.max_inflight);
-	assert_int_equal(c.max_queued_messages, d.max_queued_messages);
-	assert_int_equal(c.max_connections, d.max_connections);
+	assert_int_equal(c.lim.max_packet_size, d.lim.max_packet_size);
+	assert_int_equal(c.lim.max_keepalive, d.lim.max_keepalive);
+	assert_int_equal(c.lim.receive_maximum, d.lim.receive_maximum);
+	assert_int_equal(c.lim.max_inflight, d.lim.max_inflight);
+	assert_int_equal(c.lim.max_queued_messages, d.lim.max_queued_messages);
+	assert_int_equal(c.lim.max_connections, d.lim.max_connections);
 	assert_int_equal(c.log_level, MOAT_LOG_INFO);
 	assert_string_equal(c.tls_cert, DATA_DIR "/server.crt");
 	assert_string_equal(c.tls_key, DATA_DIR "/server.key");
@@ -154,7 +154,7 @@ static void test_minimal_listener_defaults(void **state)
 	assert_true(c.listeners[0].require_client_cert);
 	assert_int_equal(c.listeners[0].policy, MOAT_POLICY_DEFAULT);
 	assert_int_equal(c.listeners[0].line, 1);
-	assert_int_equal(c.max_inflight, MOAT_MAX_INFLIGHT_DEFAULT);
+	assert_int_equal(c.lim.max_inflight, MOAT_MAX_INFLIGHT_DEFAULT);
 }
 
 struct range_case {
@@ -177,17 +177,17 @@ static unsigned long broker_value(const struct moat_conf *c, const char *key)
 	if (strcmp(key, "workers") == 0)
 		return c->workers;
 	if (strcmp(key, "max_packet_size") == 0)
-		return c->max_packet_size;
+		return c->lim.max_packet_size;
 	if (strcmp(key, "max_keepalive") == 0)
-		return c->max_keepalive;
+		return c->lim.max_keepalive;
 	if (strcmp(key, "receive_maximum") == 0)
-		return c->receive_maximum;
+		return c->lim.receive_maximum;
 	if (strcmp(key, "max_inflight") == 0)
-		return c->max_inflight;
+		return c->lim.max_inflight;
 	if (strcmp(key, "max_queued_messages") == 0)
-		return c->max_queued_messages;
+		return c->lim.max_queued_messages;
 	if (strcmp(key, "max_connections") == 0)
-		return c->max_connections;
+		return c->lim.max_connections;
 	fail_msg("unknown key %s", key);
 	return 0;
 }
@@ -261,7 +261,7 @@ static void test_packet_size_suffixes(void **state)
 	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		broker_kv(buf, sizeof(buf), "max_packet_size", ok[i].v);
 		expect_ok(buf, &c);
-		assert_int_equal(c.max_packet_size, ok[i].want);
+		assert_int_equal(c.lim.max_packet_size, ok[i].want);
 	}
 	broker_kv(buf, sizeof(buf), "max_packet_size", "17M");
 	expect_err(buf, 2, "out of range");
@@ -319,7 +319,7 @@ static void test_hash_is_not_an_inline_comment(void **state)
 
 	expect_err("[broker]\nmax_inflight = 10 # ten\n" LISTENER, 2, "inline comments start");
 	expect_ok("[broker]\nmax_inflight = 10 ; ten\n" LISTENER, &c);
-	assert_int_equal(c.max_inflight, 10);
+	assert_int_equal(c.lim.max_inflight, 10);
 }
 
 static void test_empty_value(void **state)
@@ -677,7 +677,7 @@ static void test_comments_and_indentation(void **state)
 		  &c);
 	/* Indented keys are keys, not continuations of the previous value. */
 	assert_int_equal(c.workers, 3);
-	assert_int_equal(c.max_inflight, 7);
+	assert_int_equal(c.lim.max_inflight, 7);
 }
 
 static void test_crlf_and_bom(void **state)
