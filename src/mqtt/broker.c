@@ -219,7 +219,6 @@ void moat_broker_stop(struct moat_broker *b)
 {
 	unsigned i;
 
-	atomic_store(&b->stopping, true);
 	for (i = 0; i < b->n_workers; i++) {
 		struct moat_mailitem *it = calloc(1, sizeof(*it));
 		if (it == NULL) {

@@ -191,7 +191,6 @@ enum mail_kind {
 	MAIL_ROUTE,  /* match msg against the local trie (and/or retain it) */
 	MAIL_TARGET, /* deliver msg to one local session (shared subscription) */
 	MAIL_ADOPT,  /* take over a connection (session lives here) */
-	MAIL_KICK,   /* disconnect any session of this identity (revocation etc.) */
 	MAIL_RELOAD, /* reload config-derived limits */
 	MAIL_STOP,
 };
@@ -205,7 +204,6 @@ struct moat_mailitem {
 	struct moat_msg *msg;
 	uint64_t session_id;
 	uint32_t sub_id;
-	bool sub_rap;
 	struct moat_conn *conn;
 	struct moat_limits *lim; /* MAIL_RELOAD */
 };
@@ -258,7 +256,6 @@ struct moat_broker {
 	size_t n_listeners;
 	struct moat_worker *workers;
 	unsigned n_workers;
-	atomic_uint next_session_id_lo;
 	atomic_uint_fast64_t next_session_id;
 	atomic_int connections;
 	uint64_t started;
@@ -273,7 +270,6 @@ struct moat_broker {
 	atomic_uint n_shared;
 	/* config reload: a new generation of limits; TLS contexts swap */
 	pthread_mutex_t ctx_lock;
-	atomic_bool stopping;
 };
 
 /* registry.c */
