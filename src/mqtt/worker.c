@@ -32,6 +32,7 @@ static void listen_cb(struct moat_ev *ev, uint32_t events)
 	int i;
 
 	(void)events;
+	w->now = moat_now_ms(); /* the connect timeout counts from here */
 	for (i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
