@@ -23,6 +23,9 @@ static const char *const messages[MOAT_E__COUNT] = {
     [MOAT_E_DENIED] = "not authorised",
     [MOAT_E_PERM] = "unsafe file permissions",
     [MOAT_E_INTERNAL] = "internal error",
+    [MOAT_E_FULL] = "storage full",
+    [MOAT_E_BUSY] = "storage busy",
+    [MOAT_E_CORRUPT] = "database corrupt or not a database",
 };
 
 const char *moat_strerror(moat_err e)

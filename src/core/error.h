@@ -25,6 +25,9 @@ enum moat_err {
 	MOAT_E_DENIED,	  /* not authorised */
 	MOAT_E_PERM,	  /* file permissions unsafe */
 	MOAT_E_INTERNAL,  /* invariant broken (bug) */
+	MOAT_E_FULL,	  /* storage full: nothing more can be persisted */
+	MOAT_E_BUSY,	  /* storage locked by someone else beyond the timeout */
+	MOAT_E_CORRUPT,	  /* database corrupt or not a Moat database */
 	MOAT_E__COUNT
 };
 

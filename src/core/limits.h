@@ -98,6 +98,36 @@
 /* $SYS publish interval (seconds). */
 #define MOAT_SYS_INTERVAL_S 10u
 
+/* Storage (src/store/). */
+/* Relaxed durability: the writer commits at most this often, so a batch
+ * waits at most this long (plus the transaction) before it is committed.
+ * The maximum bounds what a relaxed-mode process crash can lose when the
+ * broker acknowledges before commit; 1 s is the promise docs/storage.md
+ * makes. */
+#define MOAT_STORE_FLUSH_MS_DEFAULT 100u
+#define MOAT_STORE_FLUSH_MS_MIN 1u
+#define MOAT_STORE_FLUSH_MS_MAX 1000u
+/* How long a write waits for a lock held by another connection (an
+ * operator's sqlite3 shell, a backup) before the batch fails MOAT_E_BUSY.
+ * Long enough for a backup step, short enough that acknowledgements stall
+ * visibly rather than forever. */
+#define MOAT_STORE_BUSY_MS_DEFAULT 5000u
+#define MOAT_STORE_BUSY_MS_MIN 10u
+#define MOAT_STORE_BUSY_MS_MAX 60000u
+/* Batches submitted but not yet committed, and their bytes: the memory a
+ * stalled disk may pin before submitters are told MOAT_E_LIMIT (and stop
+ * acknowledging). */
+#define MOAT_STORE_MAX_PENDING 65536u
+#define MOAT_STORE_MAX_PENDING_BYTES (256u * 1024u * 1024u)
+/* Statements in one batch: a message queued for many offline sessions is
+ * one batch of 1 + N statements. */
+#define MOAT_STORE_MAX_BATCH_OPS 100000u
+/* Parameters of one statement ($1..$n); the widest (a session row) has 12. */
+#define MOAT_STORE_MAX_PARAMS 16u
+/* The WAL is truncated to this size after a checkpoint so one burst does
+ * not leave a huge file behind. */
+#define MOAT_STORE_WAL_KEEP_BYTES (64u * 1024u * 1024u)
+
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX <= MOAT_MQTT_MAX_REMAINING, "packet cap beyond MQTT");
 _Static_assert(MOAT_MAX_CONNECT_PACKET <= MOAT_MAX_PACKET_SIZE_MAX, "connect cap");
 _Static_assert(MOAT_MAX_TOPIC_LEN <= 65535u, "topic length beyond MQTT string");
@@ -106,5 +136,16 @@ _Static_assert(MOAT_RECEIVE_MAXIMUM_MAX <= 65535u, "receive maximum is u16");
 _Static_assert(MOAT_MAX_INFLIGHT_MAX <= 65535u, "packet ids are u16");
 _Static_assert(MOAT_TOPIC_ALIAS_MAX <= 65535u, "topic alias is u16");
 _Static_assert(MOAT_DEVICE_ID_MAX <= MOAT_MAX_CLIENT_ID_LEN, "device id fits a client id");
+_Static_assert(MOAT_STORE_FLUSH_MS_MIN >= 1u &&
+		   MOAT_STORE_FLUSH_MS_MIN <= MOAT_STORE_FLUSH_MS_DEFAULT &&
+		   MOAT_STORE_FLUSH_MS_DEFAULT <= MOAT_STORE_FLUSH_MS_MAX,
+	       "flush interval bounds");
+_Static_assert(MOAT_STORE_BUSY_MS_MIN <= MOAT_STORE_BUSY_MS_DEFAULT &&
+		   MOAT_STORE_BUSY_MS_DEFAULT <= MOAT_STORE_BUSY_MS_MAX &&
+		   MOAT_STORE_BUSY_MS_MAX <= 2147483647u,
+	       "busy timeout bounds (sqlite3_busy_timeout takes an int)");
+_Static_assert(MOAT_STORE_MAX_PARAMS <= 255u, "parameter index fits a byte");
+_Static_assert(MOAT_MAX_PACKET_SIZE_MAX < MOAT_STORE_MAX_PENDING_BYTES,
+	       "one message fits the pending budget");
 
 #endif

@@ -1,0 +1,112 @@
+/*
+ * Inside the store: the statement table every backend prepares, the batch
+ * representation, and the backend contract (struct store_backend) that
+ * store.c drives. store.c owns everything backend-neutral: batches, the
+ * pending queue, the writer thread and its group-commit loop, statistics.
+ * A backend owns connections, schema migrations, statement preparation
+ * and execution, transactions and reads.
+ */
+#ifndef MOAT_STORE_INTERNAL_H
+#define MOAT_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "core/limits.h"
+#include "store/store.h"
+
+enum store_stmt_kind {
+	STORE_WRITE = 0,
+	STORE_READ,
+};
+
+struct store_stmt_def {
+	enum store_stmt_kind kind;
+	unsigned nparams; /* exactly $1..$nparams */
+	const char *sql;
+};
+
+extern const struct store_stmt_def store_stmts[MOAT_STMT__COUNT];
+
+/* One statement of a batch with its own copy of the text/blob bytes. */
+struct store_op {
+	struct store_op *next;
+	enum moat_stmt id;
+	unsigned n;
+	struct moat_val v[MOAT_STORE_MAX_PARAMS];
+	unsigned char data[]; /* the copied bytes the values point into */
+};
+
+struct moat_store_batch {
+	struct moat_store_batch *next;
+	struct store_op *head, *tail;
+	size_t n_ops;
+	size_t bytes;
+	bool checkpoint; /* a checkpoint request, no statements */
+	moat_store_done_cb cb;
+	void *arg;
+	moat_err rc;
+};
+
+/* What a backend implements. All but open/read/check/close are called on
+ * the writer thread only. exec's result tells store.c whether the failure
+ * is the statement's own (MOAT_E_EXISTS, MOAT_E_INVAL, MOAT_E_TOO_LARGE:
+ * only that batch fails) or the storage's (anything else: the whole group
+ * is rolled back); in_txn tells whether the backend rolled the transaction
+ * back on its own. */
+struct store_backend {
+	moat_err (*open)(struct moat_store *st, char *err, size_t errlen);
+	void (*close)(struct moat_store *st);
+	moat_err (*begin)(struct moat_store *st);
+	moat_err (*savepoint)(struct moat_store *st);
+	moat_err (*release)(struct moat_store *st);
+	moat_err (*rollback_to)(struct moat_store *st);
+	moat_err (*exec)(struct moat_store *st, const struct store_op *op);
+	moat_err (*commit)(struct moat_store *st);
+	void (*rollback)(struct moat_store *st);
+	bool (*in_txn)(struct moat_store *st);
+	moat_err (*checkpoint)(struct moat_store *st);
+	/* the last error's text, for the log */
+	const char *(*errmsg)(struct moat_store *st);
+	moat_err (*read)(struct moat_store *st, enum moat_stmt id, const struct moat_val *params,
+			 size_t n, moat_store_row_cb cb, void *arg);
+	moat_err (*check)(struct moat_store *st, char *err, size_t errlen);
+};
+
+extern const struct store_backend store_sqlite_backend;
+
+struct moat_store {
+	const struct store_backend *be;
+	void *impl; /* the backend's state */
+	char *path;
+	enum moat_store_durability durability;
+	uint32_t flush_ms;
+	uint32_t busy_ms;
+	moat_store_fault_cb fault_cb;
+	void *fault_arg;
+
+	/* pending batches, guarded by lock; the writer waits on cond */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct moat_store_batch *head, *tail;
+	size_t n_pending, pending_bytes;
+	bool stopping;
+	bool thread_started;
+	pthread_t writer;
+
+	/* writer-thread only: error-episode logging */
+	bool failing;
+	uint64_t last_err_log_ms;
+	uint64_t suppressed;
+
+	atomic_uint_fast64_t n_txn, n_commit, n_batches, n_batches_failed, n_fsync, n_errors;
+};
+
+/* Statement-level failures only sink their own batch. */
+static inline bool store_err_is_local(moat_err rc)
+{
+	return rc == MOAT_E_EXISTS || rc == MOAT_E_INVAL || rc == MOAT_E_TOO_LARGE;
+}
+
+#endif

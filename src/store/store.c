@@ -1,0 +1,492 @@
+/*
+ * The backend-neutral half of the store: batches, the bounded queue of
+ * pending batches, the one writer thread and its group commit, statistics.
+ *
+ * Group commit: the writer takes everything pending, opens one transaction,
+ * runs each batch inside its own savepoint (a statement-level failure, such
+ * as a constraint, rolls back that batch alone), commits once, and only then
+ * calls the completions. A storage failure (full, I/O, busy, corrupt) rolls
+ * the whole group back and every batch in it gets that error: nothing is
+ * reported committed that is not. The next group starts afresh, so the
+ * writer recovers by itself when the storage does.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "store/internal.h"
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+void moat_store_batch_free(struct moat_store_batch *b)
+{
+	struct store_op *op, *next;
+
+	if (b == NULL)
+		return;
+	for (op = b->head; op != NULL; op = next) {
+		next = op->next;
+		free(op);
+	}
+	free(b);
+}
+
+moat_err moat_store_batch_new(struct moat_store_batch **out)
+{
+	struct moat_store_batch *b;
+
+	b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return MOAT_E_NOMEM;
+	*out = b;
+	return MOAT_OK;
+}
+
+moat_err moat_store_batch_add(struct moat_store_batch *b, enum moat_stmt id,
+			      const struct moat_val *params, size_t n)
+{
+	struct store_op *op = NULL;
+	size_t i, bytes = 0, off = 0;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (b == NULL || b->checkpoint || (unsigned)id >= MOAT_STMT__COUNT ||
+	    store_stmts[id].kind != STORE_WRITE || n != store_stmts[id].nparams ||
+	    (n > 0 && params == NULL))
+		goto out;
+	rc = MOAT_E_LIMIT;
+	if (b->n_ops >= MOAT_STORE_MAX_BATCH_OPS)
+		goto out;
+	for (i = 0; i < n; i++) {
+		rc = MOAT_E_INVAL;
+		if (params[i].type == MOAT_VAL_TEXT || params[i].type == MOAT_VAL_BLOB) {
+			if (params[i].p == NULL && params[i].len != 0)
+				goto out;
+			/* No single value is larger than the largest packet. */
+			rc = MOAT_E_TOO_LARGE;
+			if (params[i].len > MOAT_MAX_PACKET_SIZE_MAX)
+				goto out;
+			bytes += params[i].len;
+		} else if (params[i].type != MOAT_VAL_NULL && params[i].type != MOAT_VAL_INT) {
+			goto out;
+		}
+	}
+	rc = MOAT_E_NOMEM;
+	op = malloc(sizeof(*op) + bytes + 1);
+	if (op == NULL)
+		goto out;
+	op->next = NULL;
+	op->id = id;
+	op->n = (unsigned)n;
+	for (i = 0; i < n; i++) {
+		op->v[i] = params[i];
+		if (params[i].type == MOAT_VAL_TEXT || params[i].type == MOAT_VAL_BLOB) {
+			if (params[i].len > 0)
+				memcpy(op->data + off, params[i].p, params[i].len);
+			op->v[i].p = op->data + off;
+			off += params[i].len;
+		}
+	}
+	if (b->tail != NULL)
+		b->tail->next = op;
+	else
+		b->head = op;
+	b->tail = op;
+	b->n_ops++;
+	b->bytes += sizeof(*op) + bytes;
+	op = NULL;
+	rc = MOAT_OK;
+out:
+	free(op);
+	return rc;
+}
+
+static moat_err enqueue(struct moat_store *st, struct moat_store_batch *b)
+{
+	moat_err rc = MOAT_E_CLOSED;
+	bool was_empty;
+
+	pthread_mutex_lock(&st->lock);
+	if (st->stopping)
+		goto out;
+	rc = MOAT_E_LIMIT;
+	if (st->n_pending >= MOAT_STORE_MAX_PENDING ||
+	    b->bytes > MOAT_STORE_MAX_PENDING_BYTES - st->pending_bytes)
+		goto out;
+	was_empty = st->head == NULL;
+	b->next = NULL;
+	if (st->tail != NULL)
+		st->tail->next = b;
+	else
+		st->head = b;
+	st->tail = b;
+	st->n_pending++;
+	st->pending_bytes += b->bytes;
+	if (was_empty)
+		pthread_cond_signal(&st->cond);
+	rc = MOAT_OK;
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+moat_err moat_store_submit(struct moat_store *st, struct moat_store_batch *b, moat_store_done_cb cb,
+			   void *arg)
+{
+	moat_err rc = MOAT_E_INVAL;
+
+	if (st == NULL || b == NULL || cb == NULL)
+		goto out;
+	b->cb = cb;
+	b->arg = arg;
+	b->rc = MOAT_OK;
+	rc = enqueue(st, b);
+out:
+	if (rc != MOAT_OK)
+		moat_store_batch_free(b);
+	return rc;
+}
+
+moat_err moat_store_checkpoint(struct moat_store *st, moat_store_done_cb cb, void *arg)
+{
+	struct moat_store_batch *b = NULL;
+	moat_err rc;
+
+	rc = moat_store_batch_new(&b);
+	if (rc != MOAT_OK)
+		return rc;
+	b->checkpoint = true;
+	return moat_store_submit(st, b, cb, arg);
+}
+
+static void log_failure(struct moat_store *st, moat_err rc, const char *detail, size_t n)
+{
+	uint64_t now = mono_ms();
+
+	/* Loud, but one line a second at most while the storage stays bad. */
+	if (!st->failing || now - st->last_err_log_ms >= 1000u) {
+		log_error("store_write_failed",
+			  "err=\"%s\" detail=\"%s\" batches=%zu suppressed=%llu path=\"%s\"",
+			  moat_strerror(rc), detail, n, (unsigned long long)st->suppressed,
+			  st->path);
+		st->last_err_log_ms = now;
+		st->suppressed = 0;
+	} else {
+		st->suppressed++;
+	}
+	st->failing = true;
+}
+
+/* Run one group: see the comment at the top of the file. */
+static void run_group(struct moat_store *st, struct moat_store_batch *list)
+{
+	const struct store_backend *be = st->be;
+	struct moat_store_batch *b;
+	struct store_op *op;
+	size_t n_data = 0;
+	bool want_ckpt = false;
+	moat_err grc = MOAT_OK, brc, crc;
+
+	for (b = list; b != NULL; b = b->next) {
+		if (b->checkpoint)
+			want_ckpt = true;
+		else
+			n_data++;
+	}
+	if (n_data == 0)
+		goto checkpoint;
+	atomic_fetch_add(&st->n_txn, 1);
+	grc = be->begin(st);
+	for (b = list; b != NULL && grc == MOAT_OK; b = b->next) {
+		if (b->checkpoint)
+			continue;
+		grc = be->savepoint(st);
+		if (grc != MOAT_OK)
+			break;
+		brc = MOAT_OK;
+		for (op = b->head; op != NULL && brc == MOAT_OK; op = op->next)
+			brc = be->exec(st, op);
+		if (brc == MOAT_OK) {
+			grc = be->release(st);
+			continue;
+		}
+		if (!store_err_is_local(brc) || !be->in_txn(st)) {
+			grc = brc;
+			break;
+		}
+		b->rc = brc;
+		grc = be->rollback_to(st);
+		if (grc == MOAT_OK)
+			grc = be->release(st);
+	}
+	if (grc == MOAT_OK)
+		grc = be->commit(st);
+	if (grc != MOAT_OK) {
+		log_failure(st, grc, be->errmsg(st), n_data);
+		if (be->in_txn(st))
+			be->rollback(st);
+		atomic_fetch_add(&st->n_errors, 1);
+		for (b = list; b != NULL; b = b->next)
+			if (!b->checkpoint && !store_err_is_local(b->rc))
+				b->rc = grc;
+	} else {
+		atomic_fetch_add(&st->n_commit, 1);
+		if (st->failing) {
+			log_warn("store_recovered", "suppressed=%llu path=\"%s\"",
+				 (unsigned long long)st->suppressed, st->path);
+			st->failing = false;
+			st->suppressed = 0;
+		}
+	}
+checkpoint:
+	if (want_ckpt) {
+		crc = be->checkpoint(st);
+		if (crc != MOAT_OK)
+			log_warn("store_checkpoint_failed", "err=\"%s\" detail=\"%s\"",
+				 moat_strerror(crc), be->errmsg(st));
+		for (b = list; b != NULL; b = b->next)
+			if (b->checkpoint)
+				b->rc = crc;
+	}
+}
+
+static void complete(struct moat_store *st, struct moat_store_batch *list)
+{
+	struct moat_store_batch *b, *next;
+
+	for (b = list; b != NULL; b = next) {
+		next = b->next;
+		atomic_fetch_add(&st->n_batches, 1);
+		if (b->rc != MOAT_OK)
+			atomic_fetch_add(&st->n_batches_failed, 1);
+		b->cb(b->arg, b->rc);
+		moat_store_batch_free(b);
+	}
+}
+
+static void deadline_ts(uint64_t ms, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(ms / 1000u);
+	ts->tv_nsec = (long)(ms % 1000u) * 1000000L;
+}
+
+static void *writer_main(void *arg)
+{
+	struct moat_store *st = arg;
+	struct moat_store_batch *list;
+	struct timespec ts;
+	uint64_t last = 0, deadline;
+
+	for (;;) {
+		pthread_mutex_lock(&st->lock);
+		while (st->head == NULL && !st->stopping)
+			pthread_cond_wait(&st->cond, &st->lock);
+		if (st->head == NULL) {
+			pthread_mutex_unlock(&st->lock);
+			break;
+		}
+		/* Relaxed: at most one commit per flush interval; whatever
+		 * arrives meanwhile joins the group. Closing flushes now. */
+		if (st->durability == MOAT_STORE_RELAXED) {
+			deadline = last + st->flush_ms;
+			deadline_ts(deadline, &ts);
+			while (!st->stopping && mono_ms() < deadline)
+				if (pthread_cond_timedwait(&st->cond, &st->lock, &ts) == ETIMEDOUT)
+					break;
+		}
+		list = st->head;
+		st->head = st->tail = NULL;
+		st->n_pending = 0;
+		st->pending_bytes = 0;
+		pthread_mutex_unlock(&st->lock);
+
+		run_group(st, list);
+		last = mono_ms();
+		complete(st, list);
+	}
+	return NULL;
+}
+
+moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store **out, char *err,
+			 size_t errlen)
+{
+	struct moat_store *st = NULL;
+	pthread_condattr_t ca;
+	bool lock_init = false, cond_init = false, be_open = false;
+	moat_err rc = MOAT_E_INVAL;
+
+	seterr(err, errlen, "%s", "");
+	if (opts == NULL || out == NULL || opts->path == NULL || opts->path[0] == '\0' ||
+	    strlen(opts->path) >= MOAT_MAX_PATH) {
+		seterr(err, errlen, "store: a database path is required");
+		goto out;
+	}
+	if (opts->durability != MOAT_STORE_STRICT && opts->durability != MOAT_STORE_RELAXED) {
+		seterr(err, errlen, "store: unknown durability mode");
+		goto out;
+	}
+	if (opts->flush_ms != 0 && (opts->flush_ms < MOAT_STORE_FLUSH_MS_MIN ||
+				    opts->flush_ms > MOAT_STORE_FLUSH_MS_MAX)) {
+		seterr(err, errlen, "store: flush interval %u ms is outside %u..%u ms",
+		       opts->flush_ms, MOAT_STORE_FLUSH_MS_MIN, MOAT_STORE_FLUSH_MS_MAX);
+		goto out;
+	}
+	if (opts->busy_ms != 0 &&
+	    (opts->busy_ms < MOAT_STORE_BUSY_MS_MIN || opts->busy_ms > MOAT_STORE_BUSY_MS_MAX)) {
+		seterr(err, errlen, "store: busy timeout %u ms is outside %u..%u ms", opts->busy_ms,
+		       MOAT_STORE_BUSY_MS_MIN, MOAT_STORE_BUSY_MS_MAX);
+		goto out;
+	}
+	rc = MOAT_E_NOMEM;
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		goto out;
+	st->path = strdup(opts->path);
+	if (st->path == NULL)
+		goto out;
+	st->be = &store_sqlite_backend;
+	st->durability = opts->durability;
+	st->flush_ms = opts->flush_ms != 0 ? opts->flush_ms : MOAT_STORE_FLUSH_MS_DEFAULT;
+	st->busy_ms = opts->busy_ms != 0 ? opts->busy_ms : MOAT_STORE_BUSY_MS_DEFAULT;
+	st->fault_cb = opts->fault_cb;
+	st->fault_arg = opts->fault_arg;
+	rc = MOAT_E_INTERNAL;
+	if (pthread_mutex_init(&st->lock, NULL) != 0)
+		goto out;
+	lock_init = true;
+	/* The relaxed deadline is on the monotonic clock. */
+	if (pthread_condattr_init(&ca) != 0)
+		goto out;
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&st->cond, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		goto out;
+	}
+	pthread_condattr_destroy(&ca);
+	cond_init = true;
+
+	rc = st->be->open(st, err, errlen);
+	if (rc != MOAT_OK)
+		goto out;
+	be_open = true;
+	rc = MOAT_E_INTERNAL;
+	if (pthread_create(&st->writer, NULL, writer_main, st) != 0) {
+		seterr(err, errlen, "store: cannot start the writer thread");
+		goto out;
+	}
+	st->thread_started = true;
+	*out = st;
+	st = NULL;
+	rc = MOAT_OK;
+out:
+	if (st != NULL) {
+		if (be_open)
+			st->be->close(st);
+		if (cond_init)
+			pthread_cond_destroy(&st->cond);
+		if (lock_init)
+			pthread_mutex_destroy(&st->lock);
+		free(st->path);
+		free(st);
+	}
+	return rc;
+}
+
+void moat_store_close(struct moat_store *st)
+{
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->lock);
+	st->stopping = true;
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	if (st->thread_started)
+		pthread_join(st->writer, NULL);
+	st->be->close(st);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->lock);
+	free(st->path);
+	free(st);
+}
+
+moat_err moat_store_read(struct moat_store *st, enum moat_stmt id, const struct moat_val *params,
+			 size_t n, moat_store_row_cb cb, void *arg)
+{
+	if (st == NULL || cb == NULL || (unsigned)id >= MOAT_STMT__COUNT ||
+	    store_stmts[id].kind != STORE_READ || n != store_stmts[id].nparams ||
+	    (n > 0 && params == NULL))
+		return MOAT_E_INVAL;
+	return st->be->read(st, id, params, n, cb, arg);
+}
+
+struct read_int {
+	bool found;
+	int64_t v;
+};
+
+static moat_err read_int_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct read_int *ri = arg;
+
+	if (ri->found)
+		return MOAT_OK;
+	if (ncols < 1 || cols[0].type != MOAT_VAL_INT)
+		return MOAT_E_INVAL;
+	ri->found = true;
+	ri->v = cols[0].i;
+	return MOAT_OK;
+}
+
+moat_err moat_store_read_int(struct moat_store *st, enum moat_stmt id,
+			     const struct moat_val *params, size_t n, int64_t *out)
+{
+	struct read_int ri = {false, 0};
+	moat_err rc;
+
+	rc = moat_store_read(st, id, params, n, read_int_cb, &ri);
+	if (rc == MOAT_OK && !ri.found)
+		rc = MOAT_E_NOTFOUND;
+	if (rc == MOAT_OK)
+		*out = ri.v;
+	return rc;
+}
+
+moat_err moat_store_check(struct moat_store *st, char *err, size_t errlen)
+{
+	seterr(err, errlen, "%s", "");
+	if (st == NULL)
+		return MOAT_E_INVAL;
+	return st->be->check(st, err, errlen);
+}
+
+void moat_store_stats(struct moat_store *st, struct moat_store_stats *out)
+{
+	out->transactions = atomic_load(&st->n_txn);
+	out->commits = atomic_load(&st->n_commit);
+	out->batches = atomic_load(&st->n_batches);
+	out->batches_failed = atomic_load(&st->n_batches_failed);
+	out->fsyncs = atomic_load(&st->n_fsync);
+	out->errors = atomic_load(&st->n_errors);
+}

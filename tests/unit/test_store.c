@@ -1,0 +1,1094 @@
+/*
+ * The storage layer (src/store/): open and migrations, refusal of newer,
+ * garbage and foreign files, statement round trips, expiry, group commit
+ * from several threads, savepoint isolation, strict and relaxed
+ * durability, the integrity check, and fault injection on every write path
+ * (SQLite's real error paths, through the store's VFS hook): writes, syncs
+ * and truncates failing with "disk full" or "I/O error" during migrations,
+ * commits and checkpoints, plus a lock held by another connection. After
+ * each fault: the completion reports it, a reader sees nothing partial,
+ * the database checks clean and the next batch succeeds.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "store/store.h"
+
+static char dir[256];
+static char dbpath[320];
+
+/* ---- fixtures ---------------------------------------------------------- */
+
+static int setup(void **state)
+{
+	const char *t = getenv("TMPDIR");
+
+	snprintf(dir, sizeof(dir), "%s/moat-test-store-XXXXXX", t != NULL && *t ? t : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(dbpath, sizeof(dbpath), "%s/moat.db", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char p[400];
+
+	unlink(dbpath);
+	snprintf(p, sizeof(p), "%s-wal", dbpath);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", dbpath);
+	unlink(p);
+	return rmdir(dir);
+}
+
+/* ---- fault hook -------------------------------------------------------- */
+
+struct fault {
+	pthread_mutex_t m;
+	bool armed;
+	enum moat_store_io op;
+	enum moat_store_fault kind;
+	long skip;  /* matching calls to let through first */
+	long count; /* then fail this many (-1: until disarmed) */
+	long fired;
+	long seen[3];
+};
+
+static struct fault fault = {.m = PTHREAD_MUTEX_INITIALIZER};
+
+static enum moat_store_fault fault_cb(void *arg, enum moat_store_io op)
+{
+	struct fault *f = arg;
+	enum moat_store_fault r = MOAT_STORE_FAULT_NONE;
+
+	pthread_mutex_lock(&f->m);
+	f->seen[op]++;
+	if (f->armed && op == f->op) {
+		if (f->skip > 0) {
+			f->skip--;
+		} else if (f->count != 0) {
+			if (f->count > 0)
+				f->count--;
+			f->fired++;
+			r = f->kind;
+		}
+	}
+	pthread_mutex_unlock(&f->m);
+	return r;
+}
+
+static void fault_arm(enum moat_store_io op, enum moat_store_fault kind, long skip, long count)
+{
+	pthread_mutex_lock(&fault.m);
+	fault.armed = true;
+	fault.op = op;
+	fault.kind = kind;
+	fault.skip = skip;
+	fault.count = count;
+	fault.fired = 0;
+	pthread_mutex_unlock(&fault.m);
+}
+
+static long fault_disarm(void)
+{
+	long fired;
+
+	pthread_mutex_lock(&fault.m);
+	fault.armed = false;
+	fired = fault.fired;
+	pthread_mutex_unlock(&fault.m);
+	return fired;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+struct done {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int n;
+	int failed;
+	moat_err rc; /* the last result */
+};
+
+static void done_init(struct done *d)
+{
+	pthread_mutex_init(&d->m, NULL);
+	pthread_cond_init(&d->c, NULL);
+	d->n = 0;
+	d->failed = 0;
+	d->rc = MOAT_OK;
+}
+
+static void done_destroy(struct done *d)
+{
+	pthread_mutex_destroy(&d->m);
+	pthread_cond_destroy(&d->c);
+}
+
+static void done_cb(void *arg, moat_err rc)
+{
+	struct done *d = arg;
+
+	pthread_mutex_lock(&d->m);
+	d->n++;
+	if (rc != MOAT_OK)
+		d->failed++;
+	d->rc = rc;
+	pthread_cond_broadcast(&d->c);
+	pthread_mutex_unlock(&d->m);
+}
+
+static void done_wait(struct done *d, int n)
+{
+	pthread_mutex_lock(&d->m);
+	while (d->n < n)
+		pthread_cond_wait(&d->c, &d->m);
+	pthread_mutex_unlock(&d->m);
+}
+
+static struct moat_store *open_store(enum moat_store_durability dur, uint32_t flush_ms)
+{
+	struct moat_store_opts o = {0};
+	struct moat_store *st = NULL;
+	char err[512];
+	moat_err rc;
+
+	o.path = dbpath;
+	o.durability = dur;
+	o.flush_ms = flush_ms;
+	o.busy_ms = 100;
+	o.fault_cb = fault_cb;
+	o.fault_arg = &fault;
+	rc = moat_store_open(&o, &st, err, sizeof(err));
+	if (rc != MOAT_OK)
+		fprintf(stderr, "open: %s\n", err);
+	assert_int_equal(rc, MOAT_OK);
+	return st;
+}
+
+static void add_session(struct moat_store_batch *b, const char *cid, int64_t expire_at)
+{
+	struct moat_val v[12];
+
+	v[0] = moat_val_text(cid, strlen(cid));
+	v[1] = moat_val_text("dev", 3);
+	v[2] = moat_val_int(5);
+	v[3] = moat_val_int(3600);
+	v[4] = expire_at ? moat_val_int(expire_at) : moat_val_null();
+	v[5] = moat_val_text("w/gone", 6);
+	v[6] = moat_val_blob("bye", 3);
+	v[7] = moat_val_null();
+	v[8] = moat_val_int(1);
+	v[9] = moat_val_int(0);
+	v[10] = moat_val_int(5);
+	v[11] = moat_val_int(0);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SESSION_PUT, v, 12), MOAT_OK);
+}
+
+static void add_msg(struct moat_store_batch *b, int64_t id, const char *topic, int64_t expire_at)
+{
+	struct moat_val v[7];
+	char payload[64];
+	int n;
+
+	n = snprintf(payload, sizeof(payload), "payload-%lld", (long long)id);
+	v[0] = moat_val_int(id);
+	v[1] = moat_val_text(topic, strlen(topic));
+	v[2] = moat_val_blob(payload, (size_t)n);
+	v[3] = moat_val_blob("\x01\x02", 2);
+	v[4] = moat_val_int(1);
+	v[5] = moat_val_int(0);
+	v[6] = expire_at ? moat_val_int(expire_at) : moat_val_null();
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_MSG_PUT, v, 7), MOAT_OK);
+}
+
+static void add_delivery(struct moat_store_batch *b, const char *cid, int64_t seq, int64_t msg,
+			 int64_t state)
+{
+	struct moat_val v[8];
+
+	v[0] = moat_val_text(cid, strlen(cid));
+	v[1] = moat_val_int(seq);
+	v[2] = moat_val_int(msg);
+	v[3] = moat_val_int(1);
+	v[4] = moat_val_int(0);
+	v[5] = moat_val_int(state);
+	v[6] = moat_val_int(state ? 7 : 0);
+	v[7] = moat_val_blob("", 0);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_DELIVERY_PUT, v, 8), MOAT_OK);
+}
+
+/* Submit b and wait for its completion. */
+static moat_err run(struct moat_store *st, struct moat_store_batch *b)
+{
+	struct done d;
+	moat_err rc;
+
+	done_init(&d);
+	assert_int_equal(moat_store_submit(st, b, done_cb, &d), MOAT_OK);
+	done_wait(&d, 1);
+	rc = d.rc;
+	done_destroy(&d);
+	return rc;
+}
+
+static struct moat_store_batch *batch(void)
+{
+	struct moat_store_batch *b = NULL;
+
+	assert_int_equal(moat_store_batch_new(&b), MOAT_OK);
+	return b;
+}
+
+/* A message, queued for two sessions: the typical atomic publish. */
+static moat_err publish(struct moat_store *st, int64_t id)
+{
+	struct moat_store_batch *b = batch();
+
+	add_msg(b, id, "d/dev/t", 0);
+	add_delivery(b, "a", id, id, 0);
+	add_delivery(b, "b", id, id, 0);
+	return run(st, b);
+}
+
+/* Rows an independent connection sees (another reader of the file). */
+static int64_t count_sql(const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int64_t n = -1;
+
+	assert_int_equal(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return n;
+}
+
+static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	(*(int *)arg)++;
+	return MOAT_OK;
+}
+
+/* Is message id visible, to the store's reader and to another process? */
+static bool visible(struct moat_store *st, int64_t id)
+{
+	struct moat_val p = moat_val_int(id);
+	char sql[160];
+	int n = 0;
+	int64_t other;
+
+	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_GET, &p, 1, count_cb, &n), MOAT_OK);
+	snprintf(sql, sizeof(sql),
+		 "SELECT (SELECT count(*) FROM messages WHERE id = %lld) + (SELECT count(*) "
+		 "FROM deliveries WHERE msg_id = %lld)",
+		 (long long)id, (long long)id);
+	other = count_sql(sql);
+	/* all or nothing: one message and its two deliveries */
+	assert_true(other == 0 || other == 3);
+	assert_int_equal(n, other == 3 ? 1 : 0);
+	return n == 1;
+}
+
+static void assert_check_ok(struct moat_store *st)
+{
+	char err[256];
+	moat_err rc;
+
+	rc = moat_store_check(st, err, sizeof(err));
+	if (rc != MOAT_OK)
+		fprintf(stderr, "check: %s\n", err);
+	assert_int_equal(rc, MOAT_OK);
+}
+
+static void setup_sessions(struct moat_store *st)
+{
+	struct moat_store_batch *b = batch();
+
+	add_session(b, "a", 0);
+	add_session(b, "b", 0);
+	assert_int_equal(run(st, b), MOAT_OK);
+}
+
+/* ---- open, migrations, refusal ----------------------------------------- */
+
+static void test_open_close(void **state)
+{
+	struct moat_store *st;
+	struct stat sb;
+	char p[400];
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	assert_int_equal(count_sql("SELECT max(version) FROM schema_version"),
+			 moat_store_schema_version());
+	assert_int_equal(count_sql("PRAGMA application_id"), 0x4D4F4154);
+	assert_int_equal(stat(dbpath, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	snprintf(p, sizeof(p), "%s-wal", dbpath);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	snprintf(p, sizeof(p), "%s-shm", dbpath);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_check_ok(st);
+	moat_store_close(st);
+	moat_store_close(NULL);
+}
+
+static void test_loose_mode_tightened(void **state)
+{
+	struct moat_store *st;
+	struct stat sb;
+	FILE *f;
+
+	f = fopen(dbpath, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(chmod(dbpath, 0644), 0);
+	st = open_store(MOAT_STORE_STRICT, 0);
+	assert_int_equal(stat(dbpath, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	moat_store_close(st);
+}
+
+static void test_reopen_idempotent(void **state)
+{
+	struct moat_store *st;
+	int64_t max_id = 0;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	setup_sessions(st);
+	assert_int_equal(publish(st, 42), MOAT_OK);
+	moat_store_close(st);
+
+	st = open_store(MOAT_STORE_RELAXED, 0);
+	assert_int_equal(count_sql("SELECT count(*) FROM schema_version"),
+			 moat_store_schema_version());
+	assert_int_equal(moat_store_read_int(st, MOAT_STMT_MSG_MAX_ID, NULL, 0, &max_id), MOAT_OK);
+	assert_int_equal(max_id, 42);
+	assert_true(visible(st, 42));
+	moat_store_close(st);
+}
+
+static void test_newer_version_refused(void **state)
+{
+	struct moat_store_opts o = {.path = dbpath};
+	struct moat_store *st = NULL;
+	sqlite3 *db = NULL;
+	char err[512], want[200];
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	moat_store_close(st);
+	st = NULL;
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 'from the future', 0)", NULL,
+			 NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_VERSION);
+	assert_null(st);
+	snprintf(want, sizeof(want),
+		 "database schema version 999 is newer than this moat (knows up to %d); use a "
+		 "newer moat or restore a backup",
+		 moat_store_schema_version());
+	assert_string_equal(err, want);
+}
+
+static void test_garbage_refused(void **state)
+{
+	struct moat_store_opts o = {.path = dbpath};
+	struct moat_store *st = NULL;
+	unsigned char junk[8192];
+	struct stat sb;
+	sqlite3 *db = NULL;
+	char err[512];
+	size_t i;
+	FILE *f;
+
+	for (i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 131u + 7u);
+	f = fopen(dbpath, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+	fclose(f);
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_CORRUPT);
+	assert_null(st);
+	assert_non_null(strstr(err, "is not a usable Moat database"));
+	/* and the file is left as it was */
+	assert_int_equal(stat(dbpath, &sb), 0);
+	assert_int_equal(sb.st_size, sizeof(junk));
+	unlink(dbpath);
+
+	/* an SQLite database of something else */
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE foo (x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_CORRUPT);
+	assert_non_null(strstr(err, "not a Moat database"));
+	assert_int_equal(count_sql("SELECT count(*) FROM sqlite_schema WHERE name = 'sessions'"),
+			 0);
+}
+
+static int64_t count_sql_raw(const char *sql)
+{
+	return count_sql(sql);
+}
+
+static void test_bad_opts(void **state)
+{
+	struct moat_store_opts o = {0};
+	struct moat_store *st = NULL;
+	char err[256];
+
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_INVAL);
+	o.path = dbpath;
+	o.durability = MOAT_STORE_RELAXED;
+	o.flush_ms = MOAT_STORE_FLUSH_MS_MAX + 1;
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_INVAL);
+	assert_non_null(strstr(err, "flush interval"));
+	o.flush_ms = 0;
+	o.busy_ms = 1;
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_INVAL);
+	o.busy_ms = 0;
+	o.durability = (enum moat_store_durability)7;
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_INVAL);
+	assert_null(st);
+	assert_int_equal(access(dbpath, F_OK), -1); /* nothing created */
+}
+
+/* Opening fails cleanly at every write and sync of the migration, then
+ * succeeds once the disk is healthy. */
+static void test_fault_open(void **state)
+{
+	static const enum moat_store_io ops[] = {MOAT_STORE_IO_WRITE, MOAT_STORE_IO_SYNC};
+	static const enum moat_store_fault kinds[] = {MOAT_STORE_FAULT_FULL, MOAT_STORE_FAULT_IO};
+	struct moat_store_opts o = {.path = dbpath, .fault_cb = fault_cb, .fault_arg = &fault};
+	struct moat_store *st;
+	char err[512];
+	size_t i, k;
+	long skip, fired;
+	int failures = 0;
+	moat_err rc;
+
+	for (i = 0; i < 2; i++) {
+		for (k = 0; k < 2; k++) {
+			for (skip = 0;; skip++) {
+				teardown(state);
+				setup(state);
+				snprintf(dbpath, sizeof(dbpath), "%s/moat.db", dir);
+				st = NULL;
+				fault_arm(ops[i], kinds[k], skip, -1);
+				rc = moat_store_open(&o, &st, err, sizeof(err));
+				fired = fault_disarm();
+				if (fired == 0) {
+					assert_int_equal(rc, MOAT_OK);
+					moat_store_close(st);
+					break;
+				}
+				if (rc == MOAT_OK) {
+					/* the fault hit only something SQLite may
+					 * ignore (a checkpoint at close) */
+					moat_store_close(st);
+				} else {
+					failures++;
+					assert_null(st);
+					assert_true(rc == MOAT_E_FULL || rc == MOAT_E_IO);
+					assert_true(err[0] != '\0');
+				}
+				/* healthy again: opens, migrated, consistent */
+				st = open_store(MOAT_STORE_STRICT, 0);
+				assert_check_ok(st);
+				assert_int_equal(count_sql_raw("SELECT max(version) FROM "
+							       "schema_version"),
+						 moat_store_schema_version());
+				moat_store_close(st);
+			}
+		}
+	}
+	assert_true(failures > 4);
+}
+
+/* ---- statements -------------------------------------------------------- */
+
+struct rows {
+	int n;
+	struct moat_val first[16];
+	char text[4][64];
+};
+
+static moat_err rows_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct rows *r = arg;
+	size_t i;
+
+	if (r->n == 0) {
+		for (i = 0; i < ncols && i < 16; i++) {
+			r->first[i] = cols[i];
+			/* values live only during the call: keep short texts */
+			if ((cols[i].type == MOAT_VAL_TEXT || cols[i].type == MOAT_VAL_BLOB) &&
+			    i < 4 && cols[i].len < 64) {
+				memcpy(r->text[i], cols[i].p, cols[i].len);
+				r->text[i][cols[i].len] = '\0';
+				r->first[i].p = r->text[i];
+			}
+		}
+	}
+	r->n++;
+	return MOAT_OK;
+}
+
+static void test_roundtrip(void **state)
+{
+	struct moat_store *st;
+	struct moat_store_batch *b;
+	struct moat_val v[8];
+	struct rows r;
+	uint8_t big[1000];
+	int64_t n;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	setup_sessions(st);
+
+	b = batch();
+	add_msg(b, 1, "d/dev/temp", 0);
+	add_delivery(b, "a", 1, 1, 0);
+	v[0] = moat_val_text("a", 1);
+	v[1] = moat_val_text("$share/g/d/+/temp", 17);
+	v[2] = moat_val_int(0x15);
+	v[3] = moat_val_int(268435455);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SUB_PUT, v, 4), MOAT_OK);
+	v[0] = moat_val_text("d/dev/temp", 10);
+	v[1] = moat_val_int(1);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_RETAINED_PUT, v, 2), MOAT_OK);
+	v[0] = moat_val_text("b", 1);
+	v[1] = moat_val_int(65535);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_OK);
+	/* misuse is refused at add time */
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 1), MOAT_E_INVAL);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_LOAD_SUBS, NULL, 0), MOAT_E_INVAL);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT__COUNT, NULL, 0), MOAT_E_INVAL);
+	v[0] = moat_val_blob(NULL, 5);
+	v[1] = moat_val_int(1);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_E_INVAL);
+	v[0] = moat_val_blob(big, MOAT_MAX_PACKET_SIZE_MAX + 1u);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_E_TOO_LARGE);
+	assert_int_equal(run(st, b), MOAT_OK);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_SESSIONS, NULL, 0, rows_cb, &r),
+			 MOAT_OK);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.first[0].type, MOAT_VAL_TEXT);
+	assert_string_equal(r.text[0], "a");
+	assert_string_equal(r.text[1], "dev");
+	assert_int_equal(r.first[2].i, 5);
+	assert_int_equal(r.first[4].type, MOAT_VAL_NULL);
+	assert_int_equal(r.first[6].type, MOAT_VAL_BLOB);
+	assert_int_equal(r.first[6].len, 3);
+	assert_int_equal(r.first[7].type, MOAT_VAL_NULL);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_SUBS, NULL, 0, rows_cb, &r), MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.text[1], "$share/g/d/+/temp");
+	assert_int_equal(r.first[2].i, 0x15);
+	assert_int_equal(r.first[3].i, 268435455);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_DELIVERIES, NULL, 0, rows_cb, &r),
+			 MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.first[7].type, MOAT_VAL_BLOB); /* empty blob stays a blob */
+	assert_int_equal(r.first[7].len, 0);
+	assert_non_null(r.first[7].p);
+
+	memset(&r, 0, sizeof(r));
+	v[0] = moat_val_int(1);
+	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_GET, v, 1, rows_cb, &r), MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.text[1], "d/dev/temp");
+	assert_string_equal(r.text[2], "payload-1");
+	assert_int_equal(r.first[3].len, 2);
+	assert_int_equal(r.first[6].type, MOAT_VAL_NULL);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_QOS2_IN, NULL, 0, rows_cb, &r),
+			 MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.first[1].i, 65535);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_RETAINED, NULL, 0, rows_cb, &r),
+			 MOAT_OK);
+	assert_int_equal(r.n, 1);
+
+	/* reads refuse writes and wrong arity */
+	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_PUT, NULL, 0, rows_cb, &r),
+			 MOAT_E_INVAL);
+	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_GET, NULL, 0, rows_cb, &r),
+			 MOAT_E_INVAL);
+	v[0] = moat_val_int(99);
+	assert_int_equal(moat_store_read_int(st, MOAT_STMT_MSG_GET, v, 1, &n), MOAT_E_NOTFOUND);
+
+	/* upsert keeps children; delete cascades */
+	b = batch();
+	add_session(b, "a", 0);
+	assert_int_equal(run(st, b), MOAT_OK);
+	assert_int_equal(count_sql("SELECT count(*) FROM subscriptions"), 1);
+	b = batch();
+	v[0] = moat_val_text("a", 1);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SESSION_DEL, v, 1), MOAT_OK);
+	v[0] = moat_val_int(1);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_MSG_GC, v, 1), MOAT_OK);
+	assert_int_equal(run(st, b), MOAT_OK);
+	assert_int_equal(count_sql("SELECT count(*) FROM subscriptions"), 0);
+	assert_int_equal(count_sql("SELECT count(*) FROM deliveries"), 0);
+	/* still retained: not collected */
+	assert_int_equal(count_sql("SELECT count(*) FROM messages"), 1);
+	assert_check_ok(st);
+	moat_store_close(st);
+}
+
+static void test_expiry(void **state)
+{
+	struct moat_store *st;
+	struct moat_store_batch *b;
+	struct moat_val v[4];
+	const int64_t now = 1700000000000;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	b = batch();
+	add_session(b, "gone", now - 1);
+	add_session(b, "stays", now + 60000);
+	add_msg(b, 1, "t/old", now - 5);   /* expired */
+	add_msg(b, 2, "t/new", now + 5);   /* alive */
+	add_msg(b, 3, "t/ret", now - 5);   /* expired, retained only */
+	add_delivery(b, "gone", 1, 2, 0);  /* goes with its session */
+	add_delivery(b, "stays", 1, 1, 0); /* queued, expired: removed */
+	add_delivery(b, "stays", 2, 1, 1); /* in flight, expired: kept */
+	add_delivery(b, "stays", 3, 2, 0); /* alive */
+	v[0] = moat_val_text("t/ret", 5);
+	v[1] = moat_val_int(3);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_RETAINED_PUT, v, 2), MOAT_OK);
+	v[0] = moat_val_text("gone", 4);
+	v[1] = moat_val_text("#", 1);
+	v[2] = moat_val_int(1);
+	v[3] = moat_val_int(0);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SUB_PUT, v, 4), MOAT_OK);
+	v[1] = moat_val_int(9);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_OK);
+	assert_int_equal(run(st, b), MOAT_OK);
+
+	/* the sweep is one batch */
+	b = batch();
+	v[0] = moat_val_int(now);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_EXPIRE_SESSIONS, v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_EXPIRE_QUEUED, v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_EXPIRE_RETAINED, v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_MSG_GC_ALL, NULL, 0), MOAT_OK);
+	assert_int_equal(run(st, b), MOAT_OK);
+
+	assert_int_equal(count_sql("SELECT count(*) FROM sessions WHERE client_id = 'gone'"), 0);
+	assert_int_equal(count_sql("SELECT count(*) FROM subscriptions"), 0);
+	assert_int_equal(count_sql("SELECT count(*) FROM qos2_in"), 0);
+	assert_int_equal(count_sql("SELECT count(*) FROM deliveries WHERE seq IN (2, 3)"), 2);
+	assert_int_equal(count_sql("SELECT count(*) FROM deliveries"), 2);
+	assert_int_equal(count_sql("SELECT count(*) FROM retained"), 0);
+	/* 1 kept by its in-flight delivery, 2 alive, 3 collected */
+	assert_int_equal(count_sql("SELECT count(*) FROM messages"), 2);
+	assert_int_equal(count_sql("SELECT count(*) FROM messages WHERE id = 3"), 0);
+	/* a message id is never reused */
+	b = batch();
+	add_msg(b, 1, "dup", 0);
+	assert_int_equal(run(st, b), MOAT_E_EXISTS);
+	assert_check_ok(st);
+	moat_store_close(st);
+}
+
+/* ---- group commit ------------------------------------------------------ */
+
+#define GC_THREADS 8
+#define GC_PER_THREAD 200
+
+struct gc_arg {
+	struct moat_store *st;
+	int idx;
+	bool wait_each;
+	struct done *d;
+};
+
+static void *gc_thread(void *p)
+{
+	struct gc_arg *a = p;
+	struct moat_store_batch *b;
+	struct done own;
+	int i;
+	int64_t id;
+
+	done_init(&own);
+	for (i = 0; i < GC_PER_THREAD; i++) {
+		id = (int64_t)a->idx * 100000 + i + 1 + (a->wait_each ? 0 : 50000);
+		b = NULL;
+		if (moat_store_batch_new(&b) != MOAT_OK)
+			abort();
+		add_msg(b, id, "d/dev/t", 0);
+		add_delivery(b, "a", id, id, 0);
+		add_delivery(b, "b", id, id, 0);
+		if (a->wait_each) {
+			if (moat_store_submit(a->st, b, done_cb, &own) != MOAT_OK)
+				abort();
+			done_wait(&own, i + 1);
+		} else if (moat_store_submit(a->st, b, done_cb, a->d) != MOAT_OK) {
+			abort();
+		}
+	}
+	if (own.failed != 0)
+		abort();
+	done_destroy(&own);
+	return NULL;
+}
+
+static void group_commit_run(struct moat_store *st, bool wait_each, const char *what)
+{
+	pthread_t t[GC_THREADS];
+	struct gc_arg a[GC_THREADS];
+	struct moat_store_stats s0, s1;
+	struct timespec t0, t1;
+	struct done d;
+	double secs;
+	int i;
+
+	done_init(&d);
+	moat_store_stats(st, &s0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < GC_THREADS; i++) {
+		a[i] = (struct gc_arg){st, i, wait_each, &d};
+		assert_int_equal(pthread_create(&t[i], NULL, gc_thread, &a[i]), 0);
+	}
+	for (i = 0; i < GC_THREADS; i++)
+		pthread_join(t[i], NULL);
+	if (!wait_each)
+		done_wait(&d, GC_THREADS * GC_PER_THREAD);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	moat_store_stats(st, &s1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	fprintf(stderr,
+		"group commit (%s, %d threads): batches=%llu transactions=%llu fsyncs=%llu "
+		"%.0f batches/s\n",
+		what, GC_THREADS, (unsigned long long)(s1.batches - s0.batches),
+		(unsigned long long)(s1.transactions - s0.transactions),
+		(unsigned long long)(s1.fsyncs - s0.fsyncs),
+		(double)(s1.batches - s0.batches) / secs);
+	assert_int_equal(d.failed, 0);
+	assert_int_equal(s1.batches - s0.batches, GC_THREADS * GC_PER_THREAD);
+	assert_int_equal(s1.batches_failed, s0.batches_failed);
+	/* far fewer transactions than batches */
+	assert_true((s1.transactions - s0.transactions) * 2 < s1.batches - s0.batches);
+	done_destroy(&d);
+}
+
+static void test_group_commit(void **state)
+{
+	struct moat_store *st;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	setup_sessions(st);
+	group_commit_run(st, true, "strict, each waits");
+	group_commit_run(st, false, "strict, burst");
+	assert_int_equal(count_sql("SELECT count(*) FROM messages"),
+			 2 * GC_THREADS * GC_PER_THREAD);
+	assert_int_equal(count_sql("SELECT count(*) FROM deliveries"),
+			 4 * GC_THREADS * GC_PER_THREAD);
+	assert_check_ok(st);
+	moat_store_close(st);
+}
+
+/* One failing batch in a group does not sink its neighbours. */
+static void test_savepoint_isolation(void **state)
+{
+	struct moat_store *st;
+	struct moat_store_batch *b;
+	struct moat_store_stats s0, s1;
+	struct done d[3];
+	int i;
+
+	/* relaxed with a long interval so the three land in one group */
+	st = open_store(MOAT_STORE_RELAXED, 500);
+	setup_sessions(st);
+	assert_int_equal(publish(st, 7), MOAT_OK);
+	moat_store_stats(st, &s0);
+	for (i = 0; i < 3; i++)
+		done_init(&d[i]);
+	b = batch();
+	add_msg(b, 8, "t", 0);
+	add_delivery(b, "a", 8, 8, 0);
+	assert_int_equal(moat_store_submit(st, b, done_cb, &d[0]), MOAT_OK);
+	b = batch();
+	add_msg(b, 9, "t", 0);	       /* this part would succeed... */
+	add_delivery(b, "a", 7, 9, 0); /* ...but seq 7 of "a" exists */
+	assert_int_equal(moat_store_submit(st, b, done_cb, &d[1]), MOAT_OK);
+	b = batch();
+	add_msg(b, 10, "t", 0);
+	add_delivery(b, "nobody", 1, 10, 0); /* foreign key: no such session */
+	assert_int_equal(moat_store_submit(st, b, done_cb, &d[2]), MOAT_OK);
+	b = batch();
+	add_msg(b, 11, "t", 0);
+	assert_int_equal(run(st, b), MOAT_OK);
+	for (i = 0; i < 3; i++)
+		done_wait(&d[i], 1);
+	moat_store_stats(st, &s1);
+	assert_int_equal(d[0].rc, MOAT_OK);
+	assert_int_equal(d[1].rc, MOAT_E_EXISTS);
+	assert_int_equal(d[2].rc, MOAT_E_INVAL);
+	assert_int_equal(s1.transactions - s0.transactions, 1);
+	assert_int_equal(s1.batches_failed - s0.batches_failed, 2);
+	assert_int_equal(s1.errors, s0.errors); /* not storage errors */
+	assert_int_equal(count_sql("SELECT count(*) FROM messages WHERE id IN (8, 11)"), 2);
+	assert_int_equal(count_sql("SELECT count(*) FROM messages WHERE id IN (9, 10)"), 0);
+	for (i = 0; i < 3; i++)
+		done_destroy(&d[i]);
+	assert_check_ok(st);
+	moat_store_close(st);
+}
+
+/* ---- durability modes -------------------------------------------------- */
+
+static void test_strict_vs_relaxed(void **state)
+{
+	struct moat_store *st;
+	struct moat_store_stats s0, s1;
+	struct timespec t0, t1;
+	struct done d;
+	struct moat_store_batch *b;
+	double ms;
+	int i;
+
+	/* strict: every commit is synced before its completion */
+	st = open_store(MOAT_STORE_STRICT, 0);
+	setup_sessions(st);
+	moat_store_stats(st, &s0);
+	for (i = 0; i < 20; i++)
+		assert_int_equal(publish(st, i + 1), MOAT_OK);
+	moat_store_stats(st, &s1);
+	assert_int_equal(s1.commits - s0.commits, 20);
+	assert_true(s1.fsyncs - s0.fsyncs >= 20);
+	fprintf(stderr, "strict: 20 sequential batches: commits=%llu fsyncs=%llu\n",
+		(unsigned long long)(s1.commits - s0.commits),
+		(unsigned long long)(s1.fsyncs - s0.fsyncs));
+	moat_store_close(st);
+
+	/* relaxed: no sync at commit; at most one commit per interval, each
+	 * completion within about one interval */
+	st = open_store(MOAT_STORE_RELAXED, 50);
+	moat_store_stats(st, &s0);
+	done_init(&d);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < 200; i++) {
+		b = batch();
+		add_msg(b, 1000 + i, "t", 0);
+		assert_int_equal(moat_store_submit(st, b, done_cb, &d), MOAT_OK);
+		usleep(1000);
+	}
+	done_wait(&d, 200);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	moat_store_stats(st, &s1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	fprintf(stderr, "relaxed(50 ms): 200 batches over %.0f ms: transactions=%llu fsyncs=%llu\n",
+		ms, (unsigned long long)(s1.transactions - s0.transactions),
+		(unsigned long long)(s1.fsyncs - s0.fsyncs));
+	assert_int_equal(d.failed, 0);
+	assert_true(s1.transactions - s0.transactions <= (uint64_t)(ms / 50.0) + 2);
+	/* only the header of a freshly started WAL is synced, never a commit */
+	assert_true(s1.fsyncs - s0.fsyncs < s1.transactions - s0.transactions);
+	assert_int_equal(count_sql("SELECT count(*) FROM messages WHERE id >= 1000"), 200);
+	done_destroy(&d);
+	/* close commits what is pending */
+	done_init(&d);
+	b = batch();
+	add_msg(b, 5000, "t", 0);
+	assert_int_equal(moat_store_submit(st, b, done_cb, &d), MOAT_OK);
+	moat_store_close(st);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.rc, MOAT_OK);
+	assert_int_equal(count_sql("SELECT count(*) FROM messages WHERE id = 5000"), 1);
+	done_destroy(&d);
+}
+
+static void test_submit_after_close_and_checkpoint(void **state)
+{
+	struct moat_store *st;
+	struct done d;
+	struct stat sb;
+	char p[400];
+	int i;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	setup_sessions(st);
+	for (i = 0; i < 50; i++)
+		assert_int_equal(publish(st, i + 1), MOAT_OK);
+	done_init(&d);
+	assert_int_equal(moat_store_checkpoint(st, done_cb, &d), MOAT_OK);
+	done_wait(&d, 1);
+	assert_int_equal(d.rc, MOAT_OK);
+	snprintf(p, sizeof(p), "%s-wal", dbpath);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_size, 0); /* truncated */
+	assert_int_equal(moat_store_submit(st, NULL, done_cb, &d), MOAT_E_INVAL);
+	done_destroy(&d);
+	moat_store_close(st);
+}
+
+/* ---- faults ------------------------------------------------------------ */
+
+/*
+ * For each failing call (write, sync, truncate), each kind (full, I/O) and
+ * each position (the 1st, 2nd... such call of a publish and a checkpoint),
+ * transient (one call) and persistent (until cleared): the completion says
+ * whether it committed, the readers agree, the database stays consistent
+ * and the store works again once the fault clears.
+ */
+static void torture(enum moat_store_io op, enum moat_store_fault kind, long count, int *failed,
+		    int *ck_failed, int *iters)
+{
+	struct moat_store *st;
+	struct done ck;
+	int64_t id = 1;
+	long skip, fired;
+	moat_err rc;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	setup_sessions(st);
+	for (skip = 0;; skip++) {
+		(*iters)++;
+		done_init(&ck);
+		fault_arm(op, kind, skip, count);
+		rc = publish(st, id);
+		/* a checkpoint too: its writes, sync and truncate */
+		assert_int_equal(moat_store_checkpoint(st, done_cb, &ck), MOAT_OK);
+		done_wait(&ck, 1);
+		fired = fault_disarm();
+		if (ck.rc != MOAT_OK)
+			(*ck_failed)++;
+		if (rc != MOAT_OK) {
+			(*failed)++;
+			assert_true(rc ==
+				    (kind == MOAT_STORE_FAULT_FULL ? MOAT_E_FULL : MOAT_E_IO));
+		}
+		/* committed if and only if reported so */
+		assert_int_equal(visible(st, id), rc == MOAT_OK);
+		assert_check_ok(st);
+		/* recovered: the same message goes in now */
+		if (rc != MOAT_OK)
+			assert_int_equal(publish(st, id), MOAT_OK);
+		assert_true(visible(st, id));
+		id++;
+		done_destroy(&ck);
+		if (fired == 0)
+			break;
+		assert_true(skip < 200);
+	}
+	moat_store_close(st);
+	/* and it reopens clean */
+	st = open_store(MOAT_STORE_STRICT, 0);
+	assert_check_ok(st);
+	assert_int_equal(count_sql("SELECT count(*) FROM messages"), id - 1);
+	moat_store_close(st);
+	unlink(dbpath);
+}
+
+static void test_fault_torture(void **state)
+{
+	static const enum moat_store_io ops[] = {MOAT_STORE_IO_WRITE, MOAT_STORE_IO_SYNC,
+						 MOAT_STORE_IO_TRUNCATE};
+	static const char *const names[] = {"write", "sync", "truncate"};
+	static const enum moat_store_fault kinds[] = {MOAT_STORE_FAULT_FULL, MOAT_STORE_FAULT_IO};
+	size_t i, k;
+	int failed, ck_failed, iters;
+
+	for (i = 0; i < 3; i++) {
+		for (k = 0; k < 2; k++) {
+			failed = ck_failed = iters = 0;
+			torture(ops[i], kinds[k], 1, &failed, &ck_failed, &iters);
+			torture(ops[i], kinds[k], -1, &failed, &ck_failed, &iters);
+			fprintf(stderr,
+				"fault %s/%s: %d runs, %d publishes and %d checkpoints failed\n",
+				names[i], kinds[k] == MOAT_STORE_FAULT_FULL ? "full" : "io", iters,
+				failed, ck_failed);
+			/* writes and syncs sit on the commit path; truncates only
+			 * on the checkpoint's */
+			if (ops[i] != MOAT_STORE_IO_TRUNCATE)
+				assert_true(failed > 0);
+			assert_true(ck_failed > 0);
+		}
+	}
+}
+
+/* Another connection holds the write lock past the busy timeout. */
+static void test_busy(void **state)
+{
+	struct moat_store *st;
+	sqlite3 *db = NULL;
+	struct moat_store_stats s;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	setup_sessions(st);
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(publish(st, 1), MOAT_E_BUSY);
+	assert_false(visible(st, 1));
+	moat_store_stats(st, &s);
+	assert_int_equal(s.errors, 1);
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(publish(st, 1), MOAT_OK);
+	assert_true(visible(st, 1));
+	assert_check_ok(st);
+	moat_store_close(st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_open_close, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_loose_mode_tightened, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_garbage_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_opts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fault_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_savepoint_isolation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_strict_vs_relaxed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_submit_after_close_and_checkpoint, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_fault_torture, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+	};
+
+	/* failures are logged loudly by design; keep the test output readable */
+	moat_log_set_level(MOAT_LOG_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
