@@ -47,13 +47,14 @@ _Static_assert(MOAT_MAX_LISTENER_NAME + CONF_LISTENER_PREFIX_LEN < 50u,
 	       "inih truncates section names at 49 characters");
 
 enum conf_type {
-	CONF_UINT,   /* decimal, min..max */
-	CONF_SIZE,   /* decimal with optional K/KiB/M/MiB, min..max */
-	CONF_BOOL,   /* on/off, true/false, yes/no */
-	CONF_PATH,   /* file path; relative to data_dir */
-	CONF_LEVEL,  /* debug|info|warn|error */
-	CONF_POLICY, /* default|open */
-	CONF_ADDR,   /* numeric IPv4/IPv6 literal */
+	CONF_UINT,	 /* decimal, min..max */
+	CONF_SIZE,	 /* decimal with optional K/KiB/M/MiB, min..max */
+	CONF_BOOL,	 /* on/off, true/false, yes/no */
+	CONF_PATH,	 /* file path; relative to data_dir */
+	CONF_LEVEL,	 /* debug|info|warn|error */
+	CONF_POLICY,	 /* default|open */
+	CONF_DURABILITY, /* strict|relaxed */
+	CONF_ADDR,	 /* numeric IPv4/IPv6 literal */
 };
 
 enum conf_key_id {
@@ -64,6 +65,7 @@ enum conf_key_id {
 	K_MAX_INFLIGHT,
 	K_MAX_QUEUED,
 	K_MAX_CONNECTIONS,
+	K_DURABILITY,
 	K_CERT,
 	K_KEY,
 	K_CA,
@@ -94,6 +96,7 @@ static const struct conf_key broker_keys[] = {
     {"max_queued_messages", K_MAX_QUEUED, CONF_UINT, MOAT_MAX_QUEUED_MIN, MOAT_MAX_QUEUED_MAX},
     {"max_connections", K_MAX_CONNECTIONS, CONF_UINT, MOAT_MAX_CONNECTIONS_MIN,
      MOAT_MAX_CONNECTIONS_MAX},
+    {"durability", K_DURABILITY, CONF_DURABILITY, 0, 0},
 };
 
 static const struct conf_key tls_keys[] = {
@@ -588,6 +591,17 @@ static void conf_set_choice(struct conf_parse *st, const struct conf_key *k, con
 			    "%s = '%s' is not a log level; fix: use debug, info, warn or error",
 			    k->name, echo);
 		break;
+	case CONF_DURABILITY:
+		if (strcasecmp(v, "strict") == 0)
+			st->conf.durability = MOAT_DURABILITY_STRICT;
+		else if (strcasecmp(v, "relaxed") == 0)
+			st->conf.durability = MOAT_DURABILITY_RELAXED;
+		else
+			conf_fail(st, st->lineno, MOAT_E_CONFIG,
+				  "%s = '%s' is not a durability mode; fix: use strict (on disk "
+				  "before acknowledged) or relaxed (flushed within 100 ms)",
+				  k->name, echo);
+		break;
 	case CONF_POLICY:
 		if (strcasecmp(v, "default") == 0)
 			st->conf.listeners[st->cur->listener].policy = MOAT_POLICY_DEFAULT;
@@ -684,6 +698,7 @@ static int conf_key_cb(void *user, const char *section, const char *name, const 
 	case CONF_BOOL:
 	case CONF_LEVEL:
 	case CONF_POLICY:
+	case CONF_DURABILITY:
 	default:
 		conf_set_choice(st, k, value);
 		break;
@@ -1179,6 +1194,9 @@ static const char default_text[] =
     "max_queued_messages = 1000\n"
     "; Concurrent connections; each idle mTLS connection costs about 30 KB.\n"
     "max_connections = 100000\n"
+    "; strict: a retained QoS 1/2 message is on disk before it is acknowledged;\n"
+    "; relaxed: written within 100 ms (a power loss may lose the last writes).\n"
+    "durability = strict\n"
     "\n"
     "[tls]\n"
     "; Relative paths are relative to the data directory.\n"

@@ -30,6 +30,11 @@ struct moat_listener_conf {
 
 enum moat_log_format { MOAT_LOGFMT_LOGFMT = 0 };
 
+enum moat_durability {
+	MOAT_DURABILITY_STRICT = 0, /* fsync before acknowledging what must persist */
+	MOAT_DURABILITY_RELAXED,    /* flushed within MOAT_STORE_FLUSH_MS_DEFAULT */
+};
+
 /* The [broker] limits that SIGHUP can change. The broker gives each worker
  * its own copy (see src/mqtt/broker.h), so a reload never races a reader. */
 struct moat_limits {
@@ -45,6 +50,7 @@ struct moat_conf {
 	/* [broker] */
 	unsigned workers; /* 0 = one per core */
 	struct moat_limits lim;
+	enum moat_durability durability;
 	/* [tls]: paths; relative paths are relative to the data directory */
 	char tls_cert[MOAT_MAX_PATH];
 	char tls_key[MOAT_MAX_PATH];

@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "mqtt/broker.h"
+#include "store/store.h"
 #include "tls/tls.h"
 
 static moat_err check_private(const char *path, mode_t mask, char *err, size_t errlen)
@@ -62,6 +63,23 @@ static moat_err load_conf(struct moat_broker *b, struct moat_conf *conf, char *e
 	if (rc != MOAT_OK)
 		return rc;
 	return check_private(conf->tls_key, 077, err, errlen);
+}
+
+static moat_err open_store(struct moat_broker *b, char *err, size_t errlen)
+{
+	struct moat_store_opts o;
+	char path[MOAT_MAX_PATH];
+	int n = snprintf(path, sizeof(path), "%s/moat.db", b->dir);
+
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		snprintf(err, errlen, "data directory path too long");
+		return MOAT_E_INVAL;
+	}
+	memset(&o, 0, sizeof(o));
+	o.path = path;
+	o.durability =
+	    b->conf.durability == MOAT_DURABILITY_RELAXED ? MOAT_STORE_RELAXED : MOAT_STORE_STRICT;
+	return moat_store_open(&o, &b->store, err, errlen);
 }
 
 moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, size_t errlen)
@@ -114,7 +132,9 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 			return rc;
 		}
 	}
-	return MOAT_OK;
+	if ((rc = open_store(b, err, errlen)) != MOAT_OK)
+		return rc;
+	return moat_persist_restore(b, err, errlen);
 }
 
 moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
@@ -191,7 +211,9 @@ void moat_broker_run(struct moat_broker *b)
 		log_info("listening", "listener=%s bind=%s port=%u tls=%s client_cert=%s policy=%s",
 			 b->listeners[l].conf.name, b->listeners[l].conf.bind,
 			 b->listeners[l].conf.port, b->listeners[l].conf.tls ? "on" : "off",
-			 b->listeners[l].conf.require_client_cert ? "required" : "optional",
+			 !b->listeners[l].conf.tls		    ? "none"
+			 : b->listeners[l].conf.require_client_cert ? "required"
+								    : "optional",
 			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
 	log_notice("ready", "workers=%u dir=%s", b->n_workers, b->dir);
 	for (;;) {
@@ -241,6 +263,11 @@ void moat_broker_free(struct moat_broker *b)
 	unsigned i;
 	size_t l;
 
+	/* The store first: its last completions post to the workers' mailboxes,
+	 * which worker_free drains. */
+	if (b->store)
+		moat_store_close(b->store);
+	b->store = NULL;
 	for (i = 0; i < b->n_workers && b->workers; i++)
 		moat_worker_free(&b->workers[i]);
 	free(b->workers);

@@ -38,6 +38,7 @@
 struct moat_broker;
 struct moat_worker;
 struct share_group;
+struct moat_store;
 struct moat_session;
 
 /* One published message, shared read-only by every receiver. */
@@ -50,6 +51,7 @@ struct moat_msg {
 	uint64_t expiry_at;	  /* monotonic ms; 0 = never (or not started yet) */
 	uint32_t expiry_interval; /* seconds, as published; 0 = none */
 	uint64_t origin;	  /* session id of the publisher (no-local); 0 = broker */
+	uint64_t store_id;	  /* id in the store's messages table; 0 = not stored */
 	char *topic;		  /* NUL-terminated for convenience */
 	uint16_t topic_len;
 	uint8_t *payload;
@@ -192,6 +194,7 @@ enum mail_kind {
 	MAIL_TARGET, /* deliver msg to one local session (shared subscription) */
 	MAIL_ADOPT,  /* take over a connection (session lives here) */
 	MAIL_RELOAD, /* reload config-derived limits */
+	MAIL_STORED, /* a store write committed (or failed): acknowledge */
 	MAIL_STOP,
 };
 
@@ -206,6 +209,7 @@ struct moat_mailitem {
 	uint32_t sub_id;
 	struct moat_conn *conn;
 	struct moat_limits *lim; /* MAIL_RELOAD */
+	moat_err store_rc;	 /* MAIL_STORED */
 };
 
 struct moat_stats {
@@ -268,6 +272,9 @@ struct moat_broker {
 	struct moat_subtrie *shared;
 	struct share_group *share_groups;
 	atomic_uint n_shared;
+	/* durable state (src/store); NULL when not opened */
+	struct moat_store *store;
+	atomic_uint_fast64_t next_msg_id;
 	/* config reload: a new generation of limits; TLS contexts swap */
 	pthread_mutex_t ctx_lock;
 };
@@ -329,6 +336,8 @@ void moat_handle_unsubscribe(struct moat_conn *c, const struct mqtt_packet *p);
 void moat_handle_pingreq(struct moat_conn *c, const struct mqtt_packet *p);
 void moat_handle_disconnect(struct moat_conn *c, const struct mqtt_packet *p);
 void moat_handle_auth(struct moat_conn *c, const struct mqtt_packet *p);
+/* A store write this connection's PUBLISH waited for has finished. */
+void moat_handle_stored(struct moat_conn *c, uint16_t pid, uint8_t qos, moat_err rc);
 
 /* session.c */
 struct moat_session *moat_session_new(struct moat_worker *w, const char *cid, size_t len);
@@ -364,6 +373,19 @@ void moat_share_free_all(struct moat_broker *b);
 /* policy.c */
 bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_t len);
 bool moat_policy_may_subscribe(const struct moat_conn *c, const char *filter, size_t len);
+
+/* persist.c: durable retained messages */
+enum moat_persist {
+	MOAT_PERSIST_NONE,    /* nothing to wait for: acknowledge now */
+	MOAT_PERSIST_PENDING, /* MAIL_STORED will say when to acknowledge */
+	MOAT_PERSIST_FAILED,  /* could not be stored: refuse the acknowledgement */
+};
+/* Write a retained message (or its deletion) before it replaces the old one
+ * in w's tree. pid != 0: the publisher waits for the acknowledgement. */
+enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *m,
+					uint64_t session_id, uint16_t pid);
+/* Load retained messages into every worker's tree (before they start). */
+moat_err moat_persist_restore(struct moat_broker *b, char *err, size_t errlen);
 
 /* sys.c */
 /* Publish the statistics. route=false only refreshes this worker's retained

@@ -72,6 +72,7 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 	size_t tlen;
 	struct moat_msg *m;
 	uint8_t ack = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+	enum moat_persist ps = MOAT_PERSIST_NONE;
 
 	if (p->props.n_sub_ids != 0) {
 		/* Only a server may send Subscription Identifiers (MQTT-3.3.4-6). */
@@ -126,10 +127,22 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 			moat_conn_close(c, "out of memory");
 		return;
 	}
+	if (pub->retain)
+		ps = moat_persist_retained(w, m, s->id, pub->qos ? pub->packet_id : 0);
+	if (ps == MOAT_PERSIST_FAILED) {
+		/* Not stored, so not applied either: the publisher may retry. */
+		moat_msg_unref(m);
+		if (c->version == MQTT_V5)
+			send_ack(c, ack, pub->packet_id, MQTT_RC_QUOTA_EXCEEDED);
+		else
+			moat_conn_close(c, "retained message could not be stored");
+		return;
+	}
 	moat_route(w, m);
 	moat_msg_unref(m);
 	if (pub->qos == 1) {
-		send_ack(c, MQTT_PUBACK, pub->packet_id, MQTT_RC_SUCCESS);
+		if (ps != MOAT_PERSIST_PENDING)
+			send_ack(c, MQTT_PUBACK, pub->packet_id, MQTT_RC_SUCCESS);
 	} else if (pub->qos == 2) {
 		if (s->n_qos2_in == s->cap_qos2_in) {
 			uint16_t ncap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 8;
@@ -145,6 +158,31 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 			s->cap_qos2_in = ncap;
 		}
 		s->qos2_in[s->n_qos2_in++] = pub->packet_id;
-		send_ack(c, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS);
+		if (ps != MOAT_PERSIST_PENDING)
+			send_ack(c, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS);
 	}
+}
+
+void moat_handle_stored(struct moat_conn *c, uint16_t pid, uint8_t qos, moat_err rc)
+{
+	struct moat_session *s = c->s;
+	uint8_t type = qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+	uint16_t i;
+
+	if (rc == MOAT_OK) {
+		send_ack(c, type, pid, MQTT_RC_SUCCESS);
+		return;
+	}
+	/* The store refused it (full, I/O error): say so, and forget the QoS 2
+	 * id so that a retry is treated as new. */
+	for (i = 0; qos == 2 && i < s->n_qos2_in; i++) {
+		if (s->qos2_in[i] == pid) {
+			s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
+			break;
+		}
+	}
+	if (c->version == MQTT_V5)
+		send_ack(c, type, pid, MQTT_RC_QUOTA_EXCEEDED);
+	else
+		moat_conn_close(c, "retained message could not be stored");
 }

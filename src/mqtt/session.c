@@ -495,6 +495,8 @@ void moat_session_publish_will(struct moat_session *s)
 	if (will->expiry_interval)
 		will->expiry_at = s->w->now + (uint64_t)will->expiry_interval * 1000u;
 	log_debug("will", "client=%s topic=%s", s->client_id, will->topic);
+	if (will->retain)
+		(void)moat_persist_retained(s->w, will, 0, 0);
 	moat_route(s->w, will);
 	moat_msg_unref(will);
 }

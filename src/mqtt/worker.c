@@ -232,6 +232,12 @@ static void mail_process(struct moat_worker *w)
 		case MAIL_ADOPT:
 			moat_conn_adopt(w, it->conn);
 			break;
+		case MAIL_STORED:
+			s = moat_worker_find_session(w, it->session_id);
+			if (s && s->conn && s->conn->state == CONN_CONNECTED)
+				moat_handle_stored(s->conn, (uint16_t)it->sub_id, it->qos,
+						   it->store_rc);
+			break;
 		case MAIL_RELOAD:
 			if (it->lim)
 				w->lim = *it->lim;

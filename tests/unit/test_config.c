@@ -504,6 +504,19 @@ static void test_log_levels(void **state)
 	expect_err("[log]\nlevel = 0\n" LISTENER, 2, "use debug, info, warn or error");
 }
 
+static void test_durability(void **state)
+{
+	struct moat_conf c;
+
+	expect_ok("[broker]\ndurability = relaxed\n" LISTENER, &c);
+	assert_int_equal(c.durability, MOAT_DURABILITY_RELAXED);
+	expect_ok("[broker]\ndurability = STRICT\n" LISTENER, &c);
+	assert_int_equal(c.durability, MOAT_DURABILITY_STRICT);
+	expect_ok(LISTENER, &c);
+	assert_int_equal(c.durability, MOAT_DURABILITY_STRICT);
+	expect_err("[broker]\ndurability = sometimes\n" LISTENER, 2, "not a durability mode");
+}
+
 static void test_booleans(void **state)
 {
 	static const struct {
@@ -867,6 +880,7 @@ int main(void)
 	    cmocka_unit_test(test_tls_paths),
 	    cmocka_unit_test(test_tls_path_too_long),
 	    cmocka_unit_test(test_log_levels),
+	    cmocka_unit_test(test_durability),
 	    cmocka_unit_test(test_booleans),
 	    cmocka_unit_test(test_policy_values),
 	    cmocka_unit_test(test_bind_values),

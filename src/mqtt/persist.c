@@ -1,0 +1,277 @@
+/*
+ * Durable retained messages: the first use of the storage layer
+ * (docs/storage.md). Sessions and queued messages are not persisted yet
+ * (issue 3 continues).
+ *
+ * A retained PUBLISH is applied in memory at once and written to the store
+ * as one batch (message + retained entry, or deletion). A QoS 1/2 retained
+ * PUBLISH is acknowledged only when that batch committed: the writer
+ * thread's completion posts MAIL_STORED to the publisher's worker, which
+ * then sends PUBACK/PUBREC (or, if the store failed, v5 0x97 / a v3
+ * disconnect). At start the retained tree of every worker is restored from
+ * the store.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "mqtt/broker.h"
+#include "store/store.h"
+
+struct persist_ack {
+	struct moat_broker *b;
+	unsigned worker;
+	uint64_t session_id;
+	uint16_t pid;
+	uint8_t qos;
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The v5 properties that travel with a message, as an encoded PUBLISH (so
+ * the codec both writes and validates them; topic and payload are dummies). */
+static moat_err props_encode(const struct moat_msg *m, struct moat_buf *out)
+{
+	struct mqtt_packet p;
+
+	memset(&p, 0, sizeof(p));
+	p.type = MQTT_PUBLISH;
+	p.u.publish.topic.p = (const uint8_t *)"p";
+	p.u.publish.topic.len = 1;
+	if (m->has_payload_format) {
+		p.props.present |= MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT);
+		p.props.payload_format = m->payload_format;
+	}
+	if (m->content_type) {
+		p.props.present |= MQTT_HAS(MQTT_PROP_CONTENT_TYPE);
+		p.props.content_type.p = m->content_type;
+		p.props.content_type.len = m->content_type_len;
+	}
+	if (m->response_topic) {
+		p.props.present |= MQTT_HAS(MQTT_PROP_RESPONSE_TOPIC);
+		p.props.response_topic.p = m->response_topic;
+		p.props.response_topic.len = m->response_topic_len;
+	}
+	if (m->correlation) {
+		p.props.present |= MQTT_HAS(MQTT_PROP_CORRELATION_DATA);
+		p.props.correlation_data.p = m->correlation;
+		p.props.correlation_data.len = m->correlation_len;
+	}
+	if (m->user) {
+		p.props.user.p = m->user;
+		p.props.user.len = m->user_len;
+		p.props.n_user = m->n_user;
+	}
+	return mqtt_encode(out, MQTT_V5, &p);
+}
+
+static void persist_done_cb(void *arg, moat_err rc)
+{
+	struct persist_ack *a = arg;
+	struct moat_mailitem *it;
+
+	if (rc != MOAT_OK)
+		log_error("store_write_failed", "what=retained error=\"%s\"", moat_strerror(rc));
+	if (a->qos == 0) {
+		free(a);
+		return;
+	}
+	it = calloc(1, sizeof(*it));
+	if (it == NULL) {
+		free(a);
+		return;
+	}
+	it->kind = MAIL_STORED;
+	it->session_id = a->session_id;
+	it->sub_id = a->pid;
+	it->qos = a->qos;
+	it->store_rc = rc;
+	moat_mailbox_post(&a->b->workers[a->worker].mb, &it->link, &it->link);
+	free(a);
+}
+
+enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *m,
+					uint64_t session_id, uint16_t pid)
+{
+	struct moat_broker *b = w->b;
+	struct moat_store_batch *batch = NULL;
+	struct persist_ack *a = NULL;
+	struct moat_msg *old;
+	struct moat_buf props;
+	enum moat_persist result;
+	moat_err rc;
+
+	if (b->store == NULL || m->topic[0] == '$')
+		return MOAT_PERSIST_NONE;
+	moat_buf_init(&props, MOAT_MAX_PACKET_SIZE_MAX);
+	old = moat_rettree_get(w->retained, m->topic, m->topic_len);
+	if ((rc = moat_store_batch_new(&batch)) != MOAT_OK)
+		goto fail;
+	if (m->payload_len == 0) {
+		struct moat_val v = moat_val_text(m->topic, m->topic_len);
+		rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_DEL, &v, 1);
+	} else {
+		struct moat_val v[7];
+		int64_t expire = 0;
+		if (m->expiry_at)
+			expire = wall_ms() + (int64_t)(m->expiry_at - w->now);
+		if ((rc = props_encode(m, &props)) != MOAT_OK)
+			goto fail;
+		m->store_id = atomic_fetch_add(&b->next_msg_id, 1);
+		v[0] = moat_val_int((int64_t)m->store_id);
+		v[1] = moat_val_text(m->topic, m->topic_len);
+		v[2] = moat_val_blob(m->payload, m->payload_len);
+		v[3] = moat_val_blob(moat_buf_head(&props), moat_buf_used(&props));
+		v[4] = moat_val_int(m->qos);
+		v[5] = moat_val_int(1);
+		v[6] = m->expiry_at ? moat_val_int(expire) : moat_val_null();
+		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_PUT, v, 7);
+		if (rc == MOAT_OK) {
+			struct moat_val r[2] = {moat_val_text(m->topic, m->topic_len),
+						moat_val_int((int64_t)m->store_id)};
+			rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_PUT, r, 2);
+		}
+	}
+	if (rc == MOAT_OK && old != NULL && old->store_id != 0) {
+		struct moat_val g = moat_val_int((int64_t)old->store_id);
+		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_GC, &g, 1);
+	}
+	if (rc != MOAT_OK)
+		goto fail;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		rc = MOAT_E_NOMEM;
+		goto fail;
+	}
+	a->b = b;
+	a->worker = w->idx;
+	a->session_id = session_id;
+	a->pid = pid;
+	a->qos = pid ? m->qos : 0;
+	/* Decide before submitting: the writer may free `a` at once. */
+	result = a->qos > 0 ? MOAT_PERSIST_PENDING : MOAT_PERSIST_NONE;
+	moat_buf_free(&props);
+	rc = moat_store_submit(b->store, batch, persist_done_cb, a);
+	if (rc != MOAT_OK) {
+		/* Not submitted: the callback will not run. */
+		log_error("store_write_failed", "what=retained error=\"%s\"", moat_strerror(rc));
+		free(a);
+		return pid ? MOAT_PERSIST_FAILED : MOAT_PERSIST_NONE;
+	}
+	return result;
+fail:
+	log_error("store_write_failed", "what=retained error=\"%s\"", moat_strerror(rc));
+	moat_store_batch_free(batch);
+	moat_buf_free(&props);
+	return pid ? MOAT_PERSIST_FAILED : MOAT_PERSIST_NONE;
+}
+
+/* --- restore at start ---------------------------------------------------- */
+
+struct restore_ids {
+	int64_t *id;
+	size_t n, cap;
+};
+
+static moat_err restore_id_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct restore_ids *r = arg;
+
+	if (ncols < 2 || cols[1].type != MOAT_VAL_INT)
+		return MOAT_E_CORRUPT;
+	if (r->n == r->cap) {
+		size_t ncap = r->cap ? r->cap * 2 : 64;
+		int64_t *n = realloc(r->id, ncap * sizeof(*n));
+		if (n == NULL)
+			return MOAT_E_NOMEM;
+		r->id = n;
+		r->cap = ncap;
+	}
+	r->id[r->n++] = cols[1].i;
+	return MOAT_OK;
+}
+
+static moat_err restore_msg_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct moat_broker *b = arg;
+	struct mqtt_packet p;
+	struct mqtt_props none;
+	const struct mqtt_props *props = &none;
+	uint64_t now = moat_now_ms();
+	struct moat_msg *m;
+	unsigned i;
+
+	/* id, topic, payload, props, qos, retain, expire_at */
+	if (ncols < 7 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_TEXT ||
+	    cols[2].type != MOAT_VAL_BLOB || cols[4].type != MOAT_VAL_INT)
+		return MOAT_E_CORRUPT;
+	memset(&none, 0, sizeof(none));
+	if (cols[3].type == MOAT_VAL_BLOB && cols[3].len > 0) {
+		uint8_t first;
+		size_t hdr, body;
+		const uint8_t *raw = cols[3].p;
+		if (mqtt_frame(raw, cols[3].len, cols[3].len, &first, &hdr, &body) != MOAT_OK ||
+		    mqtt_decode(MQTT_V5, first, raw + hdr, body, &p) != MOAT_OK)
+			return MOAT_E_CORRUPT;
+		props = &p.props;
+	}
+	if (cols[6].type == MOAT_VAL_INT) {
+		int64_t left = cols[6].i - wall_ms();
+		if (left <= 0)
+			return MOAT_OK; /* expired while we were down */
+		p.props.present |= MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY);
+		p.props.message_expiry = (uint32_t)((left + 999) / 1000);
+		props = &p.props;
+	}
+	m = moat_msg_new(cols[1].p, cols[1].len, cols[2].p, cols[2].len, props, (uint8_t)cols[4].i,
+			 true, 0, now);
+	if (m == NULL)
+		return MOAT_E_NOMEM;
+	m->store_id = (uint64_t)cols[0].i;
+	for (i = 0; i < b->n_workers; i++) {
+		void *old = NULL;
+		if (moat_rettree_set(b->workers[i].retained, m->topic, m->topic_len,
+				     moat_msg_ref(m), &old) != MOAT_OK)
+			moat_msg_unref(m);
+		moat_msg_unref(old);
+	}
+	moat_msg_unref(m);
+	return MOAT_OK;
+}
+
+moat_err moat_persist_restore(struct moat_broker *b, char *err, size_t errlen)
+{
+	struct restore_ids ids = {NULL, 0, 0};
+	int64_t max_id = 0;
+	size_t i;
+	moat_err rc;
+
+	rc = moat_store_read_int(b->store, MOAT_STMT_MSG_MAX_ID, NULL, 0, &max_id);
+	if (rc != MOAT_OK && rc != MOAT_E_NOTFOUND)
+		goto out;
+	atomic_store(&b->next_msg_id, (uint64_t)max_id + 1);
+	rc = moat_store_read(b->store, MOAT_STMT_LOAD_RETAINED, NULL, 0, restore_id_cb, &ids);
+	if (rc != MOAT_OK)
+		goto out;
+	for (i = 0; i < ids.n; i++) {
+		struct moat_val id = moat_val_int(ids.id[i]);
+		rc = moat_store_read(b->store, MOAT_STMT_MSG_GET, &id, 1, restore_msg_cb, b);
+		if (rc != MOAT_OK)
+			goto out;
+	}
+	log_info("restored", "retained=%zu", ids.n);
+out:
+	if (rc != MOAT_OK)
+		snprintf(err, errlen, "restoring retained messages from the store: %s",
+			 moat_strerror(rc));
+	free(ids.id);
+	return rc;
+}
