@@ -120,6 +120,14 @@ struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb)
 	return m;
 }
 
+int64_t moat_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 uint64_t moat_now_ms(void)
 {
 	struct timespec ts;

@@ -63,6 +63,8 @@ struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb);
 
 /* Monotonic milliseconds. */
 uint64_t moat_now_ms(void);
+/* Wall-clock milliseconds since the epoch (for what outlives the process). */
+int64_t moat_wall_ms(void);
 
 #define moat_container_of(ptr, type, member)                                                       \
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))

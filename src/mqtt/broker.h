@@ -39,6 +39,7 @@ struct moat_broker;
 struct moat_worker;
 struct share_group;
 struct moat_store;
+struct moat_deferred;
 struct moat_session;
 
 /* One published message, shared read-only by every receiver. */
@@ -134,6 +135,7 @@ struct moat_session {
 	struct moat_delivery *queue; /* ring */
 	uint32_t q_head, q_len, q_cap;
 	uint16_t next_pid;
+	bool stored; /* has a row in the store (persist_session.c) */
 	/* incoming QoS 2 awaiting PUBREL */
 	uint16_t *qos2_in;
 	uint16_t n_qos2_in, cap_qos2_in;
@@ -209,7 +211,8 @@ struct moat_mailitem {
 	uint32_t sub_id;
 	struct moat_conn *conn;
 	struct moat_limits *lim; /* MAIL_RELOAD */
-	moat_err store_rc;	 /* MAIL_STORED */
+	moat_err store_rc;
+	struct moat_deferred *deferred; /* MAIL_STORED of a SUBACK/UNSUBACK */ /* MAIL_STORED */
 };
 
 struct moat_stats {
@@ -386,6 +389,28 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 					uint64_t session_id, uint16_t pid);
 /* Load retained messages into every worker's tree (before they start). */
 moat_err moat_persist_restore(struct moat_broker *b, char *err, size_t errlen);
+/* A message's forwardable v5 properties as a blob, and back. */
+moat_err moat_persist_props(const struct moat_msg *m, struct moat_buf *out);
+struct moat_val;
+moat_err moat_persist_decode_props(const struct moat_val *blob, struct mqtt_packet *p);
+
+/* persist_session.c: durable sessions and subscriptions */
+/* Write the session row if its expiry is non-zero (delete it if it became
+ * zero). connected: no expiry clock yet. fresh: clean start, drop the old
+ * row and its subscriptions first. */
+void moat_persist_session(struct moat_session *s, bool connected, bool fresh);
+void moat_persist_session_del(struct moat_session *s);
+/* Store subscription changes of a stored session and hold its SUBACK or
+ * UNSUBACK (ack) until they committed; retained: subscriptions whose
+ * retained messages follow the SUBACK. */
+enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *const *put,
+				    size_t n_put, const struct mqtt_sub_list *del, uint8_t version,
+				    const struct mqtt_packet *ack, struct moat_sub *const *retained,
+				    size_t n_retained);
+/* MAIL_STORED with a deferred packet: send it (or disconnect on failure). */
+void moat_persist_deferred_done(struct moat_worker *w, struct moat_mailitem *it);
+void moat_persist_deferred_free(struct moat_deferred *d);
+moat_err moat_persist_restore_sessions(struct moat_broker *b, char *err, size_t errlen);
 
 /* sys.c */
 /* Publish the statistics. route=false only refreshes this worker's retained

@@ -185,6 +185,9 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 				    : 0;
 	}
 
+	/* A stored session is written before its CONNACK goes out. */
+	moat_persist_session(s, true, k->clean_start);
+
 	/* --- connection parameters --- */
 	c->keepalive = k->keepalive;
 	if (c->version == MQTT_V5) {

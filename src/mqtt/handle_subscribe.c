@@ -49,9 +49,9 @@ void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 	struct mqtt_sub_entry e;
 	struct mqtt_packet r;
 	uint8_t *codes = NULL;
-	struct moat_sub **granted = NULL;
+	struct moat_sub **granted = NULL, **ret = NULL;
 	bool *existed = NULL;
-	size_t n = 0, i;
+	size_t n = 0, i, n_ret, n_put;
 	uint32_t sub_id = 0;
 
 	if (p->props.present & MQTT_HAS(MQTT_PROP_SUBSCRIPTION_ID))
@@ -60,7 +60,8 @@ void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 	codes = calloc(p->u.subs.count, 1);
 	granted = calloc(p->u.subs.count, sizeof(*granted));
 	existed = calloc(p->u.subs.count, sizeof(*existed));
-	if (codes == NULL || granted == NULL || existed == NULL) {
+	ret = calloc(p->u.subs.count, sizeof(*ret));
+	if (codes == NULL || granted == NULL || existed == NULL || ret == NULL) {
 		moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
 		goto out;
 	}
@@ -116,7 +117,6 @@ void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 	r.u.codes.packet_id = p->u.subs.packet_id;
 	r.u.codes.codes.p = codes;
 	r.u.codes.codes.len = n;
-	(void)moat_conn_send(c, &r);
 	/* Fresh $SYS values for a new $SYS subscriber, not up to 10 s old. */
 	for (i = 0; i < n; i++) {
 		if (granted[i] && granted[i]->match_len >= 4 &&
@@ -125,16 +125,35 @@ void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 			break;
 		}
 	}
+	/* Which subscriptions get their retained messages (Retain Handling). */
+	n_ret = 0;
 	for (i = 0; i < n; i++) {
 		struct moat_sub *sub = granted[i];
-		if (sub == NULL || sub->rh == 2 || (sub->rh == 1 && existed[i]))
+		if (sub == NULL || sub->rh == 2 || (sub->rh == 1 && existed[i]) || sub->shared)
 			continue;
-		moat_route_retained_to(s, sub);
+		ret[n_ret++] = sub;
 	}
+	n_put = 0;
+	for (i = 0; i < n; i++)
+		if (granted[i] != NULL)
+			granted[n_put++] = granted[i];
+	switch (moat_persist_subs(s, granted, n_put, NULL, c->version, &r, ret, n_ret)) {
+	case MOAT_PERSIST_PENDING:
+		goto out; /* SUBACK and retained follow the commit */
+	case MOAT_PERSIST_FAILED:
+		moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "subscription could not be stored");
+		goto out;
+	case MOAT_PERSIST_NONE:
+		break;
+	}
+	(void)moat_conn_send(c, &r);
+	for (i = 0; i < n_ret; i++)
+		moat_route_retained_to(s, ret[i]);
 out:
 	free(codes);
 	free(granted);
 	free(existed);
+	free(ret);
 }
 
 void moat_handle_unsubscribe(struct moat_conn *c, const struct mqtt_packet *p)
@@ -160,6 +179,15 @@ void moat_handle_unsubscribe(struct moat_conn *c, const struct mqtt_packet *p)
 	r.u.codes.packet_id = p->u.subs.packet_id;
 	r.u.codes.codes.p = codes;
 	r.u.codes.codes.len = n;
-	(void)moat_conn_send(c, &r);
+	switch (moat_persist_subs(s, NULL, 0, &p->u.subs, c->version, &r, NULL, 0)) {
+	case MOAT_PERSIST_PENDING:
+		break; /* UNSUBACK follows the commit */
+	case MOAT_PERSIST_FAILED:
+		moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "unsubscribe could not be stored");
+		break;
+	case MOAT_PERSIST_NONE:
+		(void)moat_conn_send(c, &r);
+		break;
+	}
 	free(codes);
 }

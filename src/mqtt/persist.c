@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
 #include "mqtt/broker.h"
@@ -28,17 +27,9 @@ struct persist_ack {
 	uint8_t qos;
 };
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The v5 properties that travel with a message, as an encoded PUBLISH (so
  * the codec both writes and validates them; topic and payload are dummies). */
-static moat_err props_encode(const struct moat_msg *m, struct moat_buf *out)
+moat_err moat_persist_props(const struct moat_msg *m, struct moat_buf *out)
 {
 	struct mqtt_packet p;
 
@@ -122,8 +113,8 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 		struct moat_val v[7];
 		int64_t expire = 0;
 		if (m->expiry_at)
-			expire = wall_ms() + (int64_t)(m->expiry_at - w->now);
-		if ((rc = props_encode(m, &props)) != MOAT_OK)
+			expire = moat_wall_ms() + (int64_t)(m->expiry_at - w->now);
+		if ((rc = moat_persist_props(m, &props)) != MOAT_OK)
 			goto fail;
 		m->store_id = atomic_fetch_add(&b->next_msg_id, 1);
 		v[0] = moat_val_int((int64_t)m->store_id);
@@ -199,12 +190,26 @@ static moat_err restore_id_cb(void *arg, const struct moat_val *cols, size_t nco
 	return MOAT_OK;
 }
 
+/* The inverse of moat_persist_props: p->props holds the properties (none
+ * for an empty blob). */
+moat_err moat_persist_decode_props(const struct moat_val *blob, struct mqtt_packet *p)
+{
+	uint8_t first;
+	size_t hdr, body;
+
+	memset(p, 0, sizeof(*p));
+	if (blob->type != MOAT_VAL_BLOB || blob->len == 0)
+		return MOAT_OK;
+	if (mqtt_frame(blob->p, blob->len, blob->len, &first, &hdr, &body) != MOAT_OK ||
+	    mqtt_decode(MQTT_V5, first, (const uint8_t *)blob->p + hdr, body, p) != MOAT_OK)
+		return MOAT_E_CORRUPT;
+	return MOAT_OK;
+}
+
 static moat_err restore_msg_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct moat_broker *b = arg;
 	struct mqtt_packet p;
-	struct mqtt_props none;
-	const struct mqtt_props *props = &none;
 	uint64_t now = moat_now_ms();
 	struct moat_msg *m;
 	unsigned i;
@@ -213,26 +218,17 @@ static moat_err restore_msg_cb(void *arg, const struct moat_val *cols, size_t nc
 	if (ncols < 7 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_TEXT ||
 	    cols[2].type != MOAT_VAL_BLOB || cols[4].type != MOAT_VAL_INT)
 		return MOAT_E_CORRUPT;
-	memset(&none, 0, sizeof(none));
-	if (cols[3].type == MOAT_VAL_BLOB && cols[3].len > 0) {
-		uint8_t first;
-		size_t hdr, body;
-		const uint8_t *raw = cols[3].p;
-		if (mqtt_frame(raw, cols[3].len, cols[3].len, &first, &hdr, &body) != MOAT_OK ||
-		    mqtt_decode(MQTT_V5, first, raw + hdr, body, &p) != MOAT_OK)
-			return MOAT_E_CORRUPT;
-		props = &p.props;
-	}
+	if (moat_persist_decode_props(&cols[3], &p) != MOAT_OK)
+		return MOAT_E_CORRUPT;
 	if (cols[6].type == MOAT_VAL_INT) {
-		int64_t left = cols[6].i - wall_ms();
+		int64_t left = cols[6].i - moat_wall_ms();
 		if (left <= 0)
 			return MOAT_OK; /* expired while we were down */
 		p.props.present |= MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY);
 		p.props.message_expiry = (uint32_t)((left + 999) / 1000);
-		props = &p.props;
 	}
-	m = moat_msg_new(cols[1].p, cols[1].len, cols[2].p, cols[2].len, props, (uint8_t)cols[4].i,
-			 true, 0, now);
+	m = moat_msg_new(cols[1].p, cols[1].len, cols[2].p, cols[2].len, &p.props,
+			 (uint8_t)cols[4].i, true, 0, now);
 	if (m == NULL)
 		return MOAT_E_NOMEM;
 	m->store_id = (uint64_t)cols[0].i;

@@ -505,6 +505,7 @@ void moat_session_end(struct moat_session *s)
 {
 	if (s->will_at)
 		moat_session_publish_will(s);
+	moat_persist_session_del(s);
 	moat_registry_release(s->w->b, s->client_id, s->client_id_len, s->id);
 	moat_session_free(s);
 }
@@ -535,6 +536,7 @@ void moat_session_detach(struct moat_session *s)
 		return;
 	}
 	s->expire_at = now + (uint64_t)s->expiry_interval * 1000u;
+	moat_persist_session(s, false, false);
 }
 
 void moat_session_tick(struct moat_session *s, uint64_t now)

@@ -233,6 +233,10 @@ static void mail_process(struct moat_worker *w)
 			moat_conn_adopt(w, it->conn);
 			break;
 		case MAIL_STORED:
+			if (it->deferred) {
+				moat_persist_deferred_done(w, it);
+				break;
+			}
 			s = moat_worker_find_session(w, it->session_id);
 			if (s && s->conn && s->conn->state == CONN_CONNECTED)
 				moat_handle_stored(s->conn, (uint16_t)it->sub_id, it->qos,
@@ -413,6 +417,7 @@ void moat_worker_free(struct moat_worker *w)
 			struct moat_mailitem *it = moat_container_of(m, struct moat_mailitem, link);
 			m = m->next;
 			moat_msg_unref(it->msg);
+			moat_persist_deferred_free(it->deferred);
 			free(it->lim);
 			free(it);
 		}

@@ -115,3 +115,79 @@ def test_newer_database_refused(make_broker):
 def _has_table(db, name):
     return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
                       (name,)).fetchone() is not None
+
+
+def conprops(**kw):
+    p = Properties(PacketTypes.CONNECT)
+    for k, v in kw.items():
+        setattr(p, k, v)
+    return p
+
+
+@pytest.mark.parametrize("hard", [True, False], ids=["sigkill", "sigterm"])
+def test_persistent_session_and_subscriptions_survive_restart(make_broker, client, device, hard):
+    b = make_broker(name="durable-session-%s" % ("kill" if hard else "term"))
+    dev = device()
+    topic = "c/%s/cmd" % dev.id
+    d = client(dev, on=b, connect=False)
+    code, present, _ = d.connect(properties=conprops(SessionExpiryInterval=300))
+    assert (code, present) == (0, 0)
+    assert d.subscribe([(topic, 1), ("d/%s/echo" % dev.id, 0)]) == [1, 0]
+    if hard:
+        restart_hard(b)
+    else:
+        assert b.stop() == 0
+        b.start(write_config=False)
+    d2 = client(dev, on=b, connect=False)
+    code, present, _ = d2.connect(clean_start=False, properties=conprops(SessionExpiryInterval=300))
+    assert (code, present) == (0, 1), "the session did not survive the restart"
+    client(listener="open", on=b).publish(topic, b"after-restart", qos=1)
+    m = d2.get_topic(topic)
+    assert (m.payload, m.qos) == (b"after-restart", 1)
+
+
+def test_session_expiry_counts_while_down(make_broker, client, device):
+    b = make_broker(name="durable-session-expiry")
+    dev = device()
+    d = client(dev, on=b, connect=False)
+    d.connect(properties=conprops(SessionExpiryInterval=1))
+    assert d.subscribe("c/%s/x" % dev.id, 1) == [1]
+    d.disconnect()
+    b.stop()
+    time.sleep(1.5)
+    b.start(write_config=False)
+    d2 = client(dev, on=b, connect=False)
+    code, present, _ = d2.connect(clean_start=False, properties=conprops(SessionExpiryInterval=1))
+    assert (code, present) == (0, 0)
+
+
+def test_clean_start_and_unsubscribe_are_durable(make_broker, client, device):
+    b = make_broker(name="durable-unsub")
+    dev = device()
+    a, keep = "c/%s/a" % dev.id, "c/%s/keep" % dev.id
+    d = client(dev, on=b, connect=False)
+    d.connect(properties=conprops(SessionExpiryInterval=300))
+    assert d.subscribe([(a, 1), (keep, 1)]) == [1, 1]
+    d.unsubscribe(a)
+    restart_hard(b)
+    d2 = client(dev, on=b, connect=False)
+    assert d2.connect(clean_start=False, properties=conprops(SessionExpiryInterval=300))[:2] == (0, 1)
+    svc = client(listener="open", on=b)
+    svc.publish(a, b"unsubscribed", qos=1)
+    svc.publish(keep, b"kept", qos=1)
+    assert d2.get().payload == b"kept"
+    # clean start drops the stored session too
+    d2.disconnect()
+    d3 = client(dev, on=b, connect=False)
+    assert d3.connect(clean_start=True, properties=conprops(SessionExpiryInterval=300))[:2] == (0, 0)
+    d3.disconnect()
+    restart_hard(b)
+    d4 = client(dev, on=b, connect=False)
+    code, present, _ = d4.connect(clean_start=False, properties=conprops(SessionExpiryInterval=300))
+    assert present == 1
+    svc2 = client(listener="open", on=b)
+    svc2.publish(keep, b"not-subscribed-any-more", qos=1)
+    svc2.publish("c/%s/probe" % dev.id, b"x", qos=0)
+    assert d4.subscribe("c/%s/probe" % dev.id, 0) == [0]
+    svc2.publish("c/%s/probe" % dev.id, b"probe", qos=0)
+    assert d4.get().payload == b"probe"

@@ -1,0 +1,447 @@
+/*
+ * Durable sessions and subscriptions (issue 3, slice 3). A session with a
+ * non-zero expiry interval has a row in the store from its CONNECT until it
+ * ends; its subscriptions follow it. SUBACK and UNSUBACK of such a session
+ * wait until the change committed (the deferred packet travels back to the
+ * session's worker as MAIL_STORED), so an acknowledged subscription
+ * survives kill -9. Queued and in-flight messages are not stored yet.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "mqtt/broker.h"
+#include "mqtt/topic.h"
+#include "store/store.h"
+
+/* A SUBACK/UNSUBACK held back until its batch commits, plus the filters
+ * whose retained messages follow a SUBACK. */
+struct moat_deferred {
+	struct moat_broker *b;
+	unsigned worker;
+	uint64_t session_id;
+	uint8_t *packet; /* encoded, ready to send */
+	size_t packet_len;
+	char **retained; /* filters (NUL-terminated) */
+	size_t n_retained;
+};
+
+static void deferred_free(struct moat_deferred *d)
+{
+	size_t i;
+
+	if (d == NULL)
+		return;
+	for (i = 0; i < d->n_retained; i++)
+		free(d->retained[i]);
+	free(d->retained);
+	free(d->packet);
+	free(d);
+}
+
+static void session_done_cb(void *arg, moat_err rc)
+{
+	struct moat_deferred *d = arg;
+	struct moat_mailitem *it;
+
+	if (rc != MOAT_OK)
+		log_error("store_write_failed", "what=session error=\"%s\"", moat_strerror(rc));
+	if (d->packet == NULL) {
+		deferred_free(d);
+		return;
+	}
+	it = calloc(1, sizeof(*it));
+	if (it == NULL) {
+		deferred_free(d);
+		return;
+	}
+	it->kind = MAIL_STORED;
+	it->session_id = d->session_id;
+	it->store_rc = rc;
+	it->deferred = d;
+	moat_mailbox_post(&d->b->workers[d->worker].mb, &it->link, &it->link);
+}
+
+static void submit(struct moat_session *s, struct moat_store_batch *batch, struct moat_deferred *d)
+{
+	struct moat_broker *b = s->w->b;
+	moat_err rc;
+
+	if (d == NULL) {
+		d = calloc(1, sizeof(*d));
+		if (d == NULL) {
+			moat_store_batch_free(batch);
+			log_error("store_write_failed", "what=session error=\"%s\"",
+				  moat_strerror(MOAT_E_NOMEM));
+			return;
+		}
+	}
+	d->b = b;
+	d->worker = s->w->idx;
+	d->session_id = s->id;
+	rc = moat_store_submit(b->store, batch, session_done_cb, d);
+	if (rc != MOAT_OK) {
+		/* The callback will not run: fail the deferred packet now. */
+		log_error("store_write_failed", "what=session error=\"%s\"", moat_strerror(rc));
+		session_done_cb(d, rc);
+	}
+}
+
+static moat_err add_session_put(struct moat_store_batch *batch, struct moat_session *s,
+				bool connected)
+{
+	struct moat_val v[12];
+	struct moat_buf props;
+	struct moat_msg *will = s->will;
+	moat_err rc;
+
+	moat_buf_init(&props, MOAT_MAX_PACKET_SIZE_MAX);
+	v[0] = moat_val_text(s->client_id, s->client_id_len);
+	v[1] = moat_val_text(s->identity, strlen(s->identity));
+	v[2] = moat_val_int(s->version);
+	v[3] = moat_val_int(s->expiry_interval);
+	v[4] = connected ? moat_val_null()
+			 : moat_val_int(moat_wall_ms() + (int64_t)s->expiry_interval * 1000);
+	if (will != NULL && (rc = moat_persist_props(will, &props)) != MOAT_OK)
+		goto out;
+	v[5] = will ? moat_val_text(will->topic, will->topic_len) : moat_val_null();
+	v[6] = will ? moat_val_blob(will->payload, will->payload_len) : moat_val_null();
+	v[7] = will ? moat_val_blob(moat_buf_head(&props), moat_buf_used(&props)) : moat_val_null();
+	v[8] = will ? moat_val_int(will->qos) : moat_val_null();
+	v[9] = will ? moat_val_int(will->retain) : moat_val_null();
+	v[10] = will ? moat_val_int(s->will_delay) : moat_val_null();
+	v[11] = will ? moat_val_int(will->expiry_interval) : moat_val_null();
+	rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_PUT, v, 12);
+out:
+	moat_buf_free(&props);
+	return rc;
+}
+
+static struct moat_store_batch *batch_new(void)
+{
+	struct moat_store_batch *b = NULL;
+
+	if (moat_store_batch_new(&b) != MOAT_OK)
+		return NULL;
+	return b;
+}
+
+void moat_persist_session(struct moat_session *s, bool connected, bool fresh)
+{
+	struct moat_store_batch *batch;
+	moat_err rc = MOAT_OK;
+
+	if (s->w->b->store == NULL)
+		return;
+	if (s->expiry_interval == 0) {
+		if (s->stored)
+			moat_persist_session_del(s);
+		return;
+	}
+	if ((batch = batch_new()) == NULL)
+		return;
+	if (fresh && s->stored) {
+		/* Clean start: the old row and, by cascade, its subscriptions go. */
+		struct moat_val cid = moat_val_text(s->client_id, s->client_id_len);
+		rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
+	}
+	if (rc == MOAT_OK)
+		rc = add_session_put(batch, s, connected);
+	if (rc != MOAT_OK) {
+		moat_store_batch_free(batch);
+		log_error("store_write_failed", "what=session error=\"%s\"", moat_strerror(rc));
+		return;
+	}
+	s->stored = true;
+	submit(s, batch, NULL);
+}
+
+void moat_persist_session_del(struct moat_session *s)
+{
+	struct moat_store_batch *batch;
+	struct moat_val cid = moat_val_text(s->client_id, s->client_id_len);
+
+	if (s->w->b->store == NULL || !s->stored)
+		return;
+	s->stored = false;
+	if ((batch = batch_new()) == NULL)
+		return;
+	if (moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1) != MOAT_OK) {
+		moat_store_batch_free(batch);
+		return;
+	}
+	submit(s, batch, NULL);
+}
+
+static uint8_t sub_options(const struct moat_sub *sub)
+{
+	/* The MQTT 5 Subscription Options byte layout. */
+	unsigned v = (unsigned)sub->qos | (sub->no_local ? 0x04u : 0u) | (sub->rap ? 0x08u : 0u) |
+		     ((unsigned)sub->rh << 4);
+	return (uint8_t)v;
+}
+
+enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *const *put,
+				    size_t n_put, const struct mqtt_sub_list *del, uint8_t version,
+				    const struct mqtt_packet *ack, struct moat_sub *const *retained,
+				    size_t n_retained)
+{
+	struct moat_store_batch *batch;
+	struct moat_deferred *d = NULL;
+	struct moat_buf out;
+	size_t i;
+	moat_err rc = MOAT_OK;
+
+	if (s->w->b->store == NULL || !s->stored)
+		return MOAT_PERSIST_NONE;
+	if ((batch = batch_new()) == NULL)
+		return MOAT_PERSIST_FAILED;
+	for (i = 0; i < n_put && rc == MOAT_OK; i++) {
+		struct moat_val v[4] = {moat_val_text(s->client_id, s->client_id_len),
+					moat_val_text(put[i]->filter, put[i]->filter_len),
+					moat_val_int(sub_options(put[i])),
+					moat_val_int(put[i]->sub_id)};
+		rc = moat_store_batch_add(batch, MOAT_STMT_SUB_PUT, v, 4);
+	}
+	if (del != NULL) {
+		struct mqtt_sub_iter it;
+		struct mqtt_sub_entry e;
+		struct mqtt_packet p;
+		memset(&p, 0, sizeof(p));
+		p.type = MQTT_UNSUBSCRIBE;
+		p.u.subs = *del;
+		mqtt_sub_iter_init(&it, version, &p);
+		while (rc == MOAT_OK && mqtt_sub_iter_next(&it, &e)) {
+			struct moat_val v[2] = {
+			    moat_val_text(s->client_id, s->client_id_len),
+			    moat_val_text((const char *)e.filter.p, e.filter.len)};
+			rc = moat_store_batch_add(batch, MOAT_STMT_SUB_DEL, v, 2);
+		}
+	}
+	d = calloc(1, sizeof(*d));
+	if (rc != MOAT_OK || d == NULL)
+		goto fail;
+	moat_buf_init(&out, MOAT_MAX_OUTBUF);
+	if (mqtt_encode(&out, s->version, ack) != MOAT_OK) {
+		moat_buf_free(&out);
+		goto fail;
+	}
+	d->packet = malloc(moat_buf_used(&out));
+	if (d->packet == NULL) {
+		moat_buf_free(&out);
+		goto fail;
+	}
+	memcpy(d->packet, moat_buf_head(&out), moat_buf_used(&out));
+	d->packet_len = moat_buf_used(&out);
+	moat_buf_free(&out);
+	if (n_retained) {
+		d->retained = calloc(n_retained, sizeof(*d->retained));
+		if (d->retained == NULL)
+			goto fail;
+		for (i = 0; i < n_retained; i++) {
+			d->retained[i] = strdup(retained[i]->filter);
+			if (d->retained[i] == NULL)
+				goto fail;
+			d->n_retained++;
+		}
+	}
+	submit(s, batch, d);
+	return MOAT_PERSIST_PENDING;
+fail:
+	log_error("store_write_failed", "what=subscription error=\"%s\"",
+		  moat_strerror(rc != MOAT_OK ? rc : MOAT_E_NOMEM));
+	moat_store_batch_free(batch);
+	deferred_free(d);
+	return MOAT_PERSIST_FAILED;
+}
+
+void moat_persist_deferred_done(struct moat_worker *w, struct moat_mailitem *it)
+{
+	struct moat_deferred *d = it->deferred;
+	struct moat_session *s = moat_worker_find_session(w, it->session_id);
+	struct moat_conn *c = s ? s->conn : NULL;
+	size_t i, j;
+
+	it->deferred = NULL;
+	if (c == NULL || c->state != CONN_CONNECTED)
+		goto out;
+	if (it->store_rc != MOAT_OK) {
+		/* Never acknowledge what is not stored: the client reconnects and
+		 * subscribes again. */
+		moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "subscription could not be stored");
+		goto out;
+	}
+	if (moat_buf_append(&c->out, d->packet, d->packet_len) != MOAT_OK) {
+		moat_conn_close(c, "output buffer full");
+		goto out;
+	}
+	moat_conn_mark_dirty(c);
+	for (i = 0; i < d->n_retained; i++) {
+		for (j = 0; j < s->n_subs; j++) {
+			if (strcmp(s->subs[j]->filter, d->retained[i]) == 0) {
+				moat_route_retained_to(s, s->subs[j]);
+				break;
+			}
+		}
+	}
+out:
+	deferred_free(d);
+}
+
+void moat_persist_deferred_free(struct moat_deferred *d)
+{
+	deferred_free(d);
+}
+
+/* --- restore at start ---------------------------------------------------- */
+
+static struct moat_session *find_by_cid(struct moat_broker *b, const struct moat_val *cid)
+{
+	unsigned owner;
+	uint64_t sid;
+
+	if (moat_registry_claim(b, cid->p, cid->len, 0, 0, &owner, &sid)) {
+		/* Not there: undo the claim. */
+		moat_registry_release(b, cid->p, cid->len, 0);
+		return NULL;
+	}
+	return moat_worker_find_session(&b->workers[owner], sid);
+}
+
+static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n)
+{
+	struct moat_broker *b = arg;
+	struct moat_worker *w;
+	struct moat_session *s;
+	struct mqtt_packet p;
+	int64_t now_wall = moat_wall_ms(), expire_wall;
+	uint64_t now = moat_now_ms();
+	uint64_t h = 1469598103934665603ull;
+	size_t i;
+
+	/* client_id, identity, version, expiry_interval, expire_at, will_topic,
+	 * will_payload, will_props, will_qos, will_retain, will_delay, will_expiry */
+	if (n < 12 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_TEXT ||
+	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT ||
+	    c[0].len > MOAT_MAX_CLIENT_ID_LEN || c[1].len > MOAT_DEVICE_ID_MAX)
+		return MOAT_E_CORRUPT;
+	/* A session that was connected when we stopped counts as disconnected
+	 * now (its expiry starts now). */
+	expire_wall = c[4].type == MOAT_VAL_INT ? c[4].i : now_wall + c[3].i * 1000;
+	if (expire_wall <= now_wall)
+		return MOAT_OK; /* expired while we were down; EXPIRE_SESSIONS deletes it */
+	for (i = 0; i < c[0].len; i++)
+		h = (h ^ ((const uint8_t *)c[0].p)[i]) * 1099511628211ull;
+	w = &b->workers[h % b->n_workers];
+	s = moat_session_new(w, c[0].p, c[0].len);
+	if (s == NULL)
+		return MOAT_E_NOMEM;
+	memcpy(s->identity, c[1].p, c[1].len);
+	s->identity[c[1].len] = '\0';
+	s->version = (uint8_t)c[2].i;
+	s->expiry_interval = (uint32_t)c[3].i;
+	s->expire_at = expire_wall > now_wall ? now + (uint64_t)(expire_wall - now_wall) : now;
+	s->stored = true;
+	moat_registry_rebind(b, s->client_id, s->client_id_len, w->idx, s->id);
+	if (c[5].type == MOAT_VAL_TEXT && c[6].type == MOAT_VAL_BLOB &&
+	    moat_persist_decode_props(&c[7], &p) == MOAT_OK) {
+		if (c[11].type == MOAT_VAL_INT && c[11].i > 0) {
+			p.props.present |= MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY);
+			p.props.message_expiry = (uint32_t)c[11].i;
+		}
+		s->will = moat_msg_new(c[5].p, c[5].len, c[6].p, c[6].len, &p.props,
+				       (uint8_t)(c[8].type == MOAT_VAL_INT ? c[8].i : 0),
+				       c[9].type == MOAT_VAL_INT && c[9].i, s->id, 0);
+		s->will_delay = c[10].type == MOAT_VAL_INT ? (uint32_t)c[10].i : 0;
+		/* The connection is gone: the will is due after its delay. */
+		if (s->will)
+			s->will_at = now + (uint64_t)s->will_delay * 1000u;
+	}
+	return MOAT_OK;
+}
+
+static moat_err restore_sub_cb(void *arg, const struct moat_val *c, size_t n)
+{
+	struct moat_broker *b = arg;
+	struct moat_session *s;
+	struct moat_sub *sub;
+	const char *g, *f;
+	size_t glen, flen;
+	bool bad, existed;
+	moat_err rc;
+
+	if (n < 4 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_TEXT ||
+	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT || c[1].len > 65535)
+		return MOAT_E_CORRUPT;
+	s = find_by_cid(b, &c[0]);
+	if (s == NULL)
+		return MOAT_OK; /* its session expired while we were down */
+	sub = calloc(1, sizeof(*sub));
+	if (sub == NULL || (sub->filter = malloc(c[1].len + 1)) == NULL) {
+		free(sub);
+		return MOAT_E_NOMEM;
+	}
+	memcpy(sub->filter, c[1].p, c[1].len);
+	sub->filter[c[1].len] = '\0';
+	sub->filter_len = (uint16_t)c[1].len;
+	sub->match = sub->filter;
+	sub->match_len = sub->filter_len;
+	if (moat_topic_shared_parse(sub->filter, sub->filter_len, &g, &glen, &f, &flen, &bad)) {
+		sub->shared = true;
+		sub->match = f;
+		sub->match_len = (uint16_t)flen;
+	}
+	sub->qos = (uint8_t)(c[2].i & 3);
+	sub->no_local = (c[2].i & 0x04) != 0;
+	sub->rap = (c[2].i & 0x08) != 0;
+	sub->rh = (uint8_t)((c[2].i >> 4) & 3);
+	sub->sub_id = (uint32_t)c[3].i;
+	rc = moat_session_add_sub(s, sub, &existed);
+	if (rc != MOAT_OK) {
+		free(sub->filter);
+		free(sub);
+	}
+	return rc;
+}
+
+static void expire_done_cb(void *arg, moat_err rc)
+{
+	(void)arg;
+	if (rc != MOAT_OK)
+		log_error("store_write_failed", "what=session_expiry error=\"%s\"",
+			  moat_strerror(rc));
+}
+
+moat_err moat_persist_restore_sessions(struct moat_broker *b, char *err, size_t errlen)
+{
+	struct moat_store_batch *batch = NULL;
+	struct moat_val now = moat_val_int(moat_wall_ms());
+	moat_err rc;
+	size_t sessions = 0, i;
+
+	/* Sessions that expired while we were down are skipped below and
+	 * deleted, with everything they own (cascade), by this batch. */
+	if ((rc = moat_store_batch_new(&batch)) != MOAT_OK ||
+	    (rc = moat_store_batch_add(batch, MOAT_STMT_EXPIRE_SESSIONS, &now, 1)) != MOAT_OK) {
+		moat_store_batch_free(batch);
+		goto out;
+	}
+	if ((rc = moat_store_submit(b->store, batch, expire_done_cb, NULL)) != MOAT_OK)
+		goto out;
+	rc = moat_store_read(b->store, MOAT_STMT_LOAD_SESSIONS, NULL, 0, restore_session_cb, b);
+	if (rc != MOAT_OK)
+		goto out;
+	rc = moat_store_read(b->store, MOAT_STMT_LOAD_SUBS, NULL, 0, restore_sub_cb, b);
+	if (rc != MOAT_OK)
+		goto out;
+	for (i = 0; i < b->n_workers; i++) {
+		struct moat_session *s;
+		for (s = b->workers[i].sessions; s; s = s->next)
+			sessions++;
+	}
+	log_info("restored", "sessions=%zu", sessions);
+out:
+	if (rc != MOAT_OK)
+		snprintf(err, errlen, "restoring sessions from the store: %s", moat_strerror(rc));
+	return rc;
+}
