@@ -164,6 +164,8 @@ struct moat_conn {
 	bool dirty;	 /* on the worker's flush list */
 	bool graceful;	 /* DISCONNECT 0x00 received: no will */
 	bool counted;	 /* included in the clients-connected statistic */
+	bool held;	 /* CONNACK waits for the store: read nothing, send nothing */
+	uint64_t id;	 /* unique per connection (deferred acknowledgements) */
 	unsigned handoff_to;
 	uint16_t keepalive;
 	uint32_t max_packet; /* what CONNACK told the client */
@@ -265,6 +267,7 @@ struct moat_broker {
 	unsigned n_workers;
 	atomic_uint_fast64_t next_session_id;
 	atomic_int connections;
+	atomic_uint_fast64_t next_conn_id;
 	uint64_t started;
 	/* client id -> worker registry */
 	pthread_mutex_t reg_lock;
@@ -325,6 +328,8 @@ void moat_conn_flush(struct moat_conn *c);
 /* Send a v5 DISCONNECT with reason (v3: nothing) and close after flush. */
 void moat_conn_disconnect(struct moat_conn *c, uint8_t reason, const char *why);
 void moat_conn_tick(struct moat_conn *c, uint64_t now);
+/* Resume a held connection: process buffered input and read again. */
+void moat_conn_resume(struct moat_conn *c);
 
 /* handle_*.c: one handler per packet type */
 void moat_handle_packet(struct moat_conn *c, const struct mqtt_packet *p);
@@ -397,8 +402,11 @@ moat_err moat_persist_decode_props(const struct moat_val *blob, struct mqtt_pack
 /* persist_session.c: durable sessions and subscriptions */
 /* Write the session row if its expiry is non-zero (delete it if it became
  * zero). connected: no expiry clock yet. fresh: clean start, drop the old
- * row and its subscriptions first. */
-void moat_persist_session(struct moat_session *s, bool connected, bool fresh);
+ * row and its subscriptions first. connack: hold this CONNACK (and, with
+ * present, the retransmissions after it) until the write committed; the
+ * caller then holds the connection (c->held). */
+enum moat_persist moat_persist_session(struct moat_session *s, bool connected, bool fresh,
+				       const struct mqtt_packet *connack, bool present);
 void moat_persist_session_del(struct moat_session *s);
 /* Store subscription changes of a stored session and hold its SUBACK or
  * UNSUBACK (ack) until they committed; retained: subscriptions whose

@@ -25,7 +25,8 @@ static void conn_event_cb(struct moat_ev *ev, uint32_t events);
 
 static void conn_update_events(struct moat_conn *c)
 {
-	uint32_t evs = EPOLLIN;
+	/* A held connection reads nothing until its CONNACK is out. */
+	uint32_t evs = c->held ? 0 : EPOLLIN;
 
 	if (moat_buf_used(&c->out) > 0 || c->want_write)
 		evs |= EPOLLOUT;
@@ -77,6 +78,7 @@ void moat_conn_accept(struct moat_worker *w, struct moat_listener *l, int fd, co
 	}
 	c->ev.fd = fd;
 	c->ev.cb = conn_event_cb;
+	c->id = atomic_fetch_add(&w->b->next_conn_id, 1) + 1;
 	c->l = l;
 	c->opened = c->last_rx = w->now;
 	c->peer_max_packet = MOAT_MQTT_MAX_REMAINING + 5u;
@@ -292,7 +294,7 @@ static size_t conn_process(struct moat_conn *c, const uint8_t *data, size_t len)
 {
 	size_t done = 0;
 
-	while (c->state == CONN_WAIT_CONNECT || c->state == CONN_CONNECTED) {
+	while ((c->state == CONN_WAIT_CONNECT || c->state == CONN_CONNECTED) && !c->held) {
 		uint8_t first;
 		size_t hdr, body;
 		size_t max = c->state == CONN_CONNECTED ? c->max_packet : MOAT_MAX_CONNECT_PACKET;
@@ -441,7 +443,7 @@ static void conn_read(struct moat_conn *c)
 		size_t used;
 		bool drained;
 
-		if (c->state != CONN_WAIT_CONNECT && c->state != CONN_CONNECTED)
+		if ((c->state != CONN_WAIT_CONNECT && c->state != CONN_CONNECTED) || c->held)
 			return;
 		if (moat_buf_used(&c->in) == 0) {
 			n = conn_read_some(c, w->rbuf, sizeof(w->rbuf));
@@ -546,4 +548,12 @@ void moat_conn_tick(struct moat_conn *c, uint64_t now)
 		moat_buf_shrink(&c->out);
 	if (moat_buf_used(&c->in) == 0)
 		moat_buf_shrink(&c->in);
+}
+
+void moat_conn_resume(struct moat_conn *c)
+{
+	c->held = false;
+	conn_update_events(c);
+	/* Same path as an adopted connection: buffered input first. */
+	conn_event_cb(&c->ev, 0);
 }

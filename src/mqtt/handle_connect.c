@@ -185,9 +185,6 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 				    : 0;
 	}
 
-	/* A stored session is written before its CONNACK goes out. */
-	moat_persist_session(s, true, k->clean_start);
-
 	/* --- connection parameters --- */
 	c->keepalive = k->keepalive;
 	if (c->version == MQTT_V5) {
@@ -235,6 +232,24 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 			pr->present |= MQTT_HAS(MQTT_PROP_SESSION_EXPIRY);
 			pr->session_expiry = s->expiry_interval;
 		}
+	}
+	/* A stored session's row (or its deletion) commits before the CONNACK
+	 * goes out: a clean start or a new session, once acknowledged, survives
+	 * a crash. Until then the connection reads and sends nothing. */
+	switch (moat_persist_session(s, true, k->clean_start, &r, present)) {
+	case MOAT_PERSIST_PENDING:
+		c->held = true;
+		return;
+	case MOAT_PERSIST_FAILED:
+		r.u.connack.code =
+		    c->version == MQTT_V5 ? MQTT_RC_UNSPECIFIED : MQTT_V3_UNAVAILABLE;
+		r.props.present = 0;
+		r.u.connack.session_present = false;
+		(void)moat_conn_send(c, &r);
+		moat_conn_close(c, "session could not be stored");
+		return;
+	case MOAT_PERSIST_NONE:
+		break;
 	}
 	(void)moat_conn_send(c, &r);
 	log_debug("connected", "client=%s addr=%s version=%u present=%d", s->client_id, c->addr,

@@ -20,6 +20,10 @@ struct moat_deferred {
 	struct moat_broker *b;
 	unsigned worker;
 	uint64_t session_id;
+	uint64_t conn_id; /* only this connection may receive the packet */
+	bool connack;	  /* the packet is the CONNACK of a held connection */
+	bool present;	  /* ... with Session Present: resend in-flight after it */
+	uint8_t version;
 	uint8_t *packet; /* encoded, ready to send */
 	size_t packet_len;
 	char **retained; /* filters (NUL-terminated) */
@@ -79,6 +83,7 @@ static void submit(struct moat_session *s, struct moat_store_batch *batch, struc
 	d->b = b;
 	d->worker = s->w->idx;
 	d->session_id = s->id;
+	d->conn_id = s->conn ? s->conn->id : 0;
 	rc = moat_store_submit(b->store, batch, session_done_cb, d);
 	if (rc != MOAT_OK) {
 		/* The callback will not run: fail the deferred packet now. */
@@ -117,6 +122,29 @@ out:
 	return rc;
 }
 
+/* Keep an encoded copy of ack in d. */
+static moat_err defer_packet(struct moat_deferred *d, uint8_t version,
+			     const struct mqtt_packet *ack)
+{
+	struct moat_buf out;
+	moat_err rc;
+
+	moat_buf_init(&out, MOAT_MAX_OUTBUF);
+	if ((rc = mqtt_encode(&out, version, ack)) != MOAT_OK)
+		goto out;
+	d->packet = malloc(moat_buf_used(&out));
+	if (d->packet == NULL) {
+		rc = MOAT_E_NOMEM;
+		goto out;
+	}
+	memcpy(d->packet, moat_buf_head(&out), moat_buf_used(&out));
+	d->packet_len = moat_buf_used(&out);
+	d->version = version;
+out:
+	moat_buf_free(&out);
+	return rc;
+}
+
 static struct moat_store_batch *batch_new(void)
 {
 	struct moat_store_batch *b = NULL;
@@ -126,34 +154,46 @@ static struct moat_store_batch *batch_new(void)
 	return b;
 }
 
-void moat_persist_session(struct moat_session *s, bool connected, bool fresh)
+enum moat_persist moat_persist_session(struct moat_session *s, bool connected, bool fresh,
+				       const struct mqtt_packet *connack, bool present)
 {
 	struct moat_store_batch *batch;
+	struct moat_deferred *d = NULL;
+	struct moat_val cid = moat_val_text(s->client_id, s->client_id_len);
 	moat_err rc = MOAT_OK;
 
-	if (s->w->b->store == NULL)
-		return;
-	if (s->expiry_interval == 0) {
-		if (s->stored)
-			moat_persist_session_del(s);
-		return;
-	}
+	if (s->w->b->store == NULL || (s->expiry_interval == 0 && !s->stored))
+		return MOAT_PERSIST_NONE;
 	if ((batch = batch_new()) == NULL)
-		return;
-	if (fresh && s->stored) {
-		/* Clean start: the old row and, by cascade, its subscriptions go. */
-		struct moat_val cid = moat_val_text(s->client_id, s->client_id_len);
+		return MOAT_PERSIST_FAILED;
+	if (s->expiry_interval == 0) {
+		/* No longer persistent: the row and what it owns go. */
 		rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
+		s->stored = false;
+	} else {
+		if (fresh && s->stored) /* clean start: old row and its subscriptions go */
+			rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
+		if (rc == MOAT_OK)
+			rc = add_session_put(batch, s, connected);
+		s->stored = true;
 	}
-	if (rc == MOAT_OK)
-		rc = add_session_put(batch, s, connected);
+	if (rc == MOAT_OK && connack != NULL) {
+		d = calloc(1, sizeof(*d));
+		if (d == NULL)
+			rc = MOAT_E_NOMEM;
+		else if ((rc = defer_packet(d, s->version, connack)) == MOAT_OK) {
+			d->connack = true;
+			d->present = present;
+		}
+	}
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(batch);
+		deferred_free(d);
 		log_error("store_write_failed", "what=session error=\"%s\"", moat_strerror(rc));
-		return;
+		return MOAT_PERSIST_FAILED;
 	}
-	s->stored = true;
-	submit(s, batch, NULL);
+	submit(s, batch, d);
+	return d ? MOAT_PERSIST_PENDING : MOAT_PERSIST_NONE;
 }
 
 void moat_persist_session_del(struct moat_session *s)
@@ -188,7 +228,6 @@ enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *con
 {
 	struct moat_store_batch *batch;
 	struct moat_deferred *d = NULL;
-	struct moat_buf out;
 	size_t i;
 	moat_err rc = MOAT_OK;
 
@@ -221,19 +260,8 @@ enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *con
 	d = calloc(1, sizeof(*d));
 	if (rc != MOAT_OK || d == NULL)
 		goto fail;
-	moat_buf_init(&out, MOAT_MAX_OUTBUF);
-	if (mqtt_encode(&out, s->version, ack) != MOAT_OK) {
-		moat_buf_free(&out);
+	if ((rc = defer_packet(d, version, ack)) != MOAT_OK)
 		goto fail;
-	}
-	d->packet = malloc(moat_buf_used(&out));
-	if (d->packet == NULL) {
-		moat_buf_free(&out);
-		goto fail;
-	}
-	memcpy(d->packet, moat_buf_head(&out), moat_buf_used(&out));
-	d->packet_len = moat_buf_used(&out);
-	moat_buf_free(&out);
 	if (n_retained) {
 		d->retained = calloc(n_retained, sizeof(*d->retained));
 		if (d->retained == NULL)
@@ -263,8 +291,34 @@ void moat_persist_deferred_done(struct moat_worker *w, struct moat_mailitem *it)
 	size_t i, j;
 
 	it->deferred = NULL;
-	if (c == NULL || c->state != CONN_CONNECTED)
+	if (c == NULL || c->id != d->conn_id || c->state != CONN_CONNECTED)
 		goto out;
+	if (d->connack) {
+		if (it->store_rc != MOAT_OK) {
+			/* The session could not be stored: refuse the CONNECT. */
+			struct mqtt_packet r;
+			memset(&r, 0, sizeof(r));
+			r.type = MQTT_CONNACK;
+			r.u.connack.code =
+			    d->version == MQTT_V5 ? MQTT_RC_UNSPECIFIED : MQTT_V3_UNAVAILABLE;
+			c->held = false;
+			(void)moat_conn_send(c, &r);
+			moat_conn_close(c, "session could not be stored");
+			goto out;
+		}
+		c->held = false;
+		if (moat_buf_append(&c->out, d->packet, d->packet_len) != MOAT_OK) {
+			moat_conn_close(c, "output buffer full");
+			goto out;
+		}
+		moat_conn_mark_dirty(c);
+		if (d->present) {
+			moat_session_resend(s);
+			moat_session_pump(s);
+		}
+		moat_conn_resume(c);
+		goto out;
+	}
 	if (it->store_rc != MOAT_OK) {
 		/* Never acknowledge what is not stored: the client reconnects and
 		 * subscribes again. */

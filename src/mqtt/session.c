@@ -325,7 +325,7 @@ static bool send_publish(struct moat_session *s, const struct moat_delivery *d, 
 
 static bool session_online(const struct moat_session *s)
 {
-	return s->conn != NULL && s->conn->state == CONN_CONNECTED;
+	return s->conn != NULL && s->conn->state == CONN_CONNECTED && !s->conn->held;
 }
 
 static void inflight_start(struct moat_session *s, struct moat_delivery *d)
@@ -536,7 +536,7 @@ void moat_session_detach(struct moat_session *s)
 		return;
 	}
 	s->expire_at = now + (uint64_t)s->expiry_interval * 1000u;
-	moat_persist_session(s, false, false);
+	(void)moat_persist_session(s, false, false, NULL, false);
 }
 
 void moat_session_tick(struct moat_session *s, uint64_t now)
