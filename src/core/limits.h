@@ -105,6 +105,10 @@
  * broker acknowledges before commit; 1 s is the promise docs/storage.md
  * makes. */
 #define MOAT_STORE_FLUSH_MS_DEFAULT 100u
+/* How often expired queued messages and orphaned messages are deleted from
+ * the store (seconds): expiry is enforced in memory at once; this only
+ * returns the disk space. */
+#define MOAT_STORE_SWEEP_S 60u
 #define MOAT_STORE_FLUSH_MS_MIN 1u
 #define MOAT_STORE_FLUSH_MS_MAX 1000u
 /* How long a write waits for a lock held by another connection (an

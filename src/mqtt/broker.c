@@ -136,7 +136,9 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 		return rc;
 	if ((rc = moat_persist_restore(b, err, errlen)) != MOAT_OK)
 		return rc;
-	return moat_persist_restore_sessions(b, err, errlen);
+	if ((rc = moat_persist_restore_sessions(b, err, errlen)) != MOAT_OK)
+		return rc;
+	return moat_persist_restore_messages(b, err, errlen);
 }
 
 moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)

@@ -40,6 +40,8 @@ struct moat_worker;
 struct share_group;
 struct moat_store;
 struct moat_deferred;
+struct moat_pubtoken;
+struct moat_store_batch;
 struct moat_session;
 
 /* One published message, shared read-only by every receiver. */
@@ -89,6 +91,7 @@ struct moat_delivery {
 	bool retain;
 	uint8_t state; /* enum delivery_state */
 	uint16_t pid;
+	uint64_t seq; /* position in the stored session's queue; 0 = not stored */
 };
 
 enum delivery_state {
@@ -135,7 +138,8 @@ struct moat_session {
 	struct moat_delivery *queue; /* ring */
 	uint32_t q_head, q_len, q_cap;
 	uint16_t next_pid;
-	bool stored; /* has a row in the store (persist_session.c) */
+	bool stored;	   /* has a row in the store (persist_session.c) */
+	uint64_t next_seq; /* of stored deliveries */
 	/* incoming QoS 2 awaiting PUBREL */
 	uint16_t *qos2_in;
 	uint16_t n_qos2_in, cap_qos2_in;
@@ -194,11 +198,12 @@ struct moat_listener {
 
 /* Mailbox items between workers. */
 enum mail_kind {
-	MAIL_ROUTE,  /* match msg against the local trie (and/or retain it) */
-	MAIL_TARGET, /* deliver msg to one local session (shared subscription) */
-	MAIL_ADOPT,  /* take over a connection (session lives here) */
-	MAIL_RELOAD, /* reload config-derived limits */
-	MAIL_STORED, /* a store write committed (or failed): acknowledge */
+	MAIL_ROUTE,    /* match msg against the local trie (and/or retain it) */
+	MAIL_TARGET,   /* deliver msg to one local session (shared subscription) */
+	MAIL_ADOPT,    /* take over a connection (session lives here) */
+	MAIL_RELOAD,   /* reload config-derived limits */
+	MAIL_STORED,   /* a store write committed (or failed): acknowledge */
+	MAIL_PUBACKED, /* every write of a PUBLISH committed: acknowledge it */
 	MAIL_STOP,
 };
 
@@ -214,7 +219,8 @@ struct moat_mailitem {
 	struct moat_conn *conn;
 	struct moat_limits *lim; /* MAIL_RELOAD */
 	moat_err store_rc;
-	struct moat_deferred *deferred; /* MAIL_STORED of a SUBACK/UNSUBACK */ /* MAIL_STORED */
+	struct moat_deferred *deferred; /* MAIL_STORED of a CONNACK/SUBACK/UNSUBACK */
+	struct moat_pubtoken *tok;	/* MAIL_ROUTE/TARGET hold, MAIL_PUBACKED */
 };
 
 struct moat_stats {
@@ -245,6 +251,13 @@ struct moat_worker {
 	struct moat_stats stats;
 	struct moat_limits lim;
 	uint64_t now;
+	/* persistence: the collector of the message being routed, and the lazy
+	 * batch of delivery state changes (persist_msg.c) */
+	bool pcollect, pfailed;
+	struct moat_pubtoken *ptok;
+	struct moat_store_batch *pbatch, *lazy;
+	struct moat_msg *pmsg;
+	atomic_uint n_stored; /* stored sessions here: others skip the token */
 	/* read scratch: input is parsed in place when nothing is buffered */
 	uint8_t rbuf[16384];
 	/* matching scratch */
@@ -369,7 +382,8 @@ moat_err moat_session_add_sub(struct moat_session *s, struct moat_sub *sub, bool
 bool moat_session_remove_sub(struct moat_session *s, const char *filter, size_t len);
 
 /* route.c */
-void moat_route(struct moat_worker *w, struct moat_msg *m);
+/* Route m; t (may be NULL) collects the holds of every write it causes. */
+void moat_route(struct moat_worker *w, struct moat_msg *m, struct moat_pubtoken *t);
 void moat_route_local(struct moat_worker *w, struct moat_msg *m, bool route, bool retain);
 void moat_route_retained_to(struct moat_session *s, struct moat_sub *sub);
 void moat_route_shared(struct moat_worker *w, struct moat_msg *m);
@@ -388,10 +402,9 @@ enum moat_persist {
 	MOAT_PERSIST_PENDING, /* MAIL_STORED will say when to acknowledge */
 	MOAT_PERSIST_FAILED,  /* could not be stored: refuse the acknowledgement */
 };
-/* Write a retained message (or its deletion) before it replaces the old one
- * in w's tree. pid != 0: the publisher waits for the acknowledgement. */
-enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *m,
-					uint64_t session_id, uint16_t pid);
+/* Add a retained message's write (or its deletion) to w's collector, before
+ * it replaces the old one in w's tree. */
+enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *m);
 /* Load retained messages into every worker's tree (before they start). */
 moat_err moat_persist_restore(struct moat_broker *b, char *err, size_t errlen);
 /* A message's forwardable v5 properties as a blob, and back. */
@@ -419,6 +432,31 @@ enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *con
 void moat_persist_deferred_done(struct moat_worker *w, struct moat_mailitem *it);
 void moat_persist_deferred_free(struct moat_deferred *d);
 moat_err moat_persist_restore_sessions(struct moat_broker *b, char *err, size_t errlen);
+void moat_session_set_stored(struct moat_session *s, bool stored);
+
+/* persist_msg.c: durable deliveries; the acknowledgement token */
+struct moat_pubtoken *moat_pubtoken_new(struct moat_conn *c, uint16_t pid, uint8_t qos);
+void moat_pubtoken_hold(struct moat_pubtoken *t);
+/* Drop a hold; w is the calling worker (NULL off the workers). */
+void moat_pubtoken_release(struct moat_worker *w, struct moat_pubtoken *t);
+void moat_pubtoken_mail(struct moat_worker *w, struct moat_pubtoken *t);
+/* Shutdown: drop a hold without acknowledging anything. */
+void moat_pubtoken_drop(struct moat_pubtoken *t);
+/* Collect the writes of routing one message (t may be NULL). */
+void moat_persist_begin(struct moat_worker *w, struct moat_pubtoken *t);
+struct moat_store_batch *moat_persist_batch(struct moat_worker *w);
+void moat_persist_fail(struct moat_worker *w);
+void moat_persist_end(struct moat_worker *w);
+void moat_persist_delivery_put(struct moat_session *s, const struct moat_delivery *d);
+void moat_persist_delivery_state(struct moat_session *s, const struct moat_delivery *d);
+void moat_persist_delivery_done(struct moat_session *s, const struct moat_delivery *d);
+void moat_persist_qos2(struct moat_session *s, uint16_t pid, bool add);
+void moat_persist_flush(struct moat_worker *w);
+void moat_persist_sweep(struct moat_worker *w);
+moat_err moat_persist_restore_messages(struct moat_broker *b, char *err, size_t errlen);
+/* session.c: restore helpers */
+moat_err moat_session_restore_delivery(struct moat_session *s, const struct moat_delivery *d);
+moat_err moat_session_restore_qos2(struct moat_session *s, uint16_t pid);
 
 /* sys.c */
 /* Publish the statistics. route=false only refreshes this worker's retained

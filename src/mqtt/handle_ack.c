@@ -42,6 +42,7 @@ void moat_handle_pubrec(struct moat_conn *c, const struct mqtt_packet *p)
 		return;
 	}
 	d->state = DELIVERY_WAIT_PUBCOMP;
+	moat_persist_delivery_state(s, d);
 	/* The message itself is no longer needed once PUBREC arrived. */
 	send_ack(c, MQTT_PUBREL, d->pid, MQTT_RC_SUCCESS);
 }
@@ -65,6 +66,7 @@ void moat_handle_pubrel(struct moat_conn *c, const struct mqtt_packet *p)
 	for (i = 0; i < s->n_qos2_in; i++) {
 		if (s->qos2_in[i] == pid) {
 			s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
+			moat_persist_qos2(s, pid, false);
 			send_ack(c, MQTT_PUBCOMP, pid, MQTT_RC_SUCCESS);
 			return;
 		}

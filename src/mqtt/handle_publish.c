@@ -63,6 +63,58 @@ static bool qos2_seen(const struct moat_session *s, uint16_t pid)
 	return false;
 }
 
+/* Remember an incoming QoS 2 packet id until PUBREL (bounded by our
+ * Receive Maximum, checked before). */
+static bool qos2_remember(struct moat_conn *c, uint16_t pid)
+{
+	struct moat_session *s = c->s;
+
+	if (s->n_qos2_in == s->cap_qos2_in) {
+		uint16_t ncap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 8;
+		uint16_t *n;
+		if (ncap > c->w->lim.receive_maximum)
+			ncap = c->w->lim.receive_maximum;
+		if (ncap <= s->n_qos2_in)
+			ncap = (uint16_t)(s->n_qos2_in + 1);
+		n = realloc(s->qos2_in, ncap * sizeof(*n));
+		if (n == NULL) {
+			moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
+			return false;
+		}
+		s->qos2_in = n;
+		s->cap_qos2_in = ncap;
+	}
+	s->qos2_in[s->n_qos2_in++] = pid;
+	return true;
+}
+
+static void qos2_forget(struct moat_session *s, uint16_t pid)
+{
+	uint16_t i;
+
+	for (i = 0; i < s->n_qos2_in; i++) {
+		if (s->qos2_in[i] == pid) {
+			s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
+			return;
+		}
+	}
+}
+
+/* Refuse to acknowledge: v5 says why (0x97), v3 can only disconnect. */
+static void refuse_ack(struct moat_conn *c, uint8_t type, uint16_t pid, const char *why)
+{
+	if (c->version == MQTT_V5)
+		send_ack(c, type, pid, MQTT_RC_QUOTA_EXCEEDED);
+	else
+		moat_conn_close(c, why);
+}
+
+/* A token nobody else holds yet. */
+static void free_token(struct moat_pubtoken *t)
+{
+	free(t);
+}
+
 void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 {
 	const struct mqtt_publish *pub = &p->u.publish;
@@ -73,6 +125,7 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 	struct moat_msg *m;
 	uint8_t ack = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
 	enum moat_persist ps = MOAT_PERSIST_NONE;
+	struct moat_pubtoken *tok = NULL;
 
 	if (p->props.n_sub_ids != 0) {
 		/* Only a server may send Subscription Identifiers (MQTT-3.3.4-6). */
@@ -127,47 +180,51 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 			moat_conn_close(c, "out of memory");
 		return;
 	}
-	if (pub->retain)
-		ps = moat_persist_retained(w, m, s->id, pub->qos ? pub->packet_id : 0);
-	if (ps == MOAT_PERSIST_FAILED) {
-		/* Not stored, so not applied either: the publisher may retry. */
+	if (pub->qos == 2 && !qos2_remember(c, pub->packet_id)) {
 		moat_msg_unref(m);
-		if (c->version == MQTT_V5)
-			send_ack(c, ack, pub->packet_id, MQTT_RC_QUOTA_EXCEEDED);
-		else
-			moat_conn_close(c, "retained message could not be stored");
 		return;
 	}
-	moat_route(w, m);
-	moat_msg_unref(m);
-	if (pub->qos == 1) {
-		if (ps != MOAT_PERSIST_PENDING)
-			send_ack(c, MQTT_PUBACK, pub->packet_id, MQTT_RC_SUCCESS);
-	} else if (pub->qos == 2) {
-		if (s->n_qos2_in == s->cap_qos2_in) {
-			uint16_t ncap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 8;
-			uint16_t *n;
-			if (ncap > w->lim.receive_maximum)
-				ncap = w->lim.receive_maximum;
-			n = realloc(s->qos2_in, ncap * sizeof(*n));
-			if (n == NULL) {
-				moat_conn_disconnect(c, MQTT_RC_UNSPECIFIED, "out of memory");
-				return;
-			}
-			s->qos2_in = n;
-			s->cap_qos2_in = ncap;
+	/* Every write this PUBLISH causes (its retained entry, its QoS 2 id,
+	 * the deliveries of stored sessions on any worker) holds the token;
+	 * the last hold dropped sends the acknowledgement. */
+	if (w->b->store != NULL && pub->qos > 0) {
+		m->store_id = atomic_fetch_add(&w->b->next_msg_id, 1);
+		tok = moat_pubtoken_new(c, pub->packet_id, pub->qos);
+		if (tok == NULL) {
+			moat_msg_unref(m);
+			refuse_ack(c, ack, pub->packet_id, "out of memory");
+			return;
 		}
-		s->qos2_in[s->n_qos2_in++] = pub->packet_id;
-		if (ps != MOAT_PERSIST_PENDING)
-			send_ack(c, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS);
 	}
+	moat_persist_begin(w, tok);
+	if (pub->retain)
+		ps = moat_persist_retained(w, m);
+	if (ps == MOAT_PERSIST_FAILED) {
+		/* Not stored, so not applied either: the publisher may retry. */
+		moat_persist_end(w);
+		moat_msg_unref(m);
+		free_token(tok);
+		qos2_forget(s, pub->packet_id);
+		refuse_ack(c, ack, pub->packet_id, "retained message could not be stored");
+		return;
+	}
+	if (pub->qos == 2)
+		moat_persist_qos2(s, pub->packet_id, true);
+	moat_route(w, m, tok);
+	moat_persist_end(w);
+	moat_msg_unref(m);
+	if (tok != NULL) {
+		moat_pubtoken_release(w, tok); /* acknowledges now if nothing waits */
+		return;
+	}
+	if (pub->qos > 0)
+		send_ack(c, ack, pub->packet_id, MQTT_RC_SUCCESS);
 }
 
 void moat_handle_stored(struct moat_conn *c, uint16_t pid, uint8_t qos, moat_err rc)
 {
 	struct moat_session *s = c->s;
 	uint8_t type = qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
-	uint16_t i;
 
 	if (rc == MOAT_OK) {
 		send_ack(c, type, pid, MQTT_RC_SUCCESS);
@@ -175,14 +232,7 @@ void moat_handle_stored(struct moat_conn *c, uint16_t pid, uint8_t qos, moat_err
 	}
 	/* The store refused it (full, I/O error): say so, and forget the QoS 2
 	 * id so that a retry is treated as new. */
-	for (i = 0; qos == 2 && i < s->n_qos2_in; i++) {
-		if (s->qos2_in[i] == pid) {
-			s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
-			break;
-		}
-	}
-	if (c->version == MQTT_V5)
-		send_ack(c, type, pid, MQTT_RC_QUOTA_EXCEEDED);
-	else
-		moat_conn_close(c, "retained message could not be stored");
+	if (qos == 2)
+		qos2_forget(s, pid);
+	refuse_ack(c, type, pid, "message could not be stored");
 }

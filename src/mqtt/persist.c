@@ -1,14 +1,11 @@
 /*
- * Durable retained messages: the first use of the storage layer
- * (docs/storage.md). Sessions and queued messages are not persisted yet
- * (issue 3 continues).
+ * Durable retained messages, and the encoding of message properties that
+ * the other persist_*.c files share (docs/durability.md).
  *
- * A retained PUBLISH is applied in memory at once and written to the store
- * as one batch (message + retained entry, or deletion). A QoS 1/2 retained
- * PUBLISH is acknowledged only when that batch committed: the writer
- * thread's completion posts MAIL_STORED to the publisher's worker, which
- * then sends PUBACK/PUBREC (or, if the store failed, v5 0x97 / a v3
- * disconnect). At start the retained tree of every worker is restored from
+ * A retained PUBLISH is applied in memory at once and its write (message +
+ * retained entry, or deletion) joins the batch of the PUBLISH being routed
+ * (persist_msg.c), so a QoS 1/2 retained PUBLISH is acknowledged only once
+ * it committed. At start the retained tree of every worker is restored from
  * the store.
  */
 #include <stdio.h>
@@ -18,14 +15,6 @@
 #include "core/log.h"
 #include "mqtt/broker.h"
 #include "store/store.h"
-
-struct persist_ack {
-	struct moat_broker *b;
-	unsigned worker;
-	uint64_t session_id;
-	uint16_t pid;
-	uint8_t qos;
-};
 
 /* The v5 properties that travel with a message, as an encoded PUBLISH (so
  * the codec both writes and validates them; topic and payload are dummies). */
@@ -64,48 +53,20 @@ moat_err moat_persist_props(const struct moat_msg *m, struct moat_buf *out)
 	return mqtt_encode(out, MQTT_V5, &p);
 }
 
-static void persist_done_cb(void *arg, moat_err rc)
-{
-	struct persist_ack *a = arg;
-	struct moat_mailitem *it;
-
-	if (rc != MOAT_OK)
-		log_error("store_write_failed", "what=retained error=\"%s\"", moat_strerror(rc));
-	if (a->qos == 0) {
-		free(a);
-		return;
-	}
-	it = calloc(1, sizeof(*it));
-	if (it == NULL) {
-		free(a);
-		return;
-	}
-	it->kind = MAIL_STORED;
-	it->session_id = a->session_id;
-	it->sub_id = a->pid;
-	it->qos = a->qos;
-	it->store_rc = rc;
-	moat_mailbox_post(&a->b->workers[a->worker].mb, &it->link, &it->link);
-	free(a);
-}
-
-enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *m,
-					uint64_t session_id, uint16_t pid)
+enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *m)
 {
 	struct moat_broker *b = w->b;
-	struct moat_store_batch *batch = NULL;
-	struct persist_ack *a = NULL;
+	struct moat_store_batch *batch;
 	struct moat_msg *old;
 	struct moat_buf props;
-	enum moat_persist result;
-	moat_err rc;
+	moat_err rc = MOAT_OK;
 
 	if (b->store == NULL || m->topic[0] == '$')
 		return MOAT_PERSIST_NONE;
+	if ((batch = moat_persist_batch(w)) == NULL)
+		return MOAT_PERSIST_FAILED;
 	moat_buf_init(&props, MOAT_MAX_PACKET_SIZE_MAX);
 	old = moat_rettree_get(w->retained, m->topic, m->topic_len);
-	if ((rc = moat_store_batch_new(&batch)) != MOAT_OK)
-		goto fail;
 	if (m->payload_len == 0) {
 		struct moat_val v = moat_val_text(m->topic, m->topic_len);
 		rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_DEL, &v, 1);
@@ -115,8 +76,9 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 		if (m->expiry_at)
 			expire = moat_wall_ms() + (int64_t)(m->expiry_at - w->now);
 		if ((rc = moat_persist_props(m, &props)) != MOAT_OK)
-			goto fail;
-		m->store_id = atomic_fetch_add(&b->next_msg_id, 1);
+			goto out;
+		if (m->store_id == 0) /* not shared yet: only this thread sees it */
+			m->store_id = atomic_fetch_add(&b->next_msg_id, 1);
 		v[0] = moat_val_int((int64_t)m->store_id);
 		v[1] = moat_val_text(m->topic, m->topic_len);
 		v[2] = moat_val_blob(m->payload, m->payload_len);
@@ -124,45 +86,25 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 		v[4] = moat_val_int(m->qos);
 		v[5] = moat_val_int(1);
 		v[6] = m->expiry_at ? moat_val_int(expire) : moat_val_null();
-		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_PUT, v, 7);
+		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_PUT_IGNORE, v, 7);
 		if (rc == MOAT_OK) {
 			struct moat_val r[2] = {moat_val_text(m->topic, m->topic_len),
 						moat_val_int((int64_t)m->store_id)};
 			rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_PUT, r, 2);
 		}
 	}
-	if (rc == MOAT_OK && old != NULL && old->store_id != 0) {
+	if (rc == MOAT_OK && old != NULL && old->store_id != 0 && old->store_id != m->store_id) {
 		struct moat_val g = moat_val_int((int64_t)old->store_id);
 		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_GC, &g, 1);
 	}
-	if (rc != MOAT_OK)
-		goto fail;
-	a = calloc(1, sizeof(*a));
-	if (a == NULL) {
-		rc = MOAT_E_NOMEM;
-		goto fail;
-	}
-	a->b = b;
-	a->worker = w->idx;
-	a->session_id = session_id;
-	a->pid = pid;
-	a->qos = pid ? m->qos : 0;
-	/* Decide before submitting: the writer may free `a` at once. */
-	result = a->qos > 0 ? MOAT_PERSIST_PENDING : MOAT_PERSIST_NONE;
+out:
 	moat_buf_free(&props);
-	rc = moat_store_submit(b->store, batch, persist_done_cb, a);
 	if (rc != MOAT_OK) {
-		/* Not submitted: the callback will not run. */
 		log_error("store_write_failed", "what=retained error=\"%s\"", moat_strerror(rc));
-		free(a);
-		return pid ? MOAT_PERSIST_FAILED : MOAT_PERSIST_NONE;
+		moat_persist_fail(w);
+		return MOAT_PERSIST_FAILED;
 	}
-	return result;
-fail:
-	log_error("store_write_failed", "what=retained error=\"%s\"", moat_strerror(rc));
-	moat_store_batch_free(batch);
-	moat_buf_free(&props);
-	return pid ? MOAT_PERSIST_FAILED : MOAT_PERSIST_NONE;
+	return MOAT_PERSIST_NONE;
 }
 
 /* --- restore at start ---------------------------------------------------- */

@@ -169,13 +169,13 @@ enum moat_persist moat_persist_session(struct moat_session *s, bool connected, b
 	if (s->expiry_interval == 0) {
 		/* No longer persistent: the row and what it owns go. */
 		rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
-		s->stored = false;
+		moat_session_set_stored(s, false);
 	} else {
 		if (fresh && s->stored) /* clean start: old row and its subscriptions go */
 			rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
 		if (rc == MOAT_OK)
 			rc = add_session_put(batch, s, connected);
-		s->stored = true;
+		moat_session_set_stored(s, true);
 	}
 	if (rc == MOAT_OK && connack != NULL) {
 		d = calloc(1, sizeof(*d));
@@ -203,7 +203,7 @@ void moat_persist_session_del(struct moat_session *s)
 
 	if (s->w->b->store == NULL || !s->stored)
 		return;
-	s->stored = false;
+	moat_session_set_stored(s, false);
 	if ((batch = batch_new()) == NULL)
 		return;
 	if (moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1) != MOAT_OK) {
@@ -395,7 +395,7 @@ static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n
 	s->version = (uint8_t)c[2].i;
 	s->expiry_interval = (uint32_t)c[3].i;
 	s->expire_at = expire_wall > now_wall ? now + (uint64_t)(expire_wall - now_wall) : now;
-	s->stored = true;
+	moat_session_set_stored(s, true);
 	moat_registry_rebind(b, s->client_id, s->client_id_len, w->idx, s->id);
 	if (c[5].type == MOAT_VAL_TEXT && c[6].type == MOAT_VAL_BLOB &&
 	    moat_persist_decode_props(&c[7], &p) == MOAT_OK) {

@@ -197,6 +197,10 @@ void moat_route_shared(struct moat_worker *w, struct moat_msg *m)
 				continue;
 			it->kind = MAIL_TARGET;
 			it->msg = moat_msg_ref(m);
+			if (w->ptok != NULL) {
+				moat_pubtoken_hold(w->ptok);
+				it->tok = w->ptok;
+			}
 			it->qos = qos;
 			it->retain = sm->rap ? m->retain : false;
 			it->session_id = sm->session_id;
@@ -288,7 +292,7 @@ void moat_route_local(struct moat_worker *w, struct moat_msg *m, bool route, boo
 	}
 }
 
-void moat_route(struct moat_worker *w, struct moat_msg *m)
+void moat_route(struct moat_worker *w, struct moat_msg *m, struct moat_pubtoken *t)
 {
 	struct moat_broker *b = w->b;
 	unsigned i;
@@ -311,6 +315,13 @@ void moat_route(struct moat_worker *w, struct moat_msg *m)
 		it->msg = moat_msg_ref(m);
 		it->route = has_subs;
 		it->retain = m->retain;
+		/* The acknowledgement waits for that worker only if it has stored
+		 * sessions that may need this message on disk. */
+		if (t != NULL && has_subs &&
+		    atomic_load_explicit(&b->workers[i].n_stored, memory_order_relaxed) > 0) {
+			moat_pubtoken_hold(t);
+			it->tok = t;
+		}
 		moat_worker_post(w, i, it);
 	}
 	if (atomic_load_explicit(&b->n_shared, memory_order_relaxed) > 0)

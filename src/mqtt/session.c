@@ -75,6 +75,7 @@ void moat_session_free(struct moat_session *s)
 {
 	struct moat_worker *w = s->w;
 
+	moat_session_set_stored(s, false);
 	session_clear(s);
 	free(s->subs);
 	free(s->inflight);
@@ -328,7 +329,9 @@ static bool session_online(const struct moat_session *s)
 	return s->conn != NULL && s->conn->state == CONN_CONNECTED && !s->conn->held;
 }
 
-static void inflight_start(struct moat_session *s, struct moat_delivery *d)
+/* fresh: the delivery was just created (its insert records its state);
+ * else it comes from the queue and its stored state changes. */
+static void inflight_start(struct moat_session *s, struct moat_delivery *d, bool fresh)
 {
 	struct moat_delivery *slot;
 
@@ -336,6 +339,10 @@ static void inflight_start(struct moat_session *s, struct moat_delivery *d)
 	d->state = d->qos == 1 ? DELIVERY_WAIT_PUBACK : DELIVERY_WAIT_PUBREC;
 	slot = &s->inflight[s->n_inflight++];
 	*slot = *d;
+	if (fresh)
+		moat_persist_delivery_put(s, slot);
+	else
+		moat_persist_delivery_state(s, slot);
 	if (!send_publish(s, slot, false)) {
 		/* Too large for this client: discard, as if acknowledged. */
 		moat_session_complete(s, slot);
@@ -408,14 +415,18 @@ void moat_session_deliver(struct moat_session *s, struct moat_msg *m, uint8_t qo
 		return;
 	}
 	moat_msg_ref(m);
+	if (s->stored)
+		d.seq = ++s->next_seq;
 	if (session_online(s) && s->q_len == 0 && inflight_room(s)) {
-		inflight_start(s, &d);
+		inflight_start(s, &d, true);
 		return;
 	}
 	if (!queue_push(s, &d)) {
 		atomic_fetch_add_explicit(&s->w->stats.dropped, 1, memory_order_relaxed);
 		moat_msg_unref(m);
+		return;
 	}
+	moat_persist_delivery_put(s, &d);
 }
 
 void moat_session_pump(struct moat_session *s)
@@ -425,10 +436,11 @@ void moat_session_pump(struct moat_session *s)
 		s->q_head = (s->q_head + 1) % s->q_cap;
 		s->q_len--;
 		if (moat_msg_expired(d.msg, s->w->now)) {
+			moat_persist_delivery_done(s, &d);
 			delivery_release(&d);
 			continue;
 		}
-		inflight_start(s, &d);
+		inflight_start(s, &d, false);
 	}
 	if (s->q_len == 0 && s->q_cap > 64) {
 		free(s->queue);
@@ -475,6 +487,7 @@ void moat_session_complete(struct moat_session *s, struct moat_delivery *d)
 {
 	size_t i = (size_t)(d - s->inflight);
 
+	moat_persist_delivery_done(s, d);
 	delivery_release(d);
 	/* Keep order: retransmission after reconnect must follow it. */
 	memmove(&s->inflight[i], &s->inflight[i + 1], (s->n_inflight - i - 1) * sizeof(*d));
@@ -495,9 +508,13 @@ void moat_session_publish_will(struct moat_session *s)
 	if (will->expiry_interval)
 		will->expiry_at = s->w->now + (uint64_t)will->expiry_interval * 1000u;
 	log_debug("will", "client=%s topic=%s", s->client_id, will->topic);
+	moat_persist_begin(s->w, NULL);
 	if (will->retain)
-		(void)moat_persist_retained(s->w, will, 0, 0);
-	moat_route(s->w, will);
+		(void)moat_persist_retained(s->w, will);
+	if (s->w->b->store != NULL && will->qos > 0 && will->store_id == 0)
+		will->store_id = atomic_fetch_add(&s->w->b->next_msg_id, 1);
+	moat_route(s->w, will, NULL);
+	moat_persist_end(s->w);
 	moat_msg_unref(will);
 }
 
@@ -549,4 +566,62 @@ void moat_session_tick(struct moat_session *s, uint64_t now)
 		log_debug("session_expired", "client=%s", s->client_id);
 		moat_session_end(s);
 	}
+}
+
+/* --- restore (before the workers start) ------------------------------------ */
+
+moat_err moat_session_restore_delivery(struct moat_session *s, const struct moat_delivery *d)
+{
+	if (d->seq > s->next_seq)
+		s->next_seq = d->seq;
+	if (d->state == DELIVERY_QUEUED) {
+		/* Restored queues may exceed today's limit: keep what was stored. */
+		uint32_t max = s->w->lim.max_queued_messages;
+		bool ok;
+		s->w->lim.max_queued_messages = UINT32_MAX;
+		ok = queue_push(s, d);
+		s->w->lim.max_queued_messages = max;
+		return ok ? MOAT_OK : MOAT_E_NOMEM;
+	}
+	if (s->n_inflight == s->cap_inflight) {
+		uint16_t ncap = s->cap_inflight ? (uint16_t)(s->cap_inflight * 2) : 8;
+		struct moat_delivery *n;
+		if (ncap <= s->n_inflight)
+			return MOAT_E_LIMIT;
+		n = realloc(s->inflight, ncap * sizeof(*n));
+		if (n == NULL)
+			return MOAT_E_NOMEM;
+		s->inflight = n;
+		s->cap_inflight = ncap;
+	}
+	s->inflight[s->n_inflight++] = *d;
+	return MOAT_OK;
+}
+
+moat_err moat_session_restore_qos2(struct moat_session *s, uint16_t pid)
+{
+	if (s->n_qos2_in == s->cap_qos2_in) {
+		uint16_t ncap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 8;
+		uint16_t *n;
+		if (ncap <= s->n_qos2_in)
+			return MOAT_E_LIMIT;
+		n = realloc(s->qos2_in, ncap * sizeof(*n));
+		if (n == NULL)
+			return MOAT_E_NOMEM;
+		s->qos2_in = n;
+		s->cap_qos2_in = ncap;
+	}
+	s->qos2_in[s->n_qos2_in++] = pid;
+	return MOAT_OK;
+}
+
+void moat_session_set_stored(struct moat_session *s, bool stored)
+{
+	if (s->stored == stored)
+		return;
+	s->stored = stored;
+	if (stored)
+		atomic_fetch_add(&s->w->n_stored, 1);
+	else
+		atomic_fetch_sub(&s->w->n_stored, 1);
 }

@@ -23,7 +23,7 @@ static void sys_put(struct moat_worker *w, bool route, const char *name, unsigne
 	if (m == NULL)
 		return;
 	if (route)
-		moat_route(w, m);
+		moat_route(w, m, NULL);
 	else
 		moat_route_local(w, m, false, true);
 	moat_msg_unref(m);

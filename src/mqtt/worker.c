@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "mqtt/broker.h"
+#include "store/store.h"
 
 struct listen_ev {
 	struct moat_ev ev;
@@ -221,13 +222,25 @@ static void mail_process(struct moat_worker *w)
 		m = m->next;
 		switch (it->kind) {
 		case MAIL_ROUTE:
+			moat_persist_begin(w, it->tok);
 			moat_route_local(w, it->msg, it->route, it->retain);
+			moat_persist_end(w);
+			moat_pubtoken_release(w, it->tok);
+			it->tok = NULL;
 			break;
 		case MAIL_TARGET:
 			s = moat_worker_find_session(w, it->session_id);
+			moat_persist_begin(w, it->tok);
 			if (s)
 				moat_session_deliver(s, it->msg, it->qos, it->retain, &it->sub_id,
 						     it->sub_id ? 1 : 0);
+			moat_persist_end(w);
+			moat_pubtoken_release(w, it->tok);
+			it->tok = NULL;
+			break;
+		case MAIL_PUBACKED:
+			moat_pubtoken_mail(w, it->tok);
+			it->tok = NULL;
 			break;
 		case MAIL_ADOPT:
 			moat_conn_adopt(w, it->conn);
@@ -283,7 +296,7 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 	struct moat_conn *c, *cn;
 	struct moat_session *s, *sn;
 	uint64_t exp;
-	static _Thread_local uint64_t last_sys;
+	static _Thread_local uint64_t last_sys, last_sweep;
 
 	(void)events;
 	(void)!read(ev->fd, &exp, sizeof(exp));
@@ -299,6 +312,12 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 	if (w->idx == 0 && w->now - last_sys >= MOAT_SYS_INTERVAL_S * 1000u) {
 		last_sys = w->now;
 		moat_sys_publish(w, true);
+	}
+	if (w->idx == 0 && w->b->store != NULL &&
+	    w->now - last_sweep >= MOAT_STORE_SWEEP_S * 1000u) {
+		/* Expired queued messages and orphans leave the disk too. */
+		last_sweep = w->now;
+		moat_persist_sweep(w);
 	}
 }
 
@@ -372,6 +391,7 @@ void *moat_worker_main(void *arg)
 		}
 		/* Closing connections may have published wills. */
 		moat_worker_flush_mail(w);
+		moat_persist_flush(w);
 		if (w->r.stop) {
 			/* Shutdown: force-close whatever did not close itself. */
 			struct moat_conn *cn;
@@ -418,6 +438,7 @@ void moat_worker_free(struct moat_worker *w)
 			m = m->next;
 			moat_msg_unref(it->msg);
 			moat_persist_deferred_free(it->deferred);
+			moat_pubtoken_drop(it->tok);
 			free(it->lim);
 			free(it);
 		}
@@ -434,6 +455,9 @@ void moat_worker_free(struct moat_worker *w)
 		moat_subtrie_free(w->subs, free_sub_cb);
 	if (w->retained)
 		moat_rettree_free(w->retained, free_ret_cb);
+	if (w->lazy)
+		moat_store_batch_free(w->lazy);
+	w->lazy = NULL;
 	free(w->batch_head);
 	free(w->batch_tail);
 	free(w->by_id);

@@ -39,6 +39,10 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_MSG_PUT] = {STORE_WRITE, 7,
 			   "INSERT INTO messages (" MSG_COLS
 			   ") VALUES ($1, $2, $3, $4, $5, $6, $7)"},
+    [MOAT_STMT_MSG_PUT_IGNORE] =
+	{STORE_WRITE, 7,
+	 "INSERT INTO messages (" MSG_COLS
+	 ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"},
     [MOAT_STMT_MSG_GC] = {STORE_WRITE, 1,
 			  "DELETE FROM messages WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM "
 			  "deliveries WHERE msg_id = $1) AND NOT EXISTS (SELECT 1 FROM retained "

@@ -76,6 +76,7 @@ enum moat_stmt {
 	MOAT_STMT_SUB_PUT,
 	MOAT_STMT_SUB_DEL,
 	MOAT_STMT_MSG_PUT,
+	MOAT_STMT_MSG_PUT_IGNORE, /* same, no-op if the id exists (several writers) */
 	MOAT_STMT_MSG_GC,
 	MOAT_STMT_DELIVERY_PUT,
 	MOAT_STMT_DELIVERY_SET_STATE,
