@@ -269,8 +269,17 @@ void moat_broker_free(struct moat_broker *b)
 
 	/* The store first: its last completions post to the workers' mailboxes,
 	 * which worker_free drains. */
-	if (b->store)
+	if (b->store) {
+		struct moat_store_stats st;
+		moat_store_stats(b->store, &st);
+		log_notice("store_stats",
+			   "transactions=%llu commits=%llu batches=%llu batches_failed=%llu "
+			   "fsyncs=%llu errors=%llu",
+			   (unsigned long long)st.transactions, (unsigned long long)st.commits,
+			   (unsigned long long)st.batches, (unsigned long long)st.batches_failed,
+			   (unsigned long long)st.fsyncs, (unsigned long long)st.errors);
 		moat_store_close(b->store);
+	}
 	b->store = NULL;
 	for (i = 0; i < b->n_workers && b->workers; i++)
 		moat_worker_free(&b->workers[i]);
