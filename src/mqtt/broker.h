@@ -447,6 +447,8 @@ void moat_persist_begin(struct moat_worker *w, struct moat_pubtoken *t);
 struct moat_store_batch *moat_persist_batch(struct moat_worker *w);
 void moat_persist_fail(struct moat_worker *w);
 void moat_persist_end(struct moat_worker *w);
+/* Drop what was collected (nothing is written, no hold is taken). */
+void moat_persist_abort(struct moat_worker *w);
 void moat_persist_delivery_put(struct moat_session *s, const struct moat_delivery *d);
 void moat_persist_delivery_state(struct moat_session *s, const struct moat_delivery *d);
 void moat_persist_delivery_done(struct moat_session *s, const struct moat_delivery *d);

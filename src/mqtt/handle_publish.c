@@ -192,6 +192,7 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		tok = moat_pubtoken_new(c, pub->packet_id, pub->qos);
 		if (tok == NULL) {
 			moat_msg_unref(m);
+			qos2_forget(s, pub->packet_id);
 			refuse_ack(c, ack, pub->packet_id, "out of memory");
 			return;
 		}
@@ -201,7 +202,7 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		ps = moat_persist_retained(w, m);
 	if (ps == MOAT_PERSIST_FAILED) {
 		/* Not stored, so not applied either: the publisher may retry. */
-		moat_persist_end(w);
+		moat_persist_abort(w);
 		moat_msg_unref(m);
 		free_token(tok);
 		qos2_forget(s, pub->packet_id);

@@ -147,6 +147,17 @@ void moat_persist_fail(struct moat_worker *w)
 	w->pfailed = true;
 }
 
+void moat_persist_abort(struct moat_worker *w)
+{
+	if (w->pbatch != NULL)
+		moat_store_batch_free(w->pbatch);
+	w->pbatch = NULL;
+	w->pcollect = false;
+	w->ptok = NULL;
+	w->pmsg = NULL;
+	w->pfailed = false;
+}
+
 void moat_persist_end(struct moat_worker *w)
 {
 	struct moat_pubtoken *t = w->ptok;
