@@ -68,6 +68,9 @@ struct bench_opts {
 	double drain_timeout;
 	double settle;
 	unsigned keepalive;
+	/* > 0: subscribers use persistent sessions (v5 Session Expiry Interval
+	 * with clean start, v3.1.1 clean session 0). */
+	uint32_t session_expiry;
 	long broker_pid; /* 0: no broker sampling */
 	bool quiet;
 };

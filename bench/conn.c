@@ -276,6 +276,17 @@ static void client_send_connect(struct bench_client *c)
 	p.type = MQTT_CONNECT;
 	p.u.connect.version = o->version;
 	p.u.connect.clean_start = true;
+	if (o->session_expiry > 0 && (c->roles & ROLE_SUB)) {
+		/* A persistent session: v5 keeps clean start (no leftovers of an
+		 * earlier run) and asks for an expiry; v3.1.1 has only clean
+		 * session 0 for that. */
+		if (o->version == MQTT_V5) {
+			p.props.present |= MQTT_HAS(MQTT_PROP_SESSION_EXPIRY);
+			p.props.session_expiry = o->session_expiry;
+		} else {
+			p.u.connect.clean_start = false;
+		}
+	}
 	p.u.connect.keepalive = (uint16_t)o->keepalive;
 	p.u.connect.client_id.p = (const uint8_t *)c->id;
 	p.u.connect.client_id.len = strlen(c->id);

@@ -92,6 +92,12 @@ static void usage(FILE *f)
 	      "  --v5 | --v311        MQTT version (default --v5)\n"
 	      "  --keepalive S        MQTT keepalive in seconds (default 60; PINGREQ is sent\n"
 	      "                       after S/2 seconds without traffic)\n"
+	      "  --session-expiry S   subscribers use persistent sessions, so QoS 1\n"
+	      "                       messages to them are stored by a durable broker:\n"
+	      "                       v5 Session Expiry Interval S with clean start (a\n"
+	      "                       new stored session every run), v3.1.1 clean\n"
+	      "                       session 0 (resumes a stored one). Default 0: clean\n"
+	      "                       sessions; publishers always use clean sessions\n"
 	      "\n"
 	      "Scenario:\n"
 	      "  --scenario NAME      one of\n"
@@ -218,6 +224,7 @@ enum opt_id {
 	OPT_V5,
 	OPT_V311,
 	OPT_KEEPALIVE,
+	OPT_SESSION_EXPIRY,
 	OPT_SCENARIO,
 	OPT_CLIENTS,
 	OPT_MESSAGES,
@@ -247,6 +254,7 @@ static const struct option long_opts[] = {
     {"v5", no_argument, NULL, OPT_V5},
     {"v311", no_argument, NULL, OPT_V311},
     {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+    {"session-expiry", required_argument, NULL, OPT_SESSION_EXPIRY},
     {"scenario", required_argument, NULL, OPT_SCENARIO},
     {"clients", required_argument, NULL, OPT_CLIENTS},
     {"messages", required_argument, NULL, OPT_MESSAGES},
@@ -338,6 +346,11 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			if (!parse_uint(optarg, 0, 65535, &v))
 				return bad_arg("keepalive", optarg);
 			o->keepalive = (unsigned)v;
+			break;
+		case OPT_SESSION_EXPIRY:
+			if (!parse_uint(optarg, 0, 0xffffffffu, &v))
+				return bad_arg("session-expiry", optarg);
+			o->session_expiry = (uint32_t)v;
 			break;
 		case OPT_SCENARIO:
 			o->scenario_name = optarg;
@@ -714,9 +727,10 @@ static void report_print(const struct bench_run *run, const struct report *rep)
 	json_str(f, o->scenario_name);
 	fprintf(f,
 		",\"version\":%s,\"qos\":%u,\"clients\":%u,\"connections\":%u,"
-		"\"connected\":%u,\"payload\":%u,\"rate\":%.1f,\"threads\":%u",
+		"\"connected\":%u,\"payload\":%u,\"rate\":%.1f,\"threads\":%u,"
+		"\"session_expiry\":%lu",
 		o->version == MQTT_V5 ? "\"5\"" : "\"3.1.1\"", o->qos, o->clients, run->n_clients,
-		rep->connected, o->payload, o->rate, o->threads);
+		rep->connected, o->payload, o->rate, o->threads, (unsigned long)o->session_expiry);
 	fprintf(f,
 		",\"sent\":%llu,\"received\":%llu,\"expected\":%llu,\"lost\":%llu,"
 		"\"acked\":%llu,\"elapsed_s\":%.4f,\"msgs_per_s\":%.1f,\"connect_s\":%.3f",
