@@ -109,6 +109,11 @@
  * the store (seconds): expiry is enforced in memory at once; this only
  * returns the disk space. */
 #define MOAT_STORE_SWEEP_S 60u
+/* Delivery state changes (sent, PUBREC, completed) are written at most this
+ * often per worker (ms): nobody waits for them, and after a crash a lost
+ * change only means a message is sent again (QoS 1 allows it; QoS 2 keeps
+ * its packet id). The tick flushes them when the worker is idle. */
+#define MOAT_STORE_LAZY_MS 100u
 #define MOAT_STORE_FLUSH_MS_MIN 1u
 #define MOAT_STORE_FLUSH_MS_MAX 1000u
 /* How long a write waits for a lock held by another connection (an

@@ -257,6 +257,7 @@ struct moat_worker {
 	struct moat_pubtoken *ptok;
 	struct moat_store_batch *pbatch, *lazy;
 	struct moat_msg *pmsg;
+	uint64_t lazy_at;     /* last lazy flush */
 	atomic_uint n_stored; /* stored sessions here: others skip the token */
 	/* read scratch: input is parsed in place when nothing is buffered */
 	uint8_t rbuf[16384];
@@ -453,7 +454,9 @@ void moat_persist_delivery_put(struct moat_session *s, const struct moat_deliver
 void moat_persist_delivery_state(struct moat_session *s, const struct moat_delivery *d);
 void moat_persist_delivery_done(struct moat_session *s, const struct moat_delivery *d);
 void moat_persist_qos2(struct moat_session *s, uint16_t pid, bool add);
-void moat_persist_flush(struct moat_worker *w);
+/* Submit the lazy batch if MOAT_STORE_LAZY_MS passed since the last (or
+ * force). */
+void moat_persist_flush(struct moat_worker *w, bool force);
 void moat_persist_sweep(struct moat_worker *w);
 moat_err moat_persist_restore_messages(struct moat_broker *b, char *err, size_t errlen);
 /* session.c: restore helpers */

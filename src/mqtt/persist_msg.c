@@ -164,6 +164,11 @@ void moat_persist_end(struct moat_worker *w)
 
 	if (w->pfailed && t)
 		atomic_store(&t->failed, true);
+	/* relaxed: acknowledged at once; the write commits within the flush
+	 * interval (a process crash loses nothing committed, a power loss the
+	 * last interval). strict: the acknowledgement waits for the commit. */
+	if (w->b->conf.durability == MOAT_DURABILITY_RELAXED)
+		t = NULL;
 	if (w->pbatch != NULL) {
 		if (t)
 			moat_pubtoken_hold(t);
@@ -308,8 +313,12 @@ void moat_persist_qos2(struct moat_session *s, uint16_t pid, bool add)
 	v[0] = moat_val_text(s->client_id, s->client_id_len);
 	v[1] = moat_val_int(pid);
 	if (add) {
-		/* Part of the PUBLISH's own batch: PUBREC waits for it. */
-		struct moat_store_batch *b = moat_persist_batch(s->w);
+		/* Part of the PUBLISH's own batch: PUBREC waits for it. A pending
+		 * lazy delete of the same id (an earlier PUBREL) must commit
+		 * first, or it would delete this one. */
+		struct moat_store_batch *b;
+		moat_persist_flush(s->w, true);
+		b = moat_persist_batch(s->w);
 		if (b == NULL || moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2) != MOAT_OK)
 			s->w->pfailed = true;
 		return;
@@ -325,12 +334,17 @@ static void lazy_done_cb(void *arg, moat_err rc)
 			  moat_strerror(rc));
 }
 
-void moat_persist_flush(struct moat_worker *w)
+void moat_persist_flush(struct moat_worker *w, bool force)
 {
 	struct moat_store_batch *b = w->lazy;
 
 	if (b == NULL)
 		return;
+	/* Nobody waits for these: one transaction per interval, not per loop
+	 * turn, so a strict store does not fsync once per acknowledgement. */
+	if (!force && w->now - w->lazy_at < MOAT_STORE_LAZY_MS)
+		return;
+	w->lazy_at = w->now;
 	w->lazy = NULL;
 	if (moat_store_submit(w->b->store, b, lazy_done_cb, NULL) != MOAT_OK)
 		log_error("store_write_failed",

@@ -391,7 +391,7 @@ void *moat_worker_main(void *arg)
 		}
 		/* Closing connections may have published wills. */
 		moat_worker_flush_mail(w);
-		moat_persist_flush(w);
+		moat_persist_flush(w, w->r.stop);
 		if (w->r.stop) {
 			/* Shutdown: force-close whatever did not close itself. */
 			struct moat_conn *cn;
