@@ -313,6 +313,9 @@ void moat_registry_release(struct moat_broker *b, const char *cid, size_t len, u
 /* Point client_id at (worker, session_id), registering it if absent. */
 void moat_registry_rebind(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
 			  uint64_t session_id);
+/* The session registered for cid (start-up restore only: the caller must
+ * own the workers, as nothing runs yet). */
+struct moat_session *moat_registry_find_session(struct moat_broker *b, const char *cid, size_t len);
 void moat_registry_free(struct moat_broker *b);
 
 /* broker.c */
@@ -379,6 +382,9 @@ void moat_session_detach(struct moat_session *s); /* connection gone */
 void moat_session_end(struct moat_session *s);	  /* expiry / clean start */
 void moat_session_publish_will(struct moat_session *s);
 void moat_session_tick(struct moat_session *s, uint64_t now);
+/* A subscription record from a SUBSCRIBE entry (or a stored one). */
+struct moat_sub *moat_sub_new(const struct mqtt_sub_entry *e, uint32_t sub_id);
+void moat_sub_free(struct moat_sub *sub);
 moat_err moat_session_add_sub(struct moat_session *s, struct moat_sub *sub, bool *existed);
 bool moat_session_remove_sub(struct moat_session *s, const char *filter, size_t len);
 

@@ -10,38 +10,6 @@
 #include "mqtt/broker.h"
 #include "mqtt/topic.h"
 
-static struct moat_sub *sub_new(const struct mqtt_sub_entry *e, uint32_t sub_id)
-{
-	struct moat_sub *sub = calloc(1, sizeof(*sub));
-	const char *g, *f;
-	size_t glen, flen;
-	bool bad;
-
-	if (sub == NULL)
-		return NULL;
-	sub->filter = malloc(e->filter.len + 1);
-	if (sub->filter == NULL) {
-		free(sub);
-		return NULL;
-	}
-	memcpy(sub->filter, e->filter.p, e->filter.len);
-	sub->filter[e->filter.len] = '\0';
-	sub->filter_len = (uint16_t)e->filter.len;
-	sub->match = sub->filter;
-	sub->match_len = sub->filter_len;
-	if (moat_topic_shared_parse(sub->filter, sub->filter_len, &g, &glen, &f, &flen, &bad)) {
-		sub->shared = true;
-		sub->match = f;
-		sub->match_len = (uint16_t)flen;
-	}
-	sub->qos = e->qos;
-	sub->no_local = e->no_local;
-	sub->rap = e->retain_as_published;
-	sub->rh = e->retain_handling;
-	sub->sub_id = sub_id;
-	return sub;
-}
-
 void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 {
 	struct moat_session *s = c->s;
@@ -93,15 +61,14 @@ void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 			codes[n++] = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
 			continue;
 		}
-		sub = sub_new(&e, sub_id);
+		sub = moat_sub_new(&e, sub_id);
 		if (sub == NULL) {
 			codes[n++] = c->version == MQTT_V5 ? MQTT_RC_UNSPECIFIED : 0x80;
 			continue;
 		}
 		rc = moat_session_add_sub(s, sub, &existed[n]);
 		if (rc != MOAT_OK) {
-			free(sub->filter);
-			free(sub);
+			moat_sub_free(sub);
 			codes[n++] = c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0x80;
 			continue;
 		}

@@ -11,7 +11,6 @@
 
 #include "core/log.h"
 #include "mqtt/broker.h"
-#include "mqtt/topic.h"
 #include "store/store.h"
 
 /* A SUBACK/UNSUBACK held back until its batch commits, plus the filters
@@ -349,19 +348,6 @@ void moat_persist_deferred_free(struct moat_deferred *d)
 
 /* --- restore at start ---------------------------------------------------- */
 
-static struct moat_session *find_by_cid(struct moat_broker *b, const struct moat_val *cid)
-{
-	unsigned owner;
-	uint64_t sid;
-
-	if (moat_registry_claim(b, cid->p, cid->len, 0, 0, &owner, &sid)) {
-		/* Not there: undo the claim. */
-		moat_registry_release(b, cid->p, cid->len, 0);
-		return NULL;
-	}
-	return moat_worker_find_session(&b->workers[owner], sid);
-}
-
 static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n)
 {
 	struct moat_broker *b = arg;
@@ -419,42 +405,29 @@ static moat_err restore_sub_cb(void *arg, const struct moat_val *c, size_t n)
 	struct moat_broker *b = arg;
 	struct moat_session *s;
 	struct moat_sub *sub;
-	const char *g, *f;
-	size_t glen, flen;
-	bool bad, existed;
+	struct mqtt_sub_entry e;
+	bool existed;
 	moat_err rc;
 
 	if (n < 4 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_TEXT ||
 	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT || c[1].len > 65535)
 		return MOAT_E_CORRUPT;
-	s = find_by_cid(b, &c[0]);
+	s = moat_registry_find_session(b, c[0].p, c[0].len);
 	if (s == NULL)
 		return MOAT_OK; /* its session expired while we were down */
-	sub = calloc(1, sizeof(*sub));
-	if (sub == NULL || (sub->filter = malloc(c[1].len + 1)) == NULL) {
-		free(sub);
+	memset(&e, 0, sizeof(e));
+	e.filter.p = c[1].p;
+	e.filter.len = c[1].len;
+	e.qos = (uint8_t)(c[2].i & 3);
+	e.no_local = (c[2].i & 0x04) != 0;
+	e.retain_as_published = (c[2].i & 0x08) != 0;
+	e.retain_handling = (uint8_t)((c[2].i >> 4) & 3);
+	sub = moat_sub_new(&e, (uint32_t)c[3].i);
+	if (sub == NULL)
 		return MOAT_E_NOMEM;
-	}
-	memcpy(sub->filter, c[1].p, c[1].len);
-	sub->filter[c[1].len] = '\0';
-	sub->filter_len = (uint16_t)c[1].len;
-	sub->match = sub->filter;
-	sub->match_len = sub->filter_len;
-	if (moat_topic_shared_parse(sub->filter, sub->filter_len, &g, &glen, &f, &flen, &bad)) {
-		sub->shared = true;
-		sub->match = f;
-		sub->match_len = (uint16_t)flen;
-	}
-	sub->qos = (uint8_t)(c[2].i & 3);
-	sub->no_local = (c[2].i & 0x04) != 0;
-	sub->rap = (c[2].i & 0x08) != 0;
-	sub->rh = (uint8_t)((c[2].i >> 4) & 3);
-	sub->sub_id = (uint32_t)c[3].i;
 	rc = moat_session_add_sub(s, sub, &existed);
-	if (rc != MOAT_OK) {
-		free(sub->filter);
-		free(sub);
-	}
+	if (rc != MOAT_OK)
+		moat_sub_free(sub);
 	return rc;
 }
 

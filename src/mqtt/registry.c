@@ -165,3 +165,20 @@ void moat_registry_rebind(struct moat_broker *b, const char *cid, size_t len, un
 	pthread_mutex_unlock(&b->reg_lock);
 	(void)moat_registry_claim(b, cid, len, worker, session_id, &owner, &sid);
 }
+
+struct moat_session *moat_registry_find_session(struct moat_broker *b, const char *cid, size_t len)
+{
+	struct moat_session *s = NULL;
+	bool found;
+	size_t j;
+
+	pthread_mutex_lock(&b->reg_lock);
+	if (b->reg_cap != 0) {
+		j = reg_find(b, cid, len, &found);
+		if (found)
+			s = moat_worker_find_session(&b->workers[b->reg[j]->worker],
+						     b->reg[j]->session_id);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	return s;
+}

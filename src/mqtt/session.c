@@ -61,8 +61,7 @@ static void session_clear(struct moat_session *s)
 
 	for (i = 0; i < s->n_subs; i++) {
 		sub_unlink(s, s->subs[i]);
-		free(s->subs[i]->filter);
-		free(s->subs[i]);
+		moat_sub_free(s->subs[i]);
 	}
 	s->n_subs = 0;
 	session_clear_messages(s);
@@ -98,6 +97,46 @@ void moat_session_reset(struct moat_session *s)
 
 /* --- subscriptions ------------------------------------------------------ */
 
+struct moat_sub *moat_sub_new(const struct mqtt_sub_entry *e, uint32_t sub_id)
+{
+	struct moat_sub *sub = calloc(1, sizeof(*sub));
+	const char *g, *f;
+	size_t glen, flen;
+	bool bad;
+
+	if (sub == NULL)
+		return NULL;
+	sub->filter = malloc(e->filter.len + 1);
+	if (sub->filter == NULL) {
+		free(sub);
+		return NULL;
+	}
+	memcpy(sub->filter, e->filter.p, e->filter.len);
+	sub->filter[e->filter.len] = '\0';
+	sub->filter_len = (uint16_t)e->filter.len;
+	sub->match = sub->filter;
+	sub->match_len = sub->filter_len;
+	if (moat_topic_shared_parse(sub->filter, sub->filter_len, &g, &glen, &f, &flen, &bad)) {
+		sub->shared = true;
+		sub->match = f;
+		sub->match_len = (uint16_t)flen;
+	}
+	sub->qos = e->qos;
+	sub->no_local = e->no_local;
+	sub->rap = e->retain_as_published;
+	sub->rh = e->retain_handling;
+	sub->sub_id = sub_id;
+	return sub;
+}
+
+void moat_sub_free(struct moat_sub *sub)
+{
+	if (sub == NULL)
+		return;
+	free(sub->filter);
+	free(sub);
+}
+
 static void sub_unlink(struct moat_session *s, struct moat_sub *sub)
 {
 	void *old = NULL;
@@ -132,8 +171,7 @@ moat_err moat_session_add_sub(struct moat_session *s, struct moat_sub *sub, bool
 			cur->sub_id = sub->sub_id;
 			if (cur->shared && (rc = moat_share_add(s->w->b, cur)) != MOAT_OK)
 				return rc;
-			free(sub->filter);
-			free(sub);
+			moat_sub_free(sub);
 			return MOAT_OK;
 		}
 	}
@@ -169,8 +207,7 @@ bool moat_session_remove_sub(struct moat_session *s, const char *filter, size_t 
 		struct moat_sub *cur = s->subs[i];
 		if (cur->filter_len == len && memcmp(cur->filter, filter, len) == 0) {
 			sub_unlink(s, cur);
-			free(cur->filter);
-			free(cur);
+			moat_sub_free(cur);
 			memmove(&s->subs[i], &s->subs[i + 1],
 				(size_t)(s->n_subs - i - 1) * sizeof(*s->subs));
 			s->n_subs--;
