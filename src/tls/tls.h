@@ -33,7 +33,10 @@ SSL_CTX *moat_tls_server_ctx(const struct moat_tls_paths *paths, bool require_cl
 
 /*
  * The device identity of a verified peer certificate: the URI SAN
- * "moat:device:<id>" when present, else the subject CN. The id must be a
+ * "moat:device:<id>" when present (the prefix matched without regard to
+ * ASCII case), else the subject CN. A moat URI whose id is invalid, or two
+ * moat URIs with different ids, refuse the certificate (MOAT_E_DENIED): it
+ * never falls back to the CN. A buffer too small for the id is MOAT_E_LIMIT. The id must be a
  * valid device id (moat_device_id_valid). Writes a NUL-terminated id.
  * MOAT_E_NOTFOUND when there is no certificate; MOAT_E_DENIED when the
  * identity is not a valid device id.
