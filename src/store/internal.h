@@ -16,6 +16,10 @@
 #include "core/limits.h"
 #include "store/store.h"
 
+/* Write an operator-facing message into err (NULL or 0 length: nothing). */
+void store_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 enum store_stmt_kind {
 	STORE_WRITE = 0,
 	STORE_READ,

@@ -154,19 +154,6 @@ int moat_store_schema_version(void)
 	return SQ_KNOWN_VERSION;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static moat_err map_rc(int code)
 {
 	switch (code & 0xff) {
@@ -251,8 +238,8 @@ static moat_err open_conn(struct moat_store *st, struct sq *sq, struct sq_conn *
 			       sq->vfs_name);
 	if (code != SQLITE_OK) {
 		rc = map_rc(code);
-		seterr(err, errlen, "cannot open database %s: %s", st->path,
-		       c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(code));
+		store_seterr(err, errlen, "cannot open database %s: %s", st->path,
+			     c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(code));
 		return rc == MOAT_E_INTERNAL ? MOAT_E_IO : rc;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
@@ -328,22 +315,22 @@ static moat_err create_file(const char *path, char *err, size_t errlen)
 
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		seterr(err, errlen, "cannot open database %s: %s", path, strerror(errno));
+		store_seterr(err, errlen, "cannot open database %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &sb) != 0) {
-		seterr(err, errlen, "cannot stat database %s: %s", path, strerror(errno));
+		store_seterr(err, errlen, "cannot stat database %s: %s", path, strerror(errno));
 		goto out;
 	}
 	rc = MOAT_E_PERM;
 	if (!S_ISREG(sb.st_mode)) {
-		seterr(err, errlen, "database %s is not a regular file", path);
+		store_seterr(err, errlen, "database %s is not a regular file", path);
 		goto out;
 	}
 	if ((sb.st_mode & 077) != 0) {
 		if (fchmod(fd, 0600) != 0) {
-			seterr(err, errlen, "cannot make database %s private: %s", path,
-			       strerror(errno));
+			store_seterr(err, errlen, "cannot make database %s private: %s", path,
+				     strerror(errno));
 			goto out;
 		}
 		log_warn("store_mode_fixed", "path=\"%s\" was=%03o now=600", path,
@@ -384,20 +371,22 @@ static moat_err identify(struct moat_store *st, struct sq *sq, char *err, size_t
 	if (code != SQLITE_OK) {
 		rc = sq_fail(&sq->w, code);
 		if (rc == MOAT_E_CORRUPT)
-			seterr(err, errlen,
-			       "%s is not a usable Moat database (%s); restore a backup or move "
-			       "it away",
-			       st->path, sqlite3_errstr(code));
+			store_seterr(
+			    err, errlen,
+			    "%s is not a usable Moat database (%s); restore a backup or move "
+			    "it away",
+			    st->path, sqlite3_errstr(code));
 		else
-			seterr(err, errlen, "cannot read database %s: %s", st->path, sq->w.lasterr);
+			store_seterr(err, errlen, "cannot read database %s: %s", st->path,
+				     sq->w.lasterr);
 		return rc == MOAT_E_INTERNAL ? MOAT_E_IO : rc;
 	}
 	if (app_id == SQ_APP_ID || (app_id == 0 && n_tables == 0))
 		return MOAT_OK;
-	seterr(err, errlen,
-	       "%s is an SQLite database but not a Moat database (application_id %lld); "
-	       "move it away",
-	       st->path, (long long)app_id);
+	store_seterr(err, errlen,
+		     "%s is an SQLite database but not a Moat database (application_id %lld); "
+		     "move it away",
+		     st->path, (long long)app_id);
 	return MOAT_E_CORRUPT;
 }
 
@@ -484,15 +473,16 @@ static moat_err migrate(struct moat_store *st, struct sq *sq, char *err, size_t 
 		if (rc == MOAT_OK)
 			rc = current_version(sq, &v);
 		if (rc != MOAT_OK) {
-			seterr(err, errlen, "cannot migrate database %s: %s", st->path,
-			       sq->w.lasterr);
+			store_seterr(err, errlen, "cannot migrate database %s: %s", st->path,
+				     sq->w.lasterr);
 			goto out;
 		}
 		if (v > SQ_KNOWN_VERSION) {
-			seterr(err, errlen,
-			       "database schema version %lld is newer than this moat (knows up to "
-			       "%d); use a newer moat or restore a backup",
-			       (long long)v, SQ_KNOWN_VERSION);
+			store_seterr(
+			    err, errlen,
+			    "database schema version %lld is newer than this moat (knows up to "
+			    "%d); use a newer moat or restore a backup",
+			    (long long)v, SQ_KNOWN_VERSION);
 			rc = MOAT_E_VERSION;
 			goto out;
 		}
@@ -504,8 +494,8 @@ static moat_err migrate(struct moat_store *st, struct sq *sq, char *err, size_t 
 		if (rc == MOAT_OK)
 			rc = exec_sql(sq, "COMMIT");
 		if (rc != MOAT_OK) {
-			seterr(err, errlen, "migration to schema version %d of %s failed: %s",
-			       migrations[v].version, st->path, sq->w.lasterr);
+			store_seterr(err, errlen, "migration to schema version %d of %s failed: %s",
+				     migrations[v].version, st->path, sq->w.lasterr);
 			goto out;
 		}
 		log_info("store_migrated", "path=\"%s\" version=%d description=\"%s\"", st->path,
@@ -529,16 +519,16 @@ static moat_err configure_writer(struct moat_store *st, struct sq *sq, char *err
 		code = sqlite3_step(s);
 	if (code != SQLITE_ROW) {
 		rc = sq_fail(&sq->w, code);
-		seterr(err, errlen, "cannot set WAL mode on %s: %s", st->path, sq->w.lasterr);
+		store_seterr(err, errlen, "cannot set WAL mode on %s: %s", st->path, sq->w.lasterr);
 		goto out;
 	}
 	rc = MOAT_E_IO;
 	if (sqlite3_column_text(s, 0) == NULL ||
 	    strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0) {
-		seterr(err, errlen,
-		       "database %s refuses WAL mode (file system without shared "
-		       "memory locks?)",
-		       st->path);
+		store_seterr(err, errlen,
+			     "database %s refuses WAL mode (file system without shared "
+			     "memory locks?)",
+			     st->path);
 		goto out;
 	}
 	/* strict: the WAL is synced at every commit; relaxed: only at
@@ -552,7 +542,8 @@ static moat_err configure_writer(struct moat_store *st, struct sq *sq, char *err
 		 MOAT_STORE_WAL_KEEP_BYTES);
 	rc = exec_sql(sq, sql);
 	if (rc != MOAT_OK)
-		seterr(err, errlen, "cannot configure database %s: %s", st->path, sq->w.lasterr);
+		store_seterr(err, errlen, "cannot configure database %s: %s", st->path,
+			     sq->w.lasterr);
 out:
 	sqlite3_finalize(s);
 	return rc;
@@ -584,8 +575,8 @@ static moat_err sq_open(struct moat_store *st, char *err, size_t errlen)
 	moat_err rc = MOAT_E_INTERNAL;
 
 	if (sqlite3_libversion_number() < SQ_MIN_VERSION || !sqlite3_threadsafe()) {
-		seterr(err, errlen, "SQLite %s is too old or single-threaded (need >= 3.37)",
-		       sqlite3_libversion());
+		store_seterr(err, errlen, "SQLite %s is too old or single-threaded (need >= 3.37)",
+			     sqlite3_libversion());
 		goto out;
 	}
 	rc = MOAT_E_NOMEM;
@@ -599,7 +590,7 @@ static moat_err sq_open(struct moat_store *st, char *err, size_t errlen)
 	sq->rlock_init = true;
 	rc = store_vfs_new(st, &sq->vfs, &sq->vfs_name);
 	if (rc != MOAT_OK) {
-		seterr(err, errlen, "cannot register the store's SQLite VFS");
+		store_seterr(err, errlen, "cannot register the store's SQLite VFS");
 		goto out;
 	}
 	rc = create_file(st->path, err, errlen);
@@ -621,20 +612,21 @@ static moat_err sq_open(struct moat_store *st, char *err, size_t errlen)
 	/* A payload of the largest packet must fit in one value. */
 	if ((unsigned)sqlite3_limit(sq->w.db, SQLITE_LIMIT_LENGTH, -1) <=
 	    MOAT_MAX_PACKET_SIZE_MAX) {
-		seterr(err, errlen, "SQLite's length limit is below the largest packet");
+		store_seterr(err, errlen, "SQLite's length limit is below the largest packet");
 		goto out;
 	}
 	for (i = 0; i < SQ_TXN__COUNT; i++) {
 		code = sqlite3_prepare_v3(sq->w.db, txn_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 					  &sq->txn[i], NULL);
 		if (code != SQLITE_OK) {
-			seterr(err, errlen, "cannot prepare %s", txn_sql[i]);
+			store_seterr(err, errlen, "cannot prepare %s", txn_sql[i]);
 			goto out;
 		}
 	}
 	rc = prepare_conn(&sq->w, STORE_WRITE);
 	if (rc != MOAT_OK) {
-		seterr(err, errlen, "cannot prepare the store's statements: %s", sq->w.lasterr);
+		store_seterr(err, errlen, "cannot prepare the store's statements: %s",
+			     sq->w.lasterr);
 		goto out;
 	}
 	rc = open_conn(st, sq, &sq->r, err, errlen);
@@ -643,12 +635,14 @@ static moat_err sq_open(struct moat_store *st, char *err, size_t errlen)
 	code = sqlite3_exec(sq->r.db, "PRAGMA query_only = ON", NULL, NULL, NULL);
 	if (code != SQLITE_OK) {
 		rc = sq_fail(&sq->r, code);
-		seterr(err, errlen, "cannot configure the read connection: %s", sq->r.lasterr);
+		store_seterr(err, errlen, "cannot configure the read connection: %s",
+			     sq->r.lasterr);
 		goto out;
 	}
 	rc = prepare_conn(&sq->r, STORE_READ);
 	if (rc != MOAT_OK) {
-		seterr(err, errlen, "cannot prepare the store's statements: %s", sq->r.lasterr);
+		store_seterr(err, errlen, "cannot prepare the store's statements: %s",
+			     sq->r.lasterr);
 		goto out;
 	}
 	tighten_sidecars(st->path);
@@ -864,7 +858,7 @@ static moat_err check_pragma(struct sq *sq, const char *sql, bool ok_row, char *
 	code = sqlite3_prepare_v2(sq->r.db, sql, -1, &s, NULL);
 	if (code != SQLITE_OK) {
 		rc = sq_fail(&sq->r, code);
-		seterr(err, errlen, "%s: %s", sql, sq->r.lasterr);
+		store_seterr(err, errlen, "%s: %s", sql, sq->r.lasterr);
 		goto out;
 	}
 	code = sqlite3_step(s);
@@ -874,7 +868,7 @@ static moat_err check_pragma(struct sq *sq, const char *sql, bool ok_row, char *
 	}
 	if (code != SQLITE_ROW) {
 		rc = sq_fail(&sq->r, code);
-		seterr(err, errlen, "%s: %s", sql, sq->r.lasterr);
+		store_seterr(err, errlen, "%s: %s", sql, sq->r.lasterr);
 		goto out;
 	}
 	t = sqlite3_column_text(s, 0);
@@ -884,7 +878,7 @@ static moat_err check_pragma(struct sq *sq, const char *sql, bool ok_row, char *
 		goto out;
 	}
 	rc = MOAT_E_CORRUPT;
-	seterr(err, errlen, "%s: %s", sql, t != NULL ? (const char *)t : "problem found");
+	store_seterr(err, errlen, "%s: %s", sql, t != NULL ? (const char *)t : "problem found");
 out:
 	sqlite3_finalize(s);
 	return rc;

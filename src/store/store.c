@@ -18,19 +18,10 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/reactor.h"
 #include "store/internal.h"
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
+void store_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -183,7 +174,7 @@ moat_err moat_store_checkpoint(struct moat_store *st, moat_store_done_cb cb, voi
 
 static void log_failure(struct moat_store *st, moat_err rc, const char *detail, size_t n)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = moat_now_ms();
 
 	/* Loud, but one line a second at most while the storage stays bad. */
 	if (!st->failing || now - st->last_err_log_ms >= 1000u) {
@@ -312,7 +303,7 @@ static void *writer_main(void *arg)
 		if (st->durability == MOAT_STORE_RELAXED) {
 			deadline = last + st->flush_ms;
 			deadline_ts(deadline, &ts);
-			while (!st->stopping && mono_ms() < deadline)
+			while (!st->stopping && moat_now_ms() < deadline)
 				if (pthread_cond_timedwait(&st->cond, &st->lock, &ts) == ETIMEDOUT)
 					break;
 		}
@@ -323,7 +314,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&st->lock);
 
 		run_group(st, list);
-		last = mono_ms();
+		last = moat_now_ms();
 		complete(st, list);
 	}
 	return NULL;
@@ -337,26 +328,26 @@ moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store *
 	bool lock_init = false, cond_init = false, be_open = false;
 	moat_err rc = MOAT_E_INVAL;
 
-	seterr(err, errlen, "%s", "");
+	store_seterr(err, errlen, "%s", "");
 	if (opts == NULL || out == NULL || opts->path == NULL || opts->path[0] == '\0' ||
 	    strlen(opts->path) >= MOAT_MAX_PATH) {
-		seterr(err, errlen, "store: a database path is required");
+		store_seterr(err, errlen, "store: a database path is required");
 		goto out;
 	}
 	if (opts->durability != MOAT_STORE_STRICT && opts->durability != MOAT_STORE_RELAXED) {
-		seterr(err, errlen, "store: unknown durability mode");
+		store_seterr(err, errlen, "store: unknown durability mode");
 		goto out;
 	}
 	if (opts->flush_ms != 0 && (opts->flush_ms < MOAT_STORE_FLUSH_MS_MIN ||
 				    opts->flush_ms > MOAT_STORE_FLUSH_MS_MAX)) {
-		seterr(err, errlen, "store: flush interval %u ms is outside %u..%u ms",
-		       opts->flush_ms, MOAT_STORE_FLUSH_MS_MIN, MOAT_STORE_FLUSH_MS_MAX);
+		store_seterr(err, errlen, "store: flush interval %u ms is outside %u..%u ms",
+			     opts->flush_ms, MOAT_STORE_FLUSH_MS_MIN, MOAT_STORE_FLUSH_MS_MAX);
 		goto out;
 	}
 	if (opts->busy_ms != 0 &&
 	    (opts->busy_ms < MOAT_STORE_BUSY_MS_MIN || opts->busy_ms > MOAT_STORE_BUSY_MS_MAX)) {
-		seterr(err, errlen, "store: busy timeout %u ms is outside %u..%u ms", opts->busy_ms,
-		       MOAT_STORE_BUSY_MS_MIN, MOAT_STORE_BUSY_MS_MAX);
+		store_seterr(err, errlen, "store: busy timeout %u ms is outside %u..%u ms",
+			     opts->busy_ms, MOAT_STORE_BUSY_MS_MIN, MOAT_STORE_BUSY_MS_MAX);
 		goto out;
 	}
 	rc = MOAT_E_NOMEM;
@@ -393,7 +384,7 @@ moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store *
 	be_open = true;
 	rc = MOAT_E_INTERNAL;
 	if (pthread_create(&st->writer, NULL, writer_main, st) != 0) {
-		seterr(err, errlen, "store: cannot start the writer thread");
+		store_seterr(err, errlen, "store: cannot start the writer thread");
 		goto out;
 	}
 	st->thread_started = true;
@@ -475,7 +466,7 @@ moat_err moat_store_read_int(struct moat_store *st, enum moat_stmt id,
 
 moat_err moat_store_check(struct moat_store *st, char *err, size_t errlen)
 {
-	seterr(err, errlen, "%s", "");
+	store_seterr(err, errlen, "%s", "");
 	if (st == NULL)
 		return MOAT_E_INVAL;
 	return st->be->check(st, err, errlen);
