@@ -10,5 +10,13 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 int moat_cmd_init(int argc, char **argv);
 int moat_cmd_serve(int argc, char **argv);
 int moat_cmd_cert(int argc, char **argv);
+int moat_cmd_setup_token(int argc, char **argv);
+/* Clients of the HTTPS management API (api_client.h). */
+int moat_cmd_login(int argc, char **argv);
+int moat_cmd_logout(int argc, char **argv);
+int moat_cmd_setup(int argc, char **argv);
+int moat_cmd_user(int argc, char **argv);
+int moat_cmd_token(int argc, char **argv);
+int moat_cmd_audit(int argc, char **argv);
 
 #endif

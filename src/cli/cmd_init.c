@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "audit/audit.h"
+#include "cli/setup_token.h"
 #include "core/config.h"
 #include "core/limits.h"
 #include "pki/pki.h"
@@ -81,7 +83,7 @@ int moat_cmd_init(int argc, char **argv)
 	const char *dir = NULL;
 	const char *sans[INIT_MAX_SANS];
 	size_t n_sans = 0;
-	char err[512];
+	char err[512], tok[128];
 	struct stat st;
 	int i;
 
@@ -138,10 +140,26 @@ int moat_cmd_init(int argc, char **argv)
 		fprintf(stderr, "moat init: cannot write %s/moat.conf: %s\n", dir, strerror(errno));
 		return EXIT_FAIL;
 	}
-	printf("moat init: wrote %s/moat.conf\n"
+	printf("moat init: wrote %s/moat.conf\n", dir);
+	if (moat_audit_key_create(dir, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat init: audit key: %s\n", err);
+		return EXIT_FAIL;
+	}
+	printf("moat init: created the audit log signing key (keep a copy of %s/audit.pub "
+	       "elsewhere)\n",
+	       dir);
+	if (moat_setup_token_issue(dir, tok, sizeof(tok), err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat init: %s\n", err);
+		return EXIT_FAIL;
+	}
+	printf("\n"
+	       "Setup token (valid for one hour, usable once; creates the first administrator):\n"
+	       "  %s\n"
 	       "\n"
 	       "Next: moat serve --dir %s\n"
+	       "      moat setup --server https://127.0.0.1:8443 --ca %s/ca.crt --token TOKEN "
+	       "--user NAME\n"
 	       "      moat cert issue --dir %s --device NAME   (development device certificate)\n",
-	       dir, dir, dir);
+	       tok, dir, dir, dir);
 	return EXIT_OK;
 }

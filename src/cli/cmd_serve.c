@@ -1,31 +1,114 @@
-/* `moat serve --dir DIR`: run the broker in the foreground. */
+/* `moat serve --dir DIR`: run the broker and the management API in the
+ * foreground. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "api/api.h"
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "http/server.h"
 #include "mqtt/broker.h"
 
 static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: moat serve --dir DIR\n"
 		   "\n"
-		   "Run the broker on the data directory DIR (created by 'moat init').\n"
-		   "Logs go to stderr (logfmt). Signals: SIGTERM/SIGINT stop cleanly,\n"
-		   "SIGHUP reloads certificates, the CA and [broker] limits without\n"
-		   "dropping connections.\n"
+		   "Run the broker and the management API on the data directory DIR\n"
+		   "(created by 'moat init'). Logs go to stderr (logfmt). Signals:\n"
+		   "SIGTERM/SIGINT stop cleanly, SIGHUP reloads certificates, the CA and\n"
+		   "[broker] limits without dropping connections.\n"
 		   "\n"
 		   "options:\n"
 		   "  --dir DIR    data directory\n"
 		   "  -h, --help   this help\n");
 }
 
+static void sec_hook(void *arg, const char *action, const char *subject, const char *peer,
+		     const char *detail)
+{
+	moat_api_security_event(arg, action, subject, peer, detail);
+}
+
+static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
+{
+	struct moat_broker *b = arg;
+	uint64_t in = 0, outm = 0, bin = 0, bout = 0, dropped = 0;
+	int64_t clients = 0;
+	size_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < b->n_workers; i++) {
+		struct moat_stats *s = &b->workers[i].stats;
+		in += atomic_load(&s->msgs_in);
+		outm += atomic_load(&s->msgs_out);
+		bin += atomic_load(&s->bytes_in);
+		bout += atomic_load(&s->bytes_out);
+		dropped += atomic_load(&s->dropped);
+		clients += atomic_load(&s->clients);
+	}
+#define M(nm, h, t, v)                                                                             \
+	do {                                                                                       \
+		if (n < max) {                                                                     \
+			out[n].name = nm;                                                          \
+			out[n].help = h;                                                           \
+			out[n].type = t;                                                           \
+			out[n].value = (double)(v);                                                \
+			n++;                                                                       \
+		}                                                                                  \
+	} while (0)
+	M("moat_mqtt_messages_received_total", "PUBLISH packets received", "counter", in);
+	M("moat_mqtt_messages_sent_total", "PUBLISH packets sent", "counter", outm);
+	M("moat_mqtt_bytes_received_total", "MQTT bytes received", "counter", bin);
+	M("moat_mqtt_bytes_sent_total", "MQTT bytes sent", "counter", bout);
+	M("moat_mqtt_messages_dropped_total", "messages dropped (queue limits, expiry)", "counter",
+	  dropped);
+	M("moat_mqtt_clients_connected", "MQTT clients connected", "gauge", clients);
+	M("moat_mqtt_connections_open", "MQTT connections open (including handshakes)", "gauge",
+	  atomic_load(&b->connections));
+	M("moat_uptime_seconds", "seconds since start", "gauge",
+	  (moat_now_ms() - b->started) / 1000);
+#undef M
+	return n;
+}
+
+static const struct moat_http_stats *http_stats(void *arg)
+{
+	struct moat_http_server *const *s = arg;
+
+	return *s ? moat_http_server_stats(*s) : NULL;
+}
+
+/* Data directories made before the audit log existed get their key here. */
+static int ensure_audit_key(const char *dir, char *err, size_t errlen)
+{
+	char path[MOAT_MAX_PATH];
+	int n = snprintf(path, sizeof(path), "%s/audit.key", dir);
+
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -1;
+	if (access(path, F_OK) == 0)
+		return 0;
+	if (moat_audit_key_create(dir, err, errlen) != MOAT_OK)
+		return -1;
+	log_notice("audit_key_created", "path=%s note=\"keep a copy of audit.pub elsewhere\"",
+		   path);
+	return 0;
+}
+
 int moat_cmd_serve(int argc, char **argv)
 {
 	static struct moat_broker b;
+	struct moat_http_server_opts ho;
+	struct moat_api_opts ao;
+	struct moat_api *api = NULL;
+	static struct moat_http_server *http;
 	const char *dir = NULL;
 	char err[1024];
-	int i;
+	int i, rc = EXIT_FAIL;
+	size_t l;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -46,10 +129,47 @@ int moat_cmd_serve(int argc, char **argv)
 	}
 	if (moat_broker_start(&b, dir, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: %s\n", err);
-		moat_broker_free(&b);
-		return EXIT_FAIL;
+		goto out;
 	}
+	if (ensure_audit_key(dir, err, sizeof(err)) != 0) {
+		fprintf(stderr, "moat serve: audit key: %s\n", err);
+		goto out;
+	}
+	memset(&ho, 0, sizeof(ho));
+	for (l = 0; l < b.n_listeners; l++) {
+		if (b.listeners[l].conf.protocol != MOAT_PROTO_HTTPS)
+			continue;
+		ho.listeners[ho.n_listeners].conf = &b.listeners[l].conf;
+		ho.listeners[ho.n_listeners].ctx = &b.listeners[l].ssl_ctx;
+		ho.n_listeners++;
+	}
+	memset(&ao, 0, sizeof(ao));
+	ao.store = b.store;
+	ao.dir = dir;
+	ao.metrics = broker_metrics;
+	ao.metrics_arg = &b;
+	ao.http_stats = http_stats;
+	ao.http_stats_arg = &http;
+	if (moat_api_new(&ao, &api, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat serve: management API: %s\n", err);
+		goto out;
+	}
+	ho.ctx_lock = &b.ctx_lock;
+	ho.handle = moat_api_handle;
+	ho.body_limit = moat_api_body_limit;
+	ho.tick = moat_api_tick;
+	ho.arg = api;
+	if (moat_http_server_start(&ho, &http, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat serve: %s\n", err);
+		goto out;
+	}
+	b.sec_hook = sec_hook;
+	b.sec_arg = api;
 	moat_broker_run(&b);
+	rc = EXIT_OK;
+out:
+	moat_http_server_stop(http);
+	moat_api_free(api);
 	moat_broker_free(&b);
-	return EXIT_OK;
+	return rc;
 }

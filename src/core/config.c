@@ -55,6 +55,7 @@ enum conf_type {
 	CONF_POLICY,	 /* default|open */
 	CONF_DURABILITY, /* strict|relaxed */
 	CONF_ADDR,	 /* numeric IPv4/IPv6 literal */
+	CONF_PROTOCOL,	 /* mqtt|https */
 };
 
 enum conf_key_id {
@@ -75,6 +76,7 @@ enum conf_key_id {
 	K_TLS,
 	K_REQUIRE_CLIENT_CERT,
 	K_POLICY,
+	K_PROTOCOL,
 };
 
 struct conf_key {
@@ -115,6 +117,7 @@ static const struct conf_key listener_keys[] = {
     {"tls", K_TLS, CONF_BOOL, 0, 0},
     {"require_client_cert", K_REQUIRE_CLIENT_CERT, CONF_BOOL, 0, 0},
     {"policy", K_POLICY, CONF_POLICY, 0, 0},
+    {"protocol", K_PROTOCOL, CONF_PROTOCOL, 0, 0},
 };
 
 enum conf_section_kind { SEC_BROKER, SEC_TLS, SEC_LOG, SEC_LISTENER, SEC__COUNT };
@@ -571,10 +574,23 @@ static void conf_set_choice(struct conf_parse *st, const struct conf_key *k, con
 				  k->name, echo);
 			break;
 		}
-		if (k->id == K_TLS)
+		if (k->id == K_TLS) {
 			st->conf.listeners[st->cur->listener].tls = b;
-		else
+		} else {
 			st->conf.listeners[st->cur->listener].require_client_cert = b;
+			st->conf.listeners[st->cur->listener].require_client_cert_set = true;
+		}
+		break;
+	case CONF_PROTOCOL:
+		if (strcasecmp(v, "mqtt") == 0)
+			st->conf.listeners[st->cur->listener].protocol = MOAT_PROTO_MQTT;
+		else if (strcasecmp(v, "https") == 0)
+			st->conf.listeners[st->cur->listener].protocol = MOAT_PROTO_HTTPS;
+		else
+			conf_fail(st, st->lineno, MOAT_E_CONFIG,
+				  "%s = '%s' is not a protocol; fix: use mqtt (devices) or https "
+				  "(management API)",
+				  k->name, echo);
 		break;
 	case CONF_LEVEL:
 		if (strcasecmp(v, "debug") == 0)
@@ -699,6 +715,7 @@ static int conf_key_cb(void *user, const char *section, const char *name, const 
 	case CONF_LEVEL:
 	case CONF_POLICY:
 	case CONF_DURABILITY:
+	case CONF_PROTOCOL:
 	default:
 		conf_set_choice(st, k, value);
 		break;
@@ -1032,6 +1049,21 @@ static void conf_finish_listeners(struct conf_parse *st)
 				  l->name);
 			goto out;
 		}
+		if (l->protocol == MOAT_PROTO_HTTPS && !l->tls) {
+			conf_fail(st, l->line, MOAT_E_CONFIG,
+				  "[listener.%s]: protocol = https needs tls = on (operator "
+				  "passwords and session cookies never travel in plaintext); fix: "
+				  "remove tls = off",
+				  l->name);
+			goto out;
+		}
+		if (l->protocol == MOAT_PROTO_HTTPS && l->policy == MOAT_POLICY_OPEN) {
+			conf_fail(st, l->line, MOAT_E_CONFIG,
+				  "[listener.%s]: policy applies to MQTT listeners only; fix: "
+				  "remove policy = open from this https listener",
+				  l->name);
+			goto out;
+		}
 		if (l->policy == MOAT_POLICY_OPEN && !moat_addr_is_loopback(l->bind)) {
 			conf_fail(
 			    st, l->line, MOAT_E_CONFIG,
@@ -1041,6 +1073,8 @@ static void conf_finish_listeners(struct conf_parse *st)
 			    l->name);
 			goto out;
 		}
+		if (l->protocol == MOAT_PROTO_HTTPS && !l->require_client_cert_set)
+			st->conf.listeners[i].require_client_cert = false;
 		if (!conf_addr_parse(l->bind, a, &fa))
 			continue; /* unreachable: bind was validated when set */
 		for (j = 0; j < i; j++) {
@@ -1215,6 +1249,13 @@ static const char default_text[] =
     "tls = on\n"
     "require_client_cert = on\n"
     "policy = default\n"
+    "\n"
+    "; The management API (HTTPS): operators log in with a password and TOTP.\n"
+    "; Loopback by default; set bind = 0.0.0.0 to reach it from other hosts.\n"
+    "[listener.api]\n"
+    "bind = 127.0.0.1\n"
+    "port = 8443\n"
+    "protocol = https\n"
     "\n"
     "; WARNING: the listener below speaks plaintext MQTT without client\n"
     "; certificates and lets any client publish and subscribe to every topic.\n"

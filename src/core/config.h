@@ -18,12 +18,21 @@ enum moat_policy_kind {
 	MOAT_POLICY_OPEN = 1,	 /* anything goes; loopback listeners only (conformance suites) */
 };
 
+enum moat_listener_protocol {
+	MOAT_PROTO_MQTT = 0, /* MQTT 3.1.1/5.0, served by the broker's workers */
+	MOAT_PROTO_HTTPS,    /* the management API, served by the management thread */
+};
+
 struct moat_listener_conf {
 	char name[MOAT_MAX_LISTENER_NAME + 1];
 	char bind[64]; /* numeric IPv4/IPv6 address */
 	uint16_t port;
+	enum moat_listener_protocol protocol;
 	bool tls;
+	/* mqtt: on by default; https: off by default (operators log in with a
+	 * password and TOTP), on to also demand a certificate from the CA. */
 	bool require_client_cert;
+	bool require_client_cert_set; /* written in the file (for the https default) */
 	enum moat_policy_kind policy;
 	unsigned line; /* line of the [listener.NAME] header, for messages */
 };

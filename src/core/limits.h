@@ -137,6 +137,108 @@
  * not leave a huge file behind. */
 #define MOAT_STORE_WAL_KEEP_BYTES (64u * 1024u * 1024u)
 
+/* Operators and authentication (src/auth/). */
+/* Shortest password in code points: NIST SP 800-63B asks for at least 8;
+ * an operator account controls the whole fleet, so we ask for a passphrase. */
+#define MOAT_PASSWORD_MIN_CHARS 12u
+/* Longest password in bytes: room for a long passphrase, and a bound on
+ * what an unauthenticated login makes us copy and hash. */
+#define MOAT_PASSWORD_MAX_BYTES 128u
+/* Argon2id cost: libsodium's INTERACTIVE level (2 passes over 64 MiB,
+ * ~0.1-0.3 s). Enough to make offline guessing expensive while a login
+ * stays interactive; logins are throttled, so the memory is bounded by the
+ * number of concurrent login handlers. */
+#define MOAT_PASSWORD_OPSLIMIT 2u
+#define MOAT_PASSWORD_MEMLIMIT (64u * 1024u * 1024u)
+/* An encoded Argon2id hash ("$argon2id$v=19$m=...") with its NUL: this is
+ * libsodium's crypto_pwhash_STRBYTES (checked in password.c). */
+#define MOAT_PASSWORD_HASH_MAX 128u
+/* A password must not contain the username; shorter usernames are checked
+ * for equality only, else a user "al" could not use any word with "al". */
+#define MOAT_PASSWORD_USERNAME_MATCH_MIN 4u
+/* TOTP (RFC 6238): new secrets are 160 bits, RFC 4226's recommendation and
+ * the length authenticator apps expect for SHA-1. We accept 128 bits (RFC
+ * 4226's minimum) to 512 bits when verifying. */
+#define MOAT_TOTP_SECRET_LEN 20u
+#define MOAT_TOTP_SECRET_MIN 16u
+#define MOAT_TOTP_SECRET_MAX 64u
+/* The parameters every authenticator app supports (and the only ones many
+ * do): 30 s steps, 6 digits. */
+#define MOAT_TOTP_STEP_S 30u
+#define MOAT_TOTP_DIGITS 6u
+/* Steps accepted either side of now: +-30 s absorbs clock drift and the
+ * time to type the code; each extra step doubles an online guesser's odds. */
+#define MOAT_TOTP_WINDOW 1u
+/* Random bytes in an API or setup token: 256 bits, beyond guessing. */
+#define MOAT_SECRET_TOKEN_BYTES 32u
+/* A recovery code "xxxxx-xxxxx": 10 characters from a 31-letter alphabet
+ * (~49.5 bits), enough for a single-use code checked behind the throttle. */
+#define MOAT_RECOVERY_CODE_LEN 11u
+/* Login throttling: a typo or five is free; after that each failure doubles
+ * the wait from 1 s up to 15 min, so an online guesser gets ~18 tries in the
+ * first hour and 4 an hour after that per key, while a user who fat-fingers
+ * waits seconds. */
+#define MOAT_THROTTLE_FREE_FAILURES 5u
+#define MOAT_THROTTLE_BASE_WAIT_MS 1000u
+#define MOAT_THROTTLE_MAX_WAIT_MS (15u * 60u * 1000u)
+/* A key with no failure for an hour starts again from zero. */
+#define MOAT_THROTTLE_FORGET_MS (60u * 60u * 1000u)
+/* Throttle keys (a username, an address) longer than this are replaced by
+ * their SHA-256 so an entry's size is fixed. */
+#define MOAT_THROTTLE_KEY_MAX 128u
+/* Keys one throttle table tracks: each costs ~170 bytes, so 10k is ~2 MiB.
+ * When full, the key whose last failure is oldest is forgotten. */
+#define MOAT_THROTTLE_KEYS_DEFAULT 10000u
+#define MOAT_THROTTLE_KEYS_MIN 1u
+#define MOAT_THROTTLE_KEYS_MAX 1000000u
+
+/* HTTP (src/http/): the management API. Operators are few; every bound is
+ * far above what the console and CLI send and far below what would let an
+ * unauthenticated peer pin memory or a connection slot. */
+/* Request line target (path and query). 414 beyond. */
+#define MOAT_HTTP_MAX_TARGET 4096u
+/* Header fields per request, and the bytes of the request line plus all
+ * headers. 431 beyond. */
+#define MOAT_HTTP_MAX_HEADERS 64u
+#define MOAT_HTTP_MAX_HEAD (16u * 1024u)
+/* Request body: the default per route, and the most any route may allow.
+ * The API takes small JSON documents. 413 beyond. */
+#define MOAT_HTTP_BODY_DEFAULT (16u * 1024u)
+#define MOAT_HTTP_BODY_MAX (1024u * 1024u)
+/* Slowloris: a request's head must be complete this long after its first
+ * byte (or after the connection opened), its body this long after the head;
+ * an idle keep-alive connection is closed after the third. */
+#define MOAT_HTTP_HEADER_TIMEOUT_MS 10000u
+#define MOAT_HTTP_BODY_TIMEOUT_MS 30000u
+#define MOAT_HTTP_IDLE_TIMEOUT_MS 60000u
+/* Connections to the management listeners, in all and per client address. */
+#define MOAT_HTTP_MAX_CONNS 512u
+#define MOAT_HTTP_MAX_CONNS_PER_ADDR 16u
+/* Requests served on one connection before it is closed (so a pipelining
+ * client cannot hold a connection forever). */
+#define MOAT_HTTP_MAX_REQUESTS_PER_CONN 1000u
+/* Response bytes queued per connection before we stop reading requests. */
+#define MOAT_HTTP_MAX_OUT (4u * 1024u * 1024u)
+
+/* Management API sessions (src/api/): an operator who walks away is logged
+ * out after the idle time; no session outlives a working day. */
+#define MOAT_API_SESSION_IDLE_MS (30u * 60u * 1000u)
+#define MOAT_API_SESSION_ABSOLUTE_MS (12u * 3600u * 1000u)
+/* A session's last_seen is written at most this often (one write per
+ * request would be a write per click). */
+#define MOAT_API_SESSION_TOUCH_MS 30000u
+/* API tokens: default and longest lifetime (days). */
+#define MOAT_API_TOKEN_DAYS_DEFAULT 90u
+#define MOAT_API_TOKEN_DAYS_MAX 365u
+/* The setup token `moat init` prints is valid this long, once. */
+#define MOAT_SETUP_TOKEN_MS (3600u * 1000u)
+/* Broker security events (refused handshakes, policy denials) are summed
+ * per (action, subject) over this window and written as one audit entry
+ * each; at most API_SECEV_MAX subjects per window, the rest are counted. */
+#define MOAT_API_SECEV_WINDOW_MS 10000u
+/* Recovery codes issued with a TOTP enrolment. */
+#define MOAT_RECOVERY_CODES 10u
+
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX <= MOAT_MQTT_MAX_REMAINING, "packet cap beyond MQTT");
 _Static_assert(MOAT_MAX_CONNECT_PACKET <= MOAT_MAX_PACKET_SIZE_MAX, "connect cap");
 _Static_assert(MOAT_MAX_TOPIC_LEN <= 65535u, "topic length beyond MQTT string");
@@ -154,7 +256,55 @@ _Static_assert(MOAT_STORE_BUSY_MS_MIN <= MOAT_STORE_BUSY_MS_DEFAULT &&
 		   MOAT_STORE_BUSY_MS_MAX <= 2147483647u,
 	       "busy timeout bounds (sqlite3_busy_timeout takes an int)");
 _Static_assert(MOAT_STORE_MAX_PARAMS <= 255u, "parameter index fits a byte");
+_Static_assert(MOAT_HTTP_MAX_TARGET < MOAT_HTTP_MAX_HEAD, "the target fits the head");
+_Static_assert(MOAT_HTTP_BODY_DEFAULT <= MOAT_HTTP_BODY_MAX, "body bounds");
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX < MOAT_STORE_MAX_PENDING_BYTES,
 	       "one message fits the pending budget");
+_Static_assert(MOAT_PASSWORD_MIN_CHARS >= 8u && MOAT_PASSWORD_MIN_CHARS <= MOAT_PASSWORD_MAX_BYTES,
+	       "password length bounds");
+_Static_assert(MOAT_TOTP_SECRET_MIN >= 16u && MOAT_TOTP_SECRET_MIN <= MOAT_TOTP_SECRET_LEN &&
+		   MOAT_TOTP_SECRET_LEN <= MOAT_TOTP_SECRET_MAX,
+	       "TOTP secret bounds (RFC 4226: at least 128 bits)");
+_Static_assert(MOAT_TOTP_DIGITS == 6u && MOAT_TOTP_WINDOW <= 2u, "TOTP code and window");
+_Static_assert(MOAT_THROTTLE_BASE_WAIT_MS <= MOAT_THROTTLE_MAX_WAIT_MS &&
+		   MOAT_THROTTLE_MAX_WAIT_MS < MOAT_THROTTLE_FORGET_MS,
+	       "a throttled key waits out its wait before it is forgotten");
+_Static_assert(MOAT_THROTTLE_KEYS_MIN >= 1u &&
+		   MOAT_THROTTLE_KEYS_MIN <= MOAT_THROTTLE_KEYS_DEFAULT &&
+		   MOAT_THROTTLE_KEYS_DEFAULT <= MOAT_THROTTLE_KEYS_MAX &&
+		   MOAT_THROTTLE_KEYS_MAX <= 0x7fffffffu,
+	       "throttle table bounds (slots are u32)");
+
+/* Audit log (src/audit/). */
+/* The daemon signs a checkpoint once this many entries are unsealed, or this
+ * long after the previous one if any are, whichever comes first: entries after
+ * the last checkpoint can be dropped from the end without detection, so
+ * these bound that window. A signature costs ~50 us: the cadence is set by
+ * how many checkpoint rows we want to keep, not by CPU. */
+#define MOAT_AUDIT_CHECKPOINT_EVERY 100u
+#define MOAT_AUDIT_CHECKPOINT_MS 60000u
+/* Largest detail (JSON object text) one entry may carry: details are small
+ * facts (ids, reasons), never payloads, and a flood of audit events must not
+ * fill the disk faster than the events themselves cost. */
+#define MOAT_AUDIT_DETAIL_MAX 4096u
+/* Largest key file we read: a comment line and 88 base64 characters fit
+ * many times over; anything bigger is not a key file. */
+#define MOAT_AUDIT_KEYFILE_MAX 1024u
+_Static_assert(MOAT_AUDIT_CHECKPOINT_EVERY >= 1u && MOAT_AUDIT_CHECKPOINT_MS >= 1000u,
+	       "checkpoint cadence");
+_Static_assert(MOAT_AUDIT_DETAIL_MAX <= 0xffffffffu, "detail length is hashed as u32");
+
+/* The CLI's HTTPS client (src/cli/http_client.c). */
+/* Largest response body the CLI accepts: one page of 200 audit entries with
+ * 4 KiB details is under 1 MiB, so 16 MiB is generous, yet a hostile or
+ * broken server cannot make the CLI allocate without bound. */
+#define MOAT_CLI_MAX_RESPONSE (16u * 1024u * 1024u)
+/* Status line plus all response headers: the API sends a dozen short ones. */
+#define MOAT_CLI_MAX_RESPONSE_HEAD (64u * 1024u)
+/* Connecting must finish within this (s); then every read or write must make
+ * progress within the second (s), so a stalled server cannot hang a script. */
+#define MOAT_CLI_CONNECT_TIMEOUT_S 10u
+#define MOAT_CLI_IO_TIMEOUT_S 30u
+_Static_assert(MOAT_CLI_MAX_RESPONSE_HEAD < MOAT_CLI_MAX_RESPONSE, "CLI response bounds");
 
 #endif

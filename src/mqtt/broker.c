@@ -51,6 +51,10 @@ static moat_err build_listeners(const struct moat_conf *conf, struct moat_listen
 				SSL_CTX_free(out[i].ssl_ctx);
 			return MOAT_E_TLS;
 		}
+		/* An HTTPS listener without required client certificates does not
+		 * ask for one: browsers would prompt the operator for nothing. */
+		if (out[i].conf.protocol == MOAT_PROTO_HTTPS && !out[i].conf.require_client_cert)
+			SSL_CTX_set_verify(out[i].ssl_ctx, SSL_VERIFY_NONE, NULL);
 	}
 	return MOAT_OK;
 }
@@ -212,12 +216,16 @@ void moat_broker_run(struct moat_broker *b)
 	for (i = 0; i < b->n_workers; i++)
 		pthread_create(&b->workers[i].thread, NULL, moat_worker_main, &b->workers[i]);
 	for (l = 0; l < b->n_listeners; l++)
-		log_info("listening", "listener=%s bind=%s port=%u tls=%s client_cert=%s policy=%s",
-			 b->listeners[l].conf.name, b->listeners[l].conf.bind,
-			 b->listeners[l].conf.port, b->listeners[l].conf.tls ? "on" : "off",
-			 !b->listeners[l].conf.tls		    ? "none"
-			 : b->listeners[l].conf.require_client_cert ? "required"
-								    : "optional",
+		log_info("listening",
+			 "listener=%s protocol=%s bind=%s port=%u tls=%s client_cert=%s policy=%s",
+			 b->listeners[l].conf.name,
+			 b->listeners[l].conf.protocol == MOAT_PROTO_HTTPS ? "https" : "mqtt",
+			 b->listeners[l].conf.bind, b->listeners[l].conf.port,
+			 b->listeners[l].conf.tls ? "on" : "off",
+			 !b->listeners[l].conf.tls			     ? "none"
+			 : b->listeners[l].conf.require_client_cert	     ? "required"
+			 : b->listeners[l].conf.protocol == MOAT_PROTO_HTTPS ? "not_requested"
+									     : "optional",
 			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
 	log_notice("ready", "workers=%u dir=%s", b->n_workers, b->dir);
 	for (;;) {
@@ -238,7 +246,6 @@ void moat_broker_run(struct moat_broker *b)
 	moat_broker_stop(b);
 	for (i = 0; i < b->n_workers; i++)
 		pthread_join(b->workers[i].thread, NULL);
-	log_notice("stopped", "dir=%s", b->dir);
 }
 
 void moat_broker_stop(struct moat_broker *b)
@@ -293,4 +300,6 @@ void moat_broker_free(struct moat_broker *b)
 	pthread_mutex_destroy(&b->reg_lock);
 	pthread_mutex_destroy(&b->share_lock);
 	pthread_mutex_destroy(&b->ctx_lock);
+	if (b->started)
+		log_notice("stopped", "dir=%s", b->dir);
 }

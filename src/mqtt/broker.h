@@ -297,7 +297,20 @@ struct moat_broker {
 	atomic_uint_fast64_t next_msg_id;
 	/* config reload: a new generation of limits; TLS contexts swap */
 	pthread_mutex_t ctx_lock;
+	/* Security events for the audit log (refused handshakes, identity
+	 * mismatches, policy denials): set before moat_broker_run, called from
+	 * any worker; the receiver aggregates (src/api). NULL = log only. */
+	void (*sec_hook)(void *arg, const char *action, const char *subject, const char *peer,
+			 const char *detail);
+	void *sec_arg;
 };
+
+static inline void moat_broker_secev(struct moat_broker *b, const char *action, const char *subject,
+				     const char *peer, const char *detail)
+{
+	if (b->sec_hook != NULL)
+		b->sec_hook(b->sec_arg, action, subject, peer, detail);
+}
 
 /* registry.c */
 struct moat_regent {

@@ -357,6 +357,8 @@ static void conn_handshake(struct moat_conn *c)
 		moat_err rc = moat_tls_peer_identity(c->ssl, c->identity, sizeof(c->identity));
 		if (rc == MOAT_E_DENIED) {
 			log_info("tls_identity_invalid", "addr=%s", c->addr);
+			moat_broker_secev(c->w->b, "mqtt.identity_invalid", "", c->addr,
+					  "certificate identity is not a valid device id");
 			moat_conn_close(c, "certificate identity is not a valid device id");
 			return;
 		}
@@ -380,6 +382,7 @@ static void conn_handshake(struct moat_conn *c)
 		char err[256] = "";
 		moat_tls_errors(err, sizeof(err));
 		log_info("tls_handshake_failed", "addr=%s error=\"%s\"", c->addr, err);
+		moat_broker_secev(c->w->b, "mqtt.tls_handshake_failed", "", c->addr, err);
 		moat_conn_close(c, "tls handshake failed");
 		break;
 	}

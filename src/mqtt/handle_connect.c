@@ -32,6 +32,7 @@ static void refuse(struct moat_conn *c, uint8_t v5_code, uint8_t v3_code, const 
 	(void)moat_conn_send(c, &r);
 	log_info("connect_refused", "addr=%s identity=%s reason=\"%s\"", c->addr,
 		 c->identity[0] ? c->identity : "-", why);
+	moat_broker_secev(c->w->b, "mqtt.connect_refused", c->identity, c->addr, why);
 	moat_conn_close(c, why);
 }
 

@@ -2,6 +2,7 @@
  * PUBLISH from a client: topic aliases, validation, policy, QoS 2
  * de-duplication and Receive Maximum, then routing and the acknowledgement.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +158,11 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 	if (!moat_policy_may_publish(c, topic, tlen)) {
 		log_info("publish_denied", "client=%s topic=\"%.*s\" qos=%u", s->client_id,
 			 (int)(tlen > 128 ? 128 : tlen), topic, pub->qos);
+		{
+			char d[160];
+			snprintf(d, sizeof(d), "topic=%.*s", (int)(tlen > 128 ? 128 : tlen), topic);
+			moat_broker_secev(w->b, "mqtt.publish_denied", s->client_id, c->addr, d);
+		}
 		if (pub->qos == 0)
 			return;
 		if (c->version == MQTT_V5)

@@ -3,6 +3,7 @@
  * the session (and so the trie), answer, then send matching retained
  * messages according to each subscription's Retain Handling.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,14 @@ void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)
 			log_info("subscribe_denied", "client=%s filter=\"%.*s\"", s->client_id,
 				 (int)(e.filter.len > 128 ? 128 : e.filter.len),
 				 (const char *)e.filter.p);
+			{
+				char d[160];
+				snprintf(d, sizeof(d), "filter=%.*s",
+					 (int)(e.filter.len > 128 ? 128 : e.filter.len),
+					 (const char *)e.filter.p);
+				moat_broker_secev(c->w->b, "mqtt.subscribe_denied", s->client_id,
+						  c->addr, d);
+			}
 			codes[n++] = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
 			continue;
 		}

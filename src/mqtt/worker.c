@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/net.h"
 #include "mqtt/broker.h"
 #include "store/store.h"
 
@@ -53,55 +54,9 @@ static void listen_cb(struct moat_ev *ev, uint32_t events)
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr,
-				  sizeof(addr));
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr,
-				  sizeof(addr));
+		moat_sockaddr_str(&ss, addr, sizeof(addr));
 		moat_conn_accept(w, le->l, fd, addr);
 	}
-}
-
-static int listen_socket(const struct moat_listener_conf *lc, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int fd = -1, one = 1;
-	int family = strchr(lc->bind, ':') ? AF_INET6 : AF_INET;
-
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(lc->port);
-		if (inet_pton(AF_INET6, lc->bind, &a->sin6_addr) != 1)
-			goto bad;
-		sl = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons(lc->port);
-		if (inet_pton(AF_INET, lc->bind, &a->sin_addr) != 1)
-			goto bad;
-		sl = sizeof(*a);
-	}
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto bad;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0)
-		goto bad;
-	return fd;
-bad:
-	snprintf(err, errlen, "listener %s: cannot listen on %s port %u: %s", lc->name, lc->bind,
-		 lc->port, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
 }
 
 void moat_worker_index_session(struct moat_worker *w, struct moat_session *s, bool add)
@@ -359,7 +314,10 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 		le->w = w;
 		le->l = &b->listeners[i];
 		le->ev.cb = listen_cb;
-		le->ev.fd = listen_socket(&b->listeners[i].conf, err, sizeof(err));
+		le->ev.fd = -1;
+		if (b->listeners[i].conf.protocol != MOAT_PROTO_MQTT)
+			continue; /* served by the management thread */
+		le->ev.fd = moat_listen_socket(&b->listeners[i].conf, err, sizeof(err));
 		if (le->ev.fd < 0) {
 			log_error("listen_failed", "error=\"%s\"", err);
 			return MOAT_E_IO;

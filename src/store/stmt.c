@@ -84,6 +84,79 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 			      "WHERE d.msg_id = messages.id) AND NOT EXISTS (SELECT 1 FROM "
 			      "retained r WHERE r.msg_id = messages.id)"},
 
+    /* Management plane. Operators are addressed by name (unique); the
+     * numeric id only links the child tables. */
+    [MOAT_STMT_OP_INSERT] = {STORE_WRITE, 4,
+			     "INSERT INTO operators (name, role, pw_hash, created_at, updated_at) "
+			     "VALUES ($1, $2, $3, $4, $4)"},
+    [MOAT_STMT_OP_SET_PASSWORD] = {STORE_WRITE, 3,
+				   "UPDATE operators SET pw_hash = $2, updated_at = $3 WHERE name "
+				   "= $1"},
+    [MOAT_STMT_OP_SET_TOTP_PENDING] = {STORE_WRITE, 3,
+				       "UPDATE operators SET totp_pending = $2, updated_at = $3 "
+				       "WHERE name = $1"},
+    [MOAT_STMT_OP_CONFIRM_TOTP] = {STORE_WRITE, 4,
+				   "UPDATE operators SET totp_secret = $2, totp_pending = NULL, "
+				   "totp_last_step = $3, updated_at = $4 WHERE name = $1"},
+    [MOAT_STMT_OP_SET_TOTP_STEP] = {STORE_WRITE, 2,
+				    "UPDATE operators SET totp_last_step = $2 WHERE name = $1 AND "
+				    "totp_last_step < $2"},
+    [MOAT_STMT_OP_RESET_MFA] = {STORE_WRITE, 2,
+				"UPDATE operators SET totp_secret = NULL, totp_pending = NULL, "
+				"totp_last_step = 0, updated_at = $2 WHERE name = $1"},
+    [MOAT_STMT_OP_SET_ROLE] = {STORE_WRITE, 3,
+			       "UPDATE operators SET role = $2, updated_at = $3 WHERE name = $1"},
+    [MOAT_STMT_OP_SET_DISABLED] = {STORE_WRITE, 3,
+				   "UPDATE operators SET disabled = $2, updated_at = $3 WHERE name "
+				   "= $1"},
+    [MOAT_STMT_RECOVERY_PUT] = {STORE_WRITE, 2,
+				"INSERT INTO recovery_codes (operator_id, hash) SELECT id, $2 FROM "
+				"operators WHERE name = $1"},
+    [MOAT_STMT_RECOVERY_USE] = {STORE_WRITE, 2,
+				"DELETE FROM recovery_codes WHERE hash = $2 AND operator_id = "
+				"(SELECT id FROM operators WHERE name = $1)"},
+    [MOAT_STMT_RECOVERY_DEL_ALL] = {STORE_WRITE, 1,
+				    "DELETE FROM recovery_codes WHERE operator_id = (SELECT id "
+				    "FROM operators WHERE name = $1)"},
+    [MOAT_STMT_SESS_PUT] = {STORE_WRITE, 9,
+			    "INSERT INTO op_sessions (id_hash, sid, operator_id, csrf, mfa, "
+			    "created_at, last_seen, peer, user_agent) SELECT $1, $2, id, $4, $5, "
+			    "$6, $7, $8, $9 FROM operators WHERE name = $3"},
+    [MOAT_STMT_SESS_TOUCH] = {STORE_WRITE, 2,
+			      "UPDATE op_sessions SET last_seen = $2 WHERE id_hash = $1"},
+    [MOAT_STMT_SESS_SET_MFA] = {STORE_WRITE, 2,
+				"UPDATE op_sessions SET mfa = $2 WHERE id_hash = $1"},
+    [MOAT_STMT_SESS_DEL] = {STORE_WRITE, 1, "DELETE FROM op_sessions WHERE sid = $1"},
+    /* All sessions of an operator but one ($2, may be NULL): after a
+     * password change, disabling, or an MFA reset. */
+    [MOAT_STMT_SESS_DEL_OPERATOR] = {STORE_WRITE, 2,
+				     "DELETE FROM op_sessions WHERE operator_id = (SELECT id FROM "
+				     "operators WHERE name = $1) AND ($2 IS NULL OR sid <> $2)"},
+    /* $1: idle cutoff (last_seen before it), $2: absolute cutoff. */
+    [MOAT_STMT_SESS_EXPIRE] = {STORE_WRITE, 2,
+			       "DELETE FROM op_sessions WHERE last_seen < $1 OR created_at < $2"},
+    [MOAT_STMT_TOKEN_PUT] = {STORE_WRITE, 7,
+			     "INSERT INTO api_tokens (id, hash, name, role, creator, created_at, "
+			     "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"},
+    [MOAT_STMT_TOKEN_REVOKE] =
+	{STORE_WRITE, 2,
+	 "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at "
+	 "IS NULL"},
+    [MOAT_STMT_TOKEN_TOUCH] = {STORE_WRITE, 2,
+			       "UPDATE api_tokens SET last_used = $2 WHERE id = $1"},
+    [MOAT_STMT_SETUP_PUT] = {STORE_WRITE, 2,
+			     "INSERT INTO setup_tokens (hash, expires_at) VALUES ($1, $2)"},
+    [MOAT_STMT_SETUP_USE] = {STORE_WRITE, 2,
+			     "UPDATE setup_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS "
+			     "NULL"},
+    [MOAT_STMT_AUDIT_PUT] =
+	{STORE_WRITE, 10,
+	 "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, peer, "
+	 "detail, prev, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"},
+    [MOAT_STMT_CHECKPOINT_PUT] = {STORE_WRITE, 4,
+				  "INSERT INTO audit_checkpoints (seq, ts, head, sig) VALUES ($1, "
+				  "$2, $3, $4)"},
+
     [MOAT_STMT_LOAD_SESSIONS] = {STORE_READ, 0,
 				 "SELECT " SESSION_COLS " FROM sessions ORDER BY client_id"},
     [MOAT_STMT_LOAD_SUBS] = {STORE_READ, 0,
@@ -99,4 +172,60 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 				 "SELECT topic, msg_id FROM retained ORDER BY topic"},
     [MOAT_STMT_MSG_GET] = {STORE_READ, 1, "SELECT " MSG_COLS " FROM messages WHERE id = $1"},
     [MOAT_STMT_MSG_MAX_ID] = {STORE_READ, 0, "SELECT coalesce(max(id), 0) FROM messages"},
+    [MOAT_STMT_OP_GET] = {STORE_READ, 1,
+			  "SELECT name, role, pw_hash, totp_secret, totp_pending, totp_last_step, "
+			  "disabled, created_at, updated_at FROM operators WHERE name = $1"},
+    /* Keyset pagination: names after the cursor $1 ('' = from the start). */
+    [MOAT_STMT_OP_LIST] = {STORE_READ, 2,
+			   "SELECT name, role, disabled, totp_secret IS NOT NULL, created_at, "
+			   "updated_at FROM operators WHERE name > $1 ORDER BY name LIMIT $2"},
+    /* $1: a role, or NULL for every operator. */
+    [MOAT_STMT_OP_COUNT] = {STORE_READ, 1,
+			    "SELECT count(*) FROM operators WHERE ($1 IS NULL OR role = $1) AND "
+			    "disabled = 0"},
+    [MOAT_STMT_RECOVERY_HAS] = {STORE_READ, 2,
+				"SELECT count(*) FROM recovery_codes WHERE hash = $2 AND "
+				"operator_id = (SELECT id FROM operators WHERE name = $1)"},
+    [MOAT_STMT_SESS_GET] = {STORE_READ, 1,
+			    "SELECT s.sid, o.name, o.role, s.csrf, s.mfa, s.created_at, "
+			    "s.last_seen, o.disabled, o.totp_secret IS NOT NULL FROM op_sessions s "
+			    "JOIN operators o ON o.id = s.operator_id WHERE s.id_hash = $1"},
+    /* $1: an operator name or NULL for all; $2: sid cursor. */
+    [MOAT_STMT_SESS_LIST] = {STORE_READ, 3,
+			     "SELECT s.sid, o.name, s.created_at, s.last_seen, s.peer, "
+			     "s.user_agent FROM op_sessions s JOIN operators o ON o.id = "
+			     "s.operator_id WHERE ($1 IS NULL OR o.name = $1) AND s.sid > $2 ORDER "
+			     "BY s.sid LIMIT $3"},
+    [MOAT_STMT_SESS_GET_SID] = {STORE_READ, 1,
+				"SELECT o.name FROM op_sessions s JOIN operators o ON o.id = "
+				"s.operator_id WHERE s.sid = $1"},
+    [MOAT_STMT_TOKEN_GET_HASH] = {STORE_READ, 1,
+				  "SELECT id, name, role, creator, expires_at, revoked_at FROM "
+				  "api_tokens WHERE hash = $1"},
+    [MOAT_STMT_TOKEN_GET] = {STORE_READ, 1,
+			     "SELECT id, name, role, creator, created_at, expires_at, last_used, "
+			     "revoked_at FROM api_tokens WHERE id = $1"},
+    [MOAT_STMT_TOKEN_LIST] = {STORE_READ, 2,
+			      "SELECT id, name, role, creator, created_at, expires_at, last_used, "
+			      "revoked_at FROM api_tokens WHERE id > $1 ORDER BY id LIMIT $2"},
+    [MOAT_STMT_SETUP_GET] = {STORE_READ, 1,
+			     "SELECT expires_at, used_at FROM setup_tokens WHERE hash = $1"},
+    [MOAT_STMT_AUDIT_HEAD] = {STORE_READ, 0,
+			      "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"},
+    [MOAT_STMT_AUDIT_ALL] = {STORE_READ, 0,
+			     "SELECT seq, ts, actor, action, target, outcome, peer, detail, prev, "
+			     "hash FROM audit_log ORDER BY seq"},
+    /* Newest first. $1: entries before this seq; $2 actor, $3 action
+     * prefix, $4 since (ts >=), $5 until (ts <): NULL = any; $6 limit. */
+    [MOAT_STMT_AUDIT_LIST] = {STORE_READ, 6,
+			      "SELECT seq, ts, actor, action, target, outcome, peer, detail, prev, "
+			      "hash FROM audit_log WHERE seq < $1 AND ($2 IS NULL OR actor = $2) "
+			      "AND ($3 IS NULL OR substr(action, 1, length($3)) = $3) AND ($4 IS "
+			      "NULL OR ts >= $4) AND ($5 IS NULL OR ts < $5) ORDER BY seq DESC "
+			      "LIMIT $6"},
+    [MOAT_STMT_CHECKPOINT_ALL] = {STORE_READ, 0,
+				  "SELECT seq, ts, head, sig FROM audit_checkpoints ORDER BY seq"},
+    [MOAT_STMT_CHECKPOINT_LAST] = {STORE_READ, 0,
+				   "SELECT seq, ts, head, sig FROM audit_checkpoints ORDER BY seq "
+				   "DESC LIMIT 1"},
 };

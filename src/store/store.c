@@ -160,6 +160,41 @@ out:
 	return rc;
 }
 
+struct store_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	moat_err rc;
+};
+
+static void store_wait_cb(void *arg, moat_err rc)
+{
+	struct store_wait *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->rc = rc;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+moat_err moat_store_write(struct moat_store *st, struct moat_store_batch *b)
+{
+	struct store_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, MOAT_OK};
+	moat_err rc;
+
+	rc = moat_store_submit(st, b, store_wait_cb, &w);
+	if (rc != MOAT_OK)
+		return rc;
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return w.rc;
+}
+
 moat_err moat_store_checkpoint(struct moat_store *st, moat_store_done_cb cb, void *arg)
 {
 	struct moat_store_batch *b = NULL;

@@ -89,6 +89,31 @@ enum moat_stmt {
 	MOAT_STMT_EXPIRE_QUEUED,
 	MOAT_STMT_EXPIRE_RETAINED,
 	MOAT_STMT_MSG_GC_ALL,
+	/* management plane writes (docs/storage.md "Management tables") */
+	MOAT_STMT_OP_INSERT,
+	MOAT_STMT_OP_SET_PASSWORD,
+	MOAT_STMT_OP_SET_TOTP_PENDING,
+	MOAT_STMT_OP_CONFIRM_TOTP,
+	MOAT_STMT_OP_SET_TOTP_STEP,
+	MOAT_STMT_OP_RESET_MFA,
+	MOAT_STMT_OP_SET_ROLE,
+	MOAT_STMT_OP_SET_DISABLED,
+	MOAT_STMT_RECOVERY_PUT,
+	MOAT_STMT_RECOVERY_USE,
+	MOAT_STMT_RECOVERY_DEL_ALL,
+	MOAT_STMT_SESS_PUT,
+	MOAT_STMT_SESS_TOUCH,
+	MOAT_STMT_SESS_SET_MFA,
+	MOAT_STMT_SESS_DEL,
+	MOAT_STMT_SESS_DEL_OPERATOR,
+	MOAT_STMT_SESS_EXPIRE,
+	MOAT_STMT_TOKEN_PUT,
+	MOAT_STMT_TOKEN_REVOKE,
+	MOAT_STMT_TOKEN_TOUCH,
+	MOAT_STMT_SETUP_PUT,
+	MOAT_STMT_SETUP_USE,
+	MOAT_STMT_AUDIT_PUT,
+	MOAT_STMT_CHECKPOINT_PUT,
 	/* reads */
 	MOAT_STMT_LOAD_SESSIONS,
 	MOAT_STMT_LOAD_SUBS,
@@ -98,6 +123,23 @@ enum moat_stmt {
 	MOAT_STMT_LOAD_RETAINED,
 	MOAT_STMT_MSG_GET,
 	MOAT_STMT_MSG_MAX_ID,
+	/* management plane reads */
+	MOAT_STMT_OP_GET,
+	MOAT_STMT_OP_LIST,
+	MOAT_STMT_OP_COUNT,
+	MOAT_STMT_RECOVERY_HAS,
+	MOAT_STMT_SESS_GET,
+	MOAT_STMT_SESS_LIST,
+	MOAT_STMT_SESS_GET_SID,
+	MOAT_STMT_TOKEN_GET_HASH,
+	MOAT_STMT_TOKEN_GET,
+	MOAT_STMT_TOKEN_LIST,
+	MOAT_STMT_SETUP_GET,
+	MOAT_STMT_AUDIT_HEAD,
+	MOAT_STMT_AUDIT_ALL,
+	MOAT_STMT_AUDIT_LIST,
+	MOAT_STMT_CHECKPOINT_ALL,
+	MOAT_STMT_CHECKPOINT_LAST,
 	MOAT_STMT__COUNT
 };
 
@@ -176,6 +218,10 @@ typedef void (*moat_store_done_cb)(void *arg, moat_err rc);
  * when closing) cb is never called and nothing was written. */
 moat_err moat_store_submit(struct moat_store *st, struct moat_store_batch *b, moat_store_done_cb cb,
 			   void *arg);
+/* Submit and wait for the completion: for threads that may block (the
+ * management thread, command-line tools), never for a worker's event loop.
+ * Takes the batch in every case; returns the batch's result. */
+moat_err moat_store_write(struct moat_store *st, struct moat_store_batch *b);
 /* Ask the writer to checkpoint the WAL into the database and truncate it
  * after the next commit (an idle-time chore); cb gets the result. */
 moat_err moat_store_checkpoint(struct moat_store *st, moat_store_done_cb cb, void *arg);

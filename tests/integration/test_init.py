@@ -121,9 +121,13 @@ def test_generated_conf_serves(fresh, moat_bin, make_broker, device):
     with open(path) as f:
         text = f.read()
     port = mk.free_port()
+    api_port = mk.free_port()
     text = re.sub(r"(?m)^bind\s*=.*$", "bind = 127.0.0.1", text)
     text = re.sub(r"(?m)^port\s*=.*$", "port = %d" % port, text, count=1)
-    assert len(re.findall(r"(?m)^port\s*=", text)) == 1, "expected one active listener"
+    text = re.sub(r"(?m)^port\s*=\s*8443$", "port = %d" % api_port, text, count=1)
+    assert len(re.findall(r"(?m)^port\s*=", text)) == 2, \
+        "expected two active listeners: mqtts and the management API"
+    assert re.search(r"(?m)^protocol\s*=\s*https$", text)
     with open(path, "w") as f:
         f.write(text)
     b = make_broker(name="initconf", start=False, datadir=fresh)
@@ -138,6 +142,21 @@ def test_generated_conf_serves(fresh, moat_bin, make_broker, device):
         c.close()
     # secure by default: no plaintext listener in the generated configuration
     assert not [l for l in b.log_lines() if "tls=off" in l]
+    # the management API answers on its HTTPS listener
+    import ssl
+    import socket
+    ctx = ssl.create_default_context(cafile=os.path.join(fresh, "ca.crt"))
+    with socket.create_connection((mk.HOST, api_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=mk.HOST) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b'{"status":"ok"}')
 
 
 @pytest.mark.parametrize("args", [[], ["frobnicate"], ["init"], ["serve"], ["init", "--dir"],

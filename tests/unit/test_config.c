@@ -100,13 +100,21 @@ static void test_default_text_parses(void **state)
 	assert_string_equal(c.tls_cert, DATA_DIR "/server.crt");
 	assert_string_equal(c.tls_key, DATA_DIR "/server.key");
 	assert_string_equal(c.tls_ca, DATA_DIR "/ca.crt");
-	assert_int_equal(c.n_listeners, 1);
+	assert_int_equal(c.n_listeners, 2);
 	assert_string_equal(c.listeners[0].name, "mqtts");
 	assert_string_equal(c.listeners[0].bind, "0.0.0.0");
 	assert_int_equal(c.listeners[0].port, 8883);
+	assert_int_equal(c.listeners[0].protocol, MOAT_PROTO_MQTT);
 	assert_true(c.listeners[0].tls);
 	assert_true(c.listeners[0].require_client_cert);
 	assert_int_equal(c.listeners[0].policy, MOAT_POLICY_DEFAULT);
+	/* The management API: HTTPS on loopback, no client certificate. */
+	assert_string_equal(c.listeners[1].name, "api");
+	assert_string_equal(c.listeners[1].bind, "127.0.0.1");
+	assert_int_equal(c.listeners[1].port, 8443);
+	assert_int_equal(c.listeners[1].protocol, MOAT_PROTO_HTTPS);
+	assert_true(c.listeners[1].tls);
+	assert_false(c.listeners[1].require_client_cert);
 	/* The plaintext example must stay commented out... */
 	assert_non_null(strstr(moat_conf_default_text(), "; [listener.local]"));
 	assert_non_null(strstr(moat_conf_default_text(), "WARNING"));
@@ -135,12 +143,12 @@ static void test_default_text_example_uncommented(void **state)
 	}
 	buf[o] = '\0';
 	expect_ok(buf, &c);
-	assert_int_equal(c.n_listeners, 2);
-	assert_string_equal(c.listeners[1].name, "local");
-	assert_string_equal(c.listeners[1].bind, "127.0.0.1");
-	assert_int_equal(c.listeners[1].port, 1883);
-	assert_false(c.listeners[1].tls);
-	assert_int_equal(c.listeners[1].policy, MOAT_POLICY_OPEN);
+	assert_int_equal(c.n_listeners, 3);
+	assert_string_equal(c.listeners[2].name, "local");
+	assert_string_equal(c.listeners[2].bind, "127.0.0.1");
+	assert_int_equal(c.listeners[2].port, 1883);
+	assert_false(c.listeners[2].tls);
+	assert_int_equal(c.listeners[2].policy, MOAT_POLICY_OPEN);
 }
 
 static void test_minimal_listener_defaults(void **state)
@@ -190,6 +198,32 @@ static unsigned long broker_value(const struct moat_conf *c, const char *key)
 		return c->lim.max_connections;
 	fail_msg("unknown key %s", key);
 	return 0;
+}
+
+/* protocol = https: TLS mandatory, no MQTT policy, no client certificate
+ * unless asked for. */
+static void test_https_listener(void **state)
+{
+	struct moat_conf c;
+
+	(void)state;
+	expect_ok("[listener.api]\nbind = 127.0.0.1\nport = 8443\nprotocol = https\n", &c);
+	assert_int_equal(c.listeners[0].protocol, MOAT_PROTO_HTTPS);
+	assert_false(c.listeners[0].require_client_cert);
+	expect_ok("[listener.api]\nbind = 0.0.0.0\nport = 8443\nprotocol = HTTPS\n"
+		  "require_client_cert = on\n",
+		  &c);
+	assert_true(c.listeners[0].require_client_cert);
+	expect_ok("[listener.m]\nbind = 0.0.0.0\nport = 8883\nprotocol = mqtt\n", &c);
+	assert_int_equal(c.listeners[0].protocol, MOAT_PROTO_MQTT);
+	assert_true(c.listeners[0].require_client_cert);
+	expect_err("[listener.api]\nbind = 0.0.0.0\nport = 8443\nprotocol = http\n", 4,
+		   "is not a protocol");
+	expect_err("[listener.api]\nbind = 127.0.0.1\nport = 8443\nprotocol = https\ntls = off\n",
+		   1, "needs tls = on");
+	expect_err("[listener.api]\nbind = 127.0.0.1\nport = 8443\nprotocol = https\n"
+		   "policy = open\n",
+		   1, "MQTT listeners only");
 }
 
 static void test_broker_ranges_accept_bounds(void **state)
@@ -824,7 +858,7 @@ static void test_load_file(void **state)
 	rc = moat_conf_load(path, "/data", &c, err, sizeof(err));
 	assert_int_equal(rc, MOAT_OK);
 	assert_string_equal(c.tls_key, "/data/server.key");
-	assert_int_equal(c.n_listeners, 1);
+	assert_int_equal(c.n_listeners, 2);
 
 	write_file(path, "[broker]\nworkers = 1\nbad\n", 26);
 	rc = moat_conf_load(path, "/data", &c, err, sizeof(err));
@@ -857,6 +891,7 @@ int main(void)
 	    cmocka_unit_test(test_default_text_parses),
 	    cmocka_unit_test(test_default_text_example_uncommented),
 	    cmocka_unit_test(test_minimal_listener_defaults),
+	    cmocka_unit_test(test_https_listener),
 	    cmocka_unit_test(test_broker_ranges_accept_bounds),
 	    cmocka_unit_test(test_broker_ranges_reject_outside),
 	    cmocka_unit_test(test_exact_range_message),

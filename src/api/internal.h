@@ -1,0 +1,185 @@
+/* Shared by the API's files: the call context, roles, helpers. */
+#ifndef MOAT_API_INTERNAL_H
+#define MOAT_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "audit/audit_store.h"
+#include "auth/secret.h"
+#include "auth/throttle.h"
+
+enum api_role {
+	ROLE_ADMIN = 0,
+	ROLE_OPERATOR,
+	ROLE_AUDITOR,
+	ROLE_VIEWER,
+	ROLE_METRICS, /* API tokens only */
+	ROLE__COUNT
+};
+
+/* Permissions (docs/api.md "Roles"). */
+enum api_perm {
+	P_NONE = 0, /* no authentication */
+	P_SELF = 1u << 0,
+	P_USERS_READ = 1u << 1,
+	P_USERS_WRITE = 1u << 2,
+	P_SESSIONS_ADMIN = 1u << 3,
+	P_TOKENS_READ = 1u << 4,
+	P_TOKENS_WRITE = 1u << 5,
+	P_AUDIT_READ = 1u << 6,
+	P_METRICS_READ = 1u << 7,
+};
+
+/* Route flags. */
+enum {
+	RF_MFA_EXEMPT = 1u << 0, /* reachable by an admin who has not enrolled TOTP */
+};
+
+enum api_auth_kind { AUTH_NONE = 0, AUTH_SESSION, AUTH_TOKEN };
+
+struct api_principal {
+	enum api_auth_kind kind;
+	enum api_role role;
+	unsigned perms;
+	char name[80];	/* user name, or the token id */
+	char actor[96]; /* "user:alice", "token:ab12...", "anonymous" */
+	bool mfa_enrolled;
+	/* sessions */
+	char sid[24];
+	uint8_t sess_hash[MOAT_SECRET_HASH_LEN];
+	char csrf[64];
+	char creator[80]; /* tokens: who made it */
+};
+
+#define API_SECEV_MAX 256u
+
+struct api_secev {
+	char action[48];
+	char subject[96];
+	char peer[64];
+	char detail[160]; /* the first occurrence's detail */
+	uint64_t count;
+};
+
+struct moat_api {
+	struct moat_api_opts o;
+	char dir[MOAT_MAX_PATH];
+	struct moat_audit_log audit;
+	bool audit_open;
+	struct moat_throttle *throttle;
+	uint64_t last_sweep_ms;
+	/* counters for /metrics */
+	uint64_t logins_ok, logins_failed, logins_throttled, denied, csrf_failures;
+	/* security events from the workers */
+	pthread_mutex_t sec_lock;
+	struct api_secev sec[API_SECEV_MAX];
+	size_t n_sec;
+	uint64_t sec_dropped;
+	uint64_t sec_window_start;
+};
+
+struct api_call {
+	struct moat_api *api;
+	const struct moat_http_req *req;
+	struct moat_http_resp *resp;
+	struct moat_http_params params;
+	struct api_principal who;
+	json_t *body; /* the parsed JSON object, or NULL */
+	int64_t now;  /* wall ms */
+	bool answered;
+};
+
+typedef void (*api_handler)(struct api_call *c);
+
+struct api_route_def {
+	int method;
+	const char *pattern;
+	unsigned perm;
+	unsigned flags;
+	size_t body_max;
+	api_handler fn;
+};
+
+/* api.c */
+extern const char *const api_role_names[ROLE__COUNT];
+bool api_role_parse(const char *s, enum api_role *out);
+unsigned api_role_perms(enum api_role r);
+void api_problem(struct api_call *c, int status, const char *type, const char *detail,
+		 const char *field);
+void api_json(struct api_call *c, int status, json_t *obj); /* steals obj */
+void api_no_content(struct api_call *c);
+void api_internal(struct api_call *c, moat_err rc);
+/* Validate the body: every key must be in fields[]; required ones present
+ * with the right JSON type. Answers 422 and returns false on failure. */
+enum api_ftype { F_STRING, F_BOOL, F_INT };
+struct api_field {
+	const char *name;
+	enum api_ftype type;
+	bool required;
+	size_t min, max; /* strings: length in bytes; ints: value */
+};
+bool api_validate(struct api_call *c, const struct api_field *fields, size_t n);
+const char *api_str(struct api_call *c, const char *name); /* NULL if absent */
+bool api_bool(struct api_call *c, const char *name, bool dflt);
+long long api_int(struct api_call *c, const char *name, long long dflt);
+/* Audit (in its own transaction, or with b's changes). */
+moat_err api_audit(struct api_call *c, struct moat_store_batch **b, const char *action,
+		   const char *target, const char *outcome,
+		   json_t *detail /* stolen, may be NULL */);
+/* Time as RFC 3339 with milliseconds, or JSON null for 0/negative. */
+json_t *api_time(int64_t ms);
+bool api_parse_time(const char *s, int64_t *ms);
+/* Pagination: limit (1..200, default 50) and the cursor string. */
+bool api_page(struct api_call *c, size_t *limit, char *cursor, size_t cursorlen,
+	      const char *const *extra_keys, size_t n_extra);
+bool api_name_valid(const char *s); /* user names: device-id rules */
+
+/* resources */
+void api_healthz(struct api_call *c);
+void api_metrics(struct api_call *c);
+void api_setup(struct api_call *c);
+void api_login(struct api_call *c);
+void api_logout(struct api_call *c);
+void api_me(struct api_call *c);
+void api_me_password(struct api_call *c);
+void api_me_totp(struct api_call *c);
+void api_me_totp_confirm(struct api_call *c);
+void api_sessions_list(struct api_call *c);
+void api_sessions_delete(struct api_call *c);
+void api_users_list(struct api_call *c);
+void api_users_create(struct api_call *c);
+void api_users_get(struct api_call *c);
+void api_users_patch(struct api_call *c);
+void api_users_reset_mfa(struct api_call *c);
+void api_tokens_list(struct api_call *c);
+void api_tokens_create(struct api_call *c);
+void api_tokens_delete(struct api_call *c);
+void api_audit_list(struct api_call *c);
+void api_audit_verify(struct api_call *c);
+
+/* api_auth.c: authenticate a request (cookie or bearer); false if the
+ * credentials were present but bad (answered 401). */
+bool api_authenticate(struct api_call *c);
+void api_secev_flush(struct moat_api *api, bool force);
+
+/* An operator row (OP_GET). */
+struct api_operator {
+	char name[80];
+	enum api_role role;
+	char pw_hash[160];
+	uint8_t totp[64];
+	size_t totp_len;
+	uint8_t totp_pending[64];
+	size_t totp_pending_len;
+	int64_t totp_last_step;
+	bool disabled;
+	int64_t created, updated;
+};
+moat_err api_operator_get(struct moat_api *api, const char *name, struct api_operator *op);
+json_t *api_operator_json(const struct api_operator *op);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * The audit log in the store: the appender the management thread owns (one
+ * writer, so the chain head lives in memory), signed checkpoints, and the
+ * offline verification and export `moat audit` runs on a data directory.
+ */
+#ifndef MOAT_AUDIT_STORE_H
+#define MOAT_AUDIT_STORE_H
+
+#include <stdio.h>
+
+#include "audit/audit.h"
+#include "store/store.h"
+
+struct moat_audit_log {
+	struct moat_store *store;
+	uint8_t sk[MOAT_AUDIT_SK_LEN];
+	uint8_t pk[MOAT_AUDIT_PK_LEN];
+	int64_t seq; /* last appended entry, 0 for none */
+	uint8_t head[MOAT_AUDIT_HASH_LEN];
+	int64_t sealed_seq; /* last checkpoint */
+	uint64_t sealed_ms; /* monotonic time of the last checkpoint */
+	uint64_t appended;  /* entries appended since start (metrics) */
+	uint64_t failures;  /* appends that did not commit */
+};
+
+/* What one entry says (the chain fields are the appender's business). */
+struct moat_audit_event {
+	const char *actor;
+	const char *action;
+	const char *target;
+	const char *outcome;
+	const char *peer;
+	const char *detail; /* compact JSON object, or NULL for "{}" */
+};
+
+/* Load the signing key from dir and the chain head from the store. */
+moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *store, const char *dir,
+			     char *err, size_t errlen);
+void moat_audit_log_close(struct moat_audit_log *log);
+
+/*
+ * Append ev to batch b (created when *b is NULL) and write the batch,
+ * waiting for its commit: the change and its audit entry land together or
+ * not at all. Takes *b in every case. On failure the head is rolled back
+ * and the caller must treat the change as not made.
+ */
+moat_err moat_audit_log_write(struct moat_audit_log *log, struct moat_store_batch **b,
+			      const struct moat_audit_event *ev);
+/* Sign and store a checkpoint of the head if there are unsealed entries
+ * and force, or MOAT_AUDIT_CHECKPOINT_EVERY entries or
+ * MOAT_AUDIT_CHECKPOINT_MS have passed. */
+moat_err moat_audit_log_maybe_checkpoint(struct moat_audit_log *log, uint64_t now_ms, bool force);
+
+/* Verify every entry and checkpoint of a store (read-only use). */
+moat_err moat_audit_verify_store(struct moat_store *st, const uint8_t pk[MOAT_AUDIT_PK_LEN],
+				 struct moat_audit_report *rep, char *err, size_t errlen);
+/* Offline: open DIR's store and audit.pub and verify. MOAT_OK intact,
+ * MOAT_E_CORRUPT tampered (rep says where), other errors in err. */
+moat_err moat_audit_verify_dir(const char *dir, struct moat_audit_report *rep, char *err,
+			       size_t errlen);
+/* Offline: every entry as JSON lines, oldest first. */
+moat_err moat_audit_export_dir(const char *dir, FILE *out, char *err, size_t errlen);
+
+/* Callback over stored entries (the strings are valid during the call). */
+typedef moat_err (*moat_audit_row_cb)(void *arg, const struct moat_audit_entry *e);
+/* Entries newest first: seq < before (0 = from the newest), filters NULL =
+ * any, action_prefix matches the start of the action; at most limit rows. */
+moat_err moat_audit_list(struct moat_store *st, int64_t before, const char *actor,
+			 const char *action_prefix, int64_t since_ms, int64_t until_ms,
+			 size_t limit, moat_audit_row_cb cb, void *arg);
+
+#endif

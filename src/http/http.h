@@ -1,0 +1,169 @@
+/*
+ * HTTP/1.1 for the management API: request parsing (llhttp, compiled from
+ * Debian's node-llhttp sources), responses with the security headers every
+ * answer carries, and a route table. The server loop is in server.h.
+ *
+ * Parsing is incremental and bounded by limits.h (target, header count and
+ * bytes, body per route); a request that breaks a bound is answered with
+ * its status (400, 413, 414, 431, 501, 505) and the connection is closed.
+ */
+#ifndef MOAT_HTTP_H
+#define MOAT_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#include "core/error.h"
+#include "core/limits.h"
+
+enum moat_http_method {
+	MOAT_HTTP_GET = HTTP_GET,
+	MOAT_HTTP_HEAD = HTTP_HEAD,
+	MOAT_HTTP_POST = HTTP_POST,
+	MOAT_HTTP_PUT = HTTP_PUT,
+	MOAT_HTTP_PATCH = HTTP_PATCH,
+	MOAT_HTTP_DELETE = HTTP_DELETE,
+	MOAT_HTTP_OPTIONS = HTTP_OPTIONS,
+};
+
+struct moat_http_header {
+	const char *name; /* NUL-terminated, as sent */
+	const char *value;
+	size_t value_len;
+};
+
+/* A complete request. Every pointer points into the parser and is valid
+ * until moat_http_parser_next. */
+struct moat_http_req {
+	int method;	    /* llhttp_method_t */
+	const char *target; /* path and query, NUL-terminated */
+	const char *path;   /* the target up to '?', NUL-terminated copy */
+	size_t path_len;
+	const char *query; /* after '?', or "" */
+	size_t n_headers;
+	struct moat_http_header headers[MOAT_HTTP_MAX_HEADERS];
+	const uint8_t *body;
+	size_t body_len;
+	bool keep_alive;
+	const char *peer; /* client address, set by the server */
+};
+
+/* Case-insensitive lookup; NULL when absent. With duplicates, the first. */
+const char *moat_http_header(const struct moat_http_req *req, const char *name);
+/* How many times a header appears (duplicate Content-Type etc. is refused). */
+size_t moat_http_header_count(const struct moat_http_req *req, const char *name);
+
+/* The body limit for a request, decided when its head is complete:
+ * 0 = no body allowed. */
+typedef size_t (*moat_http_body_limit_cb)(void *arg, int method, const char *path, size_t path_len);
+
+enum moat_http_pstate {
+	MOAT_HTTP_P_IDLE = 0, /* nothing of a request yet */
+	MOAT_HTTP_P_HEAD,     /* inside the request line or headers */
+	MOAT_HTTP_P_BODY,     /* head complete, reading the body */
+	MOAT_HTTP_P_DONE,     /* a complete request is in req */
+	MOAT_HTTP_P_ERROR,    /* status/why say what to answer; then close */
+};
+
+struct moat_http_parser {
+	llhttp_t p;
+	llhttp_settings_t s;
+	enum moat_http_pstate state;
+	int status;	      /* error answer (400, 413, ...) in state ERROR */
+	const char *why;      /* short reason for the log and the problem detail */
+	bool expect_continue; /* the client waits for "100 Continue" */
+	/* head arena: target and header names/values, NUL-terminated */
+	char head[MOAT_HTTP_MAX_HEAD + 1];
+	size_t head_len;
+	size_t tok_off; /* start of the token being collected */
+	int last;	/* what the last data callback collected */
+	size_t target_off;
+	size_t name_off[MOAT_HTTP_MAX_HEADERS];
+	size_t value_off[MOAT_HTTP_MAX_HEADERS];
+	size_t value_len[MOAT_HTTP_MAX_HEADERS];
+	size_t n_headers;
+	char path[MOAT_HTTP_MAX_TARGET + 1];
+	uint8_t *body; /* malloc'd up to body_limit */
+	size_t body_len, body_cap, body_limit;
+	moat_http_body_limit_cb limit_cb;
+	void *limit_arg;
+	struct moat_http_req req;
+};
+
+void moat_http_parser_init(struct moat_http_parser *hp, moat_http_body_limit_cb cb, void *arg);
+void moat_http_parser_free(struct moat_http_parser *hp);
+/*
+ * Feed bytes. Sets *used to how many were consumed: parsing stops right
+ * after a complete request (pipelined bytes after it stay with the caller).
+ * Returns MOAT_OK with state DONE (a request is in hp->req), MOAT_E_AGAIN
+ * when more bytes are needed, or MOAT_E_MALFORMED / MOAT_E_TOO_LARGE /
+ * MOAT_E_LIMIT with state ERROR and hp->status set.
+ */
+moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data, size_t len,
+			       size_t *used);
+/* After a DONE request was answered: get ready for the next one. */
+void moat_http_parser_next(struct moat_http_parser *hp);
+
+/* Response being built by a handler. */
+struct moat_http_resp {
+	int status;
+	char ctype[80];
+	char headers[2048]; /* extra "Name: value\r\n" lines */
+	size_t headers_len;
+	bool headers_full; /* an extra header did not fit: answer 500 */
+	char *body;	   /* malloc'd */
+	size_t body_len;
+	bool close; /* close the connection after this answer */
+};
+
+void moat_http_resp_init(struct moat_http_resp *r);
+void moat_http_resp_free(struct moat_http_resp *r);
+/* Add a header line; name and value must not contain CR or LF (refused). */
+void moat_http_resp_header(struct moat_http_resp *r, const char *name, const char *value);
+/* Set the body (copied). */
+moat_err moat_http_resp_body(struct moat_http_resp *r, int status, const char *ctype,
+			     const void *body, size_t len);
+/* Set the body, taking ownership of a malloc'd buffer. */
+void moat_http_resp_take(struct moat_http_resp *r, int status, const char *ctype, char *body,
+			 size_t len);
+/* The bytes on the wire: status line, security headers, extra headers,
+ * Content-Length, body (omitted for HEAD). Malloc'd into *out. */
+moat_err moat_http_resp_serialize(const struct moat_http_resp *r, bool keep_alive, bool head,
+				  char **out, size_t *outlen);
+const char *moat_http_reason(int status);
+
+/* Route table: "/api/v1/users/{name}" style patterns; a {param} matches one
+ * non-empty path segment of [A-Za-z0-9._~-] (anything else is 404). */
+#define MOAT_HTTP_MAX_PARAMS 4u
+struct moat_http_params {
+	size_t n;
+	char v[MOAT_HTTP_MAX_PARAMS][128];
+};
+
+struct moat_http_route {
+	int method;
+	const char *pattern;
+	const char *perm; /* the permission the API checks; documented per route */
+	size_t body_max;  /* 0 = no body */
+	void *handler;	  /* the API's handler (its own type) */
+};
+
+/* Index of the route for method+path, or -1. When the path matches some
+ * route with another method, *path_known is set (405 rather than 404) and
+ * allow (if not NULL) gets the allowed methods ("GET, POST"). */
+int moat_http_route_find(const struct moat_http_route *routes, size_t n, int method,
+			 const char *path, size_t path_len, struct moat_http_params *params,
+			 bool *path_known, char *allow, size_t allowlen);
+
+/* Query string: the value of key (percent-decoded, '+' is a space), or
+ * MOAT_E_NOTFOUND; MOAT_E_MALFORMED for bad escapes or a NUL; MOAT_E_LIMIT
+ * when it does not fit. A key given twice is MOAT_E_INVAL. */
+moat_err moat_http_query_get(const char *query, const char *key, char *out, size_t outlen);
+/* Every key in the query is one of keys[] (else *bad names the first). */
+bool moat_http_query_only(const char *query, const char *const *keys, size_t nkeys, char *bad,
+			  size_t badlen);
+
+#endif

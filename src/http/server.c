@@ -1,0 +1,642 @@
+#define _GNU_SOURCE
+/*
+ * The management plane's HTTPS server loop (see server.h). One connection
+ * is: a TLS handshake, then requests parsed by parse.c and answered in
+ * order by the handler; pipelined requests are answered one after another
+ * while their responses queue (up to MOAT_HTTP_MAX_OUT, then we stop
+ * reading). Deadlines close slow clients: the head of a request must arrive
+ * within MOAT_HTTP_HEADER_TIMEOUT_MS, its body within
+ * MOAT_HTTP_BODY_TIMEOUT_MS, and an idle connection lives
+ * MOAT_HTTP_IDLE_TIMEOUT_MS.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "core/log.h"
+#include "core/net.h"
+#include "core/reactor.h"
+#include "http/server.h"
+#include "tls/tls.h"
+
+enum hc_phase {
+	HC_HANDSHAKE = 0,
+	HC_OPEN,
+};
+
+struct hconn {
+	struct moat_ev ev;
+	struct moat_http_server *s;
+	struct hconn *prev, *next;
+	SSL *ssl;
+	enum hc_phase phase;
+	enum moat_http_pstate seen; /* parser state at the last deadline update */
+	bool dead;
+	bool close_after; /* close once out is flushed */
+	bool continue_sent;
+	char peer[64];
+	struct moat_http_parser hp;
+	uint8_t *pend; /* read but not yet parsed (behind queued answers) */
+	size_t pend_len;
+	char *out;
+	size_t out_len, out_off, out_cap;
+	uint64_t deadline;
+	unsigned requests;
+};
+
+struct hlisten {
+	struct moat_ev ev;
+	struct moat_http_server *s;
+	size_t idx;
+};
+
+struct moat_http_server {
+	struct moat_http_server_opts o;
+	struct moat_reactor r;
+	struct moat_ev wake; /* eventfd: stop */
+	struct moat_ev tick; /* timerfd: once a second */
+	struct hlisten ls[MOAT_MAX_LISTENERS];
+	size_t n_ls;
+	struct hconn *conns;
+	struct hconn *dead;
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	struct moat_http_stats st;
+	uint8_t rbuf[16384];
+};
+
+static void hc_event_cb(struct moat_ev *ev, uint32_t events);
+
+static void hc_close(struct hconn *c)
+{
+	struct moat_http_server *s = c->s;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	moat_reactor_del(&s->r, &c->ev);
+	if (c->ssl && c->phase == HC_OPEN)
+		(void)SSL_shutdown(c->ssl); /* best effort close_notify */
+	close(c->ev.fd);
+	c->ev.fd = -1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = s->dead;
+	s->dead = c;
+	s->st.open--;
+}
+
+static void hc_free(struct hconn *c)
+{
+	SSL_free(c->ssl);
+	moat_http_parser_free(&c->hp);
+	free(c->pend);
+	free(c->out);
+	free(c);
+}
+
+static void reap(struct moat_http_server *s)
+{
+	while (s->dead) {
+		struct hconn *c = s->dead;
+		s->dead = c->next;
+		hc_free(c);
+	}
+}
+
+static size_t out_pending(const struct hconn *c)
+{
+	return c->out_len - c->out_off;
+}
+
+static moat_err out_append(struct hconn *c, const char *p, size_t n)
+{
+	if (c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	if (c->out_len + n > c->out_cap) {
+		size_t ncap = c->out_cap ? c->out_cap : 4096;
+		char *nb;
+		if (c->out_off > 0) { /* compact first */
+			memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+			c->out_len -= c->out_off;
+			c->out_off = 0;
+		}
+		while (ncap < c->out_len + n)
+			ncap *= 2;
+		nb = realloc(c->out, ncap);
+		if (nb == NULL)
+			return MOAT_E_NOMEM;
+		c->out = nb;
+		c->out_cap = ncap;
+	}
+	memcpy(c->out + c->out_len, p, n);
+	c->out_len += n;
+	return MOAT_OK;
+}
+
+static void hc_want(struct hconn *c, uint32_t events)
+{
+	if (c->ev.events != events)
+		(void)moat_reactor_mod(&c->s->r, &c->ev, events);
+}
+
+/* Write what is queued. false when the connection was closed. */
+static bool hc_flush(struct hconn *c)
+{
+	while (out_pending(c) > 0) {
+		int n;
+		size_t chunk = out_pending(c);
+		if (chunk > 1u << 30)
+			chunk = 1u << 30;
+		ERR_clear_error();
+		n = SSL_write(c->ssl, c->out + c->out_off, (int)chunk);
+		if (n > 0) {
+			c->out_off += (size_t)n;
+			continue;
+		}
+		switch (SSL_get_error(c->ssl, n)) {
+		case SSL_ERROR_WANT_WRITE:
+			hc_want(c, EPOLLIN | EPOLLOUT);
+			return true;
+		case SSL_ERROR_WANT_READ:
+			hc_want(c, EPOLLIN);
+			return true;
+		default:
+			hc_close(c);
+			return false;
+		}
+	}
+	c->out_off = c->out_len = 0;
+	if (c->out_cap > 65536) { /* an idle connection keeps no big buffer */
+		free(c->out);
+		c->out = NULL;
+		c->out_cap = 0;
+	}
+	if (c->close_after) {
+		hc_close(c);
+		return false;
+	}
+	hc_want(c, EPOLLIN);
+	return true;
+}
+
+static void queue_resp(struct hconn *c, const struct moat_http_resp *resp, bool keep_alive,
+		       bool head)
+{
+	char *wire = NULL;
+	size_t len = 0;
+	int cls = resp->headers_full ? 5 : resp->status / 100;
+
+	if (moat_http_resp_serialize(resp, keep_alive, head, &wire, &len) != MOAT_OK ||
+	    out_append(c, wire, len) != MOAT_OK) {
+		free(wire);
+		hc_close(c);
+		return;
+	}
+	free(wire);
+	if (cls >= 1 && cls <= 5)
+		c->s->st.by_class[cls]++;
+	if (!keep_alive || resp->close)
+		c->close_after = true;
+}
+
+/* An answer the parser decided (400, 413, ...): problem+json, then close. */
+static void hc_refuse(struct hconn *c, int status, const char *why)
+{
+	struct moat_http_resp resp;
+	char body[512];
+	int n;
+
+	moat_http_resp_init(&resp);
+	n = snprintf(body, sizeof(body),
+		     "{\"type\":\"https://moat.dev/problems/%s\",\"title\":\"%s\","
+		     "\"status\":%d,\"detail\":\"%s\"}",
+		     status == 413   ? "payload-too-large"
+		     : status == 408 ? "timeout"
+				     : "bad-request",
+		     moat_http_reason(status), status, why);
+	if (n > 0 && (size_t)n < sizeof(body))
+		(void)moat_http_resp_body(&resp, status, "application/problem+json", body,
+					  (size_t)n);
+	resp.close = true;
+	queue_resp(c, &resp, false, false);
+	moat_http_resp_free(&resp);
+	log_info("http_refused", "peer=%s status=%d reason=\"%s\"", c->peer, status, why);
+}
+
+static void hc_deadline(struct hconn *c, uint64_t now)
+{
+	enum moat_http_pstate st = c->hp.state;
+
+	if (st == c->seen)
+		return;
+	c->seen = st;
+	if (st == MOAT_HTTP_P_HEAD)
+		c->deadline = now + MOAT_HTTP_HEADER_TIMEOUT_MS;
+	else if (st == MOAT_HTTP_P_BODY)
+		c->deadline = now + MOAT_HTTP_BODY_TIMEOUT_MS;
+	else if (st == MOAT_HTTP_P_IDLE)
+		c->deadline = now + MOAT_HTTP_IDLE_TIMEOUT_MS;
+}
+
+static void hc_dispatch(struct hconn *c)
+{
+	struct moat_http_server *s = c->s;
+	struct moat_http_resp resp;
+	bool keep_alive;
+
+	c->hp.req.peer = c->peer;
+	c->requests++;
+	/* The next request starts an idle period, even when its bytes are
+	 * already here (hc_deadline then moves to the head deadline). */
+	c->deadline = moat_now_ms() + MOAT_HTTP_IDLE_TIMEOUT_MS;
+	c->seen = MOAT_HTTP_P_IDLE;
+	s->st.requests++;
+	moat_http_resp_init(&resp);
+	s->o.handle(s->o.arg, &c->hp.req, &resp);
+	keep_alive = c->hp.req.keep_alive && c->requests < MOAT_HTTP_MAX_REQUESTS_PER_CONN;
+	queue_resp(c, &resp, keep_alive, c->hp.req.method == MOAT_HTTP_HEAD);
+	moat_http_resp_free(&resp);
+	moat_http_parser_next(&c->hp);
+}
+
+/* Parse and answer what [data, data+len) holds; keep what cannot be
+ * handled yet in c->pend. false when the connection was closed. */
+static bool hc_process(struct hconn *c, const uint8_t *data, size_t len)
+{
+	while (len > 0 && !c->dead) {
+		size_t used = 0;
+		moat_err rc;
+
+		if (c->close_after)
+			return true; /* answering the last request; ignore the rest */
+		if (out_pending(c) > MOAT_HTTP_MAX_OUT) {
+			uint8_t *np = malloc(len);
+			if (np == NULL) {
+				hc_close(c);
+				return false;
+			}
+			memcpy(np, data, len);
+			free(c->pend);
+			c->pend = np;
+			c->pend_len = len;
+			return true;
+		}
+		rc = moat_http_parser_feed(&c->hp, data, len, &used);
+		data += used;
+		len -= used;
+		if (rc == MOAT_OK) {
+			hc_dispatch(c);
+			continue;
+		}
+		if (rc == MOAT_E_AGAIN)
+			break;
+		c->s->st.bad_requests++;
+		hc_refuse(c, c->hp.status, c->hp.why);
+		return !c->dead;
+	}
+	if (!c->dead && c->hp.expect_continue && !c->continue_sent) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		c->continue_sent = true;
+		(void)out_append(c, cont, sizeof(cont) - 1);
+	}
+	if (!c->dead && c->hp.state == MOAT_HTTP_P_IDLE)
+		c->continue_sent = false;
+	return !c->dead;
+}
+
+static void hc_read(struct hconn *c)
+{
+	struct moat_http_server *s = c->s;
+
+	/* Bytes parked behind queued answers go first. */
+	if (c->pend != NULL && out_pending(c) <= MOAT_HTTP_MAX_OUT) {
+		uint8_t *p = c->pend;
+		size_t n = c->pend_len;
+		c->pend = NULL;
+		c->pend_len = 0;
+		(void)hc_process(c, p, n);
+		free(p);
+		if (c->dead)
+			return;
+	}
+	while (!c->dead && c->pend == NULL && !c->close_after) {
+		int n;
+		ERR_clear_error();
+		n = SSL_read(c->ssl, s->rbuf, (int)sizeof(s->rbuf));
+		if (n > 0) {
+			if (!hc_process(c, s->rbuf, (size_t)n))
+				return;
+			continue;
+		}
+		switch (SSL_get_error(c->ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+			return;
+		case SSL_ERROR_WANT_WRITE:
+			hc_want(c, EPOLLIN | EPOLLOUT);
+			return;
+		default: /* closed by the peer, or a TLS error */
+			hc_close(c);
+			return;
+		}
+	}
+}
+
+static void hc_event_cb(struct moat_ev *ev, uint32_t events)
+{
+	struct hconn *c = moat_container_of(ev, struct hconn, ev);
+	uint64_t now = moat_now_ms();
+
+	if (c->dead)
+		return;
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		hc_close(c);
+		return;
+	}
+	if (c->phase == HC_HANDSHAKE) {
+		int r;
+		ERR_clear_error();
+		r = SSL_accept(c->ssl);
+		if (r != 1) {
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ) {
+				hc_want(c, EPOLLIN);
+				return;
+			}
+			if (e == SSL_ERROR_WANT_WRITE) {
+				hc_want(c, EPOLLIN | EPOLLOUT);
+				return;
+			}
+			c->s->st.tls_failures++;
+			{
+				char tlserr[256] = "";
+				moat_tls_errors(tlserr, sizeof(tlserr));
+				log_info("http_tls_failed", "peer=%s error=\"%s\"", c->peer,
+					 tlserr);
+			}
+			hc_close(c);
+			return;
+		}
+		c->phase = HC_OPEN;
+		c->seen = MOAT_HTTP_P_ERROR; /* force a deadline update */
+		hc_deadline(c, now);
+	}
+	if (out_pending(c) > 0 && !hc_flush(c))
+		return;
+	hc_read(c);
+	if (c->dead)
+		return;
+	hc_deadline(c, now);
+	if (out_pending(c) > 0)
+		(void)hc_flush(c);
+	else if (c->close_after)
+		hc_close(c);
+}
+
+static void listen_cb(struct moat_ev *ev, uint32_t events)
+{
+	struct hlisten *hl = moat_container_of(ev, struct hlisten, ev);
+	struct moat_http_server *s = hl->s;
+	int i;
+
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char addr[64];
+		struct hconn *c, *o;
+		size_t same = 0;
+		int one = 1;
+		SSL_CTX *ctx;
+		int fd = accept4(ev->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("accept_failed", "listener=%s errno=%d",
+					 s->o.listeners[hl->idx].conf->name, errno);
+			return;
+		}
+		moat_sockaddr_str(&ss, addr, sizeof(addr));
+		for (o = s->conns; o; o = o->next)
+			if (strcmp(o->peer, addr) == 0)
+				same++;
+		if (s->st.open >= MOAT_HTTP_MAX_CONNS || same >= MOAT_HTTP_MAX_CONNS_PER_ADDR) {
+			s->st.refused++;
+			log_warn("http_connection_refused", "peer=%s reason=%s", addr,
+				 same >= MOAT_HTTP_MAX_CONNS_PER_ADDR ? "per_address_limit"
+								      : "connection_limit");
+			close(fd);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = calloc(1, sizeof(*c));
+		if (c == NULL) {
+			close(fd);
+			continue;
+		}
+		pthread_mutex_lock(s->o.ctx_lock);
+		ctx = *s->o.listeners[hl->idx].ctx;
+		c->ssl = ctx ? SSL_new(ctx) : NULL;
+		pthread_mutex_unlock(s->o.ctx_lock);
+		if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+			SSL_free(c->ssl);
+			free(c);
+			close(fd);
+			continue;
+		}
+		SSL_set_mode(c->ssl,
+			     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		c->s = s;
+		c->ev.fd = fd;
+		c->ev.cb = hc_event_cb;
+		snprintf(c->peer, sizeof(c->peer), "%s", addr);
+		moat_http_parser_init(&c->hp, s->o.body_limit, s->o.arg);
+		c->deadline = moat_now_ms() + MOAT_HTTP_HEADER_TIMEOUT_MS;
+		c->seen = MOAT_HTTP_P_IDLE;
+		if (moat_reactor_add(&s->r, &c->ev, EPOLLIN) != MOAT_OK) {
+			hc_free(c);
+			close(fd);
+			continue;
+		}
+		c->next = s->conns;
+		if (s->conns)
+			s->conns->prev = c;
+		s->conns = c;
+		s->st.open++;
+		s->st.connections++;
+	}
+}
+
+static void tick_cb(struct moat_ev *ev, uint32_t events)
+{
+	struct moat_http_server *s = moat_container_of(ev, struct moat_http_server, tick);
+	uint64_t exp, now = moat_now_ms();
+	struct hconn *c, *next;
+
+	(void)events;
+	if (read(ev->fd, &exp, sizeof(exp)) < 0 && errno != EAGAIN)
+		log_debug("tick_read", "errno=%d", errno);
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		if (now < c->deadline)
+			continue;
+		s->st.timeouts++;
+		if (c->phase == HC_OPEN && out_pending(c) == 0 &&
+		    (c->hp.state == MOAT_HTTP_P_HEAD || c->hp.state == MOAT_HTTP_P_BODY)) {
+			log_info("http_timeout", "peer=%s phase=%s", c->peer,
+				 c->hp.state == MOAT_HTTP_P_HEAD ? "head" : "body");
+			hc_refuse(c, 408,
+				  c->hp.state == MOAT_HTTP_P_HEAD
+				      ? "the request head did not arrive in time"
+				      : "the request body did not arrive in time");
+			if (!c->dead)
+				(void)hc_flush(c);
+			if (!c->dead)
+				hc_close(c);
+		} else {
+			hc_close(c);
+		}
+	}
+	if (s->o.tick)
+		s->o.tick(s->o.arg, now);
+}
+
+static void wake_cb(struct moat_ev *ev, uint32_t events)
+{
+	struct moat_http_server *s = moat_container_of(ev, struct moat_http_server, wake);
+	uint64_t v;
+
+	(void)events;
+	if (read(ev->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_debug("wake_read", "errno=%d", errno);
+	if (atomic_load(&s->stop))
+		s->r.stop = true;
+}
+
+static void *server_main(void *arg)
+{
+	struct moat_http_server *s = arg;
+
+	while (!s->r.stop) {
+		(void)moat_reactor_poll(&s->r, 1000, NULL, NULL);
+		reap(s);
+	}
+	while (s->conns)
+		hc_close(s->conns);
+	reap(s);
+	return NULL;
+}
+
+static void server_free(struct moat_http_server *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_ls; i++)
+		if (s->ls[i].ev.fd >= 0)
+			close(s->ls[i].ev.fd);
+	if (s->wake.fd >= 0)
+		close(s->wake.fd);
+	if (s->tick.fd >= 0)
+		close(s->tick.fd);
+	moat_reactor_close(&s->r);
+	free(s);
+}
+
+moat_err moat_http_server_start(const struct moat_http_server_opts *opts,
+				struct moat_http_server **out, char *err, size_t errlen)
+{
+	struct itimerspec its = {{1, 0}, {1, 0}};
+	struct moat_http_server *s;
+	moat_err rc = MOAT_E_IO;
+	size_t i;
+
+	*out = NULL;
+	if (opts->n_listeners == 0)
+		return MOAT_OK;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return MOAT_E_NOMEM;
+	}
+	s->o = *opts;
+	s->wake.fd = s->tick.fd = -1;
+	for (i = 0; i < MOAT_MAX_LISTENERS; i++)
+		s->ls[i].ev.fd = -1;
+	atomic_init(&s->stop, false);
+	if (moat_reactor_init(&s->r) != MOAT_OK) {
+		snprintf(err, errlen, "management thread: cannot create an epoll set");
+		goto fail;
+	}
+	s->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->wake.cb = wake_cb;
+	s->tick.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	s->tick.cb = tick_cb;
+	if (s->wake.fd < 0 || s->tick.fd < 0 || timerfd_settime(s->tick.fd, 0, &its, NULL) != 0 ||
+	    moat_reactor_add(&s->r, &s->wake, EPOLLIN) != MOAT_OK ||
+	    moat_reactor_add(&s->r, &s->tick, EPOLLIN) != MOAT_OK) {
+		snprintf(err, errlen, "management thread: %s", strerror(errno));
+		goto fail;
+	}
+	for (i = 0; i < opts->n_listeners; i++) {
+		struct hlisten *hl = &s->ls[i];
+		hl->s = s;
+		hl->idx = i;
+		hl->ev.cb = listen_cb;
+		hl->ev.fd = moat_listen_socket(opts->listeners[i].conf, err, errlen);
+		s->n_ls = i + 1;
+		if (hl->ev.fd < 0)
+			goto fail;
+		if (moat_reactor_add(&s->r, &hl->ev, EPOLLIN) != MOAT_OK) {
+			snprintf(err, errlen, "management thread: %s", strerror(errno));
+			goto fail;
+		}
+	}
+	/* *out is set before the thread exists, so handlers may read it. */
+	*out = s;
+	if (pthread_create(&s->thread, NULL, server_main, s) != 0) {
+		*out = NULL;
+		snprintf(err, errlen, "management thread: cannot start");
+		goto fail;
+	}
+	s->started = true;
+	return MOAT_OK;
+fail:
+	server_free(s);
+	return rc;
+}
+
+void moat_http_server_stop(struct moat_http_server *s)
+{
+	uint64_t one = 1;
+
+	if (s == NULL)
+		return;
+	if (s->started) {
+		atomic_store(&s->stop, true);
+		if (write(s->wake.fd, &one, sizeof(one)) < 0)
+			log_warn("http_stop", "errno=%d", errno);
+		pthread_join(s->thread, NULL);
+	}
+	server_free(s);
+}
+
+const struct moat_http_stats *moat_http_server_stats(const struct moat_http_server *s)
+{
+	return &s->st;
+}
