@@ -257,7 +257,7 @@ void api_users_patch(struct api_call *c)
 	    json_pack("{s:s, s:s, s:b, s:b}", "role_before", api_role_names[op.role], "role",
 		      api_role_names[role], "disabled_before", op.disabled, "disabled", disabled);
 	rc = api_audit(c, &b, "user.update", op.name, "ok", detail);
-	if (rc != MOAT_OK || (rc = api_operator_get(c->api, op.name, &op)) != MOAT_OK) {
+	if (rc != MOAT_OK || (rc = api_operator_get(c->api, c->params.v[0], &op)) != MOAT_OK) {
 		api_internal(c, rc);
 		return;
 	}

@@ -120,6 +120,13 @@ static int on_header_value_complete(llhttp_t *p)
 
 	if (rc != 0)
 		return rc;
+	/* Trailing whitespace is not part of a field value (RFC 9110 5.5);
+	 * llhttp strips only the leading part. */
+	while (hp->head_len - 1 > hp->tok_off &&
+	       (hp->head[hp->head_len - 2] == ' ' || hp->head[hp->head_len - 2] == '\t')) {
+		hp->head[hp->head_len - 2] = '\0';
+		hp->head_len--;
+	}
 	hp->value_off[hp->n_headers] = hp->tok_off;
 	hp->value_len[hp->n_headers] = hp->head_len - 1 - hp->tok_off;
 	hp->n_headers++;
@@ -215,7 +222,8 @@ static int on_message_complete(llhttp_t *p)
 	hp_fill_req(hp);
 	hp->req.body = hp->body_len ? hp->body : (const uint8_t *)"";
 	hp->req.body_len = hp->body_len;
-	hp->req.keep_alive = llhttp_should_keep_alive(p) != 0;
+	/* No protocol upgrades here: answer, then close. */
+	hp->req.keep_alive = llhttp_should_keep_alive(p) != 0 && !llhttp_get_upgrade(p);
 	return HPE_PAUSED;
 }
 
@@ -247,10 +255,31 @@ void moat_http_parser_free(struct moat_http_parser *hp)
 	hp->body_cap = hp->body_len = 0;
 }
 
+/* A well-formed "HTTP/x.y" CRLF with x != 1 around the error position
+ * (strict llhttp refuses any version but 1.0/1.1 as invalid): 505, not 400. */
+static bool version_unsupported(const uint8_t *data, size_t len, const char *pos)
+{
+	size_t at, start, i;
+
+	if (pos == NULL || pos < (const char *)data || pos > (const char *)data + len)
+		return false;
+	at = (size_t)(pos - (const char *)data);
+	start = at > 16 ? at - 16 : 0;
+	for (i = start; i + 10 <= len && i <= at; i++) {
+		const uint8_t *v = data + i;
+		if (memcmp(v, "HTTP/", 5) != 0)
+			continue;
+		return v[5] >= '0' && v[5] <= '9' && v[5] != '1' && v[6] == '.' && v[7] >= '0' &&
+		       v[7] <= '9' && v[8] == '\r' && v[9] == '\n';
+	}
+	return false;
+}
+
 moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data, size_t len,
 			       size_t *used)
 {
 	llhttp_errno_t e;
+	bool at_start = hp->state == MOAT_HTTP_P_IDLE;
 
 	*used = 0;
 	if (hp->state == MOAT_HTTP_P_ERROR)
@@ -278,12 +307,27 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 	if (hp->state != MOAT_HTTP_P_ERROR) {
 		int status = 400;
 		const char *why = "malformed request";
+		/* A well-formed HTTP/2.0 or 3.0 line reaches on_headers_complete
+		 * (505 there); an invalid version or method token is a malformed
+		 * request line. */
 		if (e == HPE_INVALID_VERSION) {
-			status = 505;
-			why = "only HTTP/1.x is supported";
-		} else if (e == HPE_INVALID_METHOD) {
-			status = 501;
-			why = "unknown method";
+			why = "malformed HTTP version";
+			if (version_unsupported(data, len, llhttp_get_error_pos(&hp->p))) {
+				status = 505;
+				why = "only HTTP/1.x is supported";
+			}
+		} else if (e == HPE_INVALID_METHOD)
+			why = "malformed request line";
+		/* "TOKEN SP ..." with a method we do not know: 501 (RFC 9110
+		 * 9.1), when the line started in this buffer. */
+		if (e == HPE_INVALID_METHOD && at_start) {
+			size_t k = 0;
+			while (k < len && k < 32 && data[k] >= 'A' && data[k] <= 'Z')
+				k++;
+			if (k > 0 && k < len && data[k] == ' ') {
+				status = 501;
+				why = "unknown method";
+			}
 		}
 		hp_fail(hp, status, why);
 	}

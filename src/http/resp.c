@@ -139,7 +139,7 @@ moat_err moat_http_resp_serialize(const struct moat_http_resp *r, bool keep_aliv
 	int status = r->status;
 	const char *extra = r->headers;
 	size_t extra_len = r->headers_len, body_len = r->body_len, total;
-	bool bodyless = status == 204 || status == 304 || (status >= 100 && status < 200);
+	bool bodyless;
 	char *buf;
 	int n;
 
@@ -149,6 +149,7 @@ moat_err moat_http_resp_serialize(const struct moat_http_resp *r, bool keep_aliv
 		extra_len = 0;
 		body_len = 0;
 	}
+	bodyless = status == 204 || status == 304 || (status >= 100 && status < 200);
 	if (bodyless)
 		body_len = 0;
 	n = snprintf(top, sizeof(top), "HTTP/1.1 %d %s\r\n", status, moat_http_reason(status));
