@@ -407,6 +407,26 @@ bool api_page(struct api_call *c, size_t *limit, char *cursor, size_t cursorlen,
 	return true;
 }
 
+void api_page_answer(struct api_call *c, json_t *items, size_t limit, const char *cursor_field)
+{
+	json_t *next = json_null();
+
+	/* The query asked for limit + 1 rows: a last one means more pages. */
+	if (json_array_size(items) > limit) {
+		json_t *v;
+		json_array_remove(items, limit);
+		v = json_object_get(json_array_get(items, limit - 1), cursor_field);
+		if (json_is_integer(v)) {
+			char buf[32];
+			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+			next = json_string(buf);
+		} else if (json_is_string(v)) {
+			next = json_string(json_string_value(v));
+		}
+	}
+	api_json(c, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
+}
+
 bool api_name_valid(const char *s)
 {
 	return moat_device_id_valid(s, strlen(s));

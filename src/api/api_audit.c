@@ -95,17 +95,7 @@ void api_audit_list(struct api_call *c)
 		api_internal(c, rc);
 		return;
 	}
-	if (l.n > limit) {
-		json_t *last;
-		char next[32];
-		json_array_remove(l.items, limit);
-		last = json_array_get(l.items, limit - 1);
-		snprintf(next, sizeof(next), "%lld",
-			 (long long)json_integer_value(json_object_get(last, "seq")));
-		api_json(c, 200, json_pack("{s:o, s:s}", "items", l.items, "next_cursor", next));
-		return;
-	}
-	api_json(c, 200, json_pack("{s:o, s:n}", "items", l.items, "next_cursor"));
+	api_page_answer(c, l.items, limit, "seq");
 }
 
 void api_audit_verify(struct api_call *c)

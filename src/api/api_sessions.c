@@ -77,16 +77,7 @@ void api_sessions_list(struct api_call *c)
 		api_internal(c, rc);
 		return;
 	}
-	if (l.n > limit) {
-		json_t *last;
-		json_array_remove(l.items, limit);
-		last = json_array_get(l.items, limit - 1);
-		api_json(c, 200,
-			 json_pack("{s:o, s:O}", "items", l.items, "next_cursor",
-				   json_object_get(last, "id")));
-		return;
-	}
-	api_json(c, 200, json_pack("{s:o, s:n}", "items", l.items, "next_cursor"));
+	api_page_answer(c, l.items, limit, "id");
 }
 
 static moat_err owner_cb(void *arg, const struct moat_val *cols, size_t ncols)

@@ -67,16 +67,7 @@ void api_tokens_list(struct api_call *c)
 		api_internal(c, rc);
 		return;
 	}
-	if (l.n > limit) {
-		json_t *last;
-		json_array_remove(l.items, limit);
-		last = json_array_get(l.items, limit - 1);
-		api_json(c, 200,
-			 json_pack("{s:o, s:O}", "items", l.items, "next_cursor",
-				   json_object_get(last, "id")));
-		return;
-	}
-	api_json(c, 200, json_pack("{s:o, s:n}", "items", l.items, "next_cursor"));
+	api_page_answer(c, l.items, limit, "id");
 }
 
 /* May the caller hand out (or take back) a token of role r? */

@@ -59,16 +59,7 @@ void api_users_list(struct api_call *c)
 		api_internal(c, rc);
 		return;
 	}
-	if (l.n > limit) {
-		json_t *last;
-		json_array_remove(l.items, limit);
-		last = json_array_get(l.items, limit - 1);
-		api_json(c, 200,
-			 json_pack("{s:o, s:O}", "items", l.items, "next_cursor",
-				   json_object_get(last, "username")));
-		return;
-	}
-	api_json(c, 200, json_pack("{s:o, s:n}", "items", l.items, "next_cursor"));
+	api_page_answer(c, l.items, limit, "username");
 }
 
 static bool valid_user_name(struct api_call *c, const char *name)

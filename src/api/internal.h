@@ -137,6 +137,10 @@ bool api_parse_time(const char *s, int64_t *ms);
 bool api_page(struct api_call *c, size_t *limit, char *cursor, size_t cursorlen,
 	      const char *const *extra_keys, size_t n_extra);
 bool api_name_valid(const char *s); /* user names: device-id rules */
+/* Answer a page: items holds up to limit + 1 rows; the cursor of the next
+ * page is cursor_field of the last row kept (null on the last page). Steals
+ * items. */
+void api_page_answer(struct api_call *c, json_t *items, size_t limit, const char *cursor_field);
 
 /* resources */
 void api_healthz(struct api_call *c);

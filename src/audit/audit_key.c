@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "audit/audit.h"
+#include "core/file.h"
 #include "core/limits.h"
 
 #define KEY_NAME "audit.key"
@@ -58,71 +59,6 @@ static moat_err path_join(char out[MOAT_MAX_PATH], const char *dir, const char *
 	return MOAT_OK;
 }
 
-/* Create path exclusively with exactly `mode`, write, fsync. On failure the
- * file is removed again. */
-static moat_err file_create(const char *path, mode_t mode, const char *data, size_t n, char *err,
-			    size_t errlen)
-{
-	size_t done = 0;
-	int fd;
-	moat_err rc = MOAT_E_IO;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-	if (fd < 0) {
-		if (errno == EEXIST)
-			rc = MOAT_E_EXISTS;
-		key_fail(err, errlen, "audit: cannot create %s: %s%s", path, strerror(errno),
-			 errno == EEXIST ? " (refusing to replace an existing key)" : "");
-		return rc;
-	}
-	/* The umask may have taken bits away from the public key's 0644. */
-	if (fchmod(fd, mode) != 0) {
-		key_fail(err, errlen, "audit: cannot chmod %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	while (done < n) {
-		ssize_t w = write(fd, data + done, n - done);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			key_fail(err, errlen, "audit: cannot write %s: %s", path,
-				 w < 0 ? strerror(errno) : "short write");
-			goto fail;
-		}
-		done += (size_t)w;
-	}
-	if (fsync(fd) != 0) {
-		key_fail(err, errlen, "audit: cannot sync %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		key_fail(err, errlen, "audit: cannot close %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	return MOAT_OK;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(path);
-	return rc;
-}
-
-static moat_err dir_sync(const char *dir, char *err, size_t errlen)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0 || fsync(fd) != 0) {
-		key_fail(err, errlen, "audit: cannot sync directory %s: %s", dir, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return MOAT_E_IO;
-	}
-	close(fd);
-	return MOAT_OK;
-}
-
 moat_err moat_audit_key_create(const char *dir, char *err, size_t errlen)
 {
 	char key_path[MOAT_MAX_PATH], pub_path[MOAT_MAX_PATH];
@@ -148,7 +84,7 @@ moat_err moat_audit_key_create(const char *dir, char *err, size_t errlen)
 		key_fail(err, errlen, "audit: key text does not fit");
 		goto out;
 	}
-	rc = file_create(key_path, 0600, text, (size_t)n, err, errlen);
+	rc = moat_file_create(key_path, 0600, text, (size_t)n, err, errlen);
 	if (rc)
 		goto out;
 	key_made = true;
@@ -159,10 +95,10 @@ moat_err moat_audit_key_create(const char *dir, char *err, size_t errlen)
 		key_fail(err, errlen, "audit: public key text does not fit");
 		goto out;
 	}
-	rc = file_create(pub_path, 0644, text, (size_t)n, err, errlen);
+	rc = moat_file_create(pub_path, 0644, text, (size_t)n, err, errlen);
 	if (rc)
 		goto out;
-	rc = dir_sync(dir, err, errlen);
+	rc = moat_dir_sync(dir, err, errlen);
 	if (rc)
 		unlink(pub_path);
 out:

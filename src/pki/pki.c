@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/limits.h"
+#include "core/file.h"
 #include "pki/pki.h"
 #include "tls/tls.h"
 
@@ -141,7 +142,6 @@ static moat_err dir_sync(const char *path, char *err, size_t errlen)
 	char dir[MOAT_MAX_PATH];
 	const char *slash = strrchr(path, '/');
 	size_t n;
-	int fd;
 	moat_err rc = MOAT_E_IO;
 
 	if (slash == NULL) {
@@ -159,18 +159,7 @@ static moat_err dir_sync(const char *path, char *err, size_t errlen)
 		memcpy(dir, path, n);
 		dir[n] = '\0';
 	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		pki_fail(err, errlen, "pki: cannot open directory %s: %s", dir, strerror(errno));
-		goto out;
-	}
-	if (fsync(fd) != 0) {
-		pki_fail(err, errlen, "pki: cannot sync directory %s: %s", dir, strerror(errno));
-		close(fd);
-		goto out;
-	}
-	close(fd);
-	rc = MOAT_OK;
+	rc = moat_dir_sync(dir, err, errlen);
 out:
 	return rc;
 }
@@ -184,56 +173,16 @@ static moat_err file_stage(const char *path, mode_t mode, const char *data, size
 			   size_t errlen)
 {
 	char tmp[MOAT_MAX_PATH];
-	size_t done = 0;
-	int fd = -1;
 	moat_err rc;
 
 	rc = tmp_path(tmp, path, err, errlen);
 	if (rc)
-		goto out;
-	rc = MOAT_E_IO;
-	fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
-	if (fd < 0) {
-		if (errno == EEXIST)
-			rc = MOAT_E_EXISTS;
-		pki_fail(err, errlen, "pki: cannot create %s: %s%s", tmp, strerror(errno),
-			 errno == EEXIST ? " (left by an interrupted run? remove it)" : "");
-		goto out;
+		return rc;
+	rc = moat_file_create(tmp, mode, data, n, err, errlen);
+	if (rc == MOAT_E_EXISTS && err != NULL && errlen > 0) {
+		size_t used = strlen(err);
+		snprintf(err + used, errlen - used, " (left by an interrupted run? remove it)");
 	}
-	/* The umask may have taken bits away from a certificate's 0644. */
-	if (fchmod(fd, mode) != 0) {
-		pki_fail(err, errlen, "pki: cannot chmod %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	while (done < n) {
-		ssize_t w = write(fd, data + done, n - done);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			pki_fail(err, errlen, "pki: cannot write %s: %s", tmp,
-				 w < 0 ? strerror(errno) : "short write");
-			goto fail;
-		}
-		done += (size_t)w;
-	}
-	if (fsync(fd) != 0) {
-		pki_fail(err, errlen, "pki: cannot sync %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		pki_fail(err, errlen, "pki: cannot close %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	fd = -1;
-	rc = MOAT_OK;
-	goto out;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-out:
 	return rc;
 }
 
