@@ -197,6 +197,17 @@ void api_internal(struct api_call *c, moat_err rc)
 		api_problem(c, 500, "internal", "the change was not made", NULL);
 }
 
+/* C0 controls and DEL (names, labels and secrets are printable text). */
+static bool has_control(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+			return true;
+	return false;
+}
+
 bool api_validate(struct api_call *c, const struct api_field *fields, size_t n)
 {
 	const char *key;
@@ -239,6 +250,12 @@ bool api_validate(struct api_call *c, const struct api_field *fields, size_t n)
 				snprintf(msg, sizeof(msg),
 					 "'%s' must be %zu to %zu bytes (no NUL characters)",
 					 f->name, f->min, f->max);
+				api_problem(c, 422, "validation", msg, f->name);
+				return false;
+			}
+			if (has_control(json_string_value(v), len)) {
+				snprintf(msg, sizeof(msg),
+					 "'%s' must not contain control characters", f->name);
 				api_problem(c, 422, "validation", msg, f->name);
 				return false;
 			}
@@ -488,6 +505,39 @@ static bool state_changing(int method)
 	return method != MOAT_HTTP_GET && method != MOAT_HTTP_HEAD && method != MOAT_HTTP_OPTIONS;
 }
 
+/* The object key in force at byte `pos` of a JSON text: the last string
+ * token before pos that is followed by ':' (the key being parsed when
+ * jansson stopped). Raw bytes between the quotes, at most outlen - 1. */
+static bool json_key_at(const char *s, size_t len, size_t pos, char *out, size_t outlen)
+{
+	size_t i = 0;
+	bool found = false;
+
+	while (i < len && i <= pos) {
+		size_t start, j;
+		if (s[i] != '"') {
+			i++;
+			continue;
+		}
+		start = ++i;
+		while (i < len && s[i] != '"')
+			i += s[i] == '\\' ? 2 : 1;
+		if (i >= len)
+			break;
+		j = i + 1;
+		while (j < len && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n'))
+			j++;
+		if ((j < len && s[j] == ':') || i >= pos) {
+			size_t n = i - start < outlen - 1 ? i - start : outlen - 1;
+			memcpy(out, s + start, n);
+			out[n] = '\0';
+			found = true;
+		}
+		i++;
+	}
+	return found;
+}
+
 static bool parse_body(struct api_call *c, const struct api_route_def *r)
 {
 	const char *ct;
@@ -509,7 +559,20 @@ static bool parse_body(struct api_call *c, const struct api_route_def *r)
 	}
 	j = json_loadb((const char *)c->req->body, c->req->body_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (j == NULL) {
-		char msg[200];
+		char msg[200], key[65];
+		bool dup = strstr(jerr.text, "duplicate object key") != NULL;
+		/* Valid JSON that jansson refuses for our rules (a key given
+		 * twice, an integer beyond 64 bits) is a validation error of the
+		 * field, like any other. */
+		if ((dup || strstr(jerr.text, "too big") != NULL) &&
+		    json_key_at((const char *)c->req->body, c->req->body_len,
+				jerr.position > 0 ? (size_t)jerr.position : 0, key, sizeof(key))) {
+			snprintf(msg, sizeof(msg),
+				 dup ? "'%s' is given more than once" : "'%s' is out of range",
+				 key);
+			api_problem(c, 422, "validation", msg, key);
+			return false;
+		}
 		snprintf(msg, sizeof(msg), "line %d column %d: %s", jerr.line, jerr.column,
 			 jerr.text);
 		api_problem(c, 400, "invalid-json", msg, NULL);

@@ -214,6 +214,10 @@
 /* Connections to the management listeners, in all and per client address. */
 #define MOAT_HTTP_MAX_CONNS 512u
 #define MOAT_HTTP_MAX_CONNS_PER_ADDR 16u
+/* After the last answer on a connection, how long we keep draining what
+ * the client still sends (a refused body) before closing: closing on unread
+ * data sends a reset that can destroy the answer in flight. */
+#define MOAT_HTTP_LINGER_MS 2000u
 /* Requests served on one connection before it is closed (so a pipelining
  * client cannot hold a connection forever). */
 #define MOAT_HTTP_MAX_REQUESTS_PER_CONN 1000u

@@ -48,7 +48,8 @@ struct moat_http_req {
 	const uint8_t *body;
 	size_t body_len;
 	bool keep_alive;
-	const char *peer; /* client address, set by the server */
+	uint8_t http_minor; /* HTTP/1.x */
+	const char *peer;   /* client address, set by the server */
 };
 
 /* Case-insensitive lookup; NULL when absent. With duplicates, the first. */

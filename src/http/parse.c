@@ -224,6 +224,7 @@ static int on_message_complete(llhttp_t *p)
 	hp->req.body_len = hp->body_len;
 	/* No protocol upgrades here: answer, then close. */
 	hp->req.keep_alive = llhttp_should_keep_alive(p) != 0 && !llhttp_get_upgrade(p);
+	hp->req.http_minor = llhttp_get_http_minor(p);
 	return HPE_PAUSED;
 }
 

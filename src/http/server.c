@@ -44,6 +44,9 @@ struct hconn {
 	enum moat_http_pstate seen; /* parser state at the last deadline update */
 	bool dead;
 	bool close_after; /* close once out is flushed */
+	bool lingering;	  /* answered and half-closed; draining what the peer still sends */
+	bool shut;	  /* close_notify sent */
+	size_t drained;
 	bool continue_sent;
 	char peer[64];
 	struct moat_http_parser hp;
@@ -87,7 +90,7 @@ static void hc_close(struct hconn *c)
 		return;
 	c->dead = true;
 	moat_reactor_del(&s->r, &c->ev);
-	if (c->ssl && c->phase == HC_OPEN)
+	if (c->ssl && c->phase == HC_OPEN && !c->shut)
 		(void)SSL_shutdown(c->ssl); /* best effort close_notify */
 	close(c->ev.fd);
 	c->ev.fd = -1;
@@ -156,6 +159,49 @@ static void hc_want(struct hconn *c, uint32_t events)
 		(void)moat_reactor_mod(&c->s->r, &c->ev, events);
 }
 
+/*
+ * The last answer is out and the connection must close. Closing at once
+ * while the client is still sending (a body we refused with 413) makes the
+ * kernel answer with a reset that can destroy our answer before the client
+ * reads it; so half-close and drain for a moment first (a lingering close,
+ * as Apache and nginx do).
+ */
+static void hc_finish(struct hconn *c)
+{
+	if (c->dead || c->lingering)
+		return;
+	if (c->phase == HC_OPEN) {
+		(void)SSL_shutdown(c->ssl);
+		c->shut = true;
+	}
+	(void)shutdown(c->ev.fd, SHUT_WR);
+	c->lingering = true;
+	c->deadline = moat_now_ms() + MOAT_HTTP_LINGER_MS;
+	hc_want(c, EPOLLIN);
+}
+
+/* Discard what arrives on a lingering connection; close at EOF. */
+static void hc_drain(struct hconn *c)
+{
+	char buf[4096];
+
+	for (;;) {
+		ssize_t n = recv(c->ev.fd, buf, sizeof(buf), 0);
+		if (n > 0) {
+			c->drained += (size_t)n;
+			if (c->drained > MOAT_HTTP_BODY_MAX) {
+				hc_close(c);
+				return;
+			}
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		hc_close(c);
+		return;
+	}
+}
+
 /* Write what is queued. false when the connection was closed. */
 static bool hc_flush(struct hconn *c)
 {
@@ -189,7 +235,7 @@ static bool hc_flush(struct hconn *c)
 		c->out_cap = 0;
 	}
 	if (c->close_after) {
-		hc_close(c);
+		hc_finish(c);
 		return false;
 	}
 	hc_want(c, EPOLLIN);
@@ -268,6 +314,15 @@ static void hc_dispatch(struct hconn *c)
 	c->deadline = moat_now_ms() + MOAT_HTTP_IDLE_TIMEOUT_MS;
 	c->seen = MOAT_HTTP_P_IDLE;
 	s->st.requests++;
+	/* RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a bad
+	 * request. (Checked here, not in the parser, which is not HTTP/1.1
+	 * specific.) */
+	if (c->hp.req.http_minor == 1 && moat_http_header_count(&c->hp.req, "host") != 1) {
+		s->st.bad_requests++;
+		hc_refuse(c, 400, "HTTP/1.1 requests need exactly one Host header");
+		moat_http_parser_next(&c->hp);
+		return;
+	}
 	moat_http_resp_init(&resp);
 	s->o.handle(s->o.arg, &c->hp.req, &resp);
 	keep_alive = c->hp.req.keep_alive && c->requests < MOAT_HTTP_MAX_REQUESTS_PER_CONN;
@@ -369,6 +424,10 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 		hc_close(c);
 		return;
 	}
+	if (c->lingering) {
+		hc_drain(c);
+		return;
+	}
 	if (c->phase == HC_HANDSHAKE) {
 		int r;
 		ERR_clear_error();
@@ -406,7 +465,7 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 	if (out_pending(c) > 0)
 		(void)hc_flush(c);
 	else if (c->close_after)
-		hc_close(c);
+		hc_finish(c);
 }
 
 static void listen_cb(struct moat_ev *ev, uint32_t events)
@@ -496,6 +555,10 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 		next = c->next;
 		if (now < c->deadline)
 			continue;
+		if (c->lingering) {
+			hc_close(c);
+			continue;
+		}
 		s->st.timeouts++;
 		if (c->phase == HC_OPEN && out_pending(c) == 0 &&
 		    (c->hp.state == MOAT_HTTP_P_HEAD || c->hp.state == MOAT_HTTP_P_BODY)) {
