@@ -103,7 +103,8 @@ def test_newer_database_refused(make_broker):
     b.start(write_config=False)
     b.stop()
     db = sqlite3.connect(os.path.join(b.dir, "moat.db"))
-    db.execute("UPDATE schema_version SET version = 999" if _has_table(db, "schema_version")
+    db.execute("UPDATE schema_version SET version = 999 WHERE version = "
+               "(SELECT max(version) FROM schema_version)" if _has_table(db, "schema_version")
                else "PRAGMA user_version = 999")
     db.commit()
     db.close()
