@@ -707,7 +707,6 @@ void moat_api_free(struct moat_api *api)
 		return;
 	if (api->audit_open) {
 		api_secev_flush(api, true);
-		(void)moat_audit_log_maybe_checkpoint(&api->audit, moat_now_ms(), true);
 		moat_audit_log_close(&api->audit);
 	}
 	moat_throttle_free(api->throttle);
@@ -720,7 +719,6 @@ void moat_api_tick(void *arg, uint64_t now_ms)
 	struct moat_api *api = arg;
 
 	api_secev_flush(api, false);
-	(void)moat_audit_log_maybe_checkpoint(&api->audit, now_ms, false);
 	if (now_ms - api->last_sweep_ms >= 60000) {
 		struct moat_store_batch *b = NULL;
 		struct moat_val v[2];

@@ -17,7 +17,7 @@
 #include "core/log.h"
 #include "core/reactor.h"
 
-#define COOKIE_NAME "moat_session"
+#define COOKIE_NAME "__Host-moat_session"
 
 /* --- operators --- */
 
@@ -117,6 +117,8 @@ struct token_row {
 	char creator[80];
 	int64_t expires;
 	bool revoked;
+	bool creator_ok;	    /* the creator exists and is enabled */
+	enum api_role creator_role; /* their role now */
 };
 
 static void copy_text(char *dst, size_t dstlen, const struct moat_val *v)
@@ -135,8 +137,8 @@ static moat_err token_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	struct token_row *t = arg;
 	char role[16];
 
-	/* id, name, role, creator, expires_at, revoked_at */
-	if (ncols != 6)
+	/* id, name, role, creator, expires_at, revoked_at, creator role, disabled */
+	if (ncols != 8)
 		return MOAT_E_CORRUPT;
 	copy_text(t->id, sizeof(t->id), &cols[0]);
 	copy_text(role, sizeof(role), &cols[2]);
@@ -145,6 +147,9 @@ static moat_err token_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		return MOAT_E_CORRUPT;
 	t->expires = cols[4].i;
 	t->revoked = cols[5].type != MOAT_VAL_NULL;
+	copy_text(role, sizeof(role), &cols[6]);
+	t->creator_ok = cols[6].type == MOAT_VAL_TEXT && cols[7].i == 0 &&
+			api_role_parse(role, &t->creator_role);
 	t->found = true;
 	return MOAT_OK;
 }
@@ -154,7 +159,7 @@ struct sess_row {
 	char sid[24], name[80], csrf[64];
 	enum api_role role;
 	int64_t created, last_seen;
-	bool disabled, enrolled;
+	bool mfa, disabled, enrolled;
 };
 
 static moat_err sess_cb(void *arg, const struct moat_val *cols, size_t ncols)
@@ -171,6 +176,7 @@ static moat_err sess_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	copy_text(s->csrf, sizeof(s->csrf), &cols[3]);
 	if (!api_role_parse(role, &s->role))
 		return MOAT_E_CORRUPT;
+	s->mfa = cols[4].i != 0;
 	s->created = cols[5].i;
 	s->last_seen = cols[6].i;
 	s->disabled = cols[7].i != 0;
@@ -243,14 +249,19 @@ bool api_authenticate(struct api_call *c)
 			api_internal(c, rc);
 			return false;
 		}
-		if (!t.found || t.revoked || t.expires <= c->now) {
+		if (!t.found || t.revoked || t.expires <= c->now || !t.creator_ok) {
 			api_problem(c, 401, "unauthorized",
-				    "the token is unknown, revoked or expired", NULL);
+				    "the token is unknown, revoked or expired, or its creator was "
+				    "disabled or removed",
+				    NULL);
 			return false;
 		}
 		c->who.kind = AUTH_TOKEN;
 		c->who.role = t.role;
-		c->who.perms = api_role_perms(t.role) & ~(unsigned)P_SELF;
+		/* Never more than the creator may do today (a demoted creator
+		 * demotes their tokens). */
+		c->who.perms =
+		    api_role_perms(t.role) & api_role_perms(t.creator_role) & ~(unsigned)P_SELF;
 		snprintf(c->who.name, sizeof(c->who.name), "%s", t.id);
 		snprintf(c->who.actor, sizeof(c->who.actor), "token:%s", t.id);
 		snprintf(c->who.creator, sizeof(c->who.creator), "%s", t.creator);
@@ -281,7 +292,9 @@ bool api_authenticate(struct api_call *c)
 		c->who.kind = AUTH_SESSION;
 		c->who.role = s.role;
 		c->who.perms = api_role_perms(s.role);
-		c->who.mfa_enrolled = s.enrolled;
+		/* The gate is this session's own second factor: a password-only
+		 * session opened before the account enrolled stays gated. */
+		c->who.mfa_enrolled = s.mfa && s.enrolled;
 		snprintf(c->who.name, sizeof(c->who.name), "%s", s.name);
 		snprintf(c->who.actor, sizeof(c->who.actor), "user:%s", s.name);
 		snprintf(c->who.sid, sizeof(c->who.sid), "%s", s.sid);
@@ -362,8 +375,9 @@ void api_setup(struct api_call *c)
 				  : !st[2] ? "unknown setup token"
 				  : st[1]  ? "this setup token was already used"
 					   : "this setup token has expired; run moat setup-token";
-		(void)api_audit(c, NULL, "auth.setup", user, "denied",
-				json_pack("{s:s}", "reason", why));
+		/* Unauthenticated: summed per window like the broker's events, so
+		 * a flood cannot fill the log. */
+		moat_api_security_event(c->api, "auth.setup_denied", "", c->req->peer, why);
 		api_problem(c, 403, "setup-unavailable", why, n > 0 ? NULL : "setup_token");
 		return;
 	}
@@ -426,6 +440,10 @@ static void login_failed(struct api_call *c, const char *user, const char *why, 
 	moat_throttle_fail(c->api->throttle, ku, now);
 	moat_throttle_fail(c->api->throttle, ka, now);
 	c->api->logins_failed++;
+	/* A name that is not a valid user name may be a password typed into
+	 * the wrong box: never record it. */
+	if (!api_name_valid(user))
+		user = "<invalid user name>";
 	log_info("login_failed", "user=\"%.64s\" peer=%s reason=\"%s\"", user, c->req->peer, why);
 	(void)api_audit(c, NULL, "auth.login", user, "failed",
 			json_pack("{s:s, s:s}", "username", user, "reason", why));
@@ -478,8 +496,8 @@ void api_login(struct api_call *c)
 		c->api->logins_throttled++;
 		snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait + 999) / 1000));
 		moat_http_resp_header(c->resp, "Retry-After", ra);
-		(void)api_audit(c, NULL, "auth.login", user, "throttled",
-				json_pack("{s:s}", "username", user));
+		moat_api_security_event(c->api, "auth.login_throttled", "", c->req->peer,
+					api_name_valid(user) ? user : "<invalid user name>");
 		api_problem(c, 429, "throttled", "too many failed logins; wait and try again",
 			    NULL);
 		return;
@@ -553,6 +571,9 @@ void api_login(struct api_call *c)
 	(void)moat_secret_hex(h, 8, sid, sizeof(sid));
 	hdr = moat_http_header(c->req, "user-agent");
 	snprintf(ua, sizeof(ua), "%s", hdr ? hdr : "");
+	for (size_t k = 0; ua[k]; k++) /* printable ASCII only: it is shown and sent as JSON */
+		if ((unsigned char)ua[k] < 0x20 || (unsigned char)ua[k] > 0x7e)
+			ua[k] = '?';
 	v[0] = moat_val_blob(h, sizeof(h));
 	v[1] = moat_val_text(sid, strlen(sid));
 	v[2] = moat_val_text(user, strlen(user));
@@ -806,6 +827,13 @@ void api_me_totp_confirm(struct api_call *c)
 		v[1] = moat_val_int(1);
 		rc = moat_store_batch_add(b, MOAT_STMT_SESS_SET_MFA, v, 2);
 	}
+	/* Sessions opened with the password alone end: the account now has a
+	 * second factor they never showed. */
+	if (rc == MOAT_OK) {
+		v[0] = moat_val_text(c->who.name, strlen(c->who.name));
+		v[1] = moat_val_text(c->who.sid, strlen(c->who.sid));
+		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+	}
 	sodium_memzero(op.totp_pending, sizeof(op.totp_pending));
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
@@ -851,6 +879,11 @@ void moat_api_security_event(struct moat_api *api, const char *action, const cha
 		snprintf(e->subject, sizeof(e->subject), "%s", subject ? subject : "");
 		snprintf(e->peer, sizeof(e->peer), "%s", peer ? peer : "");
 		snprintf(e->detail, sizeof(e->detail), "%s", detail ? detail : "");
+		/* Device-chosen bytes: printable ASCII, so the JSON always forms. */
+		for (i = 0; e->detail[i]; i++)
+			if ((unsigned char)e->detail[i] < 0x20 ||
+			    (unsigned char)e->detail[i] > 0x7e)
+				e->detail[i] = '?';
 		e->count = 1;
 	}
 out:

@@ -109,6 +109,12 @@ void api_tokens_create(struct api_call *c)
 
 	if (!api_validate(c, f, 3))
 		return;
+	if (c->who.kind != AUTH_SESSION) {
+		api_problem(c, 403, "forbidden",
+			    "tokens are created by a logged-in operator, not by another token",
+			    NULL);
+		return;
+	}
 	name = api_str(c, "name");
 	if (!api_role_parse(api_str(c, "role"), &role)) {
 		api_problem(c, 422, "validation",

@@ -17,8 +17,7 @@ struct moat_audit_log {
 	uint8_t pk[MOAT_AUDIT_PK_LEN];
 	int64_t seq; /* last appended entry, 0 for none */
 	uint8_t head[MOAT_AUDIT_HASH_LEN];
-	int64_t sealed_seq; /* last checkpoint */
-	uint64_t sealed_ms; /* monotonic time of the last checkpoint */
+	int64_t sealed_seq; /* last checkpoint (every entry is sealed as it is written) */
 	uint64_t appended;  /* entries appended since start (metrics) */
 	uint64_t failures;  /* appends that did not commit */
 };
@@ -46,18 +45,15 @@ void moat_audit_log_close(struct moat_audit_log *log);
  */
 moat_err moat_audit_log_write(struct moat_audit_log *log, struct moat_store_batch **b,
 			      const struct moat_audit_event *ev);
-/* Sign and store a checkpoint of the head if there are unsealed entries
- * and force, or MOAT_AUDIT_CHECKPOINT_EVERY entries or
- * MOAT_AUDIT_CHECKPOINT_MS have passed. */
-moat_err moat_audit_log_maybe_checkpoint(struct moat_audit_log *log, uint64_t now_ms, bool force);
 
 /* Verify every entry and checkpoint of a store (read-only use). */
 moat_err moat_audit_verify_store(struct moat_store *st, const uint8_t pk[MOAT_AUDIT_PK_LEN],
 				 struct moat_audit_report *rep, char *err, size_t errlen);
-/* Offline: open DIR's store and audit.pub and verify. MOAT_OK intact,
- * MOAT_E_CORRUPT tampered (rep says where), other errors in err. */
-moat_err moat_audit_verify_dir(const char *dir, struct moat_audit_report *rep, char *err,
-			       size_t errlen);
+/* Offline: open DIR's store and verify with the public key in pub_path
+ * (NULL: DIR/audit.pub). MOAT_OK intact, MOAT_E_CORRUPT tampered (rep says
+ * where), other errors in err. */
+moat_err moat_audit_verify_dir(const char *dir, const char *pub_path, struct moat_audit_report *rep,
+			       char *err, size_t errlen);
 /* Offline: every entry as JSON lines, oldest first. */
 moat_err moat_audit_export_dir(const char *dir, FILE *out, char *err, size_t errlen);
 

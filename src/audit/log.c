@@ -44,6 +44,9 @@ static moat_err cp_last_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
+static moat_err adopt_tail(struct moat_audit_log *log, int64_t db_seq,
+			   const uint8_t db_head[MOAT_AUDIT_HASH_LEN]);
+
 moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *store, const char *dir,
 			     char *err, size_t errlen)
 {
@@ -65,11 +68,18 @@ moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *stor
 		sodium_memzero(log->sk, sizeof(log->sk));
 		return rc;
 	}
-	if (h.found) {
+	if (h.found && h.seq > log->sealed_seq) {
+		rc = adopt_tail(log, h.seq, h.hash);
+		if (rc != MOAT_OK) {
+			snprintf(err, errlen, "cannot record the unsealed audit tail: %s",
+				 moat_strerror(rc));
+			sodium_memzero(log->sk, sizeof(log->sk));
+			return rc;
+		}
+	} else if (h.found) {
 		log->seq = h.seq;
 		memcpy(log->head, h.hash, sizeof(log->head));
 	}
-	log->sealed_ms = moat_now_ms();
 	return MOAT_OK;
 }
 
@@ -78,8 +88,100 @@ void moat_audit_log_close(struct moat_audit_log *log)
 	sodium_memzero(log->sk, sizeof(log->sk));
 }
 
+/* A signed checkpoint of (seq, head) added to batch b. Every entry is
+ * sealed in the transaction that writes it, so an entry without a
+ * checkpoint after it was not written by a Moat holding the key. */
+static moat_err add_checkpoint(struct moat_audit_log *log, struct moat_store_batch *b, int64_t seq,
+			       const uint8_t head[MOAT_AUDIT_HASH_LEN])
+{
+	struct moat_audit_checkpoint cp;
+	struct moat_val v[4];
+
+	memset(&cp, 0, sizeof(cp));
+	cp.seq = seq;
+	cp.ts_ms = moat_wall_ms();
+	memcpy(cp.head, head, sizeof(cp.head));
+	moat_audit_checkpoint_sign(&cp, log->sk);
+	v[0] = moat_val_int(cp.seq);
+	v[1] = moat_val_int(cp.ts_ms);
+	v[2] = moat_val_blob(cp.head, sizeof(cp.head));
+	v[3] = moat_val_blob(cp.sig, sizeof(cp.sig));
+	return moat_store_batch_add(b, MOAT_STMT_CHECKPOINT_PUT, v, 4);
+}
+
+static moat_err write_one(struct moat_audit_log *log, struct moat_store_batch **b,
+			  const struct moat_audit_event *ev);
+
+/*
+ * The stored head is past what this process sealed: rows were added by
+ * something that does not hold the key (or, with an older Moat, not sealed
+ * before a crash). Adopt them, but say so in a sealed entry first, so the
+ * signature covers an explicit statement that entries first..last were
+ * found unsealed rather than silently vouching for them.
+ */
+static moat_err adopt_tail(struct moat_audit_log *log, int64_t db_seq,
+			   const uint8_t db_head[MOAT_AUDIT_HASH_LEN])
+{
+	struct moat_audit_event ev;
+	struct moat_store_batch *b = NULL;
+	char detail[160];
+	int64_t first = log->sealed_seq + 1;
+
+	log_error("audit_unsealed_tail",
+		  "first=%lld last=%lld note=\"audit entries without a signed checkpoint: written "
+		  "by something without the audit key; inspect them\"",
+		  (long long)first, (long long)db_seq);
+	snprintf(detail, sizeof(detail), "{\"first\":%lld,\"last\":%lld}", (long long)first,
+		 (long long)db_seq);
+	log->seq = db_seq;
+	memcpy(log->head, db_head, sizeof(log->head));
+	memset(&ev, 0, sizeof(ev));
+	ev.actor = "system";
+	ev.action = "audit.unsealed_tail";
+	ev.target = "";
+	ev.outcome = "error";
+	ev.detail = detail;
+	return write_one(log, &b, &ev);
+}
+
+static moat_err read_head(struct moat_store *st, int64_t *seq, uint8_t head[MOAT_AUDIT_HASH_LEN])
+{
+	struct head_row h;
+	moat_err rc;
+
+	memset(&h, 0, sizeof(h));
+	rc = moat_store_read(st, MOAT_STMT_AUDIT_HEAD, NULL, 0, head_cb, &h);
+	*seq = h.found ? h.seq : 0;
+	memcpy(head, h.hash, MOAT_AUDIT_HASH_LEN);
+	return rc;
+}
+
 moat_err moat_audit_log_write(struct moat_audit_log *log, struct moat_store_batch **b,
 			      const struct moat_audit_event *ev)
+{
+	struct moat_store_batch *copy = NULL;
+	uint8_t head[MOAT_AUDIT_HASH_LEN];
+	int64_t seq = 0;
+	moat_err rc;
+
+	/* Keep a copy of the caller's changes for one retry. */
+	if (*b != NULL && moat_store_batch_clone(*b, &copy) != MOAT_OK)
+		copy = NULL;
+	rc = write_one(log, b, ev);
+	if (rc != MOAT_OK && read_head(log->store, &seq, head) == MOAT_OK && seq > log->seq) {
+		/* Someone appended behind our back while we run: adopt, then
+		 * retry once with the caller's changes. */
+		if (adopt_tail(log, seq, head) == MOAT_OK) {
+			rc = write_one(log, &copy, ev);
+			copy = NULL;
+		}
+	}
+	moat_store_batch_free(copy);
+	return rc;
+}
+
+static moat_err write_one(struct moat_audit_log *log, struct moat_store_batch **b,
+			  const struct moat_audit_event *ev)
 {
 	struct moat_audit_entry e;
 	struct moat_val v[10];
@@ -110,6 +212,8 @@ moat_err moat_audit_log_write(struct moat_audit_log *log, struct moat_store_batc
 	v[8] = moat_val_blob(e.prev, sizeof(e.prev));
 	v[9] = moat_val_blob(e.hash, sizeof(e.hash));
 	rc = moat_store_batch_add(*b, MOAT_STMT_AUDIT_PUT, v, 10);
+	if (rc == MOAT_OK)
+		rc = add_checkpoint(log, *b, e.seq, e.hash);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(*b);
 		*b = NULL;
@@ -125,55 +229,19 @@ moat_err moat_audit_log_write(struct moat_audit_log *log, struct moat_store_batc
 	}
 	log->seq = e.seq;
 	memcpy(log->head, e.hash, sizeof(log->head));
+	log->sealed_seq = e.seq;
 	log->appended++;
-	return MOAT_OK;
-}
-
-moat_err moat_audit_log_maybe_checkpoint(struct moat_audit_log *log, uint64_t now_ms, bool force)
-{
-	struct moat_audit_checkpoint cp;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[4];
-	moat_err rc;
-
-	if (log->seq <= log->sealed_seq)
-		return MOAT_OK;
-	if (!force && log->seq - log->sealed_seq < (int64_t)MOAT_AUDIT_CHECKPOINT_EVERY &&
-	    now_ms - log->sealed_ms < MOAT_AUDIT_CHECKPOINT_MS)
-		return MOAT_OK;
-	memset(&cp, 0, sizeof(cp));
-	cp.seq = log->seq;
-	cp.ts_ms = moat_wall_ms();
-	memcpy(cp.head, log->head, sizeof(cp.head));
-	moat_audit_checkpoint_sign(&cp, log->sk);
-	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
-		return rc;
-	v[0] = moat_val_int(cp.seq);
-	v[1] = moat_val_int(cp.ts_ms);
-	v[2] = moat_val_blob(cp.head, sizeof(cp.head));
-	v[3] = moat_val_blob(cp.sig, sizeof(cp.sig));
-	rc = moat_store_batch_add(b, MOAT_STMT_CHECKPOINT_PUT, v, 4);
-	if (rc != MOAT_OK) {
-		moat_store_batch_free(b);
-		return rc;
-	}
-	rc = moat_store_write(log->store, b);
-	if (rc != MOAT_OK) {
-		log_error("audit_checkpoint_failed", "seq=%lld error=%s", (long long)cp.seq,
-			  moat_strerror(rc));
-		return rc;
-	}
 	{
-		/* The checkpoint also goes to the log stream: a copy outside the
-		 * database that an operator's log shipping keeps. */
+		/* The head also goes to the log stream: a copy outside the
+		 * database (log shipping keeps it) against which a truncated or
+		 * re-signed log can be caught. */
 		char hex[2 * MOAT_AUDIT_HASH_LEN + 1];
 		size_t i;
 		for (i = 0; i < MOAT_AUDIT_HASH_LEN; i++)
-			snprintf(hex + 2 * i, 3, "%02x", cp.head[i]);
-		log_info("audit_checkpoint", "seq=%lld head=%s", (long long)cp.seq, hex);
+			snprintf(hex + 2 * i, 3, "%02x", e.hash[i]);
+		log_info("audit_checkpoint", "seq=%lld head=%s action=%s", (long long)e.seq, hex,
+			 e.action);
 	}
-	log->sealed_seq = cp.seq;
-	log->sealed_ms = now_ms;
 	return MOAT_OK;
 }
 
@@ -190,7 +258,8 @@ static char *dup_text(const struct moat_val *v)
 {
 	char *s;
 
-	if (v->type != MOAT_VAL_TEXT)
+	/* A NUL inside would hide the bytes after it from the hash. */
+	if (v->type != MOAT_VAL_TEXT || memchr(v->p, '\0', v->len) != NULL)
 		return NULL;
 	s = malloc(v->len + 1);
 	if (s == NULL)
@@ -217,6 +286,7 @@ static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct m
 			     bool copy)
 {
 	size_t i;
+	bool poisoned = false;
 
 	if (ncols != 10)
 		return MOAT_E_CORRUPT;
@@ -228,8 +298,10 @@ static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct m
 				     &e->outcome, &e->peer,   &e->detail};
 		for (i = 0; i < 6; i++) {
 			char *s = dup_text(&cols[2 + i]);
-			if (s == NULL)
+			if (s == NULL) { /* not text, or a NUL inside: cannot match its hash */
 				s = calloc(1, 1);
+				poisoned = true;
+			}
 			if (s == NULL) {
 				entry_clear(e);
 				return MOAT_E_NOMEM;
@@ -241,6 +313,8 @@ static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct m
 		memcpy(e->prev, cols[8].p, MOAT_AUDIT_HASH_LEN);
 	if (cols[9].type == MOAT_VAL_BLOB && cols[9].len == MOAT_AUDIT_HASH_LEN)
 		memcpy(e->hash, cols[9].p, MOAT_AUDIT_HASH_LEN);
+	if (poisoned)
+		e->hash[0] ^= 0xff; /* reported as modified */
 	return MOAT_OK;
 }
 
@@ -338,14 +412,15 @@ static moat_err open_dir_store(const char *dir, struct moat_store **st, char *er
 	return moat_store_open(&o, st, err, errlen);
 }
 
-moat_err moat_audit_verify_dir(const char *dir, struct moat_audit_report *rep, char *err,
-			       size_t errlen)
+moat_err moat_audit_verify_dir(const char *dir, const char *pub_path, struct moat_audit_report *rep,
+			       char *err, size_t errlen)
 {
 	uint8_t pk[MOAT_AUDIT_PK_LEN];
 	char path[MOAT_MAX_PATH];
 	struct moat_store *st = NULL;
 	moat_err rc;
-	int n = snprintf(path, sizeof(path), "%s/audit.pub", dir);
+	int n = pub_path ? snprintf(path, sizeof(path), "%s", pub_path)
+			 : snprintf(path, sizeof(path), "%s/audit.pub", dir);
 
 	if (n < 0 || (size_t)n >= sizeof(path)) {
 		snprintf(err, errlen, "data directory path too long");

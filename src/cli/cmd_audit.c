@@ -44,13 +44,15 @@ static const struct audit_sub audit_subs[] = {
      "  --until T             only entries before T (RFC 3339)\n"
      "  --limit N             at most N entries (default 50)\n"
      "  --all                 every matching entry (follows the pages)\n"},
-    {"verify", A_VERIFY, "verify [--dir DIR]",
+    {"verify", A_VERIFY, "verify [--dir DIR [--pub FILE]]",
      "verify the hash chain and the signed checkpoints. Exit 0: intact;\n"
      "exit 1: tampered (the reason and the first bad entry are printed) or the\n"
      "check could not run. With --dir, offline: reads DIR's database and\n"
      "audit.pub directly (run it on a copy, or while the server is running:\n"
      "reads do not block it)",
-     "  --dir DIR             verify the data directory DIR offline (no server)\n"},
+     "  --dir DIR             verify the data directory DIR offline (no server)\n"
+     "  --pub FILE            with --dir: the public key to trust (default\n"
+     "                        DIR/audit.pub; use a copy kept off the host)\n"},
     {"export", A_EXPORT, "export [--dir DIR] [--out FILE]",
      "write every entry as JSON lines, oldest first, in the form docs/audit.md\n"
      "describes (enough to re-verify the chain elsewhere)",
@@ -172,7 +174,7 @@ static int audit_print_verify(const struct moat_cli_ctx *c, json_t *doc)
 	return EXIT_FAIL;
 }
 
-static int audit_verify(struct moat_cli_ctx *c, const char *dir)
+static int audit_verify(struct moat_cli_ctx *c, const char *dir, const char *pub)
 {
 	struct moat_audit_report rep;
 	char err[512] = "";
@@ -191,7 +193,7 @@ static int audit_verify(struct moat_cli_ctx *c, const char *dir)
 		return rc;
 	}
 	memset(&rep, 0, sizeof(rep));
-	e = moat_audit_verify_dir(dir, &rep, err, sizeof(err));
+	e = moat_audit_verify_dir(dir, pub, &rep, err, sizeof(err));
 	if (e != MOAT_OK && e != MOAT_E_CORRUPT) {
 		fprintf(stderr, "moat %s: %s\n", c->cmd, err[0] != '\0' ? err : moat_strerror(e));
 		return EXIT_FAIL;
@@ -347,7 +349,7 @@ int moat_cmd_audit(int argc, char **argv)
 	struct moat_cli_ctx c;
 	const struct audit_sub *s = NULL;
 	const char *actor = NULL, *action = NULL, *since = NULL, *until = NULL, *dir = NULL,
-		   *file = NULL;
+		   *file = NULL, *pub = NULL;
 	unsigned long limit = AUDIT_LIMIT_DEFAULT;
 	bool all = false;
 	char cmd[64];
@@ -399,6 +401,8 @@ int moat_cmd_audit(int argc, char **argv)
 							    AUDIT_LIMIT_MAX);
 		} else if (s->op != A_LIST && strcmp(a, "--dir") == 0 && more) {
 			dir = argv[++i];
+		} else if (s->op == A_VERIFY && strcmp(a, "--pub") == 0 && more) {
+			pub = argv[++i];
 		} else if (s->op == A_EXPORT && strcmp(a, "--out") == 0 && more) {
 			file = argv[++i];
 		} else {
@@ -407,6 +411,8 @@ int moat_cmd_audit(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (pub != NULL && dir == NULL)
+		return moat_cli_usage_error(&c, "--pub needs --dir");
 	if (since != NULL && !rfc3339_ok(since))
 		return moat_cli_usage_error(&c,
 					    "--since '%s' is not an RFC 3339 time "
@@ -429,7 +435,7 @@ int moat_cmd_audit(int argc, char **argv)
 		rc = audit_list(&c, actor, action, since, until, limit, all);
 		break;
 	case A_VERIFY:
-		rc = audit_verify(&c, dir);
+		rc = audit_verify(&c, dir, pub);
 		break;
 	case A_EXPORT:
 		rc = audit_export(&c, dir, file);

@@ -439,7 +439,7 @@ static moat_err hc_build(const struct moat_hc_url *u, const struct moat_hc_req *
 	    hc_put(b, "Authorization: Bearer %s\r\n", req->bearer) != MOAT_OK)
 		goto toolong;
 	if (req->session != NULL) {
-		if (hc_put(b, "Cookie: moat_session=%s\r\n", req->session) != MOAT_OK)
+		if (hc_put(b, "Cookie: __Host-moat_session=%s\r\n", req->session) != MOAT_OK)
 			goto toolong;
 		if (req->csrf != NULL && hc_state_changing(req->method) &&
 		    hc_put(b, "X-CSRF-Token: %s\r\n", req->csrf) != MOAT_OK)
@@ -570,7 +570,7 @@ static bool hc_cookie_octet(unsigned char c)
 
 static void hc_set_cookie(struct hc_parse *st)
 {
-	static const char name[] = "moat_session=";
+	static const char name[] = "__Host-moat_session=";
 	const char *v = st->value;
 	size_t n = 0, i;
 

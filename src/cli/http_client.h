@@ -36,7 +36,7 @@ struct moat_hc_req {
 	size_t body_len;
 	const char *content_type; /* of the body; "application/json" by default */
 	const char *bearer;	  /* Authorization: Bearer <bearer>, or NULL */
-	const char *session;	  /* Cookie: moat_session=<session>, or NULL */
+	const char *session;	  /* Cookie: __Host-moat_session=<session>, or NULL */
 	const char *csrf;	  /* X-CSRF-Token on POST/PUT/PATCH/DELETE with a session */
 };
 
@@ -46,7 +46,7 @@ struct moat_hc_resp {
 	size_t body_len;
 	char *content_type; /* NULL if absent */
 	char *retry_after;  /* NULL if absent */
-	char *session;	    /* value of a `Set-Cookie: moat_session=...`, or NULL */
+	char *session;	    /* value of a `Set-Cookie: __Host-moat_session=...`, or NULL */
 };
 
 /*

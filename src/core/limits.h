@@ -243,6 +243,71 @@
 /* Recovery codes issued with a TOTP enrolment. */
 #define MOAT_RECOVERY_CODES 10u
 
+/* Registry and policies (src/registry/). */
+/* A rule's filter template as stored and sent over the API, in bytes:
+ * fleets name topics in well under 100 bytes; 256 leaves room for a few
+ * ${device}/${group} expansions within MOAT_MAX_TOPIC_LEN. */
+#define MOAT_RULE_FILTER_MAX 256u
+/* Rules in one policy: every rule is evaluated on every PUBLISH of every
+ * device the policy reaches, so the bound is a bound on hot-path work. */
+#define MOAT_POLICY_MAX_RULES 64u
+/* Policies one identity compiles (its groups' plus its own): with the rule
+ * cap, at most 2048 rules per session; beyond that fleets should merge
+ * groups, not pay per message. */
+#define MOAT_ACL_MAX_SOURCES 32u
+_Static_assert(MOAT_RULE_FILTER_MAX <= MOAT_MAX_TOPIC_LEN, "a rule template fits a topic");
+_Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
+	       "room for device-default (3 rules) plus one more policy");
+
+/* CA process and enrollment (src/pki/csr.c, ca_proc.c, ca_msg.c). */
+/* A DER certificate request: a P-256 request is ~300 bytes and an RSA-8192
+ * one ~1.3 KiB; 16 KiB leaves room for attributes without letting a peer
+ * make us parse megabytes of ASN.1. */
+#define MOAT_CSR_MAX (16u * 1024u)
+/* An EST simpleenroll body: base64 of MOAT_CSR_MAX (4/3), CRLF every 64
+ * characters and a PEM wrapper fit in 32 KiB. */
+#define MOAT_CSR_BODY_MAX (32u * 1024u)
+/* RSA request keys: 3072 bits is NIST's floor beyond 2030; beyond 8192 bits
+ * a key only costs us verification time. */
+#define MOAT_CSR_RSA_MIN_BITS 3072u
+#define MOAT_CSR_RSA_MAX_BITS 8192u
+/* Device certificates issued by enrollment (days): a year by default so a
+ * device renews (simplereenroll) while its key is fresh; at most 825, the
+ * longest lifetime common TLS stacks accept for a leaf. */
+#define MOAT_CERT_DAYS_DEFAULT 365u
+#define MOAT_CERT_DAYS_MAX 825u
+/* notBefore is backdated by this much so a device whose clock runs a little
+ * behind accepts a certificate issued a moment ago; the CA refuses more than
+ * the MAX (a backdated certificate would predate its own request). */
+#define MOAT_CERT_SKEW_S 300u
+#define MOAT_CERT_SKEW_MAX_S 86400u
+/* One CA request or answer (a SOCK_SEQPACKET message). It must fit Linux's
+ * default AF_UNIX send buffer (net.core.wmem_default, 212992 bytes, less
+ * overhead) so no sysctl is needed; the largest message is a CRL. */
+#define MOAT_CA_MSG_MAX (192u * 1024u)
+/* Revoked serials in one CRL: each DER entry is at most 42 bytes (a 20-octet
+ * serial and a GeneralizedTime), so 4096 entries fit one answer. */
+#define MOAT_CRL_MAX_ENTRIES 4096u
+/* How far ahead a CRL's nextUpdate may be (s): a week bounds how long a
+ * relying party may keep trusting a stale list. */
+#define MOAT_CRL_NEXT_UPDATE_MAX_S (7u * 24u * 3600u)
+/* A request to the CA process must be answered this soon (ms), or the CA is
+ * treated as dead: signing takes well under a millisecond. */
+#define MOAT_CA_TIMEOUT_MS 5000u
+/* moat_ca_stop waits this long for the CA process to exit before SIGKILL. */
+#define MOAT_CA_STOP_MS 2000u
+_Static_assert(((MOAT_CSR_MAX + 2u) / 3u) * 4u * 66u / 64u + 128u <= MOAT_CSR_BODY_MAX,
+	       "a base64 or PEM request of MOAT_CSR_MAX bytes fits a body");
+_Static_assert(MOAT_CSR_RSA_MIN_BITS >= 3072u && MOAT_CSR_RSA_MIN_BITS <= MOAT_CSR_RSA_MAX_BITS,
+	       "RSA request key bounds");
+_Static_assert(MOAT_CERT_DAYS_DEFAULT >= 1u && MOAT_CERT_DAYS_DEFAULT <= MOAT_CERT_DAYS_MAX,
+	       "certificate lifetime bounds");
+_Static_assert(MOAT_CERT_SKEW_S <= MOAT_CERT_SKEW_MAX_S, "notBefore skew bounds");
+_Static_assert(MOAT_CSR_MAX + 1024u <= MOAT_CA_MSG_MAX, "a signing request fits a CA message");
+_Static_assert(MOAT_CRL_MAX_ENTRIES * 42u + 8192u <= MOAT_CA_MSG_MAX,
+	       "a full CRL fits a CA message");
+_Static_assert(MOAT_CA_MSG_MAX <= 200u * 1024u, "a CA message fits the default AF_UNIX buffer");
+
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX <= MOAT_MQTT_MAX_REMAINING, "packet cap beyond MQTT");
 _Static_assert(MOAT_MAX_CONNECT_PACKET <= MOAT_MAX_PACKET_SIZE_MAX, "connect cap");
 _Static_assert(MOAT_MAX_TOPIC_LEN <= 65535u, "topic length beyond MQTT string");
@@ -279,14 +344,8 @@ _Static_assert(MOAT_THROTTLE_KEYS_MIN >= 1u &&
 		   MOAT_THROTTLE_KEYS_MAX <= 0x7fffffffu,
 	       "throttle table bounds (slots are u32)");
 
-/* Audit log (src/audit/). */
-/* The daemon signs a checkpoint once this many entries are unsealed, or this
- * long after the previous one if any are, whichever comes first: entries after
- * the last checkpoint can be dropped from the end without detection, so
- * these bound that window. A signature costs ~50 us: the cadence is set by
- * how many checkpoint rows we want to keep, not by CPU. */
-#define MOAT_AUDIT_CHECKPOINT_EVERY 100u
-#define MOAT_AUDIT_CHECKPOINT_MS 60000u
+/* Audit log (src/audit/). Every entry is sealed by a signed checkpoint in
+ * the transaction that writes it (~50 us for the signature). */
 /* Largest detail (JSON object text) one entry may carry: details are small
  * facts (ids, reasons), never payloads, and a flood of audit events must not
  * fill the disk faster than the events themselves cost. */
@@ -294,8 +353,6 @@ _Static_assert(MOAT_THROTTLE_KEYS_MIN >= 1u &&
 /* Largest key file we read: a comment line and 88 base64 characters fit
  * many times over; anything bigger is not a key file. */
 #define MOAT_AUDIT_KEYFILE_MAX 1024u
-_Static_assert(MOAT_AUDIT_CHECKPOINT_EVERY >= 1u && MOAT_AUDIT_CHECKPOINT_MS >= 1000u,
-	       "checkpoint cadence");
 _Static_assert(MOAT_AUDIT_DETAIL_MAX <= 0xffffffffu, "detail length is hashed as u32");
 
 /* The CLI's HTTPS client (src/cli/http_client.c). */

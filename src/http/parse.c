@@ -91,6 +91,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct moat_http_parser *hp = hp_of(p);
 
+	if (hp->state == MOAT_HTTP_P_BODY)
+		return 0; /* a chunked trailer: never a request header */
+
 	if (hp->last != TOK_FIELD && hp->n_headers >= MOAT_HTTP_MAX_HEADERS)
 		return hp_fail(hp, 431, "too many header fields");
 	return hp_collect(hp, TOK_FIELD, at, len);
@@ -101,6 +104,8 @@ static int on_header_field_complete(llhttp_t *p)
 	struct moat_http_parser *hp = hp_of(p);
 	int rc;
 
+	if (hp->state == MOAT_HTTP_P_BODY)
+		return 0;
 	if (hp->n_headers >= MOAT_HTTP_MAX_HEADERS)
 		return hp_fail(hp, 431, "too many header fields");
 	rc = hp_terminate(hp, TOK_FIELD);
@@ -110,14 +115,19 @@ static int on_header_field_complete(llhttp_t *p)
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
+	if (hp_of(p)->state == MOAT_HTTP_P_BODY)
+		return 0;
 	return hp_collect(hp_of(p), TOK_VALUE, at, len);
 }
 
 static int on_header_value_complete(llhttp_t *p)
 {
 	struct moat_http_parser *hp = hp_of(p);
-	int rc = hp_terminate(hp, TOK_VALUE);
+	int rc;
 
+	if (hp->state == MOAT_HTTP_P_BODY)
+		return 0;
+	rc = hp_terminate(hp, TOK_VALUE);
 	if (rc != 0)
 		return rc;
 	/* Trailing whitespace is not part of a field value (RFC 9110 5.5);
@@ -182,7 +192,8 @@ static int on_headers_complete(llhttp_t *p)
 	if (expect != NULL) {
 		if (strcasecmp(expect, "100-continue") != 0)
 			return hp_fail(hp, 417, "only Expect: 100-continue is understood");
-		hp->expect_continue = true;
+		/* HTTP/1.0 clients do not know 100 Continue (RFC 9110 10.1.1). */
+		hp->expect_continue = llhttp_get_http_minor(p) >= 1;
 	}
 	hp->state = MOAT_HTTP_P_BODY;
 	return 0;

@@ -43,9 +43,11 @@ struct hconn {
 	enum hc_phase phase;
 	enum moat_http_pstate seen; /* parser state at the last deadline update */
 	bool dead;
-	bool close_after; /* close once out is flushed */
-	bool lingering;	  /* answered and half-closed; draining what the peer still sends */
-	bool shut;	  /* close_notify sent */
+	bool close_after;     /* close once out is flushed */
+	bool lingering;	      /* answered and half-closed; draining what the peer still sends */
+	bool shut;	      /* close_notify sent */
+	bool tls_wants_read;  /* SSL_write needs the peer's bytes first */
+	bool tls_wants_write; /* SSL_read needs to send first (renegotiation-like) */
 	size_t drained;
 	bool continue_sent;
 	char peer[64];
@@ -160,6 +162,25 @@ static void hc_want(struct hconn *c, uint32_t events)
 }
 
 /*
+ * Watch for what this connection can act on now. The socket is level
+ * triggered: watching EPOLLIN while we refuse to read (answers queued over
+ * MOAT_HTTP_MAX_OUT, or the last answer going out) would spin the thread.
+ */
+static void hc_interest(struct hconn *c)
+{
+	uint32_t ev = 0;
+	bool reading = c->pend == NULL && !c->close_after;
+
+	if (c->dead)
+		return;
+	if (c->lingering || reading || c->tls_wants_read)
+		ev |= EPOLLIN;
+	if (out_pending(c) > 0 || c->tls_wants_write)
+		ev |= EPOLLOUT;
+	hc_want(c, ev);
+}
+
+/*
  * The last answer is out and the connection must close. Closing at once
  * while the client is still sending (a body we refused with 413) makes the
  * kernel answer with a reset that can destroy our answer before the client
@@ -218,16 +239,18 @@ static bool hc_flush(struct hconn *c)
 		}
 		switch (SSL_get_error(c->ssl, n)) {
 		case SSL_ERROR_WANT_WRITE:
-			hc_want(c, EPOLLIN | EPOLLOUT);
+			hc_interest(c);
 			return true;
 		case SSL_ERROR_WANT_READ:
-			hc_want(c, EPOLLIN);
+			c->tls_wants_read = true;
+			hc_interest(c);
 			return true;
 		default:
 			hc_close(c);
 			return false;
 		}
 	}
+	c->tls_wants_read = false;
 	c->out_off = c->out_len = 0;
 	if (c->out_cap > 65536) { /* an idle connection keeps no big buffer */
 		free(c->out);
@@ -238,7 +261,7 @@ static bool hc_flush(struct hconn *c)
 		hc_finish(c);
 		return false;
 	}
-	hc_want(c, EPOLLIN);
+	hc_interest(c);
 	return true;
 }
 
@@ -313,6 +336,7 @@ static void hc_dispatch(struct hconn *c)
 	 * already here (hc_deadline then moves to the head deadline). */
 	c->deadline = moat_now_ms() + MOAT_HTTP_IDLE_TIMEOUT_MS;
 	c->seen = MOAT_HTTP_P_IDLE;
+	c->continue_sent = false; /* the next request may ask again */
 	s->st.requests++;
 	/* RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a bad
 	 * request. (Checked here, not in the parser, which is not HTTP/1.1
@@ -400,11 +424,13 @@ static void hc_read(struct hconn *c)
 				return;
 			continue;
 		}
+		c->tls_wants_write = false;
 		switch (SSL_get_error(c->ssl, n)) {
 		case SSL_ERROR_WANT_READ:
 			return;
 		case SSL_ERROR_WANT_WRITE:
-			hc_want(c, EPOLLIN | EPOLLOUT);
+			c->tls_wants_write = true;
+			hc_interest(c);
 			return;
 		default: /* closed by the peer, or a TLS error */
 			hc_close(c);
@@ -466,6 +492,8 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 		(void)hc_flush(c);
 	else if (c->close_after)
 		hc_finish(c);
+	else
+		hc_interest(c);
 }
 
 static void listen_cb(struct moat_ev *ev, uint32_t events)

@@ -179,10 +179,11 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_OP_LIST] = {STORE_READ, 2,
 			   "SELECT name, role, disabled, totp_secret IS NOT NULL, created_at, "
 			   "updated_at FROM operators WHERE name > $1 ORDER BY name LIMIT $2"},
-    /* $1: a role, or NULL for every operator. */
+    /* $1: a role (enabled operators with it), or NULL (every operator,
+     * disabled ones too: setup stays closed once anyone exists). */
     [MOAT_STMT_OP_COUNT] = {STORE_READ, 1,
-			    "SELECT count(*) FROM operators WHERE ($1 IS NULL OR role = $1) AND "
-			    "disabled = 0"},
+			    "SELECT count(*) FROM operators WHERE $1 IS NULL OR (role = $1 AND "
+			    "disabled = 0)"},
     [MOAT_STMT_RECOVERY_HAS] = {STORE_READ, 2,
 				"SELECT count(*) FROM recovery_codes WHERE hash = $2 AND "
 				"operator_id = (SELECT id FROM operators WHERE name = $1)"},
@@ -199,9 +200,13 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_SESS_GET_SID] = {STORE_READ, 1,
 				"SELECT o.name FROM op_sessions s JOIN operators o ON o.id = "
 				"s.operator_id WHERE s.sid = $1"},
-    [MOAT_STMT_TOKEN_GET_HASH] = {STORE_READ, 1,
-				  "SELECT id, name, role, creator, expires_at, revoked_at FROM "
-				  "api_tokens WHERE hash = $1"},
+    /* With the creator's current role and state: a token never outlives
+     * or outranks the operator who made it. */
+    [MOAT_STMT_TOKEN_GET_HASH] =
+	{STORE_READ, 1,
+	 "SELECT t.id, t.name, t.role, t.creator, t.expires_at, t.revoked_at, "
+	 "o.role, o.disabled FROM api_tokens t LEFT JOIN operators o ON "
+	 "'user:' || o.name = t.creator WHERE t.hash = $1"},
     [MOAT_STMT_TOKEN_GET] = {STORE_READ, 1,
 			     "SELECT id, name, role, creator, created_at, expires_at, last_used, "
 			     "revoked_at FROM api_tokens WHERE id = $1"},

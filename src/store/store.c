@@ -114,6 +114,27 @@ out:
 	return rc;
 }
 
+moat_err moat_store_batch_clone(const struct moat_store_batch *b, struct moat_store_batch **out)
+{
+	struct moat_store_batch *c = NULL;
+	const struct store_op *op;
+	moat_err rc;
+
+	if (b == NULL || b->checkpoint)
+		return MOAT_E_INVAL;
+	if ((rc = moat_store_batch_new(&c)) != MOAT_OK)
+		return rc;
+	for (op = b->head; op != NULL; op = op->next) {
+		rc = moat_store_batch_add(c, op->id, op->v, op->n);
+		if (rc != MOAT_OK) {
+			moat_store_batch_free(c);
+			return rc;
+		}
+	}
+	*out = c;
+	return MOAT_OK;
+}
+
 static moat_err enqueue(struct moat_store *st, struct moat_store_batch *b)
 {
 	moat_err rc = MOAT_E_CLOSED;

@@ -205,6 +205,8 @@ moat_err moat_store_batch_new(struct moat_store_batch **out);
 moat_err moat_store_batch_add(struct moat_store_batch *b, enum moat_stmt id,
 			      const struct moat_val *params, size_t n);
 void moat_store_batch_free(struct moat_store_batch *b);
+/* A copy of an unsubmitted batch (to retry it after a failure). */
+moat_err moat_store_batch_clone(const struct moat_store_batch *b, struct moat_store_batch **out);
 
 /* Completion of a submitted batch: MOAT_OK once its transaction committed,
  * else why not (then none of its statements took effect). Runs on the

@@ -249,7 +249,7 @@ class Api:
 
     @property
     def cookie(self):
-        return self.s.cookies.get("moat_session")
+        return self.s.cookies.get("__Host-moat_session")
 
     def close(self):
         """Close the connections (the client can still be used: it then

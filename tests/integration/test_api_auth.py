@@ -301,7 +301,7 @@ def test_session_cookie_attributes(admin_env):
     sc = r.headers.get("Set-Cookie")
     assert sc, r.headers
     name, value, attrs = _cookie_attrs(sc)
-    assert name == "moat_session" and len(value) >= 32, sc
+    assert name == "__Host-moat_session" and len(value) >= 32, sc
     assert "httponly" in attrs and "secure" in attrs, sc
     assert attrs.get("samesite", "").lower() == "strict", sc
     assert attrs.get("path") == "/", sc
@@ -316,7 +316,7 @@ def test_session_cookie_attributes(admin_env):
     r = c.post("/api/v1/auth/logout")
     assert r.status_code == 204, ak.describe(r)
     name, value, attrs = _cookie_attrs(r.headers.get("Set-Cookie", ""))
-    assert name == "moat_session" and value == "" and attrs.get("max-age") == "0", r.headers
+    assert name == "__Host-moat_session" and value == "" and attrs.get("max-age") == "0", r.headers
 
 
 def test_logout_ends_the_session(admin_env):
@@ -327,10 +327,10 @@ def test_logout_ends_the_session(admin_env):
     assert u.api.get("/api/v1/me").status_code == 200
     assert u.api.post("/api/v1/auth/logout").status_code == 204
     replay = s.client()
-    ak.assert_problem(replay.get("/api/v1/me", headers={"Cookie": "moat_session=" + secret}),
+    ak.assert_problem(replay.get("/api/v1/me", headers={"Cookie": "__Host-moat_session=" + secret}),
                       401, "unauthorized")
     ak.assert_problem(replay.post("/api/v1/auth/logout", headers={
-        "Cookie": "moat_session=" + secret, "X-CSRF-Token": u.api.csrf}), 401, "unauthorized")
+        "Cookie": "__Host-moat_session=" + secret, "X-CSRF-Token": u.api.csrf}), 401, "unauthorized")
     ak.assert_problem(u.api.get("/api/v1/me"), 401, "unauthorized")
 
 

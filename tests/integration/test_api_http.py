@@ -112,7 +112,7 @@ def test_healthz_is_exactly_ok_without_auth(srv, anon):
     assert "Set-Cookie" not in r.headers
     # no authentication is even looked at: bad credentials change nothing
     r2 = anon.get("/healthz", headers={"Authorization": "Bearer moat_at_garbage",
-                                       "Cookie": "moat_session=garbage"})
+                                       "Cookie": "__Host-moat_session=garbage"})
     assert r2.status_code == 200 and r2.json() == {"status": "ok"}, ak.describe(r2)
 
 

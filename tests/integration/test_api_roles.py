@@ -210,11 +210,12 @@ def test_token_cannot_outrank_its_creator(world):
         made[role] = ak.create_token(op, role)
         assert made[role]["role"] == role and made[role]["creator"] == "user:" + \
             world.users["operator"].name, made[role]
-    # an operator's token is bound by the same rule
+    # a token never mints tokens (it could renew itself forever)
     opt = s.client(token=made["operator"]["token"])
     ak.assert_problem(opt.post("/api/v1/tokens", {"name": "x", "role": "admin"}), 403,
-                      "forbidden", field="role")
-    assert opt.post("/api/v1/tokens", {"name": "x", "role": "metrics"}).status_code == 201
+                      "forbidden")
+    ak.assert_problem(opt.post("/api/v1/tokens", {"name": "x", "role": "metrics"}), 403,
+                      "forbidden")
     # ... and cannot take back a token with more rights
     adm_tok = world.tokens["admin"]
     ak.assert_problem(op.delete("/api/v1/tokens/" + adm_tok["id"]), 403, "forbidden")

@@ -78,7 +78,7 @@ class MockAPI:
     def authed(self, h, method):
         if h.get("authorization") == "Bearer " + TOKEN:
             return None
-        if h.get("cookie") == "moat_session=" + SESSION:
+        if h.get("cookie") == "__Host-moat_session=" + SESSION:
             if method in ("POST", "PATCH", "PUT", "DELETE") and h.get("x-csrf-token") != CSRF:
                 return problem(403, "csrf", "CSRF check failed", "send X-CSRF-Token")
             return None
@@ -117,7 +117,7 @@ class MockAPI:
                    "session_id": "sid", "expires_at": "2026-11-22T19:10:00.000Z"}
             # An empty header and a foreign cookie first: only ours is kept.
             return 200, ans, {"X-Empty": "", "Set-Cookie": "other=1; Path=/",
-                              "set-cookie": "moat_session=%s; HttpOnly; Secure; "
+                              "set-cookie": "__Host-moat_session=%s; HttpOnly; Secure; "
                                             "SameSite=Strict; Path=/" % SESSION}
         err = self.authed(h, method)
         if err:
@@ -532,7 +532,7 @@ def test_login_enrolment(moat_bin, home, api, scratch, uid):
     assert paths == [("POST", "/api/v1/auth/login"), ("POST", "/api/v1/me/totp"),
                      ("POST", "/api/v1/me/totp/confirm")]
     h = api.requests[1][2]
-    assert h["cookie"] == "moat_session=" + SESSION and h["x-csrf-token"] == CSRF
+    assert h["cookie"] == "__Host-moat_session=" + SESSION and h["x-csrf-token"] == CSRF
 
 
 def test_login_enrolment_prints_secret_and_bad_code(moat_bin, home, api):
@@ -590,7 +590,7 @@ def test_user_list_table_follows_cursors(moat_bin, home, api):
     assert all(l[col:col + 6] == "viewer" for l in lines[1:])
     assert len(api.requests) == 3
     h = api.requests[0][2]
-    assert h["cookie"] == "moat_session=" + SESSION and "x-csrf-token" not in h
+    assert h["cookie"] == "__Host-moat_session=" + SESSION and "x-csrf-token" not in h
 
 
 def test_user_list_json_with_token(moat_bin, home, api):
