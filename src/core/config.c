@@ -36,7 +36,7 @@
 /* Longest key name we bother to compare for "did you mean". */
 #define CONF_SUGGEST_MAX 64u
 /* Most keys any one section has ([broker]). */
-#define CONF_MAX_KEYS 8u
+#define CONF_MAX_KEYS 12u
 /* Sections: [broker], [tls], [log] and the listeners. */
 #define CONF_MAX_SECTIONS (3u + MOAT_MAX_LISTENERS)
 #define CONF_LISTENER_PREFIX "listener."
@@ -56,6 +56,7 @@ enum conf_type {
 	CONF_DURABILITY, /* strict|relaxed */
 	CONF_ADDR,	 /* numeric IPv4/IPv6 literal */
 	CONF_PROTOCOL,	 /* mqtt|https */
+	CONF_UNKNOWN,	 /* refuse|allow */
 };
 
 enum conf_key_id {
@@ -77,6 +78,7 @@ enum conf_key_id {
 	K_REQUIRE_CLIENT_CERT,
 	K_POLICY,
 	K_PROTOCOL,
+	K_UNKNOWN_DEVICES,
 };
 
 struct conf_key {
@@ -99,6 +101,7 @@ static const struct conf_key broker_keys[] = {
     {"max_connections", K_MAX_CONNECTIONS, CONF_UINT, MOAT_MAX_CONNECTIONS_MIN,
      MOAT_MAX_CONNECTIONS_MAX},
     {"durability", K_DURABILITY, CONF_DURABILITY, 0, 0},
+    {"unknown_devices", K_UNKNOWN_DEVICES, CONF_UNKNOWN, 0, 0},
 };
 
 static const struct conf_key tls_keys[] = {
@@ -581,6 +584,19 @@ static void conf_set_choice(struct conf_parse *st, const struct conf_key *k, con
 			st->conf.listeners[st->cur->listener].require_client_cert_set = true;
 		}
 		break;
+	case CONF_UNKNOWN:
+		if (strcasecmp(v, "refuse") == 0)
+			st->conf.unknown_allow = false;
+		else if (strcasecmp(v, "allow") == 0)
+			st->conf.unknown_allow = true;
+		else
+			conf_fail(
+			    st, st->lineno, MOAT_E_CONFIG,
+			    "%s = '%s' is not a choice; fix: use refuse (only registered "
+			    "identities connect) or allow (unregistered CA-signed devices get "
+			    "the group \"devices\")",
+			    k->name, echo);
+		break;
 	case CONF_PROTOCOL:
 		if (strcasecmp(v, "mqtt") == 0)
 			st->conf.listeners[st->cur->listener].protocol = MOAT_PROTO_MQTT;
@@ -716,6 +732,7 @@ static int conf_key_cb(void *user, const char *section, const char *name, const 
 	case CONF_POLICY:
 	case CONF_DURABILITY:
 	case CONF_PROTOCOL:
+	case CONF_UNKNOWN:
 	default:
 		conf_set_choice(st, k, value);
 		break;
@@ -1231,6 +1248,9 @@ static const char default_text[] =
     "; strict: a retained QoS 1/2 message is on disk before it is acknowledged;\n"
     "; relaxed: written within 100 ms (a power loss may lose the last writes).\n"
     "durability = strict\n"
+    "; A device the registry does not know: refuse (register it first: moat\n"
+    "; device register) or allow (treated as a member of group \"devices\").\n"
+    "unknown_devices = refuse\n"
     "\n"
     "[tls]\n"
     "; Relative paths are relative to the data directory.\n"

@@ -60,6 +60,10 @@ struct moat_conf {
 	unsigned workers; /* 0 = one per core */
 	struct moat_limits lim;
 	enum moat_durability durability;
+	/* [broker] unknown_devices: a CA-signed identity the registry does not
+	 * know is refused (false, the default) or treated as a member of the
+	 * group "devices" (true: development and migration). */
+	bool unknown_allow;
 	/* [tls]: paths; relative paths are relative to the data directory */
 	char tls_cert[MOAT_MAX_PATH];
 	char tls_key[MOAT_MAX_PATH];

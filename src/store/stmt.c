@@ -157,6 +157,72 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 				  "INSERT INTO audit_checkpoints (seq, ts, head, sig) VALUES ($1, "
 				  "$2, $3, $4)"},
 
+    /* Registry (migration 3). States are checked by the caller against the
+     * lifecycle; the SQL refuses only what can never be valid. */
+    [MOAT_STMT_ID_INSERT] = {STORE_WRITE, 4,
+			     "INSERT INTO identities (id, kind, state, created_at, updated_at) "
+			     "VALUES ($1, $2, $3, $4, $4)"},
+    [MOAT_STMT_ID_SET_STATE] =
+	{STORE_WRITE, 3,
+	 "UPDATE identities SET state = $2, updated_at = $3 WHERE id = $1 AND "
+	 "state <> 'decommissioned'"},
+    [MOAT_STMT_ID_SEEN] = {STORE_WRITE, 3,
+			   "UPDATE identities SET first_seen = coalesce(first_seen, $2), last_seen "
+			   "= $2, last_addr = $3 WHERE id = $1"},
+    [MOAT_STMT_MEMBER_ADD] = {STORE_WRITE, 2,
+			      "INSERT INTO memberships (identity, group_name) VALUES ($1, $2) ON "
+			      "CONFLICT DO NOTHING"},
+    [MOAT_STMT_MEMBER_DEL] = {STORE_WRITE, 2,
+			      "DELETE FROM memberships WHERE identity = $1 AND group_name = $2"},
+    [MOAT_STMT_MEMBER_DEL_ALL] = {STORE_WRITE, 1, "DELETE FROM memberships WHERE identity = $1"},
+    [MOAT_STMT_GROUP_INSERT] =
+	{STORE_WRITE, 3,
+	 "INSERT INTO groups (name, description, created_at) VALUES ($1, $2, "
+	 "$3)"},
+    [MOAT_STMT_GROUP_DEL] = {STORE_WRITE, 1, "DELETE FROM groups WHERE name = $1"},
+    [MOAT_STMT_POLICY_PUT] =
+	{STORE_WRITE, 4,
+	 "INSERT INTO policies (name, description, rules, created_at, "
+	 "updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO UPDATE "
+	 "SET description = excluded.description, rules = excluded.rules, "
+	 "updated_at = excluded.updated_at WHERE policies.builtin = 0"},
+    [MOAT_STMT_POLICY_DEL] = {STORE_WRITE, 1,
+			      "DELETE FROM policies WHERE name = $1 AND builtin = 0"},
+    [MOAT_STMT_ATTACH_GROUP] = {STORE_WRITE, 2,
+				"INSERT INTO attachments (policy, group_name) VALUES ($1, $2) ON "
+				"CONFLICT DO NOTHING"},
+    [MOAT_STMT_DETACH_GROUP] = {STORE_WRITE, 2,
+				"DELETE FROM attachments WHERE policy = $1 AND group_name = $2"},
+    [MOAT_STMT_ATTACH_ID] = {STORE_WRITE, 2,
+			     "INSERT INTO attachments (policy, identity) VALUES ($1, $2) ON "
+			     "CONFLICT DO NOTHING"},
+    [MOAT_STMT_DETACH_ID] = {STORE_WRITE, 2,
+			     "DELETE FROM attachments WHERE policy = $1 AND identity = $2"},
+    [MOAT_STMT_CERT_PUT] = {STORE_WRITE, 6,
+			    "INSERT INTO certificates (serial, identity, fingerprint, not_before, "
+			    "not_after, issued_at) VALUES ($1, $2, $3, $4, $5, $6)"},
+    [MOAT_STMT_CERT_REVOKE] =
+	{STORE_WRITE, 3,
+	 "UPDATE certificates SET revoked_at = $2, reason = $3 WHERE serial = "
+	 "$1 AND revoked_at IS NULL"},
+    [MOAT_STMT_CERT_REVOKE_ID] = {STORE_WRITE, 3,
+				  "UPDATE certificates SET revoked_at = $2, reason = $3 WHERE "
+				  "identity = $1 AND revoked_at IS NULL"},
+    [MOAT_STMT_ETOKEN_PUT] =
+	{STORE_WRITE, 8,
+	 "INSERT INTO enroll_tokens (id, hash, identity, group_name, uses_left, "
+	 "expires_at, creator, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+	 "$8)"},
+    [MOAT_STMT_ETOKEN_USE] =
+	{STORE_WRITE, 1,
+	 "UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE id = $1 AND "
+	 "uses_left > 0"},
+    [MOAT_STMT_ETOKEN_BURN_ID] = {STORE_WRITE, 1,
+				  "UPDATE enroll_tokens SET uses_left = 0 WHERE identity = $1"},
+    [MOAT_STMT_RETAINED_DEL_PREFIX] = {STORE_WRITE, 1,
+				       "DELETE FROM retained WHERE substr(topic, 1, length($1)) = "
+				       "$1"},
+
     [MOAT_STMT_LOAD_SESSIONS] = {STORE_READ, 0,
 				 "SELECT " SESSION_COLS " FROM sessions ORDER BY client_id"},
     [MOAT_STMT_LOAD_SUBS] = {STORE_READ, 0,
@@ -233,4 +299,67 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_CHECKPOINT_LAST] = {STORE_READ, 0,
 				   "SELECT seq, ts, head, sig FROM audit_checkpoints ORDER BY seq "
 				   "DESC LIMIT 1"},
+    /* The registry snapshot the broker enforces is built from these four. */
+    [MOAT_STMT_REG_IDENTITIES] = {STORE_READ, 0,
+				  "SELECT id, kind, state FROM identities ORDER BY id"},
+    [MOAT_STMT_REG_MEMBERS] = {STORE_READ, 0,
+			       "SELECT identity, group_name FROM memberships ORDER BY identity, "
+			       "group_name"},
+    [MOAT_STMT_REG_ATTACH] =
+	{STORE_READ, 0, "SELECT policy, group_name, identity FROM attachments ORDER BY policy"},
+    [MOAT_STMT_REG_POLICIES] = {STORE_READ, 0, "SELECT name, rules FROM policies ORDER BY name"},
+    [MOAT_STMT_ID_GET] = {STORE_READ, 1,
+			  "SELECT id, kind, state, created_at, updated_at, first_seen, last_seen, "
+			  "last_addr, firmware FROM identities WHERE id = $1"},
+    /* $1 cursor, $2 kind or NULL, $3 state or NULL, $4 limit */
+    [MOAT_STMT_ID_LIST] = {STORE_READ, 4,
+			   "SELECT id, kind, state, created_at, updated_at, first_seen, last_seen, "
+			   "last_addr, firmware FROM identities WHERE id > $1 AND ($2 IS NULL OR "
+			   "kind = $2) AND ($3 IS NULL OR state = $3) ORDER BY id LIMIT $4"},
+    [MOAT_STMT_MEMBERS_OF] = {STORE_READ, 1,
+			      "SELECT group_name FROM memberships WHERE identity = $1 ORDER BY "
+			      "group_name"},
+    [MOAT_STMT_GROUP_GET] =
+	{STORE_READ, 1,
+	 "SELECT name, description, created_at, (SELECT count(*) FROM "
+	 "memberships m WHERE m.group_name = g.name) FROM groups g WHERE name = "
+	 "$1"},
+    [MOAT_STMT_GROUP_LIST] =
+	{STORE_READ, 2,
+	 "SELECT name, description, created_at, (SELECT count(*) FROM "
+	 "memberships m WHERE m.group_name = g.name) FROM groups g WHERE name > "
+	 "$1 ORDER BY name LIMIT $2"},
+    [MOAT_STMT_POLICY_GET] =
+	{STORE_READ, 1,
+	 "SELECT name, description, rules, builtin, created_at, updated_at FROM "
+	 "policies WHERE name = $1"},
+    [MOAT_STMT_POLICY_LIST] = {STORE_READ, 2,
+			       "SELECT name, description, rules, builtin, created_at, updated_at "
+			       "FROM policies WHERE name > $1 ORDER BY name LIMIT $2"},
+    [MOAT_STMT_ATTACHED_TO_GROUP] =
+	{STORE_READ, 1,
+	 "SELECT policy FROM attachments WHERE group_name = $1 ORDER BY "
+	 "policy"},
+    [MOAT_STMT_ATTACHED_TO_ID] = {STORE_READ, 1,
+				  "SELECT policy FROM attachments WHERE identity = $1 ORDER BY "
+				  "policy"},
+    [MOAT_STMT_CERT_GET] =
+	{STORE_READ, 1,
+	 "SELECT serial, identity, fingerprint, not_before, not_after, issued_at, "
+	 "revoked_at, reason FROM certificates WHERE serial = $1"},
+    /* $1 identity or NULL, $2 cursor (serial), $3 limit */
+    [MOAT_STMT_CERT_LIST] = {STORE_READ, 3,
+			     "SELECT serial, identity, fingerprint, not_before, not_after, "
+			     "issued_at, revoked_at, reason FROM certificates WHERE ($1 IS NULL OR "
+			     "identity = $1) AND serial > $2 ORDER BY serial LIMIT $3"},
+    [MOAT_STMT_REVOKED_ALL] =
+	{STORE_READ, 0,
+	 "SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT "
+	 "NULL ORDER BY serial"},
+    [MOAT_STMT_ETOKEN_GET_HASH] = {STORE_READ, 1,
+				   "SELECT id, identity, group_name, uses_left, expires_at FROM "
+				   "enroll_tokens WHERE hash = $1"},
+    [MOAT_STMT_ETOKEN_LIST] = {STORE_READ, 2,
+			       "SELECT id, identity, group_name, uses_left, expires_at, creator, "
+			       "created_at FROM enroll_tokens WHERE id > $1 ORDER BY id LIMIT $2"},
 };

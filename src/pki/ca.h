@@ -1,0 +1,210 @@
+/*
+ * The CA process (STYLE.md item 1, ARCHITECTURE.md "Processes"): the only
+ * process that holds the CA private key. It is forked from `moat serve`,
+ * loads dir/ca.key and dir/ca.crt, closes every other descriptor, locks
+ * itself down (no new privileges, not dumpable, a seccomp-bpf filter that
+ * allows little more than reading and answering its socket) and then only
+ * answers typed, size-checked requests over a SOCK_SEQPACKET socketpair:
+ * sign a certificate request, sign a CRL, return the CA certificate, ping.
+ * The parent never sees the key; whatever it sends is checked again
+ * (STYLE.md item 2), so a compromised network-facing side can at worst get
+ * certificates the enrollment policy (csr.h) would issue anyway.
+ *
+ * moat_ca_spawn must be called before the process starts any thread:
+ * fork() copies only the calling thread, and a lock another thread held at
+ * that moment (malloc's, OpenSSL's) would stay locked forever in the CA.
+ * `moat serve` calls it first, before the store, workers and listeners. The
+ * CA also dies with the thread that spawned it (PR_SET_PDEATHSIG), which
+ * must therefore be the main thread.
+ *
+ * The client calls below are thread-safe (one request at a time, under a
+ * mutex). Every call fails with an error, never hangs, when the CA does not
+ * answer within MOAT_CA_TIMEOUT_MS or has died.
+ */
+#ifndef MOAT_CA_H
+#define MOAT_CA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+
+/* Serial numbers as hex: moat_ca_sign writes the CA's 128 random bits as
+ * exactly 32 lowercase hex digits (leading zeros kept); a CRL entry accepts
+ * 1 to 40 hex digits (RFC 5280 allows 20 octets), either case. */
+#define MOAT_CA_SERIAL_HEX_LEN 32u
+#define MOAT_CA_SERIAL_HEX_MAX 40u
+#define MOAT_CA_SERIAL_MAX 20u
+
+/* Longest error sentence in an answer, with its NUL. */
+#define MOAT_CA_ERR_MAX 512u
+
+/* The latest time a CRL entry may carry: 9999-12-31T23:59:59Z, the end of
+ * GeneralizedTime. */
+#define MOAT_CA_TIME_MAX 253402300799LL
+
+struct moat_ca;
+
+/* One revoked certificate for moat_ca_crl. */
+struct moat_revoked {
+	char serial[MOAT_CA_SERIAL_HEX_MAX + 1]; /* hex, as moat_ca_sign returned it */
+	int64_t revoked_at;			 /* Unix seconds, 1..MOAT_CA_TIME_MAX */
+};
+
+/*
+ * Fork the CA process for the CA in dir (ca.key, ca.crt) and wait until it
+ * has loaded the key and locked itself down. Fails (with the child's reason
+ * in err) when the key is missing, does not match the certificate, or is
+ * accessible by group or others (err says which chmod fixes it). See the
+ * top of this file: only before any thread exists.
+ */
+moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t errlen);
+
+/*
+ * Issue a device certificate for device_id from a DER request (at most
+ * MOAT_CSR_MAX bytes), valid `days` (1..MOAT_CERT_DAYS_MAX) from now, with
+ * notBefore MOAT_CERT_SKEW_S in the past. The CA re-checks the request with
+ * moat_csr_check (MOAT_E_DENIED and its sentence in err on refusal) and uses
+ * only its public key: the profile is moat_pki_issue_device's (CN and URI
+ * SAN moat:device:<id>, clientAuth, digitalSignature, CA:FALSE, SKI/AKI)
+ * with a random 128-bit serial. On MOAT_OK *cert is malloc'd DER (free),
+ * serial_hex holds the serial (MOAT_CA_SERIAL_HEX_LEN digits and a NUL) and
+ * *not_after_s the end of validity in Unix seconds.
+ */
+moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *csr, size_t csr_len,
+		      unsigned days, uint8_t **cert, size_t *cert_len,
+		      char serial_hex[MOAT_CA_SERIAL_HEX_LEN + 1], int64_t *not_after_s, char *err,
+		      size_t errlen);
+
+/*
+ * Sign a v2 CRL listing n (at most MOAT_CRL_MAX_ENTRIES) revoked serials,
+ * thisUpdate now and nextUpdate next_update_s later (1..
+ * MOAT_CRL_NEXT_UPDATE_MAX_S), with the CRL number crl_number (the caller
+ * keeps it increasing; RFC 5280 5.2.3) and the CA's AKI. *crl is malloc'd DER.
+ */
+moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_update_s,
+		     const struct moat_revoked *list, size_t n, uint8_t **crl, size_t *crl_len,
+		     char *err, size_t errlen);
+
+/* The CA certificate as DER (malloc'd), for EST /cacerts. */
+moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, char *err,
+			 size_t errlen);
+
+/* MOAT_OK when the CA process answers. */
+moat_err moat_ca_ping(struct moat_ca *ca, char *err, size_t errlen);
+
+/* Close the socket (the CA exits on EOF), reap the process, SIGKILL it if
+ * it has not exited within MOAT_CA_STOP_MS, and free ca. A call still in
+ * progress is waited for; none may start after. NULL is a no-op. */
+void moat_ca_stop(struct moat_ca *ca);
+
+/* Test hooks. The CA's process id. */
+pid_t moat_ca_pid(const struct moat_ca *ca);
+
+/* Send msg as one message as it is (up to MOAT_CA_MSG_MAX + 4096 bytes, so
+ * tests can send oversized ones) and return the next answer, whatever its
+ * sequence number, as malloc'd bytes for moat_ca_ans_parse. */
+moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len, uint8_t **ans,
+			     size_t *ans_len);
+
+/*
+ * The message codec (ca_msg.c): pure, so it is unit-tested and fuzzed on
+ * its own. Integers are big-endian. A "string" is a u16 length that counts a
+ * terminating NUL, the bytes and that NUL (no other NUL); a "blob" is a u32
+ * length and the bytes. Every message is at most MOAT_CA_MSG_MAX bytes, and
+ * a parser refuses short messages, unterminated strings, out-of-range
+ * values, unknown types and leftover bytes.
+ *
+ * Request: u8 type, u32 seq, then by type
+ *   PING, CACERTS: nothing
+ *   SIGN: string device_id (1..MOAT_DEVICE_ID_MAX), blob csr DER
+ *         (1..MOAT_CSR_MAX), u32 days (1..MOAT_CERT_DAYS_MAX), u32 notBefore
+ *         skew in seconds (0..MOAT_CERT_SKEW_MAX_S)
+ *   CRL:  u64 crl number, u32 next_update_s (1..MOAT_CRL_NEXT_UPDATE_MAX_S),
+ *         u32 count (0..MOAT_CRL_MAX_ENTRIES), count entries of: u8 n
+ *         (1..MOAT_CA_SERIAL_MAX), n serial octets (unsigned big-endian, no
+ *         leading zero octet, at most 20 octets in DER), u64 revocation time
+ *         (1..MOAT_CA_TIME_MAX)
+ * Answer: u8 type (the request's; HELLO for the start-up report), u32 seq
+ * (the request's), u8 status (a moat_err), then
+ *   status != MOAT_OK: string message (1..MOAT_CA_ERR_MAX - 1)
+ *   HELLO, PING: nothing
+ *   SIGN: blob certificate DER, string serial hex (1..MOAT_CA_SERIAL_HEX_MAX
+ *         digits), u64 notAfter (Unix seconds, 1..MOAT_CA_TIME_MAX)
+ *   CRL, CACERTS: blob DER
+ */
+enum moat_ca_type {
+	MOAT_CA_HELLO = 0,
+	MOAT_CA_PING = 1,
+	MOAT_CA_SIGN = 2,
+	MOAT_CA_CRL = 3,
+	MOAT_CA_CACERTS = 4,
+};
+
+/* A parsed request; pointers are views into the message. */
+struct moat_ca_req {
+	uint8_t type;
+	uint32_t seq;
+	/* SIGN */
+	const char *device_id;
+	const uint8_t *csr;
+	size_t csr_len;
+	uint32_t days;
+	uint32_t skew_s;
+	/* CRL: n_revoked entries, already validated, read with
+	 * moat_ca_entry_next from a moat_rd over revoked/revoked_len. */
+	uint64_t crl_number;
+	uint32_t next_update_s;
+	uint32_t n_revoked;
+	const uint8_t *revoked;
+	size_t revoked_len;
+};
+
+/* One CRL entry as carried in a request. */
+struct moat_ca_entry {
+	uint8_t serial[MOAT_CA_SERIAL_MAX];
+	size_t serial_len;
+	int64_t revoked_at;
+};
+
+/* A parsed answer; pointers are views into the message. */
+struct moat_ca_ans {
+	uint8_t type;
+	uint32_t seq;
+	uint8_t status;	    /* moat_err */
+	const char *msg;    /* status != MOAT_OK */
+	const uint8_t *der; /* SIGN, CRL, CACERTS */
+	size_t der_len;
+	const char *serial; /* SIGN */
+	int64_t not_after;  /* SIGN */
+};
+
+/* Requests. PING and CACERTS carry no body. */
+moat_err moat_ca_req_put_simple(struct moat_buf *b, uint8_t type, uint32_t seq);
+moat_err moat_ca_req_put_sign(struct moat_buf *b, uint32_t seq, const char *device_id,
+			      const uint8_t *csr, size_t csr_len, uint32_t days, uint32_t skew_s);
+/* Converts each hex serial; MOAT_E_INVAL names no entry, so check them
+ * with moat_ca_serial_from_hex first when the caller needs to know which. */
+moat_err moat_ca_req_put_crl(struct moat_buf *b, uint32_t seq, uint64_t crl_number,
+			     uint32_t next_update_s, const struct moat_revoked *list, size_t n);
+/* On failure *why (if not NULL) is a static sentence. */
+moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, const char **why);
+/* Read the next entry of a parsed CRL request. */
+moat_err moat_ca_entry_next(struct moat_rd *r, struct moat_ca_entry *e);
+/* Hex (1..MOAT_CA_SERIAL_HEX_MAX digits) to the canonical octets: leading
+ * zeros dropped; zero and serials over 20 DER octets are MOAT_E_INVAL. */
+moat_err moat_ca_serial_from_hex(const char *hex, uint8_t out[MOAT_CA_SERIAL_MAX], size_t *len);
+
+/* Answers. put_error truncates msg to MOAT_CA_ERR_MAX - 1 bytes. */
+moat_err moat_ca_ans_put_error(struct moat_buf *b, uint8_t type, uint32_t seq, moat_err status,
+			       const char *msg);
+moat_err moat_ca_ans_put_ok(struct moat_buf *b, uint8_t type, uint32_t seq);
+moat_err moat_ca_ans_put_der(struct moat_buf *b, uint8_t type, uint32_t seq, const uint8_t *der,
+			     size_t len);
+moat_err moat_ca_ans_put_sign(struct moat_buf *b, uint32_t seq, const uint8_t *der, size_t len,
+			      const char *serial_hex, int64_t not_after);
+moat_err moat_ca_ans_parse(const uint8_t *p, size_t n, struct moat_ca_ans *ans);
+
+#endif

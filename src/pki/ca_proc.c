@@ -1,0 +1,1536 @@
+/*
+ * The CA process and its client (ca.h).
+ *
+ * The child owns the CA key and nothing else: it keeps one socket (fd 3),
+ * stdin and stdout on /dev/null and stderr for log lines, loads the key into
+ * OpenSSL's secure heap (mlock'ed, left out of core dumps), makes itself
+ * undumpable, exercises every code path it will need once (so lazy
+ * initialisation that opens files happens before the sandbox), then
+ * installs a seccomp-bpf filter and serves one answer per request until the
+ * parent closes the socket or dies.
+ *
+ * The parent side keeps no key material, only the socket. Each call sends a
+ * request with a fresh sequence number and waits, up to MOAT_CA_TIMEOUT_MS,
+ * for the answer with that number; an answer to an earlier call that timed
+ * out is recognised by its number and dropped, so a slow CA can never make
+ * one caller read another's certificate.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#if defined(__linux__) && defined(__has_include)
+#if __has_include(<linux/seccomp.h>) && __has_include(<linux/filter.h>) &&                         \
+    __has_include(<linux/audit.h>) && (defined(__x86_64__) || defined(__aarch64__))
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#define CA_SECCOMP 1
+#endif
+#endif
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "pki/ca.h"
+#include "pki/csr.h"
+#include "tls/tls.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CA_ASAN 1
+#endif
+#endif
+
+/* The CA's socket in the child, right after stderr. */
+#define CA_FD 3
+
+/* OpenSSL's secure heap in the child: private key numbers live there, in
+ * mlock'ed pages that core dumps skip. 64 KiB holds an RSA-4096 key with
+ * room to spare; both sizes must be powers of two. */
+#define CA_SECURE_HEAP (64u * 1024u)
+#define CA_SECURE_MIN 32u
+
+/* moat_ca_raw_request lets tests send this much past the limit. */
+#define CA_RAW_SLACK 4096u
+
+/* How often moat_ca_stop looks whether the CA has exited: it usually has
+ * within a millisecond of EOF, so a short poll keeps shutdown quick. */
+#define CA_STOP_POLL_NS (5L * 1000L * 1000L)
+
+#define DEVICE_URI_PREFIX "moat:device:"
+
+#define SECONDS_PER_DAY 86400LL
+
+struct moat_ca {
+	pthread_mutex_t lock;
+	int fd;
+	pid_t pid;
+	uint32_t seq;
+	uint8_t *rbuf; /* MOAT_CA_MSG_MAX: one answer */
+};
+
+/* What the child holds. */
+struct ca_state {
+	EVP_PKEY *key;
+	X509 *cert;
+	uint8_t *cert_der;
+	size_t cert_der_len;
+	const EVP_MD *md; /* NULL: the key type fixes the hash (Ed25519) */
+};
+
+/* Same profile as moat_pki_issue_device (pki.c). */
+struct ca_ext {
+	int nid;
+	const char *value;
+};
+
+static const struct ca_ext device_exts[] = {
+    {NID_basic_constraints, "critical,CA:FALSE"},
+    {NID_key_usage, "critical,digitalSignature"},
+    {NID_ext_key_usage, "clientAuth"},
+    {NID_subject_key_identifier, "hash"},
+    {NID_authority_key_identifier, "keyid:always"},
+};
+
+static void ca_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Write a message into err and append OpenSSL's reasons, if any. */
+static void ca_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0) {
+		ERR_clear_error();
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	moat_tls_errors(err, errlen);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------
+ * The child: loading the key
+ */
+
+/* An encrypted key must fail to load, never prompt on a terminal. */
+static int no_passphrase_cb(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+static const EVP_MD *sig_md(EVP_PKEY *key)
+{
+	switch (EVP_PKEY_get_base_id(key)) {
+	case EVP_PKEY_ED25519:
+	case EVP_PKEY_ED448:
+		return NULL;
+	case EVP_PKEY_EC:
+		/* Match the hash to the curve's strength. */
+		if (EVP_PKEY_get_bits(key) > 384)
+			return EVP_sha512();
+		if (EVP_PKEY_get_bits(key) > 256)
+			return EVP_sha384();
+		return EVP_sha256();
+	default:
+		return EVP_sha256();
+	}
+}
+
+/*
+ * Load dir/ca.key and dir/ca.crt. The key must be a regular file readable
+ * by its owner only (checked on the open file, never through a symlink): a
+ * CA key others can read is a CA anyone on the box can impersonate.
+ */
+static moat_err ca_load(const char *dir, struct ca_state *st, char *err, size_t errlen)
+{
+	char key_path[MOAT_MAX_PATH];
+	char cert_path[MOAT_MAX_PATH];
+	unsigned char *der = NULL;
+	BIO *bio = NULL;
+	struct stat st_key;
+	int fd = -1, n;
+	moat_err rc = MOAT_E_LIMIT;
+
+	n = snprintf(key_path, sizeof(key_path), "%s/ca.key", dir);
+	if (n < 0 || (size_t)n >= sizeof(key_path)) {
+		ca_fail(err, errlen, "ca: path too long: %s/ca.key", dir);
+		goto out;
+	}
+	n = snprintf(cert_path, sizeof(cert_path), "%s/ca.crt", dir);
+	if (n < 0 || (size_t)n >= sizeof(cert_path)) {
+		ca_fail(err, errlen, "ca: path too long: %s/ca.crt", dir);
+		goto out;
+	}
+	rc = MOAT_E_IO;
+	fd = open(key_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			rc = MOAT_E_NOTFOUND;
+		ca_fail(err, errlen, "ca: cannot open CA key %s: %s", key_path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st_key) != 0) {
+		ca_fail(err, errlen, "ca: cannot stat %s: %s", key_path, strerror(errno));
+		goto out;
+	}
+	rc = MOAT_E_PERM;
+	if (!S_ISREG(st_key.st_mode)) {
+		ca_fail(err, errlen, "ca: CA key %s is not a regular file", key_path);
+		goto out;
+	}
+	if ((st_key.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		ca_fail(err, errlen,
+			"ca: CA key %s is accessible by group or others (mode %03o); run `chmod "
+			"600 %s`",
+			key_path, (unsigned)(st_key.st_mode & 0777), key_path);
+		goto out;
+	}
+	rc = MOAT_E_CRYPTO;
+	bio = BIO_new_fd(fd, BIO_NOCLOSE);
+	if (bio == NULL) {
+		ca_fail(err, errlen, "ca: cannot read %s", key_path);
+		goto out;
+	}
+	/* PEM_read_bio_PrivateKey decodes through OpenSSL's secure heap. */
+	st->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, NULL);
+	if (st->key == NULL) {
+		ca_fail(err, errlen, "ca: cannot load CA key %s", key_path);
+		goto out;
+	}
+	BIO_free(bio);
+	bio = BIO_new_file(cert_path, "r");
+	if (bio == NULL) {
+		rc = MOAT_E_IO;
+		ca_fail(err, errlen, "ca: cannot open CA certificate %s", cert_path);
+		goto out;
+	}
+	st->cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	if (st->cert == NULL) {
+		ca_fail(err, errlen, "ca: cannot load CA certificate %s", cert_path);
+		goto out;
+	}
+	if (X509_check_private_key(st->cert, st->key) != 1) {
+		ca_fail(err, errlen, "ca: CA key %s does not match %s", key_path, cert_path);
+		goto out;
+	}
+	if (X509_check_ca(st->cert) < 1) {
+		ca_fail(err, errlen, "ca: %s is not a CA certificate", cert_path);
+		goto out;
+	}
+	n = i2d_X509(st->cert, &der);
+	if (n <= 0) {
+		ca_fail(err, errlen, "ca: cannot encode %s", cert_path);
+		goto out;
+	}
+	rc = MOAT_E_NOMEM;
+	st->cert_der = malloc((size_t)n);
+	if (st->cert_der == NULL) {
+		ca_fail(err, errlen, "ca: out of memory");
+		goto out;
+	}
+	memcpy(st->cert_der, der, (size_t)n);
+	st->cert_der_len = (size_t)n;
+	st->md = sig_md(st->key);
+	rc = MOAT_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	OPENSSL_free(der);
+	BIO_free(bio);
+	return rc;
+}
+
+static void ca_state_free(struct ca_state *st)
+{
+	EVP_PKEY_free(st->key);
+	X509_free(st->cert);
+	free(st->cert_der);
+	memset(st, 0, sizeof(*st));
+}
+
+/* ------------------------------------------------------------------------
+ * The child: issuing
+ */
+
+static void hex_encode(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 0xfu];
+	}
+	out[2 * n] = '\0';
+}
+
+/* 128 random bits: unpredictable serials defeat chosen-prefix collision
+ * attacks on the signature and are unique without a counter to keep. */
+static moat_err serial_set(X509 *cert, char hex[MOAT_CA_SERIAL_HEX_LEN + 1], char *why,
+			   size_t whylen)
+{
+	uint8_t raw[MOAT_CA_SERIAL_HEX_LEN / 2];
+	ASN1_INTEGER *serial = NULL;
+	BIGNUM *bn = NULL;
+	moat_err rc = MOAT_E_CRYPTO;
+
+	if (RAND_bytes(raw, (int)sizeof(raw)) != 1) {
+		ca_fail(why, whylen, "ca: no randomness for a serial number");
+		goto out;
+	}
+	/* Unsigned big-endian, so positive; DER adds a zero octet when the top
+	 * bit is set (17 <= 20 octets). */
+	bn = BN_bin2bn(raw, (int)sizeof(raw), NULL);
+	if (bn == NULL || BN_is_zero(bn)) {
+		ca_fail(why, whylen, "ca: cannot make a serial number");
+		goto out;
+	}
+	serial = BN_to_ASN1_INTEGER(bn, NULL);
+	if (serial == NULL || X509_set_serialNumber(cert, serial) != 1) {
+		ca_fail(why, whylen, "ca: cannot set the serial number");
+		goto out;
+	}
+	hex_encode(raw, sizeof(raw), hex);
+	rc = MOAT_OK;
+out:
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+	return rc;
+}
+
+static moat_err ext_add(X509 *cert, X509V3_CTX *v3, int nid, const char *value, char *why,
+			size_t whylen)
+{
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, v3, nid, value);
+	moat_err rc = MOAT_OK;
+
+	if (ext == NULL || X509_add_ext(cert, ext, -1) != 1) {
+		rc = MOAT_E_CRYPTO;
+		ca_fail(why, whylen, "ca: cannot add extension %s", OBJ_nid2sn(nid));
+	}
+	X509_EXTENSION_free(ext);
+	return rc;
+}
+
+/*
+ * A device certificate for id with public key pub, valid days from now and
+ * skew_s before. The caller has checked the request (moat_csr_check), which
+ * also proves id is a valid device id: it goes into the CN and the SAN
+ * configuration string only because it holds nothing but [a-z0-9._-].
+ */
+static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *pub, uint32_t days,
+			   uint32_t skew_s, X509 **out, char serial_hex[MOAT_CA_SERIAL_HEX_LEN + 1],
+			   int64_t *not_after, char *why, size_t whylen)
+{
+	char san[sizeof("URI:" DEVICE_URI_PREFIX) + MOAT_DEVICE_ID_MAX];
+	X509_NAME *name = NULL;
+	X509 *cert = NULL;
+	X509V3_CTX v3;
+	time_t now = time(NULL);
+	size_t i;
+	int n;
+	moat_err rc = MOAT_E_NOMEM;
+
+	cert = X509_new();
+	name = X509_NAME_new();
+	if (cert == NULL || name == NULL) {
+		ca_fail(why, whylen, "ca: out of memory");
+		goto out;
+	}
+	rc = MOAT_E_CRYPTO;
+	if (X509_set_version(cert, X509_VERSION_3) != 1) {
+		ca_fail(why, whylen, "ca: cannot set the certificate version");
+		goto out;
+	}
+	rc = serial_set(cert, serial_hex, why, whylen);
+	if (rc)
+		goto out;
+	rc = MOAT_E_CRYPTO;
+	if (ASN1_TIME_adj(X509_getm_notBefore(cert), now, 0, -(long)skew_s) == NULL ||
+	    ASN1_TIME_adj(X509_getm_notAfter(cert), now, (int)days, 0) == NULL) {
+		ca_fail(why, whylen, "ca: cannot set the validity");
+		goto out;
+	}
+	if (ASN1_TIME_compare(X509_get0_notAfter(cert), X509_get0_notAfter(st->cert)) > 0) {
+		rc = MOAT_E_INVAL;
+		ca_fail(why, whylen,
+			"ca: a certificate valid %u days would outlive the CA; issue a shorter one "
+			"or renew the CA",
+			days);
+		goto out;
+	}
+	if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)id, -1, -1,
+				       0) != 1 ||
+	    X509_set_subject_name(cert, name) != 1 ||
+	    X509_set_issuer_name(cert, X509_get_subject_name(st->cert)) != 1 ||
+	    X509_set_pubkey(cert, pub) != 1) {
+		ca_fail(why, whylen, "ca: cannot set the names or the public key");
+		goto out;
+	}
+	X509V3_set_ctx(&v3, st->cert, cert, NULL, NULL, 0);
+	for (i = 0; i < sizeof(device_exts) / sizeof(device_exts[0]); i++) {
+		rc = ext_add(cert, &v3, device_exts[i].nid, device_exts[i].value, why, whylen);
+		if (rc)
+			goto out;
+	}
+	rc = MOAT_E_INTERNAL;
+	n = snprintf(san, sizeof(san), "URI:%s%s", DEVICE_URI_PREFIX, id);
+	if (n < 0 || (size_t)n >= sizeof(san)) {
+		ca_fail(why, whylen, "ca: device URI too long");
+		goto out;
+	}
+	rc = ext_add(cert, &v3, NID_subject_alt_name, san, why, whylen);
+	if (rc)
+		goto out;
+	rc = MOAT_E_CRYPTO;
+	if (X509_sign(cert, st->key, st->md) <= 0) {
+		ca_fail(why, whylen, "ca: cannot sign the certificate");
+		goto out;
+	}
+	*not_after = (int64_t)now + (int64_t)days * SECONDS_PER_DAY;
+	*out = cert;
+	cert = NULL;
+	rc = MOAT_OK;
+out:
+	X509_NAME_free(name);
+	X509_free(cert);
+	return rc;
+}
+
+/* A v2 CRL of the n entries in [revoked, revoked + len), already validated
+ * by moat_ca_req_parse. */
+static moat_err crl_build(const struct ca_state *st, uint64_t number, uint32_t next_update_s,
+			  const uint8_t *revoked, size_t len, uint32_t n, X509_CRL **out, char *why,
+			  size_t whylen)
+{
+	struct moat_ca_entry e;
+	struct moat_rd r;
+	ASN1_INTEGER *num = NULL;
+	ASN1_INTEGER *serial = NULL;
+	ASN1_TIME *t = NULL;
+	X509_REVOKED *rev = NULL;
+	X509_EXTENSION *ext = NULL;
+	X509_CRL *crl = NULL;
+	BIGNUM *bn = NULL;
+	X509V3_CTX v3;
+	time_t now = time(NULL);
+	uint32_t i;
+	moat_err rc = MOAT_E_NOMEM;
+
+	crl = X509_CRL_new();
+	t = ASN1_TIME_new();
+	num = ASN1_INTEGER_new();
+	if (crl == NULL || t == NULL || num == NULL) {
+		ca_fail(why, whylen, "ca: out of memory");
+		goto out;
+	}
+	rc = MOAT_E_CRYPTO;
+	if (X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
+	    X509_CRL_set_issuer_name(crl, X509_get_subject_name(st->cert)) != 1 ||
+	    ASN1_TIME_set(t, now) == NULL || X509_CRL_set1_lastUpdate(crl, t) != 1 ||
+	    ASN1_TIME_adj(t, now, 0, (long)next_update_s) == NULL ||
+	    X509_CRL_set1_nextUpdate(crl, t) != 1) {
+		ca_fail(why, whylen, "ca: cannot set the CRL's issuer or dates");
+		goto out;
+	}
+	moat_rd_init(&r, revoked, len);
+	for (i = 0; i < n; i++) {
+		rc = moat_ca_entry_next(&r, &e);
+		if (rc) {
+			ca_fail(why, whylen, "ca: invalid CRL entry %u", i);
+			goto out;
+		}
+		rc = MOAT_E_CRYPTO;
+		rev = X509_REVOKED_new();
+		bn = BN_bin2bn(e.serial, (int)e.serial_len, NULL);
+		serial = bn != NULL ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+		if (rev == NULL || serial == NULL ||
+		    ASN1_TIME_set(t, (time_t)e.revoked_at) == NULL ||
+		    X509_REVOKED_set_serialNumber(rev, serial) != 1 ||
+		    X509_REVOKED_set_revocationDate(rev, t) != 1 ||
+		    X509_CRL_add0_revoked(crl, rev) != 1) {
+			ca_fail(why, whylen, "ca: cannot add CRL entry %u", i);
+			goto out;
+		}
+		rev = NULL;
+		ASN1_INTEGER_free(serial);
+		serial = NULL;
+		BN_free(bn);
+		bn = NULL;
+	}
+	if (ASN1_INTEGER_set_uint64(num, number) != 1 ||
+	    X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_DEFAULT) != 1) {
+		ca_fail(why, whylen, "ca: cannot set the CRL number");
+		goto out;
+	}
+	X509V3_set_ctx(&v3, st->cert, NULL, NULL, crl, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier, "keyid:always");
+	if (ext == NULL || X509_CRL_add_ext(crl, ext, -1) != 1) {
+		ca_fail(why, whylen, "ca: cannot add the CRL's authority key identifier");
+		goto out;
+	}
+	if (X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, st->key, st->md) <= 0) {
+		ca_fail(why, whylen, "ca: cannot sign the CRL");
+		goto out;
+	}
+	*out = crl;
+	crl = NULL;
+	rc = MOAT_OK;
+out:
+	X509_EXTENSION_free(ext);
+	X509_REVOKED_free(rev);
+	ASN1_INTEGER_free(serial);
+	ASN1_INTEGER_free(num);
+	ASN1_TIME_free(t);
+	BN_free(bn);
+	X509_CRL_free(crl);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * The child: request handlers. Each writes exactly one answer into out.
+ */
+
+static void answer_error(struct moat_buf *out, uint8_t type, uint32_t seq, moat_err rc,
+			 const char *why)
+{
+	moat_buf_reset(out);
+	if (moat_ca_ans_put_error(out, type, seq, rc, why) != MOAT_OK) {
+		/* Only a broken invariant gets here; say something short. */
+		moat_buf_reset(out);
+		(void)moat_ca_ans_put_error(out, type, seq, MOAT_E_INTERNAL, "ca: internal error");
+	}
+}
+
+static void on_sign(const struct ca_state *st, const struct moat_ca_req *req, struct moat_buf *out)
+{
+	char why[MOAT_CA_ERR_MAX] = "";
+	char serial[MOAT_CA_SERIAL_HEX_LEN + 1];
+	unsigned char *der = NULL;
+	X509_REQ *csr = NULL;
+	X509 *cert = NULL;
+	int64_t not_after = 0;
+	int n;
+	moat_err rc;
+
+	/* Never trust the parent's checks: the same policy, here. */
+	rc = moat_csr_parse(req->csr, req->csr_len, &csr, why, sizeof(why));
+	if (rc)
+		goto out;
+	rc = moat_csr_check(csr, req->device_id, why, sizeof(why));
+	if (rc)
+		goto out;
+	rc = cert_issue(st, req->device_id, X509_REQ_get0_pubkey(csr), req->days, req->skew_s,
+			&cert, serial, &not_after, why, sizeof(why));
+	if (rc)
+		goto out;
+	rc = MOAT_E_CRYPTO;
+	n = i2d_X509(cert, &der);
+	if (n <= 0) {
+		ca_fail(why, sizeof(why), "ca: cannot encode the certificate");
+		goto out;
+	}
+	rc = moat_ca_ans_put_sign(out, req->seq, der, (size_t)n, serial, not_after);
+	if (rc)
+		snprintf(why, sizeof(why), "ca: the certificate does not fit an answer");
+out:
+	if (rc)
+		answer_error(out, MOAT_CA_SIGN, req->seq, rc, why);
+	OPENSSL_free(der);
+	X509_free(cert);
+	X509_REQ_free(csr);
+	ERR_clear_error();
+}
+
+static void on_crl(const struct ca_state *st, const struct moat_ca_req *req, struct moat_buf *out)
+{
+	char why[MOAT_CA_ERR_MAX] = "";
+	unsigned char *der = NULL;
+	X509_CRL *crl = NULL;
+	int n;
+	moat_err rc;
+
+	rc = crl_build(st, req->crl_number, req->next_update_s, req->revoked, req->revoked_len,
+		       req->n_revoked, &crl, why, sizeof(why));
+	if (rc)
+		goto out;
+	rc = MOAT_E_CRYPTO;
+	n = i2d_X509_CRL(crl, &der);
+	if (n <= 0) {
+		ca_fail(why, sizeof(why), "ca: cannot encode the CRL");
+		goto out;
+	}
+	rc = moat_ca_ans_put_der(out, MOAT_CA_CRL, req->seq, der, (size_t)n);
+	if (rc)
+		snprintf(why, sizeof(why), "ca: the CRL (%d bytes) does not fit an answer", n);
+out:
+	if (rc)
+		answer_error(out, MOAT_CA_CRL, req->seq, rc, why);
+	OPENSSL_free(der);
+	X509_CRL_free(crl);
+	ERR_clear_error();
+}
+
+/* Answer one message of n bytes (truncated: the sender's was larger). */
+static void ca_handle(const struct ca_state *st, const uint8_t *p, size_t n, bool truncated,
+		      struct moat_buf *out)
+{
+	struct moat_ca_req req;
+	const char *why = NULL;
+	uint8_t type = n >= 1 ? p[0] : 0xffu;
+	uint32_t seq = 0;
+	moat_err rc;
+
+	moat_buf_reset(out);
+	/* Echo what we can of the header so the client can match the error
+	 * to its request. */
+	if (n >= 5)
+		seq =
+		    ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) | p[4];
+	if (truncated) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "request over %u bytes", MOAT_CA_MSG_MAX);
+		answer_error(out, type, seq, MOAT_E_TOO_LARGE, msg);
+		return;
+	}
+	rc = moat_ca_req_parse(p, n, &req, &why);
+	if (rc) {
+		answer_error(out, type, seq, rc, why);
+		return;
+	}
+	switch (req.type) {
+	case MOAT_CA_PING:
+		rc = moat_ca_ans_put_ok(out, MOAT_CA_PING, req.seq);
+		break;
+	case MOAT_CA_CACERTS:
+		rc = moat_ca_ans_put_der(out, MOAT_CA_CACERTS, req.seq, st->cert_der,
+					 st->cert_der_len);
+		break;
+	case MOAT_CA_SIGN:
+		on_sign(st, &req, out);
+		break;
+	case MOAT_CA_CRL:
+		on_crl(st, &req, out);
+		break;
+	default:
+		rc = MOAT_E_PROTOCOL;
+		break;
+	}
+	if (rc)
+		answer_error(out, req.type, req.seq, rc, "ca: cannot answer");
+}
+
+/* One request per message, one answer per request, until EOF. */
+static void ca_loop(const struct ca_state *st)
+{
+	struct moat_buf out;
+	uint8_t *in = malloc(MOAT_CA_MSG_MAX);
+
+	moat_buf_init(&out, MOAT_CA_MSG_MAX);
+	if (in == NULL)
+		goto out;
+	for (;;) {
+		struct iovec iov = {.iov_base = in, .iov_len = MOAT_CA_MSG_MAX};
+		struct msghdr mh;
+		ssize_t n;
+
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		/* No control buffer: descriptors someone passes are closed by
+		 * the kernel, never installed here. 0 is an empty message or
+		 * the parent's EOF: either way it gets an error answer, and
+		 * after EOF that send fails. */
+		n = recvmsg(CA_FD, &mh, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		ca_handle(st, in, (size_t)n, (mh.msg_flags & MSG_TRUNC) != 0, &out);
+		do {
+			n = send(CA_FD, moat_buf_head(&out), moat_buf_used(&out), MSG_NOSIGNAL);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0)
+			break; /* the parent is gone */
+	}
+out:
+	moat_buf_free(&out);
+	free(in);
+}
+
+/* ------------------------------------------------------------------------
+ * The child: lockdown
+ */
+
+/* The parent's handlers (a self-pipe, a shutdown flag) mean nothing here.
+ * The CA follows its parent: EOF or PR_SET_PDEATHSIG ends it, not a ^C to
+ * the process group or a hangup. */
+static void child_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int s;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (s = 1; s < NSIG; s++) {
+		if (s != SIGKILL && s != SIGSTOP)
+			(void)sigaction(s, &sa, NULL);
+	}
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
+	(void)sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Close every descriptor above CA_FD by walking /proc/self/fd (kernels
+ * before 5.9 have no close_range). */
+static int close_from_proc(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int dfd;
+
+	if (d == NULL)
+		return -1;
+	dfd = dirfd(d);
+	while ((de = readdir(d)) != NULL) {
+		char *end = NULL;
+		long fd;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		errno = 0;
+		fd = strtol(de->d_name, &end, 10);
+		if (errno != 0 || end == NULL || *end != '\0' || fd <= CA_FD || fd > INT_MAX ||
+		    fd == dfd)
+			continue;
+		(void)close((int)fd);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Keep the socket as CA_FD, stdin/stdout on /dev/null, stderr for the log
+ * (or /dev/null if the parent had none); close everything else the parent
+ * had open: listeners, the database, other keys. */
+static int child_fds(int sock)
+{
+	int nul;
+
+	if (sock != CA_FD && dup2(sock, CA_FD) < 0)
+		return -1;
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul < 0)
+		return -1;
+	if ((nul != 0 && dup2(nul, 0) < 0) || (nul != 1 && dup2(nul, 1) < 0))
+		return -1;
+	if ((sock == 2 || fcntl(2, F_GETFD) < 0) && nul != 2 && dup2(nul, 2) < 0)
+		return -1;
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)CA_FD + 1u, ~0u, 0u) == 0)
+		return 0;
+#endif
+	return close_from_proc();
+}
+
+#ifdef CA_SECCOMP
+
+#if defined(__x86_64__)
+#define CA_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define CA_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#ifdef SECCOMP_RET_KILL_PROCESS
+#define CA_RET_KILL SECCOMP_RET_KILL_PROCESS
+#else
+#define CA_RET_KILL SECCOMP_RET_KILL
+#endif
+
+/* The low 32 bits of a syscall argument: descriptors and prot are ints. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define CA_ARG_LO(i) (offsetof(struct seccomp_data, args) + (i) * sizeof(uint64_t))
+#else
+#define CA_ARG_LO(i) (offsetof(struct seccomp_data, args) + (i) * sizeof(uint64_t) + 4)
+#endif
+
+#define CA_RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
+#define CA_LD_NR BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
+/* nr: allow. */
+#define CA_ALLOW(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), CA_RET(SECCOMP_RET_ALLOW)
+/* nr on descriptor fd only; on any other descriptor: kill. */
+#define CA_ALLOW_FD(nr, fd)                                                                        \
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 4),                                           \
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, CA_ARG_LO(0)),                                      \
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (fd), 0, 1), CA_RET(SECCOMP_RET_ALLOW),            \
+	    CA_RET(CA_RET_KILL)
+/* nr on descriptor fd1 or fd2 only. */
+#define CA_ALLOW_FD2(nr, fd1, fd2)                                                                 \
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 5),                                           \
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, CA_ARG_LO(0)),                                      \
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (fd1), 1, 0),                                      \
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (fd2), 0, 1), CA_RET(SECCOMP_RET_ALLOW),           \
+	    CA_RET(CA_RET_KILL)
+/* nr unless argument i (a prot) asks for executable memory. */
+#define CA_ALLOW_NOEXEC(nr, i)                                                                     \
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 4),                                           \
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, CA_ARG_LO(i)),                                      \
+	    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 1, 0), CA_RET(SECCOMP_RET_ALLOW),      \
+	    CA_RET(CA_RET_KILL)
+
+/*
+ * What the serving loop needs and nothing more: its socket, stderr for log
+ * lines, malloc (never executable memory), time, randomness, and exit.
+ * Anything else, open() and execve() above all, kills the process.
+ *
+ * Under ASan the runtime's _exit interceptor tears down the alternate
+ * signal stack, so sigaltstack is allowed in sanitizer builds only. Nothing
+ * else is needed: allocations go through mmap/munmap/madvise, and the child
+ * ends with _exit so LeakSanitizer's exit-time scan (ptrace, /proc) never
+ * runs in it. A sanitizer report from the child would be cut short by the
+ * filter, but the child still dies, which the tests see.
+ */
+static const struct sock_filter ca_filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, CA_AUDIT_ARCH, 1, 0),
+    CA_RET(CA_RET_KILL),
+    CA_LD_NR,
+#if defined(__x86_64__)
+    /* x32 system calls reuse the numbers with this bit set. */
+    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1),
+    CA_RET(CA_RET_KILL),
+#endif
+    CA_ALLOW_FD(__NR_recvmsg, CA_FD),
+    CA_ALLOW_FD(__NR_sendto, CA_FD),
+    CA_ALLOW_FD(__NR_recvfrom, CA_FD),
+    CA_ALLOW_FD(__NR_sendmsg, CA_FD),
+    CA_ALLOW_FD(__NR_read, CA_FD),
+    CA_ALLOW_FD2(__NR_write, CA_FD, 2),
+    CA_ALLOW(__NR_futex),
+    CA_ALLOW(__NR_brk),
+    CA_ALLOW_NOEXEC(__NR_mmap, 2),
+    CA_ALLOW_NOEXEC(__NR_mprotect, 2),
+    CA_ALLOW(__NR_munmap),
+    CA_ALLOW(__NR_mremap),
+    CA_ALLOW(__NR_madvise),
+    CA_ALLOW(__NR_getrandom),
+    CA_ALLOW(__NR_clock_gettime),
+    CA_ALLOW(__NR_gettimeofday),
+#ifdef __NR_time
+    CA_ALLOW(__NR_time),
+#endif
+    /* OpenSSL's DRBG compares the pid to notice a fork. */
+    CA_ALLOW(__NR_getpid),
+    /* glibc's qsort (X509_CRL_sort) sizes its buffer by physical memory. */
+    CA_ALLOW(__NR_sysinfo),
+    CA_ALLOW(__NR_rt_sigreturn),
+    CA_ALLOW(__NR_close),
+#ifdef __NR_fstat
+    CA_ALLOW(__NR_fstat),
+#endif
+    CA_ALLOW(__NR_newfstatat),
+    CA_ALLOW(__NR_lseek),
+    CA_ALLOW(__NR_exit),
+    CA_ALLOW(__NR_exit_group),
+#ifdef CA_ASAN
+    CA_ALLOW(__NR_sigaltstack),
+#endif
+    CA_RET(CA_RET_KILL),
+};
+
+/* Install the filter. MOAT_OK also when the kernel has no seccomp (logged):
+ * the CA is still a separate, undumpable process without the key in the
+ * parent. Any other failure refuses to run unconfined. */
+static moat_err sandbox(char *err, size_t errlen)
+{
+	struct sock_fprog prog = {
+	    .len = (unsigned short)(sizeof(ca_filter) / sizeof(ca_filter[0])),
+	    .filter = (struct sock_filter *)ca_filter,
+	};
+	long r;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+		if (errno == EINVAL) {
+			log_warn("ca_sandbox", "seccomp=unavailable reason=no_new_privs");
+			return MOAT_OK;
+		}
+		ca_fail(err, errlen, "ca: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return MOAT_E_IO;
+	}
+	r = -1;
+	errno = ENOSYS;
+#ifdef __NR_seccomp
+	r = syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0u, &prog);
+#endif
+	if (r != 0 && errno == ENOSYS)
+		r = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+	if (r != 0) {
+		if (errno == EINVAL || errno == ENOSYS) {
+			log_warn("ca_sandbox", "seccomp=unavailable errno=%d", errno);
+			return MOAT_OK;
+		}
+		ca_fail(err, errlen, "ca: cannot install the seccomp filter: %s", strerror(errno));
+		return MOAT_E_IO;
+	}
+	log_debug("ca_sandbox", "seccomp=on");
+	return MOAT_OK;
+}
+
+#else
+
+static moat_err sandbox(char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	log_warn("ca_sandbox", "seccomp=unavailable reason=unsupported_platform");
+	return MOAT_OK;
+}
+
+#endif
+
+/*
+ * Run every kind of work the loop does once, before the filter is in
+ * place: OpenSSL fetches algorithms, seeds its DRBG and may read its
+ * configuration lazily, and the C library reads the time zone the first
+ * time it converts a time. After the filter, opening a file would kill us.
+ */
+static moat_err ca_warm(const struct ca_state *st, char *err, size_t errlen)
+{
+	static const uint8_t entry[] = {1, 0x42, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00};
+	char serial[MOAT_CA_SERIAL_HEX_LEN + 1];
+	unsigned char *der = NULL;
+	X509_CRL *crl = NULL;
+	X509 *cert = NULL;
+	int64_t not_after;
+	moat_err rc;
+
+	tzset();
+	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1) {
+		ca_fail(err, errlen, "ca: cannot initialise OpenSSL");
+		return MOAT_E_CRYPTO;
+	}
+	rc = cert_issue(st, "warm-up", X509_get0_pubkey(st->cert), 1, 0, &cert, serial, &not_after,
+			err, errlen);
+	if (rc == MOAT_OK && (i2d_X509(cert, &der) <= 0 || X509_verify(cert, st->key) != 1)) {
+		rc = MOAT_E_CRYPTO;
+		ca_fail(err, errlen, "ca: self-test signature failed");
+	}
+	if (rc == MOAT_OK)
+		rc = crl_build(st, 1, 60, entry, sizeof(entry), 1, &crl, err, errlen);
+	OPENSSL_free(der);
+	X509_CRL_free(crl);
+	X509_free(cert);
+	ERR_clear_error();
+	return rc;
+}
+
+/* The CA process. Never returns. */
+static void ca_child(int sock, const char *dir, pid_t parent) __attribute__((noreturn));
+
+static void ca_child(int sock, const char *dir, pid_t parent)
+{
+	char err[MOAT_CA_ERR_MAX] = "";
+	struct ca_state st;
+	struct moat_buf out;
+	moat_err rc = MOAT_E_IO;
+
+	memset(&st, 0, sizeof(st));
+	moat_buf_init(&out, MOAT_CA_MSG_MAX);
+	child_signals();
+	if (child_fds(sock) != 0) {
+		/* The socket may be the one thing still open: try to say so. */
+		ca_fail(err, sizeof(err), "ca: cannot set up descriptors: %s", strerror(errno));
+		goto hello;
+	}
+	/* Die with the parent, and check it did not die before we asked. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != parent)
+		_exit(1);
+	/* Not dumpable: no core file with the key, no ptrace by the same
+	 * user, /proc/<pid>/mem closed. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		ca_fail(err, sizeof(err), "ca: PR_SET_DUMPABLE: %s", strerror(errno));
+		goto hello;
+	}
+	/* Best effort: without CAP_IPC_LOCK or a memlock limit the heap is
+	 * still separate and cleansed on free, just not pinned. */
+	(void)CRYPTO_secure_malloc_init(CA_SECURE_HEAP, CA_SECURE_MIN);
+	rc = ca_load(dir, &st, err, sizeof(err));
+	if (rc == MOAT_OK)
+		rc = ca_warm(&st, err, sizeof(err));
+	if (rc == MOAT_OK)
+		rc = sandbox(err, sizeof(err));
+hello:
+	if (rc == MOAT_OK)
+		rc = moat_ca_ans_put_ok(&out, MOAT_CA_HELLO, 0);
+	else
+		answer_error(&out, MOAT_CA_HELLO, 0, rc, err);
+	if (send(CA_FD, moat_buf_head(&out), moat_buf_used(&out), MSG_NOSIGNAL) < 0)
+		rc = MOAT_E_IO;
+	moat_buf_free(&out);
+	if (rc == MOAT_OK)
+		ca_loop(&st);
+	ca_state_free(&st);
+	/* _exit: no atexit handlers (the parent's), no stdio flush of the
+	 * parent's buffers, no LeakSanitizer scan under the filter. */
+	_exit(rc == MOAT_OK ? 0 : 1);
+}
+
+/* ------------------------------------------------------------------------
+ * The parent: transport
+ */
+
+static moat_err ca_send(struct moat_ca *ca, const void *p, size_t n, int64_t deadline, char *err,
+			size_t errlen)
+{
+	for (;;) {
+		struct pollfd pfd = {.fd = ca->fd, .events = POLLOUT};
+		int64_t left;
+		ssize_t w = send(ca->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w >= 0)
+			return MOAT_OK; /* SOCK_SEQPACKET: all or nothing */
+		if (errno == EPIPE || errno == ECONNRESET || errno == ECONNREFUSED) {
+			ca_fail(err, errlen, "ca: the CA process has exited");
+			return MOAT_E_CLOSED;
+		}
+		if (errno == EMSGSIZE) {
+			ca_fail(err, errlen, "ca: request of %zu bytes too large", n);
+			return MOAT_E_TOO_LARGE;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			ca_fail(err, errlen, "ca: send: %s", strerror(errno));
+			return MOAT_E_IO;
+		}
+		left = deadline - now_ms();
+		if (left <= 0) {
+			ca_fail(err, errlen, "ca: the CA process is not reading (timeout)");
+			return MOAT_E_IO;
+		}
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
+			ca_fail(err, errlen, "ca: poll: %s", strerror(errno));
+			return MOAT_E_IO;
+		}
+	}
+}
+
+/* Receive one message into ca->rbuf by the deadline. */
+static moat_err ca_recv(struct moat_ca *ca, int64_t deadline, size_t *len, char *err, size_t errlen)
+{
+	for (;;) {
+		struct pollfd pfd = {.fd = ca->fd, .events = POLLIN};
+		struct iovec iov = {.iov_base = ca->rbuf, .iov_len = MOAT_CA_MSG_MAX};
+		struct msghdr mh;
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+		int r;
+
+		if (left <= 0) {
+			ca_fail(err, errlen, "ca: the CA process did not answer within %u ms",
+				MOAT_CA_TIMEOUT_MS);
+			return MOAT_E_IO;
+		}
+		r = poll(&pfd, 1, (int)left);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			ca_fail(err, errlen, "ca: poll: %s", strerror(errno));
+			return MOAT_E_IO;
+		}
+		if (r == 0)
+			continue; /* the deadline check above reports it */
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		n = recvmsg(ca->fd, &mh, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				continue;
+			if (errno == ECONNRESET) {
+				ca_fail(err, errlen, "ca: the CA process has exited");
+				return MOAT_E_CLOSED;
+			}
+			ca_fail(err, errlen, "ca: recv: %s", strerror(errno));
+			return MOAT_E_IO;
+		}
+		if (n == 0) {
+			ca_fail(err, errlen, "ca: the CA process has exited");
+			return MOAT_E_CLOSED;
+		}
+		if ((mh.msg_flags & MSG_TRUNC) != 0) {
+			ca_fail(err, errlen, "ca: answer over %u bytes", MOAT_CA_MSG_MAX);
+			return MOAT_E_TOO_LARGE;
+		}
+		*len = (size_t)n;
+		return MOAT_OK;
+	}
+}
+
+/*
+ * Send the request in req (numbered seq) and parse its answer into ans
+ * (views into ca->rbuf). An error answer becomes its status, with the CA's
+ * sentence in err. Caller holds ca->lock.
+ */
+static moat_err ca_exchange(struct moat_ca *ca, const struct moat_buf *req, uint8_t type,
+			    uint32_t seq, struct moat_ca_ans *ans, char *err, size_t errlen)
+{
+	int64_t deadline = now_ms() + MOAT_CA_TIMEOUT_MS;
+	size_t n;
+	moat_err rc;
+
+	if (ca->fd < 0) {
+		ca_fail(err, errlen, "ca: the CA process is not running");
+		return MOAT_E_CLOSED;
+	}
+	rc = ca_send(ca, moat_buf_head(req), moat_buf_used(req), deadline, err, errlen);
+	if (rc)
+		return rc;
+	for (;;) {
+		rc = ca_recv(ca, deadline, &n, err, errlen);
+		if (rc)
+			return rc;
+		rc = moat_ca_ans_parse(ca->rbuf, n, ans);
+		if (rc) {
+			ca_fail(err, errlen, "ca: malformed answer from the CA process (%s)",
+				moat_strerror(rc));
+			return MOAT_E_PROTOCOL;
+		}
+		/* A late answer to a call that already timed out. */
+		if (ans->seq != seq)
+			continue;
+		if (ans->status != MOAT_OK) {
+			ca_fail(err, errlen, "%s", ans->msg);
+			return (moat_err)ans->status;
+		}
+		if (ans->type != type) {
+			ca_fail(err, errlen, "ca: answer of the wrong type from the CA process");
+			return MOAT_E_PROTOCOL;
+		}
+		return MOAT_OK;
+	}
+}
+
+/* Sequence numbers skip 0, which the start-up report and answers to
+ * unreadable requests use. */
+static uint32_t ca_next_seq(struct moat_ca *ca)
+{
+	if (++ca->seq == 0)
+		ca->seq = 1;
+	return ca->seq;
+}
+
+static moat_err dup_bytes(const uint8_t *p, size_t n, uint8_t **out, size_t *out_len, char *err,
+			  size_t errlen)
+{
+	uint8_t *c = malloc(n);
+
+	if (c == NULL) {
+		ca_fail(err, errlen, "ca: out of memory");
+		return MOAT_E_NOMEM;
+	}
+	memcpy(c, p, n);
+	*out = c;
+	*out_len = n;
+	return MOAT_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * The parent: API
+ */
+
+static void ca_reap(pid_t pid, int *status, bool *reaped)
+{
+	int64_t deadline = now_ms() + MOAT_CA_STOP_MS;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = CA_STOP_POLL_NS};
+	pid_t r;
+
+	*reaped = false;
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid || (r < 0 && errno == ECHILD)) {
+			/* ECHILD: someone else reaped it (a SIGCHLD handler). */
+			*reaped = r == pid;
+			return;
+		}
+		if (r < 0 && errno != EINTR)
+			return;
+		if (now_ms() >= deadline)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	/* waitpid said 0: still our unreaped child, so the pid cannot have
+	 * been reused and the signal reaches the right process. */
+	log_warn("ca_stop", "pid=%d exited=no after_ms=%u action=kill", (int)pid, MOAT_CA_STOP_MS);
+	(void)kill(pid, SIGKILL);
+	while ((r = waitpid(pid, status, 0)) < 0 && errno == EINTR)
+		;
+	*reaped = r == pid;
+}
+
+/* Why the child ended, for a start-up failure without a report. */
+static void exit_describe(int status, bool reaped, char *err, size_t errlen)
+{
+	if (!reaped)
+		ca_fail(err, errlen, "ca: the CA process ended during start-up");
+	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+		ca_fail(err, errlen,
+			"ca: the CA process was killed by its seccomp filter during start-up");
+	else if (WIFSIGNALED(status))
+		ca_fail(err, errlen, "ca: the CA process was killed by signal %d during start-up",
+			WTERMSIG(status));
+	else
+		ca_fail(err, errlen, "ca: the CA process exited with status %d during start-up",
+			WEXITSTATUS(status));
+}
+
+/* log_exit: say so when the CA ended other than by exiting 0 (not for a
+ * start-up failure, which the caller reports). */
+static void ca_free(struct moat_ca *ca, bool log_exit)
+{
+	int status = 0;
+	bool reaped;
+
+	if (ca->fd >= 0)
+		close(ca->fd);
+	ca->fd = -1;
+	if (ca->pid > 0) {
+		ca_reap(ca->pid, &status, &reaped);
+		/* EOF ends a healthy CA with status 0; anything else (SIGSYS
+		 * from its filter above all) is worth an operator's look. */
+		if (!log_exit || !reaped)
+			;
+		else if (WIFSIGNALED(status))
+			log_warn("ca_exit", "pid=%d signal=%d", (int)ca->pid, WTERMSIG(status));
+		else if (WEXITSTATUS(status) != 0)
+			log_warn("ca_exit", "pid=%d status=%d", (int)ca->pid, WEXITSTATUS(status));
+	}
+	free(ca->rbuf);
+	pthread_mutex_destroy(&ca->lock);
+	free(ca);
+}
+
+moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_ca *ca = NULL;
+	int sv[2] = {-1, -1};
+	int sndbuf = (int)(2u * MOAT_CA_MSG_MAX);
+	int status = 0;
+	size_t n;
+	pid_t parent, pid;
+	bool reaped;
+	moat_err rc = MOAT_E_INVAL;
+
+	ERR_clear_error();
+	if (dir == NULL || out == NULL || strnlen(dir, MOAT_MAX_PATH) >= MOAT_MAX_PATH - 8) {
+		ca_fail(err, errlen, "ca: invalid arguments");
+		goto out;
+	}
+	rc = MOAT_E_NOMEM;
+	ca = calloc(1, sizeof(*ca));
+	if (ca == NULL || (ca->rbuf = malloc(MOAT_CA_MSG_MAX)) == NULL) {
+		ca_fail(err, errlen, "ca: out of memory");
+		goto out;
+	}
+	ca->fd = -1;
+	if (pthread_mutex_init(&ca->lock, NULL) != 0) {
+		ca_fail(err, errlen, "ca: cannot create a mutex");
+		free(ca->rbuf);
+		free(ca);
+		ca = NULL;
+		goto out;
+	}
+	rc = MOAT_E_IO;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		ca_fail(err, errlen, "ca: socketpair: %s", strerror(errno));
+		goto out;
+	}
+	/* Headroom over the default buffer for the largest message; the
+	 * limits already fit the default, so failure is harmless. */
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	(void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	parent = getpid();
+	pid = fork();
+	if (pid < 0) {
+		ca_fail(err, errlen, "ca: fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		ca_child(sv[1], dir, parent);
+	}
+	close(sv[1]);
+	sv[1] = -1;
+	ca->fd = sv[0];
+	sv[0] = -1;
+	ca->pid = pid;
+	rc = ca_recv(ca, now_ms() + MOAT_CA_TIMEOUT_MS, &n, err, errlen);
+	if (rc == MOAT_E_CLOSED) {
+		close(ca->fd);
+		ca->fd = -1;
+		ca_reap(ca->pid, &status, &reaped);
+		ca->pid = 0;
+		exit_describe(status, reaped, err, errlen);
+		goto out;
+	}
+	if (rc)
+		goto out;
+	rc = moat_ca_ans_parse(ca->rbuf, n, &ans);
+	if (rc || ans.type != MOAT_CA_HELLO || ans.seq != 0) {
+		rc = MOAT_E_PROTOCOL;
+		ca_fail(err, errlen, "ca: unexpected start-up message from the CA process");
+		goto out;
+	}
+	if (ans.status != MOAT_OK) {
+		rc = (moat_err)ans.status;
+		ca_fail(err, errlen, "%s", ans.msg);
+		goto out;
+	}
+	*out = ca;
+	ca = NULL;
+	rc = MOAT_OK;
+out:
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (ca != NULL)
+		ca_free(ca, false);
+	return rc;
+}
+
+moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *csr, size_t csr_len,
+		      unsigned days, uint8_t **cert, size_t *cert_len,
+		      char serial_hex[MOAT_CA_SERIAL_HEX_LEN + 1], int64_t *not_after_s, char *err,
+		      size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	uint32_t seq;
+	moat_err rc = MOAT_E_INVAL;
+
+	moat_buf_init(&req, MOAT_CA_MSG_MAX);
+	if (ca == NULL || device_id == NULL || csr == NULL || cert == NULL || cert_len == NULL ||
+	    serial_hex == NULL || not_after_s == NULL) {
+		ca_fail(err, errlen, "ca: invalid arguments");
+		return rc;
+	}
+	if (csr_len == 0 || csr_len > MOAT_CSR_MAX) {
+		rc = MOAT_E_TOO_LARGE;
+		ca_fail(err, errlen, "ca: the request must be 1 to %u bytes", MOAT_CSR_MAX);
+		return rc;
+	}
+	if (days == 0 || days > MOAT_CERT_DAYS_MAX) {
+		ca_fail(err, errlen, "ca: validity must be 1 to %u days", MOAT_CERT_DAYS_MAX);
+		return rc;
+	}
+	pthread_mutex_lock(&ca->lock);
+	seq = ca_next_seq(ca);
+	rc = moat_ca_req_put_sign(&req, seq, device_id, csr, csr_len, days, MOAT_CERT_SKEW_S);
+	if (rc) {
+		ca_fail(err, errlen, "ca: invalid device id or request");
+		goto out;
+	}
+	rc = ca_exchange(ca, &req, MOAT_CA_SIGN, seq, &ans, err, errlen);
+	if (rc)
+		goto out;
+	if (strlen(ans.serial) != MOAT_CA_SERIAL_HEX_LEN) {
+		rc = MOAT_E_PROTOCOL;
+		ca_fail(err, errlen, "ca: unexpected serial number from the CA process");
+		goto out;
+	}
+	rc = dup_bytes(ans.der, ans.der_len, cert, cert_len, err, errlen);
+	if (rc)
+		goto out;
+	memcpy(serial_hex, ans.serial, MOAT_CA_SERIAL_HEX_LEN + 1);
+	*not_after_s = ans.not_after;
+out:
+	pthread_mutex_unlock(&ca->lock);
+	moat_buf_free(&req);
+	return rc;
+}
+
+moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_update_s,
+		     const struct moat_revoked *list, size_t n, uint8_t **crl, size_t *crl_len,
+		     char *err, size_t errlen)
+{
+	uint8_t serial[MOAT_CA_SERIAL_MAX];
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	size_t i, len;
+	uint32_t seq;
+	moat_err rc = MOAT_E_INVAL;
+
+	moat_buf_init(&req, MOAT_CA_MSG_MAX);
+	if (ca == NULL || (list == NULL && n > 0) || crl == NULL || crl_len == NULL) {
+		ca_fail(err, errlen, "ca: invalid arguments");
+		return rc;
+	}
+	if (n > MOAT_CRL_MAX_ENTRIES) {
+		ca_fail(err, errlen, "ca: %zu revoked certificates; one CRL holds at most %u", n,
+			MOAT_CRL_MAX_ENTRIES);
+		return MOAT_E_LIMIT;
+	}
+	if (next_update_s == 0 || next_update_s > MOAT_CRL_NEXT_UPDATE_MAX_S) {
+		ca_fail(err, errlen, "ca: nextUpdate must be 1 to %u s ahead",
+			MOAT_CRL_NEXT_UPDATE_MAX_S);
+		return rc;
+	}
+	/* Name the bad entry here; the encoder would only say "invalid". */
+	for (i = 0; i < n; i++) {
+		if (moat_ca_serial_from_hex(list[i].serial, serial, &len) != MOAT_OK ||
+		    list[i].revoked_at <= 0 || list[i].revoked_at > MOAT_CA_TIME_MAX) {
+			ca_fail(err, errlen, "ca: CRL entry %zu has an invalid serial or time", i);
+			return rc;
+		}
+	}
+	pthread_mutex_lock(&ca->lock);
+	seq = ca_next_seq(ca);
+	rc = moat_ca_req_put_crl(&req, seq, crl_number, next_update_s, list, n);
+	if (rc) {
+		ca_fail(err, errlen, "ca: cannot encode the CRL request");
+		goto out;
+	}
+	rc = ca_exchange(ca, &req, MOAT_CA_CRL, seq, &ans, err, errlen);
+	if (rc)
+		goto out;
+	rc = dup_bytes(ans.der, ans.der_len, crl, crl_len, err, errlen);
+out:
+	pthread_mutex_unlock(&ca->lock);
+	moat_buf_free(&req);
+	return rc;
+}
+
+/* PING and CACERTS: no body. */
+static moat_err ca_simple(struct moat_ca *ca, uint8_t type, uint8_t **der, size_t *der_len,
+			  char *err, size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	uint32_t seq;
+	moat_err rc;
+
+	moat_buf_init(&req, 64);
+	pthread_mutex_lock(&ca->lock);
+	seq = ca_next_seq(ca);
+	rc = moat_ca_req_put_simple(&req, type, seq);
+	if (rc) {
+		ca_fail(err, errlen, "ca: cannot encode the request");
+		goto out;
+	}
+	rc = ca_exchange(ca, &req, type, seq, &ans, err, errlen);
+	if (rc == MOAT_OK && der != NULL)
+		rc = dup_bytes(ans.der, ans.der_len, der, der_len, err, errlen);
+out:
+	pthread_mutex_unlock(&ca->lock);
+	moat_buf_free(&req);
+	return rc;
+}
+
+moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, char *err,
+			 size_t errlen)
+{
+	if (ca == NULL || der == NULL || der_len == NULL) {
+		ca_fail(err, errlen, "ca: invalid arguments");
+		return MOAT_E_INVAL;
+	}
+	return ca_simple(ca, MOAT_CA_CACERTS, der, der_len, err, errlen);
+}
+
+moat_err moat_ca_ping(struct moat_ca *ca, char *err, size_t errlen)
+{
+	if (ca == NULL) {
+		ca_fail(err, errlen, "ca: invalid arguments");
+		return MOAT_E_INVAL;
+	}
+	return ca_simple(ca, MOAT_CA_PING, NULL, NULL, err, errlen);
+}
+
+void moat_ca_stop(struct moat_ca *ca)
+{
+	if (ca == NULL)
+		return;
+	/* Wait for a call in flight to finish (it is bounded by the timeout). */
+	pthread_mutex_lock(&ca->lock);
+	pthread_mutex_unlock(&ca->lock);
+	ca_free(ca, true);
+}
+
+pid_t moat_ca_pid(const struct moat_ca *ca)
+{
+	return ca != NULL ? ca->pid : -1;
+}
+
+moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len, uint8_t **ans,
+			     size_t *ans_len)
+{
+	size_t n;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (ca == NULL || (msg == NULL && len > 0) || len > MOAT_CA_MSG_MAX + CA_RAW_SLACK ||
+	    ans == NULL || ans_len == NULL)
+		return rc;
+	pthread_mutex_lock(&ca->lock);
+	rc = MOAT_E_CLOSED;
+	if (ca->fd < 0)
+		goto out;
+	rc = ca_send(ca, msg, len, now_ms() + MOAT_CA_TIMEOUT_MS, NULL, 0);
+	if (rc)
+		goto out;
+	rc = ca_recv(ca, now_ms() + MOAT_CA_TIMEOUT_MS, &n, NULL, 0);
+	if (rc)
+		goto out;
+	rc = dup_bytes(ca->rbuf, n, ans, ans_len, NULL, 0);
+out:
+	pthread_mutex_unlock(&ca->lock);
+	return rc;
+}
