@@ -42,6 +42,30 @@ static const struct api_route_def routes[] = {
     {MOAT_HTTP_DELETE, "/api/v1/tokens/{id}", P_TOKENS_WRITE, 0, 0, api_tokens_delete},
     {MOAT_HTTP_GET, "/api/v1/audit", P_AUDIT_READ, 0, 0, api_audit_list},
     {MOAT_HTTP_GET, "/api/v1/audit/verify", P_AUDIT_READ, 0, 0, api_audit_verify},
+    {MOAT_HTTP_GET, "/api/v1/devices", P_DEVICES_READ, 0, 0, api_devices_list},
+    {MOAT_HTTP_POST, "/api/v1/devices", P_DEVICES_WRITE, 0, B, api_devices_create},
+    {MOAT_HTTP_GET, "/api/v1/devices/{id}", P_DEVICES_READ, 0, 0, api_devices_get},
+    {MOAT_HTTP_POST, "/api/v1/devices/{id}/state", P_DEVICES_WRITE, 0, B, api_devices_state},
+    {MOAT_HTTP_POST, "/api/v1/devices/{id}/groups", P_DEVICES_WRITE, 0, B, api_devices_group_add},
+    {MOAT_HTTP_DELETE, "/api/v1/devices/{id}/groups/{group}", P_DEVICES_WRITE, 0, 0,
+     api_devices_group_remove},
+    {MOAT_HTTP_POST, "/api/v1/devices/{id}/policies", P_DEVICES_WRITE, 0, B,
+     api_devices_policy_attach},
+    {MOAT_HTTP_DELETE, "/api/v1/devices/{id}/policies/{policy}", P_DEVICES_WRITE, 0, 0,
+     api_devices_policy_detach},
+    {MOAT_HTTP_GET, "/api/v1/groups", P_DEVICES_READ, 0, 0, api_groups_list},
+    {MOAT_HTTP_POST, "/api/v1/groups", P_DEVICES_WRITE, 0, B, api_groups_create},
+    {MOAT_HTTP_GET, "/api/v1/groups/{name}", P_DEVICES_READ, 0, 0, api_groups_get},
+    {MOAT_HTTP_DELETE, "/api/v1/groups/{name}", P_DEVICES_WRITE, 0, 0, api_groups_delete},
+    {MOAT_HTTP_POST, "/api/v1/groups/{name}/policies", P_DEVICES_WRITE, 0, B,
+     api_groups_policy_attach},
+    {MOAT_HTTP_DELETE, "/api/v1/groups/{name}/policies/{policy}", P_DEVICES_WRITE, 0, 0,
+     api_groups_policy_detach},
+    {MOAT_HTTP_GET, "/api/v1/policies", P_DEVICES_READ, 0, 0, api_policies_list},
+    {MOAT_HTTP_GET, "/api/v1/policies/{name}", P_DEVICES_READ, 0, 0, api_policies_get},
+    {MOAT_HTTP_PUT, "/api/v1/policies/{name}", P_POLICIES_WRITE, 0, API_POLICY_BODY_MAX,
+     api_policies_put},
+    {MOAT_HTTP_DELETE, "/api/v1/policies/{name}", P_POLICIES_WRITE, 0, 0, api_policies_delete},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -93,13 +117,16 @@ unsigned api_role_perms(enum api_role r)
 	switch (r) {
 	case ROLE_ADMIN:
 		return P_SELF | P_USERS_READ | P_USERS_WRITE | P_SESSIONS_ADMIN | P_TOKENS_READ |
-		       P_TOKENS_WRITE | P_AUDIT_READ | P_METRICS_READ;
+		       P_TOKENS_WRITE | P_AUDIT_READ | P_METRICS_READ | P_DEVICES_READ |
+		       P_DEVICES_WRITE | P_POLICIES_WRITE;
 	case ROLE_OPERATOR:
-		return P_SELF | P_USERS_READ | P_TOKENS_READ | P_TOKENS_WRITE | P_METRICS_READ;
+		return P_SELF | P_USERS_READ | P_TOKENS_READ | P_TOKENS_WRITE | P_METRICS_READ |
+		       P_DEVICES_READ | P_DEVICES_WRITE;
 	case ROLE_AUDITOR:
-		return P_SELF | P_USERS_READ | P_TOKENS_READ | P_AUDIT_READ | P_METRICS_READ;
+		return P_SELF | P_USERS_READ | P_TOKENS_READ | P_AUDIT_READ | P_METRICS_READ |
+		       P_DEVICES_READ;
 	case ROLE_VIEWER:
-		return P_SELF | P_USERS_READ;
+		return P_SELF | P_USERS_READ | P_DEVICES_READ;
 	case ROLE_METRICS:
 		return P_METRICS_READ;
 	case ROLE__COUNT:
@@ -264,6 +291,16 @@ bool api_validate(struct api_call *c, const struct api_field *fields, size_t n)
 		case F_BOOL:
 			if (!json_is_boolean(v)) {
 				snprintf(msg, sizeof(msg), "'%s' must be true or false", f->name);
+				api_problem(c, 422, "validation", msg, f->name);
+				return false;
+			}
+			break;
+		case F_ARRAY:
+			if (!json_is_array(v) || json_array_size(v) < f->min ||
+			    json_array_size(v) > f->max) {
+				snprintf(msg, sizeof(msg),
+					 "'%s' must be a list of %zu to %zu items", f->name, f->min,
+					 f->max);
 				api_problem(c, 422, "validation", msg, f->name);
 				return false;
 			}
@@ -447,6 +484,12 @@ void api_page_answer(struct api_call *c, json_t *items, size_t limit, const char
 bool api_name_valid(const char *s)
 {
 	return moat_device_id_valid(s, strlen(s));
+}
+
+void api_registry_changed(struct moat_api *api)
+{
+	if (api->o.registry_changed)
+		api->o.registry_changed(api->o.registry_arg);
 }
 
 moat_err api_audit(struct api_call *c, struct moat_store_batch **b, const char *action,

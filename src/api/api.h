@@ -34,6 +34,10 @@ struct moat_api_opts {
 	void *metrics_arg;
 	const struct moat_http_stats *(*http_stats)(void *arg);
 	void *http_stats_arg;
+	/* Called on the API thread after a committed change to identities,
+	 * memberships, attachments or policies; may be NULL. */
+	void (*registry_changed)(void *arg);
+	void *registry_arg;
 };
 
 moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, char *err,

@@ -32,6 +32,9 @@ enum api_perm {
 	P_TOKENS_WRITE = 1u << 5,
 	P_AUDIT_READ = 1u << 6,
 	P_METRICS_READ = 1u << 7,
+	P_DEVICES_READ = 1u << 8,    /* identities, groups, policies */
+	P_DEVICES_WRITE = 1u << 9,   /* identities, groups, memberships, attachments */
+	P_POLICIES_WRITE = 1u << 10, /* policy rules: what access a policy grants */
 };
 
 /* Route flags. */
@@ -115,12 +118,13 @@ void api_no_content(struct api_call *c);
 void api_internal(struct api_call *c, moat_err rc);
 /* Validate the body: every key must be in fields[]; required ones present
  * with the right JSON type. Answers 422 and returns false on failure. */
-enum api_ftype { F_STRING, F_BOOL, F_INT };
+enum api_ftype { F_STRING, F_BOOL, F_INT, F_ARRAY };
 struct api_field {
 	const char *name;
 	enum api_ftype type;
 	bool required;
-	size_t min, max; /* strings: length in bytes; ints: value */
+	size_t min, max; /* strings: length in bytes; ints: value; arrays: items (the
+			    handler checks the items) */
 };
 bool api_validate(struct api_call *c, const struct api_field *fields, size_t n);
 const char *api_str(struct api_call *c, const char *name); /* NULL if absent */
@@ -164,6 +168,78 @@ void api_tokens_create(struct api_call *c);
 void api_tokens_delete(struct api_call *c);
 void api_audit_list(struct api_call *c);
 void api_audit_verify(struct api_call *c);
+/* api_devices.c, api_groups.c, api_policies.c: the device registry */
+void api_devices_list(struct api_call *c);
+void api_devices_create(struct api_call *c);
+void api_devices_get(struct api_call *c);
+void api_devices_state(struct api_call *c);
+void api_devices_group_add(struct api_call *c);
+void api_devices_group_remove(struct api_call *c);
+void api_devices_policy_attach(struct api_call *c);
+void api_devices_policy_detach(struct api_call *c);
+void api_groups_list(struct api_call *c);
+void api_groups_create(struct api_call *c);
+void api_groups_get(struct api_call *c);
+void api_groups_delete(struct api_call *c);
+void api_groups_policy_attach(struct api_call *c);
+void api_groups_policy_detach(struct api_call *c);
+void api_policies_list(struct api_call *c);
+void api_policies_get(struct api_call *c);
+void api_policies_put(struct api_call *c);
+void api_policies_delete(struct api_call *c);
+/* api_registry.c: what the registry's resources share. */
+/* The group every device joins unless registered into others; the schema
+ * creates it with device-default attached. It is never deleted. */
+#define API_BUILTIN_GROUP "devices"
+/* Descriptions of groups and policies, in bytes: a line for humans. */
+#define API_DESC_MAX 256u
+/* Rows of ID_GET/ID_LIST, GROUP_GET/GROUP_LIST, POLICY_GET/POLICY_LIST as
+ * JSON objects appended to the array arg. An identity's groups and
+ * policies, a group's policies are empty until *_fill reads them (after
+ * the row: reads never nest). */
+moat_err api_reg_identity_cb(void *arg, const struct moat_val *cols, size_t ncols);
+moat_err api_reg_group_cb(void *arg, const struct moat_val *cols, size_t ncols);
+moat_err api_reg_policy_cb(void *arg, const struct moat_val *cols, size_t ncols);
+moat_err api_reg_identity_fill(struct api_call *c, json_t *o);
+moat_err api_reg_group_fill(struct api_call *c, json_t *o);
+/* One object, filled in; MOAT_E_NOTFOUND when there is none. */
+moat_err api_reg_identity_load(struct api_call *c, const char *id, json_t **out);
+moat_err api_reg_group_load(struct api_call *c, const char *name, json_t **out);
+moat_err api_reg_policy_load(struct api_call *c, const char *name, json_t **out);
+bool api_reg_names_has(json_t *arr, const char *name);
+/* The object the path's first parameter names, or false with 404 (what:
+ * "group") or an internal error answered. */
+bool api_reg_path_load(struct api_call *c,
+		       moat_err (*load)(struct api_call *, const char *, json_t **),
+		       const char *what, json_t **out);
+void api_reg_answer(struct api_call *c, int status, json_t *o); /* steals o */
+/* Names follow the device-id rules; false with 422 naming field. */
+bool api_reg_name_ok(struct api_call *c, const char *what, const char *field, const char *s);
+/* A group or policy the body names exists; false with 422 naming field. */
+bool api_reg_group_exists(struct api_call *c, const char *name, const char *field);
+bool api_reg_policy_exists(struct api_call *c, const char *name, const char *field);
+/* Add a statement to *b (created when NULL); on failure *b is freed. */
+moat_err api_reg_add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
+		     size_t n);
+/* Write b (taken) with its audit entry (detail stolen), then announce the
+ * change to the broker when enforced. False with an internal error. */
+bool api_reg_commit(struct api_call *c, struct moat_store_batch *b, const char *action,
+		    const char *target, json_t *detail, bool enforced);
+/* An optional query parameter ("" when absent); false with 400. */
+bool api_reg_query_opt(struct api_call *c, const char *key, char *out, size_t len);
+/* Answer a page: the rows of st (params v asking for limit + 1), each
+ * filled in when fill is not NULL. */
+void api_reg_list(struct api_call *c, enum moat_stmt st, const struct moat_val *v, size_t n,
+		  moat_store_row_cb cb, moat_err (*fill)(struct api_call *, json_t *), size_t limit,
+		  const char *cursor_field);
+/* A PUT of a policy carries up to MOAT_POLICY_MAX_RULES rules of up to
+ * MOAT_RULE_TEXT_MAX bytes each, more than MOAT_HTTP_BODY_DEFAULT; JSON
+ * escaping at most doubles a rule (control characters are refused). */
+#define API_POLICY_BODY_MAX (64u * 1024u)
+
+/* The registry tables changed in a way the broker enforces: tell it (it
+ * loads and swaps in a new snapshot). Call after the write committed. */
+void api_registry_changed(struct moat_api *api);
 
 /* api_auth.c: authenticate a request (cookie or bearer); false if the
  * credentials were present but bad (answered 401). */

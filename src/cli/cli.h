@@ -18,5 +18,9 @@ int moat_cmd_setup(int argc, char **argv);
 int moat_cmd_user(int argc, char **argv);
 int moat_cmd_token(int argc, char **argv);
 int moat_cmd_audit(int argc, char **argv);
+/* The device registry: identities, groups, policies. */
+int moat_cmd_device(int argc, char **argv);
+int moat_cmd_group(int argc, char **argv);
+int moat_cmd_policy(int argc, char **argv);
 
 #endif

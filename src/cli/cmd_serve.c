@@ -74,6 +74,15 @@ static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
 	return n;
 }
 
+/* The API changed the registry: the broker loads and enforces it now. */
+static void registry_changed(void *arg)
+{
+	char err[512];
+
+	if (moat_broker_registry_reload(arg, err, sizeof(err)) != MOAT_OK)
+		log_error("registry_reload", "error=\"%s\"", err);
+}
+
 static const struct moat_http_stats *http_stats(void *arg)
 {
 	struct moat_http_server *const *s = arg;
@@ -150,6 +159,8 @@ int moat_cmd_serve(int argc, char **argv)
 	ao.metrics_arg = &b;
 	ao.http_stats = http_stats;
 	ao.http_stats_arg = &http;
+	ao.registry_changed = registry_changed;
+	ao.registry_arg = &b;
 	if (moat_api_new(&ao, &api, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: management API: %s\n", err);
 		goto out;

@@ -24,6 +24,9 @@ static void usage(FILE *f)
 		   "  user         manage operator accounts\n"
 		   "  token        manage API tokens\n"
 		   "  audit        list, verify and export the audit log\n"
+		   "  device       register devices and services, their lifecycle and groups\n"
+		   "  group        manage device groups and the policies attached to them\n"
+		   "  policy       manage policies (topic rules)\n"
 		   "\n"
 		   "Run 'moat <command> --help' for a command's options.\n");
 }
@@ -63,6 +66,12 @@ int main(int argc, char **argv)
 		return moat_cmd_token(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return moat_cmd_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "device") == 0)
+		return moat_cmd_device(argc - 1, argv + 1);
+	if (strcmp(argv[1], "group") == 0)
+		return moat_cmd_group(argc - 1, argv + 1);
+	if (strcmp(argv[1], "policy") == 0)
+		return moat_cmd_policy(argc - 1, argv + 1);
 	fprintf(stderr, "moat: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -96,6 +96,7 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 	pthread_mutex_init(&b->reg_lock, NULL);
 	pthread_mutex_init(&b->share_lock, NULL);
 	pthread_mutex_init(&b->ctx_lock, NULL);
+	pthread_mutex_init(&b->snap_lock, NULL);
 	snprintf(b->dir, sizeof(b->dir), "%s", dir);
 	if ((size_t)snprintf(b->conf_path, sizeof(b->conf_path), "%s/moat.conf", dir) >=
 	    sizeof(b->conf_path)) {
@@ -138,6 +139,10 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 	}
 	if ((rc = open_store(b, err, errlen)) != MOAT_OK)
 		return rc;
+	if ((rc = moat_regsnap_load(b->store, &b->reg_snap, err, errlen)) != MOAT_OK)
+		return rc;
+	log_info("registry_loaded", "identities=%zu unknown_devices=%s",
+		 moat_regsnap_count(b->reg_snap), b->conf.unknown_allow ? "allow" : "refuse");
 	if ((rc = moat_persist_restore(b, err, errlen)) != MOAT_OK)
 		return rc;
 	if ((rc = moat_persist_restore_sessions(b, err, errlen)) != MOAT_OK)
@@ -248,6 +253,50 @@ void moat_broker_run(struct moat_broker *b)
 		pthread_join(b->workers[i].thread, NULL);
 }
 
+bool moat_broker_admit(struct moat_broker *b, const char *identity, struct moat_acl **acl,
+		       const char **why)
+{
+	struct moat_regsnap *s;
+	enum moat_admit a;
+
+	pthread_mutex_lock(&b->snap_lock);
+	s = b->reg_snap;
+	if (s != NULL)
+		moat_regsnap_ref(s);
+	pthread_mutex_unlock(&b->snap_lock);
+	if (s == NULL) {
+		*why = "the registry is not loaded";
+		return false;
+	}
+	a = moat_regsnap_admit(s, identity, b->conf.unknown_allow, acl, why);
+	moat_regsnap_unref(s);
+	return a == MOAT_ADMIT_OK;
+}
+
+moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen)
+{
+	struct moat_regsnap *s = NULL, *old;
+	moat_err rc;
+	unsigned i;
+
+	rc = moat_regsnap_load(b->store, &s, err, errlen);
+	if (rc != MOAT_OK)
+		return rc;
+	pthread_mutex_lock(&b->snap_lock);
+	old = b->reg_snap;
+	b->reg_snap = s;
+	pthread_mutex_unlock(&b->snap_lock);
+	moat_regsnap_unref(old);
+	for (i = 0; i < b->n_workers; i++) {
+		struct moat_mailitem *it = calloc(1, sizeof(*it));
+		if (it == NULL)
+			continue; /* that worker re-admits at the next change */
+		it->kind = MAIL_REGISTRY;
+		moat_mailbox_post(&b->workers[i].mb, &it->link, &it->link);
+	}
+	return MOAT_OK;
+}
+
 void moat_broker_stop(struct moat_broker *b)
 {
 	unsigned i;
@@ -300,6 +349,9 @@ void moat_broker_free(struct moat_broker *b)
 	pthread_mutex_destroy(&b->reg_lock);
 	pthread_mutex_destroy(&b->share_lock);
 	pthread_mutex_destroy(&b->ctx_lock);
+	moat_regsnap_unref(b->reg_snap);
+	b->reg_snap = NULL;
+	pthread_mutex_destroy(&b->snap_lock);
 	if (b->started)
 		log_notice("stopped", "dir=%s", b->dir);
 }

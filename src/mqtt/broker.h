@@ -34,6 +34,7 @@
 #include "core/reactor.h"
 #include "mqtt/codec/codec.h"
 #include "mqtt/trie.h"
+#include "registry/registry.h"
 
 struct moat_broker;
 struct moat_worker;
@@ -183,6 +184,9 @@ struct moat_conn {
 	struct moat_buf in, out;
 	char identity[MOAT_DEVICE_ID_MAX + 1];
 	char addr[64];
+	/* What this identity may publish and subscribe to, compiled from the
+	 * registry at CONNECT (NULL on open-policy listeners: everything). */
+	struct moat_acl *acl;
 	/* topic aliases: client->server (by alias) and server->client */
 	char **alias_in;
 	char **alias_out;
@@ -204,6 +208,7 @@ enum mail_kind {
 	MAIL_RELOAD,   /* reload config-derived limits */
 	MAIL_STORED,   /* a store write committed (or failed): acknowledge */
 	MAIL_PUBACKED, /* every write of a PUBLISH committed: acknowledge it */
+	MAIL_REGISTRY, /* a new registry snapshot: re-admit connections, prune subscriptions */
 	MAIL_STOP,
 };
 
@@ -303,6 +308,10 @@ struct moat_broker {
 	void (*sec_hook)(void *arg, const char *action, const char *subject, const char *peer,
 			 const char *detail);
 	void *sec_arg;
+	/* The registry snapshot new connections are admitted with (swapped by
+	 * moat_broker_registry_reload; readers take a reference under the lock). */
+	pthread_mutex_t snap_lock;
+	struct moat_regsnap *reg_snap;
 };
 
 static inline void moat_broker_secev(struct moat_broker *b, const char *action, const char *subject,
@@ -414,6 +423,18 @@ void moat_share_free_all(struct moat_broker *b);
 
 /* policy.c */
 bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_t len);
+/* Admission of identity under the current registry snapshot: true with a
+ * compiled ACL (a new reference), or false with why. */
+bool moat_broker_admit(struct moat_broker *b, const char *identity, struct moat_acl **acl,
+		       const char **why);
+/* Load the registry from the store, swap it in and tell every worker to
+ * re-admit its connections (disconnecting what is no longer allowed with
+ * 0x98 and pruning subscriptions the new policies deny). Any thread. */
+moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen);
+void moat_worker_registry(struct moat_worker *w);
+/* Remove the session's subscriptions acl denies (logged; stored sessions
+ * also lose them in the store). */
+void moat_policy_prune(struct moat_session *s, const struct moat_acl *acl);
 bool moat_policy_may_subscribe(const struct moat_conn *c, const char *filter, size_t len);
 
 /* persist.c: durable retained messages */

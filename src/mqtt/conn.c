@@ -218,6 +218,7 @@ static void conn_destroy(struct moat_conn *c)
 	if (c->counted)
 		atomic_fetch_sub(&w->stats.clients, 1);
 	atomic_fetch_sub(&w->b->connections, 1);
+	moat_acl_unref(c->acl);
 	free(c);
 }
 

@@ -101,6 +101,14 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 		       "a client certificate is required");
 		return;
 	}
+	/* --- the registry: may this identity connect, with what ACL --- */
+	if (c->l->conf.policy != MOAT_POLICY_OPEN && c->acl == NULL) {
+		const char *why = "";
+		if (!moat_broker_admit(b, c->identity, &c->acl, &why)) {
+			refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT_V3_NOT_AUTHORIZED, why);
+			return;
+		}
+	}
 	if (c->version == MQTT_V5 && (p->props.present & MQTT_HAS(MQTT_PROP_AUTH_METHOD))) {
 		refuse(c, MQTT_RC_BAD_AUTH_METHOD, MQTT_V3_NOT_AUTHORIZED,
 		       "no enhanced authentication methods; use a client certificate");
@@ -202,6 +210,9 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 	}
 	c->s = s;
 	s->conn = c;
+	/* A resumed session keeps only what today's policy allows. */
+	if (present && c->acl != NULL)
+		moat_policy_prune(s, c->acl);
 	c->state = CONN_CONNECTED;
 	c->max_packet = w->lim.max_packet_size;
 	c->in.max = c->max_packet + 5u;

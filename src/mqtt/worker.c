@@ -215,6 +215,9 @@ static void mail_process(struct moat_worker *w)
 				w->lim = *it->lim;
 			free(it->lim);
 			break;
+		case MAIL_REGISTRY:
+			moat_worker_registry(w);
+			break;
 		case MAIL_STOP:
 			worker_shutdown(w);
 			break;

@@ -304,6 +304,15 @@ moat_err moat_rule_check(const struct moat_rule *r, char *why, size_t whylen)
 		say(why, whylen, "the filter is longer than %u bytes", MOAT_RULE_FILTER_MAX);
 		return MOAT_E_LIMIT;
 	}
+	for (i = 0; i < len; i++) {
+		/* Policies are stored one rule per line: a control character
+		 * (a newline above all) could smuggle a second rule in. */
+		if ((unsigned char)r->filter[i] < 0x20 || (unsigned char)r->filter[i] == 0x7f) {
+			say(why, whylen, "the filter contains a control character");
+			return MOAT_E_INVAL;
+		}
+	}
+	i = 0;
 	if (len == 0) {
 		say(why, whylen, "the filter is empty");
 		return MOAT_E_INVAL;

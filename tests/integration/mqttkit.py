@@ -200,6 +200,10 @@ DEFAULT_BROKER = {
     "max_inflight": 32,
     "max_queued_messages": 1000,
     "max_connections": 1000,
+    # The generic MQTT tests connect development certificates nobody
+    # registered: they get the group "devices" (device-default policy).
+    # Registry enforcement has its own tests with the default, refuse.
+    "unknown_devices": "allow",
 }
 
 

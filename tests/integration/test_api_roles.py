@@ -21,10 +21,13 @@ ROLES = ("admin", "operator", "auditor", "viewer")
 # docs/api.md "Roles"
 PERMS = {
     "admin": {"self", "users:read", "users:write", "sessions:admin", "tokens:read",
-              "tokens:write", "audit:read", "metrics:read"},
-    "operator": {"self", "users:read", "tokens:read", "tokens:write", "metrics:read"},
-    "auditor": {"self", "users:read", "tokens:read", "audit:read", "metrics:read"},
-    "viewer": {"self", "users:read"},
+              "tokens:write", "audit:read", "metrics:read", "devices:read", "devices:write",
+              "policies:write"},
+    "operator": {"self", "users:read", "tokens:read", "tokens:write", "metrics:read",
+                 "devices:read", "devices:write"},
+    "auditor": {"self", "users:read", "tokens:read", "audit:read", "metrics:read",
+                "devices:read"},
+    "viewer": {"self", "users:read", "devices:read"},
     "metrics": {"metrics:read"},
 }
 
@@ -55,6 +58,24 @@ DOC_ROUTES = [
     ("DELETE", "/api/v1/tokens/{id}", "tokens:write", None),
     ("GET", "/api/v1/audit", "audit:read", None),
     ("GET", "/api/v1/audit/verify", "audit:read", None),
+    ("GET", "/api/v1/devices", "devices:read", None),
+    ("POST", "/api/v1/devices", "devices:write", BOGUS),
+    ("GET", "/api/v1/devices/{id}", "devices:read", None),
+    ("POST", "/api/v1/devices/{id}/state", "devices:write", BOGUS),
+    ("POST", "/api/v1/devices/{id}/groups", "devices:write", BOGUS),
+    ("DELETE", "/api/v1/devices/{id}/groups/{group}", "devices:write", None),
+    ("POST", "/api/v1/devices/{id}/policies", "devices:write", BOGUS),
+    ("DELETE", "/api/v1/devices/{id}/policies/{policy}", "devices:write", None),
+    ("GET", "/api/v1/groups", "devices:read", None),
+    ("POST", "/api/v1/groups", "devices:write", BOGUS),
+    ("GET", "/api/v1/groups/{name}", "devices:read", None),
+    ("DELETE", "/api/v1/groups/{name}", "devices:write", None),
+    ("POST", "/api/v1/groups/{name}/policies", "devices:write", BOGUS),
+    ("DELETE", "/api/v1/groups/{name}/policies/{policy}", "devices:write", None),
+    ("GET", "/api/v1/policies", "devices:read", None),
+    ("GET", "/api/v1/policies/{name}", "devices:read", None),
+    ("PUT", "/api/v1/policies/{name}", "policies:write", BOGUS),
+    ("DELETE", "/api/v1/policies/{name}", "policies:write", None),
 ]
 
 SPEC = os.path.join(REPO, "docs", "openapi.yaml")
@@ -87,7 +108,7 @@ def _routes():
     sr = spec_routes()
     if sr is None:
         return DOC_ROUTES
-    return [(m, p, perm, BOGUS if m in ("POST", "PATCH") and p != "/api/v1/auth/logout"
+    return [(m, p, perm, BOGUS if m in ("POST", "PUT", "PATCH") and p != "/api/v1/auth/logout"
              else None) for m, p, perm in sr]
 
 
@@ -133,8 +154,12 @@ def world(admin_env):
 
 
 def _path(world, template):
+    """Names that exist nowhere (a DELETE that is allowed answers 404 and
+    changes nothing), except user names: the viewer's account."""
     return (template.replace("{id}", NO_TOKEN if "/tokens/" in template else NO_SESSION)
-            .replace("{name}", world.users["viewer"].name))
+            .replace("{name}", world.users["viewer"].name if "/users/" in template
+                     else "no-such-name")
+            .replace("{group}", "no-such-group").replace("{policy}", "no-such-policy"))
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)

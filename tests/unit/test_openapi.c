@@ -245,8 +245,9 @@ static void test_routes_and_spec_agree(void **state)
 static void test_permissions_match_api_md(void **state)
 {
 	static const char *const known[] = {
-	    "none",	   "setup token",  "self",	 "users:read",	 "users:write",
-	    "tokens:read", "tokens:write", "audit:read", "metrics:read",
+	    "none",	    "setup token",  "self",	     "users:read",
+	    "users:write",  "tokens:read",  "tokens:write",  "audit:read",
+	    "metrics:read", "devices:read", "devices:write", "policies:write",
 	};
 	char file[1024], line[LINE_MAX_LEN + 2];
 	size_t i, k, bad = 0, rows = 0;
