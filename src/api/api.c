@@ -16,6 +16,7 @@
 #include "api/internal.h"
 #include "core/log.h"
 #include "core/reactor.h"
+#include "pki/ca.h"
 #include "tls/tls.h"
 
 #define B MOAT_HTTP_BODY_DEFAULT
@@ -42,6 +43,20 @@ static const struct api_route_def routes[] = {
     {MOAT_HTTP_DELETE, "/api/v1/tokens/{id}", P_TOKENS_WRITE, 0, 0, api_tokens_delete},
     {MOAT_HTTP_GET, "/api/v1/audit", P_AUDIT_READ, 0, 0, api_audit_list},
     {MOAT_HTTP_GET, "/api/v1/audit/verify", P_AUDIT_READ, 0, 0, api_audit_verify},
+    /* EST (RFC 7030) and the CRL: the enrollment token is checked by the
+     * handler (P_NONE here means "no operator authentication"). */
+    {MOAT_HTTP_GET, "/.well-known/est/cacerts", P_NONE, 0, 0, api_est_cacerts},
+    {MOAT_HTTP_POST, "/.well-known/est/simpleenroll", P_NONE, RF_RAW_BODY, MOAT_CSR_BODY_MAX,
+     api_est_enroll},
+    {MOAT_HTTP_GET, "/.well-known/est/csrattrs", P_NONE, 0, 0, api_est_csrattrs},
+    {MOAT_HTTP_GET, "/crl", P_NONE, 0, 0, api_crl},
+    {MOAT_HTTP_GET, "/api/v1/enroll-tokens", P_DEVICES_READ, 0, 0, api_etokens_list},
+    {MOAT_HTTP_POST, "/api/v1/enroll-tokens", P_DEVICES_WRITE, 0, B, api_etokens_create},
+    {MOAT_HTTP_GET, "/api/v1/certificates", P_DEVICES_READ, 0, 0, api_certs_list},
+    {MOAT_HTTP_POST, "/api/v1/certificates/{serial}/revoke", P_DEVICES_WRITE, 0, B,
+     api_certs_revoke},
+    {MOAT_HTTP_POST, "/api/v1/devices/{id}/decommission", P_DEVICES_WRITE, 0, B,
+     api_devices_decommission},
     {MOAT_HTTP_GET, "/api/v1/devices", P_DEVICES_READ, 0, 0, api_devices_list},
     {MOAT_HTTP_POST, "/api/v1/devices", P_DEVICES_WRITE, 0, B, api_devices_create},
     {MOAT_HTTP_GET, "/api/v1/devices/{id}", P_DEVICES_READ, 0, 0, api_devices_get},
@@ -587,7 +602,7 @@ static bool parse_body(struct api_call *c, const struct api_route_def *r)
 	json_error_t jerr;
 	json_t *j;
 
-	if (r->body_max == 0)
+	if (r->body_max == 0 || (r->flags & RF_RAW_BODY))
 		return true;
 	if (c->req->body_len == 0) {
 		c->body = json_object();

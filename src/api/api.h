@@ -16,6 +16,7 @@
 
 struct moat_api;
 struct moat_http_stats;
+struct moat_ca;
 
 /* Numbers from elsewhere that /metrics reports; filled by the caller's
  * callback on the API thread. */
@@ -36,6 +37,7 @@ struct moat_api_opts {
 	void *http_stats_arg;
 	/* Called on the API thread after a committed change to identities,
 	 * memberships, attachments or policies; may be NULL. */
+	struct moat_ca *ca; /* the CA process (signing, CRL); NULL: EST unavailable */
 	void (*registry_changed)(void *arg);
 	void *registry_arg;
 };

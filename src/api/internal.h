@@ -40,6 +40,7 @@ enum api_perm {
 /* Route flags. */
 enum {
 	RF_MFA_EXEMPT = 1u << 0, /* reachable by an admin who has not enrolled TOTP */
+	RF_RAW_BODY = 1u << 1,	 /* the body is not JSON (EST: base64 PKCS#10) */
 };
 
 enum api_auth_kind { AUTH_NONE = 0, AUTH_SESSION, AUTH_TOKEN };
@@ -168,6 +169,15 @@ void api_tokens_create(struct api_call *c);
 void api_tokens_delete(struct api_call *c);
 void api_audit_list(struct api_call *c);
 void api_audit_verify(struct api_call *c);
+void api_est_cacerts(struct api_call *c);
+void api_est_enroll(struct api_call *c);
+void api_est_csrattrs(struct api_call *c);
+void api_crl(struct api_call *c);
+void api_etokens_list(struct api_call *c);
+void api_etokens_create(struct api_call *c);
+void api_certs_list(struct api_call *c);
+void api_certs_revoke(struct api_call *c);
+void api_devices_decommission(struct api_call *c);
 /* api_devices.c, api_groups.c, api_policies.c: the device registry */
 void api_devices_list(struct api_call *c);
 void api_devices_create(struct api_call *c);

@@ -22,5 +22,9 @@ int moat_cmd_audit(int argc, char **argv);
 int moat_cmd_device(int argc, char **argv);
 int moat_cmd_group(int argc, char **argv);
 int moat_cmd_policy(int argc, char **argv);
+/* Enrollment: tokens, issued certificates (`moat cert list|revoke`, routed
+ * from moat_cmd_cert), decommissioning (`moat device decommission`). */
+int moat_cmd_enroll_token(int argc, char **argv);
+int moat_cmd_cert_api(int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* `moat cert issue`: development device certificates from the local CA.
  * Production devices enroll with EST and keep their keys on the device
- * (later issue); this exists for demos, tests and benchmarks. */
+ * (docs/enrollment.md); this exists for demos, tests and benchmarks.
+ * `moat cert list|revoke` talk to the management API (cmd_certs.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,22 @@ static void cert_usage(FILE *f)
 		"  -h, --help     this help\n");
 }
 
+/* `moat cert` alone, --help or an unknown subcommand: every subcommand. */
+static void cert_overview(FILE *f)
+{
+	fprintf(f, "usage: moat cert <subcommand> [options]\n"
+		   "\n"
+		   "subcommands:\n"
+		   "  issue --dir DIR --device ID [--out PREFIX] [--days N]\n"
+		   "                 offline: a development certificate from the local CA\n"
+		   "  list [--device ID]\n"
+		   "                 management API: certificates issued through enrollment\n"
+		   "  revoke SERIAL [--reason R]\n"
+		   "                 management API: revoke one (sessions end, CRL lists it)\n"
+		   "\n"
+		   "Run 'moat cert <subcommand> --help' for one subcommand.\n");
+}
+
 int moat_cmd_cert(int argc, char **argv)
 {
 	const char *dir = NULL, *id = NULL, *out = NULL;
@@ -37,12 +54,15 @@ int moat_cmd_cert(int argc, char **argv)
 	int i;
 
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		cert_usage(argc < 2 ? stderr : stdout);
+		cert_overview(argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
+	/* list and revoke are clients of the management API (cmd_certs.c). */
+	if (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "revoke") == 0)
+		return moat_cmd_cert_api(argc, argv);
 	if (strcmp(argv[1], "issue") != 0) {
 		fprintf(stderr, "moat cert: unknown subcommand '%s'\n", argv[1]);
-		cert_usage(stderr);
+		cert_overview(stderr);
 		return EXIT_USAGE;
 	}
 	for (i = 2; i < argc; i++) {

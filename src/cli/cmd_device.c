@@ -1,7 +1,7 @@
 /* `moat device ...`: devices and service identities in the registry
  * (/api/v1/devices): register, list, show, the lifecycle (activate,
- * disable, quarantine, release), group memberships and direct policy
- * attachments. */
+ * disable, quarantine, release, decommission), group memberships and
+ * direct policy attachments. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +26,8 @@ enum device_op {
 	D_GROUP_ADD,
 	D_GROUP_REMOVE,
 	D_ATTACH,
-	D_DETACH
+	D_DETACH,
+	D_DECOMMISSION
 };
 
 struct device_sub {
@@ -61,6 +62,11 @@ static const struct device_sub device_subs[] = {
      "attach POLICY to the identity directly (meant for services; devices\n"
      "normally get policies through their groups)"},
     {"detach", D_DETACH, 2, "detach ID POLICY", "detach a directly attached policy"},
+    {"decommission", D_DECOMMISSION, 1, "decommission ID [--yes]",
+     "retire an identity for good: its certificates are revoked, its enrollment\n"
+     "tokens burned, its sessions ended and its retained messages removed; the\n"
+     "id can never connect or be registered again. Asks you to type the id on\n"
+     "a terminal; elsewhere --yes is required"},
 };
 
 static const struct moat_cli_col device_cols[] = {
@@ -107,6 +113,10 @@ static void device_sub_usage(FILE *f, const struct device_sub *s)
 	if (s->op == D_LIST)
 		fprintf(f, "  --state S             only identities in state S\n"
 			   "  --kind K              only devices or only services\n");
+	if (s->op == D_DECOMMISSION)
+		fprintf(
+		    f,
+		    "  --yes                 do not ask (required when stdin is not a terminal)\n");
 	fputs(moat_cli_common_help, f);
 }
 
@@ -312,6 +322,52 @@ out:
 	return rc;
 }
 
+/* Decommissioning cannot be undone: a terminal must type the id back, a
+ * script must say --yes. */
+static int device_decommission(struct moat_cli_ctx *c, const char *id, bool yes)
+{
+	char path[256], typed[MOAT_DEVICE_ID_MAX + 2], err[128];
+	json_t *doc = NULL, *rm;
+	int rc = EXIT_FAIL;
+
+	if (!yes) {
+		fprintf(
+		    stderr,
+		    "Decommissioning %s revokes its certificates, burns its enrollment tokens,\n"
+		    "ends its sessions and removes its retained messages. It cannot be undone\n"
+		    "and the id can never be used again.\n",
+		    id);
+		if (moat_cli_read_line("Type the device id to confirm: ", false, typed,
+				       sizeof(typed), err, sizeof(err)) != MOAT_OK) {
+			fprintf(stderr, "moat %s: %s\n", c->cmd, err);
+			goto out;
+		}
+		if (strcmp(typed, id) != 0) {
+			fprintf(stderr, "moat %s: not confirmed; nothing was changed\n", c->cmd);
+			goto out;
+		}
+	}
+	(void)snprintf(path, sizeof(path), "/api/v1/devices/%s/decommission", id);
+	if (moat_cli_call(c, "POST", path, NULL, &doc) != EXIT_OK)
+		goto out;
+	if (c->json) {
+		moat_cli_print_json(stdout, doc);
+	} else {
+		rm = json_object_get(doc, "removed");
+		printf("decommissioned %s: %lld certificate(s) revoked, %lld enrollment token(s) "
+		       "burned, %lld stored session(s) and %lld retained message(s) removed\n",
+		       id,
+		       (long long)json_integer_value(json_object_get(rm, "certificates_revoked")),
+		       (long long)json_integer_value(json_object_get(rm, "tokens_burned")),
+		       (long long)json_integer_value(json_object_get(rm, "sessions")),
+		       (long long)json_integer_value(json_object_get(rm, "retained")));
+	}
+	rc = EXIT_OK;
+out:
+	json_decref(doc);
+	return rc;
+}
+
 int moat_cmd_device(int argc, char **argv)
 {
 	struct moat_cli_ctx c;
@@ -319,7 +375,7 @@ int moat_cmd_device(int argc, char **argv)
 	const char *pos[2] = {NULL, NULL}, *kind = NULL, *state = NULL;
 	const char *groups[DEVICE_GROUPS_MAX];
 	size_t ngroups = 0, k;
-	bool active = false;
+	bool active = false, yes = false;
 	char cmd[64], path[256];
 	json_t *doc = NULL;
 	int i, npos = 0, rc;
@@ -352,6 +408,8 @@ int moat_cmd_device(int argc, char **argv)
 			state = argv[++i];
 		} else if (s->op == D_REGISTER && strcmp(argv[i], "--active") == 0) {
 			active = true;
+		} else if (s->op == D_DECOMMISSION && strcmp(argv[i], "--yes") == 0) {
+			yes = true;
 		} else if (s->op == D_REGISTER && strcmp(argv[i], "--group") == 0 && i + 1 < argc) {
 			if (ngroups >= DEVICE_GROUPS_MAX)
 				return moat_cli_usage_error(&c, "at most %u groups",
@@ -395,6 +453,11 @@ int moat_cmd_device(int argc, char **argv)
 	    strcmp(state, "decommissioned") != 0)
 		return moat_cli_usage_error(&c, "--state must be registered, active, disabled, "
 						"quarantined or decommissioned");
+	if (s->op == D_DECOMMISSION && !yes && !moat_cli_interactive())
+		return moat_cli_usage_error(&c,
+					    "decommissioning %s cannot be undone: stdin is not "
+					    "a terminal, so pass --yes to confirm",
+					    pos[0]);
 	rc = moat_cli_resolve(&c, true);
 	if (rc != EXIT_OK)
 		goto out;
@@ -422,6 +485,9 @@ int moat_cmd_device(int argc, char **argv)
 	case D_ATTACH:
 	case D_DETACH:
 		rc = device_link(&c, pos[0], pos[1], s->op);
+		break;
+	case D_DECOMMISSION:
+		rc = device_decommission(&c, pos[0], yes);
 		break;
 	}
 out:

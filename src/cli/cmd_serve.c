@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "http/server.h"
 #include "mqtt/broker.h"
+#include "pki/ca.h"
 
 static void serve_usage(FILE *f)
 {
@@ -114,6 +115,7 @@ int moat_cmd_serve(int argc, char **argv)
 	struct moat_api_opts ao;
 	struct moat_api *api = NULL;
 	static struct moat_http_server *http;
+	struct moat_ca *ca = NULL;
 	const char *dir = NULL;
 	char err[1024];
 	int i, rc = EXIT_FAIL;
@@ -135,6 +137,12 @@ int moat_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "moat serve: --dir is required\n");
 		serve_usage(stderr);
 		return EXIT_USAGE;
+	}
+	/* The CA process is forked before any thread exists (the store's
+	 * writer starts in moat_broker_start): it alone reads ca.key. */
+	if (moat_ca_spawn(dir, &ca, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat serve: CA process: %s\n", err);
+		return EXIT_FAIL;
 	}
 	if (moat_broker_start(&b, dir, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: %s\n", err);
@@ -159,6 +167,7 @@ int moat_cmd_serve(int argc, char **argv)
 	ao.metrics_arg = &b;
 	ao.http_stats = http_stats;
 	ao.http_stats_arg = &http;
+	ao.ca = ca;
 	ao.registry_changed = registry_changed;
 	ao.registry_arg = &b;
 	if (moat_api_new(&ao, &api, err, sizeof(err)) != MOAT_OK) {
@@ -182,5 +191,6 @@ out:
 	moat_http_server_stop(http);
 	moat_api_free(api);
 	moat_broker_free(&b);
+	moat_ca_stop(ca);
 	return rc;
 }

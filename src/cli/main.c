@@ -13,7 +13,8 @@ static void usage(FILE *f)
 		   "commands:\n"
 		   "  init         create a data directory: CA, server certificate, moat.conf\n"
 		   "  serve        run the broker on a data directory\n"
-		   "  cert         issue development device certificates from the local CA\n"
+		   "  cert         issue development certificates (offline); list and revoke\n"
+		   "               issued ones (API)\n"
 		   "  setup-token  create the one-time token for the first administrator\n"
 		   "  version      print the version\n"
 		   "\n"
@@ -25,6 +26,7 @@ static void usage(FILE *f)
 		   "  token        manage API tokens\n"
 		   "  audit        list, verify and export the audit log\n"
 		   "  device       register devices and services, their lifecycle and groups\n"
+		   "  enroll-token create and list enrollment tokens for EST\n"
 		   "  group        manage device groups and the policies attached to them\n"
 		   "  policy       manage policies (topic rules)\n"
 		   "\n"
@@ -72,6 +74,8 @@ int main(int argc, char **argv)
 		return moat_cmd_group(argc - 1, argv + 1);
 	if (strcmp(argv[1], "policy") == 0)
 		return moat_cmd_policy(argc - 1, argv + 1);
+	if (strcmp(argv[1], "enroll-token") == 0)
+		return moat_cmd_enroll_token(argc - 1, argv + 1);
 	fprintf(stderr, "moat: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -253,8 +253,8 @@ void moat_broker_run(struct moat_broker *b)
 		pthread_join(b->workers[i].thread, NULL);
 }
 
-bool moat_broker_admit(struct moat_broker *b, const char *identity, struct moat_acl **acl,
-		       const char **why)
+bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *serial,
+		       struct moat_acl **acl, const char **why)
 {
 	struct moat_regsnap *s;
 	enum moat_admit a;
@@ -268,7 +268,7 @@ bool moat_broker_admit(struct moat_broker *b, const char *identity, struct moat_
 		*why = "the registry is not loaded";
 		return false;
 	}
-	a = moat_regsnap_admit(s, identity, b->conf.unknown_allow, acl, why);
+	a = moat_regsnap_admit(s, identity, serial, b->conf.unknown_allow, acl, why);
 	moat_regsnap_unref(s);
 	return a == MOAT_ADMIT_OK;
 }

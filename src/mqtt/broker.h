@@ -183,6 +183,7 @@ struct moat_conn {
 	struct moat_session *s;
 	struct moat_buf in, out;
 	char identity[MOAT_DEVICE_ID_MAX + 1];
+	char serial[72]; /* the client certificate's serial, lowercase hex ("" if none) */
 	char addr[64];
 	/* What this identity may publish and subscribe to, compiled from the
 	 * registry at CONNECT (NULL on open-policy listeners: everything). */
@@ -425,8 +426,8 @@ void moat_share_free_all(struct moat_broker *b);
 bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_t len);
 /* Admission of identity under the current registry snapshot: true with a
  * compiled ACL (a new reference), or false with why. */
-bool moat_broker_admit(struct moat_broker *b, const char *identity, struct moat_acl **acl,
-		       const char **why);
+bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *serial,
+		       struct moat_acl **acl, const char **why);
 /* Load the registry from the store, swap it in and tell every worker to
  * re-admit its connections (disconnecting what is no longer allowed with
  * 0x98 and pruning subscriptions the new policies deny). Any thread. */

@@ -356,6 +356,7 @@ static void conn_handshake(struct moat_conn *c)
 
 	if (r == 1) {
 		moat_err rc = moat_tls_peer_identity(c->ssl, c->identity, sizeof(c->identity));
+		moat_tls_peer_serial(c->ssl, c->serial, sizeof(c->serial));
 		if (rc == MOAT_E_DENIED) {
 			log_info("tls_identity_invalid", "addr=%s", c->addr);
 			moat_broker_secev(c->w->b, "mqtt.identity_invalid", "", c->addr,

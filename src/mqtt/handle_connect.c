@@ -104,7 +104,7 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 	/* --- the registry: may this identity connect, with what ACL --- */
 	if (c->l->conf.policy != MOAT_POLICY_OPEN && c->acl == NULL) {
 		const char *why = "";
-		if (!moat_broker_admit(b, c->identity, &c->acl, &why)) {
+		if (!moat_broker_admit(b, c->identity, c->serial, &c->acl, &why)) {
 			refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT_V3_NOT_AUTHORIZED, why);
 			return;
 		}

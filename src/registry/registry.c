@@ -93,6 +93,8 @@ struct moat_regsnap {
 	struct rs_policy *policies;
 	size_t n_policies, cap_policies;
 	size_t devices_group; /* index of "devices", or SIZE_MAX */
+	char **revoked;	      /* sorted serials */
+	size_t n_revoked, cap_revoked;
 	/* load state */
 	moat_err rc;
 	char *err;
@@ -327,10 +329,53 @@ static moat_err attach_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return push_index(&s->ids[d].policies, &s->ids[d].n_policies, p) ? MOAT_OK : MOAT_E_NOMEM;
 }
 
+static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct moat_regsnap *s = arg;
+	char *serial;
+
+	if (ncols != 2)
+		return MOAT_E_CORRUPT;
+	if (!grow((void **)&s->revoked, &s->cap_revoked, s->n_revoked, sizeof(*s->revoked)))
+		return MOAT_E_NOMEM;
+	serial = text_dup(&cols[0]);
+	if (serial == NULL)
+		return MOAT_E_NOMEM;
+	s->revoked[s->n_revoked++] = serial;
+	return MOAT_OK;
+}
+
+bool moat_regsnap_revoked(const struct moat_regsnap *s, const char *serial)
+{
+	size_t lo = 0, hi = s->n_revoked;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(s->revoked[mid], serial);
+		if (c == 0)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+bool moat_regsnap_decommissioned(const struct moat_regsnap *s, const char *identity)
+{
+	size_t d = find_ident(s, identity);
+
+	return d != SIZE_MAX && s->ids[d].state == MOAT_ID_DECOMMISSIONED;
+}
+
 static void snap_free(struct moat_regsnap *s)
 {
 	size_t i;
 
+	for (i = 0; i < s->n_revoked; i++)
+		free(s->revoked[i]);
+	free(s->revoked);
 	for (i = 0; i < s->n_ids; i++) {
 		free(s->ids[i].id);
 		free(s->ids[i].groups);
@@ -375,6 +420,8 @@ moat_err moat_regsnap_load(struct moat_store *st, struct moat_regsnap **out, cha
 		rc = moat_store_read(st, MOAT_STMT_REG_MEMBERS, NULL, 0, member_cb, s);
 	if (rc == MOAT_OK)
 		rc = moat_store_read(st, MOAT_STMT_REG_ATTACH, NULL, 0, attach_cb, s);
+	if (rc == MOAT_OK)
+		rc = moat_store_read(st, MOAT_STMT_REVOKED_ALL, NULL, 0, revoked_cb, s);
 	if (rc != MOAT_OK) {
 		if (errlen && err[0] == '\0')
 			snprintf(err, errlen, "cannot load the registry: %s", moat_strerror(rc));
@@ -422,7 +469,8 @@ static bool add_group_sources(const struct moat_regsnap *s, size_t g, struct moa
 }
 
 enum moat_admit moat_regsnap_admit(const struct moat_regsnap *s, const char *identity,
-				   bool unknown_allow, struct moat_acl **acl, const char **why)
+				   const char *serial, bool unknown_allow, struct moat_acl **acl,
+				   const char **why)
 {
 	struct moat_acl_source src[MOAT_ACL_MAX_SOURCES];
 	const struct rs_ident *d;
@@ -430,6 +478,10 @@ enum moat_admit moat_regsnap_admit(const struct moat_regsnap *s, const char *ide
 	bool quarantined = false;
 
 	*acl = NULL;
+	if (serial != NULL && serial[0] != '\0' && moat_regsnap_revoked(s, serial)) {
+		*why = "the certificate is revoked";
+		return MOAT_ADMIT_REVOKED;
+	}
 	if (di == SIZE_MAX) {
 		if (!unknown_allow || s->devices_group == SIZE_MAX) {
 			*why = "identity is not registered";

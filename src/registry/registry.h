@@ -53,7 +53,8 @@ enum moat_admit {
 	MOAT_ADMIT_NOT_ENROLLED, /* registered, not active yet */
 	MOAT_ADMIT_DISABLED,
 	MOAT_ADMIT_DECOMMISSIONED,
-	MOAT_ADMIT_ERROR, /* out of memory, policy too large */
+	MOAT_ADMIT_REVOKED, /* the certificate presented is revoked */
+	MOAT_ADMIT_ERROR,   /* out of memory, policy too large */
 };
 
 /* May identity connect, and with which ACL? unknown_allow: an identity the
@@ -62,6 +63,11 @@ enum moat_admit {
  * MOAT_ADMIT_OK *acl holds a new reference. why: a sentence for the
  * client and the log. */
 enum moat_admit moat_regsnap_admit(const struct moat_regsnap *s, const char *identity,
-				   bool unknown_allow, struct moat_acl **acl, const char **why);
+				   const char *serial, bool unknown_allow, struct moat_acl **acl,
+				   const char **why);
+/* Is this certificate serial (lowercase hex, as the CA writes it) revoked? */
+bool moat_regsnap_revoked(const struct moat_regsnap *s, const char *serial);
+/* Is identity decommissioned (its state must be erased from the broker)? */
+bool moat_regsnap_decommissioned(const struct moat_regsnap *s, const char *identity);
 
 #endif

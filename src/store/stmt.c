@@ -359,6 +359,18 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_ETOKEN_GET_HASH] = {STORE_READ, 1,
 				   "SELECT id, identity, group_name, uses_left, expires_at FROM "
 				   "enroll_tokens WHERE hash = $1"},
+    /* What decommissioning an identity ($1) will remove. */
+    [MOAT_STMT_DECOM_COUNTS] = {STORE_READ, 1,
+				"SELECT count(*) FROM certificates WHERE identity = $1 AND "
+				"revoked_at IS NULL"},
+    [MOAT_STMT_DECOM_TOKENS] = {STORE_READ, 1,
+				"SELECT count(*) FROM enroll_tokens WHERE identity = $1 AND "
+				"uses_left > 0"},
+    [MOAT_STMT_DECOM_SESSIONS] = {STORE_READ, 1,
+				  "SELECT count(*) FROM sessions WHERE client_id = $1"},
+    [MOAT_STMT_DECOM_RETAINED] = {STORE_READ, 1,
+				  "SELECT count(*) FROM retained WHERE substr(topic, 1, "
+				  "length($1)) = $1"},
     [MOAT_STMT_ETOKEN_LIST] = {STORE_READ, 2,
 			       "SELECT id, identity, group_name, uses_left, expires_at, creator, "
 			       "created_at FROM enroll_tokens WHERE id > $1 ORDER BY id LIMIT $2"},

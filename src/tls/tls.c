@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -412,4 +413,36 @@ moat_err moat_tls_peer_identity(SSL *ssl, char *id, size_t idlen)
 	rc = moat_tls_cert_identity(cert, id, idlen);
 out:
 	return rc;
+}
+
+void moat_tls_cert_serial(X509 *cert, char *out, size_t outlen)
+{
+	const ASN1_INTEGER *ai;
+	BIGNUM *bn = NULL;
+	unsigned char bytes[64];
+	int n, pad;
+	size_t i;
+
+	if (outlen == 0)
+		return;
+	out[0] = '\0';
+	if (cert == NULL || (ai = X509_get0_serialNumber(cert)) == NULL ||
+	    (bn = ASN1_INTEGER_to_BN(ai, NULL)) == NULL)
+		return;
+	n = BN_num_bytes(bn);
+	pad = n < 16 ? 16 : n;
+	if (pad <= (int)sizeof(bytes) && (size_t)pad * 2 + 1 <= outlen &&
+	    BN_bn2binpad(bn, bytes, pad) == pad) {
+		for (i = 0; i < (size_t)pad; i++)
+			snprintf(out + 2 * i, 3, "%02x", bytes[i]);
+	}
+	BN_free(bn);
+}
+
+void moat_tls_peer_serial(SSL *ssl, char *out, size_t outlen)
+{
+	X509 *cert = SSL_get1_peer_certificate(ssl);
+
+	moat_tls_cert_serial(cert, out, outlen);
+	X509_free(cert);
 }

@@ -50,6 +50,12 @@ moat_err moat_tls_cert_identity(X509 *cert, char *id, size_t idlen);
  * digit. */
 bool moat_device_id_valid(const char *s, size_t n);
 
+/* The peer certificate's serial number as lowercase hex, left-padded to at
+ * least 32 digits (the form the CA and the registry use); "" without a
+ * certificate. */
+void moat_tls_peer_serial(SSL *ssl, char *out, size_t outlen);
+void moat_tls_cert_serial(X509 *cert, char *out, size_t outlen);
+
 /* Append OpenSSL's error queue to buf (clearing it). */
 void moat_tls_errors(char *buf, size_t len);
 

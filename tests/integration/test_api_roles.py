@@ -34,6 +34,11 @@ PERMS = {
 BOGUS = {"bogus": 1}  # a body every route with a body refuses with 422 (no side effect)
 NO_SESSION = "0123456789abcdef"
 NO_TOKEN = "fedcba9876543210"
+NO_SERIAL = "0123456789abcdef0123456789abcdef"
+# The credential of EST simpleenroll: an enrollment token, neither a role
+# permission nor a session or API token, so the route is not in the matrix
+# (test_enroll_takes_no_api_credentials checks it refuses every principal).
+ENROLL_TOKEN = "enroll token"
 
 # docs/api.md "Routes": (method, path template, permission or None, body to send)
 DOC_ROUTES = [
@@ -76,6 +81,15 @@ DOC_ROUTES = [
     ("GET", "/api/v1/policies/{name}", "devices:read", None),
     ("PUT", "/api/v1/policies/{name}", "policies:write", BOGUS),
     ("DELETE", "/api/v1/policies/{name}", "policies:write", None),
+    ("POST", "/api/v1/devices/{id}/decommission", "devices:write", BOGUS),
+    ("GET", "/api/v1/enroll-tokens", "devices:read", None),
+    ("POST", "/api/v1/enroll-tokens", "devices:write", BOGUS),
+    ("GET", "/api/v1/certificates", "devices:read", None),
+    ("POST", "/api/v1/certificates/{serial}/revoke", "devices:write", BOGUS),
+    ("GET", "/.well-known/est/cacerts", None, None),
+    ("POST", "/.well-known/est/simpleenroll", ENROLL_TOKEN, None),
+    ("GET", "/.well-known/est/csrattrs", None, None),
+    ("GET", "/crl", None, None),
 ]
 
 SPEC = os.path.join(REPO, "docs", "openapi.yaml")
@@ -107,9 +121,9 @@ def _routes():
     table of docs/api.md; POST/PATCH carry a body every route refuses."""
     sr = spec_routes()
     if sr is None:
-        return DOC_ROUTES
+        return [r for r in DOC_ROUTES if r[2] != ENROLL_TOKEN]
     return [(m, p, perm, BOGUS if m in ("POST", "PUT", "PATCH") and p != "/api/v1/auth/logout"
-             else None) for m, p, perm in sr]
+             else None) for m, p, perm in sr if perm != ENROLL_TOKEN]
 
 
 ROUTES = _routes()
@@ -159,7 +173,8 @@ def _path(world, template):
     return (template.replace("{id}", NO_TOKEN if "/tokens/" in template else NO_SESSION)
             .replace("{name}", world.users["viewer"].name if "/users/" in template
                      else "no-such-name")
-            .replace("{group}", "no-such-group").replace("{policy}", "no-such-policy"))
+            .replace("{group}", "no-such-group").replace("{policy}", "no-such-policy")
+            .replace("{serial}", NO_SERIAL))
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
@@ -197,6 +212,16 @@ def test_route_list_matches_openapi():
     if sr is None:
         pytest.skip("no docs/openapi.yaml (or no YAML parser): routes from docs/api.md")
     assert sorted(sr) == sorted((m, p, perm) for m, p, perm, _ in DOC_ROUTES)
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_enroll_takes_no_api_credentials(world, principal):
+    """EST simpleenroll wants an enrollment token: a session (with its CSRF
+    token) or an API token of any role is no credential there."""
+    r = world.clients[principal].request(
+        "POST", "/.well-known/est/simpleenroll", data=b"MIIBbogus\n",
+        headers={"Content-Type": "application/pkcs10"})
+    ak.assert_problem(r, 401, "unauthorized")
 
 
 def test_only_admins_see_everyones_sessions(world):

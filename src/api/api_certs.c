@@ -1,0 +1,361 @@
+/*
+ * Enrollment tokens, issued certificates and their revocation, and
+ * decommissioning: the identity half of the registry API. Revocation and
+ * decommissioning are enforced by the broker at once (a new registry
+ * snapshot: sessions using a revoked certificate or a decommissioned
+ * identity are disconnected on every worker).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "api/internal.h"
+#include "registry/registry.h"
+
+/* --- enrollment tokens --- */
+
+static json_t *etoken_json(const struct moat_val *cols)
+{
+	char id[40] = "", ident[80] = "", group[80] = "", creator[96] = "";
+	char *dst[2] = {id, ident};
+	size_t i;
+
+	/* id, identity, group_name, uses_left, expires_at, creator, created_at */
+	for (i = 0; i < 2; i++) {
+		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		if (n >= 40 + 40 * i)
+			n = 39 + 40 * i;
+		if (n)
+			memcpy(dst[i], cols[i].p, n);
+		dst[i][n] = '\0';
+	}
+	if (cols[2].type == MOAT_VAL_TEXT && cols[2].len < sizeof(group)) {
+		memcpy(group, cols[2].p, cols[2].len);
+		group[cols[2].len] = '\0';
+	}
+	if (cols[5].type == MOAT_VAL_TEXT && cols[5].len < sizeof(creator)) {
+		memcpy(creator, cols[5].p, cols[5].len);
+		creator[cols[5].len] = '\0';
+	}
+	return json_pack("{s:s, s:o, s:o, s:I, s:o, s:s, s:o}", "id", id, "identity",
+			 ident[0] ? json_string(ident) : json_null(), "group",
+			 group[0] ? json_string(group) : json_null(), "uses_left",
+			 (json_int_t)cols[3].i, "expires_at", api_time(cols[4].i), "creator",
+			 creator, "created_at", api_time(cols[6].i));
+}
+
+static moat_err etoken_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	json_t *items = arg;
+
+	if (ncols != 7)
+		return MOAT_E_CORRUPT;
+	json_array_append_new(items, etoken_json(cols));
+	return MOAT_OK;
+}
+
+void api_etokens_list(struct api_call *c)
+{
+	char cursor[64];
+	size_t limit;
+	struct moat_val v[2];
+
+	if (!api_page(c, &limit, cursor, sizeof(cursor), NULL, 0))
+		return;
+	v[0] = moat_val_text(cursor, strlen(cursor));
+	v[1] = moat_val_int((int64_t)limit + 1);
+	api_reg_list(c, MOAT_STMT_ETOKEN_LIST, v, 2, etoken_list_cb, NULL, limit, "id");
+}
+
+void api_etokens_create(struct api_call *c)
+{
+	static const struct api_field f[] = {
+	    {"identity", F_STRING, false, 1, MOAT_DEVICE_ID_MAX},
+	    {"group", F_STRING, false, 1, 64},
+	    {"uses", F_INT, false, 1, 100000},
+	    {"expires_in_hours", F_INT, false, 1, 720},
+	};
+	char secret[8 + MOAT_SECRET_TOKEN_B64_LEN + 1], id[24];
+	uint8_t h[MOAT_SECRET_HASH_LEN];
+	const char *ident, *group;
+	long long uses, hours;
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[8];
+	json_t *dev = NULL, *o;
+	moat_err rc;
+
+	if (!api_validate(c, f, 4))
+		return;
+	ident = api_str(c, "identity");
+	group = api_str(c, "group");
+	if ((ident == NULL) == (group == NULL)) {
+		api_problem(c, 422, "validation",
+			    "give exactly one of identity (one device) or group (a batch: devices "
+			    "named by their CSRs join the group)",
+			    ident ? "group" : "identity");
+		return;
+	}
+	if (ident != NULL) {
+		rc = api_reg_identity_load(c, ident, &dev);
+		if (rc == MOAT_E_NOTFOUND) {
+			api_problem(c, 422, "validation", "no such device; register it first",
+				    "identity");
+			return;
+		}
+		if (rc != MOAT_OK) {
+			api_internal(c, rc);
+			return;
+		}
+		{
+			const char *st = json_string_value(json_object_get(dev, "state"));
+			const char *kind = json_string_value(json_object_get(dev, "kind"));
+			bool ok = st && kind && strcmp(kind, "device") == 0 &&
+				  (strcmp(st, "registered") == 0 || strcmp(st, "active") == 0);
+			json_decref(dev);
+			if (!ok) {
+				api_problem(c, 409, "conflict",
+					    "only a registered or active device may enroll",
+					    "identity");
+				return;
+			}
+		}
+	} else if (!api_reg_group_exists(c, group, "group")) {
+		return;
+	}
+	uses = api_int(c, "uses", 1);
+	hours = api_int(c, "expires_in_hours", 24);
+	if (moat_secret_token("moat_et_", secret, sizeof(secret)) != MOAT_OK) {
+		api_internal(c, MOAT_E_CRYPTO);
+		return;
+	}
+	moat_secret_hash(secret, strlen(secret), h);
+	(void)moat_secret_hex(h, 8, id, sizeof(id));
+	v[0] = moat_val_text(id, strlen(id));
+	v[1] = moat_val_blob(h, sizeof(h));
+	v[2] = ident ? moat_val_text(ident, strlen(ident)) : moat_val_null();
+	v[3] = group ? moat_val_text(group, strlen(group)) : moat_val_null();
+	v[4] = moat_val_int(uses);
+	v[5] = moat_val_int(c->now + hours * 3600000);
+	v[6] = moat_val_text(c->who.actor, strlen(c->who.actor));
+	v[7] = moat_val_int(c->now);
+	if (api_reg_add(&b, MOAT_STMT_ETOKEN_PUT, v, 8) != MOAT_OK) {
+		sodium_memzero(secret, sizeof(secret));
+		api_internal(c, MOAT_E_NOMEM);
+		return;
+	}
+	if (!api_reg_commit(c, b, "enroll_token.create", ident ? ident : group,
+			    json_pack("{s:s, s:I, s:I}", "id", id, "uses", (json_int_t)uses,
+				      "expires_in_hours", (json_int_t)hours),
+			    false)) {
+		sodium_memzero(secret, sizeof(secret));
+		return;
+	}
+	o = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "id", id, "token", secret, "identity",
+		      ident ? json_string(ident) : json_null(), "group",
+		      group ? json_string(group) : json_null(), "uses_left", (json_int_t)uses,
+		      "expires_at", api_time(c->now + hours * 3600000));
+	sodium_memzero(secret, sizeof(secret));
+	api_json(c, 201, o);
+}
+
+/* --- certificates --- */
+
+static json_t *cert_json(const struct moat_val *cols)
+{
+	char serial[72] = "", ident[80] = "", fp[72] = "", reason[128] = "";
+	char *dst[3] = {serial, ident, fp};
+	size_t len[3] = {sizeof(serial), sizeof(ident), sizeof(fp)}, i;
+
+	/* serial, identity, fingerprint, not_before, not_after, issued_at,
+	 * revoked_at, reason */
+	for (i = 0; i < 3; i++) {
+		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		if (n >= len[i])
+			n = len[i] - 1;
+		if (n)
+			memcpy(dst[i], cols[i].p, n);
+		dst[i][n] = '\0';
+	}
+	if (cols[7].type == MOAT_VAL_TEXT && cols[7].len < sizeof(reason)) {
+		memcpy(reason, cols[7].p, cols[7].len);
+		reason[cols[7].len] = '\0';
+	}
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o}", "serial", serial,
+			 "identity", ident, "fingerprint", fp, "not_before", api_time(cols[3].i),
+			 "not_after", api_time(cols[4].i), "issued_at", api_time(cols[5].i),
+			 "revoked", cols[6].type != MOAT_VAL_NULL, "revoked_at",
+			 api_time(cols[6].type == MOAT_VAL_INT ? cols[6].i : 0), "reason",
+			 reason[0] ? json_string(reason) : json_null());
+}
+
+static moat_err cert_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	json_t *items = arg;
+
+	if (ncols != 8)
+		return MOAT_E_CORRUPT;
+	json_array_append_new(items, cert_json(cols));
+	return MOAT_OK;
+}
+
+void api_certs_list(struct api_call *c)
+{
+	static const char *const extra[] = {"identity"};
+	char cursor[80], ident[80];
+	size_t limit;
+	struct moat_val v[3];
+
+	if (!api_page(c, &limit, cursor, sizeof(cursor), extra, 1) ||
+	    !api_reg_query_opt(c, "identity", ident, sizeof(ident)))
+		return;
+	v[0] = ident[0] ? moat_val_text(ident, strlen(ident)) : moat_val_null();
+	v[1] = moat_val_text(cursor, strlen(cursor));
+	v[2] = moat_val_int((int64_t)limit + 1);
+	api_reg_list(c, MOAT_STMT_CERT_LIST, v, 3, cert_list_cb, NULL, limit, "serial");
+}
+
+static moat_err cert_one_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	json_t **out = arg;
+
+	if (ncols != 8)
+		return MOAT_E_CORRUPT;
+	*out = cert_json(cols);
+	return MOAT_OK;
+}
+
+static moat_err cert_load(struct api_call *c, const char *serial, json_t **out)
+{
+	struct moat_val v = moat_val_text(serial, strlen(serial));
+	moat_err rc;
+
+	*out = NULL;
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_CERT_GET, &v, 1, cert_one_cb, out);
+	if (rc == MOAT_OK && *out == NULL)
+		rc = MOAT_E_NOTFOUND;
+	return rc;
+}
+
+void api_certs_revoke(struct api_call *c)
+{
+	static const struct api_field f[] = {{"reason", F_STRING, false, 1, 120}};
+	const char *reason;
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[3];
+	json_t *cert = NULL;
+
+	if (!api_validate(c, f, 1) || !api_reg_path_load(c, cert_load, "certificate", &cert))
+		return;
+	if (json_is_true(json_object_get(cert, "revoked"))) {
+		json_decref(cert);
+		api_problem(c, 409, "conflict", "the certificate is already revoked", NULL);
+		return;
+	}
+	json_decref(cert);
+	reason = api_str(c, "reason");
+	v[0] = moat_val_text(c->params.v[0], strlen(c->params.v[0]));
+	v[1] = moat_val_int(c->now);
+	v[2] = reason ? moat_val_text(reason, strlen(reason)) : moat_val_text("unspecified", 11);
+	if (api_reg_add(&b, MOAT_STMT_CERT_REVOKE, v, 3) != MOAT_OK) {
+		api_internal(c, MOAT_E_NOMEM);
+		return;
+	}
+	if (!api_reg_commit(c, b, "certificate.revoke", c->params.v[0],
+			    json_pack("{s:s}", "reason", reason ? reason : "unspecified"), true))
+		return;
+	if (cert_load(c, c->params.v[0], &cert) != MOAT_OK) {
+		api_internal(c, MOAT_E_INTERNAL);
+		return;
+	}
+	api_json(c, 200, cert);
+}
+
+/* --- decommissioning --- */
+
+static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	int64_t *n = arg;
+
+	if (ncols < 1)
+		return MOAT_E_CORRUPT;
+	*n = cols[0].i;
+	return MOAT_OK;
+}
+
+void api_devices_decommission(struct api_call *c)
+{
+	char prefix[sizeof(c->params.v[0]) + 8];
+	const char *id = c->params.v[0];
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[3];
+	int64_t certs = 0, tokens = 0, sessions = 0, retained = 0;
+	json_t *dev = NULL;
+	const char *state;
+	moat_err rc;
+
+	if (!api_validate(c, NULL, 0) ||
+	    !api_reg_path_load(c, api_reg_identity_load, "identity", &dev))
+		return;
+	state = json_string_value(json_object_get(dev, "state"));
+	if (state != NULL && strcmp(state, "decommissioned") == 0) {
+		json_decref(dev);
+		api_problem(c, 409, "conflict", "already decommissioned", NULL);
+		return;
+	}
+	json_decref(dev);
+	snprintf(prefix, sizeof(prefix), "d/%s/", id);
+	v[0] = moat_val_text(id, strlen(id));
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_COUNTS, v, 1, count_cb, &certs);
+	if (rc == MOAT_OK)
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_TOKENS, v, 1, count_cb,
+				     &tokens);
+	if (rc == MOAT_OK)
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_SESSIONS, v, 1, count_cb,
+				     &sessions);
+	v[1] = moat_val_text(prefix, strlen(prefix));
+	if (rc == MOAT_OK)
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_RETAINED, &v[1], 1, count_cb,
+				     &retained);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return;
+	}
+	v[1] = moat_val_text("decommissioned", 14);
+	v[2] = moat_val_int(c->now);
+	rc = api_reg_add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
+	v[1] = moat_val_int(c->now);
+	v[2] = moat_val_text("decommissioned", 14);
+	if (rc == MOAT_OK)
+		rc = api_reg_add(&b, MOAT_STMT_CERT_REVOKE_ID, v, 3);
+	if (rc == MOAT_OK)
+		rc = api_reg_add(&b, MOAT_STMT_ETOKEN_BURN_ID, v, 1);
+	/* The session row cascades to its subscriptions, queue and QoS 2
+	 * state; messages nobody references are collected by the sweep. */
+	if (rc == MOAT_OK)
+		rc = api_reg_add(&b, MOAT_STMT_SESSION_DEL, v, 1);
+	v[1] = moat_val_text(prefix, strlen(prefix));
+	if (rc == MOAT_OK)
+		rc = api_reg_add(&b, MOAT_STMT_RETAINED_DEL_PREFIX, &v[1], 1);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return;
+	}
+	if (!api_reg_commit(c, b, "device.decommission", id,
+			    json_pack("{s:I, s:I, s:I, s:I}", "certificates_revoked",
+				      (json_int_t)certs, "tokens_burned", (json_int_t)tokens,
+				      "sessions", (json_int_t)sessions, "retained",
+				      (json_int_t)retained),
+			    true))
+		return;
+	if (api_reg_identity_load(c, id, &dev) != MOAT_OK) {
+		api_internal(c, MOAT_E_INTERNAL);
+		return;
+	}
+	api_json(c, 200,
+		 json_pack("{s:o, s:{s:I, s:I, s:I, s:I}}", "identity", dev, "removed",
+			   "certificates_revoked", (json_int_t)certs, "tokens_burned",
+			   (json_int_t)tokens, "sessions", (json_int_t)sessions, "retained",
+			   (json_int_t)retained));
+}

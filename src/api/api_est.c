@@ -1,0 +1,368 @@
+/*
+ * EST (RFC 7030) enrollment on the management listener, and the CRL:
+ *   GET  /.well-known/est/cacerts      the CA certificate (certs-only PKCS#7)
+ *   POST /.well-known/est/simpleenroll a CSR made on the device, with an
+ *                                      enrollment token as bearer
+ *   GET  /.well-known/est/csrattrs     204: nothing required beyond ours
+ *   GET  /crl                          the signed CRL
+ * The CA key is in the CA process (src/pki/ca_proc.c): this thread only
+ * sends it a typed signing request. The CSR is checked here and again
+ * there (proof of possession, key type, subject bound to the device id).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+#include <openssl/pkcs7.h>
+#include <openssl/x509.h>
+
+#include "api/internal.h"
+#include "core/log.h"
+#include "pki/ca.h"
+#include "pki/csr.h"
+#include "registry/registry.h"
+
+/* certs-only PKCS#7 (a degenerate SignedData) holding one certificate,
+ * base64 with line breaks as EST answers carry it. */
+static char *pkcs7_b64(const uint8_t *der, size_t len, size_t *outlen)
+{
+	const unsigned char *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+	PKCS7 *p7 = NULL;
+	unsigned char *out = NULL, *q;
+	char *b64 = NULL;
+	int n;
+
+	if (x == NULL || (p7 = PKCS7_new()) == NULL || !PKCS7_set_type(p7, NID_pkcs7_signed) ||
+	    !PKCS7_content_new(p7, NID_pkcs7_data) || !PKCS7_add_certificate(p7, x))
+		goto out;
+	n = i2d_PKCS7(p7, NULL);
+	if (n <= 0 || (out = malloc((size_t)n)) == NULL)
+		goto out;
+	q = out;
+	if (i2d_PKCS7(p7, &q) != n)
+		goto out;
+	{
+		size_t raw = (size_t)(4 * ((n + 2) / 3)), lines = raw / 64 + 2;
+		char *flat = malloc(raw + 1);
+		size_t i, o = 0;
+		if (flat == NULL)
+			goto out;
+		EVP_EncodeBlock((unsigned char *)flat, out, n);
+		b64 = malloc(raw + 2 * lines + 1);
+		if (b64 != NULL) {
+			for (i = 0; i < raw; i++) {
+				b64[o++] = flat[i];
+				if (i % 64 == 63 || i + 1 == raw)
+					b64[o++] = '\n'; /* LF: what base64 -d and openssl read */
+			}
+			b64[o] = '\0';
+			*outlen = o;
+		}
+		free(flat);
+	}
+out:
+	free(out);
+	PKCS7_free(p7);
+	X509_free(x);
+	return b64;
+}
+
+static void est_answer(struct api_call *c, const uint8_t *der, size_t len)
+{
+	size_t n = 0;
+	char *b64 = pkcs7_b64(der, len, &n);
+
+	if (b64 == NULL) {
+		api_internal(c, MOAT_E_CRYPTO);
+		return;
+	}
+	c->answered = true;
+	moat_http_resp_header(c->resp, "Content-Transfer-Encoding", "base64");
+	moat_http_resp_take(c->resp, 200, "application/pkcs7-mime; smime-type=certs-only", b64, n);
+}
+
+void api_est_cacerts(struct api_call *c)
+{
+	uint8_t *der = NULL;
+	size_t len = 0;
+	char err[256];
+
+	if (c->api->o.ca == NULL ||
+	    moat_ca_cacerts(c->api->o.ca, &der, &len, err, sizeof(err)) != MOAT_OK) {
+		api_problem(c, 503, "internal", "the CA is not available", NULL);
+		return;
+	}
+	est_answer(c, der, len);
+	free(der);
+}
+
+void api_est_csrattrs(struct api_call *c)
+{
+	/* RFC 7030 4.5.2: 204 when the server requires no particular
+	 * attributes; the key and subject rules are enforced on the CSR. */
+	api_no_content(c);
+}
+
+struct etoken {
+	bool found;
+	char id[40], identity[MOAT_DEVICE_ID_MAX + 1], group[80];
+	int64_t uses_left, expires;
+};
+
+static moat_err etoken_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct etoken *t = arg;
+	size_t i;
+	char *dst[3] = {t->id, t->identity, t->group};
+	size_t len[3] = {sizeof(t->id), sizeof(t->identity), sizeof(t->group)};
+
+	/* id, identity, group_name, uses_left, expires_at */
+	if (ncols != 5)
+		return MOAT_E_CORRUPT;
+	for (i = 0; i < 3; i++) {
+		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		if (n >= len[i])
+			n = len[i] - 1;
+		if (n)
+			memcpy(dst[i], cols[i].p, n);
+		dst[i][n] = '\0';
+	}
+	t->uses_left = cols[3].i;
+	t->expires = cols[4].i;
+	t->found = true;
+	return MOAT_OK;
+}
+
+struct ident_row {
+	bool found;
+	enum moat_id_state state;
+	char kind[16];
+};
+
+static moat_err ident_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct ident_row *r = arg;
+	char state[32];
+	size_t n;
+
+	if (ncols < 3 || cols[1].type != MOAT_VAL_TEXT || cols[2].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	n = cols[1].len < sizeof(r->kind) - 1 ? cols[1].len : sizeof(r->kind) - 1;
+	memcpy(r->kind, cols[1].p, n);
+	r->kind[n] = '\0';
+	n = cols[2].len < sizeof(state) - 1 ? cols[2].len : sizeof(state) - 1;
+	memcpy(state, cols[2].p, n);
+	state[n] = '\0';
+	if (!moat_id_state_parse(state, &r->state))
+		return MOAT_E_CORRUPT;
+	r->found = true;
+	return MOAT_OK;
+}
+
+static void enroll_refused(struct api_call *c, int status, const char *type, const char *why,
+			   const char *subject)
+{
+	log_info("est_refused", "peer=%s subject=%s reason=\"%s\"", c->req->peer,
+		 subject && subject[0] ? subject : "-", why);
+	/* Summed per window like other unauthenticated refusals. */
+	moat_api_security_event(c->api, "est.enroll_refused", subject ? subject : "", c->req->peer,
+				why);
+	api_problem(c, status, type, why, NULL);
+}
+
+void api_est_enroll(struct api_call *c)
+{
+	const char *auth = moat_http_header(c->req, "authorization");
+	uint8_t h[MOAT_SECRET_HASH_LEN], *der = NULL, *cert = NULL;
+	size_t der_len = 0, cert_len = 0;
+	char why[256] = "", id[MOAT_DEVICE_ID_MAX + 1], serial[33] = "", fp[65], err[256];
+	struct etoken t;
+	struct ident_row row;
+	struct moat_val v[8];
+	struct moat_store_batch *b = NULL;
+	X509_REQ *req = NULL;
+	int64_t not_after = 0;
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	moat_err rc;
+	size_t i;
+
+	memset(&t, 0, sizeof(t));
+	memset(&row, 0, sizeof(row));
+	if (c->api->o.ca == NULL) {
+		api_problem(c, 503, "internal", "the CA is not available", NULL);
+		return;
+	}
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) > 200) {
+		enroll_refused(c, 401, "unauthorized",
+			       "send the enrollment token as Authorization: Bearer moat_et_...",
+			       NULL);
+		return;
+	}
+	moat_secret_hash(auth + 7, strlen(auth + 7), h);
+	v[0] = moat_val_blob(h, sizeof(h));
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_ETOKEN_GET_HASH, v, 1, etoken_cb, &t);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return;
+	}
+	if (!t.found || t.uses_left <= 0 || t.expires <= c->now) {
+		enroll_refused(c, 401, "unauthorized",
+			       "the enrollment token is unknown, used up or expired", NULL);
+		return;
+	}
+	snprintf(c->who.actor, sizeof(c->who.actor), "enroll-token:%s", t.id);
+	if (moat_csr_from_est_body(c->req->body, c->req->body_len, &der, &der_len, why,
+				   sizeof(why)) != MOAT_OK ||
+	    moat_csr_parse(der, der_len, &req, why, sizeof(why)) != MOAT_OK) {
+		enroll_refused(c, 400, "bad-request", why[0] ? why : "not a certificate request",
+			       NULL);
+		goto out;
+	}
+	if (t.identity[0] != '\0') {
+		snprintf(id, sizeof(id), "%s", t.identity);
+	} else if (moat_csr_subject_id(req, id, sizeof(id)) != MOAT_OK) {
+		enroll_refused(c, 403, "forbidden", "the request names no valid device id", NULL);
+		goto out;
+	}
+	if (moat_csr_check(req, id, why, sizeof(why)) != MOAT_OK) {
+		enroll_refused(c, 403, "forbidden", why, id);
+		goto out;
+	}
+	v[0] = moat_val_text(id, strlen(id));
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		goto out;
+	}
+	if (row.found && (strcmp(row.kind, "device") != 0 ||
+			  (row.state != MOAT_ID_REGISTERED && row.state != MOAT_ID_ACTIVE))) {
+		snprintf(why, sizeof(why), "%s %s may not enroll (state %s)", row.kind, id,
+			 moat_id_state_name(row.state));
+		enroll_refused(c, 403, "forbidden", why, id);
+		goto out;
+	}
+	if (!row.found && t.group[0] == '\0') {
+		enroll_refused(c, 403, "forbidden", "the device is not registered", id);
+		goto out;
+	}
+	rc = moat_ca_sign(c->api->o.ca, id, der, der_len, MOAT_CERT_DAYS_DEFAULT, &cert, &cert_len,
+			  serial, &not_after, err, sizeof(err));
+	if (rc != MOAT_OK) {
+		enroll_refused(c, 403, "forbidden", err, id);
+		goto out;
+	}
+	EVP_Digest(cert, cert_len, md, &mdlen, EVP_sha256(), NULL);
+	for (i = 0; i < 32; i++)
+		snprintf(fp + 2 * i, 3, "%02x", md[i]);
+	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
+		goto fail;
+	if (!row.found) { /* a batch token registers the device on the fly */
+		v[0] = moat_val_text(id, strlen(id));
+		v[1] = moat_val_text("device", 6);
+		v[2] = moat_val_text("active", 6);
+		v[3] = moat_val_int(c->now);
+		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
+		v[1] = moat_val_text(t.group, strlen(t.group));
+		if (rc == MOAT_OK)
+			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
+	} else if (row.state == MOAT_ID_REGISTERED) {
+		v[0] = moat_val_text(id, strlen(id));
+		v[1] = moat_val_text("active", 6);
+		v[2] = moat_val_int(c->now);
+		rc = moat_store_batch_add(b, MOAT_STMT_ID_SET_STATE, v, 3);
+	}
+	if (rc == MOAT_OK) {
+		v[0] = moat_val_text(serial, strlen(serial));
+		v[1] = moat_val_text(id, strlen(id));
+		v[2] = moat_val_text(fp, strlen(fp));
+		v[3] = moat_val_int(c->now - (int64_t)MOAT_CERT_SKEW_S * 1000);
+		v[4] = moat_val_int(not_after * 1000);
+		v[5] = moat_val_int(c->now);
+		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
+	}
+	if (rc == MOAT_OK) {
+		v[0] = moat_val_text(t.id, strlen(t.id));
+		rc = moat_store_batch_add(b, MOAT_STMT_ETOKEN_USE, v, 1);
+	}
+	if (rc != MOAT_OK) {
+		moat_store_batch_free(b);
+		goto fail;
+	}
+	rc = api_audit(c, &b, "est.enroll", id, "ok",
+		       json_pack("{s:s, s:s, s:s, s:b}", "serial", serial, "fingerprint", fp,
+				 "token", t.id, "registered_now", !row.found));
+	if (rc != MOAT_OK)
+		goto fail;
+	log_notice("enrolled", "device=%s serial=%s peer=%s", id, serial, c->req->peer);
+	api_registry_changed(c->api);
+	est_answer(c, cert, cert_len);
+	goto out;
+fail:
+	api_internal(c, rc);
+out:
+	X509_REQ_free(req);
+	free(der);
+	free(cert);
+}
+
+struct revoked_list {
+	struct moat_revoked *v;
+	size_t n;
+	bool full;
+};
+
+static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct revoked_list *l = arg;
+	size_t n;
+
+	if (ncols != 2 || cols[0].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	if (l->n >= MOAT_CRL_MAX_ENTRIES) {
+		l->full = true;
+		return MOAT_OK;
+	}
+	n = cols[0].len < MOAT_CA_SERIAL_HEX_MAX ? cols[0].len : MOAT_CA_SERIAL_HEX_MAX;
+	memcpy(l->v[l->n].serial, cols[0].p, n);
+	l->v[l->n].serial[n] = '\0';
+	l->v[l->n].revoked_at = cols[1].i / 1000;
+	l->n++;
+	return MOAT_OK;
+}
+
+void api_crl(struct api_call *c)
+{
+	struct revoked_list l = {NULL, 0, false};
+	uint8_t *crl = NULL;
+	size_t len = 0;
+	char err[256];
+	moat_err rc;
+
+	if (c->api->o.ca == NULL) {
+		api_problem(c, 503, "internal", "the CA is not available", NULL);
+		return;
+	}
+	l.v = calloc(MOAT_CRL_MAX_ENTRIES, sizeof(*l.v));
+	if (l.v == NULL) {
+		api_internal(c, MOAT_E_NOMEM);
+		return;
+	}
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_REVOKED_ALL, NULL, 0, revoked_cb, &l);
+	if (rc == MOAT_OK && l.full)
+		log_warn("crl_truncated", "max=%u", MOAT_CRL_MAX_ENTRIES);
+	/* The CRL number only grows: seconds since the epoch do. */
+	if (rc == MOAT_OK)
+		rc = moat_ca_crl(c->api->o.ca, (uint64_t)(c->now / 1000), 86400u, l.v, l.n, &crl,
+				 &len, err, sizeof(err));
+	free(l.v);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return;
+	}
+	c->answered = true;
+	moat_http_resp_take(c->resp, 200, "application/pkix-crl", (char *)crl, len);
+}
