@@ -56,6 +56,7 @@ integration-asan: asan
 
 bench: deps build
 	@bench/run
+	@/usr/bin/python3 bench/revoke-latency 50
 
 fuzz: fuzz-build
 	@scripts/fuzz-run $(FUZZ_SECONDS)
