@@ -6,11 +6,113 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "cli/cli.h"
+#include "core/reactor.h"
+#include "store/store.h"
 #include "core/limits.h"
 #include "pki/pki.h"
 #include "tls/tls.h"
+
+static moat_err state_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	char *state = arg;
+	size_t n;
+
+	if (ncols < 3 || cols[2].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	n = cols[2].len < 31 ? cols[2].len : 31;
+	memcpy(state, cols[2].p, n);
+	state[n] = '\0';
+	return MOAT_OK;
+}
+
+/* Register the device (active, group "devices") unless it exists, and
+ * record the certificate, in DIR's store. */
+static moat_err register_device(const char *dir, const char *id, const char *crt_path, char *err,
+				size_t errlen)
+{
+	struct moat_store_opts o;
+	struct moat_store *st = NULL;
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	char path[MOAT_MAX_PATH], state[32] = "", serial[72] = "", fp[65] = "";
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	int64_t now = moat_wall_ms();
+	X509 *x = NULL;
+	FILE *f;
+	moat_err rc;
+	size_t i;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/moat.db", dir) >= sizeof(path)) {
+		snprintf(err, errlen, "data directory path too long");
+		return MOAT_E_INVAL;
+	}
+	f = fopen(crt_path, "r");
+	if (f != NULL) {
+		x = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	if (x == NULL || !X509_digest(x, EVP_sha256(), md, &mdlen)) {
+		X509_free(x);
+		snprintf(err, errlen, "cannot read the new certificate %.200s", crt_path);
+		return MOAT_E_IO;
+	}
+	moat_tls_cert_serial(x, serial, sizeof(serial));
+	for (i = 0; i < 32 && i < mdlen; i++)
+		snprintf(fp + 2 * i, 3, "%02x", md[i]);
+	memset(&o, 0, sizeof(o));
+	o.path = path;
+	if ((rc = moat_store_open(&o, &st, err, errlen)) != MOAT_OK)
+		goto out;
+	v[0] = moat_val_text(id, strlen(id));
+	if ((rc = moat_store_read(st, MOAT_STMT_ID_GET, v, 1, state_cb, state)) != MOAT_OK) {
+		snprintf(err, errlen, "cannot read the registry: %s", moat_strerror(rc));
+		goto out;
+	}
+	if (strcmp(state, "decommissioned") == 0) {
+		rc = MOAT_E_DENIED;
+		snprintf(err, errlen, "device %s is decommissioned; a retired id is never reused",
+			 id);
+		goto out;
+	}
+	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
+		goto out;
+	if (state[0] == '\0') {
+		v[1] = moat_val_text("device", 6);
+		v[2] = moat_val_text("active", 6);
+		v[3] = moat_val_int(now);
+		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
+		v[1] = moat_val_text("devices", 7);
+		if (rc == MOAT_OK)
+			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
+	}
+	if (rc == MOAT_OK) {
+		v[0] = moat_val_text(serial, strlen(serial));
+		v[1] = moat_val_text(id, strlen(id));
+		v[2] = moat_val_text(fp, strlen(fp));
+		v[3] = moat_val_int(now);
+		v[4] = moat_val_int(now + 86400000LL * 3650);
+		v[5] = moat_val_int(now);
+		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
+	}
+	if (rc == MOAT_OK)
+		rc = moat_store_write(st, b);
+	else
+		moat_store_batch_free(b);
+	if (rc != MOAT_OK)
+		snprintf(err, errlen, "cannot register %s: %s", id, moat_strerror(rc));
+out:
+	X509_free(x);
+	moat_store_close(st);
+	return rc;
+}
 
 static void cert_usage(FILE *f)
 {
@@ -20,7 +122,10 @@ static void cert_usage(FILE *f)
 		"Issue a development client certificate for device ID from the CA in DIR.\n"
 		"Writes PREFIX.key (mode 0600) and PREFIX.crt; PREFIX defaults to DIR/devices/ID.\n"
 		"The key is generated here: for production devices use enrollment, which\n"
-		"keeps the key on the device.\n"
+		"keeps the key on the device. The device is registered as active (group\n"
+		"devices) and the certificate recorded, so it can connect; a running\n"
+		"server picks the registration up on SIGHUP or the next registry change.\n"
+		"A decommissioned device id is refused.\n"
 		"\n"
 		"options:\n"
 		"  --dir DIR      data directory (holds ca.key, ca.crt)\n"
@@ -118,6 +223,12 @@ int moat_cmd_cert(int argc, char **argv)
 	memcpy(crt + strlen(out), ".crt", 5);
 	if (moat_pki_issue_device(dir, id, (unsigned)days, key, crt, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat cert issue: %s\n", err);
+		return EXIT_FAIL;
+	}
+	if (register_device(dir, id, crt, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat cert issue: %s\n", err);
+		unlink(key);
+		unlink(crt);
 		return EXIT_FAIL;
 	}
 	printf("issued %s: %s %s\n", id, crt, key);

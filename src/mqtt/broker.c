@@ -199,6 +199,9 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 	}
 	b->conf.log_level = nc->log_level;
 	moat_log_set_level((enum moat_log_level)nc->log_level);
+	/* Registrations made offline (moat cert issue) take effect too. */
+	if ((rc = moat_broker_registry_reload(b, err, errlen)) != MOAT_OK)
+		goto out;
 	rc = MOAT_OK;
 out:
 	free(nc);

@@ -162,3 +162,25 @@ def test_live_policy_change_prunes_subscriptions(reg):
                 if "subscription_removed" in l and "dev-live" in l], s.broker.tail()
     finally:
         c.close()
+
+
+def test_cert_issue_registers_the_device_and_sighup_loads_it(reg, moat_bin):
+    """`moat cert issue` (development certificates) registers the device as
+    active; a running server picks it up on SIGHUP."""
+    s = reg["s"]
+    p = mk.run([moat_bin, "cert", "issue", "--dir", s.dir, "--device", "dev-issued"],
+               check=False)
+    assert p.returncode == 0, p.stderr
+    cert = mk.Cert("dev-issued", os.path.join(s.dir, "devices", "dev-issued.crt"),
+                   os.path.join(s.dir, "devices", "dev-issued.key"), s.ca)
+    mark = s.broker.mark()
+    s.broker.signal(__import__("signal").SIGHUP)
+    s.broker.wait_log(r"event=reload ok=1", since=mark)
+    c = client(reg, "dev-issued", cert=cert)
+    try:
+        c.connect()
+        assert c.publish("d/dev-issued/x", b"1", qos=1) == 0
+    finally:
+        c.close()
+    r = reg["api"].get("/api/v1/devices/dev-issued")
+    assert r.status_code == 200 and r.json()["state"] == "active", ak.describe(r)
