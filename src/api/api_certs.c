@@ -238,6 +238,21 @@ static moat_err cert_load(struct api_call *c, const char *serial, json_t **out)
 	return rc;
 }
 
+/* Serials as the CA writes them: lowercase hex, at least 32 digits
+ * (`openssl x509 -serial` prints upper case and may drop leading zeros). */
+static void normalise_serial(char *s, size_t size)
+{
+	size_t i, len = strlen(s);
+
+	for (i = 0; i < len; i++)
+		if (s[i] >= 'A' && s[i] <= 'F')
+			s[i] = (char)(s[i] - 'A' + 'a');
+	if (len < 32 && size > 32) {
+		memmove(s + (32 - len), s, len + 1);
+		memset(s, '0', 32 - len);
+	}
+}
+
 void api_certs_revoke(struct api_call *c)
 {
 	static const struct api_field f[] = {{"reason", F_STRING, false, 1, 120}};
@@ -246,7 +261,10 @@ void api_certs_revoke(struct api_call *c)
 	struct moat_val v[3];
 	json_t *cert = NULL;
 
-	if (!api_validate(c, f, 1) || !api_reg_path_load(c, cert_load, "certificate", &cert))
+	if (!api_validate(c, f, 1))
+		return;
+	normalise_serial(c->params.v[0], sizeof(c->params.v[0]));
+	if (!api_reg_path_load(c, cert_load, "certificate", &cert))
 		return;
 	if (json_is_true(json_object_get(cert, "revoked"))) {
 		json_decref(cert);

@@ -162,6 +162,16 @@ static moat_err ident_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
+static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	int64_t *n = arg;
+
+	if (ncols < 1)
+		return MOAT_E_CORRUPT;
+	*n = cols[0].i;
+	return MOAT_OK;
+}
+
 static void enroll_refused(struct api_call *c, int status, const char *type, const char *why,
 			   const char *subject)
 {
@@ -248,6 +258,30 @@ void api_est_enroll(struct api_call *c)
 	if (!row.found && t.group[0] == '\0') {
 		enroll_refused(c, 403, "forbidden", "the device is not registered", id);
 		goto out;
+	}
+	/* A batch token registers new devices; it must never mint a
+	 * certificate for an identity that already exists (that would let
+	 * one token impersonate the whole fleet). */
+	if (row.found && t.identity[0] == '\0') {
+		enroll_refused(c, 403, "forbidden",
+			       "a batch token enrolls new devices only; this id is registered (use "
+			       "a per-device token)",
+			       id);
+		goto out;
+	}
+	if (!row.found) {
+		int64_t n = 0;
+		v[0] = moat_val_text(t.group, strlen(t.group));
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_GROUP_EXISTS, v, 1, count_cb, &n);
+		if (rc != MOAT_OK) {
+			api_internal(c, rc);
+			goto out;
+		}
+		if (n == 0) {
+			enroll_refused(c, 409, "conflict", "the token's group no longer exists",
+				       id);
+			goto out;
+		}
 	}
 	rc = moat_ca_sign(c->api->o.ca, id, der, der_len, MOAT_CERT_DAYS_DEFAULT, &cert, &cert_len,
 			  serial, &not_after, err, sizeof(err));

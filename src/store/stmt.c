@@ -371,6 +371,7 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_DECOM_RETAINED] = {STORE_READ, 1,
 				  "SELECT count(*) FROM retained WHERE substr(topic, 1, "
 				  "length($1)) = $1"},
+    [MOAT_STMT_GROUP_EXISTS] = {STORE_READ, 1, "SELECT count(*) FROM groups WHERE name = $1"},
     [MOAT_STMT_ETOKEN_LIST] = {STORE_READ, 2,
 			       "SELECT id, identity, group_name, uses_left, expires_at, creator, "
 			       "created_at FROM enroll_tokens WHERE id > $1 ORDER BY id LIMIT $2"},
