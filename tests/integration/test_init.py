@@ -142,7 +142,7 @@ def test_generated_conf_serves(fresh, moat_bin, make_broker, device):
         assert c.connect(expect=None)[0] == 0x87
     finally:
         c.close()
-    assert [l for l in b.log_lines() if "identity is not registered" in l]
+    b.wait_log(r"connect_refused .*identity is not registered")
     # secure by default: no plaintext listener in the generated configuration
     assert not [l for l in b.log_lines() if "tls=off" in l]
     # the management API answers on its HTTPS listener
