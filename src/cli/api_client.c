@@ -1084,3 +1084,31 @@ void moat_cli_json_wipe_free(json_t *v)
 		cli_json_wipe(v);
 	json_decref(v);
 }
+
+/* Arrays of names as "a, b" for tables and fields. */
+void moat_cli_flatten_names(json_t *obj, const char *key)
+{
+	json_t *arr = json_object_get(obj, key), *v;
+	size_t i, len = 1;
+	char *s;
+
+	if (!json_is_array(arr))
+		return;
+	json_array_foreach(arr, i, v)
+	{
+		const char *n = json_string_value(v);
+		len += (n != NULL ? strlen(n) : 1) + 2;
+	}
+	s = malloc(len);
+	if (s == NULL)
+		return;
+	s[0] = '\0';
+	json_array_foreach(arr, i, v)
+	{
+		const char *n = json_string_value(v);
+		size_t at = strlen(s);
+		(void)snprintf(s + at, len - at, "%s%s", i > 0 ? ", " : "", n != NULL ? n : "?");
+	}
+	(void)json_object_set_new(obj, key, json_string(s[0] != '\0' ? s : "-"));
+	free(s);
+}

@@ -164,6 +164,9 @@ struct moat_cli_col {
 void moat_cli_print_table(FILE *f, json_t *items, const struct moat_cli_col *cols, size_t ncols);
 /* One object as "heading: value" lines. */
 void moat_cli_print_fields(FILE *f, json_t *obj, const struct moat_cli_col *cols, size_t ncols);
+/* Replace the array of names obj[key] by one string "a, b" ("-" when
+ * empty), for tables and field lists. */
+void moat_cli_flatten_names(json_t *obj, const char *key);
 /* Indented JSON and a newline (--json). */
 void moat_cli_print_json(FILE *f, json_t *v);
 /* s with control characters replaced by '?': server data never drives the

@@ -125,42 +125,14 @@ static bool name_valid(const char *s)
 	return moat_device_id_valid(s, strlen(s));
 }
 
-/* Arrays of names as "a, b" for tables and fields. */
-static void flatten(json_t *obj, const char *key)
-{
-	json_t *arr = json_object_get(obj, key), *v;
-	size_t i, len = 1;
-	char *s;
-
-	if (!json_is_array(arr))
-		return;
-	json_array_foreach(arr, i, v)
-	{
-		const char *n = json_string_value(v);
-		len += (n != NULL ? strlen(n) : 1) + 2;
-	}
-	s = malloc(len);
-	if (s == NULL)
-		return;
-	s[0] = '\0';
-	json_array_foreach(arr, i, v)
-	{
-		const char *n = json_string_value(v);
-		size_t at = strlen(s);
-		(void)snprintf(s + at, len - at, "%s%s", i > 0 ? ", " : "", n != NULL ? n : "?");
-	}
-	(void)json_object_set_new(obj, key, json_string(s[0] != '\0' ? s : "-"));
-	free(s);
-}
-
 static void device_print(const struct moat_cli_ctx *c, json_t *doc)
 {
 	if (c->json) {
 		moat_cli_print_json(stdout, doc);
 		return;
 	}
-	flatten(doc, "groups");
-	flatten(doc, "policies");
+	moat_cli_flatten_names(doc, "groups");
+	moat_cli_flatten_names(doc, "policies");
 	moat_cli_print_fields(stdout, doc, device_fields,
 			      sizeof(device_fields) / sizeof(device_fields[0]));
 }
@@ -196,7 +168,7 @@ static int device_register(struct moat_cli_ctx *c, const char *id, const char *k
 	if (c->json) {
 		moat_cli_print_json(stdout, doc);
 	} else {
-		flatten(doc, "groups");
+		moat_cli_flatten_names(doc, "groups");
 		st = json_string_value(json_object_get(doc, "state"));
 		kd = json_string_value(json_object_get(doc, "kind"));
 		gs = json_string_value(json_object_get(doc, "groups"));
@@ -235,8 +207,8 @@ static int device_list(struct moat_cli_ctx *c, const char *state, const char *ki
 	} else {
 		json_array_foreach(items, i, v)
 		{
-			flatten(v, "groups");
-			flatten(v, "policies");
+			moat_cli_flatten_names(v, "groups");
+			moat_cli_flatten_names(v, "policies");
 		}
 		moat_cli_print_table(stdout, items, device_cols,
 				     sizeof(device_cols) / sizeof(device_cols[0]));

@@ -70,40 +70,13 @@ static bool name_valid(const char *s)
 }
 
 /* The policies array as "a, b" for tables and fields. */
-static void flatten(json_t *obj, const char *key)
-{
-	json_t *arr = json_object_get(obj, key), *v;
-	size_t i, len = 1;
-	char *s;
-
-	if (!json_is_array(arr))
-		return;
-	json_array_foreach(arr, i, v)
-	{
-		const char *n = json_string_value(v);
-		len += (n != NULL ? strlen(n) : 1) + 2;
-	}
-	s = malloc(len);
-	if (s == NULL)
-		return;
-	s[0] = '\0';
-	json_array_foreach(arr, i, v)
-	{
-		const char *n = json_string_value(v);
-		size_t at = strlen(s);
-		(void)snprintf(s + at, len - at, "%s%s", i > 0 ? ", " : "", n != NULL ? n : "?");
-	}
-	(void)json_object_set_new(obj, key, json_string(s[0] != '\0' ? s : "-"));
-	free(s);
-}
-
 static void group_print(const struct moat_cli_ctx *c, json_t *doc)
 {
 	if (c->json) {
 		moat_cli_print_json(stdout, doc);
 		return;
 	}
-	flatten(doc, "policies");
+	moat_cli_flatten_names(doc, "policies");
 	moat_cli_print_fields(stdout, doc, group_fields,
 			      sizeof(group_fields) / sizeof(group_fields[0]));
 }
@@ -196,7 +169,7 @@ int moat_cmd_group(int argc, char **argv)
 			moat_cli_print_json(stdout, wrap);
 			json_decref(wrap);
 		} else {
-			json_array_foreach(doc, k, v) flatten(v, "policies");
+			json_array_foreach(doc, k, v) moat_cli_flatten_names(v, "policies");
 			moat_cli_print_table(stdout, doc, group_cols,
 					     sizeof(group_cols) / sizeof(group_cols[0]));
 		}

@@ -60,6 +60,7 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "pki/ca.h"
+#include "pki/pki.h"
 #include "pki/csr.h"
 #include "tls/tls.h"
 
@@ -106,20 +107,6 @@ struct ca_state {
 	uint8_t *cert_der;
 	size_t cert_der_len;
 	const EVP_MD *md; /* NULL: the key type fixes the hash (Ed25519) */
-};
-
-/* Same profile as moat_pki_issue_device (pki.c). */
-struct ca_ext {
-	int nid;
-	const char *value;
-};
-
-static const struct ca_ext device_exts[] = {
-    {NID_basic_constraints, "critical,CA:FALSE"},
-    {NID_key_usage, "critical,digitalSignature"},
-    {NID_ext_key_usage, "clientAuth"},
-    {NID_subject_key_identifier, "hash"},
-    {NID_authority_key_identifier, "keyid:always"},
 };
 
 static void ca_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -371,7 +358,8 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 	X509 *cert = NULL;
 	X509V3_CTX v3;
 	time_t now = time(NULL);
-	size_t i;
+	size_t i, n_exts = 0;
+	const struct moat_pki_ext *exts = moat_pki_device_exts(&n_exts);
 	int n;
 	moat_err rc = MOAT_E_NOMEM;
 
@@ -412,8 +400,8 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 		goto out;
 	}
 	X509V3_set_ctx(&v3, st->cert, cert, NULL, NULL, 0);
-	for (i = 0; i < sizeof(device_exts) / sizeof(device_exts[0]); i++) {
-		rc = ext_add(cert, &v3, device_exts[i].nid, device_exts[i].value, why, whylen);
+	for (i = 0; i < n_exts; i++) {
+		rc = ext_add(cert, &v3, exts[i].nid, exts[i].value, why, whylen);
 		if (rc)
 			goto out;
 	}

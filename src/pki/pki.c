@@ -65,22 +65,18 @@ struct pki_spec {
 };
 
 /* One X509v3 extension in OpenSSL's configuration syntax. */
-struct pki_ext {
-	int nid;
-	const char *value;
-};
 
 /* pathlen:1 rather than 0: the CA that `moat init` makes is the root, and
  * the planned EST enrollment and CA-process split will want to issue device
  * certificates from an intermediate below it without re-rooting every
  * device. It still forbids any deeper chain. */
-static const struct pki_ext ca_exts[] = {
+static const struct moat_pki_ext ca_exts[] = {
     {NID_basic_constraints, "critical,CA:TRUE,pathlen:1"},
     {NID_key_usage, "critical,keyCertSign,cRLSign"},
     {NID_subject_key_identifier, "hash"},
 };
 
-static const struct pki_ext server_exts[] = {
+static const struct moat_pki_ext server_exts[] = {
     {NID_basic_constraints, "critical,CA:FALSE"},
     {NID_key_usage, "critical,digitalSignature"},
     {NID_ext_key_usage, "serverAuth"},
@@ -88,13 +84,19 @@ static const struct pki_ext server_exts[] = {
     {NID_authority_key_identifier, "keyid:always"},
 };
 
-static const struct pki_ext device_exts[] = {
+static const struct moat_pki_ext device_exts[] = {
     {NID_basic_constraints, "critical,CA:FALSE"},
     {NID_key_usage, "critical,digitalSignature"},
     {NID_ext_key_usage, "clientAuth"},
     {NID_subject_key_identifier, "hash"},
     {NID_authority_key_identifier, "keyid:always"},
 };
+
+const struct moat_pki_ext *moat_pki_device_exts(size_t *n)
+{
+	*n = sizeof(device_exts) / sizeof(device_exts[0]);
+	return device_exts;
+}
 
 static void pki_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -409,7 +411,7 @@ out:
 	return rc;
 }
 
-static moat_err exts_add(X509 *cert, X509V3_CTX *v3, const struct pki_ext *exts, size_t n,
+static moat_err exts_add(X509 *cert, X509V3_CTX *v3, const struct moat_pki_ext *exts, size_t n,
 			 char *err, size_t errlen)
 {
 	X509_EXTENSION *ext = NULL;
@@ -435,7 +437,7 @@ out:
 /* Build and sign a certificate as described by spec. */
 static moat_err cert_build(const struct pki_spec *spec, X509 **out, char *err, size_t errlen)
 {
-	const struct pki_ext *exts = NULL;
+	const struct moat_pki_ext *exts = NULL;
 	const X509_NAME *issuer_name;
 	X509_NAME *name = NULL;
 	X509 *cert = NULL;

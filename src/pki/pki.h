@@ -29,4 +29,13 @@ moat_err moat_pki_issue_device(const char *dir, const char *device_id, unsigned 
 			       const char *key_path, const char *cert_path, char *err,
 			       size_t errlen);
 
+/* The device certificate profile (extension NID and value, as for
+ * X509V3_EXT_conf_nid): the one list both `moat cert issue` and the CA
+ * process apply, so the two can never drift apart. */
+struct moat_pki_ext {
+	int nid;
+	const char *value;
+};
+const struct moat_pki_ext *moat_pki_device_exts(size_t *n);
+
 #endif
