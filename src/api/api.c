@@ -48,6 +48,8 @@ static const struct api_route_def routes[] = {
     {MOAT_HTTP_GET, "/.well-known/est/cacerts", P_NONE, 0, 0, api_est_cacerts},
     {MOAT_HTTP_POST, "/.well-known/est/simpleenroll", P_NONE, RF_RAW_BODY, MOAT_CSR_BODY_MAX,
      api_est_enroll},
+    {MOAT_HTTP_POST, "/.well-known/est/simplereenroll", P_NONE, RF_RAW_BODY, MOAT_CSR_BODY_MAX,
+     api_est_reenroll},
     {MOAT_HTTP_GET, "/.well-known/est/csrattrs", P_NONE, 0, 0, api_est_csrattrs},
     {MOAT_HTTP_GET, "/crl", P_NONE, 0, 0, api_crl},
     {MOAT_HTTP_GET, "/api/v1/enroll-tokens", P_DEVICES_READ, 0, 0, api_etokens_list},
@@ -777,6 +779,10 @@ void moat_api_tick(void *arg, uint64_t now_ms)
 	struct moat_api *api = arg;
 
 	api_secev_flush(api, false);
+	if (now_ms - api->last_due_ms >= 1000) {
+		api->last_due_ms = now_ms;
+		api_est_revoke_due(api);
+	}
 	if (now_ms - api->last_sweep_ms >= 60000) {
 		struct moat_store_batch *b = NULL;
 		struct moat_val v[2];

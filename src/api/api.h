@@ -38,6 +38,7 @@ struct moat_api_opts {
 	/* Called on the API thread after a committed change to identities,
 	 * memberships, attachments or policies; may be NULL. */
 	struct moat_ca *ca; /* the CA process (signing, CRL); NULL: EST unavailable */
+	unsigned cert_days; /* lifetime of enrolled certificates (0: the default) */
 	void (*registry_changed)(void *arg);
 	void *registry_arg;
 };

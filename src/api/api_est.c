@@ -20,6 +20,7 @@
 
 #include "api/internal.h"
 #include "core/log.h"
+#include "core/reactor.h"
 #include "pki/ca.h"
 #include "pki/csr.h"
 #include "registry/registry.h"
@@ -283,8 +284,9 @@ void api_est_enroll(struct api_call *c)
 			goto out;
 		}
 	}
-	rc = moat_ca_sign(c->api->o.ca, id, der, der_len, MOAT_CERT_DAYS_DEFAULT, &cert, &cert_len,
-			  serial, &not_after, err, sizeof(err));
+	rc = moat_ca_sign(c->api->o.ca, id, der, der_len,
+			  c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT, &cert,
+			  &cert_len, serial, &not_after, err, sizeof(err));
 	if (rc != MOAT_OK) {
 		enroll_refused(c, 403, "forbidden", err, id);
 		goto out;
@@ -399,4 +401,171 @@ void api_crl(struct api_call *c)
 	}
 	c->answered = true;
 	moat_http_resp_take(c->resp, 200, "application/pkix-crl", (char *)crl, len);
+}
+
+struct cert_row {
+	bool found, revoked;
+	char identity[MOAT_DEVICE_ID_MAX + 1];
+};
+
+static moat_err cert_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct cert_row *r = arg;
+	size_t n;
+
+	/* serial, identity, fingerprint, not_before, not_after, issued_at,
+	 * revoked_at, reason */
+	if (ncols != 8 || cols[1].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	n = cols[1].len < sizeof(r->identity) - 1 ? cols[1].len : sizeof(r->identity) - 1;
+	memcpy(r->identity, cols[1].p, n);
+	r->identity[n] = '\0';
+	r->revoked = cols[6].type != MOAT_VAL_NULL;
+	r->found = true;
+	return MOAT_OK;
+}
+
+/*
+ * RFC 7030 4.2.2: the device proves itself with its current certificate
+ * (TLS client authentication) and sends a new CSR (a new key, made on the
+ * device) for the same identity. The new certificate is recorded; the old
+ * one is revoked after MOAT_REENROLL_GRACE_S so the device can reconnect
+ * with the new one without a gap.
+ */
+void api_est_reenroll(struct api_call *c)
+{
+	const char *id = c->req->peer_identity ? c->req->peer_identity : "";
+	const char *old = c->req->peer_serial ? c->req->peer_serial : "";
+	uint8_t *der = NULL, *cert = NULL;
+	size_t der_len = 0, cert_len = 0, i;
+	char why[256] = "", serial[33] = "", fp[65], err[256];
+	struct ident_row row;
+	struct cert_row cur;
+	struct moat_val v[6];
+	struct moat_store_batch *b = NULL;
+	X509_REQ *req = NULL;
+	int64_t not_after = 0;
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	moat_err rc;
+
+	memset(&row, 0, sizeof(row));
+	memset(&cur, 0, sizeof(cur));
+	if (c->api->o.ca == NULL) {
+		api_problem(c, 503, "internal", "the CA is not available", NULL);
+		return;
+	}
+	if (id[0] == '\0' || old[0] == '\0') {
+		enroll_refused(c, 401, "unauthorized",
+			       "re-enrollment needs the current certificate (TLS client "
+			       "authentication)",
+			       NULL);
+		return;
+	}
+	snprintf(c->who.actor, sizeof(c->who.actor), "device:%s", id);
+	v[0] = moat_val_text(old, strlen(old));
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_CERT_GET, v, 1, cert_row_cb, &cur);
+	if (rc == MOAT_OK) {
+		v[0] = moat_val_text(id, strlen(id));
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
+	}
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return;
+	}
+	if (!cur.found || cur.revoked || strcmp(cur.identity, id) != 0) {
+		enroll_refused(c, 403, "forbidden",
+			       "the presented certificate is not a current enrolled certificate of "
+			       "this device",
+			       id);
+		return;
+	}
+	if (!row.found || row.state != MOAT_ID_ACTIVE || strcmp(row.kind, "device") != 0) {
+		enroll_refused(c, 403, "forbidden", "only an active device may re-enroll", id);
+		return;
+	}
+	if (moat_csr_from_est_body(c->req->body, c->req->body_len, &der, &der_len, why,
+				   sizeof(why)) != MOAT_OK ||
+	    moat_csr_parse(der, der_len, &req, why, sizeof(why)) != MOAT_OK) {
+		enroll_refused(c, 400, "bad-request", why[0] ? why : "not a certificate request",
+			       id);
+		goto out;
+	}
+	if (moat_csr_check(req, id, why, sizeof(why)) != MOAT_OK) {
+		enroll_refused(c, 403, "forbidden", why, id);
+		goto out;
+	}
+	rc = moat_ca_sign(c->api->o.ca, id, der, der_len,
+			  c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT, &cert,
+			  &cert_len, serial, &not_after, err, sizeof(err));
+	if (rc != MOAT_OK) {
+		enroll_refused(c, 403, "forbidden", err, id);
+		goto out;
+	}
+	EVP_Digest(cert, cert_len, md, &mdlen, EVP_sha256(), NULL);
+	for (i = 0; i < 32; i++)
+		snprintf(fp + 2 * i, 3, "%02x", md[i]);
+	v[0] = moat_val_text(serial, strlen(serial));
+	v[1] = moat_val_text(id, strlen(id));
+	v[2] = moat_val_text(fp, strlen(fp));
+	v[3] = moat_val_int(c->now - (int64_t)MOAT_CERT_SKEW_S * 1000);
+	v[4] = moat_val_int(not_after * 1000);
+	v[5] = moat_val_int(c->now);
+	rc = moat_store_batch_new(&b);
+	if (rc == MOAT_OK)
+		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
+	v[0] = moat_val_text(old, strlen(old));
+	v[1] = moat_val_int(c->now + (int64_t)MOAT_REENROLL_GRACE_S * 1000);
+	if (rc == MOAT_OK)
+		rc = moat_store_batch_add(b, MOAT_STMT_CERT_SCHEDULE_REVOKE, v, 2);
+	if (rc != MOAT_OK) {
+		moat_store_batch_free(b);
+		api_internal(c, rc);
+		goto out;
+	}
+	rc = api_audit(c, &b, "est.reenroll", id, "ok",
+		       json_pack("{s:s, s:s, s:I}", "serial", serial, "replaces", old,
+				 "old_revoked_in_s", (json_int_t)MOAT_REENROLL_GRACE_S));
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		goto out;
+	}
+	log_notice("reenrolled", "device=%s serial=%s replaces=%s", id, serial, old);
+	est_answer(c, cert, cert_len);
+out:
+	X509_REQ_free(req);
+	free(der);
+	free(cert);
+}
+
+/* Called from the API's tick: revoke certificates whose grace period after
+ * re-enrollment has ended, and let the broker enforce it. */
+void api_est_revoke_due(struct moat_api *api)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_audit_event ev;
+	struct moat_val v = moat_val_int(moat_wall_ms());
+	char detail[64];
+	int64_t n = 0;
+
+	if (moat_store_read(api->o.store, MOAT_STMT_CERT_DUE_COUNT, &v, 1, count_cb, &n) !=
+		MOAT_OK ||
+	    n == 0)
+		return;
+	if (moat_store_batch_new(&b) != MOAT_OK)
+		return;
+	if (moat_store_batch_add(b, MOAT_STMT_CERT_REVOKE_DUE, &v, 1) != MOAT_OK) {
+		moat_store_batch_free(b);
+		return;
+	}
+	snprintf(detail, sizeof(detail), "{\"count\":%lld,\"reason\":\"superseded\"}",
+		 (long long)n);
+	memset(&ev, 0, sizeof(ev));
+	ev.actor = "system";
+	ev.action = "certificate.revoke";
+	ev.target = "";
+	ev.outcome = "ok";
+	ev.detail = detail;
+	if (moat_audit_log_write(&api->audit, &b, &ev) == MOAT_OK)
+		api_registry_changed(api);
 }

@@ -76,6 +76,7 @@ struct moat_api {
 	bool audit_open;
 	struct moat_throttle *throttle;
 	uint64_t last_sweep_ms;
+	uint64_t last_due_ms; /* last check for re-enrolled certificates to revoke */
 	/* counters for /metrics */
 	uint64_t logins_ok, logins_failed, logins_throttled, denied, csrf_failures;
 	/* security events from the workers */
@@ -172,6 +173,8 @@ void api_audit_verify(struct api_call *c);
 void api_est_cacerts(struct api_call *c);
 void api_est_enroll(struct api_call *c);
 void api_est_csrattrs(struct api_call *c);
+void api_est_reenroll(struct api_call *c);
+void api_est_revoke_due(struct moat_api *api);
 void api_crl(struct api_call *c);
 void api_etokens_list(struct api_call *c);
 void api_etokens_create(struct api_call *c);

@@ -168,6 +168,7 @@ int moat_cmd_serve(int argc, char **argv)
 	ao.http_stats = http_stats;
 	ao.http_stats_arg = &http;
 	ao.ca = ca;
+	ao.cert_days = b.conf.cert_days;
 	ao.registry_changed = registry_changed;
 	ao.registry_arg = &b;
 	if (moat_api_new(&ao, &api, err, sizeof(err)) != MOAT_OK) {

@@ -79,6 +79,7 @@ enum conf_key_id {
 	K_POLICY,
 	K_PROTOCOL,
 	K_UNKNOWN_DEVICES,
+	K_CERT_DAYS,
 };
 
 struct conf_key {
@@ -102,6 +103,7 @@ static const struct conf_key broker_keys[] = {
      MOAT_MAX_CONNECTIONS_MAX},
     {"durability", K_DURABILITY, CONF_DURABILITY, 0, 0},
     {"unknown_devices", K_UNKNOWN_DEVICES, CONF_UNKNOWN, 0, 0},
+    {"cert_days", K_CERT_DAYS, CONF_UINT, MOAT_CERT_DAYS_MIN, MOAT_CERT_DAYS_MAX},
 };
 
 static const struct conf_key tls_keys[] = {
@@ -467,6 +469,9 @@ static void conf_store_number(struct conf_parse *st, const struct conf_key *k, u
 		break;
 	case K_MAX_CONNECTIONS:
 		c->lim.max_connections = (uint32_t)n;
+		break;
+	case K_CERT_DAYS:
+		c->cert_days = (unsigned)n;
 		break;
 	case K_PORT:
 		c->listeners[st->cur->listener].port = (uint16_t)n;
@@ -1155,6 +1160,7 @@ void moat_conf_defaults(struct moat_conf *c)
 	c->lim.max_inflight = MOAT_MAX_INFLIGHT_DEFAULT;
 	c->lim.max_queued_messages = MOAT_MAX_QUEUED_DEFAULT;
 	c->lim.max_connections = MOAT_MAX_CONNECTIONS_DEFAULT;
+	c->cert_days = MOAT_CERT_DAYS_DEFAULT;
 	memcpy(c->tls_cert, "server.crt", sizeof("server.crt"));
 	memcpy(c->tls_key, "server.key", sizeof("server.key"));
 	memcpy(c->tls_ca, "ca.crt", sizeof("ca.crt"));
@@ -1251,6 +1257,8 @@ static const char default_text[] =
     "; A device the registry does not know: refuse (register it first: moat\n"
     "; device register) or allow (treated as a member of group \"devices\").\n"
     "unknown_devices = refuse\n"
+    "; Lifetime of certificates issued by enrollment (days, 1 to 825).\n"
+    "cert_days = 90\n"
     "\n"
     "[tls]\n"
     "; Relative paths are relative to the data directory.\n"

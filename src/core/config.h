@@ -64,6 +64,8 @@ struct moat_conf {
 	 * know is refused (false, the default) or treated as a member of the
 	 * group "devices" (true: development and migration). */
 	bool unknown_allow;
+	/* [broker] cert_days: lifetime of enrolled device certificates. */
+	unsigned cert_days;
 	/* [tls]: paths; relative paths are relative to the data directory */
 	char tls_cert[MOAT_MAX_PATH];
 	char tls_key[MOAT_MAX_PATH];

@@ -271,11 +271,16 @@ _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
  * a key only costs us verification time. */
 #define MOAT_CSR_RSA_MIN_BITS 3072u
 #define MOAT_CSR_RSA_MAX_BITS 8192u
-/* Device certificates issued by enrollment (days): a year by default so a
- * device renews (simplereenroll) while its key is fresh; at most 825, the
- * longest lifetime common TLS stacks accept for a leaf. */
-#define MOAT_CERT_DAYS_DEFAULT 365u
+/* Device certificates issued by enrollment (days; `[broker] cert_days`):
+ * short-lived, 90 by default, so a device renews (simplereenroll) while its
+ * key is fresh and a lost device's certificate dies on its own; at most
+ * 825, the longest lifetime common TLS stacks accept for a leaf. */
+#define MOAT_CERT_DAYS_DEFAULT 90u
+#define MOAT_CERT_DAYS_MIN 1u
 #define MOAT_CERT_DAYS_MAX 825u
+/* After EST re-enrollment the old certificate stays valid this long (s), so
+ * a device can switch (reconnect) without a gap; then it is revoked. */
+#define MOAT_REENROLL_GRACE_S (24u * 3600u)
 /* notBefore is backdated by this much so a device whose clock runs a little
  * behind accepts a certificate issued a moment ago; the CA refuses more than
  * the MAX (a backdated certificate would predate its own request). */

@@ -50,6 +50,10 @@ struct moat_http_req {
 	bool keep_alive;
 	uint8_t http_minor; /* HTTP/1.x */
 	const char *peer;   /* client address, set by the server */
+	/* A verified client certificate's device identity and serial (lowercase
+	 * hex), or "" when the client sent none. Set by the server. */
+	const char *peer_identity;
+	const char *peer_serial;
 };
 
 /* Case-insensitive lookup; NULL when absent. With duplicates, the first. */

@@ -51,6 +51,8 @@ struct hconn {
 	size_t drained;
 	bool continue_sent;
 	char peer[64];
+	char peer_identity[MOAT_DEVICE_ID_MAX + 1]; /* from a client certificate, or "" */
+	char peer_serial[72];
 	struct moat_http_parser hp;
 	uint8_t *pend; /* read but not yet parsed (behind queued answers) */
 	size_t pend_len;
@@ -331,6 +333,8 @@ static void hc_dispatch(struct hconn *c)
 	bool keep_alive;
 
 	c->hp.req.peer = c->peer;
+	c->hp.req.peer_identity = c->peer_identity;
+	c->hp.req.peer_serial = c->peer_serial;
 	c->requests++;
 	/* The next request starts an idle period, even when its bytes are
 	 * already here (hc_deadline then moves to the head deadline). */
@@ -479,6 +483,11 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 			return;
 		}
 		c->phase = HC_OPEN;
+		if (moat_tls_peer_identity(c->ssl, c->peer_identity, sizeof(c->peer_identity)) !=
+		    MOAT_OK)
+			c->peer_identity[0] = '\0';
+		else
+			moat_tls_peer_serial(c->ssl, c->peer_serial, sizeof(c->peer_serial));
 		c->seen = MOAT_HTTP_P_ERROR; /* force a deadline update */
 		hc_deadline(c, now);
 	}

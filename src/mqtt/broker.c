@@ -51,10 +51,10 @@ static moat_err build_listeners(const struct moat_conf *conf, struct moat_listen
 				SSL_CTX_free(out[i].ssl_ctx);
 			return MOAT_E_TLS;
 		}
-		/* An HTTPS listener without required client certificates does not
-		 * ask for one: browsers would prompt the operator for nothing. */
-		if (out[i].conf.protocol == MOAT_PROTO_HTTPS && !out[i].conf.require_client_cert)
-			SSL_CTX_set_verify(out[i].ssl_ctx, SSL_VERIFY_NONE, NULL);
+		/* An HTTPS listener without required client certificates still
+		 * asks for one (listing only our CA, so browsers prompt only for a
+		 * certificate this CA issued): EST re-enrollment authenticates a
+		 * device with its current certificate. */
 	}
 	return MOAT_OK;
 }
@@ -230,10 +230,9 @@ void moat_broker_run(struct moat_broker *b)
 			 b->listeners[l].conf.protocol == MOAT_PROTO_HTTPS ? "https" : "mqtt",
 			 b->listeners[l].conf.bind, b->listeners[l].conf.port,
 			 b->listeners[l].conf.tls ? "on" : "off",
-			 !b->listeners[l].conf.tls			     ? "none"
-			 : b->listeners[l].conf.require_client_cert	     ? "required"
-			 : b->listeners[l].conf.protocol == MOAT_PROTO_HTTPS ? "not_requested"
-									     : "optional",
+			 !b->listeners[l].conf.tls		    ? "none"
+			 : b->listeners[l].conf.require_client_cert ? "required"
+								    : "optional",
 			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
 	log_notice("ready", "workers=%u dir=%s", b->n_workers, b->dir);
 	for (;;) {

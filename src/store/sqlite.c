@@ -274,6 +274,12 @@ static const struct sq_migration migrations[] = {
      "INSERT INTO groups VALUES ('devices', 'every device unless registered into other "
      "groups', 0);"
      "INSERT INTO attachments (policy, group_name) VALUES ('device-default', 'devices');"},
+    {4, "certificates: revocation scheduled after re-enrollment",
+     /* EST simplereenroll issues a new certificate and revokes the old one
+      * after a grace period, so a device can switch without a gap. */
+     "ALTER TABLE certificates ADD COLUMN revoke_at INTEGER;"
+     "CREATE INDEX certificates_revoke_at ON certificates (revoke_at) WHERE revoke_at IS NOT "
+     "NULL AND revoked_at IS NULL;"},
 };
 
 #define SQ_KNOWN_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

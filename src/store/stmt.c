@@ -219,6 +219,15 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 	 "uses_left > 0"},
     [MOAT_STMT_ETOKEN_BURN_ID] = {STORE_WRITE, 1,
 				  "UPDATE enroll_tokens SET uses_left = 0 WHERE identity = $1"},
+    [MOAT_STMT_CERT_SCHEDULE_REVOKE] =
+	{STORE_WRITE, 2,
+	 "UPDATE certificates SET revoke_at = $2 WHERE serial = $1 AND "
+	 "revoked_at IS NULL"},
+    [MOAT_STMT_CERT_REVOKE_DUE] =
+	{STORE_WRITE, 1,
+	 "UPDATE certificates SET revoked_at = revoke_at, reason = "
+	 "'superseded' WHERE revoke_at IS NOT NULL AND revoke_at <= $1 AND "
+	 "revoked_at IS NULL"},
     [MOAT_STMT_RETAINED_DEL_PREFIX] = {STORE_WRITE, 1,
 				       "DELETE FROM retained WHERE substr(topic, 1, length($1)) = "
 				       "$1"},
@@ -371,6 +380,10 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_DECOM_RETAINED] = {STORE_READ, 1,
 				  "SELECT count(*) FROM retained WHERE substr(topic, 1, "
 				  "length($1)) = $1"},
+    [MOAT_STMT_CERT_DUE_COUNT] =
+	{STORE_READ, 1,
+	 "SELECT count(*) FROM certificates WHERE revoke_at IS NOT NULL AND "
+	 "revoke_at <= $1 AND revoked_at IS NULL"},
     [MOAT_STMT_GROUP_EXISTS] = {STORE_READ, 1, "SELECT count(*) FROM groups WHERE name = $1"},
     [MOAT_STMT_ETOKEN_LIST] = {STORE_READ, 2,
 			       "SELECT id, identity, group_name, uses_left, expires_at, creator, "

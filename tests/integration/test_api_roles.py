@@ -39,6 +39,7 @@ NO_SERIAL = "0123456789abcdef0123456789abcdef"
 # permission nor a session or API token, so the route is not in the matrix
 # (test_enroll_takes_no_api_credentials checks it refuses every principal).
 ENROLL_TOKEN = "enroll token"
+DEVICE_CERT = "device certificate"  # EST simplereenroll: TLS client authentication
 
 # docs/api.md "Routes": (method, path template, permission or None, body to send)
 DOC_ROUTES = [
@@ -88,6 +89,7 @@ DOC_ROUTES = [
     ("POST", "/api/v1/certificates/{serial}/revoke", "devices:write", BOGUS),
     ("GET", "/.well-known/est/cacerts", None, None),
     ("POST", "/.well-known/est/simpleenroll", ENROLL_TOKEN, None),
+    ("POST", "/.well-known/est/simplereenroll", DEVICE_CERT, None),
     ("GET", "/.well-known/est/csrattrs", None, None),
     ("GET", "/crl", None, None),
 ]
@@ -121,9 +123,9 @@ def _routes():
     table of docs/api.md; POST/PATCH carry a body every route refuses."""
     sr = spec_routes()
     if sr is None:
-        return [r for r in DOC_ROUTES if r[2] != ENROLL_TOKEN]
+        return [r for r in DOC_ROUTES if r[2] not in (ENROLL_TOKEN, DEVICE_CERT)]
     return [(m, p, perm, BOGUS if m in ("POST", "PUT", "PATCH") and p != "/api/v1/auth/logout"
-             else None) for m, p, perm in sr if perm != ENROLL_TOKEN]
+             else None) for m, p, perm in sr if perm not in (ENROLL_TOKEN, DEVICE_CERT)]
 
 
 ROUTES = _routes()

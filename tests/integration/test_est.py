@@ -306,7 +306,7 @@ def test_enroll_with_openssl_and_curl_then_publish_with_mosquitto_pub(est):
     assert ct.startswith("application/pkcs7-mime") and "certs-only" in ct, a
     unpack_pkcs7(pub.body, pub.crt)
 
-    # the certificate: the device's own key, CN and URI SAN, clientAuth, 365 days
+    # the certificate: the device's own key, CN and URI SAN, clientAuth, 90 days (cert_days)
     c = load_cert(pub.crt)
     assert c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == pub_id
     san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -314,7 +314,7 @@ def test_enroll_with_openssl_and_curl_then_publish_with_mosquitto_pub(est):
     eku = c.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
     days = (c.not_valid_after - c.not_valid_before).total_seconds() / 86400
-    assert 364 <= days <= 366, (c.not_valid_before, c.not_valid_after)
+    assert 89.9 <= days <= 90.1, (c.not_valid_before, c.not_valid_after)
     assert c.issuer == load_cert(est.s.ca).subject
     mod = sh("openssl x509 -in '%s' -noout -pubkey | openssl sha256" % pub.crt).stdout
     assert mod == sh("openssl pkey -in '%s' -pubout | openssl sha256" % pub.key).stdout
@@ -898,3 +898,59 @@ def test_cli_decommission_asks_on_a_terminal(cli, est):
     code, out = run_tty(d)
     assert code == 0 and "decommissioned %s" % d in out, out
     assert est.state(d) == "decommissioned"
+
+
+def simplereenroll(server, dev, current=None):
+    """POST a new CSR to simplereenroll with curl, authenticating with the
+    current certificate (TLS client authentication) when given."""
+    extra = ["-X", "POST", "--data-binary", "@" + dev.csr, "-H",
+             "Content-Type: application/pkcs10"]
+    if current is not None:
+        extra += ["--cert", current.crt, "--key", current.key]
+    return curl(server, "/.well-known/est/simplereenroll", dev.body, dev.headers, extra)
+
+
+def test_reenroll_with_the_current_certificate_then_the_old_one_is_revoked(est):
+    dev_id = est.register(ak.unique("est-re-"))
+    old = est.enroll(dev_id)
+    # without a client certificate: 401
+    new = est.device(dev_id)
+    problem(simplereenroll(est.s, new), 401, "unauthorized")
+    # with the current one: a new certificate for a new key
+    a = simplereenroll(est.s, new, current=old)
+    assert a.status == 200, a
+    unpack_pkcs7(new.body, new.crt)
+    assert serial_of(new.crt) != serial_of(old.crt)
+    certs = {c["serial"]: c for c in est.certificates(dev_id)}
+    assert len(certs) == 2 and not any(c["revoked"] for c in certs.values()), certs
+    # both work during the grace period
+    c_old = est.client(old, name=dev_id + "-old")
+    try:
+        c_old.connect()
+        # a CSR for another id is refused even with a valid certificate
+        other = est.device(ak.unique("est-other-"))
+        problem(simplereenroll(est.s, other, current=old), 403, "forbidden")
+        # the grace period ends (aged in the database): the old certificate is
+        # revoked within a couple of seconds and its live session closed
+        assert est.db_exec("UPDATE certificates SET revoke_at = 1 WHERE revoked_at IS NULL "
+                           "AND identity = ? AND serial <> ?", dev_id,
+                           [s for s in certs if same_serial(s, serial_of(new.crt))][0]) == 1
+        c_old.wait_disconnect(timeout=10)
+    finally:
+        c_old.close()
+    revoked = [c for c in est.certificates(dev_id) if c["revoked"]]
+    assert len(revoked) == 1 and revoked[0]["reason"] == "superseded", revoked
+    assert not same_serial(revoked[0]["serial"], serial_of(new.crt))
+    # the new certificate connects; the old one never again
+    c_new = est.client(new)
+    try:
+        c_new.connect()
+    finally:
+        c_new.close()
+    c2 = est.client(old, name=dev_id + "-old2")
+    try:
+        assert c2.connect(expect=None)[0] == 0x87
+    finally:
+        c2.close()
+    # and a revoked certificate cannot re-enroll
+    problem(simplereenroll(est.s, est.device(dev_id), current=old), 403, "forbidden")

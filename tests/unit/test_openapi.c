@@ -247,9 +247,9 @@ static void test_permissions_match_api_md(void **state)
 	/* "setup token" and "enroll token" (EST simpleenroll) are credentials
 	 * of their own, not role permissions. */
 	static const char *const known[] = {
-	    "none",	     "setup token",    "self",	       "users:read",   "users:write",
-	    "tokens:read",   "tokens:write",   "audit:read",   "metrics:read", "devices:read",
-	    "devices:write", "policies:write", "enroll token",
+	    "none",	     "setup token",    "self",	       "users:read",	     "users:write",
+	    "tokens:read",   "tokens:write",   "audit:read",   "metrics:read",	     "devices:read",
+	    "devices:write", "policies:write", "enroll token", "device certificate",
 	};
 	char file[1024], line[LINE_MAX_LEN + 2];
 	size_t i, k, bad = 0, rows = 0;
