@@ -2,6 +2,7 @@
  * memberships and directly attached policies (api_registry.c has the
  * shared rows and helpers). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/internal.h"
@@ -10,16 +11,30 @@
 
 void api_devices_list(struct api_call *c)
 {
-	static const char *const extra[] = {"kind", "state"};
-	char cursor[80], kind[16], state[24];
+	static const char *const extra[] = {"kind", "state", "expiring"};
+	char cursor[80], kind[16], state[24], expiring[16];
 	enum moat_id_state st;
-	struct moat_val v[4];
+	struct moat_val v[5];
 	size_t limit;
+	long days = 0;
 
-	if (!api_page(c, &limit, cursor, sizeof(cursor), extra, 2) ||
+	if (!api_page(c, &limit, cursor, sizeof(cursor), extra, 3) ||
 	    !api_reg_query_opt(c, "kind", kind, sizeof(kind)) ||
-	    !api_reg_query_opt(c, "state", state, sizeof(state)))
+	    !api_reg_query_opt(c, "state", state, sizeof(state)) ||
+	    !api_reg_query_opt(c, "expiring", expiring, sizeof(expiring)))
 		return;
+	if (expiring[0] != '\0') {
+		char *end;
+		days = strtol(expiring, &end, 10);
+		if (expiring[0] < '0' || expiring[0] > '9' || *end != '\0' || days < 1 ||
+		    days > 3650) {
+			api_problem(c, 400, "bad-request",
+				    "expiring is a number of days from 1 to 3650: identities whose "
+				    "certificate expires within them",
+				    "expiring");
+			return;
+		}
+	}
 	if (kind[0] != '\0' && !moat_id_kind_valid(kind)) {
 		api_problem(c, 400, "bad-request", "kind must be device or service", "kind");
 		return;
@@ -35,7 +50,8 @@ void api_devices_list(struct api_call *c)
 	v[1] = kind[0] ? moat_val_text(kind, strlen(kind)) : moat_val_null();
 	v[2] = state[0] ? moat_val_text(state, strlen(state)) : moat_val_null();
 	v[3] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_ID_LIST, v, 4, api_reg_identity_cb, api_reg_identity_fill, limit,
+	v[4] = days ? moat_val_int(c->now + (int64_t)days * 86400000) : moat_val_null();
+	api_reg_list(c, MOAT_STMT_ID_LIST, v, 5, api_reg_identity_cb, api_reg_identity_fill, limit,
 		     "id");
 }
 

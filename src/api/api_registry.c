@@ -87,15 +87,16 @@ bool api_reg_names_has(json_t *arr, const char *name)
  * last_seen, last_addr, firmware. */
 moat_err api_reg_identity_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols != 9 || cols[0].type != MOAT_VAL_TEXT)
+	if (ncols != 10 || cols[0].type != MOAT_VAL_TEXT)
 		return MOAT_E_CORRUPT;
 	return append(arg,
-		      json_pack("{s:o, s:o, s:o, s:[], s:[], s:o, s:o, s:o, s:o, s:o, s:o}", "id",
-				col_text(&cols[0]), "kind", col_text(&cols[1]), "state",
+		      json_pack("{s:o, s:o, s:o, s:[], s:[], s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+				"id", col_text(&cols[0]), "kind", col_text(&cols[1]), "state",
 				col_text(&cols[2]), "groups", "policies", "created_at",
 				col_time(&cols[3]), "updated_at", col_time(&cols[4]), "first_seen",
 				col_time(&cols[5]), "last_seen", col_time(&cols[6]), "last_addr",
-				col_text(&cols[7]), "firmware", col_text(&cols[8])));
+				col_text(&cols[7]), "firmware", col_text(&cols[8]),
+				"cert_expires_at", col_time(&cols[9])));
 }
 
 /* GROUP_GET / GROUP_LIST: name, description, created_at, member count. */

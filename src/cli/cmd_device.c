@@ -44,7 +44,8 @@ static const struct device_sub device_subs[] = {
      "joins the groups given, or the group \"devices\" when none is; a service\n"
      "only the groups given. It starts registered (it may enrol, not connect)\n"
      "unless --active"},
-    {"list", D_LIST, 0, "list [--state S] [--kind K]", "list devices and services"},
+    {"list", D_LIST, 0, "list [--state S] [--kind K] [--expiring Nd]",
+     "list devices and services (state, certificate expiry, last seen)"},
     {"show", D_SHOW, 1, "show ID", "show one identity with its groups and policies"},
     {"activate", D_ACTIVATE, 1, "activate ID",
      "let a registered or disabled identity connect (state active)"},
@@ -70,8 +71,13 @@ static const struct device_sub device_subs[] = {
 };
 
 static const struct moat_cli_col device_cols[] = {
-    {"ID", "id"},	  {"KIND", "kind"},	    {"STATE", "state"},
-    {"GROUPS", "groups"}, {"POLICIES", "policies"}, {"LAST-SEEN", "last_seen"},
+    {"ID", "id"},
+    {"KIND", "kind"},
+    {"STATE", "state"},
+    {"GROUPS", "groups"},
+    {"POLICIES", "policies"},
+    {"CERT-EXPIRES", "cert_expires_at"},
+    {"LAST-SEEN", "last_seen"},
 };
 
 static const struct moat_cli_col device_fields[] = {
@@ -86,6 +92,7 @@ static const struct moat_cli_col device_fields[] = {
     {"last_seen", "last_seen"},
     {"last_addr", "last_addr"},
     {"firmware", "firmware"},
+    {"cert_expires_at", "cert_expires_at"},
 };
 
 static void device_usage(FILE *f)
@@ -111,8 +118,11 @@ static void device_sub_usage(FILE *f, const struct device_sub *s)
 			   "  --active              active at once (default: registered)\n"
 			   "  --group G             a group to join (repeat for more)\n");
 	if (s->op == D_LIST)
-		fprintf(f, "  --state S             only identities in state S\n"
-			   "  --kind K              only devices or only services\n");
+		fprintf(f,
+			"  --state S             only identities in state S\n"
+			"  --kind K              only devices or only services\n"
+			"  --expiring Nd         only identities whose certificate expires within\n"
+			"                        N days (30d, or just 30)\n");
 	if (s->op == D_DECOMMISSION)
 		fprintf(
 		    f,
@@ -187,15 +197,26 @@ out:
 	return rc;
 }
 
-static int device_list(struct moat_cli_ctx *c, const char *state, const char *kind)
+static int device_list(struct moat_cli_ctx *c, const char *state, const char *kind,
+		       const char *expiring)
 {
-	char path[512] = "/api/v1/devices?limit=200";
+	char path[512] = "/api/v1/devices?limit=200", days[16];
 	json_t *items = NULL, *v;
 	size_t i;
 	int rc;
 
+	if (expiring != NULL) {
+		char *end;
+		long n = strtol(expiring, &end, 10);
+		if (expiring[0] < '0' || expiring[0] > '9' ||
+		    (*end != '\0' && strcmp(end, "d") != 0) || n < 1 || n > 3650)
+			return moat_cli_usage_error(c, "--expiring takes days: 30d (1d to 3650d)");
+		(void)snprintf(days, sizeof(days), "%ld", n);
+	}
 	if ((state != NULL && moat_cli_query_add(path, sizeof(path), "state", state) != MOAT_OK) ||
-	    (kind != NULL && moat_cli_query_add(path, sizeof(path), "kind", kind) != MOAT_OK))
+	    (kind != NULL && moat_cli_query_add(path, sizeof(path), "kind", kind) != MOAT_OK) ||
+	    (expiring != NULL &&
+	     moat_cli_query_add(path, sizeof(path), "expiring", days) != MOAT_OK))
 		return moat_cli_usage_error(c, "filter too long");
 	rc = moat_cli_get_all(c, path, 0, &items);
 	if (rc != EXIT_OK)
@@ -344,7 +365,7 @@ int moat_cmd_device(int argc, char **argv)
 {
 	struct moat_cli_ctx c;
 	const struct device_sub *s = NULL;
-	const char *pos[2] = {NULL, NULL}, *kind = NULL, *state = NULL;
+	const char *pos[2] = {NULL, NULL}, *kind = NULL, *state = NULL, *expiring = NULL;
 	const char *groups[DEVICE_GROUPS_MAX];
 	size_t ngroups = 0, k;
 	bool active = false, yes = false;
@@ -378,6 +399,8 @@ int moat_cmd_device(int argc, char **argv)
 			kind = argv[++i];
 		} else if (s->op == D_LIST && strcmp(argv[i], "--state") == 0 && i + 1 < argc) {
 			state = argv[++i];
+		} else if (s->op == D_LIST && strcmp(argv[i], "--expiring") == 0 && i + 1 < argc) {
+			expiring = argv[++i];
 		} else if (s->op == D_REGISTER && strcmp(argv[i], "--active") == 0) {
 			active = true;
 		} else if (s->op == D_DECOMMISSION && strcmp(argv[i], "--yes") == 0) {
@@ -438,7 +461,7 @@ int moat_cmd_device(int argc, char **argv)
 		rc = device_register(&c, pos[0], kind, active, groups, ngroups);
 		break;
 	case D_LIST:
-		rc = device_list(&c, state, kind);
+		rc = device_list(&c, state, kind, expiring);
 		break;
 	case D_SHOW:
 		(void)snprintf(path, sizeof(path), "/api/v1/devices/%s", pos[0]);

@@ -10,6 +10,9 @@
  */
 #include "store/internal.h"
 
+#define CERT_EXPIRES                                                                               \
+	"(SELECT max(c.not_after) FROM certificates c WHERE c.identity = identities.id AND "       \
+	"c.revoked_at IS NULL)"
 #define MSG_COLS "id, topic, payload, props, qos, retain, expire_at"
 #define SESSION_COLS                                                                               \
 	"client_id, identity, version, expiry_interval, expire_at, will_topic, will_payload, "     \
@@ -317,14 +320,19 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_REG_ATTACH] =
 	{STORE_READ, 0, "SELECT policy, group_name, identity FROM attachments ORDER BY policy"},
     [MOAT_STMT_REG_POLICIES] = {STORE_READ, 0, "SELECT name, rules FROM policies ORDER BY name"},
+    /* The last column: when the identity's newest unrevoked certificate
+     * expires (NULL without one). */
     [MOAT_STMT_ID_GET] = {STORE_READ, 1,
 			  "SELECT id, kind, state, created_at, updated_at, first_seen, last_seen, "
-			  "last_addr, firmware FROM identities WHERE id = $1"},
-    /* $1 cursor, $2 kind or NULL, $3 state or NULL, $4 limit */
-    [MOAT_STMT_ID_LIST] = {STORE_READ, 4,
-			   "SELECT id, kind, state, created_at, updated_at, first_seen, last_seen, "
-			   "last_addr, firmware FROM identities WHERE id > $1 AND ($2 IS NULL OR "
-			   "kind = $2) AND ($3 IS NULL OR state = $3) ORDER BY id LIMIT $4"},
+			  "last_addr, firmware, " CERT_EXPIRES " FROM identities WHERE id = $1"},
+    /* $1 cursor, $2 kind or NULL, $3 state or NULL, $4 limit, $5 a time:
+     * only identities whose certificate expires before it (NULL: all). */
+    [MOAT_STMT_ID_LIST] =
+	{STORE_READ, 5,
+	 "SELECT id, kind, state, created_at, updated_at, first_seen, last_seen, "
+	 "last_addr, firmware, " CERT_EXPIRES " FROM identities WHERE id > $1 AND "
+	 "($2 IS NULL OR kind = $2) AND ($3 IS NULL OR state = $3) AND ($5 IS NULL "
+	 "OR " CERT_EXPIRES " < $5) ORDER BY id LIMIT $4"},
     [MOAT_STMT_MEMBERS_OF] = {STORE_READ, 1,
 			      "SELECT group_name FROM memberships WHERE identity = $1 ORDER BY "
 			      "group_name"},

@@ -954,3 +954,26 @@ def test_reenroll_with_the_current_certificate_then_the_old_one_is_revoked(est):
         c2.close()
     # and a revoked certificate cannot re-enroll
     problem(simplereenroll(est.s, est.device(dev_id), current=old), 403, "forbidden")
+
+
+def test_device_list_expiring(est, moat_bin):
+    dev_id = est.register(ak.unique("est-exp-"))
+    est.enroll(dev_id)
+    ids = lambda q: [d["id"] for d in est.api.get("/api/v1/devices", params=q).json()["items"]]
+    assert dev_id in ids({"expiring": 100, "limit": 200})  # 90-day certificate
+    assert dev_id not in ids({"expiring": 30, "limit": 200})
+    r = est.api.get("/api/v1/devices/" + dev_id).json()
+    assert r["cert_expires_at"] is not None
+    problem(Answer(*(lambda r: (r.status_code, list(r.headers.items()), r.content))(
+        est.api.get("/api/v1/devices", params={"expiring": "soon"}))), 400)
+    tok = est.api.post("/api/v1/tokens", {"name": "exp", "role": "viewer"}).json()["token"]
+    env = dict(os.environ, MOAT_TOKEN=tok, MOAT_SERVER=est.s.url, MOAT_CA=est.s.ca)
+    p = subprocess.run([moat_bin, "device", "list", "--expiring", "100d"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and dev_id in p.stdout and "CERT-EXPIRES" in p.stdout, p
+    p = subprocess.run([moat_bin, "device", "list", "--expiring", "30d", "--json"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and dev_id not in p.stdout, p
+    p = subprocess.run([moat_bin, "device", "list", "--expiring", "soon"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2, p

@@ -97,7 +97,7 @@ def set_state_in_db(world, ident, state):
 
 
 IDENTITY_KEYS = {"id", "kind", "state", "groups", "policies", "created_at", "updated_at",
-                 "first_seen", "last_seen", "last_addr", "firmware"}
+                 "first_seen", "last_seen", "last_addr", "firmware", "cert_expires_at"}
 
 
 # --------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_list_filters_and_pages(world):
                       field="kind")
     ak.assert_problem(a.get("/api/v1/devices", params={"state": "asleep"}), 400, "bad-request",
                       field="state")
-    ak.assert_problem(a.get("/api/v1/devices", params={"expiring": "7"}), 400, "bad-request")
+    ak.assert_problem(a.get("/api/v1/devices", params={"expiring": "7d"}), 400, "bad-request")
     ak.assert_problem(a.get("/api/v1/devices", params={"limit": "0"}), 400, "bad-request",
                       field="limit")
 
@@ -638,7 +638,8 @@ def test_cli_devices(cli, world):
     assert j["kind"] == "service" and j["state"] == "active" and j["groups"] == [g], j
     p = cli.run("device", "list")
     lines = p.stdout.splitlines()
-    assert lines[0].split() == ["ID", "KIND", "STATE", "GROUPS", "POLICIES", "LAST-SEEN"], lines
+    assert lines[0].split() == ["ID", "KIND", "STATE", "GROUPS", "POLICIES", "CERT-EXPIRES",
+                                "LAST-SEEN"], lines
     row = [l for l in lines if l.startswith(d + " ")]
     assert len(row) == 1 and row[0].split()[1:4] == ["device", "registered", "devices"], lines
     p = cli.run("device", "list", "--kind", "service")
