@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/pem.h>
 #include <sodium.h>
 
 #include "api/internal.h"
@@ -52,6 +53,9 @@ static const struct api_route_def routes[] = {
      api_est_reenroll},
     {MOAT_HTTP_GET, "/.well-known/est/csrattrs", P_NONE, 0, 0, api_est_csrattrs},
     {MOAT_HTTP_GET, "/crl", P_NONE, 0, 0, api_crl},
+    {MOAT_HTTP_GET, "/api/v1/manufacturer-cas", P_DEVICES_READ, 0, 0, api_mcas_list},
+    {MOAT_HTTP_POST, "/api/v1/manufacturer-cas", P_POLICIES_WRITE, 0, B, api_mcas_create},
+    {MOAT_HTTP_DELETE, "/api/v1/manufacturer-cas/{name}", P_POLICIES_WRITE, 0, 0, api_mcas_delete},
     {MOAT_HTTP_GET, "/api/v1/enroll-tokens", P_DEVICES_READ, 0, 0, api_etokens_list},
     {MOAT_HTTP_POST, "/api/v1/enroll-tokens", P_DEVICES_WRITE, 0, B, api_etokens_create},
     {MOAT_HTTP_GET, "/api/v1/certificates", P_DEVICES_READ, 0, 0, api_certs_list},
@@ -749,6 +753,20 @@ moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, c
 		moat_api_free(api);
 		snprintf(err, errlen, "out of memory");
 		return MOAT_E_NOMEM;
+	}
+	{
+		/* The Moat CA's fingerprint: EST re-enrollment accepts only
+		 * client certificates this CA anchors. */
+		char path[MOAT_MAX_PATH];
+		FILE *f;
+		X509 *x = NULL;
+		if ((size_t)snprintf(path, sizeof(path), "%s/ca.crt", opts->dir) < sizeof(path) &&
+		    (f = fopen(path, "r")) != NULL) {
+			x = PEM_read_X509(f, NULL, NULL, NULL);
+			fclose(f);
+		}
+		moat_tls_cert_fingerprint(x, api->ca_fp, sizeof(api->ca_fp));
+		X509_free(x);
 	}
 	rc = moat_audit_log_open(&api->audit, opts->store, opts->dir, err, errlen);
 	if (rc != MOAT_OK) {

@@ -9,10 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <sodium.h>
 
 #include "api/internal.h"
 #include "registry/registry.h"
+#include "tls/tls.h"
 
 /* --- enrollment tokens --- */
 
@@ -376,4 +379,134 @@ void api_devices_decommission(struct api_call *c)
 			   "certificates_revoked", (json_int_t)certs, "tokens_burned",
 			   (json_int_t)tokens, "sessions", (json_int_t)sessions, "retained",
 			   (json_int_t)retained));
+}
+
+/* --- manufacturer CAs: factory certificates they anchor may enroll --- */
+
+static moat_err mca_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	json_t *items = arg;
+	char name[80] = "", fp[72] = "";
+
+	/* name, fingerprint, created_at, cert_pem */
+	if (ncols != 4 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT ||
+	    cols[0].len >= sizeof(name) || cols[1].len >= sizeof(fp))
+		return MOAT_E_CORRUPT;
+	memcpy(name, cols[0].p, cols[0].len);
+	memcpy(fp, cols[1].p, cols[1].len);
+	json_array_append_new(items, json_pack("{s:s, s:s, s:o}", "name", name, "fingerprint", fp,
+					       "created_at", api_time(cols[2].i)));
+	return MOAT_OK;
+}
+
+void api_mcas_list(struct api_call *c)
+{
+	char cursor[80];
+	size_t limit;
+	struct moat_val v[2];
+
+	if (!api_page(c, &limit, cursor, sizeof(cursor), NULL, 0))
+		return;
+	v[0] = moat_val_text(cursor, strlen(cursor));
+	v[1] = moat_val_int((int64_t)limit + 1);
+	api_reg_list(c, MOAT_STMT_MCA_LIST, v, 2, mca_list_cb, NULL, limit, "name");
+}
+
+void api_mcas_create(struct api_call *c)
+{
+	const char *name, *pem;
+	char fp[65];
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[4];
+	BIO *bio;
+	X509 *x;
+	bool ca;
+
+	/* PEM has newlines: validate the fields ourselves (api_validate refuses
+	 * control characters in strings). */
+	if (!json_is_string(json_object_get(c->body, "name")) ||
+	    !json_is_string(json_object_get(c->body, "certificate")) ||
+	    json_object_size(c->body) != 2) {
+		api_problem(c, 422, "validation", "send exactly name and certificate (PEM)", NULL);
+		return;
+	}
+	name = api_str(c, "name");
+	pem = api_str(c, "certificate");
+	if (!api_reg_name_ok(c, "manufacturer CA", "name", name))
+		return;
+	if (strlen(pem) > 16384) {
+		api_problem(c, 422, "validation", "the certificate is too long", "certificate");
+		return;
+	}
+	bio = BIO_new_mem_buf(pem, (int)strlen(pem));
+	x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	ca = x != NULL && X509_check_ca(x) >= 1;
+	moat_tls_cert_fingerprint(x, fp, sizeof(fp));
+	X509_free(x);
+	if (!ca || fp[0] == '\0') {
+		api_problem(
+		    c, 422, "validation",
+		    "the certificate must be a PEM CA certificate (basicConstraints CA:TRUE)",
+		    "certificate");
+		return;
+	}
+	if (strcmp(fp, c->api->ca_fp) == 0) {
+		api_problem(c, 409, "conflict", "this is the Moat CA itself", "certificate");
+		return;
+	}
+	v[0] = moat_val_text(name, strlen(name));
+	v[1] = moat_val_text(pem, strlen(pem));
+	v[2] = moat_val_text(fp, strlen(fp));
+	v[3] = moat_val_int(c->now);
+	if (api_reg_add(&b, MOAT_STMT_MCA_PUT, v, 4) != MOAT_OK) {
+		api_internal(c, MOAT_E_NOMEM);
+		return;
+	}
+	/* A duplicate name or fingerprint fails the insert: say which. */
+	if (api_audit(c, &b, "manufacturer_ca.create", name, "ok",
+		      json_pack("{s:s}", "fingerprint", fp)) != MOAT_OK) {
+		api_problem(c, 409, "conflict",
+			    "a manufacturer CA with this name or certificate exists", NULL);
+		return;
+	}
+	api_registry_changed(c->api); /* HTTPS listeners trust it from now on */
+	api_json(c, 201,
+		 json_pack("{s:s, s:s, s:o}", "name", name, "fingerprint", fp, "created_at",
+			   api_time(c->now)));
+}
+
+void api_mcas_delete(struct api_call *c)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v = moat_val_text(c->params.v[0], strlen(c->params.v[0]));
+	json_t *items = json_array();
+	struct moat_val lv[2];
+	size_t i;
+	bool found = false;
+
+	/* exists? (the list is small) */
+	lv[0] = moat_val_text("", 0);
+	lv[1] = moat_val_int(1000);
+	if (moat_store_read(c->api->o.store, MOAT_STMT_MCA_LIST, lv, 2, mca_list_cb, items) !=
+	    MOAT_OK) {
+		json_decref(items);
+		api_internal(c, MOAT_E_IO);
+		return;
+	}
+	for (i = 0; i < json_array_size(items) && !found; i++)
+		found = strcmp(json_string_value(json_object_get(json_array_get(items, i), "name")),
+			       c->params.v[0]) == 0;
+	json_decref(items);
+	if (!found) {
+		api_problem(c, 404, "not-found", "no such manufacturer CA", NULL);
+		return;
+	}
+	if (api_reg_add(&b, MOAT_STMT_MCA_DEL, &v, 1) != MOAT_OK) {
+		api_internal(c, MOAT_E_NOMEM);
+		return;
+	}
+	if (!api_reg_commit(c, b, "manufacturer_ca.delete", c->params.v[0], NULL, true))
+		return;
+	api_no_content(c);
 }

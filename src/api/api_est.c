@@ -184,12 +184,53 @@ static void enroll_refused(struct api_call *c, int status, const char *type, con
 	api_problem(c, status, type, why, NULL);
 }
 
+struct mca_find {
+	const char *fp;
+	char *name;
+	size_t namelen;
+	bool found;
+};
+
+static moat_err mca_find_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct mca_find *m = arg;
+	size_t n;
+
+	if (ncols != 3 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	if (cols[1].len != strlen(m->fp) || memcmp(cols[1].p, m->fp, cols[1].len) != 0)
+		return MOAT_OK;
+	n = cols[0].len < m->namelen - 1 ? cols[0].len : m->namelen - 1;
+	memcpy(m->name, cols[0].p, n);
+	m->name[n] = '\0';
+	m->found = true;
+	return MOAT_OK;
+}
+
+/* Did a registered manufacturer CA (not the Moat CA) anchor the client
+ * certificate of this connection? Its name in name. */
+static bool factory_ca(struct api_call *c, char *name, size_t namelen)
+{
+	struct mca_find m = {c->req->peer_anchor, name, namelen, false};
+
+	name[0] = '\0';
+	if (m.fp == NULL || m.fp[0] == '\0' || strcmp(m.fp, c->api->ca_fp) == 0)
+		return false;
+	if (moat_store_read(c->api->o.store, MOAT_STMT_MCA_ALL, NULL, 0, mca_find_cb, &m) !=
+	    MOAT_OK)
+		return false;
+	if (!m.found)
+		name[0] = '\0';
+	return m.found;
+}
+
 void api_est_enroll(struct api_call *c)
 {
 	const char *auth = moat_http_header(c->req, "authorization");
 	uint8_t h[MOAT_SECRET_HASH_LEN], *der = NULL, *cert = NULL;
 	size_t der_len = 0, cert_len = 0;
-	char why[256] = "", id[MOAT_DEVICE_ID_MAX + 1], serial[33] = "", fp[65], err[256];
+	char why[256] = "", id[MOAT_DEVICE_ID_MAX + 1], serial[33] = "", fp[65], err[256],
+	     mca[80] = "";
 	struct etoken t;
 	struct ident_row row;
 	struct moat_val v[8];
@@ -207,25 +248,43 @@ void api_est_enroll(struct api_call *c)
 		api_problem(c, 503, "internal", "the CA is not available", NULL);
 		return;
 	}
-	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) > 200) {
-		enroll_refused(c, 401, "unauthorized",
-			       "send the enrollment token as Authorization: Bearer moat_et_...",
-			       NULL);
-		return;
+	if (auth == NULL && factory_ca(c, mca, sizeof(mca))) {
+		/* The device's birth identity (a factory certificate from a
+		 * registered manufacturer CA) stands in for a token: it is bound
+		 * to the id in that certificate. */
+		if (c->req->peer_identity == NULL || c->req->peer_identity[0] == '\0') {
+			enroll_refused(c, 403, "forbidden",
+				       "the factory certificate names no valid device id", NULL);
+			return;
+		}
+		snprintf(t.identity, sizeof(t.identity), "%s", c->req->peer_identity);
+		t.found = true;
+		snprintf(c->who.actor, sizeof(c->who.actor), "factory:%s", mca);
+	} else {
+		if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
+		    strlen(auth + 7) > 200) {
+			enroll_refused(c, 401, "unauthorized",
+				       "send the enrollment token as Authorization: Bearer "
+				       "moat_et_..., or present a factory certificate from a "
+				       "registered manufacturer CA",
+				       NULL);
+			return;
+		}
+		moat_secret_hash(auth + 7, strlen(auth + 7), h);
+		v[0] = moat_val_blob(h, sizeof(h));
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_ETOKEN_GET_HASH, v, 1, etoken_cb,
+				     &t);
+		if (rc != MOAT_OK) {
+			api_internal(c, rc);
+			return;
+		}
+		if (!t.found || t.uses_left <= 0 || t.expires <= c->now) {
+			enroll_refused(c, 401, "unauthorized",
+				       "the enrollment token is unknown, used up or expired", NULL);
+			return;
+		}
+		snprintf(c->who.actor, sizeof(c->who.actor), "enroll-token:%s", t.id);
 	}
-	moat_secret_hash(auth + 7, strlen(auth + 7), h);
-	v[0] = moat_val_blob(h, sizeof(h));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_ETOKEN_GET_HASH, v, 1, etoken_cb, &t);
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		return;
-	}
-	if (!t.found || t.uses_left <= 0 || t.expires <= c->now) {
-		enroll_refused(c, 401, "unauthorized",
-			       "the enrollment token is unknown, used up or expired", NULL);
-		return;
-	}
-	snprintf(c->who.actor, sizeof(c->who.actor), "enroll-token:%s", t.id);
 	if (moat_csr_from_est_body(c->req->body, c->req->body_len, &der, &der_len, why,
 				   sizeof(why)) != MOAT_OK ||
 	    moat_csr_parse(der, der_len, &req, why, sizeof(why)) != MOAT_OK) {
@@ -320,7 +379,7 @@ void api_est_enroll(struct api_call *c)
 		v[5] = moat_val_int(c->now);
 		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
 	}
-	if (rc == MOAT_OK) {
+	if (rc == MOAT_OK && mca[0] == '\0') {
 		v[0] = moat_val_text(t.id, strlen(t.id));
 		rc = moat_store_batch_add(b, MOAT_STMT_ETOKEN_USE, v, 1);
 	}
@@ -329,8 +388,11 @@ void api_est_enroll(struct api_call *c)
 		goto fail;
 	}
 	rc = api_audit(c, &b, "est.enroll", id, "ok",
-		       json_pack("{s:s, s:s, s:s, s:b}", "serial", serial, "fingerprint", fp,
-				 "token", t.id, "registered_now", !row.found));
+		       json_pack("{s:s, s:s, s:s, s:s, s:b}", "serial", serial, "fingerprint", fp,
+				 mca[0] ? "factory_ca" : "token", mca[0] ? mca : t.id,
+				 "factory_serial",
+				 mca[0] && c->req->peer_serial ? c->req->peer_serial : "",
+				 "registered_now", !row.found));
 	if (rc != MOAT_OK)
 		goto fail;
 	log_notice("enrolled", "device=%s serial=%s peer=%s", id, serial, c->req->peer);
@@ -455,10 +517,11 @@ void api_est_reenroll(struct api_call *c)
 		api_problem(c, 503, "internal", "the CA is not available", NULL);
 		return;
 	}
-	if (id[0] == '\0' || old[0] == '\0') {
+	if (id[0] == '\0' || old[0] == '\0' || c->req->peer_anchor == NULL ||
+	    c->api->ca_fp[0] == '\0' || strcmp(c->req->peer_anchor, c->api->ca_fp) != 0) {
 		enroll_refused(c, 401, "unauthorized",
-			       "re-enrollment needs the current certificate (TLS client "
-			       "authentication)",
+			       "re-enrollment needs the current certificate from this CA (TLS "
+			       "client authentication)",
 			       NULL);
 		return;
 	}

@@ -77,6 +77,7 @@ struct moat_api {
 	struct moat_throttle *throttle;
 	uint64_t last_sweep_ms;
 	uint64_t last_due_ms; /* last check for re-enrolled certificates to revoke */
+	char ca_fp[65];	      /* SHA-256 of the Moat CA certificate (the EST trust anchor) */
 	/* counters for /metrics */
 	uint64_t logins_ok, logins_failed, logins_throttled, denied, csrf_failures;
 	/* security events from the workers */
@@ -175,6 +176,9 @@ void api_est_enroll(struct api_call *c);
 void api_est_csrattrs(struct api_call *c);
 void api_est_reenroll(struct api_call *c);
 void api_est_revoke_due(struct moat_api *api);
+void api_mcas_list(struct api_call *c);
+void api_mcas_create(struct api_call *c);
+void api_mcas_delete(struct api_call *c);
 void api_crl(struct api_call *c);
 void api_etokens_list(struct api_call *c);
 void api_etokens_create(struct api_call *c);

@@ -54,6 +54,9 @@ struct moat_http_req {
 	 * hex), or "" when the client sent none. Set by the server. */
 	const char *peer_identity;
 	const char *peer_serial;
+	/* SHA-256 (lowercase hex) of the trust anchor that verified the client
+	 * certificate's chain: the Moat CA or a registered manufacturer CA. */
+	const char *peer_anchor;
 };
 
 /* Case-insensitive lookup; NULL when absent. With duplicates, the first. */

@@ -53,6 +53,7 @@ struct hconn {
 	char peer[64];
 	char peer_identity[MOAT_DEVICE_ID_MAX + 1]; /* from a client certificate, or "" */
 	char peer_serial[72];
+	char peer_anchor[65];
 	struct moat_http_parser hp;
 	uint8_t *pend; /* read but not yet parsed (behind queued answers) */
 	size_t pend_len;
@@ -335,6 +336,7 @@ static void hc_dispatch(struct hconn *c)
 	c->hp.req.peer = c->peer;
 	c->hp.req.peer_identity = c->peer_identity;
 	c->hp.req.peer_serial = c->peer_serial;
+	c->hp.req.peer_anchor = c->peer_anchor;
 	c->requests++;
 	/* The next request starts an idle period, even when its bytes are
 	 * already here (hc_deadline then moves to the head deadline). */
@@ -488,6 +490,7 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 			c->peer_identity[0] = '\0';
 		else
 			moat_tls_peer_serial(c->ssl, c->peer_serial, sizeof(c->peer_serial));
+		moat_tls_peer_anchor(c->ssl, c->peer_anchor, sizeof(c->peer_anchor));
 		c->seen = MOAT_HTTP_P_ERROR; /* force a deadline update */
 		hc_deadline(c, now);
 	}

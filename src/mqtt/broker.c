@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
+
 #include "core/log.h"
 #include "mqtt/broker.h"
 #include "store/store.h"
@@ -141,6 +143,8 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 		return rc;
 	if ((rc = moat_regsnap_load(b->store, &b->reg_snap, err, errlen)) != MOAT_OK)
 		return rc;
+	if ((rc = moat_broker_https_trust(b, err, errlen)) != MOAT_OK)
+		return rc;
 	log_info("registry_loaded", "identities=%zu unknown_devices=%s",
 		 moat_regsnap_count(b->reg_snap), b->conf.unknown_allow ? "allow" : "refuse");
 	if ((rc = moat_persist_restore(b, err, errlen)) != MOAT_OK)
@@ -255,6 +259,61 @@ void moat_broker_run(struct moat_broker *b)
 		pthread_join(b->workers[i].thread, NULL);
 }
 
+/* Manufacturer CAs an operator registered: HTTPS listeners that do not
+ * require a client certificate also trust them, so a device can present
+ * its factory certificate to EST simpleenroll (the API checks which CA
+ * anchored the chain). MQTT listeners, and HTTPS listeners configured with
+ * require_client_cert = on, trust the Moat CA alone. */
+static moat_err mca_add_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	SSL_CTX *ctx = arg;
+	BIO *bio;
+	X509 *x;
+
+	if (ncols != 3 || cols[2].type != MOAT_VAL_TEXT || cols[2].len > INT32_MAX)
+		return MOAT_E_CORRUPT;
+	bio = BIO_new_mem_buf(cols[2].p, (int)cols[2].len);
+	x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	if (x == NULL)
+		return MOAT_OK; /* checked when registered; never fatal here */
+	(void)X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x);
+	(void)SSL_CTX_add_client_CA(ctx, x);
+	X509_free(x);
+	return MOAT_OK;
+}
+
+moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen)
+{
+	struct moat_tls_paths paths = {b->conf.tls_cert, b->conf.tls_key, b->conf.tls_ca};
+	size_t i;
+
+	for (i = 0; i < b->n_listeners; i++) {
+		struct moat_listener *l = &b->listeners[i];
+		SSL_CTX *ctx;
+		moat_err rc;
+
+		if (l->conf.protocol != MOAT_PROTO_HTTPS || l->conf.require_client_cert ||
+		    b->store == NULL)
+			continue;
+		ctx = moat_tls_server_ctx(&paths, false, err, errlen);
+		if (ctx == NULL)
+			return MOAT_E_TLS;
+		rc = moat_store_read(b->store, MOAT_STMT_MCA_ALL, NULL, 0, mca_add_cb, ctx);
+		if (rc != MOAT_OK) {
+			SSL_CTX_free(ctx);
+			snprintf(err, errlen, "cannot read manufacturer CAs: %s",
+				 moat_strerror(rc));
+			return rc;
+		}
+		pthread_mutex_lock(&b->ctx_lock);
+		SSL_CTX_free(l->ssl_ctx);
+		l->ssl_ctx = ctx;
+		pthread_mutex_unlock(&b->ctx_lock);
+	}
+	return MOAT_OK;
+}
+
 bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *serial,
 		       struct moat_acl **acl, const char **why)
 {
@@ -284,6 +343,10 @@ moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t er
 	rc = moat_regsnap_load(b->store, &s, err, errlen);
 	if (rc != MOAT_OK)
 		return rc;
+	if ((rc = moat_broker_https_trust(b, err, errlen)) != MOAT_OK) {
+		moat_regsnap_unref(s);
+		return rc;
+	}
 	pthread_mutex_lock(&b->snap_lock);
 	old = b->reg_snap;
 	b->reg_snap = s;

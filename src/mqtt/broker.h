@@ -432,6 +432,9 @@ bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *
  * re-admit its connections (disconnecting what is no longer allowed with
  * 0x98 and pruning subscriptions the new policies deny). Any thread. */
 moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen);
+/* Rebuild the TLS contexts of HTTPS listeners that do not require client
+ * certificates, trusting the registered manufacturer CAs too. */
+moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen);
 void moat_worker_registry(struct moat_worker *w);
 /* Remove the session's subscriptions acl denies (logged; stored sessions
  * also lose them in the store). */

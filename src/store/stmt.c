@@ -231,6 +231,10 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 	 "UPDATE certificates SET revoked_at = revoke_at, reason = "
 	 "'superseded' WHERE revoke_at IS NOT NULL AND revoke_at <= $1 AND "
 	 "revoked_at IS NULL"},
+    [MOAT_STMT_MCA_PUT] = {STORE_WRITE, 4,
+			   "INSERT INTO manufacturer_cas (name, cert_pem, fingerprint, created_at) "
+			   "VALUES ($1, $2, $3, $4)"},
+    [MOAT_STMT_MCA_DEL] = {STORE_WRITE, 1, "DELETE FROM manufacturer_cas WHERE name = $1"},
     [MOAT_STMT_RETAINED_DEL_PREFIX] = {STORE_WRITE, 1,
 				       "DELETE FROM retained WHERE substr(topic, 1, length($1)) = "
 				       "$1"},
@@ -388,6 +392,12 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_DECOM_RETAINED] = {STORE_READ, 1,
 				  "SELECT count(*) FROM retained WHERE substr(topic, 1, "
 				  "length($1)) = $1"},
+    [MOAT_STMT_MCA_LIST] =
+	{STORE_READ, 2,
+	 "SELECT name, fingerprint, created_at, cert_pem FROM manufacturer_cas WHERE "
+	 "name > $1 ORDER BY name LIMIT $2"},
+    [MOAT_STMT_MCA_ALL] =
+	{STORE_READ, 0, "SELECT name, fingerprint, cert_pem FROM manufacturer_cas ORDER BY name"},
     [MOAT_STMT_CERT_DUE_COUNT] =
 	{STORE_READ, 1,
 	 "SELECT count(*) FROM certificates WHERE revoke_at IS NOT NULL AND "

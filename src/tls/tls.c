@@ -446,3 +446,29 @@ void moat_tls_peer_serial(SSL *ssl, char *out, size_t outlen)
 	moat_tls_cert_serial(cert, out, outlen);
 	X509_free(cert);
 }
+
+void moat_tls_cert_fingerprint(X509 *cert, char *out, size_t outlen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+
+	if (outlen == 0)
+		return;
+	out[0] = '\0';
+	if (cert == NULL || X509_digest(cert, EVP_sha256(), md, &n) != 1 ||
+	    (size_t)n * 2 + 1 > outlen)
+		return;
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+void moat_tls_peer_anchor(SSL *ssl, char *out, size_t outlen)
+{
+	STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+	int n = chain ? sk_X509_num(chain) : 0;
+
+	if (outlen)
+		out[0] = '\0';
+	if (n > 0 && SSL_get_verify_result(ssl) == X509_V_OK)
+		moat_tls_cert_fingerprint(sk_X509_value(chain, n - 1), out, outlen);
+}

@@ -55,6 +55,11 @@ bool moat_device_id_valid(const char *s, size_t n);
  * certificate. */
 void moat_tls_peer_serial(SSL *ssl, char *out, size_t outlen);
 void moat_tls_cert_serial(X509 *cert, char *out, size_t outlen);
+/* SHA-256 (lowercase hex, 64 digits) of a certificate, and of the trust
+ * anchor (the last certificate of the verified chain) of the peer; "" when
+ * there is none. */
+void moat_tls_cert_fingerprint(X509 *cert, char *out, size_t outlen);
+void moat_tls_peer_anchor(SSL *ssl, char *out, size_t outlen);
 
 /* Append OpenSSL's error queue to buf (clearing it). */
 void moat_tls_errors(char *buf, size_t len);

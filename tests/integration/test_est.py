@@ -977,3 +977,92 @@ def test_device_list_expiring(est, moat_bin):
     p = subprocess.run([moat_bin, "device", "list", "--expiring", "soon"], env=env,
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2, p
+
+
+def make_manufacturer(work, name):
+    """A manufacturer's CA (made with the openssl CLI, as a factory would)."""
+    key, crt = os.path.join(work, name + "-ca.key"), os.path.join(work, name + "-ca.crt")
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", key, "-out", crt, "-days", "30", "-subj", "/CN=" + name + " CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign"])
+    return key, crt
+
+
+def factory_cert(work, mca, dev_id):
+    """The birth certificate a factory burns into the device."""
+    ca_key, ca_crt = mca
+    base = os.path.join(work, ak.unique(dev_id + "-factory"))
+    sh(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", base + ".key", "-out", base + ".csr", "-subj", "/CN=" + dev_id])
+    sh(["openssl", "x509", "-req", "-in", base + ".csr", "-CA", ca_crt, "-CAkey", ca_key,
+        "-CAcreateserial", "-out", base + ".crt", "-days", "30"])
+    return mk.Cert(dev_id, base + ".crt", base + ".key", None)
+
+
+def factory_enroll(est, dev, factory):
+    extra = ["-X", "POST", "--data-binary", "@" + dev.csr, "-H",
+             "Content-Type: application/pkcs10", "--cert", factory.cert, "--key", factory.key]
+    return curl(est.s, "/.well-known/est/simpleenroll", dev.body, dev.headers, extra)
+
+
+def test_factory_certificate_enrollment(est):
+    work = est.work
+    acme = make_manufacturer(work, ak.unique("acme"))
+    rogue = make_manufacturer(work, ak.unique("rogue"))
+    dev_id = est.register(ak.unique("est-fac-"))
+    birth = factory_cert(work, acme, dev_id)
+    # before the operator registers the manufacturer: the TLS handshake
+    # itself refuses the factory certificate (curl fails)
+    p = subprocess.run(["curl", "-sS", "--cacert", est.s.ca, "--cert", birth.cert, "--key",
+                        birth.key, "-o", "/dev/null", "-w", "%{http_code}",
+                        est.s.url + "/healthz"], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 or p.stdout != "200", p
+    with open(acme[1]) as f:
+        r = est.api.post("/api/v1/manufacturer-cas", {"name": "acme", "certificate": f.read()})
+    assert r.status_code == 201, ak.describe(r)
+    assert est.api.get("/api/v1/manufacturer-cas").json()["items"][0]["name"] == "acme"
+    # the birth identity is exchanged for an operational certificate
+    dev = est.device(dev_id)
+    a = factory_enroll(est, dev, birth)
+    assert a.status == 200, a
+    unpack_pkcs7(dev.body, dev.crt)
+    assert est.state(dev_id) == "active"
+    c = est.client(dev)
+    try:
+        c.connect()
+    finally:
+        c.close()
+    # the factory certificate itself never connects to MQTT
+    fc = mk.TClient(mk.HOST, est.s.mqtt_port, dev_id, mk.V5,
+                    cert=mk.Cert(dev_id, birth.cert, birth.key, est.s.ca), name=dev_id + "-f")
+    try:
+        assert fc.connect(expect=None)[0] != 0
+    finally:
+        fc.close()
+    # a CSR for another id with the same birth certificate: 403
+    other = est.device(ak.unique("est-fac-other-"))
+    problem(factory_enroll(est, other, birth), 403, "forbidden")
+    # a factory certificate of an unknown device: 403
+    stranger = factory_cert(work, acme, ak.unique("est-fac-stranger-"))
+    problem(factory_enroll(est, est.device(stranger.id), stranger), 403, "forbidden")
+    # a factory certificate from a manufacturer nobody registered: refused
+    rogue_birth = factory_cert(work, rogue, dev_id)
+    p = subprocess.run(["curl", "-sS", "--cacert", est.s.ca, "--cert", rogue_birth.cert,
+                        "--key", rogue_birth.key, "-X", "POST", "--data-binary",
+                        "@" + est.device(dev_id).csr, "-o", "/dev/null", "-w", "%{http_code}",
+                        est.s.url + "/.well-known/est/simpleenroll"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 or p.stdout in ("401", "403"), p
+    # a factory certificate cannot be used to re-enroll
+    class Birth:
+        crt, key = birth.cert, birth.key
+    problem(simplereenroll(est.s, est.device(dev_id), current=Birth), 401, "unauthorized")
+    # deleting the manufacturer: its certificates stop working for enrollment
+    assert est.api.delete("/api/v1/manufacturer-cas/acme").status_code == 204
+    p = subprocess.run(["curl", "-sS", "--cacert", est.s.ca, "--cert", birth.cert, "--key",
+                        birth.key, "-X", "POST", "--data-binary", "@" + dev.csr, "-o",
+                        "/dev/null", "-w", "%{http_code}",
+                        est.s.url + "/.well-known/est/simpleenroll"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 or p.stdout in ("401", "403"), p
