@@ -1112,3 +1112,26 @@ void moat_cli_flatten_names(json_t *obj, const char *key)
 	(void)json_object_set_new(obj, key, json_string(s[0] != '\0' ? s : "-"));
 	free(s);
 }
+
+int moat_cli_pick_sub(int argc, char **argv, const char *cmd, const void *table, size_t n,
+		      size_t stride, void (*usage)(FILE *f), const void **out)
+{
+	size_t k;
+
+	*out = NULL;
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	for (k = 0; k < n; k++) {
+		const void *row = (const char *)table + k * stride;
+		const char *const *name = row; /* every table's first member */
+		if (strcmp(argv[1], *name) == 0) {
+			*out = row;
+			return -1;
+		}
+	}
+	fprintf(stderr, "moat %s: unknown subcommand '%s'\n", cmd, argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

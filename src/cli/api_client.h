@@ -167,6 +167,11 @@ void moat_cli_print_fields(FILE *f, json_t *obj, const struct moat_cli_col *cols
 /* Replace the array of names obj[key] by one string "a, b" ("-" when
  * empty), for tables and field lists. */
 void moat_cli_flatten_names(json_t *obj, const char *key);
+/* Pick argv[1] from a subcommand table whose rows start with their name
+ * (const char *): -1 with *out set to continue; else the exit code, after
+ * the usage (--help: stdout, exit 0; none or unknown: stderr, exit 2). */
+int moat_cli_pick_sub(int argc, char **argv, const char *cmd, const void *table, size_t n,
+		      size_t stride, void (*usage)(FILE *f), const void **out);
 /* Indented JSON and a newline (--json). */
 void moat_cli_print_json(FILE *f, json_t *v);
 /* s with control characters replaced by '?': server data never drives the

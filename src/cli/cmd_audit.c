@@ -354,21 +354,12 @@ int moat_cmd_audit(int argc, char **argv)
 	bool all = false;
 	char cmd[64];
 	int i, rc = EXIT_FAIL;
-	size_t k;
 
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		audit_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (k = 0; k < sizeof(audit_subs) / sizeof(audit_subs[0]); k++) {
-		if (strcmp(argv[1], audit_subs[k].name) == 0)
-			s = &audit_subs[k];
-	}
-	if (s == NULL) {
-		fprintf(stderr, "moat audit: unknown subcommand '%s'\n", argv[1]);
-		audit_usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = moat_cli_pick_sub(argc, argv, "audit", audit_subs,
+			       sizeof(audit_subs) / sizeof(audit_subs[0]), sizeof(audit_subs[0]),
+			       audit_usage, (const void **)&s);
+	if (rc >= 0)
+		return rc;
 	(void)snprintf(cmd, sizeof(cmd), "audit %s", s->name);
 	moat_cli_ctx_init(&c, cmd);
 	for (i = 2; i < argc; i++) {

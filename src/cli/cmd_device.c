@@ -373,19 +373,11 @@ int moat_cmd_device(int argc, char **argv)
 	json_t *doc = NULL;
 	int i, npos = 0, rc;
 
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		device_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (k = 0; k < sizeof(device_subs) / sizeof(device_subs[0]); k++) {
-		if (strcmp(argv[1], device_subs[k].name) == 0)
-			s = &device_subs[k];
-	}
-	if (s == NULL) {
-		fprintf(stderr, "moat device: unknown subcommand '%s'\n", argv[1]);
-		device_usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = moat_cli_pick_sub(argc, argv, "device", device_subs,
+			       sizeof(device_subs) / sizeof(device_subs[0]), sizeof(device_subs[0]),
+			       device_usage, (const void **)&s);
+	if (rc >= 0)
+		return rc;
 	(void)snprintf(cmd, sizeof(cmd), "device %s", s->name);
 	moat_cli_ctx_init(&c, cmd);
 	for (i = 2; i < argc; i++) {

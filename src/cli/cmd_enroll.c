@@ -186,21 +186,12 @@ int moat_cmd_enroll_token(int argc, char **argv)
 	unsigned long uses = 0, hours = 0;
 	char cmd[64];
 	int i, rc;
-	size_t k;
 
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		enroll_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (k = 0; k < sizeof(enroll_subs) / sizeof(enroll_subs[0]); k++) {
-		if (strcmp(argv[1], enroll_subs[k].name) == 0)
-			s = &enroll_subs[k];
-	}
-	if (s == NULL) {
-		fprintf(stderr, "moat enroll-token: unknown subcommand '%s'\n", argv[1]);
-		enroll_usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = moat_cli_pick_sub(argc, argv, "enroll-token", enroll_subs,
+			       sizeof(enroll_subs) / sizeof(enroll_subs[0]), sizeof(enroll_subs[0]),
+			       enroll_usage, (const void **)&s);
+	if (rc >= 0)
+		return rc;
 	(void)snprintf(cmd, sizeof(cmd), "enroll-token %s", s->name);
 	moat_cli_ctx_init(&c, cmd);
 	for (i = 2; i < argc; i++) {

@@ -91,19 +91,11 @@ int moat_cmd_group(int argc, char **argv)
 	int i, npos = 0, rc;
 	size_t k;
 
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		group_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (k = 0; k < sizeof(group_subs) / sizeof(group_subs[0]); k++) {
-		if (strcmp(argv[1], group_subs[k].name) == 0)
-			s = &group_subs[k];
-	}
-	if (s == NULL) {
-		fprintf(stderr, "moat group: unknown subcommand '%s'\n", argv[1]);
-		group_usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = moat_cli_pick_sub(argc, argv, "group", group_subs,
+			       sizeof(group_subs) / sizeof(group_subs[0]), sizeof(group_subs[0]),
+			       group_usage, (const void **)&s);
+	if (rc >= 0)
+		return rc;
 	(void)snprintf(cmd, sizeof(cmd), "group %s", s->name);
 	moat_cli_ctx_init(&c, cmd);
 	for (i = 2; i < argc; i++) {

@@ -242,19 +242,11 @@ int moat_cmd_policy(int argc, char **argv)
 	int i, npos = 0, rc;
 	size_t k;
 
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		policy_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (k = 0; k < sizeof(policy_subs) / sizeof(policy_subs[0]); k++) {
-		if (strcmp(argv[1], policy_subs[k].name) == 0)
-			s = &policy_subs[k];
-	}
-	if (s == NULL) {
-		fprintf(stderr, "moat policy: unknown subcommand '%s'\n", argv[1]);
-		policy_usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = moat_cli_pick_sub(argc, argv, "policy", policy_subs,
+			       sizeof(policy_subs) / sizeof(policy_subs[0]), sizeof(policy_subs[0]),
+			       policy_usage, (const void **)&s);
+	if (rc >= 0)
+		return rc;
 	(void)snprintf(cmd, sizeof(cmd), "policy %s", s->name);
 	moat_cli_ctx_init(&c, cmd);
 	rules = json_array();

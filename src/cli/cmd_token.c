@@ -130,21 +130,12 @@ int moat_cmd_token(int argc, char **argv)
 	char cmd[64], path[256];
 	json_t *doc = NULL;
 	int i, npos = 0, rc;
-	size_t k;
 
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		token_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (k = 0; k < sizeof(token_subs) / sizeof(token_subs[0]); k++) {
-		if (strcmp(argv[1], token_subs[k].name) == 0)
-			s = &token_subs[k];
-	}
-	if (s == NULL) {
-		fprintf(stderr, "moat token: unknown subcommand '%s'\n", argv[1]);
-		token_usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = moat_cli_pick_sub(argc, argv, "token", token_subs,
+			       sizeof(token_subs) / sizeof(token_subs[0]), sizeof(token_subs[0]),
+			       token_usage, (const void **)&s);
+	if (rc >= 0)
+		return rc;
 	(void)snprintf(cmd, sizeof(cmd), "token %s", s->name);
 	moat_cli_ctx_init(&c, cmd);
 	for (i = 2; i < argc; i++) {

@@ -174,21 +174,12 @@ int moat_cmd_user(int argc, char **argv)
 	char cmd[64], path[256], done[256];
 	json_t *doc = NULL;
 	int i, npos = 0, rc;
-	size_t k;
 
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		user_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (k = 0; k < sizeof(user_subs) / sizeof(user_subs[0]); k++) {
-		if (strcmp(argv[1], user_subs[k].name) == 0)
-			s = &user_subs[k];
-	}
-	if (s == NULL) {
-		fprintf(stderr, "moat user: unknown subcommand '%s'\n", argv[1]);
-		user_usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = moat_cli_pick_sub(argc, argv, "user", user_subs,
+			       sizeof(user_subs) / sizeof(user_subs[0]), sizeof(user_subs[0]),
+			       user_usage, (const void **)&s);
+	if (rc >= 0)
+		return rc;
 	(void)snprintf(cmd, sizeof(cmd), "user %s", s->name);
 	moat_cli_ctx_init(&c, cmd);
 	for (i = 2; i < argc; i++) {
