@@ -1,5 +1,7 @@
 /* `moat serve --dir DIR`: run the broker and the management API in the
  * foreground. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -143,6 +145,20 @@ int moat_cmd_serve(int argc, char **argv)
 	if (moat_ca_spawn(dir, &ca, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: CA process: %s\n", err);
 		return EXIT_FAIL;
+	}
+	/* Block the signals moat_broker_run waits for before any thread starts
+	 * (the store's writer, the management thread): a thread created with
+	 * them unblocked could take a SIGHUP and die of its default action.
+	 * After the fork: the CA process keeps SIGTERM for its parent-death
+	 * signal. */
+	{
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		signal(SIGPIPE, SIG_IGN);
 	}
 	if (moat_broker_start(&b, dir, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: %s\n", err);
