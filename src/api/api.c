@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <sodium.h>
 
@@ -502,6 +503,16 @@ void api_page_answer(struct api_call *c, json_t *items, size_t limit, const char
 	api_json(c, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
 }
 
+bool api_is_moat_ca(const struct moat_api *api, const char *fp)
+{
+	size_t i;
+
+	for (i = 0; fp != NULL && fp[0] != '\0' && i < api->n_ca_fp; i++)
+		if (strcmp(fp, api->ca_fp[i]) == 0)
+			return true;
+	return false;
+}
+
 bool api_name_valid(const char *s)
 {
 	return moat_device_id_valid(s, strlen(s));
@@ -762,11 +773,16 @@ moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, c
 		X509 *x = NULL;
 		if ((size_t)snprintf(path, sizeof(path), "%s/ca.crt", opts->dir) < sizeof(path) &&
 		    (f = fopen(path, "r")) != NULL) {
-			x = PEM_read_X509(f, NULL, NULL, NULL);
+			while (api->n_ca_fp < 4 &&
+			       (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+				moat_tls_cert_fingerprint(x, api->ca_fp[api->n_ca_fp],
+							  sizeof(api->ca_fp[0]));
+				api->n_ca_fp++;
+				X509_free(x);
+			}
 			fclose(f);
+			ERR_clear_error();
 		}
-		moat_tls_cert_fingerprint(x, api->ca_fp, sizeof(api->ca_fp));
-		X509_free(x);
 	}
 	rc = moat_audit_log_open(&api->audit, opts->store, opts->dir, err, errlen);
 	if (rc != MOAT_OK) {

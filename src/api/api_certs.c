@@ -451,7 +451,7 @@ void api_mcas_create(struct api_call *c)
 		    "certificate");
 		return;
 	}
-	if (strcmp(fp, c->api->ca_fp) == 0) {
+	if (api_is_moat_ca(c->api, fp)) {
 		api_problem(c, 409, "conflict", "this is the Moat CA itself", "certificate");
 		return;
 	}

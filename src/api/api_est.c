@@ -214,7 +214,7 @@ static bool factory_ca(struct api_call *c, char *name, size_t namelen)
 	struct mca_find m = {c->req->peer_anchor, name, namelen, false};
 
 	name[0] = '\0';
-	if (m.fp == NULL || m.fp[0] == '\0' || strcmp(m.fp, c->api->ca_fp) == 0)
+	if (m.fp == NULL || m.fp[0] == '\0' || api_is_moat_ca(c->api, m.fp))
 		return false;
 	if (moat_store_read(c->api->o.store, MOAT_STMT_MCA_ALL, NULL, 0, mca_find_cb, &m) !=
 	    MOAT_OK)
@@ -517,8 +517,7 @@ void api_est_reenroll(struct api_call *c)
 		api_problem(c, 503, "internal", "the CA is not available", NULL);
 		return;
 	}
-	if (id[0] == '\0' || old[0] == '\0' || c->req->peer_anchor == NULL ||
-	    c->api->ca_fp[0] == '\0' || strcmp(c->req->peer_anchor, c->api->ca_fp) != 0) {
+	if (id[0] == '\0' || old[0] == '\0' || !api_is_moat_ca(c->api, c->req->peer_anchor)) {
 		enroll_refused(c, 401, "unauthorized",
 			       "re-enrollment needs the current certificate from this CA (TLS "
 			       "client authentication)",

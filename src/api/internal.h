@@ -77,7 +77,10 @@ struct moat_api {
 	struct moat_throttle *throttle;
 	uint64_t last_sweep_ms;
 	uint64_t last_due_ms; /* last check for re-enrolled certificates to revoke */
-	char ca_fp[65];	      /* SHA-256 of the Moat CA certificate (the EST trust anchor) */
+	/* SHA-256 of each Moat CA certificate in ca.crt (during a rotation the
+	 * old and the new CA): the anchors EST re-enrollment accepts. */
+	char ca_fp[4][65];
+	size_t n_ca_fp;
 	/* counters for /metrics */
 	uint64_t logins_ok, logins_failed, logins_throttled, denied, csrf_failures;
 	/* security events from the workers */
@@ -175,6 +178,7 @@ void api_est_cacerts(struct api_call *c);
 void api_est_enroll(struct api_call *c);
 void api_est_csrattrs(struct api_call *c);
 void api_est_reenroll(struct api_call *c);
+bool api_is_moat_ca(const struct moat_api *api, const char *fp);
 void api_est_revoke_due(struct moat_api *api);
 void api_mcas_list(struct api_call *c);
 void api_mcas_create(struct api_call *c);

@@ -235,13 +235,23 @@ static moat_err ca_load(const char *dir, struct ca_state *st, char *err, size_t 
 		ca_fail(err, errlen, "ca: cannot open CA certificate %s", cert_path);
 		goto out;
 	}
-	st->cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	if (st->cert == NULL) {
-		ca_fail(err, errlen, "ca: cannot load CA certificate %s", cert_path);
-		goto out;
+	/* ca.crt may be a bundle (a CA rotation trusts the old and the new CA
+	 * for a while, docs/ca-rotation.md): sign with the certificate that
+	 * belongs to ca.key. */
+	for (;;) {
+		X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		if (x == NULL)
+			break;
+		if (X509_check_private_key(x, st->key) == 1) {
+			st->cert = x;
+			break;
+		}
+		X509_free(x);
 	}
-	if (X509_check_private_key(st->cert, st->key) != 1) {
-		ca_fail(err, errlen, "ca: CA key %s does not match %s", key_path, cert_path);
+	ERR_clear_error();
+	if (st->cert == NULL) {
+		ca_fail(err, errlen, "ca: no certificate in %s belongs to the CA key %s", cert_path,
+			key_path);
 		goto out;
 	}
 	if (X509_check_ca(st->cert) < 1) {
