@@ -67,6 +67,7 @@ void api_devices_create(struct api_call *c)
 	enum moat_id_state st;
 	json_t *groups, *g, *o = NULL;
 	struct moat_store_batch *b = NULL;
+	bool replaces = false;
 	struct moat_val v[4];
 	char field[32];
 	size_t i;
@@ -109,17 +110,25 @@ void api_devices_create(struct api_call *c)
 	}
 	rc = api_reg_identity_load(c, id, &o);
 	if (rc == MOAT_OK) {
-		api_problem(c, 409, "conflict",
-			    "an identity with this id exists (ids are never reused, even after "
-			    "decommissioning)",
-			    "id");
-		goto out;
-	}
-	if (rc != MOAT_E_NOTFOUND) {
+		const char *was = json_string_value(json_object_get(o, "state"));
+		replaces = was != NULL && strcmp(was, "decommissioned") == 0;
+		json_decref(o);
+		o = NULL;
+		if (!replaces) {
+			api_problem(c, 409, "conflict", "an identity with this id exists", "id");
+			goto out;
+		}
+	} else if (rc != MOAT_E_NOTFOUND) {
 		api_internal(c, rc);
 		goto out;
 	}
 	v[0] = moat_val_text(id, strlen(id));
+	/* A decommissioned id comes back only as a new device: nothing of the
+	 * old one (state, groups, policies, certificates) carries over. */
+	if (replaces && api_reg_add(&b, MOAT_STMT_ID_DELETE_DECOMMISSIONED, v, 1) != MOAT_OK) {
+		api_internal(c, MOAT_E_NOMEM);
+		goto out;
+	}
 	v[1] = moat_val_text(kind, strlen(kind));
 	v[2] = moat_val_text(state, strlen(state));
 	v[3] = moat_val_int(c->now);
@@ -135,9 +144,10 @@ void api_devices_create(struct api_call *c)
 		api_internal(c, rc);
 		goto out;
 	}
-	if (!api_reg_commit(
-		c, b, "device.register", id,
-		json_pack("{s:s, s:s, s:O}", "kind", kind, "state", state, "groups", groups), true))
+	if (!api_reg_commit(c, b, "device.register", id,
+			    json_pack("{s:s, s:s, s:O, s:b}", "kind", kind, "state", state,
+				      "groups", groups, "replaces_decommissioned", replaces),
+			    true))
 		goto out;
 	rc = api_reg_identity_load(c, id, &o);
 	if (rc != MOAT_OK) {

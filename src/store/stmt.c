@@ -231,6 +231,12 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 	 "UPDATE certificates SET revoked_at = revoke_at, reason = "
 	 "'superseded' WHERE revoke_at IS NOT NULL AND revoke_at <= $1 AND "
 	 "revoked_at IS NULL"},
+    /* Re-registering a decommissioned id starts a new device: the old row
+     * (and its memberships and attachments) goes; its certificates stay
+     * revoked and its history stays in the audit log. */
+    [MOAT_STMT_ID_DELETE_DECOMMISSIONED] = {STORE_WRITE, 1,
+					    "DELETE FROM identities WHERE id = $1 AND state = "
+					    "'decommissioned'"},
     [MOAT_STMT_MCA_PUT] = {STORE_WRITE, 4,
 			   "INSERT INTO manufacturer_cas (name, cert_pem, fingerprint, created_at) "
 			   "VALUES ($1, $2, $3, $4)"},

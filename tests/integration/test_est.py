@@ -691,12 +691,17 @@ def test_decommission_disconnects_revokes_and_is_final(est):
     a = simpleenroll(est.s, est.device(d), t["token"])
     assert a.status in (403, 409), a
     assert est.state(d) == "decommissioned"
-    # nor registering it again
-    r = est.api.post("/api/v1/devices", {"id": d})
-    ak.assert_problem(r, 409, "conflict")
     # and it is terminal
     r = est.api.post("/api/v1/devices/%s/decommission" % d)
     ak.assert_problem(r, 409, "conflict")
+    # the id can come back only as a new device: registered, fresh, and the
+    # old certificate stays dead
+    r = est.api.post("/api/v1/devices", {"id": d})
+    assert r.status_code == 201 and r.json()["state"] == "registered", ak.describe(r)
+    assert all(c["revoked"] for c in est.certificates(d))
+    assert est.api.post("/api/v1/devices/%s/state" % d, {"state": "active"}).status_code == 200
+    p = est.mosquitto_pub(dev, "d/%s/temp" % d, "1")
+    assert p.returncode != 0, (p.stdout, p.stderr)
 
 
 def test_enrollment_is_audited(est):

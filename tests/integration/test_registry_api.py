@@ -262,6 +262,10 @@ def test_lifecycle_refused(world):
         assert "decommissioned" in j["detail"], j
     ak.assert_problem(a.post("/api/v1/devices/%s/groups" % d, {"group": "devices"}), 409,
                       "conflict")
+    # the id comes back only as a new device (registered, nothing carried over)
+    r = a.post("/api/v1/devices", {"id": d})
+    assert r.status_code == 201 and r.json()["state"] == "registered", ak.describe(r)
+    # but a live id is never registered twice
     ak.assert_problem(a.post("/api/v1/devices", {"id": d}), 409, "conflict", field="id")
 
 
