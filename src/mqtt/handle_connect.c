@@ -15,6 +15,7 @@
 
 #include "core/log.h"
 #include "mqtt/broker.h"
+#include "store/store.h"
 #include "mqtt/topic.h"
 
 static void refuse(struct moat_conn *c, uint8_t v5_code, uint8_t v3_code, const char *why)
@@ -41,6 +42,53 @@ static struct moat_msg *will_new(const struct mqtt_connect *k, uint64_t origin)
 	return moat_msg_new((const char *)k->will_topic.p, k->will_topic.len, k->will_payload.p,
 			    k->will_payload.len, &k->will_props, k->will_qos, k->will_retain,
 			    origin, 0);
+}
+
+static void seen_cb(void *arg, moat_err rc)
+{
+	(void)arg;
+	(void)rc;
+}
+
+/* The registry's first/last seen, last address and (MQTT 5 user property
+ * "firmware" on CONNECT) firmware version: one write nobody waits for. */
+static void record_seen(struct moat_conn *c, const struct mqtt_packet *p)
+{
+	struct moat_store *st = c->w->b->store;
+	struct moat_store_batch *b = NULL;
+	struct mqtt_user_iter it;
+	struct mqtt_bytes k, v;
+	struct moat_val vals[4];
+	char fw[65] = "";
+
+	if (st == NULL || c->identity[0] == '\0')
+		return;
+	if (c->version == MQTT_V5) {
+		mqtt_user_iter_init(&it, &p->props);
+		while (mqtt_user_iter_next(&it, &k, &v)) {
+			size_t i, n = v.len < sizeof(fw) - 1 ? v.len : sizeof(fw) - 1;
+			bool ok = true;
+			if (k.len != 8 || memcmp(k.p, "firmware", 8) != 0)
+				continue;
+			for (i = 0; i < n; i++) /* printable ASCII: it is shown and sent as JSON */
+				ok = ok && v.p[i] >= 0x20 && v.p[i] < 0x7f;
+			if (ok && n > 0) {
+				memcpy(fw, v.p, n);
+				fw[n] = '\0';
+			}
+		}
+	}
+	vals[0] = moat_val_text(c->identity, strlen(c->identity));
+	vals[1] = moat_val_int(moat_wall_ms());
+	vals[2] = moat_val_text(c->addr, strlen(c->addr));
+	vals[3] = fw[0] ? moat_val_text(fw, strlen(fw)) : moat_val_null();
+	if (moat_store_batch_new(&b) != MOAT_OK)
+		return;
+	if (moat_store_batch_add(b, MOAT_STMT_ID_SEEN, vals, 4) != MOAT_OK) {
+		moat_store_batch_free(b);
+		return;
+	}
+	(void)moat_store_submit(st, b, seen_cb, NULL);
 }
 
 void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
@@ -108,6 +156,7 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 			refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT_V3_NOT_AUTHORIZED, why);
 			return;
 		}
+		record_seen(c, p);
 	}
 	if (c->version == MQTT_V5 && (p->props.present & MQTT_HAS(MQTT_PROP_AUTH_METHOD))) {
 		refuse(c, MQTT_RC_BAD_AUTH_METHOD, MQTT_V3_NOT_AUTHORIZED,

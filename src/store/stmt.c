@@ -169,9 +169,10 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 	{STORE_WRITE, 3,
 	 "UPDATE identities SET state = $2, updated_at = $3 WHERE id = $1 AND "
 	 "state <> 'decommissioned'"},
-    [MOAT_STMT_ID_SEEN] = {STORE_WRITE, 3,
+    /* $4: the firmware version the device reported, or NULL (keep). */
+    [MOAT_STMT_ID_SEEN] = {STORE_WRITE, 4,
 			   "UPDATE identities SET first_seen = coalesce(first_seen, $2), last_seen "
-			   "= $2, last_addr = $3 WHERE id = $1"},
+			   "= $2, last_addr = $3, firmware = coalesce($4, firmware) WHERE id = $1"},
     [MOAT_STMT_MEMBER_ADD] = {STORE_WRITE, 2,
 			      "INSERT INTO memberships (identity, group_name) VALUES ($1, $2) ON "
 			      "CONFLICT DO NOTHING"},

@@ -184,3 +184,20 @@ def test_cert_issue_registers_the_device_and_sighup_loads_it(reg, moat_bin):
         c.close()
     r = reg["api"].get("/api/v1/devices/dev-issued")
     assert r.status_code == 200 and r.json()["state"] == "active", ak.describe(r)
+
+
+def test_registry_records_seen_address_and_reported_firmware(reg):
+    from paho.mqtt.packettypes import PacketTypes
+    register(reg["api"], "dev-seen")
+    c = client(reg, "dev-seen")
+    try:
+        c.connect(properties=mk.props(PacketTypes.CONNECT,
+                                      UserProperty=[("firmware", "2.4.1")]))
+    finally:
+        c.close()
+
+    def seen():
+        d = reg["api"].get("/api/v1/devices/dev-seen").json()
+        return d if d["last_seen"] else None
+    d = mk.wait_until(seen, what="last_seen to be recorded")
+    assert d["first_seen"] and d["last_addr"] == "127.0.0.1" and d["firmware"] == "2.4.1", d
