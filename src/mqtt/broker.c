@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 
 #include "core/log.h"
@@ -203,7 +204,9 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 	}
 	b->conf.log_level = nc->log_level;
 	moat_log_set_level((enum moat_log_level)nc->log_level);
-	/* Registrations made offline (moat cert issue) take effect too. */
+	/* Registrations made offline (moat cert issue) take effect too; the
+	 * HTTPS contexts were rebuilt above without manufacturer CAs. */
+	b->mca_digest_set = false;
 	if ((rc = moat_broker_registry_reload(b, err, errlen)) != MOAT_OK)
 		goto out;
 	rc = MOAT_OK;
@@ -283,10 +286,46 @@ static moat_err mca_add_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
+static moat_err mca_digest_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	EVP_MD_CTX *md = arg;
+
+	if (ncols != 3 || cols[1].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	return EVP_DigestUpdate(md, cols[1].p, cols[1].len) == 1 ? MOAT_OK : MOAT_E_CRYPTO;
+}
+
 moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen)
 {
 	struct moat_tls_paths paths = {b->conf.tls_cert, b->conf.tls_key, b->conf.tls_ca};
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	EVP_MD_CTX *md;
+	moat_err drc;
 	size_t i;
+
+	if (b->store == NULL)
+		return MOAT_OK;
+	/* Most registry changes do not touch manufacturer CAs: rebuild the
+	 * contexts only when their set changed (or after start and SIGHUP,
+	 * which cleared mca_digest_set). */
+	md = EVP_MD_CTX_new();
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(md);
+		snprintf(err, errlen, "out of memory");
+		return MOAT_E_NOMEM;
+	}
+	drc = moat_store_read(b->store, MOAT_STMT_MCA_ALL, NULL, 0, mca_digest_cb, md);
+	if (drc == MOAT_OK && EVP_DigestFinal_ex(md, digest, &dlen) != 1)
+		drc = MOAT_E_CRYPTO;
+	EVP_MD_CTX_free(md);
+	if (drc != MOAT_OK) {
+		snprintf(err, errlen, "cannot read manufacturer CAs: %s", moat_strerror(drc));
+		return drc;
+	}
+	if (b->mca_digest_set && dlen == sizeof(b->mca_digest) &&
+	    memcmp(digest, b->mca_digest, dlen) == 0)
+		return MOAT_OK;
 
 	for (i = 0; i < b->n_listeners; i++) {
 		struct moat_listener *l = &b->listeners[i];
@@ -310,6 +349,10 @@ moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen
 		SSL_CTX_free(l->ssl_ctx);
 		l->ssl_ctx = ctx;
 		pthread_mutex_unlock(&b->ctx_lock);
+	}
+	if (dlen == sizeof(b->mca_digest)) {
+		memcpy(b->mca_digest, digest, dlen);
+		b->mca_digest_set = true;
 	}
 	return MOAT_OK;
 }

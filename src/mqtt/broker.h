@@ -313,6 +313,9 @@ struct moat_broker {
 	 * moat_broker_registry_reload; readers take a reference under the lock). */
 	pthread_mutex_t snap_lock;
 	struct moat_regsnap *reg_snap;
+	/* SHA-256 over the manufacturer CAs the HTTPS contexts trust. */
+	unsigned char mca_digest[32];
+	bool mca_digest_set;
 };
 
 static inline void moat_broker_secev(struct moat_broker *b, const char *action, const char *subject,
