@@ -59,6 +59,7 @@
 
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/reactor.h"
 #include "pki/ca.h"
 #include "pki/pki.h"
 #include "pki/csr.h"
@@ -109,32 +110,6 @@ struct ca_state {
 	const EVP_MD *md; /* NULL: the key type fixes the hash (Ed25519) */
 };
 
-static void ca_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Write a message into err and append OpenSSL's reasons, if any. */
-static void ca_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		ERR_clear_error();
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	moat_tls_errors(err, errlen);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------------
  * The child: loading the key
  */
@@ -184,12 +159,12 @@ static moat_err ca_load(const char *dir, struct ca_state *st, char *err, size_t 
 
 	n = snprintf(key_path, sizeof(key_path), "%s/ca.key", dir);
 	if (n < 0 || (size_t)n >= sizeof(key_path)) {
-		ca_fail(err, errlen, "ca: path too long: %s/ca.key", dir);
+		moat_pki_fail(err, errlen, "ca: path too long: %s/ca.key", dir);
 		goto out;
 	}
 	n = snprintf(cert_path, sizeof(cert_path), "%s/ca.crt", dir);
 	if (n < 0 || (size_t)n >= sizeof(cert_path)) {
-		ca_fail(err, errlen, "ca: path too long: %s/ca.crt", dir);
+		moat_pki_fail(err, errlen, "ca: path too long: %s/ca.crt", dir);
 		goto out;
 	}
 	rc = MOAT_E_IO;
@@ -197,42 +172,44 @@ static moat_err ca_load(const char *dir, struct ca_state *st, char *err, size_t 
 	if (fd < 0) {
 		if (errno == ENOENT)
 			rc = MOAT_E_NOTFOUND;
-		ca_fail(err, errlen, "ca: cannot open CA key %s: %s", key_path, strerror(errno));
+		moat_pki_fail(err, errlen, "ca: cannot open CA key %s: %s", key_path,
+			      strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st_key) != 0) {
-		ca_fail(err, errlen, "ca: cannot stat %s: %s", key_path, strerror(errno));
+		moat_pki_fail(err, errlen, "ca: cannot stat %s: %s", key_path, strerror(errno));
 		goto out;
 	}
 	rc = MOAT_E_PERM;
 	if (!S_ISREG(st_key.st_mode)) {
-		ca_fail(err, errlen, "ca: CA key %s is not a regular file", key_path);
+		moat_pki_fail(err, errlen, "ca: CA key %s is not a regular file", key_path);
 		goto out;
 	}
 	if ((st_key.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		ca_fail(err, errlen,
-			"ca: CA key %s is accessible by group or others (mode %03o); run `chmod "
-			"600 %s`",
-			key_path, (unsigned)(st_key.st_mode & 0777), key_path);
+		moat_pki_fail(
+		    err, errlen,
+		    "ca: CA key %s is accessible by group or others (mode %03o); run `chmod "
+		    "600 %s`",
+		    key_path, (unsigned)(st_key.st_mode & 0777), key_path);
 		goto out;
 	}
 	rc = MOAT_E_CRYPTO;
 	bio = BIO_new_fd(fd, BIO_NOCLOSE);
 	if (bio == NULL) {
-		ca_fail(err, errlen, "ca: cannot read %s", key_path);
+		moat_pki_fail(err, errlen, "ca: cannot read %s", key_path);
 		goto out;
 	}
 	/* PEM_read_bio_PrivateKey decodes through OpenSSL's secure heap. */
 	st->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, NULL);
 	if (st->key == NULL) {
-		ca_fail(err, errlen, "ca: cannot load CA key %s", key_path);
+		moat_pki_fail(err, errlen, "ca: cannot load CA key %s", key_path);
 		goto out;
 	}
 	BIO_free(bio);
 	bio = BIO_new_file(cert_path, "r");
 	if (bio == NULL) {
 		rc = MOAT_E_IO;
-		ca_fail(err, errlen, "ca: cannot open CA certificate %s", cert_path);
+		moat_pki_fail(err, errlen, "ca: cannot open CA certificate %s", cert_path);
 		goto out;
 	}
 	/* ca.crt may be a bundle (a CA rotation trusts the old and the new CA
@@ -250,23 +227,23 @@ static moat_err ca_load(const char *dir, struct ca_state *st, char *err, size_t 
 	}
 	ERR_clear_error();
 	if (st->cert == NULL) {
-		ca_fail(err, errlen, "ca: no certificate in %s belongs to the CA key %s", cert_path,
-			key_path);
+		moat_pki_fail(err, errlen, "ca: no certificate in %s belongs to the CA key %s",
+			      cert_path, key_path);
 		goto out;
 	}
 	if (X509_check_ca(st->cert) < 1) {
-		ca_fail(err, errlen, "ca: %s is not a CA certificate", cert_path);
+		moat_pki_fail(err, errlen, "ca: %s is not a CA certificate", cert_path);
 		goto out;
 	}
 	n = i2d_X509(st->cert, &der);
 	if (n <= 0) {
-		ca_fail(err, errlen, "ca: cannot encode %s", cert_path);
+		moat_pki_fail(err, errlen, "ca: cannot encode %s", cert_path);
 		goto out;
 	}
 	rc = MOAT_E_NOMEM;
 	st->cert_der = malloc((size_t)n);
 	if (st->cert_der == NULL) {
-		ca_fail(err, errlen, "ca: out of memory");
+		moat_pki_fail(err, errlen, "ca: out of memory");
 		goto out;
 	}
 	memcpy(st->cert_der, der, (size_t)n);
@@ -316,19 +293,19 @@ static moat_err serial_set(X509 *cert, char hex[MOAT_CA_SERIAL_HEX_LEN + 1], cha
 	moat_err rc = MOAT_E_CRYPTO;
 
 	if (RAND_bytes(raw, (int)sizeof(raw)) != 1) {
-		ca_fail(why, whylen, "ca: no randomness for a serial number");
+		moat_pki_fail(why, whylen, "ca: no randomness for a serial number");
 		goto out;
 	}
 	/* Unsigned big-endian, so positive; DER adds a zero octet when the top
 	 * bit is set (17 <= 20 octets). */
 	bn = BN_bin2bn(raw, (int)sizeof(raw), NULL);
 	if (bn == NULL || BN_is_zero(bn)) {
-		ca_fail(why, whylen, "ca: cannot make a serial number");
+		moat_pki_fail(why, whylen, "ca: cannot make a serial number");
 		goto out;
 	}
 	serial = BN_to_ASN1_INTEGER(bn, NULL);
 	if (serial == NULL || X509_set_serialNumber(cert, serial) != 1) {
-		ca_fail(why, whylen, "ca: cannot set the serial number");
+		moat_pki_fail(why, whylen, "ca: cannot set the serial number");
 		goto out;
 	}
 	hex_encode(raw, sizeof(raw), hex);
@@ -347,7 +324,7 @@ static moat_err ext_add(X509 *cert, X509V3_CTX *v3, int nid, const char *value, 
 
 	if (ext == NULL || X509_add_ext(cert, ext, -1) != 1) {
 		rc = MOAT_E_CRYPTO;
-		ca_fail(why, whylen, "ca: cannot add extension %s", OBJ_nid2sn(nid));
+		moat_pki_fail(why, whylen, "ca: cannot add extension %s", OBJ_nid2sn(nid));
 	}
 	X509_EXTENSION_free(ext);
 	return rc;
@@ -376,12 +353,12 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 	cert = X509_new();
 	name = X509_NAME_new();
 	if (cert == NULL || name == NULL) {
-		ca_fail(why, whylen, "ca: out of memory");
+		moat_pki_fail(why, whylen, "ca: out of memory");
 		goto out;
 	}
 	rc = MOAT_E_CRYPTO;
 	if (X509_set_version(cert, X509_VERSION_3) != 1) {
-		ca_fail(why, whylen, "ca: cannot set the certificate version");
+		moat_pki_fail(why, whylen, "ca: cannot set the certificate version");
 		goto out;
 	}
 	rc = serial_set(cert, serial_hex, why, whylen);
@@ -390,15 +367,16 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 	rc = MOAT_E_CRYPTO;
 	if (ASN1_TIME_adj(X509_getm_notBefore(cert), now, 0, -(long)skew_s) == NULL ||
 	    ASN1_TIME_adj(X509_getm_notAfter(cert), now, (int)days, 0) == NULL) {
-		ca_fail(why, whylen, "ca: cannot set the validity");
+		moat_pki_fail(why, whylen, "ca: cannot set the validity");
 		goto out;
 	}
 	if (ASN1_TIME_compare(X509_get0_notAfter(cert), X509_get0_notAfter(st->cert)) > 0) {
 		rc = MOAT_E_INVAL;
-		ca_fail(why, whylen,
-			"ca: a certificate valid %u days would outlive the CA; issue a shorter one "
-			"or renew the CA",
-			days);
+		moat_pki_fail(
+		    why, whylen,
+		    "ca: a certificate valid %u days would outlive the CA; issue a shorter one "
+		    "or renew the CA",
+		    days);
 		goto out;
 	}
 	if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)id, -1, -1,
@@ -406,7 +384,7 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 	    X509_set_subject_name(cert, name) != 1 ||
 	    X509_set_issuer_name(cert, X509_get_subject_name(st->cert)) != 1 ||
 	    X509_set_pubkey(cert, pub) != 1) {
-		ca_fail(why, whylen, "ca: cannot set the names or the public key");
+		moat_pki_fail(why, whylen, "ca: cannot set the names or the public key");
 		goto out;
 	}
 	X509V3_set_ctx(&v3, st->cert, cert, NULL, NULL, 0);
@@ -418,7 +396,7 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 	rc = MOAT_E_INTERNAL;
 	n = snprintf(san, sizeof(san), "URI:%s%s", DEVICE_URI_PREFIX, id);
 	if (n < 0 || (size_t)n >= sizeof(san)) {
-		ca_fail(why, whylen, "ca: device URI too long");
+		moat_pki_fail(why, whylen, "ca: device URI too long");
 		goto out;
 	}
 	rc = ext_add(cert, &v3, NID_subject_alt_name, san, why, whylen);
@@ -426,7 +404,7 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 		goto out;
 	rc = MOAT_E_CRYPTO;
 	if (X509_sign(cert, st->key, st->md) <= 0) {
-		ca_fail(why, whylen, "ca: cannot sign the certificate");
+		moat_pki_fail(why, whylen, "ca: cannot sign the certificate");
 		goto out;
 	}
 	*not_after = (int64_t)now + (int64_t)days * SECONDS_PER_DAY;
@@ -463,7 +441,7 @@ static moat_err crl_build(const struct ca_state *st, uint64_t number, uint32_t n
 	t = ASN1_TIME_new();
 	num = ASN1_INTEGER_new();
 	if (crl == NULL || t == NULL || num == NULL) {
-		ca_fail(why, whylen, "ca: out of memory");
+		moat_pki_fail(why, whylen, "ca: out of memory");
 		goto out;
 	}
 	rc = MOAT_E_CRYPTO;
@@ -472,14 +450,14 @@ static moat_err crl_build(const struct ca_state *st, uint64_t number, uint32_t n
 	    ASN1_TIME_set(t, now) == NULL || X509_CRL_set1_lastUpdate(crl, t) != 1 ||
 	    ASN1_TIME_adj(t, now, 0, (long)next_update_s) == NULL ||
 	    X509_CRL_set1_nextUpdate(crl, t) != 1) {
-		ca_fail(why, whylen, "ca: cannot set the CRL's issuer or dates");
+		moat_pki_fail(why, whylen, "ca: cannot set the CRL's issuer or dates");
 		goto out;
 	}
 	moat_rd_init(&r, revoked, len);
 	for (i = 0; i < n; i++) {
 		rc = moat_ca_entry_next(&r, &e);
 		if (rc) {
-			ca_fail(why, whylen, "ca: invalid CRL entry %u", i);
+			moat_pki_fail(why, whylen, "ca: invalid CRL entry %u", i);
 			goto out;
 		}
 		rc = MOAT_E_CRYPTO;
@@ -491,7 +469,7 @@ static moat_err crl_build(const struct ca_state *st, uint64_t number, uint32_t n
 		    X509_REVOKED_set_serialNumber(rev, serial) != 1 ||
 		    X509_REVOKED_set_revocationDate(rev, t) != 1 ||
 		    X509_CRL_add0_revoked(crl, rev) != 1) {
-			ca_fail(why, whylen, "ca: cannot add CRL entry %u", i);
+			moat_pki_fail(why, whylen, "ca: cannot add CRL entry %u", i);
 			goto out;
 		}
 		rev = NULL;
@@ -502,17 +480,17 @@ static moat_err crl_build(const struct ca_state *st, uint64_t number, uint32_t n
 	}
 	if (ASN1_INTEGER_set_uint64(num, number) != 1 ||
 	    X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_DEFAULT) != 1) {
-		ca_fail(why, whylen, "ca: cannot set the CRL number");
+		moat_pki_fail(why, whylen, "ca: cannot set the CRL number");
 		goto out;
 	}
 	X509V3_set_ctx(&v3, st->cert, NULL, NULL, crl, 0);
 	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier, "keyid:always");
 	if (ext == NULL || X509_CRL_add_ext(crl, ext, -1) != 1) {
-		ca_fail(why, whylen, "ca: cannot add the CRL's authority key identifier");
+		moat_pki_fail(why, whylen, "ca: cannot add the CRL's authority key identifier");
 		goto out;
 	}
 	if (X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, st->key, st->md) <= 0) {
-		ca_fail(why, whylen, "ca: cannot sign the CRL");
+		moat_pki_fail(why, whylen, "ca: cannot sign the CRL");
 		goto out;
 	}
 	*out = crl;
@@ -569,7 +547,7 @@ static void on_sign(const struct ca_state *st, const struct moat_ca_req *req, st
 	rc = MOAT_E_CRYPTO;
 	n = i2d_X509(cert, &der);
 	if (n <= 0) {
-		ca_fail(why, sizeof(why), "ca: cannot encode the certificate");
+		moat_pki_fail(why, sizeof(why), "ca: cannot encode the certificate");
 		goto out;
 	}
 	rc = moat_ca_ans_put_sign(out, req->seq, der, (size_t)n, serial, not_after);
@@ -599,7 +577,7 @@ static void on_crl(const struct ca_state *st, const struct moat_ca_req *req, str
 	rc = MOAT_E_CRYPTO;
 	n = i2d_X509_CRL(crl, &der);
 	if (n <= 0) {
-		ca_fail(why, sizeof(why), "ca: cannot encode the CRL");
+		moat_pki_fail(why, sizeof(why), "ca: cannot encode the CRL");
 		goto out;
 	}
 	rc = moat_ca_ans_put_der(out, MOAT_CA_CRL, req->seq, der, (size_t)n);
@@ -902,7 +880,7 @@ static moat_err sandbox(char *err, size_t errlen)
 			log_warn("ca_sandbox", "seccomp=unavailable reason=no_new_privs");
 			return MOAT_OK;
 		}
-		ca_fail(err, errlen, "ca: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		moat_pki_fail(err, errlen, "ca: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 		return MOAT_E_IO;
 	}
 	r = -1;
@@ -917,7 +895,8 @@ static moat_err sandbox(char *err, size_t errlen)
 			log_warn("ca_sandbox", "seccomp=unavailable errno=%d", errno);
 			return MOAT_OK;
 		}
-		ca_fail(err, errlen, "ca: cannot install the seccomp filter: %s", strerror(errno));
+		moat_pki_fail(err, errlen, "ca: cannot install the seccomp filter: %s",
+			      strerror(errno));
 		return MOAT_E_IO;
 	}
 	log_debug("ca_sandbox", "seccomp=on");
@@ -954,14 +933,14 @@ static moat_err ca_warm(const struct ca_state *st, char *err, size_t errlen)
 
 	tzset();
 	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1) {
-		ca_fail(err, errlen, "ca: cannot initialise OpenSSL");
+		moat_pki_fail(err, errlen, "ca: cannot initialise OpenSSL");
 		return MOAT_E_CRYPTO;
 	}
 	rc = cert_issue(st, "warm-up", X509_get0_pubkey(st->cert), 1, 0, &cert, serial, &not_after,
 			err, errlen);
 	if (rc == MOAT_OK && (i2d_X509(cert, &der) <= 0 || X509_verify(cert, st->key) != 1)) {
 		rc = MOAT_E_CRYPTO;
-		ca_fail(err, errlen, "ca: self-test signature failed");
+		moat_pki_fail(err, errlen, "ca: self-test signature failed");
 	}
 	if (rc == MOAT_OK)
 		rc = crl_build(st, 1, 60, entry, sizeof(entry), 1, &crl, err, errlen);
@@ -987,7 +966,8 @@ static void ca_child(int sock, const char *dir, pid_t parent)
 	child_signals();
 	if (child_fds(sock) != 0) {
 		/* The socket may be the one thing still open: try to say so. */
-		ca_fail(err, sizeof(err), "ca: cannot set up descriptors: %s", strerror(errno));
+		moat_pki_fail(err, sizeof(err), "ca: cannot set up descriptors: %s",
+			      strerror(errno));
 		goto hello;
 	}
 	/* Die with the parent, and check it did not die before we asked. */
@@ -996,7 +976,7 @@ static void ca_child(int sock, const char *dir, pid_t parent)
 	/* Not dumpable: no core file with the key, no ptrace by the same
 	 * user, /proc/<pid>/mem closed. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		ca_fail(err, sizeof(err), "ca: PR_SET_DUMPABLE: %s", strerror(errno));
+		moat_pki_fail(err, sizeof(err), "ca: PR_SET_DUMPABLE: %s", strerror(errno));
 		goto hello;
 	}
 	/* Best effort: without CAP_IPC_LOCK or a memlock limit the heap is
@@ -1038,24 +1018,24 @@ static moat_err ca_send(struct moat_ca *ca, const void *p, size_t n, int64_t dea
 		if (w >= 0)
 			return MOAT_OK; /* SOCK_SEQPACKET: all or nothing */
 		if (errno == EPIPE || errno == ECONNRESET || errno == ECONNREFUSED) {
-			ca_fail(err, errlen, "ca: the CA process has exited");
+			moat_pki_fail(err, errlen, "ca: the CA process has exited");
 			return MOAT_E_CLOSED;
 		}
 		if (errno == EMSGSIZE) {
-			ca_fail(err, errlen, "ca: request of %zu bytes too large", n);
+			moat_pki_fail(err, errlen, "ca: request of %zu bytes too large", n);
 			return MOAT_E_TOO_LARGE;
 		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			ca_fail(err, errlen, "ca: send: %s", strerror(errno));
+			moat_pki_fail(err, errlen, "ca: send: %s", strerror(errno));
 			return MOAT_E_IO;
 		}
-		left = deadline - now_ms();
+		left = deadline - (int64_t)moat_now_ms();
 		if (left <= 0) {
-			ca_fail(err, errlen, "ca: the CA process is not reading (timeout)");
+			moat_pki_fail(err, errlen, "ca: the CA process is not reading (timeout)");
 			return MOAT_E_IO;
 		}
 		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
-			ca_fail(err, errlen, "ca: poll: %s", strerror(errno));
+			moat_pki_fail(err, errlen, "ca: poll: %s", strerror(errno));
 			return MOAT_E_IO;
 		}
 	}
@@ -1068,20 +1048,20 @@ static moat_err ca_recv(struct moat_ca *ca, int64_t deadline, size_t *len, char 
 		struct pollfd pfd = {.fd = ca->fd, .events = POLLIN};
 		struct iovec iov = {.iov_base = ca->rbuf, .iov_len = MOAT_CA_MSG_MAX};
 		struct msghdr mh;
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - (int64_t)moat_now_ms();
 		ssize_t n;
 		int r;
 
 		if (left <= 0) {
-			ca_fail(err, errlen, "ca: the CA process did not answer within %u ms",
-				MOAT_CA_TIMEOUT_MS);
+			moat_pki_fail(err, errlen, "ca: the CA process did not answer within %u ms",
+				      MOAT_CA_TIMEOUT_MS);
 			return MOAT_E_IO;
 		}
 		r = poll(&pfd, 1, (int)left);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			ca_fail(err, errlen, "ca: poll: %s", strerror(errno));
+			moat_pki_fail(err, errlen, "ca: poll: %s", strerror(errno));
 			return MOAT_E_IO;
 		}
 		if (r == 0)
@@ -1094,18 +1074,18 @@ static moat_err ca_recv(struct moat_ca *ca, int64_t deadline, size_t *len, char 
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				continue;
 			if (errno == ECONNRESET) {
-				ca_fail(err, errlen, "ca: the CA process has exited");
+				moat_pki_fail(err, errlen, "ca: the CA process has exited");
 				return MOAT_E_CLOSED;
 			}
-			ca_fail(err, errlen, "ca: recv: %s", strerror(errno));
+			moat_pki_fail(err, errlen, "ca: recv: %s", strerror(errno));
 			return MOAT_E_IO;
 		}
 		if (n == 0) {
-			ca_fail(err, errlen, "ca: the CA process has exited");
+			moat_pki_fail(err, errlen, "ca: the CA process has exited");
 			return MOAT_E_CLOSED;
 		}
 		if ((mh.msg_flags & MSG_TRUNC) != 0) {
-			ca_fail(err, errlen, "ca: answer over %u bytes", MOAT_CA_MSG_MAX);
+			moat_pki_fail(err, errlen, "ca: answer over %u bytes", MOAT_CA_MSG_MAX);
 			return MOAT_E_TOO_LARGE;
 		}
 		*len = (size_t)n;
@@ -1121,12 +1101,12 @@ static moat_err ca_recv(struct moat_ca *ca, int64_t deadline, size_t *len, char 
 static moat_err ca_exchange(struct moat_ca *ca, const struct moat_buf *req, uint8_t type,
 			    uint32_t seq, struct moat_ca_ans *ans, char *err, size_t errlen)
 {
-	int64_t deadline = now_ms() + MOAT_CA_TIMEOUT_MS;
+	int64_t deadline = (int64_t)moat_now_ms() + MOAT_CA_TIMEOUT_MS;
 	size_t n;
 	moat_err rc;
 
 	if (ca->fd < 0) {
-		ca_fail(err, errlen, "ca: the CA process is not running");
+		moat_pki_fail(err, errlen, "ca: the CA process is not running");
 		return MOAT_E_CLOSED;
 	}
 	rc = ca_send(ca, moat_buf_head(req), moat_buf_used(req), deadline, err, errlen);
@@ -1138,19 +1118,20 @@ static moat_err ca_exchange(struct moat_ca *ca, const struct moat_buf *req, uint
 			return rc;
 		rc = moat_ca_ans_parse(ca->rbuf, n, ans);
 		if (rc) {
-			ca_fail(err, errlen, "ca: malformed answer from the CA process (%s)",
-				moat_strerror(rc));
+			moat_pki_fail(err, errlen, "ca: malformed answer from the CA process (%s)",
+				      moat_strerror(rc));
 			return MOAT_E_PROTOCOL;
 		}
 		/* A late answer to a call that already timed out. */
 		if (ans->seq != seq)
 			continue;
 		if (ans->status != MOAT_OK) {
-			ca_fail(err, errlen, "%s", ans->msg);
+			moat_pki_fail(err, errlen, "%s", ans->msg);
 			return (moat_err)ans->status;
 		}
 		if (ans->type != type) {
-			ca_fail(err, errlen, "ca: answer of the wrong type from the CA process");
+			moat_pki_fail(err, errlen,
+				      "ca: answer of the wrong type from the CA process");
 			return MOAT_E_PROTOCOL;
 		}
 		return MOAT_OK;
@@ -1172,7 +1153,7 @@ static moat_err dup_bytes(const uint8_t *p, size_t n, uint8_t **out, size_t *out
 	uint8_t *c = malloc(n);
 
 	if (c == NULL) {
-		ca_fail(err, errlen, "ca: out of memory");
+		moat_pki_fail(err, errlen, "ca: out of memory");
 		return MOAT_E_NOMEM;
 	}
 	memcpy(c, p, n);
@@ -1187,7 +1168,7 @@ static moat_err dup_bytes(const uint8_t *p, size_t n, uint8_t **out, size_t *out
 
 static void ca_reap(pid_t pid, int *status, bool *reaped)
 {
-	int64_t deadline = now_ms() + MOAT_CA_STOP_MS;
+	int64_t deadline = (int64_t)moat_now_ms() + MOAT_CA_STOP_MS;
 	struct timespec ts = {.tv_sec = 0, .tv_nsec = CA_STOP_POLL_NS};
 	pid_t r;
 
@@ -1201,7 +1182,7 @@ static void ca_reap(pid_t pid, int *status, bool *reaped)
 		}
 		if (r < 0 && errno != EINTR)
 			return;
-		if (now_ms() >= deadline)
+		if ((int64_t)moat_now_ms() >= deadline)
 			break;
 		nanosleep(&ts, NULL);
 	}
@@ -1218,16 +1199,19 @@ static void ca_reap(pid_t pid, int *status, bool *reaped)
 static void exit_describe(int status, bool reaped, char *err, size_t errlen)
 {
 	if (!reaped)
-		ca_fail(err, errlen, "ca: the CA process ended during start-up");
+		moat_pki_fail(err, errlen, "ca: the CA process ended during start-up");
 	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
-		ca_fail(err, errlen,
-			"ca: the CA process was killed by its seccomp filter during start-up");
+		moat_pki_fail(
+		    err, errlen,
+		    "ca: the CA process was killed by its seccomp filter during start-up");
 	else if (WIFSIGNALED(status))
-		ca_fail(err, errlen, "ca: the CA process was killed by signal %d during start-up",
-			WTERMSIG(status));
+		moat_pki_fail(err, errlen,
+			      "ca: the CA process was killed by signal %d during start-up",
+			      WTERMSIG(status));
 	else
-		ca_fail(err, errlen, "ca: the CA process exited with status %d during start-up",
-			WEXITSTATUS(status));
+		moat_pki_fail(err, errlen,
+			      "ca: the CA process exited with status %d during start-up",
+			      WEXITSTATUS(status));
 }
 
 /* log_exit: say so when the CA ended other than by exiting 0 (not for a
@@ -1270,18 +1254,18 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 
 	ERR_clear_error();
 	if (dir == NULL || out == NULL || strnlen(dir, MOAT_MAX_PATH) >= MOAT_MAX_PATH - 8) {
-		ca_fail(err, errlen, "ca: invalid arguments");
+		moat_pki_fail(err, errlen, "ca: invalid arguments");
 		goto out;
 	}
 	rc = MOAT_E_NOMEM;
 	ca = calloc(1, sizeof(*ca));
 	if (ca == NULL || (ca->rbuf = malloc(MOAT_CA_MSG_MAX)) == NULL) {
-		ca_fail(err, errlen, "ca: out of memory");
+		moat_pki_fail(err, errlen, "ca: out of memory");
 		goto out;
 	}
 	ca->fd = -1;
 	if (pthread_mutex_init(&ca->lock, NULL) != 0) {
-		ca_fail(err, errlen, "ca: cannot create a mutex");
+		moat_pki_fail(err, errlen, "ca: cannot create a mutex");
 		free(ca->rbuf);
 		free(ca);
 		ca = NULL;
@@ -1289,7 +1273,7 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 	}
 	rc = MOAT_E_IO;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-		ca_fail(err, errlen, "ca: socketpair: %s", strerror(errno));
+		moat_pki_fail(err, errlen, "ca: socketpair: %s", strerror(errno));
 		goto out;
 	}
 	/* Headroom over the default buffer for the largest message; the
@@ -1299,7 +1283,7 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
-		ca_fail(err, errlen, "ca: fork: %s", strerror(errno));
+		moat_pki_fail(err, errlen, "ca: fork: %s", strerror(errno));
 		goto out;
 	}
 	if (pid == 0) {
@@ -1311,7 +1295,7 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 	ca->fd = sv[0];
 	sv[0] = -1;
 	ca->pid = pid;
-	rc = ca_recv(ca, now_ms() + MOAT_CA_TIMEOUT_MS, &n, err, errlen);
+	rc = ca_recv(ca, (int64_t)moat_now_ms() + MOAT_CA_TIMEOUT_MS, &n, err, errlen);
 	if (rc == MOAT_E_CLOSED) {
 		close(ca->fd);
 		ca->fd = -1;
@@ -1325,12 +1309,12 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 	rc = moat_ca_ans_parse(ca->rbuf, n, &ans);
 	if (rc || ans.type != MOAT_CA_HELLO || ans.seq != 0) {
 		rc = MOAT_E_PROTOCOL;
-		ca_fail(err, errlen, "ca: unexpected start-up message from the CA process");
+		moat_pki_fail(err, errlen, "ca: unexpected start-up message from the CA process");
 		goto out;
 	}
 	if (ans.status != MOAT_OK) {
 		rc = (moat_err)ans.status;
-		ca_fail(err, errlen, "%s", ans.msg);
+		moat_pki_fail(err, errlen, "%s", ans.msg);
 		goto out;
 	}
 	*out = ca;
@@ -1359,23 +1343,23 @@ moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *
 	moat_buf_init(&req, MOAT_CA_MSG_MAX);
 	if (ca == NULL || device_id == NULL || csr == NULL || cert == NULL || cert_len == NULL ||
 	    serial_hex == NULL || not_after_s == NULL) {
-		ca_fail(err, errlen, "ca: invalid arguments");
+		moat_pki_fail(err, errlen, "ca: invalid arguments");
 		return rc;
 	}
 	if (csr_len == 0 || csr_len > MOAT_CSR_MAX) {
 		rc = MOAT_E_TOO_LARGE;
-		ca_fail(err, errlen, "ca: the request must be 1 to %u bytes", MOAT_CSR_MAX);
+		moat_pki_fail(err, errlen, "ca: the request must be 1 to %u bytes", MOAT_CSR_MAX);
 		return rc;
 	}
 	if (days == 0 || days > MOAT_CERT_DAYS_MAX) {
-		ca_fail(err, errlen, "ca: validity must be 1 to %u days", MOAT_CERT_DAYS_MAX);
+		moat_pki_fail(err, errlen, "ca: validity must be 1 to %u days", MOAT_CERT_DAYS_MAX);
 		return rc;
 	}
 	pthread_mutex_lock(&ca->lock);
 	seq = ca_next_seq(ca);
 	rc = moat_ca_req_put_sign(&req, seq, device_id, csr, csr_len, days, MOAT_CERT_SKEW_S);
 	if (rc) {
-		ca_fail(err, errlen, "ca: invalid device id or request");
+		moat_pki_fail(err, errlen, "ca: invalid device id or request");
 		goto out;
 	}
 	rc = ca_exchange(ca, &req, MOAT_CA_SIGN, seq, &ans, err, errlen);
@@ -1383,7 +1367,7 @@ moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *
 		goto out;
 	if (strlen(ans.serial) != MOAT_CA_SERIAL_HEX_LEN) {
 		rc = MOAT_E_PROTOCOL;
-		ca_fail(err, errlen, "ca: unexpected serial number from the CA process");
+		moat_pki_fail(err, errlen, "ca: unexpected serial number from the CA process");
 		goto out;
 	}
 	rc = dup_bytes(ans.der, ans.der_len, cert, cert_len, err, errlen);
@@ -1410,24 +1394,25 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 
 	moat_buf_init(&req, MOAT_CA_MSG_MAX);
 	if (ca == NULL || (list == NULL && n > 0) || crl == NULL || crl_len == NULL) {
-		ca_fail(err, errlen, "ca: invalid arguments");
+		moat_pki_fail(err, errlen, "ca: invalid arguments");
 		return rc;
 	}
 	if (n > MOAT_CRL_MAX_ENTRIES) {
-		ca_fail(err, errlen, "ca: %zu revoked certificates; one CRL holds at most %u", n,
-			MOAT_CRL_MAX_ENTRIES);
+		moat_pki_fail(err, errlen, "ca: %zu revoked certificates; one CRL holds at most %u",
+			      n, MOAT_CRL_MAX_ENTRIES);
 		return MOAT_E_LIMIT;
 	}
 	if (next_update_s == 0 || next_update_s > MOAT_CRL_NEXT_UPDATE_MAX_S) {
-		ca_fail(err, errlen, "ca: nextUpdate must be 1 to %u s ahead",
-			MOAT_CRL_NEXT_UPDATE_MAX_S);
+		moat_pki_fail(err, errlen, "ca: nextUpdate must be 1 to %u s ahead",
+			      MOAT_CRL_NEXT_UPDATE_MAX_S);
 		return rc;
 	}
 	/* Name the bad entry here; the encoder would only say "invalid". */
 	for (i = 0; i < n; i++) {
 		if (moat_ca_serial_from_hex(list[i].serial, serial, &len) != MOAT_OK ||
 		    list[i].revoked_at <= 0 || list[i].revoked_at > MOAT_CA_TIME_MAX) {
-			ca_fail(err, errlen, "ca: CRL entry %zu has an invalid serial or time", i);
+			moat_pki_fail(err, errlen,
+				      "ca: CRL entry %zu has an invalid serial or time", i);
 			return rc;
 		}
 	}
@@ -1435,7 +1420,7 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 	seq = ca_next_seq(ca);
 	rc = moat_ca_req_put_crl(&req, seq, crl_number, next_update_s, list, n);
 	if (rc) {
-		ca_fail(err, errlen, "ca: cannot encode the CRL request");
+		moat_pki_fail(err, errlen, "ca: cannot encode the CRL request");
 		goto out;
 	}
 	rc = ca_exchange(ca, &req, MOAT_CA_CRL, seq, &ans, err, errlen);
@@ -1462,7 +1447,7 @@ static moat_err ca_simple(struct moat_ca *ca, uint8_t type, uint8_t **der, size_
 	seq = ca_next_seq(ca);
 	rc = moat_ca_req_put_simple(&req, type, seq);
 	if (rc) {
-		ca_fail(err, errlen, "ca: cannot encode the request");
+		moat_pki_fail(err, errlen, "ca: cannot encode the request");
 		goto out;
 	}
 	rc = ca_exchange(ca, &req, type, seq, &ans, err, errlen);
@@ -1478,7 +1463,7 @@ moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, cha
 			 size_t errlen)
 {
 	if (ca == NULL || der == NULL || der_len == NULL) {
-		ca_fail(err, errlen, "ca: invalid arguments");
+		moat_pki_fail(err, errlen, "ca: invalid arguments");
 		return MOAT_E_INVAL;
 	}
 	return ca_simple(ca, MOAT_CA_CACERTS, der, der_len, err, errlen);
@@ -1487,7 +1472,7 @@ moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, cha
 moat_err moat_ca_ping(struct moat_ca *ca, char *err, size_t errlen)
 {
 	if (ca == NULL) {
-		ca_fail(err, errlen, "ca: invalid arguments");
+		moat_pki_fail(err, errlen, "ca: invalid arguments");
 		return MOAT_E_INVAL;
 	}
 	return ca_simple(ca, MOAT_CA_PING, NULL, NULL, err, errlen);
@@ -1521,10 +1506,10 @@ moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len,
 	rc = MOAT_E_CLOSED;
 	if (ca->fd < 0)
 		goto out;
-	rc = ca_send(ca, msg, len, now_ms() + MOAT_CA_TIMEOUT_MS, NULL, 0);
+	rc = ca_send(ca, msg, len, (int64_t)moat_now_ms() + MOAT_CA_TIMEOUT_MS, NULL, 0);
 	if (rc)
 		goto out;
-	rc = ca_recv(ca, now_ms() + MOAT_CA_TIMEOUT_MS, &n, NULL, 0);
+	rc = ca_recv(ca, (int64_t)moat_now_ms() + MOAT_CA_TIMEOUT_MS, &n, NULL, 0);
 	if (rc)
 		goto out;
 	rc = dup_bytes(ca->rbuf, n, ans, ans_len, NULL, 0);

@@ -98,11 +98,8 @@ const struct moat_pki_ext *moat_pki_device_exts(size_t *n)
 	return device_exts;
 }
 
-static void pki_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Write a message into err and append OpenSSL's reasons, if any. */
-static void pki_fail(char *err, size_t errlen, const char *fmt, ...)
+void moat_pki_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -121,7 +118,7 @@ static moat_err path_join(char *out, const char *dir, const char *name, char *er
 	int n = snprintf(out, MOAT_MAX_PATH, "%s/%s", dir, name);
 
 	if (n < 0 || (size_t)n >= MOAT_MAX_PATH) {
-		pki_fail(err, errlen, "pki: path too long: %s/%s", dir, name);
+		moat_pki_fail(err, errlen, "pki: path too long: %s/%s", dir, name);
 		return MOAT_E_LIMIT;
 	}
 	return MOAT_OK;
@@ -132,7 +129,7 @@ static moat_err tmp_path(char *out, const char *path, char *err, size_t errlen)
 	int n = snprintf(out, MOAT_MAX_PATH, "%s.tmp", path);
 
 	if (n < 0 || (size_t)n >= MOAT_MAX_PATH) {
-		pki_fail(err, errlen, "pki: path too long: %s", path);
+		moat_pki_fail(err, errlen, "pki: path too long: %s", path);
 		return MOAT_E_LIMIT;
 	}
 	return MOAT_OK;
@@ -155,7 +152,7 @@ static moat_err dir_sync(const char *path, char *err, size_t errlen)
 			n = 1; /* "/name": the root directory */
 		if (n >= sizeof(dir)) {
 			rc = MOAT_E_LIMIT;
-			pki_fail(err, errlen, "pki: path too long: %s", path);
+			moat_pki_fail(err, errlen, "pki: path too long: %s", path);
 			goto out;
 		}
 		memcpy(dir, path, n);
@@ -213,19 +210,21 @@ static moat_err file_commit(const char *path, bool replace, char *err, size_t er
 	rc = MOAT_E_IO;
 	if (replace) {
 		if (rename(tmp, path) != 0) {
-			pki_fail(err, errlen, "pki: cannot rename %s to %s: %s", tmp, path,
-				 strerror(errno));
+			moat_pki_fail(err, errlen, "pki: cannot rename %s to %s: %s", tmp, path,
+				      strerror(errno));
 			goto out;
 		}
 	} else {
 		if (link(tmp, path) != 0) {
 			if (errno == EEXIST)
 				rc = MOAT_E_EXISTS;
-			pki_fail(err, errlen, "pki: cannot create %s: %s", path, strerror(errno));
+			moat_pki_fail(err, errlen, "pki: cannot create %s: %s", path,
+				      strerror(errno));
 			goto out;
 		}
 		if (unlink(tmp) != 0) {
-			pki_fail(err, errlen, "pki: cannot remove %s: %s", tmp, strerror(errno));
+			moat_pki_fail(err, errlen, "pki: cannot remove %s: %s", tmp,
+				      strerror(errno));
 			goto out;
 		}
 	}
@@ -240,11 +239,12 @@ static moat_err refuse_existing(const char *path, char *err, size_t errlen)
 	struct stat st;
 
 	if (lstat(path, &st) == 0) {
-		pki_fail(err, errlen, "pki: %s already exists; refusing to overwrite a key", path);
+		moat_pki_fail(err, errlen, "pki: %s already exists; refusing to overwrite a key",
+			      path);
 		return MOAT_E_EXISTS;
 	}
 	if (errno != ENOENT) {
-		pki_fail(err, errlen, "pki: cannot check %s: %s", path, strerror(errno));
+		moat_pki_fail(err, errlen, "pki: cannot check %s: %s", path, strerror(errno));
 		return MOAT_E_IO;
 	}
 	return MOAT_OK;
@@ -268,12 +268,12 @@ static moat_err pem_key(EVP_PKEY *key, BIO **out, char *err, size_t errlen)
 
 	if (bio == NULL) {
 		rc = MOAT_E_NOMEM;
-		pki_fail(err, errlen, "pki: cannot allocate key buffer");
+		moat_pki_fail(err, errlen, "pki: cannot allocate key buffer");
 		goto out;
 	}
 	/* In OpenSSL 3 this is unencrypted PKCS#8 ("BEGIN PRIVATE KEY"). */
 	if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
-		pki_fail(err, errlen, "pki: cannot encode private key");
+		moat_pki_fail(err, errlen, "pki: cannot encode private key");
 		goto out;
 	}
 	*out = bio;
@@ -291,11 +291,11 @@ static moat_err pem_cert(X509 *cert, BIO **out, char *err, size_t errlen)
 
 	if (bio == NULL) {
 		rc = MOAT_E_NOMEM;
-		pki_fail(err, errlen, "pki: cannot allocate certificate buffer");
+		moat_pki_fail(err, errlen, "pki: cannot allocate certificate buffer");
 		goto out;
 	}
 	if (PEM_write_bio_X509(bio, cert) != 1) {
-		pki_fail(err, errlen, "pki: cannot encode certificate");
+		moat_pki_fail(err, errlen, "pki: cannot encode certificate");
 		goto out;
 	}
 	*out = bio;
@@ -312,7 +312,7 @@ static moat_err bio_stage(const char *path, mode_t mode, BIO *bio, char *err, si
 	long n = BIO_get_mem_data(bio, &data);
 
 	if (n <= 0 || data == NULL) {
-		pki_fail(err, errlen, "pki: nothing to write to %s", path);
+		moat_pki_fail(err, errlen, "pki: nothing to write to %s", path);
 		return MOAT_E_INTERNAL;
 	}
 	return file_stage(path, mode, data, (size_t)n, err, errlen);
@@ -374,7 +374,7 @@ static moat_err key_new(EVP_PKEY **out, char *err, size_t errlen)
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 
 	if (key == NULL) {
-		pki_fail(err, errlen, "pki: cannot generate P-256 key");
+		moat_pki_fail(err, errlen, "pki: cannot generate P-256 key");
 		return MOAT_E_CRYPTO;
 	}
 	*out = key;
@@ -389,19 +389,19 @@ static moat_err serial_set(X509 *cert, char *err, size_t errlen)
 	moat_err rc = MOAT_E_CRYPTO;
 
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
-		pki_fail(err, errlen, "pki: no randomness for serial number");
+		moat_pki_fail(err, errlen, "pki: no randomness for serial number");
 		goto out;
 	}
 	/* BN_bin2bn reads unsigned big-endian, so the serial is positive; DER
 	 * adds a leading zero when the top bit is set (17 <= 20 octets). */
 	bn = BN_bin2bn(raw, (int)sizeof(raw), NULL);
 	if (bn == NULL || BN_is_zero(bn)) {
-		pki_fail(err, errlen, "pki: cannot make serial number");
+		moat_pki_fail(err, errlen, "pki: cannot make serial number");
 		goto out;
 	}
 	serial = BN_to_ASN1_INTEGER(bn, NULL);
 	if (serial == NULL || X509_set_serialNumber(cert, serial) != 1) {
-		pki_fail(err, errlen, "pki: cannot set serial number");
+		moat_pki_fail(err, errlen, "pki: cannot set serial number");
 		goto out;
 	}
 	rc = MOAT_OK;
@@ -421,8 +421,8 @@ static moat_err exts_add(X509 *cert, X509V3_CTX *v3, const struct moat_pki_ext *
 	for (i = 0; i < n; i++) {
 		ext = X509V3_EXT_conf_nid(NULL, v3, exts[i].nid, exts[i].value);
 		if (ext == NULL || X509_add_ext(cert, ext, -1) != 1) {
-			pki_fail(err, errlen, "pki: cannot add extension %s",
-				 OBJ_nid2sn(exts[i].nid));
+			moat_pki_fail(err, errlen, "pki: cannot add extension %s",
+				      OBJ_nid2sn(exts[i].nid));
 			goto out;
 		}
 		X509_EXTENSION_free(ext);
@@ -449,11 +449,11 @@ static moat_err cert_build(const struct pki_spec *spec, X509 **out, char *err, s
 	name = X509_NAME_new();
 	if (cert == NULL || name == NULL) {
 		rc = MOAT_E_NOMEM;
-		pki_fail(err, errlen, "pki: out of memory");
+		moat_pki_fail(err, errlen, "pki: out of memory");
 		goto out;
 	}
 	if (X509_set_version(cert, X509_VERSION_3) != 1) {
-		pki_fail(err, errlen, "pki: cannot set certificate version");
+		moat_pki_fail(err, errlen, "pki: cannot set certificate version");
 		goto out;
 	}
 	rc = serial_set(cert, err, errlen);
@@ -462,7 +462,7 @@ static moat_err cert_build(const struct pki_spec *spec, X509 **out, char *err, s
 	rc = MOAT_E_CRYPTO;
 	if (X509_gmtime_adj(X509_getm_notBefore(cert), -PKI_CLOCK_SKEW_S) == NULL ||
 	    X509_time_adj_ex(X509_getm_notAfter(cert), spec->days, 0, NULL) == NULL) {
-		pki_fail(err, errlen, "pki: cannot set validity");
+		moat_pki_fail(err, errlen, "pki: cannot set validity");
 		goto out;
 	}
 	/* MBSTRING_UTF8 rejects invalid UTF-8; OpenSSL's string table rejects a
@@ -470,25 +470,25 @@ static moat_err cert_build(const struct pki_spec *spec, X509 **out, char *err, s
 	if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)spec->cn,
 				       -1, -1, 0) != 1) {
 		rc = MOAT_E_INVAL;
-		pki_fail(err, errlen, "pki: invalid common name \"%s\"", spec->cn);
+		moat_pki_fail(err, errlen, "pki: invalid common name \"%s\"", spec->cn);
 		goto out;
 	}
 	if (X509_set_subject_name(cert, name) != 1) {
-		pki_fail(err, errlen, "pki: cannot set subject");
+		moat_pki_fail(err, errlen, "pki: cannot set subject");
 		goto out;
 	}
 	issuer_name = spec->issuer ? X509_get_subject_name(spec->issuer) : name;
 	if (X509_set_issuer_name(cert, issuer_name) != 1 || X509_set_pubkey(cert, spec->key) != 1) {
-		pki_fail(err, errlen, "pki: cannot set issuer or public key");
+		moat_pki_fail(err, errlen, "pki: cannot set issuer or public key");
 		goto out;
 	}
 	if (spec->issuer != NULL &&
 	    ASN1_TIME_compare(X509_get0_notAfter(cert), X509_get0_notAfter(spec->issuer)) > 0) {
 		rc = MOAT_E_INVAL;
-		pki_fail(err, errlen,
-			 "pki: a certificate valid %d days would outlive the CA; issue a "
-			 "shorter one or renew the CA",
-			 spec->days);
+		moat_pki_fail(err, errlen,
+			      "pki: a certificate valid %d days would outlive the CA; issue a "
+			      "shorter one or renew the CA",
+			      spec->days);
 		goto out;
 	}
 
@@ -513,11 +513,11 @@ static moat_err cert_build(const struct pki_spec *spec, X509 **out, char *err, s
 	rc = MOAT_E_CRYPTO;
 	if (spec->sans != NULL &&
 	    X509_add1_ext_i2d(cert, NID_subject_alt_name, spec->sans, 0, X509V3_ADD_DEFAULT) != 1) {
-		pki_fail(err, errlen, "pki: cannot add subject alternative names");
+		moat_pki_fail(err, errlen, "pki: cannot add subject alternative names");
 		goto out;
 	}
 	if (X509_sign(cert, spec->issuer_key, EVP_sha256()) <= 0) {
-		pki_fail(err, errlen, "pki: cannot sign certificate");
+		moat_pki_fail(err, errlen, "pki: cannot sign certificate");
 		goto out;
 	}
 	*out = cert;
@@ -558,55 +558,56 @@ static moat_err ca_load(const char *dir, X509 **cert_out, EVP_PKEY **key_out, ch
 	if (fd < 0) {
 		if (errno == ENOENT)
 			rc = MOAT_E_NOTFOUND;
-		pki_fail(err, errlen, "pki: cannot open CA key %s: %s", key_path, strerror(errno));
+		moat_pki_fail(err, errlen, "pki: cannot open CA key %s: %s", key_path,
+			      strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) != 0) {
-		pki_fail(err, errlen, "pki: cannot stat %s: %s", key_path, strerror(errno));
+		moat_pki_fail(err, errlen, "pki: cannot stat %s: %s", key_path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		rc = MOAT_E_PERM;
-		pki_fail(err, errlen, "pki: CA key %s is not a regular file", key_path);
+		moat_pki_fail(err, errlen, "pki: CA key %s is not a regular file", key_path);
 		goto out;
 	}
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
 		rc = MOAT_E_PERM;
-		pki_fail(err, errlen,
-			 "pki: CA key %s is accessible by group or others (mode %03o); run "
-			 "`chmod 600 %s`",
-			 key_path, (unsigned)(st.st_mode & 0777), key_path);
+		moat_pki_fail(err, errlen,
+			      "pki: CA key %s is accessible by group or others (mode %03o); run "
+			      "`chmod 600 %s`",
+			      key_path, (unsigned)(st.st_mode & 0777), key_path);
 		goto out;
 	}
 	rc = MOAT_E_CRYPTO;
 	bio = BIO_new_fd(fd, BIO_NOCLOSE);
 	if (bio == NULL) {
-		pki_fail(err, errlen, "pki: cannot read %s", key_path);
+		moat_pki_fail(err, errlen, "pki: cannot read %s", key_path);
 		goto out;
 	}
 	key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, NULL);
 	if (key == NULL) {
-		pki_fail(err, errlen, "pki: cannot load CA key %s", key_path);
+		moat_pki_fail(err, errlen, "pki: cannot load CA key %s", key_path);
 		goto out;
 	}
 	BIO_free(bio);
 	bio = BIO_new_file(cert_path, "r");
 	if (bio == NULL) {
 		rc = MOAT_E_IO;
-		pki_fail(err, errlen, "pki: cannot open CA certificate %s", cert_path);
+		moat_pki_fail(err, errlen, "pki: cannot open CA certificate %s", cert_path);
 		goto out;
 	}
 	cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	if (cert == NULL) {
-		pki_fail(err, errlen, "pki: cannot load CA certificate %s", cert_path);
+		moat_pki_fail(err, errlen, "pki: cannot load CA certificate %s", cert_path);
 		goto out;
 	}
 	if (X509_check_private_key(cert, key) != 1) {
-		pki_fail(err, errlen, "pki: CA key %s does not match %s", key_path, cert_path);
+		moat_pki_fail(err, errlen, "pki: CA key %s does not match %s", key_path, cert_path);
 		goto out;
 	}
 	if (X509_check_ca(cert) < 1) {
-		pki_fail(err, errlen, "pki: %s is not a CA certificate", cert_path);
+		moat_pki_fail(err, errlen, "pki: %s is not a CA certificate", cert_path);
 		goto out;
 	}
 	*cert_out = cert;
@@ -696,7 +697,7 @@ static moat_err san_add(GENERAL_NAMES *gens, const char *name, char *err, size_t
 	moat_err rc = MOAT_E_INVAL;
 
 	if (name == NULL) {
-		pki_fail(err, errlen, "pki: empty subject alternative name");
+		moat_pki_fail(err, errlen, "pki: empty subject alternative name");
 		goto out;
 	}
 	ip = a2i_IPADDRESS(name);
@@ -707,15 +708,15 @@ static moat_err san_add(GENERAL_NAMES *gens, const char *name, char *err, size_t
 	} else {
 		ERR_clear_error();
 		if (!dns_name_valid(name)) {
-			pki_fail(err, errlen,
-				 "pki: \"%s\" is neither an IP address nor a valid host name",
-				 name);
+			moat_pki_fail(err, errlen,
+				      "pki: \"%s\" is neither an IP address nor a valid host name",
+				      name);
 			goto out;
 		}
 		rc = gn_push_ia5(gens, GEN_DNS, name);
 	}
 	if (rc)
-		pki_fail(err, errlen, "pki: cannot add subject alternative name %s", name);
+		moat_pki_fail(err, errlen, "pki: cannot add subject alternative name %s", name);
 out:
 	ASN1_OCTET_STRING_free(ip);
 	return rc;
@@ -732,7 +733,7 @@ moat_err moat_pki_create_ca(const char *dir, const char *cn, char *err, size_t e
 
 	ERR_clear_error();
 	if (dir == NULL || cn == NULL || cn[0] == '\0') {
-		pki_fail(err, errlen, "pki: a directory and a CA name are required");
+		moat_pki_fail(err, errlen, "pki: a directory and a CA name are required");
 		goto out;
 	}
 	rc = path_join(key_path, dir, "ca.key", err, errlen);
@@ -780,7 +781,7 @@ moat_err moat_pki_create_server(const char *dir, const char *const *sans, size_t
 
 	ERR_clear_error();
 	if (dir == NULL || (n_sans > 0 && sans == NULL)) {
-		pki_fail(err, errlen, "pki: invalid arguments");
+		moat_pki_fail(err, errlen, "pki: invalid arguments");
 		goto out;
 	}
 	rc = path_join(key_path, dir, "server.key", err, errlen);
@@ -795,7 +796,7 @@ moat_err moat_pki_create_server(const char *dir, const char *const *sans, size_t
 	rc = MOAT_E_NOMEM;
 	gens = GENERAL_NAMES_new();
 	if (gens == NULL) {
-		pki_fail(err, errlen, "pki: out of memory");
+		moat_pki_fail(err, errlen, "pki: out of memory");
 		goto out;
 	}
 	for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
@@ -851,34 +852,35 @@ moat_err moat_pki_issue_device(const char *dir, const char *device_id, unsigned 
 
 	ERR_clear_error();
 	if (dir == NULL || key_path == NULL || cert_path == NULL || device_id == NULL) {
-		pki_fail(err, errlen, "pki: invalid arguments");
+		moat_pki_fail(err, errlen, "pki: invalid arguments");
 		goto out;
 	}
 	if (!moat_device_id_valid(device_id, strnlen(device_id, MOAT_DEVICE_ID_MAX + 1))) {
-		pki_fail(err, errlen,
-			 "pki: invalid device id \"%.*s\": use 1-%u characters of a-z 0-9 . _ -, "
-			 "starting with a letter or digit",
-			 (int)MOAT_DEVICE_ID_MAX, device_id, MOAT_DEVICE_ID_MAX);
+		moat_pki_fail(
+		    err, errlen,
+		    "pki: invalid device id \"%.*s\": use 1-%u characters of a-z 0-9 . _ -, "
+		    "starting with a letter or digit",
+		    (int)MOAT_DEVICE_ID_MAX, device_id, MOAT_DEVICE_ID_MAX);
 		goto out;
 	}
 	if (days == 0 || days > INT_MAX) {
-		pki_fail(err, errlen, "pki: invalid validity of %u days", days);
+		moat_pki_fail(err, errlen, "pki: invalid validity of %u days", days);
 		goto out;
 	}
 	if (strcmp(key_path, cert_path) == 0) {
-		pki_fail(err, errlen, "pki: key and certificate paths must differ");
+		moat_pki_fail(err, errlen, "pki: key and certificate paths must differ");
 		goto out;
 	}
 	n = snprintf(uri, sizeof(uri), "%s%s", DEVICE_URI_PREFIX, device_id);
 	if (n < 0 || (size_t)n >= sizeof(uri)) {
 		rc = MOAT_E_INTERNAL;
-		pki_fail(err, errlen, "pki: device URI too long");
+		moat_pki_fail(err, errlen, "pki: device URI too long");
 		goto out;
 	}
 	rc = MOAT_E_NOMEM;
 	gens = GENERAL_NAMES_new();
 	if (gens == NULL || gn_push_ia5(gens, GEN_URI, uri) != MOAT_OK) {
-		pki_fail(err, errlen, "pki: out of memory");
+		moat_pki_fail(err, errlen, "pki: out of memory");
 		goto out;
 	}
 	rc = ca_load(dir, &ca, &ca_key, err, errlen);

@@ -38,4 +38,9 @@ struct moat_pki_ext {
 };
 const struct moat_pki_ext *moat_pki_device_exts(size_t *n);
 
+/* Write a message into err and append OpenSSL's reasons (clearing its
+ * error queue); shared by the local CA tools and the CA process. */
+void moat_pki_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif
