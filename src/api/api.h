@@ -41,6 +41,10 @@ struct moat_api_opts {
 	unsigned cert_days; /* lifetime of enrolled certificates (0: the default) */
 	void (*registry_changed)(void *arg);
 	void *registry_arg;
+	/* Erase what the broker holds of a decommissioned identity (sessions,
+	 * queues, retained messages) and return when it is gone; called with
+	 * registry_arg after the decommission committed. May be NULL. */
+	moat_err (*erase_identity)(void *arg, const char *id, unsigned *sessions);
 };
 
 moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, char *err,

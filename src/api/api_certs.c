@@ -312,6 +312,8 @@ void api_devices_decommission(struct api_call *c)
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[3];
 	int64_t certs = 0, tokens = 0, sessions = 0, retained = 0;
+	unsigned live = 0;
+	bool erased = true;
 	json_t *dev = NULL;
 	const char *state;
 	moat_err rc;
@@ -352,13 +354,6 @@ void api_devices_decommission(struct api_call *c)
 		rc = api_reg_add(&b, MOAT_STMT_CERT_REVOKE_ID, v, 3);
 	if (rc == MOAT_OK)
 		rc = api_reg_add(&b, MOAT_STMT_ETOKEN_BURN_ID, v, 1);
-	/* The session row cascades to its subscriptions, queue and QoS 2
-	 * state; messages nobody references are collected by the sweep. */
-	if (rc == MOAT_OK)
-		rc = api_reg_add(&b, MOAT_STMT_SESSION_DEL, v, 1);
-	v[1] = moat_val_text(prefix, strlen(prefix));
-	if (rc == MOAT_OK)
-		rc = api_reg_add(&b, MOAT_STMT_RETAINED_DEL_PREFIX, &v[1], 1);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
@@ -370,13 +365,20 @@ void api_devices_decommission(struct api_call *c)
 				      (json_int_t)retained),
 			    true))
 		return;
+	/* The broker owns sessions, queues and retained messages: it erases
+	 * them now, before the answer, so an id registered again the next
+	 * moment finds nothing of this device (a failure here is retried by
+	 * the broker at its next registry pass and at start). */
+	if (c->api->o.erase_identity != NULL &&
+	    c->api->o.erase_identity(c->api->o.registry_arg, id, &live) != MOAT_OK)
+		erased = false;
 	if (api_reg_identity_load(c, id, &dev) != MOAT_OK) {
 		api_internal(c, MOAT_E_INTERNAL);
 		return;
 	}
 	api_json(c, 200,
-		 json_pack("{s:o, s:{s:I, s:I, s:I, s:I}}", "identity", dev, "removed",
-			   "certificates_revoked", (json_int_t)certs, "tokens_burned",
+		 json_pack("{s:o, s:b, s:{s:I, s:I, s:I, s:I}}", "identity", dev, "erased", erased,
+			   "removed", "certificates_revoked", (json_int_t)certs, "tokens_burned",
 			   (json_int_t)tokens, "sessions", (json_int_t)sessions, "retained",
 			   (json_int_t)retained));
 }

@@ -38,7 +38,7 @@ static void sec_hook(void *arg, const char *action, const char *subject, const c
 static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
 {
 	struct moat_broker *b = arg;
-	uint64_t in = 0, outm = 0, bin = 0, bout = 0, dropped = 0;
+	uint64_t in = 0, outm = 0, bin = 0, bout = 0, dropped = 0, denied = 0;
 	int64_t clients = 0;
 	size_t n = 0;
 	unsigned i;
@@ -50,6 +50,7 @@ static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
 		bin += atomic_load(&s->bytes_in);
 		bout += atomic_load(&s->bytes_out);
 		dropped += atomic_load(&s->dropped);
+		denied += atomic_load(&s->denied);
 		clients += atomic_load(&s->clients);
 	}
 #define M(nm, h, t, v)                                                                             \
@@ -68,6 +69,8 @@ static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
 	M("moat_mqtt_bytes_sent_total", "MQTT bytes sent", "counter", bout);
 	M("moat_mqtt_messages_dropped_total", "messages dropped (queue limits, expiry)", "counter",
 	  dropped);
+	M("moat_mqtt_deliveries_denied_total",
+	  "deliveries the receiver's ACL refused (queued or at sending)", "counter", denied);
 	M("moat_mqtt_clients_connected", "MQTT clients connected", "gauge", clients);
 	M("moat_mqtt_connections_open", "MQTT connections open (including handshakes)", "gauge",
 	  atomic_load(&b->connections));
@@ -84,6 +87,12 @@ static void registry_changed(void *arg)
 
 	if (moat_broker_registry_reload(arg, err, sizeof(err)) != MOAT_OK)
 		log_error("registry_reload", "error=\"%s\"", err);
+}
+
+/* The API decommissioned an identity: the broker erases it now. */
+static moat_err erase_identity(void *arg, const char *id, unsigned *sessions)
+{
+	return moat_broker_erase_identity(arg, id, sessions);
 }
 
 static const struct moat_http_stats *http_stats(void *arg)
@@ -187,6 +196,7 @@ int moat_cmd_serve(int argc, char **argv)
 	ao.cert_days = b.conf.cert_days;
 	ao.registry_changed = registry_changed;
 	ao.registry_arg = &b;
+	ao.erase_identity = erase_identity;
 	if (moat_api_new(&ao, &api, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: management API: %s\n", err);
 		goto out;

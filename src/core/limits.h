@@ -114,6 +114,11 @@
  * change only means a message is sent again (QoS 1 allows it; QoS 2 keeps
  * its packet id). The tick flushes them when the worker is idle. */
 #define MOAT_STORE_LAZY_MS 100u
+/* How long decommissioning waits for the workers to erase an identity's
+ * sessions and for their writes to commit (ms). Each worker answers within
+ * one loop turn plus a group commit; the bound only keeps a stuck store
+ * from hanging the API thread (the request then fails with 503). */
+#define MOAT_ERASE_TIMEOUT_MS 10000u
 #define MOAT_STORE_FLUSH_MS_MIN 1u
 #define MOAT_STORE_FLUSH_MS_MAX 1000u
 /* How long a write waits for a lock held by another connection (an

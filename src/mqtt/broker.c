@@ -152,7 +152,16 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 		return rc;
 	if ((rc = moat_persist_restore_sessions(b, err, errlen)) != MOAT_OK)
 		return rc;
-	return moat_persist_restore_messages(b, err, errlen);
+	if ((rc = moat_persist_restore_messages(b, err, errlen)) != MOAT_OK)
+		return rc;
+	/* Restored sessions get their identity's ACL as of now: what changed
+	 * while they were offline (or while we were down) applies before any
+	 * message reaches them. The workers do not run yet. */
+	for (i = 0; i < b->n_workers; i++) {
+		b->workers[i].now = moat_now_ms();
+		moat_worker_registry(&b->workers[i]);
+	}
+	return MOAT_OK;
 }
 
 moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)

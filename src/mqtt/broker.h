@@ -139,6 +139,12 @@ struct moat_session {
 	struct moat_delivery *queue; /* ring */
 	uint32_t q_head, q_len, q_cap;
 	uint16_t next_pid;
+	/* What this session may receive: the identity's compiled ACL, taken at
+	 * CONNECT (or restore) and replaced at every registry change, online or
+	 * offline. acl_all: no restriction (open listeners). NULL without
+	 * acl_all: nothing (an identity not admitted now). */
+	struct moat_acl *acl;
+	bool acl_all;
 	bool stored;	   /* has a row in the store (persist_session.c) */
 	uint64_t next_seq; /* of stored deliveries */
 	/* incoming QoS 2 awaiting PUBREL */
@@ -209,7 +215,8 @@ enum mail_kind {
 	MAIL_RELOAD,   /* reload config-derived limits */
 	MAIL_STORED,   /* a store write committed (or failed): acknowledge */
 	MAIL_PUBACKED, /* every write of a PUBLISH committed: acknowledge it */
-	MAIL_REGISTRY, /* a new registry snapshot: re-admit connections, prune subscriptions */
+	MAIL_REGISTRY, /* a new registry snapshot: re-admit sessions, prune subscriptions */
+	MAIL_ERASE,    /* erase an identity's sessions and retained messages (erase.c) */
 	MAIL_STOP,
 };
 
@@ -227,10 +234,12 @@ struct moat_mailitem {
 	moat_err store_rc;
 	struct moat_deferred *deferred; /* MAIL_STORED of a CONNACK/SUBACK/UNSUBACK */
 	struct moat_pubtoken *tok;	/* MAIL_ROUTE/TARGET hold, MAIL_PUBACKED */
+	struct moat_erase *erase;	/* MAIL_ERASE */
 };
 
 struct moat_stats {
 	atomic_uint_fast64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
+	atomic_uint_fast64_t denied; /* deliveries the receiver's ACL refused */
 	atomic_int_fast64_t clients;
 };
 
@@ -398,6 +407,15 @@ void moat_session_reset(struct moat_session *s);
 /* Deliver to a local session (online or offline). */
 void moat_session_deliver(struct moat_session *s, struct moat_msg *m, uint8_t qos, bool retain,
 			  const uint32_t *sub_ids, uint8_t n_sub_ids);
+/* Replace the session's ACL (a new reference is taken; all: no restriction). */
+void moat_session_set_acl(struct moat_session *s, struct moat_acl *acl, bool all);
+/* May the session receive m now (its current ACL)? Checked when a message is
+ * queued and again when it is sent. */
+bool moat_session_may_receive(const struct moat_session *s, const struct moat_msg *m);
+/* Drop the queued and in-flight messages the current ACL denies (a released
+ * QoS 2 flow, past PUBREC, carries no payload and completes). Returns how
+ * many. */
+size_t moat_session_drop_denied(struct moat_session *s);
 /* Send what the window allows (after connect or an ack). */
 void moat_session_pump(struct moat_session *s);
 /* Retransmit in-flight messages after a reconnect. */
@@ -443,6 +461,25 @@ void moat_worker_registry(struct moat_worker *w);
  * also lose them in the store). */
 void moat_policy_prune(struct moat_session *s, const struct moat_acl *acl);
 bool moat_policy_may_subscribe(const struct moat_conn *c, const char *filter, size_t len);
+
+/* erase.c: decommissioning */
+struct moat_erase;
+/* Erase everything the broker holds of identity id: its sessions on every
+ * worker (live ones closed with 0x98, no will), its retained messages under
+ * d/<id>/, their rows and the messages nobody references, then checkpoint.
+ * Returns when all of it is done (any thread but a worker's). */
+moat_err moat_broker_erase_identity(struct moat_broker *b, const char *id, unsigned *sessions);
+void moat_worker_erase(struct moat_worker *w, struct moat_erase *e);
+/* End a session now without a will, deleting its stored state; a live
+ * connection is closed with 0x98 and why. */
+void moat_session_erase(struct moat_session *s, const char *why);
+/* Drop w's replicas of the retained messages under d/<id>/; returns how
+ * many. */
+size_t moat_worker_erase_retained(struct moat_worker *w, const char *id);
+/* Drop w's replicas of the retained messages matching filter for which pred
+ * says true; returns how many. */
+size_t moat_worker_drop_retained(struct moat_worker *w, const char *filter,
+				 bool (*pred)(const char *topic, size_t len, void *ctx), void *ctx);
 
 /* persist.c: durable retained messages */
 enum moat_persist {

@@ -259,9 +259,12 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 	}
 	c->s = s;
 	s->conn = c;
+	moat_session_set_acl(s, c->acl, c->l->conf.policy == MOAT_POLICY_OPEN);
 	/* A resumed session keeps only what today's policy allows. */
-	if (present && c->acl != NULL)
+	if (present && c->acl != NULL) {
 		moat_policy_prune(s, c->acl);
+		(void)moat_session_drop_denied(s);
+	}
 	c->state = CONN_CONNECTED;
 	c->max_packet = w->lim.max_packet_size;
 	c->in.max = c->max_packet + 5u;

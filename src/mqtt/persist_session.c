@@ -378,6 +378,9 @@ static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n
 		return MOAT_E_NOMEM;
 	memcpy(s->identity, c[1].p, c[1].len);
 	s->identity[c[1].len] = '\0';
+	/* No certificate identity: made on an open listener, unrestricted. The
+	 * others get their ACL once everything is restored. */
+	s->acl_all = s->identity[0] == '\0';
 	s->version = (uint8_t)c[2].i;
 	s->expiry_interval = (uint32_t)c[3].i;
 	s->expire_at = expire_wall > now_wall ? now + (uint64_t)(expire_wall - now_wall) : now;

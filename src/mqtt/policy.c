@@ -72,118 +72,91 @@ void moat_policy_prune(struct moat_session *s, const struct moat_acl *acl)
 		log_warn("subscription_removal_not_stored", "client=%s", s->client_id);
 }
 
-struct ret_drop {
-	const struct moat_regsnap *snap;
-	char **topics;
-	size_t n, cap;
-	bool oom;
-};
-
-/* Retained topics d/<id>/... of decommissioned identities. */
-static void ret_collect_cb(const char *topic, size_t len, void *value, void *ctx)
+/* Is the retained topic under d/<id>/ of a decommissioned identity? */
+static bool decommissioned_topic(const char *topic, size_t len, void *ctx)
 {
-	struct ret_drop *d = ctx;
+	const struct moat_regsnap *snap = ctx;
 	char id[MOAT_DEVICE_ID_MAX + 1];
 	const char *slash;
 	size_t idlen;
-	char *copy;
 
-	(void)value;
 	if (len < 3 || topic[0] != 'd' || topic[1] != '/')
-		return;
+		return false;
 	slash = memchr(topic + 2, '/', len - 2);
-	idlen = slash ? (size_t)(slash - (topic + 2)) : len - 2;
+	if (slash == NULL)
+		return false;
+	idlen = (size_t)(slash - (topic + 2));
 	if (idlen == 0 || idlen > MOAT_DEVICE_ID_MAX)
-		return;
+		return false;
 	memcpy(id, topic + 2, idlen);
 	id[idlen] = '\0';
-	if (!moat_regsnap_decommissioned(d->snap, id))
-		return;
-	if (d->n == d->cap) {
-		size_t ncap = d->cap ? d->cap * 2 : 16;
-		char **nt = realloc(d->topics, ncap * sizeof(*nt));
-		if (nt == NULL) {
-			d->oom = true;
-			return;
-		}
-		d->topics = nt;
-		d->cap = ncap;
-	}
-	copy = malloc(len + 1);
-	if (copy == NULL) {
-		d->oom = true;
-		return;
-	}
-	memcpy(copy, topic, len);
-	copy[len] = '\0';
-	d->topics[d->n++] = copy;
+	return moat_regsnap_decommissioned(snap, id);
 }
 
-/* A decommissioned identity leaves nothing behind on this worker: its
- * session ends at the next tick (no will, no queue) and this worker's copy
- * of the retained messages under d/<id>/ goes. The store rows went with the
- * API's change. */
-static void erase_decommissioned(struct moat_worker *w, struct moat_regsnap *snap)
+/* Re-admit one session under the current snapshot, online or offline. Not
+ * admitted (disabled, revoked, no longer registered): a live connection is
+ * closed with 0x98 and the session receives nothing (its queue is dropped;
+ * its subscriptions stay, so a device enabled again resumes them, pruned by
+ * the policy it then has). Admitted: the new ACL, the subscriptions and
+ * queued messages it denies removed (a quarantined identity's ACL allows it
+ * nothing to receive). */
+static void readmit(struct moat_worker *w, struct moat_session *s)
 {
-	struct ret_drop drop;
-	struct moat_session *s;
-	size_t i;
+	struct moat_conn *c = s->conn;
+	struct moat_acl *acl = NULL;
+	const char *why = "";
+	size_t dropped;
+	bool online = c != NULL && c->state == CONN_CONNECTED;
 
-	for (s = w->sessions; s != NULL; s = s->next) {
-		if (!moat_regsnap_decommissioned(snap, s->client_id))
-			continue;
-		s->expiry_interval = 0;
-		s->expire_at = 1;
-		s->will_at = 0;
-		moat_msg_unref(s->will);
-		s->will = NULL;
-		log_info("decommission_erased", "client=%s", s->client_id);
+	if (s->acl_all)
+		return;
+	if (!moat_broker_admit(w->b, s->identity, online ? c->serial : NULL, &acl, &why)) {
+		if (online) {
+			log_info("registry_disconnect", "client=%s reason=\"%s\"", s->client_id,
+				 why);
+			moat_conn_disconnect(c, MQTT_RC_ADMIN_ACTION, why);
+		}
+		moat_session_set_acl(s, NULL, false);
+	} else {
+		moat_session_set_acl(s, acl, false);
+		if (c != NULL) {
+			moat_acl_unref(c->acl);
+			c->acl = acl;
+		} else {
+			moat_acl_unref(acl);
+		}
+		moat_policy_prune(s, s->acl);
 	}
-	memset(&drop, 0, sizeof(drop));
-	drop.snap = snap;
-	moat_rettree_match(w->retained, "d/+/#", 5, ret_collect_cb, &drop);
-	for (i = 0; i < drop.n; i++) {
-		void *old = NULL;
-		(void)moat_rettree_set(w->retained, drop.topics[i], strlen(drop.topics[i]), NULL,
-				       &old);
-		moat_msg_unref(old);
-		free(drop.topics[i]);
-	}
-	free(drop.topics);
-	if (drop.oom)
-		log_warn("decommission_retained_partial", "note=\"out of memory\"");
+	dropped = moat_session_drop_denied(s);
+	if (dropped > 0)
+		log_info("queue_pruned", "client=%s dropped=%zu reason=policy", s->client_id,
+			 dropped);
 }
 
 void moat_worker_registry(struct moat_worker *w)
 {
-	struct moat_conn *c, *next;
+	struct moat_session *s, *next;
 	struct moat_regsnap *snap;
 
-	for (c = w->conns; c != NULL; c = next) {
-		struct moat_acl *acl = NULL;
-		const char *why = "";
-
-		next = c->next;
-		if (c->state != CONN_CONNECTED || c->s == NULL ||
-		    c->l->conf.policy == MOAT_POLICY_OPEN || c->identity[0] == '\0')
-			continue;
-		if (!moat_broker_admit(w->b, c->identity, c->serial, &acl, &why)) {
-			log_info("registry_disconnect", "client=%s reason=\"%s\"", c->identity,
-				 why);
-			moat_conn_disconnect(c, MQTT_RC_ADMIN_ACTION, why);
-			continue;
-		}
-		moat_acl_unref(c->acl);
-		c->acl = acl;
-		moat_policy_prune(c->s, acl);
-	}
 	pthread_mutex_lock(&w->b->snap_lock);
 	snap = w->b->reg_snap;
 	if (snap != NULL)
 		moat_regsnap_ref(snap);
 	pthread_mutex_unlock(&w->b->snap_lock);
-	if (snap != NULL) {
-		erase_decommissioned(w, snap);
-		moat_regsnap_unref(snap);
+	for (s = w->sessions; s != NULL; s = next) {
+		next = s->next;
+		/* A decommissioned identity leaves nothing behind: the API erases
+		 * it synchronously (erase.c); this catches what it could not, a
+		 * decommission loaded by SIGHUP or found at start. */
+		if (snap != NULL && !s->acl_all &&
+		    moat_regsnap_decommissioned(snap,
+						s->identity[0] ? s->identity : s->client_id)) {
+			moat_session_erase(s, "identity is decommissioned");
+			continue;
+		}
+		readmit(w, s);
 	}
+	if (snap != NULL)
+		(void)moat_worker_drop_retained(w, "d/+/#", decommissioned_topic, snap);
+	moat_regsnap_unref(snap);
 }

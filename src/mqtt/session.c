@@ -76,6 +76,7 @@ void moat_session_free(struct moat_session *s)
 
 	moat_session_set_stored(s, false);
 	session_clear(s);
+	moat_acl_unref(s->acl);
 	free(s->subs);
 	free(s->inflight);
 	free(s->queue);
@@ -215,6 +216,62 @@ bool moat_session_remove_sub(struct moat_session *s, const char *filter, size_t 
 		}
 	}
 	return false;
+}
+
+/* --- authorization at delivery ------------------------------------------ */
+
+void moat_session_set_acl(struct moat_session *s, struct moat_acl *acl, bool all)
+{
+	if (acl != NULL)
+		moat_acl_ref(acl);
+	moat_acl_unref(s->acl);
+	s->acl = acl;
+	s->acl_all = all;
+}
+
+bool moat_session_may_receive(const struct moat_session *s, const struct moat_msg *m)
+{
+	return s->acl_all || moat_acl_may_receive(s->acl, m->topic, m->topic_len);
+}
+
+static void count_denied(struct moat_session *s, const struct moat_msg *m)
+{
+	atomic_fetch_add_explicit(&s->w->stats.denied, 1, memory_order_relaxed);
+	log_debug("delivery_denied", "client=%s topic=\"%s\"", s->client_id, m->topic);
+}
+
+size_t moat_session_drop_denied(struct moat_session *s)
+{
+	size_t dropped = 0;
+	uint32_t i, n = s->q_len, kept = 0;
+	uint16_t k = 0;
+
+	/* The queue, in order, keeping what is still allowed. */
+	for (i = 0; i < n; i++) {
+		struct moat_delivery d = s->queue[(s->q_head + i) % s->q_cap];
+		if (moat_session_may_receive(s, d.msg)) {
+			s->queue[(s->q_head + kept) % s->q_cap] = d;
+			kept++;
+			continue;
+		}
+		count_denied(s, d.msg);
+		moat_persist_delivery_done(s, &d);
+		delivery_release(&d);
+		dropped++;
+	}
+	s->q_len = kept;
+	/* In flight: a PUBLISH not yet acknowledged is not sent again. */
+	while (k < s->n_inflight) {
+		struct moat_delivery *d = &s->inflight[k];
+		if (d->state == DELIVERY_WAIT_PUBCOMP || moat_session_may_receive(s, d->msg)) {
+			k++;
+			continue;
+		}
+		count_denied(s, d->msg);
+		moat_session_complete(s, d);
+		dropped++;
+	}
+	return dropped;
 }
 
 /* --- outgoing messages -------------------------------------------------- */
@@ -435,6 +492,10 @@ void moat_session_deliver(struct moat_session *s, struct moat_msg *m, uint8_t qo
 
 	if (moat_msg_expired(m, s->w->now))
 		return;
+	if (!moat_session_may_receive(s, m)) {
+		count_denied(s, m);
+		return;
+	}
 	memset(&d, 0, sizeof(d));
 	d.msg = m;
 	d.qos = qos;
@@ -472,7 +533,11 @@ void moat_session_pump(struct moat_session *s)
 		struct moat_delivery d = s->queue[s->q_head];
 		s->q_head = (s->q_head + 1) % s->q_cap;
 		s->q_len--;
-		if (moat_msg_expired(d.msg, s->w->now)) {
+		bool expired = moat_msg_expired(d.msg, s->w->now);
+
+		if (expired || !moat_session_may_receive(s, d.msg)) {
+			if (!expired)
+				count_denied(s, d.msg);
 			moat_persist_delivery_done(s, &d);
 			delivery_release(&d);
 			continue;
@@ -500,6 +565,11 @@ void moat_session_resend(struct moat_session *s)
 			p.u.ack.packet_id = d->pid;
 			(void)moat_conn_send(s->conn, &p);
 			i++;
+			continue;
+		}
+		if (!moat_session_may_receive(s, d->msg)) {
+			count_denied(s, d->msg);
+			moat_session_complete(s, d);
 			continue;
 		}
 		if (!send_publish(s, d, true)) {

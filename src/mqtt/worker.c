@@ -218,6 +218,9 @@ static void mail_process(struct moat_worker *w)
 		case MAIL_REGISTRY:
 			moat_worker_registry(w);
 			break;
+		case MAIL_ERASE:
+			moat_worker_erase(w, it->erase);
+			break;
 		case MAIL_STOP:
 			worker_shutdown(w);
 			break;

@@ -700,11 +700,12 @@ static moat_err configure_writer(struct moat_store *st, struct sq *sq, char *err
 	}
 	/* strict: the WAL is synced at every commit; relaxed: only at
 	 * checkpoints, so a power loss may lose the latest commits, a process
-	 * crash none. secure_delete=FAST zeroes deleted content where that is
-	 * free, so expired data is removed, not just unlinked. */
+	 * crash none. secure_delete=ON zeroes deleted content, freed pages
+	 * included, so erased data (a decommissioned device's messages) is
+	 * gone from the files after the next checkpoint, not just unlinked. */
 	snprintf(sql, sizeof(sql),
 		 "PRAGMA synchronous = %s; PRAGMA foreign_keys = ON; "
-		 "PRAGMA journal_size_limit = %u; PRAGMA secure_delete = FAST",
+		 "PRAGMA journal_size_limit = %u; PRAGMA secure_delete = ON",
 		 st->durability == MOAT_STORE_STRICT ? "FULL" : "NORMAL",
 		 MOAT_STORE_WAL_KEEP_BYTES);
 	rc = exec_sql(sq, sql);
