@@ -11,6 +11,7 @@
 #include "audit/audit.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/proc.h"
 #include "http/server.h"
 #include "mqtt/broker.h"
 #include "pki/ca.h"
@@ -149,8 +150,8 @@ int moat_cmd_serve(int argc, char **argv)
 		serve_usage(stderr);
 		return EXIT_USAGE;
 	}
-	/* The CA process is forked before any thread exists (the store's
-	 * writer starts in moat_broker_start): it alone reads ca.key. */
+	/* The CA process is forked first, while this process has one thread
+	 * (moat_ca_spawn refuses otherwise): it alone reads ca.key. */
 	if (moat_ca_spawn(dir, &ca, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: CA process: %s\n", err);
 		return EXIT_FAIL;
@@ -160,15 +161,7 @@ int moat_cmd_serve(int argc, char **argv)
 	 * them unblocked could take a SIGHUP and die of its default action.
 	 * After the fork: the CA process keeps SIGTERM for its parent-death
 	 * signal. */
-	{
-		sigset_t set;
-		sigemptyset(&set);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGINT);
-		sigaddset(&set, SIGHUP);
-		pthread_sigmask(SIG_BLOCK, &set, NULL);
-		signal(SIGPIPE, SIG_IGN);
-	}
+	moat_proc_block_signals();
 	if (moat_broker_start(&b, dir, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: %s\n", err);
 		goto out;
@@ -212,8 +205,8 @@ int moat_cmd_serve(int argc, char **argv)
 	}
 	b.sec_hook = sec_hook;
 	b.sec_arg = api;
-	moat_broker_run(&b);
-	rc = EXIT_OK;
+	if (moat_broker_run(&b) == MOAT_OK)
+		rc = EXIT_OK;
 out:
 	moat_http_server_stop(http);
 	moat_api_free(api);

@@ -14,7 +14,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <sodium.h>
+
 #include "core/log.h"
+#include "core/proc.h"
 #include "mqtt/broker.h"
 #include "store/store.h"
 #include "tls/tls.h"
@@ -96,7 +99,13 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 	long ncpu;
 
 	memset(b, 0, sizeof(*b));
-	pthread_mutex_init(&b->reg_lock, NULL);
+	pthread_mutex_init(&b->cmap_lock, NULL);
+	pthread_mutex_init(&b->reload_lock, NULL);
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "libsodium cannot initialise (no entropy source?)");
+		return MOAT_E_CRYPTO;
+	}
+	randombytes_buf(b->cmap_key, sizeof(b->cmap_key));
 	pthread_mutex_init(&b->share_lock, NULL);
 	pthread_mutex_init(&b->ctx_lock, NULL);
 	pthread_mutex_init(&b->snap_lock, NULL);
@@ -164,6 +173,9 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 	return MOAT_OK;
 }
 
+static moat_err registry_reload_locked(struct moat_broker *b, bool retrust, char *err,
+				       size_t errlen);
+
 moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 {
 	struct moat_conf *nc = calloc(1, sizeof(*nc));
@@ -215,8 +227,10 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 	moat_log_set_level((enum moat_log_level)nc->log_level);
 	/* Registrations made offline (moat cert issue) take effect too; the
 	 * HTTPS contexts were rebuilt above without manufacturer CAs. */
-	b->mca_digest_set = false;
-	if ((rc = moat_broker_registry_reload(b, err, errlen)) != MOAT_OK)
+	pthread_mutex_lock(&b->reload_lock);
+	rc = registry_reload_locked(b, true, err, errlen);
+	pthread_mutex_unlock(&b->reload_lock);
+	if (rc != MOAT_OK)
 		goto out;
 	rc = MOAT_OK;
 out:
@@ -224,21 +238,25 @@ out:
 	return rc;
 }
 
-void moat_broker_run(struct moat_broker *b)
+moat_err moat_broker_run(struct moat_broker *b)
 {
-	sigset_t set;
-	unsigned i;
-	int sig;
+	unsigned i, k;
+	int sig, e;
 	size_t l;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	for (i = 0; i < b->n_workers; i++)
-		pthread_create(&b->workers[i].thread, NULL, moat_worker_main, &b->workers[i]);
+	/* The caller blocked the signals (moat_proc_block_signals) before any
+	 * thread started; the workers inherit the mask. */
+	for (i = 0; i < b->n_workers; i++) {
+		e = pthread_create(&b->workers[i].thread, NULL, moat_worker_main, &b->workers[i]);
+		if (e != 0) {
+			log_error("thread_start_failed", "thread=worker-%u error=\"%s\"", i,
+				  strerror(e));
+			moat_broker_stop(b);
+			for (k = 0; k < i; k++)
+				pthread_join(b->workers[k].thread, NULL);
+			return MOAT_E_NOMEM;
+		}
+	}
 	for (l = 0; l < b->n_listeners; l++)
 		log_info("listening",
 			 "listener=%s protocol=%s bind=%s port=%u tls=%s client_cert=%s policy=%s",
@@ -252,8 +270,7 @@ void moat_broker_run(struct moat_broker *b)
 			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
 	log_notice("ready", "workers=%u dir=%s", b->n_workers, b->dir);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
+		sig = moat_proc_wait_signal();
 		if (sig == SIGHUP) {
 			char err[512];
 			moat_err rc = moat_broker_reload(b, err, sizeof(err));
@@ -269,6 +286,7 @@ void moat_broker_run(struct moat_broker *b)
 	moat_broker_stop(b);
 	for (i = 0; i < b->n_workers; i++)
 		pthread_join(b->workers[i].thread, NULL);
+	return MOAT_OK;
 }
 
 /* Manufacturer CAs an operator registered: HTTPS listeners that do not
@@ -386,12 +404,20 @@ bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *
 	return a == MOAT_ADMIT_OK;
 }
 
-moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen)
+/* Load, swap and announce a snapshot. retrust: rebuild the HTTPS contexts'
+ * manufacturer-CA trust even if that set did not change (after SIGHUP
+ * rebuilt them without it). The caller holds reload_lock: the API thread
+ * and the SIGHUP path both come here, and two loads must neither swap in
+ * an older snapshot after a newer one nor race on the digest. */
+static moat_err registry_reload_locked(struct moat_broker *b, bool retrust, char *err,
+				       size_t errlen)
 {
 	struct moat_regsnap *s = NULL, *old;
 	moat_err rc;
 	unsigned i;
 
+	if (retrust)
+		b->mca_digest_set = false;
 	rc = moat_regsnap_load(b->store, &s, err, errlen);
 	if (rc != MOAT_OK)
 		return rc;
@@ -412,6 +438,16 @@ moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t er
 		moat_mailbox_post(&b->workers[i].mb, &it->link, &it->link);
 	}
 	return MOAT_OK;
+}
+
+moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen)
+{
+	moat_err rc;
+
+	pthread_mutex_lock(&b->reload_lock);
+	rc = registry_reload_locked(b, false, err, errlen);
+	pthread_mutex_unlock(&b->reload_lock);
+	return rc;
 }
 
 void moat_broker_stop(struct moat_broker *b)
@@ -462,8 +498,9 @@ void moat_broker_free(struct moat_broker *b)
 	if (b->shared)
 		moat_subtrie_free(b->shared, share_free_cb);
 	moat_share_free_all(b);
-	moat_registry_free(b);
-	pthread_mutex_destroy(&b->reg_lock);
+	moat_clientmap_free(b);
+	pthread_mutex_destroy(&b->cmap_lock);
+	pthread_mutex_destroy(&b->reload_lock);
 	pthread_mutex_destroy(&b->share_lock);
 	pthread_mutex_destroy(&b->ctx_lock);
 	moat_regsnap_unref(b->reg_snap);

@@ -298,10 +298,11 @@ struct moat_broker {
 	atomic_int connections;
 	atomic_uint_fast64_t next_conn_id;
 	uint64_t started;
-	/* client id -> worker registry */
-	pthread_mutex_t reg_lock;
-	struct moat_regent **reg;
-	size_t reg_cap, reg_n;
+	/* client id -> (worker, session) map (clientmap.c), keyed SipHash */
+	pthread_mutex_t cmap_lock;
+	struct moat_cmap_ent **cmap;
+	size_t cmap_cap, cmap_n;
+	unsigned char cmap_key[16]; /* random per process: crypto_shorthash_KEYBYTES */
 	/* shared subscriptions */
 	pthread_mutex_t share_lock;
 	struct moat_subtrie *shared;
@@ -322,6 +323,10 @@ struct moat_broker {
 	 * moat_broker_registry_reload; readers take a reference under the lock). */
 	pthread_mutex_t snap_lock;
 	struct moat_regsnap *reg_snap;
+	/* Serializes registry reloads and the HTTPS trust rebuild (the API
+	 * thread after a change, the main thread on SIGHUP); guards the digest
+	 * below. */
+	pthread_mutex_t reload_lock;
 	/* SHA-256 over the manufacturer CAs the HTTPS contexts trust. */
 	unsigned char mca_digest[32];
 	bool mca_digest_set;
@@ -334,28 +339,32 @@ static inline void moat_broker_secev(struct moat_broker *b, const char *action, 
 		b->sec_hook(b->sec_arg, action, subject, peer, detail);
 }
 
-/* registry.c */
-struct moat_regent {
+/* clientmap.c: the client id -> (worker, session) map */
+struct moat_cmap_ent {
 	char *client_id;
 	uint64_t session_id;
 	unsigned worker;
 };
 /* Look up client_id; if absent, register it for (worker, session_id) and
  * return true. If present, *owner is the owning worker, returns false. */
-bool moat_registry_claim(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
-			 uint64_t session_id, unsigned *owner, uint64_t *owner_sid);
-void moat_registry_release(struct moat_broker *b, const char *cid, size_t len, uint64_t session_id);
+bool moat_clientmap_claim(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
+			  uint64_t session_id, unsigned *owner, uint64_t *owner_sid);
+void moat_clientmap_release(struct moat_broker *b, const char *cid, size_t len,
+			    uint64_t session_id);
 /* Point client_id at (worker, session_id), registering it if absent. */
-void moat_registry_rebind(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
-			  uint64_t session_id);
+void moat_clientmap_rebind(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
+			   uint64_t session_id);
 /* The session registered for cid (start-up restore only: the caller must
  * own the workers, as nothing runs yet). */
-struct moat_session *moat_registry_find_session(struct moat_broker *b, const char *cid, size_t len);
-void moat_registry_free(struct moat_broker *b);
+struct moat_session *moat_clientmap_find_session(struct moat_broker *b, const char *cid,
+						 size_t len);
+void moat_clientmap_free(struct moat_broker *b);
 
 /* broker.c */
 moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, size_t errlen);
-void moat_broker_run(struct moat_broker *b); /* blocks until stop */
+/* Start the workers and take signals until SIGTERM/SIGINT (SIGHUP reloads);
+ * MOAT_OK after a clean stop, an error when a worker could not start. */
+moat_err moat_broker_run(struct moat_broker *b);
 void moat_broker_stop(struct moat_broker *b);
 moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen);
 void moat_broker_free(struct moat_broker *b);
@@ -454,7 +463,8 @@ bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *
  * 0x98 and pruning subscriptions the new policies deny). Any thread. */
 moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen);
 /* Rebuild the TLS contexts of HTTPS listeners that do not require client
- * certificates, trusting the registered manufacturer CAs too. */
+ * certificates, trusting the registered manufacturer CAs too. At start, or
+ * with reload_lock held. */
 moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen);
 void moat_worker_registry(struct moat_worker *w);
 /* Remove the session's subscriptions acl denies (logged; stored sessions

@@ -177,7 +177,7 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 	}
 
 	/* --- session: find its worker, hand over if it lives elsewhere --- */
-	if (!moat_registry_claim(b, cid, cid_len, w->idx, 0, &owner, &owner_sid)) {
+	if (!moat_clientmap_claim(b, cid, cid_len, w->idx, 0, &owner, &owner_sid)) {
 		if (owner != w->idx) {
 			c->handoff_to = owner;
 			c->state = CONN_HANDOFF;
@@ -188,12 +188,12 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 	if (s == NULL) {
 		s = moat_session_new(w, cid, cid_len);
 		if (s == NULL) {
-			moat_registry_release(b, cid, cid_len, owner_sid);
+			moat_clientmap_release(b, cid, cid_len, owner_sid);
 			refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT_V3_UNAVAILABLE, "out of memory");
 			return;
 		}
 		/* Bind the registry entry (claimed with id 0, or a stale id) to it. */
-		moat_registry_rebind(b, cid, cid_len, w->idx, s->id);
+		moat_clientmap_rebind(b, cid, cid_len, w->idx, s->id);
 	} else {
 		if (s->conn != NULL) {
 			struct moat_conn *old = s->conn;
@@ -223,7 +223,7 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 				       "out of memory");
 				return;
 			}
-			moat_registry_rebind(b, cid, cid_len, w->idx, s->id);
+			moat_clientmap_rebind(b, cid, cid_len, w->idx, s->id);
 		}
 	}
 	memcpy(s->identity, c->identity, sizeof(s->identity));

@@ -436,7 +436,7 @@ static moat_err load_delivery_cb(void *arg, const struct moat_val *c, size_t n)
 	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT || c[5].type != MOAT_VAL_INT ||
 	    c[6].type != MOAT_VAL_INT)
 		return MOAT_E_CORRUPT;
-	s = moat_registry_find_session(rc->b, c[0].p, c[0].len);
+	s = moat_clientmap_find_session(rc->b, c[0].p, c[0].len);
 	m = msgmap_find(&rc->mm, (uint64_t)c[2].i);
 	if (s == NULL || m == NULL)
 		return MOAT_OK; /* expired session or message: the sweep removes it */
@@ -471,7 +471,7 @@ static moat_err load_qos2_cb(void *arg, const struct moat_val *c, size_t n)
 
 	if (n < 2 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_INT)
 		return MOAT_E_CORRUPT;
-	s = moat_registry_find_session(rc->b, c[0].p, c[0].len);
+	s = moat_clientmap_find_session(rc->b, c[0].p, c[0].len);
 	if (s == NULL)
 		return MOAT_OK;
 	return moat_session_restore_qos2(s, (uint16_t)c[1].i);

@@ -385,7 +385,7 @@ static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n
 	s->expiry_interval = (uint32_t)c[3].i;
 	s->expire_at = expire_wall > now_wall ? now + (uint64_t)(expire_wall - now_wall) : now;
 	moat_session_set_stored(s, true);
-	moat_registry_rebind(b, s->client_id, s->client_id_len, w->idx, s->id);
+	moat_clientmap_rebind(b, s->client_id, s->client_id_len, w->idx, s->id);
 	if (c[5].type == MOAT_VAL_TEXT && c[6].type == MOAT_VAL_BLOB &&
 	    moat_persist_decode_props(&c[7], &p) == MOAT_OK) {
 		if (c[11].type == MOAT_VAL_INT && c[11].i > 0) {
@@ -415,7 +415,7 @@ static moat_err restore_sub_cb(void *arg, const struct moat_val *c, size_t n)
 	if (n < 4 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_TEXT ||
 	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT || c[1].len > 65535)
 		return MOAT_E_CORRUPT;
-	s = moat_registry_find_session(b, c[0].p, c[0].len);
+	s = moat_clientmap_find_session(b, c[0].p, c[0].len);
 	if (s == NULL)
 		return MOAT_OK; /* its session expired while we were down */
 	memset(&e, 0, sizeof(e));

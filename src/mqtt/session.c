@@ -630,7 +630,7 @@ void moat_session_end(struct moat_session *s)
 	if (s->will_at)
 		moat_session_publish_will(s);
 	moat_persist_session_del(s);
-	moat_registry_release(s->w->b, s->client_id, s->client_id_len, s->id);
+	moat_clientmap_release(s->w->b, s->client_id, s->client_id_len, s->id);
 	moat_session_free(s);
 }
 

@@ -59,6 +59,7 @@
 
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/proc.h"
 #include "core/reactor.h"
 #include "pki/ca.h"
 #include "pki/pki.h"
@@ -1257,6 +1258,10 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 		moat_pki_fail(err, errlen, "ca: invalid arguments");
 		goto out;
 	}
+	/* The child must not inherit another thread's state (a lock held, a
+	 * key in a buffer): refuse rather than trust the caller's order. */
+	if ((rc = moat_proc_single_threaded(err, errlen)) != MOAT_OK)
+		goto out;
 	rc = MOAT_E_NOMEM;
 	ca = calloc(1, sizeof(*ca));
 	if (ca == NULL || (ca->rbuf = malloc(MOAT_CA_MSG_MAX)) == NULL) {
