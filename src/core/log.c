@@ -1,5 +1,6 @@
 /* logfmt logger; see log.h. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -7,16 +8,17 @@
 
 #include "core/log.h"
 
-static volatile int log_level = MOAT_LOG_INFO;
+/* Set by SIGHUP on the main thread, read by every thread. */
+static atomic_int log_level = MOAT_LOG_INFO;
 
 void moat_log_set_level(enum moat_log_level lvl)
 {
-	log_level = (int)lvl;
+	atomic_store_explicit(&log_level, (int)lvl, memory_order_relaxed);
 }
 
 enum moat_log_level moat_log_get_level(void)
 {
-	return (enum moat_log_level)log_level;
+	return (enum moat_log_level)atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 void moat_log(enum moat_log_level lvl, const char *event, const char *fmt, ...)
@@ -28,7 +30,8 @@ void moat_log(enum moat_log_level lvl, const char *event, const char *fmt, ...)
 	int n, m;
 	va_list ap;
 
-	if ((int)lvl < log_level && lvl != MOAT_LOG_NOTICE)
+	if ((int)lvl < atomic_load_explicit(&log_level, memory_order_relaxed) &&
+	    lvl != MOAT_LOG_NOTICE)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);

@@ -232,7 +232,8 @@ def _kill_leftover_brokers():
             pass
 
 
-SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error: ")
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error: |"
+                          r"WARNING: ThreadSanitizer")
 
 
 class Broker:
