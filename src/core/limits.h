@@ -114,6 +114,9 @@
  * change only means a message is sent again (QoS 1 allows it; QoS 2 keeps
  * its packet id). The tick flushes them when the worker is idle. */
 #define MOAT_STORE_LAZY_MS 100u
+/* Guard or tap stages of the publish pipeline, each (src/mqtt/pipeline.h):
+ * a handful of modules plug in there, not an open-ended list. */
+#define MOAT_PIPELINE_MAX_STAGES 8u
 /* How long decommissioning waits for the workers to erase an identity's
  * sessions and for their writes to commit (ms). Each worker answers within
  * one loop turn plus a group commit; the bound only keeps a stuck store

@@ -33,6 +33,7 @@
 #include "core/config.h"
 #include "core/reactor.h"
 #include "mqtt/codec/codec.h"
+#include "mqtt/pipeline.h"
 #include "mqtt/trie.h"
 #include "registry/registry.h"
 
@@ -319,6 +320,9 @@ struct moat_broker {
 	void (*sec_hook)(void *arg, const char *action, const char *subject, const char *peer,
 			 const char *detail);
 	void *sec_arg;
+	/* Guard and tap stages of the publish pipeline (pipeline.h): set
+	 * before moat_broker_run, read without a lock by the workers. */
+	struct moat_pipeline pipeline;
 	/* The registry snapshot new connections are admitted with (swapped by
 	 * moat_broker_registry_reload; readers take a reference under the lock). */
 	pthread_mutex_t snap_lock;

@@ -1,6 +1,8 @@
 /*
- * PUBLISH from a client: topic aliases, validation, policy, QoS 2
- * de-duplication and Receive Maximum, then routing and the acknowledgement.
+ * PUBLISH from a client, as the pipeline of pipeline.h: admission (topic
+ * aliases, validation, QoS 2 de-duplication and Receive Maximum), policy,
+ * guard, taps, then routing and the acknowledgement. Each stage is one
+ * function below; a stage that refuses answers the client itself.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,72 +118,157 @@ static void free_token(struct moat_pubtoken *t)
 	free(t);
 }
 
-void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
-{
-	const struct mqtt_publish *pub = &p->u.publish;
-	struct moat_session *s = c->s;
-	struct moat_worker *w = c->w;
+/* One PUBLISH on its way through the pipeline (pipeline.h). */
+struct pub {
+	struct moat_conn *c;
+	const struct mqtt_packet *p;
 	const char *topic;
 	size_t tlen;
-	struct moat_msg *m;
-	uint8_t ack = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
-	enum moat_persist ps = MOAT_PERSIST_NONE;
-	struct moat_pubtoken *tok = NULL;
+	uint8_t ack; /* PUBACK or PUBREC */
+};
 
-	if (p->props.n_sub_ids != 0) {
+/* 1. Admission: false when the packet was refused (answered here). */
+static bool stage_admit(struct pub *x)
+{
+	struct moat_conn *c = x->c;
+	const struct mqtt_publish *pub = &x->p->u.publish;
+	const struct mqtt_props *pr = &x->p->props;
+
+	if (pr->n_sub_ids != 0) {
 		/* Only a server may send Subscription Identifiers (MQTT-3.3.4-6). */
 		moat_conn_disconnect(c, MQTT_RC_PROTOCOL_ERROR, "subscription id in PUBLISH");
-		return;
+		return false;
 	}
-	if (!resolve_alias(c, p, &topic, &tlen)) {
+	if (!resolve_alias(c, x->p, &x->topic, &x->tlen)) {
 		moat_conn_disconnect(c, MQTT_RC_TOPIC_ALIAS_INVALID, "bad topic alias");
-		return;
+		return false;
 	}
-	if (tlen == 0) {
+	if (x->tlen == 0) {
 		/* Empty topic without an alias (MQTT-3.3.2-1, 3.3.4). */
 		moat_conn_disconnect(c, MQTT_RC_PROTOCOL_ERROR, "empty topic without alias");
-		return;
+		return false;
 	}
-	if (!moat_topic_name_valid(topic, tlen)) {
+	if (!moat_topic_name_valid(x->topic, x->tlen)) {
 		moat_conn_disconnect(c, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
-		return;
+		return false;
 	}
-	if (pub->qos == 2 && qos2_seen(s, pub->packet_id)) {
+	if (pub->qos == 2 && qos2_seen(c->s, pub->packet_id)) {
 		/* A retransmission of a QoS 2 message we already routed. */
 		send_ack(c, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS);
-		return;
+		return false;
 	}
-	if (pub->qos == 2 && s->n_qos2_in >= w->lim.receive_maximum) {
+	if (pub->qos == 2 && c->s->n_qos2_in >= c->w->lim.receive_maximum) {
 		moat_conn_disconnect(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
-		return;
+		return false;
 	}
-	if (!moat_policy_may_publish(c, topic, tlen)) {
-		log_info("publish_denied", "client=%s topic=\"%.*s\" qos=%u", s->client_id,
-			 (int)(tlen > 128 ? 128 : tlen), topic, pub->qos);
-		{
-			char d[160];
-			snprintf(d, sizeof(d), "topic=%.*s", (int)(tlen > 128 ? 128 : tlen), topic);
-			moat_broker_secev(w->b, "mqtt.publish_denied", s->client_id, c->addr, d);
-		}
-		if (pub->qos == 0)
-			return;
-		if (c->version == MQTT_V5)
-			send_ack(c, ack, pub->packet_id, MQTT_RC_NOT_AUTHORIZED);
-		else
-			moat_conn_close(c, "publish denied (v3 QoS>0)");
-		return;
-	}
-	if ((p->props.present & MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT)) &&
-	    p->props.payload_format == 1 && !mqtt_utf8_valid(pub->payload.p, pub->payload.len)) {
+	if ((pr->present & MQTT_HAS(MQTT_PROP_PAYLOAD_FORMAT)) && pr->payload_format == 1 &&
+	    !mqtt_utf8_valid(pub->payload.p, pub->payload.len)) {
 		if (pub->qos > 0)
-			send_ack(c, ack, pub->packet_id, MQTT_RC_PAYLOAD_FORMAT_INVALID);
+			send_ack(c, x->ack, pub->packet_id, MQTT_RC_PAYLOAD_FORMAT_INVALID);
+		return false;
+	}
+	return true;
+}
+
+/* A refusal after admission: v5 says why; v3 cannot, so QoS 0 is dropped
+ * silently and QoS > 0 closes the connection. */
+static void refuse(struct pub *x, uint8_t reason, bool disconnect, const char *why)
+{
+	struct moat_conn *c = x->c;
+	const struct mqtt_publish *pub = &x->p->u.publish;
+
+	if (disconnect) {
+		moat_conn_disconnect(c, reason, why);
 		return;
 	}
-	m = moat_msg_new(topic, tlen, pub->payload.p, pub->payload.len, &p->props, pub->qos,
-			 pub->retain, s->id, w->now);
+	if (pub->qos == 0)
+		return;
+	if (c->version == MQTT_V5)
+		send_ack(c, x->ack, pub->packet_id, reason);
+	else
+		moat_conn_close(c, why);
+}
+
+/* 2. Policy: the identity's ACL. */
+static bool stage_policy(struct pub *x)
+{
+	struct moat_conn *c = x->c;
+	int shown = (int)(x->tlen > 128 ? 128 : x->tlen);
+	char d[160];
+
+	if (moat_policy_may_publish(c, x->topic, x->tlen))
+		return true;
+	log_info("publish_denied", "client=%s topic=\"%.*s\" qos=%u", c->s->client_id, shown,
+		 x->topic, x->p->u.publish.qos);
+	snprintf(d, sizeof(d), "topic=%.*s", shown, x->topic);
+	moat_broker_secev(c->w->b, "mqtt.publish_denied", c->s->client_id, c->addr, d);
+	refuse(x, MQTT_RC_NOT_AUTHORIZED, false, "publish denied (v3 QoS>0)");
+	return false;
+}
+
+static void view(const struct pub *x, const struct moat_msg *m, struct moat_pub_view *pv)
+{
+	pv->w = x->c->w;
+	pv->identity = x->c->identity;
+	pv->client_id = x->c->s->client_id;
+	pv->addr = x->c->addr;
+	pv->topic = x->topic;
+	pv->topic_len = x->tlen;
+	pv->payload = x->p->u.publish.payload.p;
+	pv->payload_len = x->p->u.publish.payload.len;
+	pv->qos = x->p->u.publish.qos;
+	pv->retain = x->p->u.publish.retain;
+	pv->msg = m;
+}
+
+/* 3. Guard: the registered stages; nothing to do without them. */
+static bool stage_guard(struct pub *x)
+{
+	const struct moat_pipeline *pl = &x->c->w->b->pipeline;
+	struct moat_pub_view pv;
+	struct moat_pub_verdict v;
+
+	if (pl->n_guards == 0)
+		return true;
+	view(x, NULL, &pv);
+	if (moat_pipeline_guard(pl, &pv, &v))
+		return true;
+	log_info("publish_refused", "client=%s reason=0x%02x why=\"%s\"", x->c->s->client_id,
+		 v.reason, v.why);
+	moat_broker_secev(x->c->w->b, "mqtt.publish_refused", x->c->s->client_id, x->c->addr,
+			  v.why);
+	refuse(x, v.reason, v.disconnect, v.why);
+	return false;
+}
+
+/* 4. Taps: observers of the accepted message. */
+static void stage_taps(struct pub *x, const struct moat_msg *m)
+{
+	const struct moat_pipeline *pl = &x->c->w->b->pipeline;
+	struct moat_pub_view pv;
+
+	if (pl->n_taps == 0)
+		return;
+	view(x, m, &pv);
+	moat_pipeline_tap(pl, &pv);
+}
+
+/* 5. Routing: the message, its writes, its deliveries, the acknowledgement. */
+static void stage_route(struct pub *x)
+{
+	struct moat_conn *c = x->c;
+	struct moat_session *s = c->s;
+	struct moat_worker *w = c->w;
+	const struct mqtt_publish *pub = &x->p->u.publish;
+	enum moat_persist ps = MOAT_PERSIST_NONE;
+	struct moat_pubtoken *tok = NULL;
+	struct moat_msg *m;
+
+	m = moat_msg_new(x->topic, x->tlen, pub->payload.p, pub->payload.len, &x->p->props,
+			 pub->qos, pub->retain, s->id, w->now);
 	if (m == NULL) {
 		if (pub->qos > 0 && c->version == MQTT_V5)
-			send_ack(c, ack, pub->packet_id, MQTT_RC_UNSPECIFIED);
+			send_ack(c, x->ack, pub->packet_id, MQTT_RC_UNSPECIFIED);
 		else
 			moat_conn_close(c, "out of memory");
 		return;
@@ -199,7 +286,7 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		if (tok == NULL) {
 			moat_msg_unref(m);
 			qos2_forget(s, pub->packet_id);
-			refuse_ack(c, ack, pub->packet_id, "out of memory");
+			refuse_ack(c, x->ack, pub->packet_id, "out of memory");
 			return;
 		}
 	}
@@ -212,11 +299,12 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		moat_msg_unref(m);
 		free_token(tok);
 		qos2_forget(s, pub->packet_id);
-		refuse_ack(c, ack, pub->packet_id, "retained message could not be stored");
+		refuse_ack(c, x->ack, pub->packet_id, "retained message could not be stored");
 		return;
 	}
 	if (pub->qos == 2)
 		moat_persist_qos2(s, pub->packet_id, true);
+	stage_taps(x, m);
 	moat_route(w, m, tok);
 	moat_persist_end(w);
 	moat_msg_unref(m);
@@ -225,7 +313,20 @@ void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
 		return;
 	}
 	if (pub->qos > 0)
-		send_ack(c, ack, pub->packet_id, MQTT_RC_SUCCESS);
+		send_ack(c, x->ack, pub->packet_id, MQTT_RC_SUCCESS);
+}
+
+void moat_handle_publish(struct moat_conn *c, const struct mqtt_packet *p)
+{
+	struct pub x;
+
+	x.c = c;
+	x.p = p;
+	x.topic = NULL;
+	x.tlen = 0;
+	x.ack = p->u.publish.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+	if (stage_admit(&x) && stage_policy(&x) && stage_guard(&x))
+		stage_route(&x);
 }
 
 void moat_handle_stored(struct moat_conn *c, uint16_t pid, uint8_t qos, moat_err rc)

@@ -615,6 +615,14 @@ void moat_session_publish_will(struct moat_session *s)
 	if (will->expiry_interval)
 		will->expiry_at = s->w->now + (uint64_t)will->expiry_interval * 1000u;
 	log_debug("will", "client=%s topic=%s", s->client_id, will->topic);
+	if (s->w->b->pipeline.n_taps > 0) {
+		/* A will is the client's message, published on its behalf. */
+		struct moat_pub_view pv = {
+		    s->w,	 s->identity,	  s->client_id,	 "",
+		    will->topic, will->topic_len, will->payload, will->payload_len,
+		    will->qos,	 will->retain,	  will};
+		moat_pipeline_tap(&s->w->b->pipeline, &pv);
+	}
 	moat_persist_begin(s->w, NULL);
 	if (will->retain)
 		(void)moat_persist_retained(s->w, will);
