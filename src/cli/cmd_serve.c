@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/sandbox.h"
 #include "http/server.h"
 #include "mqtt/broker.h"
 #include "pki/ca.h"
@@ -205,6 +206,14 @@ int moat_cmd_serve(int argc, char **argv)
 	}
 	b.sec_hook = sec_hook;
 	b.sec_arg = api;
+	/* Every thread but the workers runs now; they inherit the filter. */
+	{
+		bool on;
+		if (moat_sandbox_serve(&on, err, sizeof(err)) != MOAT_OK) {
+			fprintf(stderr, "moat serve: sandbox: %s\n", err);
+			goto out;
+		}
+	}
 	if (moat_broker_run(&b) == MOAT_OK)
 		rc = EXIT_OK;
 out:
