@@ -195,28 +195,9 @@ void moat_worker_erase(struct moat_worker *w, struct moat_erase *e)
 		worker_done_cb(e, MOAT_E_LIMIT);
 }
 
-struct erase_wait {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	moat_err rc;
-};
-
-static void store_done_cb(void *arg, moat_err rc)
-{
-	struct erase_wait *w = arg;
-
-	pthread_mutex_lock(&w->lock);
-	w->rc = rc;
-	w->done = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
 /* The store rows the workers' memory mirrors, then a checkpoint. */
 static moat_err erase_store(struct moat_store *st, const char *id)
 {
-	struct erase_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, MOAT_OK};
 	struct moat_store_batch *b = NULL;
 	char prefix[MOAT_DEVICE_ID_MAX + 4];
 	struct moat_val v;
@@ -240,15 +221,7 @@ static moat_err erase_store(struct moat_store *st, const char *id)
 	}
 	if ((rc = moat_store_write(st, b)) != MOAT_OK)
 		return rc;
-	if ((rc = moat_store_checkpoint(st, store_done_cb, &w)) != MOAT_OK)
-		return rc;
-	pthread_mutex_lock(&w.lock);
-	while (!w.done)
-		pthread_cond_wait(&w.cond, &w.lock);
-	pthread_mutex_unlock(&w.lock);
-	pthread_cond_destroy(&w.cond);
-	pthread_mutex_destroy(&w.lock);
-	return w.rc;
+	return moat_store_checkpoint_wait(st);
 }
 
 moat_err moat_broker_erase_identity(struct moat_broker *b, const char *id, unsigned *sessions)

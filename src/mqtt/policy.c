@@ -148,9 +148,7 @@ void moat_worker_registry(struct moat_worker *w)
 		/* A decommissioned identity leaves nothing behind: the API erases
 		 * it synchronously (erase.c); this catches what it could not, a
 		 * decommission loaded by SIGHUP or found at start. */
-		if (snap != NULL && !s->acl_all &&
-		    moat_regsnap_decommissioned(snap,
-						s->identity[0] ? s->identity : s->client_id)) {
+		if (snap != NULL && !s->acl_all && moat_regsnap_decommissioned(snap, s->identity)) {
 			moat_session_erase(s, "identity is decommissioned");
 			continue;
 		}

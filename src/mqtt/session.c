@@ -531,10 +531,10 @@ void moat_session_pump(struct moat_session *s)
 {
 	while (s->q_len > 0 && session_online(s) && inflight_room(s)) {
 		struct moat_delivery d = s->queue[s->q_head];
-		s->q_head = (s->q_head + 1) % s->q_cap;
-		s->q_len--;
 		bool expired = moat_msg_expired(d.msg, s->w->now);
 
+		s->q_head = (s->q_head + 1) % s->q_cap;
+		s->q_len--;
 		if (expired || !moat_session_may_receive(s, d.msg)) {
 			if (!expired)
 				count_denied(s, d.msg);

@@ -199,7 +199,8 @@ static void store_wait_cb(void *arg, moat_err rc)
 	pthread_mutex_unlock(&w->lock);
 }
 
-moat_err moat_store_write(struct moat_store *st, struct moat_store_batch *b)
+/* Submit b and wait for its completion. */
+static moat_err submit_wait(struct moat_store *st, struct moat_store_batch *b)
 {
 	struct store_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, MOAT_OK};
 	moat_err rc;
@@ -216,16 +217,34 @@ moat_err moat_store_write(struct moat_store *st, struct moat_store_batch *b)
 	return w.rc;
 }
 
+moat_err moat_store_write(struct moat_store *st, struct moat_store_batch *b)
+{
+	return submit_wait(st, b);
+}
+
+static moat_err checkpoint_batch(struct moat_store_batch **out)
+{
+	moat_err rc = moat_store_batch_new(out);
+
+	if (rc == MOAT_OK)
+		(*out)->checkpoint = true;
+	return rc;
+}
+
 moat_err moat_store_checkpoint(struct moat_store *st, moat_store_done_cb cb, void *arg)
 {
 	struct moat_store_batch *b = NULL;
-	moat_err rc;
+	moat_err rc = checkpoint_batch(&b);
 
-	rc = moat_store_batch_new(&b);
-	if (rc != MOAT_OK)
-		return rc;
-	b->checkpoint = true;
-	return moat_store_submit(st, b, cb, arg);
+	return rc == MOAT_OK ? moat_store_submit(st, b, cb, arg) : rc;
+}
+
+moat_err moat_store_checkpoint_wait(struct moat_store *st)
+{
+	struct moat_store_batch *b = NULL;
+	moat_err rc = checkpoint_batch(&b);
+
+	return rc == MOAT_OK ? submit_wait(st, b) : rc;
 }
 
 static void log_failure(struct moat_store *st, moat_err rc, const char *detail, size_t n)

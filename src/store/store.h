@@ -281,6 +281,8 @@ moat_err moat_store_write(struct moat_store *st, struct moat_store_batch *b);
 /* Ask the writer to checkpoint the WAL into the database and truncate it
  * after the next commit (an idle-time chore); cb gets the result. */
 moat_err moat_store_checkpoint(struct moat_store *st, moat_store_done_cb cb, void *arg);
+/* The same, waiting for it (not on the writer's thread). */
+moat_err moat_store_checkpoint_wait(struct moat_store *st);
 
 /* One result row; the values are valid only during the call. A non-OK
  * return stops the read and becomes its result. */
