@@ -17,31 +17,124 @@
 #include "store/store.h"
 #include "core/limits.h"
 #include "pki/pki.h"
+#include "registry/acl.h"
 #include "tls/tls.h"
+
+/* What `moat cert issue` registers: a device (group "devices") by
+ * default; a service, another group, and that group's policy on request. */
+struct cert_reg {
+	const char *id;
+	const char *kind;  /* "device" | "service" */
+	const char *group; /* the group a new identity joins */
+	const char *rules; /* NULL, or the policy <group>: rule lines joined by '\n' */
+};
+
+struct id_row {
+	char kind[16];
+	char state[32];
+};
+
+static void copy_col(char *dst, size_t dstlen, const struct moat_val *v)
+{
+	size_t n = v->len < dstlen - 1 ? v->len : dstlen - 1;
+
+	memcpy(dst, v->p, n);
+	dst[n] = '\0';
+}
 
 static moat_err state_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	char *state = arg;
-	size_t n;
+	struct id_row *r = arg;
 
-	if (ncols < 3 || cols[2].type != MOAT_VAL_TEXT)
+	if (ncols < 3 || cols[1].type != MOAT_VAL_TEXT || cols[2].type != MOAT_VAL_TEXT)
 		return MOAT_E_CORRUPT;
-	n = cols[2].len < 31 ? cols[2].len : 31;
-	memcpy(state, cols[2].p, n);
-	state[n] = '\0';
+	copy_col(r->kind, sizeof(r->kind), &cols[1]);
+	copy_col(r->state, sizeof(r->state), &cols[2]);
 	return MOAT_OK;
 }
 
-/* Register the device (active, group "devices") unless it exists, and
+static moat_err found_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	bool *found = arg;
+
+	(void)cols;
+	(void)ncols;
+	*found = true;
+	return MOAT_OK;
+}
+
+static moat_err rules_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	char **rules = arg;
+
+	if (ncols < 3 || cols[2].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	*rules = strndup(cols[2].p, cols[2].len);
+	return *rules != NULL ? MOAT_OK : MOAT_E_NOMEM;
+}
+
+/* Add to b what a new identity's group needs: the group if missing, and
+ * its policy (named after it) when rules were given. A policy that exists
+ * with other rules is left alone and refused: the API changes policies. */
+static moat_err add_group(struct moat_store *st, struct moat_store_batch *b,
+			  const struct cert_reg *r, int64_t now, char *err, size_t errlen)
+{
+	struct moat_val v[4];
+	char *have = NULL;
+	bool found = false;
+	moat_err rc;
+
+	v[0] = moat_val_text(r->group, strlen(r->group));
+	if ((rc = moat_store_read(st, MOAT_STMT_GROUP_GET, v, 1, found_cb, &found)) != MOAT_OK) {
+		snprintf(err, errlen, "cannot read the groups: %s", moat_strerror(rc));
+		return rc;
+	}
+	if (!found) {
+		v[1] = moat_val_text("", 0);
+		v[2] = moat_val_int(now);
+		if ((rc = moat_store_batch_add(b, MOAT_STMT_GROUP_INSERT, v, 3)) != MOAT_OK)
+			return rc;
+	}
+	if (r->rules == NULL)
+		return MOAT_OK;
+	if ((rc = moat_store_read(st, MOAT_STMT_POLICY_GET, v, 1, rules_cb, &have)) != MOAT_OK) {
+		snprintf(err, errlen, "cannot read the policies: %s", moat_strerror(rc));
+		goto out;
+	}
+	if (have != NULL && strcmp(have, r->rules) != 0) {
+		rc = MOAT_E_EXISTS;
+		snprintf(err, errlen,
+			 "policy %s exists with other rules; change it with 'moat policy set' or "
+			 "leave out --rule",
+			 r->group);
+		goto out;
+	}
+	if (have == NULL) {
+		v[1] = moat_val_text("", 0);
+		v[2] = moat_val_text(r->rules, strlen(r->rules));
+		v[3] = moat_val_int(now);
+		if ((rc = moat_store_batch_add(b, MOAT_STMT_POLICY_PUT, v, 4)) != MOAT_OK)
+			goto out;
+	}
+	v[1] = moat_val_text(r->group, strlen(r->group));
+	rc = moat_store_batch_add(b, MOAT_STMT_ATTACH_GROUP, v, 2);
+out:
+	free(have);
+	return rc;
+}
+
+/* Register the identity (active, in its group) unless it exists, and
  * record the certificate, in DIR's store. */
-static moat_err register_device(const char *dir, const char *id, const char *crt_path, char *err,
-				size_t errlen)
+static moat_err register_device(const char *dir, const struct cert_reg *r, const char *crt_path,
+				char *err, size_t errlen)
 {
 	struct moat_store_opts o;
 	struct moat_store *st = NULL;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[6];
-	char path[MOAT_MAX_PATH], state[32] = "", serial[72] = "", fp[65] = "";
+	struct id_row row;
+	const char *id = r->id;
+	char path[MOAT_MAX_PATH], serial[72] = "", fp[65] = "";
 	unsigned char md[32];
 	unsigned int mdlen = 0;
 	int64_t now = moat_wall_ms();
@@ -50,6 +143,7 @@ static moat_err register_device(const char *dir, const char *id, const char *crt
 	moat_err rc;
 	size_t i;
 
+	memset(&row, 0, sizeof(row));
 	if ((size_t)snprintf(path, sizeof(path), "%s/moat.db", dir) >= sizeof(path)) {
 		snprintf(err, errlen, "data directory path too long");
 		return MOAT_E_INVAL;
@@ -72,24 +166,36 @@ static moat_err register_device(const char *dir, const char *id, const char *crt
 	if ((rc = moat_store_open(&o, &st, err, errlen)) != MOAT_OK)
 		goto out;
 	v[0] = moat_val_text(id, strlen(id));
-	if ((rc = moat_store_read(st, MOAT_STMT_ID_GET, v, 1, state_cb, state)) != MOAT_OK) {
+	if ((rc = moat_store_read(st, MOAT_STMT_ID_GET, v, 1, state_cb, &row)) != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the registry: %s", moat_strerror(rc));
 		goto out;
 	}
-	if (strcmp(state, "decommissioned") == 0) {
+	if (strcmp(row.state, "decommissioned") == 0) {
 		rc = MOAT_E_DENIED;
-		snprintf(err, errlen, "device %s is decommissioned; a retired id is never reused",
-			 id);
+		snprintf(err, errlen, "%s %s is decommissioned; a retired id is never reused",
+			 r->kind, id);
+		goto out;
+	}
+	if (row.state[0] != '\0' && strcmp(row.kind, r->kind) != 0) {
+		rc = MOAT_E_EXISTS;
+		snprintf(err, errlen, "%s is registered as a %s, not a %s", id, row.kind, r->kind);
 		goto out;
 	}
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
 		goto out;
-	if (state[0] == '\0') {
-		v[1] = moat_val_text("device", 6);
+	if (row.state[0] == '\0' && strcmp(r->group, "devices") != 0) {
+		rc = add_group(st, b, r, now, err, errlen);
+		if (rc != MOAT_OK) {
+			moat_store_batch_free(b);
+			goto out;
+		}
+	}
+	if (row.state[0] == '\0') {
+		v[1] = moat_val_text(r->kind, strlen(r->kind));
 		v[2] = moat_val_text("active", 6);
 		v[3] = moat_val_int(now);
 		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
-		v[1] = moat_val_text("devices", 7);
+		v[1] = moat_val_text(r->group, strlen(r->group));
 		if (rc == MOAT_OK)
 			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
 	}
@@ -117,7 +223,8 @@ out:
 static void cert_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: moat cert issue --dir DIR --device ID [--out PREFIX] [--days N]\n"
+		"usage: moat cert issue --dir DIR (--device ID | --service ID) [--group NAME]\n"
+		"                       [--rule RULE]... [--out PREFIX] [--days N]\n"
 		"\n"
 		"Issue a development client certificate for device ID from the CA in DIR.\n"
 		"Writes PREFIX.key (mode 0600) and PREFIX.crt; PREFIX defaults to DIR/devices/ID.\n"
@@ -125,11 +232,19 @@ static void cert_usage(FILE *f)
 		"keeps the key on the device. The device is registered as active (group\n"
 		"devices) and the certificate recorded, so it can connect; a running\n"
 		"server picks the registration up on SIGHUP or the next registry change.\n"
-		"A decommissioned device id is refused.\n"
+		"A decommissioned id is refused. An id registered before keeps its kind,\n"
+		"groups and policies; only the certificate is added.\n"
 		"\n"
 		"options:\n"
 		"  --dir DIR      data directory (holds ca.key, ca.crt)\n"
 		"  --device ID    device id: 1-64 of [a-z0-9._-], starting with a letter or digit\n"
+		"  --service ID   register a service identity instead (an application such as\n"
+		"                 a telemetry reader); it needs --group\n"
+		"  --group NAME   the group a new identity joins instead of devices (created\n"
+		"                 when missing)\n"
+		"  --rule RULE    a rule of the policy NAME attached to the group, e.g.\n"
+		"                 'allow subscribe d/+/#' (repeatable; created when missing,\n"
+		"                 refused when a policy NAME exists with other rules)\n"
 		"  --out PREFIX   output path prefix\n"
 		"  --days N       validity in days (default 90)\n"
 		"  -h, --help     this help\n");
@@ -138,22 +253,27 @@ static void cert_usage(FILE *f)
 /* `moat cert` alone, --help or an unknown subcommand: every subcommand. */
 static void cert_overview(FILE *f)
 {
-	fprintf(f, "usage: moat cert <subcommand> [options]\n"
-		   "\n"
-		   "subcommands:\n"
-		   "  issue --dir DIR --device ID [--out PREFIX] [--days N]\n"
-		   "                 offline: a development certificate from the local CA\n"
-		   "  list [--device ID]\n"
-		   "                 management API: certificates issued through enrollment\n"
-		   "  revoke SERIAL [--reason R]\n"
-		   "                 management API: revoke one (sessions end, CRL lists it)\n"
-		   "\n"
-		   "Run 'moat cert <subcommand> --help' for one subcommand.\n");
+	fprintf(f,
+		"usage: moat cert <subcommand> [options]\n"
+		"\n"
+		"subcommands:\n"
+		"  issue --dir DIR (--device ID | --service ID) [--group NAME] [--rule RULE]...\n"
+		"        [--out PREFIX] [--days N]\n"
+		"                 offline: a development certificate from the local CA\n"
+		"  list [--device ID]\n"
+		"                 management API: certificates issued through enrollment\n"
+		"  revoke SERIAL [--reason R]\n"
+		"                 management API: revoke one (sessions end, CRL lists it)\n"
+		"\n"
+		"Run 'moat cert <subcommand> --help' for one subcommand.\n");
 }
 
 int moat_cmd_cert(int argc, char **argv)
 {
 	const char *dir = NULL, *id = NULL, *out = NULL;
+	struct cert_reg reg = {NULL, "device", "devices", NULL};
+	char rules[MOAT_POLICY_MAX_RULES * (MOAT_RULE_TEXT_MAX + 1)];
+	size_t rules_len = 0, n_rules = 0;
 	unsigned long days = 90;
 	char key[MOAT_MAX_PATH], crt[MOAT_MAX_PATH], prefix[MOAT_MAX_PATH], err[512];
 	int i;
@@ -176,8 +296,44 @@ int moat_cmd_cert(int argc, char **argv)
 			return EXIT_OK;
 		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
 			dir = argv[++i];
-		} else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+		} else if ((strcmp(argv[i], "--device") == 0 ||
+			    strcmp(argv[i], "--service") == 0) &&
+			   i + 1 < argc) {
+			if (id != NULL) {
+				fprintf(stderr, "moat cert issue: one --device or --service\n");
+				return EXIT_USAGE;
+			}
+			reg.kind = strcmp(argv[i], "--service") == 0 ? "service" : "device";
 			id = argv[++i];
+		} else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc) {
+			reg.group = argv[++i];
+			if (!moat_device_id_valid(reg.group, strlen(reg.group))) {
+				fprintf(stderr,
+					"moat cert issue: '%s' is not a valid group name (1-64 of "
+					"[a-z0-9._-], starting with a letter or digit)\n",
+					reg.group);
+				return EXIT_USAGE;
+			}
+		} else if (strcmp(argv[i], "--rule") == 0 && i + 1 < argc) {
+			struct moat_rule rule;
+			char why[200];
+			size_t n;
+
+			if (moat_rule_parse(argv[++i], &rule, why, sizeof(why)) != MOAT_OK) {
+				fprintf(stderr, "moat cert issue: --rule '%s': %s\n", argv[i], why);
+				return EXIT_USAGE;
+			}
+			if (n_rules == MOAT_POLICY_MAX_RULES) {
+				fprintf(stderr, "moat cert issue: at most %u --rule\n",
+					MOAT_POLICY_MAX_RULES);
+				return EXIT_USAGE;
+			}
+			/* Stored as the API stores it: the canonical text, one a line. */
+			if (rules_len > 0)
+				rules[rules_len++] = '\n';
+			n = moat_rule_format(&rule, rules + rules_len, sizeof(rules) - rules_len);
+			rules_len += n;
+			n_rules++;
 		} else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
 			out = argv[++i];
 		} else if (strcmp(argv[i], "--days") == 0 && i + 1 < argc) {
@@ -194,9 +350,23 @@ int moat_cmd_cert(int argc, char **argv)
 		}
 	}
 	if (dir == NULL || id == NULL) {
-		fprintf(stderr, "moat cert issue: --dir and --device are required\n");
+		fprintf(stderr,
+			"moat cert issue: --dir and --device (or --service) are required\n");
 		return EXIT_USAGE;
 	}
+	if (strcmp(reg.kind, "service") == 0 && strcmp(reg.group, "devices") == 0) {
+		fprintf(stderr, "moat cert issue: a --service needs its own --group (the group "
+				"devices is for devices)\n");
+		return EXIT_USAGE;
+	}
+	if (n_rules > 0 && strcmp(reg.group, "devices") == 0) {
+		fprintf(stderr, "moat cert issue: --rule needs --group NAME (the policy of the "
+				"group devices is built in)\n");
+		return EXIT_USAGE;
+	}
+	rules[rules_len] = '\0';
+	reg.id = id;
+	reg.rules = n_rules > 0 ? rules : NULL;
 	if (!moat_device_id_valid(id, strlen(id))) {
 		fprintf(stderr,
 			"moat cert issue: '%s' is not a valid device id (1-64 of [a-z0-9._-], "
@@ -225,7 +395,7 @@ int moat_cmd_cert(int argc, char **argv)
 		fprintf(stderr, "moat cert issue: %s\n", err);
 		return EXIT_FAIL;
 	}
-	if (register_device(dir, id, crt, err, sizeof(err)) != MOAT_OK) {
+	if (register_device(dir, &reg, crt, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat cert issue: %s\n", err);
 		unlink(key);
 		unlink(crt);

@@ -19,7 +19,7 @@
 
 static void init_usage(FILE *f)
 {
-	fprintf(f, "usage: moat init --dir DIR [--san NAME]...\n"
+	fprintf(f, "usage: moat init --dir DIR [--san NAME]... [--no-setup-token]\n"
 		   "\n"
 		   "Create DIR (mode 0700) holding:\n"
 		   "  ca.key, ca.crt          the fleet CA (ECDSA P-256; key mode 0600)\n"
@@ -31,6 +31,9 @@ static void init_usage(FILE *f)
 		   "options:\n"
 		   "  --dir DIR     data directory to create\n"
 		   "  --san NAME    extra subject alternative name (repeatable)\n"
+		   "  --no-setup-token\n"
+		   "                do not make the setup token for the first administrator\n"
+		   "                (make one later with 'moat setup-token --dir DIR')\n"
 		   "  -h, --help    this help\n");
 }
 
@@ -83,6 +86,7 @@ int moat_cmd_init(int argc, char **argv)
 	const char *dir = NULL;
 	const char *sans[INIT_MAX_SANS];
 	size_t n_sans = 0;
+	bool token = true;
 	char err[512], tok[128];
 	struct stat st;
 	int i;
@@ -93,6 +97,8 @@ int moat_cmd_init(int argc, char **argv)
 			return EXIT_OK;
 		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
 			dir = argv[++i];
+		} else if (strcmp(argv[i], "--no-setup-token") == 0) {
+			token = false;
 		} else if (strcmp(argv[i], "--san") == 0 && i + 1 < argc) {
 			if (n_sans == INIT_MAX_SANS) {
 				fprintf(stderr, "moat init: at most %d --san\n", INIT_MAX_SANS);
@@ -148,6 +154,10 @@ int moat_cmd_init(int argc, char **argv)
 	printf("moat init: created the audit log signing key (keep a copy of %s/audit.pub "
 	       "elsewhere)\n",
 	       dir);
+	/* scripts/run-demo makes the token itself, on every start, so that a
+	 * new and an existing data directory print exactly one. */
+	if (!token)
+		return EXIT_OK;
 	if (moat_setup_token_issue(dir, tok, sizeof(tok), err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat init: %s\n", err);
 		return EXIT_FAIL;

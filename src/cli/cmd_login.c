@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <qrencode.h>
 #include <sodium.h>
 
 #include "cli/api_client.h"
@@ -21,6 +22,8 @@
 #define LOGIN_PW_MAX 1024u
 /* TOTP codes are 6 digits, recovery codes 11 characters. */
 #define LOGIN_CODE_MAX 64u
+/* Light modules around a QR code (ISO/IEC 18004 asks for 4). */
+#define LOGIN_QR_QUIET 4
 
 static bool is_help(const char *a)
 {
@@ -143,7 +146,7 @@ static void login_usage(FILE *f)
 	fprintf(f,
 		"usage: moat login [--server URL] [--ca FILE] [--user NAME]\n"
 		"                  [--password-file FILE] [--totp CODE]\n"
-		"                  [--enrol-totp-file FILE]\n"
+		"                  [--enrol-totp-file FILE] [--no-qr]\n"
 		"\n"
 		"Log in to the management API and keep the session in the credentials file\n"
 		"($XDG_CONFIG_HOME/moat/credentials, default ~/.config/moat/credentials,\n"
@@ -152,14 +155,17 @@ static void login_usage(FILE *f)
 		"The user name and password are asked for when missing (the password without\n"
 		"echo on a terminal; otherwise one line of stdin each). If the account has\n"
 		"TOTP, the code is asked for (or taken from --totp; a recovery code\n"
-		"xxxxx-xxxxx works too). An administrator without TOTP enrols now: the secret\n"
-		"is shown for an authenticator app, a code from it confirms, and ten recovery\n"
+		"xxxxx-xxxxx works too). An administrator without TOTP enrols now: a QR code,\n"
+		"the secret and its otpauth URI are shown for an authenticator app, a code\n"
+		"from it confirms, and ten recovery\n"
 		"codes are printed once.\n"
 		"\n"
 		"options:\n"
 		"  --user NAME             user name\n"
 		"  --password-file FILE    read the password from the first line of FILE\n"
 		"  --totp CODE             TOTP code (or recovery code) if the account asks\n"
+		"  --no-qr                 when enrolling, do not draw the QR code of the\n"
+		"                          otpauth URI (the secret and URI are still shown)\n"
 		"  --enrol-totp-file FILE  when enrolling, write the TOTP secret to FILE (mode\n"
 		"                          0600) instead of printing it; the confirmation code\n"
 		"                          is then read from stdin (for scripts)\n"
@@ -169,6 +175,14 @@ static void login_usage(FILE *f)
 		"                          DATA_DIR/ca.crt (default: $MOAT_CA, then the\n"
 		"                          credentials file, then the system trust store)\n"
 		"  -h, --help              this help\n");
+}
+
+/* Is module (x, y) dark? Outside the symbol (the quiet zone) is light. */
+static bool login_qr_dark(const QRcode *qr, int x, int y)
+{
+	if (x < 0 || y < 0 || x >= qr->width || y >= qr->width)
+		return false;
+	return (qr->data[(size_t)y * (size_t)qr->width + (size_t)x] & 1) != 0;
 }
 
 /* Write the TOTP secret to a new private file. */
@@ -205,9 +219,36 @@ fail:
 	return rc;
 }
 
+/* The otpauth URI as a QR code for a terminal: two module rows per line
+ * with the Unicode half blocks, light modules drawn (as `qrencode -t UTF8`
+ * does, for the usual light-on-dark terminal) and the 4-module quiet zone
+ * the standard asks for. Returns false when the URI cannot be encoded. */
+static bool login_print_qr(FILE *f, const char *uri)
+{
+	static const char *const cell[4] = {" ", "\u2580", "\u2584", "\u2588"};
+	const int quiet = LOGIN_QR_QUIET;
+	QRcode *qr;
+	int w, x, y;
+
+	qr = QRcode_encodeString(uri, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
+	if (qr == NULL)
+		return false;
+	w = qr->width + 2 * quiet;
+	for (y = 0; y < w; y += 2) {
+		for (x = 0; x < w; x++) {
+			int top = !login_qr_dark(qr, x - quiet, y - quiet);
+			int bottom = y + 1 < w && !login_qr_dark(qr, x - quiet, y + 1 - quiet);
+			fputs(cell[top | bottom << 1], f);
+		}
+		fputc('\n', f);
+	}
+	QRcode_free(qr);
+	return true;
+}
+
 /* TOTP enrolment for an administrator who has none (the server allows
  * nothing else until it is done). */
-static int login_enrol(struct moat_cli_ctx *c, const char *secret_file)
+static int login_enrol(struct moat_cli_ctx *c, const char *secret_file, bool qr)
 {
 	json_t *doc = NULL, *done = NULL, *body = NULL, *codes;
 	const char *secret, *uri;
@@ -232,8 +273,12 @@ static int login_enrol(struct moat_cli_ctx *c, const char *secret_file)
 			goto out;
 		fprintf(stderr, "The TOTP secret is in %s (mode 0600).\n", secret_file);
 	} else {
-		printf("Add this account to your authenticator app (scan the URI as a QR code or "
-		       "type the secret):\n  secret: ");
+		printf("Add this account to your authenticator app: scan the QR code, or type "
+		       "the secret.\n");
+		if (qr && !login_print_qr(stdout, uri))
+			fprintf(stderr, "moat %s: cannot draw the QR code; use the secret\n",
+				c->cmd);
+		printf("  secret: ");
 		moat_cli_print_safe(stdout, secret);
 		printf("\n  URI:    ");
 		moat_cli_print_safe(stdout, uri);
@@ -295,7 +340,7 @@ int moat_cmd_login(int argc, char **argv)
 	char name[MOAT_CLI_USERNAME_MAX + 2], password[LOGIN_PW_MAX], code[LOGIN_CODE_MAX];
 	char err[1024], *ca_abs = NULL;
 	json_t *body = NULL, *doc = NULL;
-	bool sent_code = false, enrol;
+	bool sent_code = false, enrol, qr = true;
 	int i, rc;
 
 	moat_cli_ctx_init(&c, "login");
@@ -317,6 +362,8 @@ int moat_cmd_login(int argc, char **argv)
 			totp = argv[++i];
 		} else if (strcmp(argv[i], "--enrol-totp-file") == 0 && i + 1 < argc) {
 			enrol_file = argv[++i];
+		} else if (strcmp(argv[i], "--no-qr") == 0) {
+			qr = false;
 		} else {
 			fprintf(stderr, "moat login: unknown or incomplete option '%s'\n", argv[i]);
 			login_usage(stderr);
@@ -446,7 +493,7 @@ int moat_cmd_login(int argc, char **argv)
 		memcpy(c.session, cr.session, strlen(cr.session) + 1);
 		memcpy(c.csrf, cr.csrf, strlen(cr.csrf) + 1);
 		c.token[0] = '\0';
-		rc = login_enrol(&c, enrol_file);
+		rc = login_enrol(&c, enrol_file, qr);
 	}
 out:
 	sodium_memzero(password, sizeof(password));

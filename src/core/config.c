@@ -1230,6 +1230,80 @@ out:
 	return rc;
 }
 
+static bool restart_key(char *key, size_t keylen, const char *section, const char *name)
+{
+	snprintf(key, keylen, "%s.%s", section, name);
+	return true;
+}
+
+static bool listener_needs_restart(const struct moat_listener_conf *a,
+				   const struct moat_listener_conf *b, char *key, size_t keylen)
+{
+	char sec[sizeof(a->name) + CONF_LISTENER_PREFIX_LEN];
+
+	snprintf(sec, sizeof(sec), CONF_LISTENER_PREFIX "%s", a->name);
+	if (strcmp(a->bind, b->bind) != 0)
+		return restart_key(key, keylen, sec, "bind");
+	if (a->port != b->port)
+		return restart_key(key, keylen, sec, "port");
+	if (a->protocol != b->protocol)
+		return restart_key(key, keylen, sec, "protocol");
+	if (a->tls != b->tls)
+		return restart_key(key, keylen, sec, "tls");
+	/* Workers and the HTTP thread read a listener's settings without a
+	 * lock for as long as it exists. */
+	if (a->require_client_cert != b->require_client_cert)
+		return restart_key(key, keylen, sec, "require_client_cert");
+	if (a->policy != b->policy)
+		return restart_key(key, keylen, sec, "policy");
+	return false;
+}
+
+bool moat_conf_needs_restart(const struct moat_conf *cur, const struct moat_conf *next, char *key,
+			     size_t keylen)
+{
+	size_t i, j;
+
+	if (cur->workers != next->workers)
+		return restart_key(key, keylen, "broker", "workers");
+	/* The store is opened with it. */
+	if (cur->durability != next->durability)
+		return restart_key(key, keylen, "broker", "durability");
+	/* The management API is given it at start. */
+	if (cur->cert_days != next->cert_days)
+		return restart_key(key, keylen, "broker", "cert_days");
+	/* The files are re-read on every reload; their paths are also read by
+	 * the management thread, so they stay. */
+	if (strcmp(cur->tls_cert, next->tls_cert) != 0)
+		return restart_key(key, keylen, "tls", "cert");
+	if (strcmp(cur->tls_key, next->tls_key) != 0)
+		return restart_key(key, keylen, "tls", "key");
+	if (strcmp(cur->tls_ca, next->tls_ca) != 0)
+		return restart_key(key, keylen, "tls", "ca");
+	/* Listening sockets are opened once. */
+	for (i = 0; i < cur->n_listeners; i++) {
+		for (j = 0; j < next->n_listeners; j++)
+			if (strcmp(cur->listeners[i].name, next->listeners[j].name) == 0)
+				break;
+		if (j == next->n_listeners) {
+			snprintf(key, keylen, CONF_LISTENER_PREFIX "%s", cur->listeners[i].name);
+			return true;
+		}
+		if (listener_needs_restart(&cur->listeners[i], &next->listeners[j], key, keylen))
+			return true;
+	}
+	for (j = 0; j < next->n_listeners; j++) {
+		for (i = 0; i < cur->n_listeners; i++)
+			if (strcmp(cur->listeners[i].name, next->listeners[j].name) == 0)
+				break;
+		if (i == cur->n_listeners) {
+			snprintf(key, keylen, CONF_LISTENER_PREFIX "%s", next->listeners[j].name);
+			return true;
+		}
+	}
+	return false;
+}
+
 static const char default_text[] =
     "; moat.conf, written by `moat init`.\n"
     "; Every key is described in docs/configuration.md. The values below are the\n"

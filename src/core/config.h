@@ -62,7 +62,8 @@ struct moat_conf {
 	enum moat_durability durability;
 	/* [broker] unknown_devices: a CA-signed identity the registry does not
 	 * know is refused (false, the default) or treated as a member of the
-	 * group "devices" (true: development and migration). */
+	 * group "devices" (true: development and migration). SIGHUP changes
+	 * it: in the broker, read and written under moat_broker.snap_lock. */
 	bool unknown_allow;
 	/* [broker] cert_days: lifetime of enrolled device certificates. */
 	unsigned cert_days;
@@ -91,6 +92,17 @@ moat_err moat_conf_load(const char *path, const char *data_dir, struct moat_conf
 /* Same, from a string (unit tests, fuzzing); `name` is used in messages. */
 moat_err moat_conf_parse_string(const char *text, const char *name, const char *data_dir,
 				struct moat_conf *c, char *err, size_t errlen);
+
+/*
+ * SIGHUP applies the [broker] limits, unknown_devices, [log] level and the
+ * contents of the [tls] files. Everything else is fixed for the life of
+ * the process (threads, the store, sockets, what the management API was
+ * given at start). If next differs from cur in such a key, write its name
+ * ("broker.workers", "listener.mqtts.port", "listener.extra", ...) into
+ * key and return true: the reload must be refused as a whole.
+ */
+bool moat_conf_needs_restart(const struct moat_conf *cur, const struct moat_conf *next, char *key,
+			     size_t keylen);
 
 /* The moat.conf that `moat init` writes (commented, secure defaults). */
 const char *moat_conf_default_text(void);

@@ -180,6 +180,7 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 {
 	struct moat_conf *nc = calloc(1, sizeof(*nc));
 	struct moat_listener nl[MOAT_MAX_LISTENERS];
+	char key[MOAT_MAX_LISTENER_NAME + 48];
 	moat_err rc = MOAT_E_NOMEM;
 	size_t i, j;
 
@@ -189,6 +190,16 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 	}
 	if ((rc = load_conf(b, nc, err, errlen)) != MOAT_OK)
 		goto out;
+	/* All or nothing: a key this process cannot change refuses the whole
+	 * reload, so the running configuration is never half old, half new. */
+	if (moat_conf_needs_restart(&b->conf, nc, key, sizeof(key))) {
+		rc = MOAT_E_CONFIG;
+		snprintf(err, errlen,
+			 "%s changed: it needs a restart; nothing was reloaded, the running "
+			 "configuration is kept",
+			 key);
+		goto out;
+	}
 	if ((rc = build_listeners(nc, nl, err, errlen)) != MOAT_OK)
 		goto out;
 	/* Swap TLS contexts of listeners that still exist; live connections
@@ -223,8 +234,15 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 		it->lim = lim;
 		moat_mailbox_post(&b->workers[i].mb, &it->link, &it->link);
 	}
+	b->conf.lim = nc->lim;
 	b->conf.log_level = nc->log_level;
 	moat_log_set_level((enum moat_log_level)nc->log_level);
+	/* unknown_devices is read by every admission (under snap_lock); the
+	 * registry reload below re-admits live connections with it, so a
+	 * switch to refuse disconnects unregistered identities at once. */
+	pthread_mutex_lock(&b->snap_lock);
+	b->conf.unknown_allow = nc->unknown_allow;
+	pthread_mutex_unlock(&b->snap_lock);
 	/* Registrations made offline (moat cert issue) take effect too; the
 	 * HTTPS contexts were rebuilt above without manufacturer CAs. */
 	pthread_mutex_lock(&b->reload_lock);
@@ -275,7 +293,8 @@ moat_err moat_broker_run(struct moat_broker *b)
 			char err[512];
 			moat_err rc = moat_broker_reload(b, err, sizeof(err));
 			if (rc == MOAT_OK)
-				log_notice("reload", "ok=1");
+				log_notice("reload", "ok=1 unknown_devices=%s",
+					   b->conf.unknown_allow ? "allow" : "refuse");
 			else
 				log_error("reload", "ok=0 error=\"%s\"", err);
 			continue;
@@ -389,17 +408,19 @@ bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *
 {
 	struct moat_regsnap *s;
 	enum moat_admit a;
+	bool unknown_allow;
 
 	pthread_mutex_lock(&b->snap_lock);
 	s = b->reg_snap;
 	if (s != NULL)
 		moat_regsnap_ref(s);
+	unknown_allow = b->conf.unknown_allow; /* SIGHUP changes it */
 	pthread_mutex_unlock(&b->snap_lock);
 	if (s == NULL) {
 		*why = "the registry is not loaded";
 		return false;
 	}
-	a = moat_regsnap_admit(s, identity, serial, b->conf.unknown_allow, acl, why);
+	a = moat_regsnap_admit(s, identity, serial, unknown_allow, acl, why);
 	moat_regsnap_unref(s);
 	return a == MOAT_ADMIT_OK;
 }

@@ -6,6 +6,7 @@ with the data directory's server certificate."""
 
 import json
 import os
+import re
 import ssl
 import stat
 import subprocess
@@ -541,6 +542,63 @@ def test_login_enrolment_prints_secret_and_bad_code(moat_bin, home, api):
     assert p.returncode == 1
     assert "secret: JBSWY3DPEHPK3PXP" in p.stdout and "otpauth://" in p.stdout
     assert "Invalid code: the code does not match (field: code)" in p.stderr
+
+
+def qr_block(out):
+    return [l for l in out.splitlines() if l and set(l) <= set(" \u2580\u2584\u2588")]
+
+
+def test_login_enrolment_shows_qr_code(moat_bin, home, api, scratch, uid):
+    p = moat(moat_bin, home, "login", "--server", api.url, "--ca", api.ca, "--user",
+             "newadmin", stdin=PASSWORD + "\n000000\n")
+    assert "secret: JBSWY3DPEHPK3PXP" in p.stdout and "otpauth://totp/" in p.stdout
+    qr = qr_block(p.stdout)
+    assert qr, "no QR code in:\n" + p.stdout
+    # Half blocks: (17 + 4 * version + 8 quiet modules) columns, two module
+    # rows per line; light modules drawn, so the quiet zone is full blocks.
+    width = len(qr[0])
+    assert all(len(l) == width for l in qr), qr
+    assert (width - 8 - 17) % 4 == 0 and len(qr) == (width + 1) // 2, (width, len(qr))
+    assert qr[0] == qr[1] == "\u2588" * width
+    # Module rows 4-5: quiet zone, then the top-left finder pattern (a dark
+    # row over dark-light*5-dark), a light separator column, ... and the top-right
+    # finder the same way before the quiet zone.
+    finder = " " + "\u2584" * 5 + " "
+    assert qr[2].startswith("\u2588" * 4 + finder + "\u2588"), qr[2]
+    assert qr[2].endswith("\u2588" + finder + "\u2588" * 4), qr[2]
+    # The block comes before the secret.
+    assert p.stdout.index(qr[0]) < p.stdout.index("secret:")
+    # And a QR reader gets the otpauth URI back (zbarimg reads a PBM image
+    # drawn from the text: dark where the terminal shows no block).
+    uri = re.search(r"URI:\s+(\S+)", p.stdout).group(1)
+    assert decode_qr(qr, scratch, uid) == uri
+
+
+def decode_qr(lines, scratch, uid, scale=4):
+    top = {" ": 0, "\u2580": 1, "\u2584": 0, "\u2588": 1}
+    bottom = {" ": 0, "\u2580": 0, "\u2584": 1, "\u2588": 1}
+    rows = []
+    for l in lines:
+        rows.append([1 - top[c] for c in l])
+        rows.append([1 - bottom[c] for c in l])
+    pbm = ["P1", "%d %d" % (len(rows[0]) * scale, len(rows) * scale)]
+    for r in rows:
+        line = " ".join(str(v) for v in r for _ in range(scale))
+        pbm += [line] * scale
+    path = os.path.join(scratch, uid("qr") + ".pbm")
+    with open(path, "w") as f:
+        f.write("\n".join(pbm) + "\n")
+    p = subprocess.run(["zbarimg", "--quiet", "--raw", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def test_login_enrolment_no_qr(moat_bin, home, api):
+    p = moat(moat_bin, home, "login", "--server", api.url, "--ca", api.ca, "--user",
+             "newadmin", "--no-qr", stdin=PASSWORD + "\n000000\n")
+    assert "secret: JBSWY3DPEHPK3PXP" in p.stdout and "otpauth://totp/" in p.stdout
+    assert not qr_block(p.stdout), p.stdout
 
 
 def test_logout(moat_bin, home, api):

@@ -156,3 +156,53 @@ def test_sigterm_exits_zero(make_broker, client, device):
     code = b.proc.wait(timeout=10)
     assert code == 0, "exit %s after SIGTERM; stderr tail:\n%s" % (code, b.tail())
     d.wait_disconnect()
+
+
+def test_reload_unknown_devices_refuse_disconnects_unregistered(make_broker, client, device):
+    """unknown_devices allow -> refuse applies to live connections: the
+    unregistered device is disconnected (0x98) and cannot come back."""
+    b = make_broker(name="reload-unknown")
+    assert b.conf["unknown_devices"] == "allow"
+    dev = device("unreg")
+    live = client(dev, on=b)
+    roundtrip(live, "d/%s/before" % dev.id)
+    b.conf["unknown_devices"] = "refuse"
+    b.write_config()
+    line = reload(b)
+    assert "unknown_devices=refuse" in line.split(), line
+    assert live.wait_disconnect() == 0x98
+    again = client(dev, on=b, connect=False)
+    assert again.connect(expect=None)[0] == 0x87, "unregistered device admitted after the reload"
+    # And back: allow admits it again without a restart.
+    b.conf["unknown_devices"] = "allow"
+    b.write_config()
+    reload(b)
+    roundtrip(client(dev, on=b), "d/%s/after" % dev.id)
+
+
+def test_reload_port_change_refused_whole(make_broker, client, device):
+    """A key that needs a restart refuses the whole reload and names the key;
+    the other changes in the same file are not applied either."""
+    b = make_broker(name="reload-port")
+    dev = device()
+    live = client(dev, on=b)
+    text = mk.moat_conf_text(dict(b.conf, max_packet_size=4096),
+                             dict(b.listeners(), mqtts=dict(b.listeners()["mqtts"],
+                                                            port=mk.free_port())))
+    b.write_config(text)
+    line = reload(b, ok=False)
+    assert "listener.mqtts.port" in line and "restart" in line, line
+    roundtrip(live, "d/%s/x" % dev.id)
+    dev2 = device("new")
+    new = client(dev2, on=b, connect=False)
+    _, _, p = new.connect()
+    assert getattr(p, "MaximumPacketSize", None) == b.conf["max_packet_size"], \
+        "max_packet_size applied from a refused reload: %s" % p
+
+
+def test_reload_workers_change_refused(make_broker):
+    b = make_broker(name="reload-workers")
+    b.conf["workers"] = b.conf["workers"] + 1
+    b.write_config()
+    line = reload(b, ok=False)
+    assert "broker.workers" in line and "restart" in line, line

@@ -884,10 +884,58 @@ static void test_load_file(void **state)
 	assert_int_equal(rc, MOAT_E_IO);
 }
 
+/* SIGHUP: which differences need a restart, and the key named. */
+static void expect_restart(const char *a, const char *b, const char *key)
+{
+	struct moat_conf ca, cb;
+	char k[96] = "";
+	bool r;
+
+	expect_ok(a, &ca);
+	expect_ok(b, &cb);
+	r = moat_conf_needs_restart(&ca, &cb, k, sizeof(k));
+	if (key == NULL) {
+		if (r)
+			fail_msg("expected reloadable, got restart for %s", k);
+	} else {
+		if (!r)
+			fail_msg("expected restart for %s\n--- a ---\n%s--- b ---\n%s", key, a, b);
+		assert_string_equal(k, key);
+	}
+}
+
+static void test_needs_restart(void **state)
+{
+	(void)state;
+	expect_restart(LISTENER, LISTENER, NULL);
+	expect_restart(LISTENER,
+		       "[broker]\nmax_packet_size = 4096\nmax_keepalive = 30\n"
+		       "receive_maximum = 5\nmax_inflight = 5\nmax_queued_messages = 10\n"
+		       "max_connections = 10\nunknown_devices = allow\n"
+		       "[log]\nlevel = debug\n" LISTENER,
+		       NULL);
+	expect_restart(LISTENER, "[broker]\nworkers = 3\n" LISTENER, "broker.workers");
+	expect_restart(LISTENER, "[broker]\ndurability = relaxed\n" LISTENER, "broker.durability");
+	expect_restart(LISTENER, "[broker]\ncert_days = 30\n" LISTENER, "broker.cert_days");
+	expect_restart(LISTENER, "[tls]\ncert = other.crt\n" LISTENER, "tls.cert");
+	expect_restart(LISTENER, "[tls]\nca = other.crt\n" LISTENER, "tls.ca");
+	expect_restart(LISTENER, "[listener.t]\nbind = 127.0.0.1\nport = 8884\n",
+		       "listener.t.port");
+	expect_restart(LISTENER, "[listener.t]\nbind = 127.0.0.2\nport = 8883\n",
+		       "listener.t.bind");
+	expect_restart(LISTENER,
+		       "[listener.t]\nbind = 127.0.0.1\nport = 8883\npolicy = open\ntls = off\n",
+		       "listener.t.tls");
+	expect_restart(LISTENER, "[listener.u]\nbind = 127.0.0.1\nport = 8883\n", "listener.t");
+	expect_restart(LISTENER, LISTENER "[listener.u]\nbind = 127.0.0.1\nport = 8884\n",
+		       "listener.u");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_needs_restart),
 	    cmocka_unit_test(test_default_text_parses),
 	    cmocka_unit_test(test_default_text_example_uncommented),
 	    cmocka_unit_test(test_minimal_listener_defaults),
