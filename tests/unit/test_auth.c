@@ -35,6 +35,7 @@ static moat_err policy(const char *pw, const char *user)
 
 static void test_password_roundtrip(void **state)
 {
+	(void)state;
 	static const char pw[] = "violet tractor swims 42 ways";
 	char hash[MOAT_PASSWORD_HASH_MAX];
 
@@ -54,6 +55,7 @@ static void test_password_roundtrip(void **state)
 
 static void test_password_malformed(void **state)
 {
+	(void)state;
 	char hash[MOAT_PASSWORD_HASH_MAX], big[MOAT_PASSWORD_MAX_BYTES + 1];
 
 	assert_false(moat_password_verify("", "x", 1));
@@ -76,6 +78,7 @@ static void test_password_malformed(void **state)
 
 static void test_password_dummy_verify(void **state)
 {
+	(void)state;
 	/* Nothing to observe but that it runs, twice (the hash is made once). */
 	moat_password_dummy_verify("guess", 5);
 	moat_password_dummy_verify("another guess", 13);
@@ -86,6 +89,7 @@ static void test_password_dummy_verify(void **state)
 
 static void test_policy_length(void **state)
 {
+	(void)state;
 	char s[3 * 64 + 1], big[MOAT_PASSWORD_MAX_BYTES + 2];
 	size_t i;
 
@@ -119,6 +123,7 @@ static void test_policy_length(void **state)
 
 static void test_policy_utf8(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {
 	    "abcdefghijk\xc3\x28",	   /* bad continuation */
 	    "abcdefghijk\xc0\xaf",	   /* overlong '/' */
@@ -157,6 +162,7 @@ static void test_policy_utf8(void **state)
 
 static void test_policy_username(void **state)
 {
+	(void)state;
 	assert_int_equal(policy("myAlicePassphrase77", "alice"), MOAT_E_INVAL);
 	assert_int_equal(policy("ALICE-in-the-city-9", "Alice"), MOAT_E_INVAL);
 	assert_int_equal(policy("operator.on.call", "operator.on.call"), MOAT_E_INVAL);
@@ -169,6 +175,7 @@ static void test_policy_username(void **state)
 
 static void test_policy_common(void **state)
 {
+	(void)state;
 	static const char *const common[] = {
 	    "password1234",  "Password1234", "qwertyuiop12", "1q2w3e4r5t6y",
 	    "administrator", "123456789012", "111111111111", "PasswordPassword",
@@ -197,6 +204,7 @@ static void test_policy_common(void **state)
 
 static void test_common_list(void **state)
 {
+	(void)state;
 	size_t i, n = moat_common_passwords_len;
 	const char *s;
 
@@ -233,6 +241,7 @@ static const uint8_t rfc_secret[] = "12345678901234567890";
 
 static void test_totp_rfc6238(void **state)
 {
+	(void)state;
 	static const struct {
 		int64_t t;
 		const char *code;
@@ -255,6 +264,7 @@ static void test_totp_rfc6238(void **state)
 
 static void test_totp_window(void **state)
 {
+	(void)state;
 	const int64_t now = 1111111111; /* step 37037037, 1 s into it */
 	char code[MOAT_TOTP_DIGITS + 1];
 	int64_t step, d;
@@ -281,6 +291,7 @@ static void test_totp_window(void **state)
 
 static void test_totp_replay(void **state)
 {
+	(void)state;
 	const int64_t now = 1234567890;
 	char code[MOAT_TOTP_DIGITS + 1], prev[MOAT_TOTP_DIGITS + 1];
 	int64_t step, again;
@@ -303,6 +314,7 @@ static void test_totp_replay(void **state)
 
 static void test_totp_bad_input(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {
 	    "",	      "28708",	"2870822", "28708a",	   " 287082",
 	    "287 82", "-28708", "+28708",  "２８７０８２",
@@ -330,6 +342,7 @@ static void test_totp_bad_input(void **state)
 
 static void test_totp_base32(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *in, *out;
 	} v[] = {
@@ -364,6 +377,7 @@ static void test_totp_base32(void **state)
 
 static void test_totp_uri(void **state)
 {
+	(void)state;
 	char out[256];
 
 	assert_int_equal(
@@ -396,6 +410,7 @@ static void test_totp_uri(void **state)
 
 static void test_totp_secret_new(void **state)
 {
+	(void)state;
 	uint8_t a[MOAT_TOTP_SECRET_LEN], b[MOAT_TOTP_SECRET_LEN];
 	char code[MOAT_TOTP_DIGITS + 1];
 	int64_t step;
@@ -422,6 +437,7 @@ static int cmp_str(const void *a, const void *b)
 
 static void test_token(void **state)
 {
+	(void)state;
 	enum { N = 200, W = 8 + MOAT_SECRET_TOKEN_B64_LEN + 1 };
 	static char tok[N][W];
 	char small[W - 1];
@@ -448,6 +464,7 @@ static void test_token(void **state)
 
 static void test_secret_hash_hex(void **state)
 {
+	(void)state;
 	uint8_t d[MOAT_SECRET_HASH_LEN];
 	char hex[2 * MOAT_SECRET_HASH_LEN + 1];
 
@@ -466,6 +483,7 @@ static void test_secret_hash_hex(void **state)
 
 static void test_recovery_codes(void **state)
 {
+	(void)state;
 	enum { N = 500 };
 	static const char alphabet[] = "23456789abcdefghjkmnpqrstuvwxyz";
 	static char codes[N][MOAT_RECOVERY_CODE_LEN + 1];
@@ -499,6 +517,7 @@ static void test_recovery_codes(void **state)
 
 static void test_recovery_normalise(void **state)
 {
+	(void)state;
 	char a[MOAT_RECOVERY_CODE_LEN + 1], b[MOAT_RECOVERY_CODE_LEN + 1];
 	uint8_t ha[MOAT_SECRET_HASH_LEN], hb[MOAT_SECRET_HASH_LEN];
 
@@ -527,6 +546,7 @@ static void fail_n(struct moat_throttle *t, const char *key, unsigned n, uint64_
 
 static void test_throttle_schedule(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(16);
 	uint64_t now = 1000000, expect = 1000;
 	unsigned i;
@@ -558,6 +578,7 @@ static void test_throttle_schedule(void **state)
 
 static void test_throttle_forget_and_success(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(16);
 	uint64_t now = 5000;
 
@@ -599,6 +620,7 @@ static void test_throttle_forget_and_success(void **state)
 
 static void test_throttle_eviction(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(3);
 	char key[32];
 	unsigned i;
@@ -642,6 +664,7 @@ static void test_throttle_eviction(void **state)
 
 static void test_throttle_table_consistency(void **state)
 {
+	(void)state;
 	/* Fill, delete every other key, refill: exercises the probe-chain
 	 * repair after deletions. */
 	struct moat_throttle *t = moat_throttle_new(1000);
@@ -681,6 +704,7 @@ static void test_throttle_table_consistency(void **state)
 
 static void test_throttle_keys(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(8);
 	char a[300], b[300], c[MOAT_THROTTLE_KEY_MAX + 1];
 
