@@ -702,6 +702,125 @@ static void test_throttle_table_consistency(void **state)
 	moat_throttle_free(t);
 }
 
+/* --- the login throttle: pairs, addresses, accounts --- */
+
+/* One address guessing one account, waiting out every wait: after 20
+ * failures (and long after) the owner at another address is never
+ * stopped; reaching the account's budget alone takes that address hours. */
+static void test_login_throttle_other_address(void **state)
+{
+	(void)state;
+	struct moat_login_throttle *lt = moat_login_throttle_new(1000);
+	uint64_t start = 5000000, now = start, w;
+	unsigned failures = 0;
+
+	assert_non_null(lt);
+	while (failures <= MOAT_THROTTLE_ACCOUNT_FREE_FAILURES) {
+		w = moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", now);
+		if (failures >= MOAT_THROTTLE_FREE_FAILURES + 1)
+			assert_true(w > 0); /* the guesser waits */
+		now += w;
+		assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", now), 0);
+		moat_login_throttle_fail(lt, "admin", "127.0.0.2", now);
+		failures++;
+		if (failures <= MOAT_THROTTLE_ACCOUNT_FREE_FAILURES)
+			assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.3", now),
+					 0);
+	}
+	/* 5 free, 1 s ... 512 s, then 15 min a try: about nine hours. */
+	assert_true(now - start > 8u * 3600u * 1000u);
+	/* Now the account's budget is spent: every address waits. */
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.3", now) > 0);
+	/* Other accounts from the other address were never touched. */
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "alice", "127.0.0.3", now), 0);
+	moat_login_throttle_free(lt);
+}
+
+/* Twenty failures from one address in a burst: that address waits, for
+ * that account and (as one address guessing) for others; the owner at
+ * another address does not. */
+static void test_login_throttle_burst(void **state)
+{
+	(void)state;
+	struct moat_login_throttle *lt = moat_login_throttle_new(1000);
+	unsigned i;
+
+	assert_non_null(lt);
+	for (i = 0; i < 20; i++)
+		moat_login_throttle_fail(lt, "admin", "127.0.0.2", 1000);
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", 1000) > 0);
+	assert_true(moat_login_throttle_wait_ms(lt, "bob", "127.0.0.2", 1000) > 0);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.3", 1000), 0);
+	/* The owner's success forgets the account and the owner's pair; the
+	 * guessing address keeps waiting. */
+	moat_login_throttle_success(lt, "admin", "127.0.0.3");
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", 1000) > 0);
+	/* A success of its own does not clear an address's count either. */
+	moat_login_throttle_success(lt, "mallory", "127.0.0.2");
+	assert_true(moat_login_throttle_wait_ms(lt, "bob", "127.0.0.2", 1000) > 0);
+	moat_login_throttle_free(lt);
+}
+
+/* Guesses spread over many addresses, each within its own free failures:
+ * the account is throttled for every address at its budget, at most 100
+ * failures in all (NIST SP 800-63B), and its waits grow from there. */
+static void test_login_throttle_many_addresses(void **state)
+{
+	(void)state;
+	struct moat_login_throttle *lt = moat_login_throttle_new(1000);
+	char addr[32];
+	unsigned failures = 0, i;
+	uint64_t now = 1000, w;
+
+	assert_non_null(lt);
+	for (i = 0; i < 1000; i++) {
+		snprintf(addr, sizeof(addr), "10.1.%u.%u", (i / 4) / 250, (i / 4) % 250);
+		if (moat_login_throttle_wait_ms(lt, "admin", addr, now) > 0)
+			break;
+		moat_login_throttle_fail(lt, "admin", addr, now);
+		failures++;
+		now++;
+	}
+	assert_true(failures <= 100);
+	assert_int_equal(failures, MOAT_THROTTLE_ACCOUNT_FREE_FAILURES + 1);
+	/* A fresh address, the owner's too, waits the account's wait. */
+	w = moat_login_throttle_wait_ms(lt, "admin", "192.0.2.1", now);
+	assert_true(w > 0 && w <= MOAT_THROTTLE_BASE_WAIT_MS);
+	/* Waiting it out allows one more try, whose failure doubles it. */
+	now += w;
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.2", now), 0);
+	moat_login_throttle_fail(lt, "admin", "192.0.2.2", now);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.3", now),
+			 2u * MOAT_THROTTLE_BASE_WAIT_MS);
+	/* Other accounts are not affected. */
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "alice", "192.0.2.3", now), 0);
+	/* An hour later the addresses are forgotten, the account is not. */
+	now += MOAT_THROTTLE_FORGET_MS;
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "alice", "10.1.0.0", now), 0);
+	moat_login_throttle_fail(lt, "admin", "192.0.2.4", now);
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.5", now) > 0);
+	/* A success (the owner got through) forgets it. */
+	moat_login_throttle_success(lt, "admin", "192.0.2.6");
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.5", now), 0);
+	/* Failures keep the account's count, however far apart they are
+	 * within a day; after a day without failure it starts from zero. */
+	for (i = 0; i < MOAT_THROTTLE_ACCOUNT_FREE_FAILURES + 1; i++) {
+		snprintf(addr, sizeof(addr), "10.2.%u.%u", i / 250, i % 250);
+		moat_login_throttle_fail(lt, "bob", addr, now);
+	}
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.7", now),
+			 MOAT_THROTTLE_BASE_WAIT_MS);
+	now += MOAT_THROTTLE_FORGET_MS + 1;
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.7", now), 0);
+	moat_login_throttle_fail(lt, "bob", "192.0.2.7", now);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.8", now),
+			 2u * MOAT_THROTTLE_BASE_WAIT_MS);
+	now += MOAT_THROTTLE_ACCOUNT_FORGET_MS;
+	moat_login_throttle_fail(lt, "bob", "192.0.2.9", now);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.10", now), 0);
+	moat_login_throttle_free(lt);
+}
+
 static void test_throttle_keys(void **state)
 {
 	(void)state;
@@ -761,6 +880,9 @@ int main(void)
 	    cmocka_unit_test(test_throttle_eviction),
 	    cmocka_unit_test(test_throttle_table_consistency),
 	    cmocka_unit_test(test_throttle_keys),
+	    cmocka_unit_test(test_login_throttle_other_address),
+	    cmocka_unit_test(test_login_throttle_burst),
+	    cmocka_unit_test(test_login_throttle_many_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
