@@ -547,6 +547,25 @@ moat_err api_audit(struct api_call *c, struct moat_store_batch **b, const char *
 	return rc;
 }
 
+void api_refuse(struct api_call *c, int status, const char *type, const char *msg,
+		const char *field, const char *action, const char *target, const char *reason,
+		json_t *detail)
+{
+	json_t *d = detail ? detail : json_object();
+
+	if (strcmp(reason, "role") == 0 || strcmp(reason, "token") == 0 ||
+	    strcmp(reason, "mfa") == 0)
+		c->api->denied++; /* moat_auth_denied_total: refused for who the caller is */
+	api_problem(c, status, type, msg, field);
+	if (d != NULL) {
+		json_object_set_new(
+		    d, "method", json_string(llhttp_method_name((llhttp_method_t)c->req->method)));
+		json_object_set_new(d, "path", json_string(c->req->path));
+		json_object_set_new(d, "reason", json_string(reason));
+	}
+	(void)api_audit(c, NULL, action, target, "denied", d);
+}
+
 /* --- dispatch --- */
 
 static const struct api_route_def *find_route(const struct moat_http_req *req,
@@ -715,6 +734,8 @@ void moat_api_handle(void *arg, const struct moat_http_req *req, struct moat_htt
 			api_problem(&c, 403, "mfa-enrolment-required",
 				    "administrators must enrol TOTP (POST /api/v1/me/totp) first",
 				    NULL);
+			if (state_changing(req->method) || r->perm == P_AUDIT_READ)
+				audit_denied(&c, "mfa-enrolment");
 			goto out;
 		}
 		if (c.who.kind == AUTH_SESSION && state_changing(req->method)) {
@@ -759,7 +780,7 @@ moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, c
 	api->o = *opts;
 	snprintf(api->dir, sizeof(api->dir), "%s", opts->dir);
 	pthread_mutex_init(&api->sec_lock, NULL);
-	api->throttle = moat_throttle_new(10000);
+	api->throttle = moat_login_throttle_new(MOAT_THROTTLE_KEYS_DEFAULT);
 	if (api->throttle == NULL) {
 		moat_api_free(api);
 		snprintf(err, errlen, "out of memory");
@@ -803,7 +824,7 @@ void moat_api_free(struct moat_api *api)
 		api_secev_flush(api, true);
 		moat_audit_log_close(&api->audit);
 	}
-	moat_throttle_free(api->throttle);
+	moat_login_throttle_free(api->throttle);
 	pthread_mutex_destroy(&api->sec_lock);
 	free(api);
 }

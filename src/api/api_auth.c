@@ -377,7 +377,7 @@ void api_setup(struct api_call *c)
 					   : "this setup token has expired; run moat setup-token";
 		/* Unauthenticated: summed per window like the broker's events, so
 		 * a flood cannot fill the log. */
-		moat_api_security_event(c->api, "auth.setup_denied", "", c->req->peer, why);
+		api_refusal_event(c, "auth.setup", user, why);
 		api_problem(c, 403, "setup-unavailable", why, n > 0 ? NULL : "setup_token");
 		return;
 	}
@@ -425,20 +425,15 @@ void api_setup(struct api_call *c)
 
 /* --- login --- */
 
-static void throttle_keys(struct api_call *c, const char *user, char *ku, size_t kulen, char *ka,
-			  size_t kalen)
+/* The address the throttle counts an attempt against. */
+static const char *throttle_addr(const struct api_call *c)
 {
-	snprintf(ku, kulen, "user:%s", user);
-	snprintf(ka, kalen, "addr:%s", c->req->peer ? c->req->peer : "?");
+	return c->req->peer && c->req->peer[0] ? c->req->peer : "?";
 }
 
-static void login_failed(struct api_call *c, const char *user, const char *why, const char *ku,
-			 const char *ka)
+static void login_failed(struct api_call *c, const char *user, const char *why)
 {
-	uint64_t now = moat_now_ms();
-
-	moat_throttle_fail(c->api->throttle, ku, now);
-	moat_throttle_fail(c->api->throttle, ka, now);
+	moat_login_throttle_fail(c->api->throttle, user, throttle_addr(c), moat_now_ms());
 	c->api->logins_failed++;
 	/* A name that is not a valid user name may be a password typed into
 	 * the wrong box: never record it. */
@@ -467,14 +462,14 @@ void api_login(struct api_call *c)
 	    {"totp_code", F_STRING, false, 1, 16},
 	    {"recovery_code", F_STRING, false, 1, 32},
 	};
-	char ku[96], ka[96], secret[MOAT_SECRET_TOKEN_B64_LEN + 1],
-	    csrf[MOAT_SECRET_TOKEN_B64_LEN + 1], sid[24], ua[128];
+	char secret[MOAT_SECRET_TOKEN_B64_LEN + 1], csrf[MOAT_SECRET_TOKEN_B64_LEN + 1], sid[24],
+	    ua[128];
 	const char *user, *pw, *code, *rcode, *hdr;
 	uint8_t h[MOAT_SECRET_HASH_LEN], rh[MOAT_SECRET_HASH_LEN];
 	struct api_operator op;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[9];
-	uint64_t wait, w2;
+	uint64_t wait;
 	int64_t step = 0;
 	bool found, ok, used_recovery = false;
 	moat_err rc;
@@ -486,18 +481,13 @@ void api_login(struct api_call *c)
 	code = api_str(c, "totp_code");
 	rcode = api_str(c, "recovery_code");
 	snprintf(c->who.actor, sizeof(c->who.actor), "anonymous");
-	throttle_keys(c, user, ku, sizeof(ku), ka, sizeof(ka));
-	wait = moat_throttle_wait_ms(c->api->throttle, ku, moat_now_ms());
-	w2 = moat_throttle_wait_ms(c->api->throttle, ka, moat_now_ms());
-	if (w2 > wait)
-		wait = w2;
+	wait = moat_login_throttle_wait_ms(c->api->throttle, user, throttle_addr(c), moat_now_ms());
 	if (wait > 0) {
 		char ra[24];
 		c->api->logins_throttled++;
 		snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait + 999) / 1000));
 		moat_http_resp_header(c->resp, "Retry-After", ra);
-		moat_api_security_event(c->api, "auth.login_throttled", "", c->req->peer,
-					api_name_valid(user) ? user : "<invalid user name>");
+		api_refusal_event(c, "auth.login", user, "throttled");
 		api_problem(c, 429, "throttled", "too many failed logins; wait and try again",
 			    NULL);
 		return;
@@ -517,8 +507,7 @@ void api_login(struct api_call *c)
 		login_failed(c, user,
 			     !found ? "unknown user"
 			     : !ok  ? "wrong password"
-				    : "disabled",
-			     ku, ka);
+				    : "disabled");
 		api_problem(c, 401, "invalid-credentials", "wrong user name or password", NULL);
 		return;
 	}
@@ -532,7 +521,7 @@ void api_login(struct api_call *c)
 		if (code != NULL) {
 			if (moat_totp_verify(op.totp, op.totp_len, code, c->now / 1000,
 					     op.totp_last_step, &step) != MOAT_OK) {
-				login_failed(c, user, "wrong TOTP code", ku, ka);
+				login_failed(c, user, "wrong TOTP code");
 				api_problem(c, 401, "invalid-credentials", "wrong TOTP code",
 					    "totp_code");
 				return;
@@ -552,7 +541,7 @@ void api_login(struct api_call *c)
 				return;
 			}
 			if (n == 0 || norm[0] == '\0') {
-				login_failed(c, user, "wrong recovery code", ku, ka);
+				login_failed(c, user, "wrong recovery code");
 				api_problem(c, 401, "invalid-credentials", "wrong recovery code",
 					    "recovery_code");
 				return;
@@ -608,7 +597,7 @@ void api_login(struct api_call *c)
 		api_internal(c, rc);
 		return;
 	}
-	moat_throttle_success(c->api->throttle, ku);
+	moat_login_throttle_success(c->api->throttle, user, throttle_addr(c));
 	c->api->logins_ok++;
 	set_session_cookie(c, secret);
 	sodium_memzero(secret, sizeof(secret));
@@ -665,7 +654,7 @@ void api_me_password(struct api_call *c)
 	    {"current_password", F_STRING, true, 1, 1024},
 	    {"new_password", F_STRING, true, 1, 1024},
 	};
-	char ku[96], ka[96], hash[MOAT_PASSWORD_HASH_MAX];
+	char hash[MOAT_PASSWORD_HASH_MAX];
 	const char *cur, *nw;
 	struct api_operator op;
 	struct moat_store_batch *b = NULL;
@@ -677,11 +666,11 @@ void api_me_password(struct api_call *c)
 		return;
 	cur = api_str(c, "current_password");
 	nw = api_str(c, "new_password");
-	throttle_keys(c, c->who.name, ku, sizeof(ku), ka, sizeof(ka));
-	wait = moat_throttle_wait_ms(c->api->throttle, ku, moat_now_ms());
+	wait = moat_login_throttle_wait_ms(c->api->throttle, c->who.name, throttle_addr(c),
+					   moat_now_ms());
 	if (wait > 0) {
-		api_problem(c, 429, "throttled", "too many failed attempts; wait and try again",
-			    NULL);
+		api_refuse(c, 429, "throttled", "too many failed attempts; wait and try again",
+			   NULL, "user.password_change", c->who.name, "throttled", NULL);
 		return;
 	}
 	if ((rc = api_operator_get(c->api, c->who.name, &op)) != MOAT_OK) {
@@ -689,7 +678,8 @@ void api_me_password(struct api_call *c)
 		return;
 	}
 	if (!moat_password_verify(op.pw_hash, cur, strlen(cur))) {
-		moat_throttle_fail(c->api->throttle, ku, moat_now_ms());
+		moat_login_throttle_fail(c->api->throttle, c->who.name, throttle_addr(c),
+					 moat_now_ms());
 		(void)api_audit(c, NULL, "user.password_change", c->who.name, "failed",
 				json_pack("{s:s}", "reason", "wrong current password"));
 		api_problem(c, 403, "invalid-credentials", "the current password is wrong",
@@ -854,8 +844,8 @@ void api_me_totp_confirm(struct api_call *c)
 
 /* --- security events from the broker --- */
 
-void moat_api_security_event(struct moat_api *api, const char *action, const char *subject,
-			     const char *peer, const char *detail)
+static void secev_add(struct moat_api *api, const char *action, const char *subject,
+		      const char *peer, const char *detail, bool refusal)
 {
 	size_t i;
 
@@ -864,7 +854,9 @@ void moat_api_security_event(struct moat_api *api, const char *action, const cha
 	pthread_mutex_lock(&api->sec_lock);
 	for (i = 0; i < api->n_sec; i++) {
 		if (strcmp(api->sec[i].action, action) == 0 &&
-		    strcmp(api->sec[i].subject, subject ? subject : "") == 0) {
+		    strcmp(api->sec[i].subject, subject ? subject : "") == 0 &&
+		    api->sec[i].refusal == refusal &&
+		    (!refusal || strcmp(api->sec[i].detail, detail) == 0)) {
 			api->sec[i].count++;
 			goto out;
 		}
@@ -885,9 +877,22 @@ void moat_api_security_event(struct moat_api *api, const char *action, const cha
 			    (unsigned char)e->detail[i] > 0x7e)
 				e->detail[i] = '?';
 		e->count = 1;
+		e->refusal = refusal;
 	}
 out:
 	pthread_mutex_unlock(&api->sec_lock);
+}
+
+void moat_api_security_event(struct moat_api *api, const char *action, const char *subject,
+			     const char *peer, const char *detail)
+{
+	secev_add(api, action, subject, peer, detail, false);
+}
+
+void api_refusal_event(struct api_call *c, const char *action, const char *user, const char *reason)
+{
+	secev_add(c->api, action, api_name_valid(user) ? user : "<invalid user name>", c->req->peer,
+		  reason, true);
 }
 
 void api_secev_flush(struct moat_api *api, bool force)
@@ -908,14 +913,20 @@ void api_secev_flush(struct moat_api *api, bool force)
 	pthread_mutex_unlock(&api->sec_lock);
 	for (i = 0; i < n; i++) {
 		struct moat_audit_event ev;
-		json_t *d = json_pack("{s:I, s:s, s:s, s:I}", "count", (json_int_t)batch[i].count,
-				      "first_peer", batch[i].peer, "example", batch[i].detail,
-				      "window_ms", (json_int_t)MOAT_API_SECEV_WINDOW_MS);
+		json_t *d =
+		    batch[i].refusal
+			? json_pack("{s:I, s:s, s:s, s:s, s:I}", "count",
+				    (json_int_t)batch[i].count, "first_peer", batch[i].peer,
+				    "reason", batch[i].detail, "username", batch[i].subject,
+				    "window_ms", (json_int_t)MOAT_API_SECEV_WINDOW_MS)
+			: json_pack("{s:I, s:s, s:s, s:I}", "count", (json_int_t)batch[i].count,
+				    "first_peer", batch[i].peer, "example", batch[i].detail,
+				    "window_ms", (json_int_t)MOAT_API_SECEV_WINDOW_MS);
 		char *ds = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 		char actor[128];
 		struct moat_store_batch *b = NULL;
 		json_decref(d);
-		if (batch[i].subject[0])
+		if (batch[i].subject[0] && !batch[i].refusal)
 			snprintf(actor, sizeof(actor), "device:%s", batch[i].subject);
 		else
 			snprintf(actor, sizeof(actor), "anonymous");

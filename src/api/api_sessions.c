@@ -63,8 +63,8 @@ void api_sessions_list(struct api_call *c)
 		everyone = strcmp(all, "true") == 0;
 	}
 	if (everyone && !(c->who.perms & P_SESSIONS_ADMIN)) {
-		api_problem(c, 403, "forbidden", "only administrators see everyone's sessions",
-			    "all");
+		api_refuse(c, 403, "forbidden", "only administrators see everyone's sessions",
+			   "all", "session.list", "all", "role", NULL);
 		return;
 	}
 	l.items = json_array();
@@ -102,10 +102,15 @@ void api_sessions_delete(struct api_call *c)
 		api_internal(c, rc);
 		return;
 	}
-	/* Someone else's session is "not found" unless you may manage it. */
-	if (owner[0] == '\0' ||
-	    (strcmp(owner, c->who.name) != 0 && !(c->who.perms & P_SESSIONS_ADMIN))) {
+	if (owner[0] == '\0') {
 		api_problem(c, 404, "not-found", "no such session", NULL);
+		return;
+	}
+	/* Someone else's session is "not found" unless you may manage it (the
+	 * answer does not say it exists; the audit log does). */
+	if (strcmp(owner, c->who.name) != 0 && !(c->who.perms & P_SESSIONS_ADMIN)) {
+		api_refuse(c, 404, "not-found", "no such session", NULL, "session.revoke",
+			   c->params.v[0], "role", json_pack("{s:s}", "username", owner));
 		return;
 	}
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK ||

@@ -109,21 +109,23 @@ void api_tokens_create(struct api_call *c)
 
 	if (!api_validate(c, f, 3))
 		return;
+	name = api_str(c, "name");
 	if (c->who.kind != AUTH_SESSION) {
-		api_problem(c, 403, "forbidden",
-			    "tokens are created by a logged-in operator, not by another token",
-			    NULL);
+		api_refuse(c, 403, "forbidden",
+			   "tokens are created by a logged-in operator, not by another token", NULL,
+			   "token.create", name, "token",
+			   json_pack("{s:s, s:s}", "name", name, "role", api_str(c, "role")));
 		return;
 	}
-	name = api_str(c, "name");
 	if (!api_role_parse(api_str(c, "role"), &role)) {
 		api_problem(c, 422, "validation",
 			    "role must be admin, operator, auditor, viewer or metrics", "role");
 		return;
 	}
 	if (!within_caller(c, role)) {
-		api_problem(c, 403, "forbidden", "a token cannot have more rights than its creator",
-			    "role");
+		api_refuse(c, 403, "forbidden", "a token cannot have more rights than its creator",
+			   "role", "token.create", name, "role",
+			   json_pack("{s:s, s:s}", "name", name, "role", api_role_names[role]));
 		return;
 	}
 	days = api_int(c, "expires_in_days", MOAT_API_TOKEN_DAYS_DEFAULT);
@@ -183,8 +185,10 @@ void api_tokens_delete(struct api_call *c)
 	}
 	if (!api_role_parse(json_string_value(json_object_get(tok, "role")), &role) ||
 	    !within_caller(c, role)) {
+		json_t *d = json_pack("{s:O}", "role", json_object_get(tok, "role"));
 		json_decref(tok);
-		api_problem(c, 403, "forbidden", "this token has more rights than you", NULL);
+		api_refuse(c, 403, "forbidden", "this token has more rights than you", NULL,
+			   "token.revoke", c->params.v[0], "role", d);
 		return;
 	}
 	json_decref(tok);

@@ -73,6 +73,27 @@ static bool valid_user_name(struct api_call *c, const char *name)
 	return false;
 }
 
+/* Only a logged-in administrator who showed TOTP makes another one: never
+ * an API token (a leaked token must not mint administrators), never a
+ * password-only session. False with 403 answered and audited. */
+static bool admin_maker(struct api_call *c, const char *action, const char *target,
+			const struct api_operator *op)
+{
+	if (c->who.kind == AUTH_SESSION && c->who.role == ROLE_ADMIN && c->who.mfa_enrolled)
+		return true;
+	api_refuse(
+	    c, 403, "forbidden",
+	    c->who.kind == AUTH_TOKEN
+		? "an API token cannot create or promote an administrator; log in as an "
+		  "administrator with TOTP"
+		: "creating or promoting an administrator needs an administrator's "
+		  "session opened with TOTP",
+	    "role", action, target, c->who.kind == AUTH_TOKEN ? "token" : "mfa",
+	    op ? json_pack("{s:s, s:s}", "role_before", api_role_names[op->role], "role", "admin")
+	       : json_pack("{s:s}", "role", "admin"));
+	return false;
+}
+
 void api_users_create(struct api_call *c)
 {
 	static const struct api_field f[] = {
@@ -99,6 +120,8 @@ void api_users_create(struct api_call *c)
 			    "role");
 		return;
 	}
+	if (role == ROLE_ADMIN && !admin_maker(c, "user.create", name, NULL))
+		return;
 	rc = api_operator_get(c->api, name, &op);
 	if (rc == MOAT_OK) {
 		api_problem(c, 409, "conflict", "an operator with this name exists", "username");
@@ -200,11 +223,16 @@ void api_users_patch(struct api_call *c)
 		return;
 	}
 	disabled = dj ? json_is_true(dj) : op.disabled;
+	if (role == ROLE_ADMIN && op.role != ROLE_ADMIN &&
+	    !admin_maker(c, "user.update", op.name, &op))
+		return;
 	if (strcmp(op.name, c->who.name) == 0 && c->who.kind == AUTH_SESSION &&
 	    (disabled || role != ROLE_ADMIN)) {
-		api_problem(c, 409, "conflict",
-			    "you cannot disable or demote yourself; ask another administrator",
-			    NULL);
+		api_refuse(
+		    c, 409, "conflict",
+		    "you cannot disable or demote yourself; ask another administrator", NULL,
+		    "user.update", op.name, "self",
+		    json_pack("{s:s, s:b}", "role", api_role_names[role], "disabled", disabled));
 		return;
 	}
 	if (op.role == ROLE_ADMIN && !op.disabled && (role != ROLE_ADMIN || disabled)) {
@@ -215,8 +243,10 @@ void api_users_patch(struct api_call *c)
 			return;
 		}
 		if (admins <= 1) {
-			api_problem(c, 409, "conflict", "this is the last enabled administrator",
-				    NULL);
+			api_refuse(c, 409, "conflict", "this is the last enabled administrator",
+				   NULL, "user.update", op.name, "last-admin",
+				   json_pack("{s:s, s:b}", "role", api_role_names[role], "disabled",
+					     disabled));
 			return;
 		}
 	}

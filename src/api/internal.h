@@ -65,8 +65,12 @@ struct api_secev {
 	char action[48];
 	char subject[96];
 	char peer[64];
-	char detail[160]; /* the first occurrence's detail */
+	char detail[160]; /* the first occurrence's detail; refusals: the reason */
 	uint64_t count;
+	/* An unauthenticated refusal of the API (api_refusal_event): summed
+	 * per (action, subject, reason), written as {count, first_peer,
+	 * reason, username, window_ms} with the subject as the user name. */
+	bool refusal;
 };
 
 struct moat_api {
@@ -74,7 +78,7 @@ struct moat_api {
 	char dir[MOAT_MAX_PATH];
 	struct moat_audit_log audit;
 	bool audit_open;
-	struct moat_throttle *throttle;
+	struct moat_login_throttle *throttle;
 	uint64_t last_sweep_ms;
 	uint64_t last_due_ms; /* last check for re-enrolled certificates to revoke */
 	/* SHA-256 of each Moat CA certificate in ca.crt (during a rotation the
@@ -140,6 +144,13 @@ long long api_int(struct api_call *c, const char *name, long long dflt);
 moat_err api_audit(struct api_call *c, struct moat_store_batch **b, const char *action,
 		   const char *target, const char *outcome,
 		   json_t *detail /* stolen, may be NULL */);
+/* A refusal decided inside a handler: answered like api_problem and
+ * audited like a route-level denial, (caller, action, target, denied) with
+ * {method, path, reason} and the extra keys of detail (stolen, may be
+ * NULL). reason is a short word (role, token, self, last-admin, ...). */
+void api_refuse(struct api_call *c, int status, const char *type, const char *msg,
+		const char *field, const char *action, const char *target, const char *reason,
+		json_t *detail);
 /* Time as RFC 3339 with milliseconds, or JSON null for 0/negative. */
 json_t *api_time(int64_t ms);
 bool api_parse_time(const char *s, int64_t *ms);
@@ -266,6 +277,13 @@ void api_registry_changed(struct moat_api *api);
  * credentials were present but bad (answered 401). */
 bool api_authenticate(struct api_call *c);
 void api_secev_flush(struct moat_api *api, bool force);
+/* A refusal nobody authenticated (a refused setup, a throttled login):
+ * audited as (anonymous, action, user name, denied) with the reason,
+ * summed per window like the broker's events so a flood cannot fill the
+ * log (docs/audit.md). user is the name tried; one that is not a valid
+ * user name is recorded as "<invalid user name>" (it may be a password). */
+void api_refusal_event(struct api_call *c, const char *action, const char *user,
+		       const char *reason);
 
 /* An operator row (OP_GET). */
 struct api_operator {

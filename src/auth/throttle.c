@@ -6,6 +6,10 @@
  * SipHash with a random key: nobody can make their keys collide to turn
  * lookups into scans. Eviction when full is an O(n) scan for the oldest
  * failure; it happens only when a new key arrives at a full table.
+ *
+ * The login throttle on top combines three keys per attempt (see
+ * throttle.h): the (account, address) pair and the address in one table,
+ * the account, with its larger budget, in another.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -34,10 +38,21 @@ struct moat_throttle {
 	struct throttle_entry *e; /* e[0..n) in use */
 	uint32_t *slot;		  /* entry number + 1; 0 = empty */
 	size_t n, max, mask;
+	uint32_t free_failures; /* failures before the first wait */
+	uint64_t forget_ms;	/* a key with no failure this long starts again */
 	uint8_t hkey[crypto_shorthash_KEYBYTES];
 };
 
-struct moat_throttle *moat_throttle_new(size_t max_keys)
+/* The login throttle: (account, address) pairs and addresses in one table,
+ * accounts in their own, so a flood of pairs cannot evict an account's
+ * count. */
+struct moat_login_throttle {
+	struct moat_throttle *keys;	/* "p" addr 0x1f account, "a" addr */
+	struct moat_throttle *accounts; /* account names */
+};
+
+static struct moat_throttle *throttle_create(size_t max_keys, uint32_t free_failures,
+					     uint64_t forget_ms)
 {
 	struct moat_throttle *t = NULL;
 	size_t cap = 1;
@@ -57,11 +72,18 @@ struct moat_throttle *moat_throttle_new(size_t max_keys)
 		goto fail;
 	t->max = max_keys;
 	t->mask = cap - 1;
+	t->free_failures = free_failures;
+	t->forget_ms = forget_ms;
 	crypto_shorthash_keygen(t->hkey);
 	return t;
 fail:
 	moat_throttle_free(t);
 	return NULL;
+}
+
+struct moat_throttle *moat_throttle_new(size_t max_keys)
+{
+	return throttle_create(max_keys, MOAT_THROTTLE_FREE_FAILURES, MOAT_THROTTLE_FORGET_MS);
 }
 
 void moat_throttle_free(struct moat_throttle *t)
@@ -154,10 +176,10 @@ static void remove_at(struct moat_throttle *t, size_t pos)
 	}
 }
 
-static bool expired(const struct throttle_entry *e, uint64_t now_ms)
+static bool expired(const struct moat_throttle *t, const struct throttle_entry *e, uint64_t now_ms)
 {
 	/* A clock that went backwards does not forgive anything. */
-	return now_ms >= e->last_fail_ms && now_ms - e->last_fail_ms >= MOAT_THROTTLE_FORGET_MS;
+	return now_ms >= e->last_fail_ms && now_ms - e->last_fail_ms >= t->forget_ms;
 }
 
 static void evict_oldest(struct moat_throttle *t)
@@ -185,7 +207,7 @@ uint64_t moat_throttle_wait_ms(struct moat_throttle *t, const char *key, uint64_
 	if (idx == NOT_FOUND)
 		return 0;
 	e = &t->e[idx];
-	if (expired(e, now_ms)) {
+	if (expired(t, e, now_ms)) {
 		remove_at(t, pos);
 		return 0;
 	}
@@ -193,13 +215,13 @@ uint64_t moat_throttle_wait_ms(struct moat_throttle *t, const char *key, uint64_
 }
 
 /* The wait after the n-th failure in a row. */
-static uint64_t wait_after(uint32_t failures)
+static uint64_t wait_after(const struct moat_throttle *t, uint32_t failures)
 {
 	uint32_t k;
 
-	if (failures <= MOAT_THROTTLE_FREE_FAILURES)
+	if (failures <= t->free_failures)
 		return 0;
-	k = failures - MOAT_THROTTLE_FREE_FAILURES - 1;
+	k = failures - t->free_failures - 1;
 	/* 2^20 s is far past the cap; stop shifting before it overflows. */
 	if (k >= 20)
 		return MOAT_THROTTLE_MAX_WAIT_MS;
@@ -236,7 +258,7 @@ void moat_throttle_fail(struct moat_throttle *t, const char *key, uint64_t now_m
 		t->slot[pos] = (uint32_t)(idx + 1);
 	} else {
 		e = &t->e[idx];
-		if (expired(e, now_ms)) {
+		if (expired(t, e, now_ms)) {
 			e->failures = 0;
 			e->until_ms = 0;
 		}
@@ -244,7 +266,7 @@ void moat_throttle_fail(struct moat_throttle *t, const char *key, uint64_t now_m
 	if (e->failures < UINT32_MAX)
 		e->failures++;
 	e->last_fail_ms = now_ms;
-	wait = wait_after(e->failures);
+	wait = wait_after(t, e->failures);
 	if (wait > 0)
 		e->until_ms = now_ms > UINT64_MAX - wait ? UINT64_MAX : now_ms + wait;
 }
@@ -259,4 +281,114 @@ void moat_throttle_success(struct moat_throttle *t, const char *key)
 	key_form(key, k);
 	if (find(t, k, key_hash(t, k), &pos) != NOT_FOUND)
 		remove_at(t, pos);
+}
+
+/* --- the login throttle --- */
+
+struct moat_login_throttle *moat_login_throttle_new(size_t max_keys)
+{
+	struct moat_login_throttle *lt = calloc(1, sizeof(*lt));
+
+	if (lt == NULL)
+		return NULL;
+	lt->keys = moat_throttle_new(max_keys);
+	lt->accounts = throttle_create(max_keys, MOAT_THROTTLE_ACCOUNT_FREE_FAILURES,
+				       MOAT_THROTTLE_ACCOUNT_FORGET_MS);
+	if (lt->keys == NULL || lt->accounts == NULL) {
+		moat_login_throttle_free(lt);
+		return NULL;
+	}
+	return lt;
+}
+
+void moat_login_throttle_free(struct moat_login_throttle *lt)
+{
+	if (lt == NULL)
+		return;
+	moat_throttle_free(lt->keys);
+	moat_throttle_free(lt->accounts);
+	free(lt);
+}
+
+/* The keys of an attempt: "p" addr US account and "a" addr. An address
+ * never holds the unit separator (0x1f), so no two pairs share a key; keys
+ * longer than the maximum are tracked by their SHA-256 (key_form). */
+static void pair_key(const char *account, const char *addr, char *out, size_t outlen)
+{
+	size_t na = strlen(addr), nu = strlen(account), n = 0;
+
+	if (NEVER(outlen < 2))
+		return;
+	out[n++] = 'p';
+	na = na < outlen - n - 1 ? na : outlen - n - 1;
+	memcpy(out + n, addr, na);
+	n += na;
+	if (n < outlen - 1)
+		out[n++] = 0x1f;
+	nu = nu < outlen - n - 1 ? nu : outlen - n - 1;
+	memcpy(out + n, account, nu);
+	n += nu;
+	out[n] = '\0';
+}
+
+static void addr_key(const char *addr, char *out, size_t outlen)
+{
+	size_t na = strlen(addr);
+
+	if (NEVER(outlen < 2))
+		return;
+	out[0] = 'a';
+	na = na < outlen - 2 ? na : outlen - 2;
+	memcpy(out + 1, addr, na);
+	out[1 + na] = '\0';
+}
+
+/* Room for "p", an address of up to 128 bytes, the separator and a user
+ * name of up to 1024: longer inputs are cut, which only merges keys of
+ * inputs the API refuses anyway. */
+#define LOGIN_KEY_MAX (2u + 128u + 1024u + 1u)
+
+uint64_t moat_login_throttle_wait_ms(struct moat_login_throttle *lt, const char *account,
+				     const char *addr, uint64_t now_ms)
+{
+	char k[LOGIN_KEY_MAX];
+	uint64_t w, wait;
+
+	if (NEVER(lt == NULL || account == NULL || addr == NULL))
+		return 0;
+	pair_key(account, addr, k, sizeof(k));
+	wait = moat_throttle_wait_ms(lt->keys, k, now_ms);
+	addr_key(addr, k, sizeof(k));
+	w = moat_throttle_wait_ms(lt->keys, k, now_ms);
+	wait = w > wait ? w : wait;
+	w = moat_throttle_wait_ms(lt->accounts, account, now_ms);
+	return w > wait ? w : wait;
+}
+
+void moat_login_throttle_fail(struct moat_login_throttle *lt, const char *account, const char *addr,
+			      uint64_t now_ms)
+{
+	char k[LOGIN_KEY_MAX];
+
+	if (NEVER(lt == NULL || account == NULL || addr == NULL))
+		return;
+	pair_key(account, addr, k, sizeof(k));
+	moat_throttle_fail(lt->keys, k, now_ms);
+	addr_key(addr, k, sizeof(k));
+	moat_throttle_fail(lt->keys, k, now_ms);
+	moat_throttle_fail(lt->accounts, account, now_ms);
+}
+
+void moat_login_throttle_success(struct moat_login_throttle *lt, const char *account,
+				 const char *addr)
+{
+	char k[LOGIN_KEY_MAX];
+
+	if (NEVER(lt == NULL || account == NULL || addr == NULL))
+		return;
+	/* The address keeps its count: a success on an account of one's own
+	 * must not reset the guessing of others' from the same address. */
+	pair_key(account, addr, k, sizeof(k));
+	moat_throttle_success(lt->keys, k);
+	moat_throttle_success(lt->accounts, account);
 }

@@ -191,6 +191,15 @@
 #define MOAT_THROTTLE_MAX_WAIT_MS (15u * 60u * 1000u)
 /* A key with no failure for an hour starts again from zero. */
 #define MOAT_THROTTLE_FORGET_MS (60u * 60u * 1000u)
+/* One account, whatever the addresses (docs/security.md "Login
+ * throttling"): NIST SP 800-63B 5.2.2 allows at most 100 consecutive failed
+ * attempts on an account. The first 50 are free across all addresses (a
+ * single address cannot spend them quickly: its own key above throttles it
+ * after five); after that every address waits 1 s, 2 s, ... up to 15 min
+ * between attempts on the account, so it reaches 100 failures only after
+ * hours. It is forgotten after a day without failure or on a success. */
+#define MOAT_THROTTLE_ACCOUNT_FREE_FAILURES 50u
+#define MOAT_THROTTLE_ACCOUNT_FORGET_MS (24u * 60u * 60u * 1000u)
 /* Throttle keys (a username, an address) longer than this are replaced by
  * their SHA-256 so an entry's size is fixed. */
 #define MOAT_THROTTLE_KEY_MAX 128u
@@ -351,6 +360,11 @@ _Static_assert(MOAT_TOTP_DIGITS == 6u && MOAT_TOTP_WINDOW <= 2u, "TOTP code and 
 _Static_assert(MOAT_THROTTLE_BASE_WAIT_MS <= MOAT_THROTTLE_MAX_WAIT_MS &&
 		   MOAT_THROTTLE_MAX_WAIT_MS < MOAT_THROTTLE_FORGET_MS,
 	       "a throttled key waits out its wait before it is forgotten");
+_Static_assert(MOAT_THROTTLE_FREE_FAILURES < MOAT_THROTTLE_ACCOUNT_FREE_FAILURES &&
+		   MOAT_THROTTLE_ACCOUNT_FREE_FAILURES <= 100u &&
+		   MOAT_THROTTLE_FORGET_MS <= MOAT_THROTTLE_ACCOUNT_FORGET_MS,
+	       "an account is throttled within 100 failures (NIST SP 800-63B), after an "
+	       "address");
 _Static_assert(MOAT_THROTTLE_KEYS_MIN >= 1u &&
 		   MOAT_THROTTLE_KEYS_MIN <= MOAT_THROTTLE_KEYS_DEFAULT &&
 		   MOAT_THROTTLE_KEYS_DEFAULT <= MOAT_THROTTLE_KEYS_MAX &&

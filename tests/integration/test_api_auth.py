@@ -245,24 +245,94 @@ def _throttled(r):
     return int(ra)
 
 
-def test_throttle_per_account(admin_env):
-    """Five failures are free; the next one makes the account wait (1 s,
-    doubling with each further failure: src/core/limits.h), whatever
-    address the attempts come from and even with the right password. The
-    6th attempt itself is still checked (or already refused): both are
-    accepted here; the attempt after it must be refused."""
+ACCOUNT_FREE_FAILURES = 50  # src/core/limits.h MOAT_THROTTLE_ACCOUNT_FREE_FAILURES
+
+
+def test_throttle_per_account_and_address(admin_env):
+    """Five failures from one address are free; the next one makes that
+    address wait for that account (1 s, doubling with each further failure:
+    src/core/limits.h), even with the right password; waiting it out lets
+    the right password in again."""
     s = admin_env.server
     u = ak.create_user(admin_env.admin.api, "viewer", login=False)
+    c = s.client()  # one address (one client: at most 16 connections an address)
     for i in range(ak.THROTTLE_FREE_FAILURES):
-        r = s.client().login(u.name, WRONG, expect=None)
+        r = c.login(u.name, WRONG, expect=None)
         ak.assert_problem(r, 401, "invalid-credentials")
     # the 6th failure starts the wait (it may already be refused itself)
-    r = s.client().login(u.name, WRONG, expect=None)
+    r = c.login(u.name, WRONG, expect=None)
     assert r.status_code in (401, 429), ak.describe(r)
-    wait = _throttled(s.client().login(u.name, u.password, expect=None))
-    # waiting it out lets the right password in again
+    wait = _throttled(c.login(u.name, u.password, expect=None))
     time.sleep(wait + 0.3)
-    s.client().login(u.name, u.password)
+    c.login(u.name, u.password)
+
+
+def test_failures_from_one_address_do_not_lock_out_another(admin_env):
+    """Anyone who can reach the API could once throttle an account for
+    everyone. Twenty and more failed attempts from one address (waiting out
+    its first waits, so the account has 8 real failures) leave the right
+    password working from another address at once, while the guessing
+    address stays throttled."""
+    s = admin_env.server
+    u = ak.create_user(admin_env.admin.api, "viewer", login=False)
+    guesser = s.client()  # one address (one client: at most 16 connections an address)
+    failures = attempts = 0
+    while failures < 8:
+        r = guesser.login(u.name, WRONG, expect=None)
+        attempts += 1
+        if r.status_code == 429:
+            time.sleep(_throttled(r) + 0.2)
+            continue
+        ak.assert_problem(r, 401, "invalid-credentials")
+        failures += 1
+    while attempts < 24:
+        r = guesser.login(u.name, WRONG, expect=None)
+        attempts += 1
+        assert r.status_code in (401, 429), ak.describe(r)
+    # the owner, elsewhere, right away
+    owner = s.client()
+    assert owner.source != guesser.source
+    owner.login(u.name, u.password)
+    # the guesser is still throttled, for this account and as an address
+    _throttled(guesser.login(u.name, u.password, expect=None))
+    _throttled(guesser.login(ak.unique("nobody-"), WRONG, expect=None))
+
+
+def test_failures_spread_over_addresses_are_throttled(admin_env):
+    """Guesses at one account from ever new addresses (each within its own
+    free failures) are throttled at the account's budget, within 100 in
+    all (NIST SP 800-63B 5.2.2), for every address, the right password
+    too."""
+    s = admin_env.server
+    u = ak.create_user(admin_env.admin.api, "viewer", login=False)
+    failures, first_429 = 0, None
+    for i in range(101):
+        r = s.client().login(u.name, WRONG, expect=None)
+        if r.status_code == 429:
+            first_429 = r
+            break
+        ak.assert_problem(r, 401, "invalid-credentials")
+        failures += 1
+    assert first_429 is not None, "101 attempts from 101 addresses, none throttled"
+    # the budget, and the failure that starts the wait (a slow attempt may
+    # have come after the first 1 s wait and failed once more)
+    assert ACCOUNT_FREE_FAILURES + 1 <= failures <= 100, failures
+    # keep guessing as the waits allow until the wait is long enough to
+    # check the right password against it
+    wait = _throttled(first_429)
+    while wait < 4:
+        time.sleep(wait + 0.2)
+        r = s.client().login(u.name, WRONG, expect=None)
+        if r.status_code == 429:
+            wait = _throttled(r)
+        else:
+            ak.assert_problem(r, 401, "invalid-credentials")
+            failures += 1
+    assert failures <= 100
+    _throttled(s.client().login(u.name, u.password, expect=None))
+    # other accounts are not affected
+    v = ak.create_user(admin_env.admin.api, "viewer", login=False)
+    s.client().login(v.name, v.password)
 
 
 def test_throttle_per_client_address(admin_env):

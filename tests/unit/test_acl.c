@@ -73,6 +73,7 @@ static struct moat_acl *compile_texts(const char *id, const char *const *texts, 
 /* The cases of tests/unit/test_policy.c, answered the same way. */
 static void test_default_publish(void **state)
 {
+	(void)state;
 	struct moat_acl *a = device_default("dev1");
 	static const char *const allowed[] = {"d/dev1/t", "d/dev1/a/b/c", "d/dev1/", "d/dev1/x"};
 	static const char *const denied[] = {
@@ -103,6 +104,7 @@ static void test_default_publish(void **state)
 
 static void test_default_subscribe(void **state)
 {
+	(void)state;
 	struct moat_acl *a = device_default("dev1");
 	static const char *const allowed[] = {
 	    "d/dev1/#",		 "c/dev1/#",	      "c/dev1/+",
@@ -139,6 +141,7 @@ static void test_default_subscribe(void **state)
 
 static void test_default_receive(void **state)
 {
+	(void)state;
 	struct moat_acl *a = device_default("dev1");
 
 	assert_true(recv_(a, "c/dev1/cmd"));
@@ -153,6 +156,7 @@ static void test_default_receive(void **state)
 
 static void test_no_identity_gets_nothing(void **state)
 {
+	(void)state;
 	struct moat_acl_source s;
 	struct moat_acl *a = NULL;
 	static const char *const bad[] = {"", "a/b", "+", "#", "$x", "a+b"};
@@ -175,6 +179,7 @@ static void test_no_identity_gets_nothing(void **state)
 
 static void test_deny_wins(void **state)
 {
+	(void)state;
 	static const char *const r[] = {
 	    "allow pubsub d/${device}/#",
 	    "deny publish d/${device}/secret/#",
@@ -204,6 +209,7 @@ static void test_deny_wins(void **state)
 
 static void test_no_rule_denies(void **state)
 {
+	(void)state;
 	static const char *const r[] = {"allow publish t/${device}"};
 	struct moat_acl *a = NULL;
 
@@ -225,6 +231,7 @@ static void test_no_rule_denies(void **state)
 
 static void test_group_substitution(void **state)
 {
+	(void)state;
 	struct moat_rule r1[] = {rule("allow pubsub g/${group}/${device}/#"),
 				 rule("allow subscribe g/${group}/all")};
 	struct moat_rule r2[] = {rule("allow pubsub g/${group}/${device}/#"),
@@ -260,6 +267,7 @@ static void test_group_substitution(void **state)
 
 static void test_group_rule_from_service_never_matches(void **state)
 {
+	(void)state;
 	struct moat_rule r[] = {
 	    rule("allow pubsub s/${group}/#"),
 	    rule("allow pubsub s/${device}/#"),
@@ -291,6 +299,7 @@ static void test_group_rule_from_service_never_matches(void **state)
 
 static void test_quarantine(void **state)
 {
+	(void)state;
 	struct moat_rule r[] = {rule("allow pubsub #")};
 	struct moat_acl_source s = {.rules = r, .n = N(r), .group = "g"};
 	struct moat_acl *a = NULL;
@@ -411,6 +420,7 @@ static const struct pair intersects_cases[] = {
 
 static void test_covers_table(void **state)
 {
+	(void)state;
 	size_t i;
 
 	for (i = 0; i < N(covers_cases); i++) {
@@ -430,6 +440,7 @@ static void test_covers_table(void **state)
 
 static void test_intersects_table(void **state)
 {
+	(void)state;
 	size_t i;
 
 	for (i = 0; i < N(intersects_cases); i++) {
@@ -444,6 +455,7 @@ static void test_intersects_table(void **state)
 
 static void test_rule_roundtrip(void **state)
 {
+	(void)state;
 	static const char *const texts[] = {
 	    "allow publish d/${device}/#",	 "deny subscribe d/+/secret",
 	    "allow pubsub c/${device}/#",	 "deny pubsub #",
@@ -505,6 +517,7 @@ static void test_rule_roundtrip(void **state)
 
 static void test_rule_rejections(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *text;
 		moat_err rc;
@@ -587,6 +600,7 @@ static void test_rule_rejections(void **state)
 
 static void test_limits(void **state)
 {
+	(void)state;
 	static struct moat_rule many[MOAT_POLICY_MAX_RULES + 1];
 	static struct moat_acl_source srcs[MOAT_ACL_MAX_SOURCES + 1];
 	struct moat_acl_source s = {.rules = many, .n = MOAT_POLICY_MAX_RULES, .group = "g"};
@@ -664,6 +678,7 @@ static void test_limits(void **state)
 
 static void test_refcount(void **state)
 {
+	(void)state;
 	struct moat_acl *a = device_default("dev1");
 
 	moat_acl_ref(a);
@@ -676,6 +691,7 @@ static void test_refcount(void **state)
 
 static void test_topic_validation(void **state)
 {
+	(void)state;
 	struct moat_acl *a = device_default("dev1");
 	char big[MOAT_MAX_TOPIC_LEN + 2];
 

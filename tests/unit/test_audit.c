@@ -53,6 +53,7 @@ static void fill_entry(struct moat_audit_entry *e, int64_t seq, const char *deta
 
 static int setup(void **state)
 {
+	(void)state;
 	static const uint8_t zero[32];
 	size_t i;
 
@@ -76,6 +77,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	(void)state;
 	sodium_memzero(sk, sizeof(sk));
 	return 0;
 }
@@ -179,6 +181,7 @@ static void hex_of(const uint8_t h[32], char out[65])
 
 static void test_hash_vector(void **state)
 {
+	(void)state;
 	struct moat_audit_entry e1, e2;
 	uint8_t zero[32] = {0}, ref[32];
 	char hex[65];
@@ -220,6 +223,7 @@ static void test_hash_vector(void **state)
 
 static void test_hash_unambiguous(void **state)
 {
+	(void)state;
 	struct moat_audit_entry a = base[4], b = base[4];
 	uint8_t ha[32], hb[32];
 
@@ -270,6 +274,7 @@ static void test_hash_unambiguous(void **state)
 
 static void test_checkpoint_roundtrip(void **state)
 {
+	(void)state;
 	struct moat_audit_checkpoint c = base_cps[1], d;
 	uint8_t pk2[32], sk2[64];
 
@@ -305,6 +310,7 @@ static void test_checkpoint_roundtrip(void **state)
 /* The signed message, built by hand and checked with libsodium directly. */
 static void test_checkpoint_message(void **state)
 {
+	(void)state;
 	const struct moat_audit_checkpoint *c = &base_cps[0];
 	uint8_t msg[25 + 8 + 8 + 32];
 
@@ -319,6 +325,7 @@ static void test_checkpoint_message(void **state)
 
 static void test_intact(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 	struct moat_audit_report rep;
 
@@ -341,6 +348,7 @@ static void test_intact(void **state)
 
 static void test_empty(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 	struct moat_audit_report rep;
 
@@ -356,6 +364,7 @@ static void test_empty(void **state)
 
 static void test_modified_not_rehashed(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 
 	set_detail(w, IX(17), "{\"n\":17,\"why\":\"forged\"}");
@@ -383,6 +392,7 @@ static void test_modified_not_rehashed(void **state)
 
 static void test_modified_rehashed(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 
 	/* Re-hashed in place: detected through entry 18's prev. */
@@ -409,6 +419,7 @@ static void test_modified_rehashed(void **state)
 
 static void test_removed(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 
 	drop_rows(w, IX(17), 1);
@@ -435,6 +446,7 @@ static void test_removed(void **state)
 
 static void test_removed_first(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 
 	drop_rows(w, 0, 1);
@@ -455,6 +467,7 @@ static void test_removed_first(void **state)
 
 static void test_reordered(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 	struct moat_audit_entry t;
 
@@ -494,6 +507,7 @@ static void test_reordered(void **state)
 
 static void test_truncated(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 	struct moat_audit_report rep;
 
@@ -527,6 +541,7 @@ static void test_truncated(void **state)
 
 static void test_bad_checkpoint(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 	uint8_t pk2[32], sk2[64];
 
@@ -554,6 +569,7 @@ static void test_bad_checkpoint(void **state)
 
 static void test_fault_order(void **state)
 {
+	(void)state;
 	struct work *w = work_new();
 
 	/* An entry fault before a bad checkpoint wins. */
@@ -583,6 +599,7 @@ static void test_fault_order(void **state)
 
 static void test_verify_args(void **state)
 {
+	(void)state;
 	struct moat_audit_report rep;
 
 	assert_int_equal(moat_audit_verify(NULL, 3, NULL, 0, pk, &rep), MOAT_E_INVAL);
@@ -592,6 +609,7 @@ static void test_verify_args(void **state)
 
 static void test_fault_names(void **state)
 {
+	(void)state;
 	assert_string_equal(moat_audit_fault_name(MOAT_AUDIT_INTACT), "intact");
 	assert_string_equal(moat_audit_fault_name(MOAT_AUDIT_MODIFIED), "modified");
 	assert_string_equal(moat_audit_fault_name(MOAT_AUDIT_REMOVED), "removed");
@@ -631,6 +649,7 @@ static void write_text(const char *path, const char *text, mode_t mode)
 
 static void test_key_files(void **state)
 {
+	(void)state;
 	char d1[] = "/tmp/moat-audit-XXXXXX", d2[] = "/tmp/moat-audit-XXXXXX";
 	char kp[512], pp[512], pp2[512], err[512];
 	uint8_t lsk[64], lpk[32], ppk[32], lsk2[64], lpk2[32];
@@ -686,6 +705,7 @@ static void test_key_files(void **state)
 
 static void test_key_files_hostile(void **state)
 {
+	(void)state;
 	char d[] = "/tmp/moat-audit-XXXXXX";
 	char kp[512], pp[512], err[512], text[512], b64[128];
 	uint8_t lsk[64], lpk[32], tsk[64], tpk[32];
@@ -749,6 +769,7 @@ static void test_key_files_hostile(void **state)
 
 static void test_json_export(void **state)
 {
+	(void)state;
 	struct moat_audit_entry e = base[16];
 	static const char prefix[] = "{\"seq\":17,\"ts\":\"2026-11-22T07:10:00.123Z\",\"ts_ms\":";
 	json_t *j, *v;

@@ -35,6 +35,7 @@ static moat_err policy(const char *pw, const char *user)
 
 static void test_password_roundtrip(void **state)
 {
+	(void)state;
 	static const char pw[] = "violet tractor swims 42 ways";
 	char hash[MOAT_PASSWORD_HASH_MAX];
 
@@ -54,6 +55,7 @@ static void test_password_roundtrip(void **state)
 
 static void test_password_malformed(void **state)
 {
+	(void)state;
 	char hash[MOAT_PASSWORD_HASH_MAX], big[MOAT_PASSWORD_MAX_BYTES + 1];
 
 	assert_false(moat_password_verify("", "x", 1));
@@ -76,6 +78,7 @@ static void test_password_malformed(void **state)
 
 static void test_password_dummy_verify(void **state)
 {
+	(void)state;
 	/* Nothing to observe but that it runs, twice (the hash is made once). */
 	moat_password_dummy_verify("guess", 5);
 	moat_password_dummy_verify("another guess", 13);
@@ -86,6 +89,7 @@ static void test_password_dummy_verify(void **state)
 
 static void test_policy_length(void **state)
 {
+	(void)state;
 	char s[3 * 64 + 1], big[MOAT_PASSWORD_MAX_BYTES + 2];
 	size_t i;
 
@@ -119,6 +123,7 @@ static void test_policy_length(void **state)
 
 static void test_policy_utf8(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {
 	    "abcdefghijk\xc3\x28",	   /* bad continuation */
 	    "abcdefghijk\xc0\xaf",	   /* overlong '/' */
@@ -157,6 +162,7 @@ static void test_policy_utf8(void **state)
 
 static void test_policy_username(void **state)
 {
+	(void)state;
 	assert_int_equal(policy("myAlicePassphrase77", "alice"), MOAT_E_INVAL);
 	assert_int_equal(policy("ALICE-in-the-city-9", "Alice"), MOAT_E_INVAL);
 	assert_int_equal(policy("operator.on.call", "operator.on.call"), MOAT_E_INVAL);
@@ -169,6 +175,7 @@ static void test_policy_username(void **state)
 
 static void test_policy_common(void **state)
 {
+	(void)state;
 	static const char *const common[] = {
 	    "password1234",  "Password1234", "qwertyuiop12", "1q2w3e4r5t6y",
 	    "administrator", "123456789012", "111111111111", "PasswordPassword",
@@ -197,6 +204,7 @@ static void test_policy_common(void **state)
 
 static void test_common_list(void **state)
 {
+	(void)state;
 	size_t i, n = moat_common_passwords_len;
 	const char *s;
 
@@ -233,6 +241,7 @@ static const uint8_t rfc_secret[] = "12345678901234567890";
 
 static void test_totp_rfc6238(void **state)
 {
+	(void)state;
 	static const struct {
 		int64_t t;
 		const char *code;
@@ -255,6 +264,7 @@ static void test_totp_rfc6238(void **state)
 
 static void test_totp_window(void **state)
 {
+	(void)state;
 	const int64_t now = 1111111111; /* step 37037037, 1 s into it */
 	char code[MOAT_TOTP_DIGITS + 1];
 	int64_t step, d;
@@ -281,6 +291,7 @@ static void test_totp_window(void **state)
 
 static void test_totp_replay(void **state)
 {
+	(void)state;
 	const int64_t now = 1234567890;
 	char code[MOAT_TOTP_DIGITS + 1], prev[MOAT_TOTP_DIGITS + 1];
 	int64_t step, again;
@@ -303,6 +314,7 @@ static void test_totp_replay(void **state)
 
 static void test_totp_bad_input(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {
 	    "",	      "28708",	"2870822", "28708a",	   " 287082",
 	    "287 82", "-28708", "+28708",  "２８７０８２",
@@ -330,6 +342,7 @@ static void test_totp_bad_input(void **state)
 
 static void test_totp_base32(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *in, *out;
 	} v[] = {
@@ -364,6 +377,7 @@ static void test_totp_base32(void **state)
 
 static void test_totp_uri(void **state)
 {
+	(void)state;
 	char out[256];
 
 	assert_int_equal(
@@ -396,6 +410,7 @@ static void test_totp_uri(void **state)
 
 static void test_totp_secret_new(void **state)
 {
+	(void)state;
 	uint8_t a[MOAT_TOTP_SECRET_LEN], b[MOAT_TOTP_SECRET_LEN];
 	char code[MOAT_TOTP_DIGITS + 1];
 	int64_t step;
@@ -422,6 +437,7 @@ static int cmp_str(const void *a, const void *b)
 
 static void test_token(void **state)
 {
+	(void)state;
 	enum { N = 200, W = 8 + MOAT_SECRET_TOKEN_B64_LEN + 1 };
 	static char tok[N][W];
 	char small[W - 1];
@@ -448,6 +464,7 @@ static void test_token(void **state)
 
 static void test_secret_hash_hex(void **state)
 {
+	(void)state;
 	uint8_t d[MOAT_SECRET_HASH_LEN];
 	char hex[2 * MOAT_SECRET_HASH_LEN + 1];
 
@@ -466,6 +483,7 @@ static void test_secret_hash_hex(void **state)
 
 static void test_recovery_codes(void **state)
 {
+	(void)state;
 	enum { N = 500 };
 	static const char alphabet[] = "23456789abcdefghjkmnpqrstuvwxyz";
 	static char codes[N][MOAT_RECOVERY_CODE_LEN + 1];
@@ -499,6 +517,7 @@ static void test_recovery_codes(void **state)
 
 static void test_recovery_normalise(void **state)
 {
+	(void)state;
 	char a[MOAT_RECOVERY_CODE_LEN + 1], b[MOAT_RECOVERY_CODE_LEN + 1];
 	uint8_t ha[MOAT_SECRET_HASH_LEN], hb[MOAT_SECRET_HASH_LEN];
 
@@ -527,6 +546,7 @@ static void fail_n(struct moat_throttle *t, const char *key, unsigned n, uint64_
 
 static void test_throttle_schedule(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(16);
 	uint64_t now = 1000000, expect = 1000;
 	unsigned i;
@@ -558,6 +578,7 @@ static void test_throttle_schedule(void **state)
 
 static void test_throttle_forget_and_success(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(16);
 	uint64_t now = 5000;
 
@@ -599,6 +620,7 @@ static void test_throttle_forget_and_success(void **state)
 
 static void test_throttle_eviction(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(3);
 	char key[32];
 	unsigned i;
@@ -642,6 +664,7 @@ static void test_throttle_eviction(void **state)
 
 static void test_throttle_table_consistency(void **state)
 {
+	(void)state;
 	/* Fill, delete every other key, refill: exercises the probe-chain
 	 * repair after deletions. */
 	struct moat_throttle *t = moat_throttle_new(1000);
@@ -679,8 +702,128 @@ static void test_throttle_table_consistency(void **state)
 	moat_throttle_free(t);
 }
 
+/* --- the login throttle: pairs, addresses, accounts --- */
+
+/* One address guessing one account, waiting out every wait: after 20
+ * failures (and long after) the owner at another address is never
+ * stopped; reaching the account's budget alone takes that address hours. */
+static void test_login_throttle_other_address(void **state)
+{
+	(void)state;
+	struct moat_login_throttle *lt = moat_login_throttle_new(1000);
+	uint64_t start = 5000000, now = start, w;
+	unsigned failures = 0;
+
+	assert_non_null(lt);
+	while (failures <= MOAT_THROTTLE_ACCOUNT_FREE_FAILURES) {
+		w = moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", now);
+		if (failures >= MOAT_THROTTLE_FREE_FAILURES + 1)
+			assert_true(w > 0); /* the guesser waits */
+		now += w;
+		assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", now), 0);
+		moat_login_throttle_fail(lt, "admin", "127.0.0.2", now);
+		failures++;
+		if (failures <= MOAT_THROTTLE_ACCOUNT_FREE_FAILURES)
+			assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.3", now),
+					 0);
+	}
+	/* 5 free, 1 s ... 512 s, then 15 min a try: about nine hours. */
+	assert_true(now - start > 8u * 3600u * 1000u);
+	/* Now the account's budget is spent: every address waits. */
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.3", now) > 0);
+	/* Other accounts from the other address were never touched. */
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "alice", "127.0.0.3", now), 0);
+	moat_login_throttle_free(lt);
+}
+
+/* Twenty failures from one address in a burst: that address waits, for
+ * that account and (as one address guessing) for others; the owner at
+ * another address does not. */
+static void test_login_throttle_burst(void **state)
+{
+	(void)state;
+	struct moat_login_throttle *lt = moat_login_throttle_new(1000);
+	unsigned i;
+
+	assert_non_null(lt);
+	for (i = 0; i < 20; i++)
+		moat_login_throttle_fail(lt, "admin", "127.0.0.2", 1000);
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", 1000) > 0);
+	assert_true(moat_login_throttle_wait_ms(lt, "bob", "127.0.0.2", 1000) > 0);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.3", 1000), 0);
+	/* The owner's success forgets the account and the owner's pair; the
+	 * guessing address keeps waiting. */
+	moat_login_throttle_success(lt, "admin", "127.0.0.3");
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "127.0.0.2", 1000) > 0);
+	/* A success of its own does not clear an address's count either. */
+	moat_login_throttle_success(lt, "mallory", "127.0.0.2");
+	assert_true(moat_login_throttle_wait_ms(lt, "bob", "127.0.0.2", 1000) > 0);
+	moat_login_throttle_free(lt);
+}
+
+/* Guesses spread over many addresses, each within its own free failures:
+ * the account is throttled for every address at its budget, at most 100
+ * failures in all (NIST SP 800-63B), and its waits grow from there. */
+static void test_login_throttle_many_addresses(void **state)
+{
+	(void)state;
+	struct moat_login_throttle *lt = moat_login_throttle_new(1000);
+	char addr[32];
+	unsigned failures = 0, i;
+	uint64_t now = 1000, w;
+
+	assert_non_null(lt);
+	for (i = 0; i < 1000; i++) {
+		snprintf(addr, sizeof(addr), "10.1.%u.%u", (i / 4) / 250, (i / 4) % 250);
+		if (moat_login_throttle_wait_ms(lt, "admin", addr, now) > 0)
+			break;
+		moat_login_throttle_fail(lt, "admin", addr, now);
+		failures++;
+		now++;
+	}
+	assert_true(failures <= 100);
+	assert_int_equal(failures, MOAT_THROTTLE_ACCOUNT_FREE_FAILURES + 1);
+	/* A fresh address, the owner's too, waits the account's wait. */
+	w = moat_login_throttle_wait_ms(lt, "admin", "192.0.2.1", now);
+	assert_true(w > 0 && w <= MOAT_THROTTLE_BASE_WAIT_MS);
+	/* Waiting it out allows one more try, whose failure doubles it. */
+	now += w;
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.2", now), 0);
+	moat_login_throttle_fail(lt, "admin", "192.0.2.2", now);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.3", now),
+			 2u * MOAT_THROTTLE_BASE_WAIT_MS);
+	/* Other accounts are not affected. */
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "alice", "192.0.2.3", now), 0);
+	/* An hour later the addresses are forgotten, the account is not. */
+	now += MOAT_THROTTLE_FORGET_MS;
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "alice", "10.1.0.0", now), 0);
+	moat_login_throttle_fail(lt, "admin", "192.0.2.4", now);
+	assert_true(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.5", now) > 0);
+	/* A success (the owner got through) forgets it. */
+	moat_login_throttle_success(lt, "admin", "192.0.2.6");
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "admin", "192.0.2.5", now), 0);
+	/* Failures keep the account's count, however far apart they are
+	 * within a day; after a day without failure it starts from zero. */
+	for (i = 0; i < MOAT_THROTTLE_ACCOUNT_FREE_FAILURES + 1; i++) {
+		snprintf(addr, sizeof(addr), "10.2.%u.%u", i / 250, i % 250);
+		moat_login_throttle_fail(lt, "bob", addr, now);
+	}
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.7", now),
+			 MOAT_THROTTLE_BASE_WAIT_MS);
+	now += MOAT_THROTTLE_FORGET_MS + 1;
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.7", now), 0);
+	moat_login_throttle_fail(lt, "bob", "192.0.2.7", now);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.8", now),
+			 2u * MOAT_THROTTLE_BASE_WAIT_MS);
+	now += MOAT_THROTTLE_ACCOUNT_FORGET_MS;
+	moat_login_throttle_fail(lt, "bob", "192.0.2.9", now);
+	assert_int_equal(moat_login_throttle_wait_ms(lt, "bob", "192.0.2.10", now), 0);
+	moat_login_throttle_free(lt);
+}
+
 static void test_throttle_keys(void **state)
 {
+	(void)state;
 	struct moat_throttle *t = moat_throttle_new(8);
 	char a[300], b[300], c[MOAT_THROTTLE_KEY_MAX + 1];
 
@@ -737,6 +880,9 @@ int main(void)
 	    cmocka_unit_test(test_throttle_eviction),
 	    cmocka_unit_test(test_throttle_table_consistency),
 	    cmocka_unit_test(test_throttle_keys),
+	    cmocka_unit_test(test_login_throttle_other_address),
+	    cmocka_unit_test(test_login_throttle_burst),
+	    cmocka_unit_test(test_login_throttle_many_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@ static void fill(uint8_t *p, size_t n, uint8_t seed)
 
 static void test_init_free(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 
 	moat_buf_init(&b, 1000);
@@ -47,6 +48,7 @@ static void test_init_free(void **state)
 
 static void test_limits(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 	uint8_t data[600], *before;
 	size_t cap;
@@ -104,6 +106,7 @@ static void test_limits(void **state)
 
 static void test_append_consume_compact(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 	uint8_t data[1000], *before;
 	size_t cap;
@@ -150,6 +153,7 @@ static void test_append_consume_compact(void **state)
 
 static void test_commit(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 
 	moat_buf_init(&b, 1024);
@@ -170,6 +174,7 @@ static void test_commit(void **state)
  * where head() says it is. */
 static void test_nomem_keeps_content(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 	uint8_t data[300];
 	int secret;
@@ -192,6 +197,7 @@ static void test_nomem_keeps_content(void **state)
 
 static void test_ints(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 	struct moat_rd r;
 	uint8_t u8;
@@ -228,6 +234,7 @@ static void test_ints(void **state)
 
 static void test_short_reads(void **state)
 {
+	(void)state;
 	static const uint8_t p[] = {0x01, 0x02, 0x03, 0x04, 0x05};
 	struct moat_rd r;
 	uint8_t u8 = 0x77;
@@ -272,6 +279,7 @@ static void test_short_reads(void **state)
 
 static void test_varint(void **state)
 {
+	(void)state;
 	static const struct {
 		uint32_t v;
 		size_t n;
@@ -334,6 +342,7 @@ static void test_varint(void **state)
 
 static void test_strings(void **state)
 {
+	(void)state;
 	static uint8_t big[65536 + 2];
 	struct moat_buf b;
 	struct moat_rd r;
@@ -393,6 +402,7 @@ static bool all_zero(const uint8_t *p, size_t n)
  * every step touches only live memory and nothing leaks. */
 static void test_secret(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 	uint8_t key[1000];
 	size_t i;
@@ -422,6 +432,7 @@ static void test_secret(void **state)
 
 static void test_shrink(void **state)
 {
+	(void)state;
 	struct moat_buf b;
 
 	moat_buf_init(&b, 4096);

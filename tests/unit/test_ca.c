@@ -54,6 +54,9 @@ static struct fx F;
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
+	(void)st;
+	(void)flag;
+	(void)ftw;
 	return remove(path);
 }
 
@@ -77,6 +80,7 @@ static int mk_tmpdir(char *out, size_t n, const char *tag)
 
 static int setup(void **state)
 {
+	(void)state;
 	char err[512] = "";
 
 	if (mk_tmpdir(F.dir, sizeof(F.dir), "ca") != 0)
@@ -102,6 +106,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	(void)state;
 	moat_ca_stop(F.ca);
 	EVP_PKEY_free(F.p256);
 	EVP_PKEY_free(F.ed25519);
@@ -285,6 +290,7 @@ static void sign_and_verify(EVP_PKEY *key, const char *id, unsigned days)
 
 static void test_sign_profiles(void **state)
 {
+	(void)state;
 	sign_and_verify(F.p256, "sensor-01", 30);
 	sign_and_verify(F.ed25519, "sensor.02", 1);
 	sign_and_verify(F.rsa3072, "gw_3", MOAT_CERT_DAYS_MAX);
@@ -292,6 +298,7 @@ static void test_sign_profiles(void **state)
 
 static void test_sign_refused(void **state)
 {
+	(void)state;
 	char err[512] = "";
 	char serial[MOAT_CA_SERIAL_HEX_LEN + 1];
 	size_t csr_len, cert_len = 0;
@@ -350,6 +357,7 @@ static int cmp_str(const void *a, const void *b)
 
 static void test_serials_unique(void **state)
 {
+	(void)state;
 	char serials[20][MOAT_CA_SERIAL_HEX_LEN + 1];
 	char err[512] = "";
 	size_t csr_len;
@@ -373,6 +381,7 @@ static void test_serials_unique(void **state)
 
 static void test_crl(void **state)
 {
+	(void)state;
 	struct moat_revoked list[3];
 	char err[512] = "";
 	size_t csr_len, crl_len = 0;
@@ -485,6 +494,7 @@ static void test_crl(void **state)
 /* The largest CRL the limits allow fits one answer. */
 static void test_crl_full(void **state)
 {
+	(void)state;
 	struct moat_revoked *list = calloc(MOAT_CRL_MAX_ENTRIES, sizeof(*list));
 	char err[512] = "";
 	uint8_t *crl_der = NULL;
@@ -514,6 +524,7 @@ static void test_crl_full(void **state)
 
 static void test_cacerts(void **state)
 {
+	(void)state;
 	char err[512] = "";
 	uint8_t *der = NULL;
 	size_t len = 0;
@@ -551,6 +562,7 @@ static void expect_error(const uint8_t *msg, size_t len, moat_err want)
 
 static void test_malformed_requests(void **state)
 {
+	(void)state;
 	char err[512] = "";
 	struct moat_buf b;
 	uint8_t *big;
@@ -634,6 +646,7 @@ static void test_malformed_requests(void **state)
 /* The CA is confined: no new privileges, a seccomp filter, not dumpable. */
 static void test_sandboxed(void **state)
 {
+	(void)state;
 	char path[64], line[256];
 	int seccomp = -1, nnp = -1;
 	FILE *f;
@@ -693,6 +706,7 @@ static void *worker_main(void *arg)
 /* Concurrent callers each get their own answer. */
 static void test_threads(void **state)
 {
+	(void)state;
 	struct worker w[4];
 
 	for (int i = 0; i < 4; i++) {
@@ -711,6 +725,7 @@ static void test_threads(void **state)
 
 static void test_killed_child(void **state)
 {
+	(void)state;
 	struct moat_ca *ca = NULL;
 	char err[512] = "";
 	int64_t t0;
@@ -744,6 +759,7 @@ static void test_killed_child(void **state)
  * hanging, and stop still gets rid of it. */
 static void test_stuck_child(void **state)
 {
+	(void)state;
 	struct moat_ca *ca = NULL;
 	char err[512] = "";
 	int64_t t0, took;
@@ -773,6 +789,7 @@ static void test_stuck_child(void **state)
 
 static void test_stop_no_zombie(void **state)
 {
+	(void)state;
 	struct moat_ca *ca = NULL;
 	char err[512] = "";
 	int64_t t0;
@@ -793,6 +810,7 @@ static void test_stop_no_zombie(void **state)
 
 static void test_key_mode(void **state)
 {
+	(void)state;
 	struct moat_ca *ca = NULL;
 	char dir[256], key[300], err[1024] = "";
 
@@ -814,6 +832,7 @@ static void test_key_mode(void **state)
 
 static void test_missing_ca(void **state)
 {
+	(void)state;
 	struct moat_ca *ca = NULL;
 	char dir[256], err[1024] = "";
 
@@ -829,6 +848,7 @@ static void test_missing_ca(void **state)
 
 static void test_codec_requests(void **state)
 {
+	(void)state;
 	struct moat_revoked list[2] = {{"00ff01", 1700000000}, {"ABCDEF", 1}};
 	struct moat_ca_req req;
 	struct moat_ca_entry e;
@@ -882,6 +902,7 @@ static void test_codec_requests(void **state)
 
 static void test_codec_answers(void **state)
 {
+	(void)state;
 	struct moat_ca_ans ans;
 	struct moat_buf b;
 	static const uint8_t der[] = {0x30, 0x00};
@@ -930,6 +951,7 @@ static void test_codec_answers(void **state)
 
 static void test_serial_hex(void **state)
 {
+	(void)state;
 	uint8_t out[MOAT_CA_SERIAL_MAX];
 	size_t len = 0;
 

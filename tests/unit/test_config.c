@@ -65,6 +65,7 @@ static void broker_kv(char *buf, size_t len, const char *key, const char *value)
 
 static void test_defaults(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	moat_conf_defaults(&c);
@@ -84,6 +85,7 @@ static void test_defaults(void **state)
 
 static void test_default_text_parses(void **state)
 {
+	(void)state;
 	struct moat_conf c, d;
 
 	expect_ok(moat_conf_default_text(), &c);
@@ -123,6 +125,7 @@ static void test_default_text_parses(void **state)
 /* ...and be valid once an operator uncomments it. */
 static void test_default_text_example_uncommented(void **state)
 {
+	(void)state;
 	const char *text = moat_conf_default_text();
 	const char *ex = strstr(text, "; [listener.local]");
 	char buf[8192];
@@ -153,6 +156,7 @@ static void test_default_text_example_uncommented(void **state)
 
 static void test_minimal_listener_defaults(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_ok(LISTENER, &c);
@@ -228,6 +232,7 @@ static void test_https_listener(void **state)
 
 static void test_broker_ranges_accept_bounds(void **state)
 {
+	(void)state;
 	char buf[256], v[32];
 	struct moat_conf c;
 	size_t i;
@@ -246,6 +251,7 @@ static void test_broker_ranges_accept_bounds(void **state)
 
 static void test_broker_ranges_reject_outside(void **state)
 {
+	(void)state;
 	char buf[256], v[32], fix[96];
 	size_t i;
 
@@ -266,6 +272,7 @@ static void test_broker_ranges_reject_outside(void **state)
 
 static void test_exact_range_message(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	assert_int_equal(parse("\n\n[broker]\nmax_inflight = 0\n" LISTENER, &c), MOAT_E_CONFIG);
@@ -276,6 +283,7 @@ static void test_exact_range_message(void **state)
 
 static void test_packet_size_suffixes(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *v;
 		uint32_t want;
@@ -317,6 +325,7 @@ static void test_packet_size_suffixes(void **state)
 
 static void test_numbers_reject_garbage(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {"10x", "abc", "0x10", "+5", "1.5", "1e3", "1 0", "ten"};
 	char buf[256];
 	size_t i;
@@ -329,6 +338,7 @@ static void test_numbers_reject_garbage(void **state)
 
 static void test_numbers_reject_negative(void **state)
 {
+	(void)state;
 	char buf[256];
 
 	broker_kv(buf, sizeof(buf), "max_queued_messages", "-1");
@@ -339,6 +349,7 @@ static void test_numbers_reject_negative(void **state)
 
 static void test_numbers_reject_overflow(void **state)
 {
+	(void)state;
 	char buf[256];
 
 	broker_kv(buf, sizeof(buf), "max_connections", "99999999999999999999999999");
@@ -349,6 +360,7 @@ static void test_numbers_reject_overflow(void **state)
 
 static void test_hash_is_not_an_inline_comment(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_err("[broker]\nmax_inflight = 10 # ten\n" LISTENER, 2, "inline comments start");
@@ -358,6 +370,7 @@ static void test_hash_is_not_an_inline_comment(void **state)
 
 static void test_empty_value(void **state)
 {
+	(void)state;
 	expect_err("[broker]\nworkers =\n" LISTENER, 2, "workers has an empty value");
 	expect_err("[listener.a]\nbind =\nport = 1\n", 2, "bind has an empty value");
 	expect_err("[tls]\ncert = ; nothing\n" LISTENER, 2, "cert has an empty value");
@@ -365,6 +378,7 @@ static void test_empty_value(void **state)
 
 static void test_duplicate_key(void **state)
 {
+	(void)state;
 	expect_err("[broker]\nworkers = 1\n\nworkers = 2\n" LISTENER, 4,
 		   "duplicate key 'workers' (first set on line 2)");
 	expect_err("[listener.a]\nbind = ::1\nport = 1\nport = 2\n", 4, "duplicate key 'port'");
@@ -372,6 +386,7 @@ static void test_duplicate_key(void **state)
 
 static void test_unknown_key_suggests(void **state)
 {
+	(void)state;
 	expect_err("[broker]\nworkers = 1\nmax_pakcet_size = 1M\n" LISTENER, 3,
 		   "unknown key 'max_pakcet_size' in [broker]; fix: did you mean "
 		   "'max_packet_size'?");
@@ -381,6 +396,7 @@ static void test_unknown_key_suggests(void **state)
 
 static void test_unknown_key_lists_keys(void **state)
 {
+	(void)state;
 	expect_err("[broker]\nfrobnicate = 1\n" LISTENER, 2,
 		   "unknown key 'frobnicate' in [broker]; fix: remove it or use one of: workers, "
 		   "max_packet_size, max_keepalive");
@@ -390,17 +406,20 @@ static void test_unknown_key_lists_keys(void **state)
 
 static void test_key_in_wrong_section(void **state)
 {
+	(void)state;
 	expect_err("[tls]\nworkers = 1\n" LISTENER, 2, "move it to [broker]");
 	expect_err("[broker]\nport = 1\n" LISTENER, 2, "move it to [listener.NAME]");
 }
 
 static void test_key_outside_section(void **state)
 {
+	(void)state;
 	expect_err("workers = 1\n" LISTENER, 1, "outside any section");
 }
 
 static void test_unknown_section(void **state)
 {
+	(void)state;
 	expect_err(LISTENER "[brokr]\n", 4, "unknown section [brokr]; fix: did you mean [broker]?");
 	expect_err(LISTENER "[storage]\nx = 1\n", 4, "unknown section [storage]");
 	expect_err(LISTENER "[listner.x]\n", 4, "did you mean [listener.NAME]");
@@ -411,6 +430,7 @@ static void test_unknown_section(void **state)
 
 static void test_section_header_syntax(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_err(LISTENER "[broker\nworkers = 1\n", 4, "no closing ']'");
@@ -421,6 +441,7 @@ static void test_section_header_syntax(void **state)
 
 static void test_line_syntax(void **state)
 {
+	(void)state;
 	expect_err("[broker]\nworkers\n" LISTENER, 2, "expected 'key = value'");
 	expect_err("[broker]\nworkers: 1\n" LISTENER, 2, "expected 'key = value'");
 	expect_err("[broker]\n= 1\n" LISTENER, 2, "missing key name");
@@ -428,6 +449,7 @@ static void test_line_syntax(void **state)
 
 static void test_listener_names(void **state)
 {
+	(void)state;
 	char buf[256];
 	struct moat_conf c;
 
@@ -448,6 +470,7 @@ static void test_listener_names(void **state)
 
 static void test_duplicate_sections(void **state)
 {
+	(void)state;
 	expect_err(LISTENER "[listener.t]\n", 4,
 		   "duplicate section [listener.t] (first on line 1)");
 	expect_err("[broker]\nworkers = 1\n" LISTENER "[broker]\n", 6,
@@ -456,6 +479,7 @@ static void test_duplicate_sections(void **state)
 
 static void test_listener_count(void **state)
 {
+	(void)state;
 	char buf[4096];
 	size_t o = 0;
 	unsigned i;
@@ -473,6 +497,7 @@ static void test_listener_count(void **state)
 
 static void test_tls_paths(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 	moat_err rc;
 
@@ -496,6 +521,7 @@ static void test_tls_paths(void **state)
 
 static void test_tls_path_too_long(void **state)
 {
+	(void)state;
 	char *dir = malloc(MOAT_MAX_PATH);
 	struct moat_conf c;
 	moat_err rc;
@@ -518,6 +544,7 @@ static void test_tls_path_too_long(void **state)
 
 static void test_log_levels(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *v;
 		int want;
@@ -540,6 +567,7 @@ static void test_log_levels(void **state)
 
 static void test_durability(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_ok("[broker]\ndurability = relaxed\n" LISTENER, &c);
@@ -553,6 +581,7 @@ static void test_durability(void **state)
 
 static void test_booleans(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *v;
 		bool want;
@@ -578,6 +607,7 @@ static void test_booleans(void **state)
 
 static void test_policy_values(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_ok(LISTENER "policy = default\n", &c);
@@ -589,6 +619,7 @@ static void test_policy_values(void **state)
 
 static void test_bind_values(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_ok("[listener.a]\nbind = 0.0.0.0\nport = 8883\n", &c);
@@ -604,6 +635,7 @@ static void test_bind_values(void **state)
 
 static void test_port_values(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_ok("[listener.a]\nbind = ::1\nport = 1\n", &c);
@@ -617,6 +649,7 @@ static void test_port_values(void **state)
 
 static void test_listener_required_keys(void **state)
 {
+	(void)state;
 	expect_err("[broker]\n\n[listener.a]\nport = 1\n", 3, "[listener.a] has no bind address");
 	expect_err("[listener.a]\nbind = ::1\n", 1, "[listener.a] has no port");
 	expect_err(LISTENER "[listener.empty]\n", 4, "[listener.empty] has no bind");
@@ -624,6 +657,7 @@ static void test_listener_required_keys(void **state)
 
 static void test_no_listener(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_err("[broker]\nworkers = 2\n\n", 3, "no listener configured");
@@ -633,6 +667,7 @@ static void test_no_listener(void **state)
 
 static void test_plaintext_needs_loopback(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_err("[broker]\n[listener.plain]\nbind = 0.0.0.0\nport = 1883\ntls = off\n", 2,
@@ -651,6 +686,7 @@ static void test_plaintext_needs_loopback(void **state)
 
 static void test_open_policy_needs_loopback(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	/* Even over TLS: open means any certificate holder reads every topic. */
@@ -664,6 +700,7 @@ static void test_open_policy_needs_loopback(void **state)
 
 static void test_no_client_cert_allowed_on_tls(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	/* Allowed: such clients have no identity and the default policy denies them. */
@@ -674,6 +711,7 @@ static void test_no_client_cert_allowed_on_tls(void **state)
 
 static void test_duplicate_bind_port(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_err("[listener.a]\nbind = 0.0.0.0\nport = 8883\n\n"
@@ -697,6 +735,7 @@ static void test_duplicate_bind_port(void **state)
 
 static void test_loopback_predicate(void **state)
 {
+	(void)state;
 	static const char *const yes[] = {
 	    "127.0.0.1",       "127.255.255.254",  "127.0.0.0",	      "::1",
 	    "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "::ffff:127.1.2.3"};
@@ -717,6 +756,7 @@ static void test_loopback_predicate(void **state)
 
 static void test_comments_and_indentation(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_ok("; comment\n# comment\n[broker]\n    ; indented comment\n"
@@ -729,6 +769,7 @@ static void test_comments_and_indentation(void **state)
 
 static void test_crlf_and_bom(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 
 	expect_ok("\xef\xbb\xbf[broker]\r\nworkers = 4\r\n[listener.a]\r\nbind = ::1\r\nport = "
@@ -741,6 +782,7 @@ static void test_crlf_and_bom(void **state)
 
 static void test_long_line(void **state)
 {
+	(void)state;
 	char buf[2048], path[1100];
 	struct moat_conf c;
 	moat_err rc;
@@ -763,6 +805,7 @@ static void test_long_line(void **state)
 /* docs/configuration.md promises 197 characters (libinih's buffer). */
 static void test_line_length_boundary(void **state)
 {
+	(void)state;
 	char buf[512], line[256];
 	struct moat_conf c;
 	size_t fixed = strlen("cert = /");
@@ -781,6 +824,7 @@ static void test_line_length_boundary(void **state)
 
 static void test_first_error_wins_and_file_name(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 	moat_err rc;
 
@@ -793,6 +837,7 @@ static void test_first_error_wins_and_file_name(void **state)
 
 static void test_failure_leaves_output_untouched(void **state)
 {
+	(void)state;
 	struct moat_conf c, before;
 
 	memset(&c, 0xa5, sizeof(c));
@@ -806,6 +851,7 @@ static void test_failure_leaves_output_untouched(void **state)
 
 static void test_error_buffer_edge_cases(void **state)
 {
+	(void)state;
 	struct moat_conf c;
 	char small[16];
 
@@ -822,6 +868,7 @@ static void test_error_buffer_edge_cases(void **state)
 
 static void test_hostile_text_is_sanitised(void **state)
 {
+	(void)state;
 	char buf[512];
 
 	expect_err("[broker]\n\x1b[31mred = 1\n" LISTENER, 2, "unknown key '?[31mred'");
@@ -845,6 +892,7 @@ static void write_file(const char *path, const char *data, size_t len)
 
 static void test_load_file(void **state)
 {
+	(void)state;
 	char path[] = "/tmp/moat-test-conf-XXXXXX";
 	static const char nul_text[] = "[broker]\nworkers = 1\0\n" LISTENER;
 	struct moat_conf c;

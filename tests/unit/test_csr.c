@@ -33,6 +33,7 @@ static EVP_PKEY *keys[K_N];
 
 static int setup(void **state)
 {
+	(void)state;
 	keys[K_P256] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	keys[K_P384] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
 	keys[K_ED25519] = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
@@ -52,6 +53,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	(void)state;
 	for (int i = 0; i < K_N; i++)
 		EVP_PKEY_free(keys[i]);
 	return 0;
@@ -137,6 +139,7 @@ static moat_err check_der(X509_REQ *req, const char *id, char *why, size_t whyle
 
 static void test_accepted_keys(void **state)
 {
+	(void)state;
 	const enum key_kind ok[] = {K_P256, K_P384, K_ED25519, K_RSA3072};
 	char why[512];
 	char id[65];
@@ -154,6 +157,7 @@ static void test_accepted_keys(void **state)
 
 static void test_refused_keys(void **state)
 {
+	(void)state;
 	const struct {
 		enum key_kind k;
 		const char *named;
@@ -180,6 +184,7 @@ static void test_refused_keys(void **state)
  * longer matches the key, the classic proof-of-possession failure. */
 static void test_pop_swapped_key(void **state)
 {
+	(void)state;
 	X509_REQ *req = csr_make(keys[K_P256], ID, URI_ID);
 	char why[512] = "";
 
@@ -191,6 +196,7 @@ static void test_pop_swapped_key(void **state)
 
 static void test_pop_corrupt_signature(void **state)
 {
+	(void)state;
 	const enum key_kind kinds[] = {K_P256, K_ED25519, K_RSA3072};
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
@@ -213,6 +219,7 @@ static void test_pop_corrupt_signature(void **state)
 
 static void test_weak_hash(void **state)
 {
+	(void)state;
 	X509_REQ *req = csr_make_md(keys[K_P256], ID, URI_ID, EVP_sha1());
 	char why[512] = "";
 
@@ -223,6 +230,7 @@ static void test_weak_hash(void **state)
 
 static void test_cn_rules(void **state)
 {
+	(void)state;
 	X509_REQ *req;
 	X509_NAME *name;
 	char why[512] = "";
@@ -263,6 +271,7 @@ static void test_cn_rules(void **state)
 
 static void test_san_rules(void **state)
 {
+	(void)state;
 	const struct {
 		const char *cn;
 		const char *san;
@@ -296,6 +305,7 @@ static void test_san_rules(void **state)
 
 static void test_invalid_device_id(void **state)
 {
+	(void)state;
 	X509_REQ *req = csr_make(keys[K_P256], "Dev1", NULL);
 	char why[512] = "";
 
@@ -311,6 +321,7 @@ static void test_invalid_device_id(void **state)
 
 static void test_subject_id(void **state)
 {
+	(void)state;
 	const struct {
 		const char *cn;
 		const char *san;
@@ -351,6 +362,7 @@ static void test_subject_id(void **state)
 
 static void test_parse(void **state)
 {
+	(void)state;
 	X509_REQ *req = csr_make(keys[K_P256], ID, URI_ID);
 	X509_REQ *out = NULL;
 	char why[512] = "";
@@ -438,6 +450,7 @@ static void expect_body(const char *body, moat_err want, const uint8_t *der, siz
 
 static void test_est_body(void **state)
 {
+	(void)state;
 	X509_REQ *req = csr_make(keys[K_RSA3072], ID, URI_ID);
 	char body[MOAT_CSR_BODY_MAX + 64];
 	size_t len;
@@ -546,6 +559,7 @@ static void test_est_body(void **state)
 /* The whole path a simpleenroll body takes, end to end. */
 static void test_body_to_check(void **state)
 {
+	(void)state;
 	X509_REQ *req = csr_make(keys[K_ED25519], ID, URI_ID);
 	X509_REQ *back = NULL;
 	char why[512] = "";

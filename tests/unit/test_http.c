@@ -21,11 +21,18 @@ static size_t small_limit = 8;
 
 static size_t limit_small_cb(void *arg, int method, const char *path, size_t path_len)
 {
+	(void)method;
+	(void)path;
+	(void)path_len;
 	return *(const size_t *)arg;
 }
 
 static size_t limit_none_cb(void *arg, int method, const char *path, size_t path_len)
 {
+	(void)arg;
+	(void)method;
+	(void)path;
+	(void)path_len;
 	return 0;
 }
 
@@ -126,6 +133,7 @@ static void sb_rep(struct sb *b, char ch, size_t n)
 
 static void test_parse_simple_get(void **state)
 {
+	(void)state;
 	static const char req[] = "GET /api/v1/users?limit=5&cursor=abc HTTP/1.1\r\n"
 				  "Host: moat.example\r\n"
 				  "User-Agent: test\r\n"
@@ -160,6 +168,7 @@ static void test_parse_simple_get(void **state)
 
 static void test_parse_no_query(void **state)
 {
+	(void)state;
 	struct moat_http_parser *hp = parser_new(NULL, NULL);
 
 	feed_done(hp, S("DELETE /api/v1/tokens/ab12 HTTP/1.1\r\nHost: x\r\n\r\n"));
@@ -171,6 +180,7 @@ static void test_parse_no_query(void **state)
 
 static void test_parse_content_length_body(void **state)
 {
+	(void)state;
 	static const char req[] = "POST /api/v1/users HTTP/1.1\r\n"
 				  "Host: x\r\n"
 				  "Content-Type: application/json\r\n"
@@ -189,6 +199,7 @@ static void test_parse_content_length_body(void **state)
 
 static void test_parse_chunked_body(void **state)
 {
+	(void)state;
 	static const char req[] = "POST /x HTTP/1.1\r\n"
 				  "Host: x\r\n"
 				  "Transfer-Encoding: chunked\r\n"
@@ -208,6 +219,7 @@ static void test_parse_chunked_body(void **state)
 /* Everything split into 1-byte feeds: tokens continue across calls. */
 static void test_parse_one_byte_feeds(void **state)
 {
+	(void)state;
 	static const char req[] = "PATCH /api/v1/users/alice?x=1 HTTP/1.1\r\n"
 				  "Host: moat.example:8443\r\n"
 				  "X-Long-Header-Name: a value with spaces\r\n"
@@ -252,6 +264,7 @@ static void test_parse_one_byte_feeds(void **state)
  * after _next the rest parses as the second. */
 static void test_parse_pipelined(void **state)
 {
+	(void)state;
 	static const char first[] = "POST /one HTTP/1.1\r\n"
 				    "Host: x\r\n"
 				    "Content-Length: 3\r\n"
@@ -289,6 +302,7 @@ static void test_parse_pipelined(void **state)
 /* Two bodiless requests back to back, then a third fed separately. */
 static void test_parse_pipelined_get_get(void **state)
 {
+	(void)state;
 	static const char two[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 				  "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
 	struct moat_http_parser *hp = parser_new(NULL, NULL);
@@ -312,6 +326,7 @@ static void test_parse_pipelined_get_get(void **state)
 /* A chunked request with trailers, then a HEAD, in one buffer. */
 static void test_parse_pipelined_chunked(void **state)
 {
+	(void)state;
 	static const char first[] = "POST /c HTTP/1.1\r\n"
 				    "Transfer-Encoding: chunked\r\n"
 				    "\r\n"
@@ -352,6 +367,7 @@ static bool keep_alive_of(const char *req)
 
 static void test_parse_keep_alive(void **state)
 {
+	(void)state;
 	assert_true(keep_alive_of("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
 	assert_false(keep_alive_of("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
 	assert_false(keep_alive_of("GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n"));
@@ -362,6 +378,7 @@ static void test_parse_keep_alive(void **state)
 
 static void test_parse_target_too_long(void **state)
 {
+	(void)state;
 	struct sb b = {0};
 	struct moat_http_parser *hp;
 
@@ -399,6 +416,7 @@ static void test_parse_target_too_long(void **state)
 
 static void test_parse_too_many_headers(void **state)
 {
+	(void)state;
 	struct sb b = {0};
 	struct moat_http_parser *hp;
 	char line[64];
@@ -424,6 +442,7 @@ static void test_parse_too_many_headers(void **state)
 
 static void test_parse_head_too_large(void **state)
 {
+	(void)state;
 	struct sb b = {0};
 	size_t i;
 
@@ -448,6 +467,7 @@ static void test_parse_head_too_large(void **state)
 
 static void test_parse_body_over_route_limit(void **state)
 {
+	(void)state;
 	struct moat_http_parser *hp;
 
 	/* Content-Length at the limit passes, one more is refused from the head. */
@@ -479,6 +499,7 @@ static void test_parse_body_over_route_limit(void **state)
 
 static void test_parse_body_on_route_without_body(void **state)
 {
+	(void)state;
 	struct moat_http_parser *hp;
 
 	expect_refusal(limit_none_cb, NULL, S("DELETE /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
@@ -495,6 +516,7 @@ static void test_parse_body_on_route_without_body(void **state)
 
 static void test_parse_malformed(void **state)
 {
+	(void)state;
 	expect_refusal(NULL, NULL, S("GET /x HTTX/1.1\r\n\r\n"), 400, MOAT_E_MALFORMED);
 	expect_refusal(NULL, NULL, S("GET /x http/1.1\r\n\r\n"), 400, MOAT_E_MALFORMED);
 	expect_refusal(NULL, NULL, S("GET x HTTP/1.1\r\n\r\n"), 400, MOAT_E_MALFORMED);
@@ -540,6 +562,7 @@ static void test_parse_malformed(void **state)
  * request (RFC 9112 section 3), whichever part of it is broken. */
 static void test_parse_malformed_request_line_status(void **state)
 {
+	(void)state;
 	expect_refusal(NULL, NULL, S("GET /x HTTP/1.1 extra\r\n\r\n"), 400, MOAT_E_MALFORMED);
 	expect_refusal(NULL, NULL, S("GET /x HTTP/1.\r\n\r\n"), 400, MOAT_E_MALFORMED);
 	expect_refusal(NULL, NULL, S("GET /x HTTP/11\r\n\r\n"), 400, MOAT_E_MALFORMED);
@@ -553,6 +576,7 @@ static void test_parse_malformed_request_line_status(void **state)
  * control character in the target. */
 static void test_parse_space_in_field_name(void **state)
 {
+	(void)state;
 	expect_refusal(NULL, NULL, S("GET /x HTTP/1.1\r\nX-CSRF-Token : v\r\n\r\n"), 400,
 		       MOAT_E_MALFORMED);
 	expect_refusal(NULL, NULL, S("GET /x HTTP/1.1\r\nBad Name: v\r\n\r\n"), 400,
@@ -564,6 +588,7 @@ static void test_parse_space_in_field_name(void **state)
  * field value. */
 static void test_parse_trailing_ows_trimmed(void **state)
 {
+	(void)state;
 	struct moat_http_parser *hp;
 
 	hp = parser_new(NULL, NULL);
@@ -579,6 +604,7 @@ static void test_parse_trailing_ows_trimmed(void **state)
  * then the connection closes (parse.c:274-275 says so). */
 static void test_parse_upgrade_closes(void **state)
 {
+	(void)state;
 	static const char two[] = "GET /x HTTP/1.1\r\nHost: x\r\n"
 				  "Connection: upgrade\r\nUpgrade: h2c\r\n\r\n"
 				  "GET /y HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -594,17 +620,20 @@ static void test_parse_upgrade_closes(void **state)
 
 static void test_parse_unknown_method(void **state)
 {
+	(void)state;
 	expect_refusal(NULL, NULL, S("FROB /x HTTP/1.1\r\n\r\n"), 501, MOAT_E_MALFORMED);
 }
 
 static void test_parse_http2_version(void **state)
 {
+	(void)state;
 	expect_refusal(NULL, NULL, S("GET /x HTTP/2.0\r\nHost: x\r\n\r\n"), 505, MOAT_E_MALFORMED);
 	expect_refusal(NULL, NULL, S("GET /x HTTP/3.0\r\nHost: x\r\n\r\n"), 505, MOAT_E_MALFORMED);
 }
 
 static void test_parse_nul_in_header(void **state)
 {
+	(void)state;
 	static const char req[] = "GET /x HTTP/1.1\r\nX-A: a\0b\r\n\r\n";
 	static const char name[] = "GET /x HTTP/1.1\r\nX-\0A: ab\r\n\r\n";
 	static const char target[] = "GET /x\0y HTTP/1.1\r\n\r\n";
@@ -616,6 +645,7 @@ static void test_parse_nul_in_header(void **state)
 
 static void test_parse_expect_continue(void **state)
 {
+	(void)state;
 	static const char head[] = "POST /x HTTP/1.1\r\n"
 				   "Host: x\r\n"
 				   "Expect: 100-continue\r\n"
@@ -644,6 +674,7 @@ static void test_parse_expect_continue(void **state)
 
 static void test_parse_unknown_expect(void **state)
 {
+	(void)state;
 	expect_refusal(NULL, NULL,
 		       S("POST /x HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n"),
 		       417, MOAT_E_MALFORMED);
@@ -651,6 +682,7 @@ static void test_parse_unknown_expect(void **state)
 
 static void test_parse_header_lookup(void **state)
 {
+	(void)state;
 	static const char req[] = "GET /x HTTP/1.1\r\n"
 				  "Content-Type: text/plain\r\n"
 				  "X-Dup: first\r\n"
@@ -676,6 +708,7 @@ static void test_parse_header_lookup(void **state)
 
 static void test_parse_empty_header_value(void **state)
 {
+	(void)state;
 	static const char req[] = "GET /x HTTP/1.1\r\n"
 				  "X-Empty:\r\n"
 				  "X-Spaces:    \r\n"
@@ -703,6 +736,7 @@ static void test_parse_empty_header_value(void **state)
  * clean: no header or body of the previous one leaks into it. */
 static void test_parse_next_resets(void **state)
 {
+	(void)state;
 	struct sb b = {0};
 	struct moat_http_parser *hp = parser_new(NULL, NULL);
 	char cl[64];
@@ -803,6 +837,7 @@ static long content_length_of(const char *wire)
 
 static void test_resp_basic(void **state)
 {
+	(void)state;
 	struct moat_http_resp r;
 	size_t len, hl;
 	char *w;
@@ -827,6 +862,7 @@ static void test_resp_basic(void **state)
 
 static void test_resp_status_lines(void **state)
 {
+	(void)state;
 	static const int codes[] = {201, 400, 401, 403, 404, 405, 409, 413, 414,
 				    415, 417, 422, 429, 431, 500, 501, 503, 505};
 	size_t i;
@@ -856,6 +892,7 @@ static void test_resp_status_lines(void **state)
 
 static void test_resp_204_has_no_body(void **state)
 {
+	(void)state;
 	struct moat_http_resp r;
 	size_t len;
 	char *w;
@@ -880,6 +917,7 @@ static void test_resp_204_has_no_body(void **state)
 
 static void test_resp_head_keeps_length(void **state)
 {
+	(void)state;
 	struct moat_http_resp r;
 	size_t len;
 	char *w;
@@ -897,6 +935,7 @@ static void test_resp_head_keeps_length(void **state)
 
 static void test_resp_connection_close(void **state)
 {
+	(void)state;
 	struct moat_http_resp r;
 	size_t len;
 	char *w;
@@ -917,6 +956,7 @@ static void test_resp_connection_close(void **state)
 
 static void test_resp_header_injection_refused(void **state)
 {
+	(void)state;
 	static const char *const bad[][2] = {
 	    {"Set-Cookie", "a=b\r\nX-Injected: 1"},
 	    {"Set-Cookie", "a=b\nX-Injected: 1"},
@@ -953,6 +993,7 @@ static void test_resp_header_injection_refused(void **state)
  * framed (Content-Length: 0), or a keep-alive client waits for a body. */
 static void test_resp_header_injection_on_204(void **state)
 {
+	(void)state;
 	struct moat_http_resp r;
 	size_t len;
 	char *w;
@@ -969,6 +1010,7 @@ static void test_resp_header_injection_on_204(void **state)
 
 static void test_resp_headers_overflow(void **state)
 {
+	(void)state;
 	struct moat_http_resp r;
 	char val[200];
 	size_t i, len;
@@ -990,6 +1032,7 @@ static void test_resp_headers_overflow(void **state)
 
 static void test_resp_default_is_500(void **state)
 {
+	(void)state;
 	struct moat_http_resp r;
 	size_t len;
 	char *w;
@@ -1027,6 +1070,7 @@ static int find(int method, const char *path, struct moat_http_params *p, bool *
 
 static void test_route_params(void **state)
 {
+	(void)state;
 	struct moat_http_params p;
 	bool known;
 
@@ -1055,6 +1099,7 @@ static void test_route_params(void **state)
 
 static void test_route_param_rejects(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {
 	    "/api/v1/users/.",	    "/api/v1/users/..",	   "/api/v1/users/a%2Fb",
 	    "/api/v1/users/%2e%2e", "/api/v1/users/a%20b", "/api/v1/users/a b",
@@ -1075,6 +1120,7 @@ static void test_route_param_rejects(void **state)
 
 static void test_route_param_length(void **state)
 {
+	(void)state;
 	char path[300];
 	struct moat_http_params p;
 	bool known;
@@ -1092,6 +1138,7 @@ static void test_route_param_length(void **state)
 
 static void test_route_trailing_slash_and_prefixes(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {
 	    "/healthz/",
 	    "/healthz/x",
@@ -1121,6 +1168,7 @@ static void test_route_trailing_slash_and_prefixes(void **state)
 
 static void test_route_405_and_allow(void **state)
 {
+	(void)state;
 	struct moat_http_params p;
 	char allow[128];
 	bool known;
@@ -1155,6 +1203,7 @@ static void test_route_405_and_allow(void **state)
 
 static void test_route_head_matches_get(void **state)
 {
+	(void)state;
 	struct moat_http_params p;
 	bool known;
 
@@ -1171,6 +1220,7 @@ static void test_route_head_matches_get(void **state)
 
 static void test_query_decoding(void **state)
 {
+	(void)state;
 	static const char q[] = "a=1&b=hello%20world&c=x+y&d=%41%6a%7E&e=&f&g=%2B%26%3D";
 	char out[64];
 
@@ -1202,6 +1252,7 @@ static void test_query_decoding(void **state)
 
 static void test_query_bad_escapes(void **state)
 {
+	(void)state;
 	static const char *const bad[] = {
 	    "a=%", "a=%4", "a=%zz", "a=%4g", "a=%g4", "a=x%", "a=%%41", "a=%-1", "a=% 1",
 	};
@@ -1222,6 +1273,7 @@ static void test_query_bad_escapes(void **state)
 
 static void test_query_nul_refused(void **state)
 {
+	(void)state;
 	char out[64];
 
 	assert_int_equal(moat_http_query_get("a=%00", "a", out, sizeof(out)), MOAT_E_MALFORMED);
@@ -1233,6 +1285,7 @@ static void test_query_nul_refused(void **state)
 
 static void test_query_duplicate_key(void **state)
 {
+	(void)state;
 	char out[64];
 
 	assert_int_equal(moat_http_query_get("a=1&a=2", "a", out, sizeof(out)), MOAT_E_INVAL);
@@ -1245,6 +1298,7 @@ static void test_query_duplicate_key(void **state)
 
 static void test_query_limit(void **state)
 {
+	(void)state;
 	char out[4];
 
 	assert_int_equal(moat_http_query_get("a=abc", "a", out, sizeof(out)), MOAT_OK);
@@ -1257,6 +1311,7 @@ static void test_query_limit(void **state)
 
 static void test_query_only(void **state)
 {
+	(void)state;
 	static const char *const keys[] = {"limit", "cursor", "all"};
 	char bad[16];
 

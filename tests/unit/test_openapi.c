@@ -184,6 +184,7 @@ static struct oplist spec;
 
 static void test_spec_is_readable(void **state)
 {
+	(void)state;
 	char file[1024];
 	size_t i, j;
 
@@ -202,6 +203,7 @@ static void test_spec_is_readable(void **state)
 
 static void test_routes_and_spec_agree(void **state)
 {
+	(void)state;
 	char file[1024];
 	const struct moat_http_route *routes;
 	size_t n = 0, i, j, missing = 0;
@@ -244,6 +246,7 @@ static void test_routes_and_spec_agree(void **state)
  * docs/api.md route table ("| GET | `/healthz` | none | ... |"). */
 static void test_permissions_match_api_md(void **state)
 {
+	(void)state;
 	/* "setup token" and "enroll token" (EST simpleenroll) are credentials
 	 * of their own, not role permissions. */
 	static const char *const known[] = {
@@ -329,6 +332,7 @@ static void test_permissions_match_api_md(void **state)
 /* The reader itself: the layout rules it relies on. */
 static void test_reader_layout(void **state)
 {
+	(void)state;
 	static const char yaml[] = "openapi: 3.0.3\n"
 				   "info:\n"
 				   "  title: x\n"

@@ -49,6 +49,7 @@ static bool sub(struct moat_conn *c, const char *f)
 
 static void test_default_publish(void **state)
 {
+	(void)state;
 	struct moat_conn *c = device("dev1", MOAT_POLICY_DEFAULT);
 	/* "d/dev1" itself: the rule d/${device}/# matches its parent level
 	 * (MQTT 4.7.1.2), so the device's own top level is its own too. */
@@ -69,6 +70,7 @@ static void test_default_publish(void **state)
 
 static void test_default_subscribe(void **state)
 {
+	(void)state;
 	struct moat_conn *c = device("dev1", MOAT_POLICY_DEFAULT);
 	static const char *const allowed[] = {
 	    "d/dev1/#",		 "c/dev1/#",	      "c/dev1/+", "d/dev1/t", "c/dev1/cmd/+/x",
@@ -93,6 +95,7 @@ static void test_default_subscribe(void **state)
 
 static void test_no_identity_gets_nothing(void **state)
 {
+	(void)state;
 	struct moat_conn *c = device("", MOAT_POLICY_DEFAULT);
 
 	assert_false(pub(c, "d//t"));
@@ -103,6 +106,7 @@ static void test_no_identity_gets_nothing(void **state)
 
 static void test_open_allows_everything(void **state)
 {
+	(void)state;
 	struct moat_conn *c = device("", MOAT_POLICY_OPEN);
 
 	assert_true(pub(c, "any/topic"));

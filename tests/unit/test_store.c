@@ -36,6 +36,7 @@ static char dbpath[320];
 
 static int setup(void **state)
 {
+	(void)state;
 	const char *t = getenv("TMPDIR");
 
 	snprintf(dir, sizeof(dir), "%s/moat-test-store-XXXXXX", t != NULL && *t ? t : "/tmp");
@@ -47,6 +48,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	(void)state;
 	char p[400];
 
 	unlink(dbpath);
@@ -285,6 +287,8 @@ static int64_t count_sql(const char *sql)
 
 static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	(void)cols;
+	(void)ncols;
 	(*(int *)arg)++;
 	return MOAT_OK;
 }
@@ -333,6 +337,7 @@ static void setup_sessions(struct moat_store *st)
 
 static void test_open_close(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	struct stat sb;
 	char p[400];
@@ -356,6 +361,7 @@ static void test_open_close(void **state)
 
 static void test_loose_mode_tightened(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	struct stat sb;
 	FILE *f;
@@ -372,6 +378,7 @@ static void test_loose_mode_tightened(void **state)
 
 static void test_reopen_idempotent(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	int64_t max_id = 0;
 
@@ -391,6 +398,7 @@ static void test_reopen_idempotent(void **state)
 
 static void test_newer_version_refused(void **state)
 {
+	(void)state;
 	struct moat_store_opts o = {.path = dbpath};
 	struct moat_store *st = NULL;
 	sqlite3 *db = NULL;
@@ -417,6 +425,7 @@ static void test_newer_version_refused(void **state)
 
 static void test_garbage_refused(void **state)
 {
+	(void)state;
 	struct moat_store_opts o = {.path = dbpath};
 	struct moat_store *st = NULL;
 	unsigned char junk[8192];
@@ -457,6 +466,7 @@ static int64_t count_sql_raw(const char *sql)
 
 static void test_bad_opts(void **state)
 {
+	(void)state;
 	struct moat_store_opts o = {0};
 	struct moat_store *st = NULL;
 	char err[256];
@@ -560,6 +570,7 @@ static moat_err rows_cb(void *arg, const struct moat_val *cols, size_t ncols)
 
 static void test_roundtrip(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	struct moat_store_batch *b;
 	struct moat_val v[8];
@@ -672,6 +683,7 @@ static void test_roundtrip(void **state)
 
 static void test_expiry(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	struct moat_store_batch *b;
 	struct moat_val v[4];
@@ -810,6 +822,7 @@ static void group_commit_run(struct moat_store *st, bool wait_each, const char *
 
 static void test_group_commit(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 
 	st = open_store(MOAT_STORE_STRICT, 0);
@@ -827,6 +840,7 @@ static void test_group_commit(void **state)
 /* One failing batch in a group does not sink its neighbours. */
 static void test_savepoint_isolation(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	struct moat_store_batch *b;
 	struct moat_store_stats s0, s1;
@@ -876,6 +890,7 @@ static void test_savepoint_isolation(void **state)
 
 static void test_strict_vs_relaxed(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	struct moat_store_stats s0, s1;
 	struct timespec t0, t1;
@@ -937,6 +952,7 @@ static void test_strict_vs_relaxed(void **state)
 
 static void test_submit_after_close_and_checkpoint(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	struct done d;
 	struct stat sb;
@@ -1019,6 +1035,7 @@ static void torture(enum moat_store_io op, enum moat_store_fault kind, long coun
 
 static void test_fault_torture(void **state)
 {
+	(void)state;
 	static const enum moat_store_io ops[] = {MOAT_STORE_IO_WRITE, MOAT_STORE_IO_SYNC,
 						 MOAT_STORE_IO_TRUNCATE};
 	static const char *const names[] = {"write", "sync", "truncate"};
@@ -1047,6 +1064,7 @@ static void test_fault_torture(void **state)
 /* Another connection holds the write lock past the busy timeout. */
 static void test_busy(void **state)
 {
+	(void)state;
 	struct moat_store *st;
 	sqlite3 *db = NULL;
 	struct moat_store_stats s;

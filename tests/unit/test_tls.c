@@ -60,6 +60,9 @@ static void join(char *out, size_t n, const char *dir, const char *name)
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
+	(void)st;
+	(void)flag;
+	(void)ftw;
 	return remove(path);
 }
 
@@ -70,6 +73,7 @@ static void rm_rf(const char *dir)
 
 static int setup(void **state)
 {
+	(void)state;
 	const char *tmp = getenv("TMPDIR");
 	const char *extra[] = {"mqtt.example.com", "10.1.2.3", "fd00::7"};
 	char err[512] = "";
@@ -107,6 +111,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	(void)state;
 	rm_rf(F.dir);
 	return 0;
 }
@@ -169,6 +174,7 @@ static void file_read(const char *path, char *buf, size_t n)
 
 static void test_device_id_table(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *s;
 		bool ok;
@@ -204,6 +210,7 @@ static void test_device_id_table(void **state)
 
 static void test_pki_file_modes(void **state)
 {
+	(void)state;
 	char pem[4096];
 
 	assert_int_equal(file_mode(F.ca_key), 0600);
@@ -228,6 +235,7 @@ static void test_pki_file_modes(void **state)
 
 static void test_pki_existing_key_refused(void **state)
 {
+	(void)state;
 	char before[4096], after[4096], crt_before[4096], crt_after[4096];
 	char err[512] = "";
 
@@ -248,6 +256,7 @@ static void test_pki_existing_key_refused(void **state)
 
 static void test_pki_ca_cert(void **state)
 {
+	(void)state;
 	X509 *ca = cert_load(F.ca_crt);
 	uint32_t ku;
 
@@ -268,6 +277,7 @@ static void test_pki_ca_cert(void **state)
 /* The serial is positive, at most 20 octets, and differs between certs. */
 static void test_pki_serials(void **state)
 {
+	(void)state;
 	X509 *a = cert_load(F.srv_crt);
 	X509 *b = cert_load(F.dev_crt);
 	BIGNUM *sa = ASN1_INTEGER_to_BN(X509_get0_serialNumber(a), NULL);
@@ -297,6 +307,7 @@ static void test_pki_serials(void **state)
 
 static void test_pki_server_cert(void **state)
 {
+	(void)state;
 	X509 *srv = cert_load(F.srv_crt);
 	X509 *ca = cert_load(F.ca_crt);
 	GENERAL_NAMES *gens;
@@ -333,6 +344,7 @@ static void test_pki_server_cert(void **state)
 
 static void test_pki_server_bad_san(void **state)
 {
+	(void)state;
 	char dir[320], err[512] = "";
 	const char *bad[] = {"ok.example", "evil.example,URI:moat:device:x"};
 	const char *wild[] = {"*.example.com"};
@@ -355,6 +367,7 @@ static void test_pki_server_bad_san(void **state)
 
 static void test_pki_device_cert(void **state)
 {
+	(void)state;
 	X509 *dev = cert_load(F.dev_crt);
 	char id[MOAT_DEVICE_ID_MAX + 1];
 	X509_NAME *subj = X509_get_subject_name(dev);
@@ -388,6 +401,7 @@ static void test_pki_device_cert(void **state)
 
 static void test_pki_device_invalid_id(void **state)
 {
+	(void)state;
 	char toolong[MOAT_DEVICE_ID_MAX + 2];
 	const char *const bad[] = {"", "Sensor", "-x", "a/b", "../x", "a b", toolong};
 	char key[320], crt[320], err[512];
@@ -416,6 +430,7 @@ static void test_pki_device_invalid_id(void **state)
 
 static void test_pki_ca_key_mode(void **state)
 {
+	(void)state;
 	char key[320], crt[320], err[512] = "";
 
 	join(key, sizeof(key), F.dir, "perm.key");
@@ -441,6 +456,7 @@ static void test_pki_ca_key_mode(void **state)
 
 static void test_pki_missing_ca(void **state)
 {
+	(void)state;
 	char dir[320], key[400], crt[400], err[512] = "";
 
 	join(dir, sizeof(dir), F.dir, "noca");
@@ -507,6 +523,7 @@ static moat_err ident(const char *const *cns, size_t n_cns, const char *const *u
 
 static void test_identity_cn_and_uri(void **state)
 {
+	(void)state;
 	char id[MOAT_DEVICE_ID_MAX + 1];
 	const char *cn_ok[] = {"cn-device"};
 	const char *cn_bad[] = {"CN Device"};
@@ -562,6 +579,7 @@ static void test_identity_cn_and_uri(void **state)
 
 static void test_tls_errors(void **state)
 {
+	(void)state;
 	char buf[64];
 	char tiny[8];
 
@@ -608,6 +626,7 @@ static SSL_CTX *server_ctx(bool require)
 
 static void test_server_ctx_builds(void **state)
 {
+	(void)state;
 	SSL_CTX *ctx = server_ctx(true);
 	STACK_OF(SSL_CIPHER) *ciphers = SSL_CTX_get_ciphers(ctx);
 	int i, n12 = 0, n13 = 0;
@@ -648,6 +667,7 @@ static void test_server_ctx_builds(void **state)
 
 static void test_server_ctx_errors(void **state)
 {
+	(void)state;
 	struct moat_tls_paths p = {F.srv_crt, F.dev_key, F.ca_crt};
 	char err[512] = "";
 
@@ -815,6 +835,7 @@ static int try_connect(SSL_CTX *sctx, const struct client_opts *o, char *id, siz
 
 static void test_handshake_tls13_mtls(void **state)
 {
+	(void)state;
 	SSL_CTX *sctx = server_ctx(true);
 	struct client_opts o = {.cert = F.dev_crt, .key = F.dev_key};
 	SSL_CTX *cctx = client_ctx(&o);
@@ -842,6 +863,7 @@ static void test_handshake_tls13_mtls(void **state)
 
 static void test_handshake_tls12_mtls(void **state)
 {
+	(void)state;
 	SSL_CTX *sctx = server_ctx(true);
 	struct client_opts o = {.cert = F.dev_crt,
 				.key = F.dev_key,
@@ -878,6 +900,7 @@ static void test_handshake_tls12_mtls(void **state)
  * cache) and still carries the device identity. */
 static void test_handshake_resumption(void **state)
 {
+	(void)state;
 	static const int versions[] = {0, TLS1_2_VERSION};
 	SSL_CTX *sctx = server_ctx(true);
 	size_t i;
@@ -911,6 +934,7 @@ static void test_handshake_resumption(void **state)
 
 static void test_handshake_no_client_cert(void **state)
 {
+	(void)state;
 	SSL_CTX *req = server_ctx(true);
 	SSL_CTX *opt = server_ctx(false);
 	SSL_CTX *perm = permissive_server_ctx();
@@ -933,6 +957,7 @@ static void test_handshake_no_client_cert(void **state)
 
 static void test_handshake_wrong_ca(void **state)
 {
+	(void)state;
 	SSL_CTX *req = server_ctx(true);
 	SSL_CTX *opt = server_ctx(false);
 	struct client_opts o = {.cert = F.other_crt, .key = F.other_key};
@@ -951,6 +976,7 @@ static void test_handshake_wrong_ca(void **state)
 
 static void test_handshake_weak_ciphers(void **state)
 {
+	(void)state;
 	static const char *const weak[] = {
 	    "ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0", /* ECDHE, but CBC */
 	    "ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0",    /* ECDHE, CBC, SHA-1 */
@@ -982,6 +1008,7 @@ static void test_handshake_weak_ciphers(void **state)
 /* Only X25519, P-256 and P-384 for key exchange. */
 static void test_handshake_groups(void **state)
 {
+	(void)state;
 	static const char *const groups[] = {"X25519", "P-256", "P-384"};
 	SSL_CTX *sctx = server_ctx(true);
 	SSL_CTX *perm = permissive_server_ctx();
@@ -1004,6 +1031,7 @@ static void test_handshake_groups(void **state)
 
 static void test_handshake_old_versions(void **state)
 {
+	(void)state;
 	SSL_CTX *sctx = server_ctx(true);
 	SSL_CTX *perm = permissive_server_ctx();
 	struct client_opts o = {.cert = F.dev_crt,

@@ -51,6 +51,7 @@ static char *levels(char *buf, size_t n)
 
 static void test_name_valid(void **state)
 {
+	(void)state;
 	static const char *good[] = {"a",
 				     "/",
 				     "//",
@@ -83,6 +84,7 @@ static void test_name_valid(void **state)
 
 static void test_filter_valid(void **state)
 {
+	(void)state;
 	static const char *good[] = {
 	    "a",   "+",	 "#",	"/",   "+/+",	 "/+",		 "+/",	    "a/+/b", "a/#",
 	    "+/#", "/#", "//#", "a//", "$SYS/#", "$share/g/a/#", "+/+/+/#", "a/b/c"};
@@ -100,6 +102,7 @@ static void test_filter_valid(void **state)
 
 static void test_limits(void **state)
 {
+	(void)state;
 	static char buf[MOAT_MAX_TOPIC_LEN + 2];
 	static char lv[2 * (MOAT_MAX_TOPIC_LEVELS + 1)];
 
@@ -128,6 +131,7 @@ static void test_limits(void **state)
 
 static void test_shared_parse(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *in;
 		bool shared, malformed;
@@ -199,6 +203,7 @@ static void test_shared_parse(void **state)
 
 static void test_matches(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *f, *t;
 		bool m;
@@ -282,6 +287,7 @@ static void test_matches(void **state)
 
 static void test_covers_table(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *o, *i;
 		bool c;
@@ -391,6 +397,7 @@ static size_t enumerate(char (*out)[U_LEN], const char *const *alpha, size_t nal
 
 static void test_covers_exhaustive(void **state)
 {
+	(void)state;
 	static const char *const falpha[] = {"a", "b", "$s", "", "+", "#"};
 	static const char *const talpha[] = {"a", "b", "$s", "", "z", "$z"};
 	static char filters[U_FILTERS][U_LEN];
@@ -432,6 +439,7 @@ static void test_covers_exhaustive(void **state)
  * themselves; covers(outer, topic) is exactly matches(outer, topic). */
 static void test_covers_vs_matches(void **state)
 {
+	(void)state;
 	static const char *const falpha[] = {"a", "$s", "", "+", "#"};
 	static const char *const talpha[] = {"a", "$s", "", "z"};
 	static char filters[5 + 25 + 125][U_LEN];

@@ -195,6 +195,7 @@ static uintptr_t rget(const struct moat_rettree *t, const char *topic)
 
 static void test_sub_basic(void **state)
 {
+	(void)state;
 	struct moat_subtrie *t = moat_subtrie_new();
 	static struct hits hs;
 	void *old = P(0xdead);
@@ -269,6 +270,7 @@ static void test_sub_basic(void **state)
  * own owner, every topic must hit exactly the filters that match it. */
 static void test_sub_spec_table(void **state)
 {
+	(void)state;
 	static const char *filters[] = {
 	    "#",      "+",     "/",   "/+",	 "+/+",	    "a",      "a/#",	    "a/+",
 	    "a//b",   "a/+/b", "+/#", "sport/+", "sport/#", "$SYS/#", "$SYS/+",	    "+/x",
@@ -428,6 +430,7 @@ static void sub_differential(const char *const *alpha, size_t nalpha, size_t ops
 
 static void test_sub_random_small(void **state)
 {
+	(void)state;
 	/* Few levels: deep overlap of wildcards, '$' and empty levels. */
 	static const char *const alpha[] = {"a", "b", "", "$s", "c"};
 
@@ -436,6 +439,7 @@ static void test_sub_random_small(void **state)
 
 static void test_sub_random_wide(void **state)
 {
+	(void)state;
 	/* Many distinct levels: nodes move between array and hash table,
 	 * and deletions exercise the table's backward shift. */
 	static char names[300][8];
@@ -457,6 +461,7 @@ static void test_sub_random_wide(void **state)
 
 static void test_sub_dollar(void **state)
 {
+	(void)state;
 	struct moat_subtrie *t = moat_subtrie_new();
 	static struct hits hs;
 
@@ -481,6 +486,7 @@ static void test_sub_dollar(void **state)
 /* Filters of the maximum depth and length work; deeper ones are refused. */
 static void test_sub_limits(void **state)
 {
+	(void)state;
 	static char f[MOAT_MAX_TOPIC_LEN + 1];
 	static struct hits hs;
 	struct moat_subtrie *t = moat_subtrie_new();
@@ -521,6 +527,7 @@ static void test_sub_limits(void **state)
  * are pruned and tables shrink. */
 static void test_sub_prune(void **state)
 {
+	(void)state;
 	struct moat_subtrie *t = moat_subtrie_new();
 	size_t base, full, i, round;
 	char f[64];
@@ -581,6 +588,7 @@ static void test_sub_prune(void **state)
 /* A fleet: 100k devices each subscribed to c/<id>/# under one node. */
 static void test_sub_fanout(void **state)
 {
+	(void)state;
 	struct moat_subtrie *t = moat_subtrie_new();
 	static struct hits hs;
 	const size_t n = 100000;
@@ -629,6 +637,7 @@ static void free_pair_cb(void *owner, void *value)
 
 static void test_sub_free_cb(void **state)
 {
+	(void)state;
 	struct moat_subtrie *t = moat_subtrie_new();
 	size_t i;
 	char f[64];
@@ -657,6 +666,7 @@ static void test_sub_free_cb(void **state)
 
 static void test_ret_basic(void **state)
 {
+	(void)state;
 	struct moat_rettree *t = moat_rettree_new();
 	static struct hits hs;
 	void *old = P(0xdead);
@@ -810,6 +820,7 @@ static void ret_differential(const char *const *alpha, size_t nalpha, size_t ops
 
 static void test_ret_random(void **state)
 {
+	(void)state;
 	static const char *const small[] = {"a", "b", "", "$s", "c"};
 	static char names[300][8];
 	static const char *wide[300];
@@ -830,12 +841,14 @@ static void test_ret_random(void **state)
 
 static void count_cb(const char *topic, size_t len, void *value, void *ctx)
 {
+	(void)value;
 	assert_true(moat_topic_name_valid(topic, len));
 	(*(size_t *)ctx)++;
 }
 
 static void test_ret_prune(void **state)
 {
+	(void)state;
 	struct moat_rettree *t = moat_rettree_new();
 	static struct hits hs;
 	size_t base, full, i, ncount;
@@ -871,6 +884,7 @@ static void test_ret_prune(void **state)
 
 static void test_ret_limits(void **state)
 {
+	(void)state;
 	static char f[MOAT_MAX_TOPIC_LEN + 1];
 	static struct hits hs;
 	struct moat_rettree *t = moat_rettree_new();
@@ -906,6 +920,7 @@ static void test_ret_limits(void **state)
 
 static void test_ret_free_cb(void **state)
 {
+	(void)state;
 	struct moat_rettree *t = moat_rettree_new();
 	size_t i;
 	char f[64];
