@@ -44,7 +44,7 @@ static moat_err register_device(const char *dir, const char *id, const char *crt
 	char path[MOAT_MAX_PATH], state[32] = "", serial[72] = "", fp[65] = "";
 	unsigned char md[32];
 	unsigned int mdlen = 0;
-	int64_t now = moat_wall_ms();
+	int64_t now = moat_wall_ms(), not_before = 0, not_after = 0;
 	X509 *x = NULL;
 	FILE *f;
 	moat_err rc;
@@ -63,6 +63,13 @@ static moat_err register_device(const char *dir, const char *id, const char *crt
 		X509_free(x);
 		snprintf(err, errlen, "cannot read the new certificate %.200s", crt_path);
 		return MOAT_E_IO;
+	}
+	/* Record the validity the certificate really has (--days), so
+	 * `moat device list --expiring` sees it. */
+	if (moat_pki_cert_validity(x, &not_before, &not_after) != MOAT_OK) {
+		X509_free(x);
+		snprintf(err, errlen, "cannot read the validity of %.200s", crt_path);
+		return MOAT_E_CRYPTO;
 	}
 	moat_tls_cert_serial(x, serial, sizeof(serial));
 	for (i = 0; i < 32 && i < mdlen; i++)
@@ -97,8 +104,8 @@ static moat_err register_device(const char *dir, const char *id, const char *crt
 		v[0] = moat_val_text(serial, strlen(serial));
 		v[1] = moat_val_text(id, strlen(id));
 		v[2] = moat_val_text(fp, strlen(fp));
-		v[3] = moat_val_int(now);
-		v[4] = moat_val_int(now + 86400000LL * 3650);
+		v[3] = moat_val_int(not_before * 1000);
+		v[4] = moat_val_int(not_after * 1000);
 		v[5] = moat_val_int(now);
 		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
 	}

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -111,6 +112,30 @@ void moat_pki_fail(char *err, size_t errlen, const char *fmt, ...)
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 	moat_tls_errors(err, errlen);
+}
+
+static moat_err asn1_unix(const ASN1_TIME *t, int64_t *out)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return MOAT_E_INVAL;
+	*out = (int64_t)timegm(&tm);
+	return MOAT_OK;
+}
+
+moat_err moat_pki_cert_validity(const X509 *cert, int64_t *not_before, int64_t *not_after)
+{
+	int64_t nb = 0, na = 0;
+
+	if (cert == NULL || asn1_unix(X509_get0_notBefore(cert), &nb) != MOAT_OK ||
+	    asn1_unix(X509_get0_notAfter(cert), &na) != MOAT_OK)
+		return MOAT_E_INVAL;
+	if (not_before != NULL)
+		*not_before = nb;
+	if (not_after != NULL)
+		*not_after = na;
+	return MOAT_OK;
 }
 
 static moat_err path_join(char *out, const char *dir, const char *name, char *err, size_t errlen)

@@ -11,6 +11,7 @@
 #define MOAT_PKI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 
@@ -37,6 +38,12 @@ struct moat_pki_ext {
 	const char *value;
 };
 const struct moat_pki_ext *moat_pki_device_exts(size_t *n);
+
+/* A certificate's notBefore and notAfter as Unix seconds (either pointer
+ * may be NULL). MOAT_E_INVAL when a time cannot be read. */
+struct x509_st;
+moat_err moat_pki_cert_validity(const struct x509_st *cert, int64_t *not_before,
+				int64_t *not_after);
 
 /* Write a message into err and append OpenSSL's reasons (clearing its
  * error queue); shared by the local CA tools and the CA process. */

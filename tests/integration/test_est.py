@@ -984,6 +984,25 @@ def test_device_list_expiring(est, moat_bin):
     assert p.returncode == 2, p
 
 
+def test_cert_issue_records_the_real_expiry(est, moat_bin):
+    """`moat cert issue --days 5` records the certificate's own notAfter,
+    so `device list --expiring 30d` finds it (it used to record ten years)."""
+    dev_id = ak.unique("est-issue5-")
+    p = est.s.moat("cert", "issue", "--dir", est.s.dir, "--device", dev_id, "--days", "5")
+    assert p.returncode == 0, p
+    crt = load_cert(os.path.join(est.s.dir, "devices", dev_id + ".crt"))
+    [c] = est.certificates(dev_id)
+    assert c["not_after"].startswith(crt.not_valid_after.strftime("%Y-%m-%dT%H:%M:%S")), c
+    ids = lambda q: [d["id"] for d in est.api.get("/api/v1/devices", params=q).json()["items"]]
+    assert dev_id in ids({"expiring": 30, "limit": 200})
+    assert dev_id not in ids({"expiring": 4, "limit": 200})
+    tok = est.api.post("/api/v1/tokens", {"name": "exp5", "role": "viewer"}).json()["token"]
+    env = dict(os.environ, MOAT_TOKEN=tok, MOAT_SERVER=est.s.url, MOAT_CA=est.s.ca)
+    p = subprocess.run([moat_bin, "device", "list", "--expiring", "30d"],
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and dev_id in p.stdout, p
+
+
 def make_manufacturer(work, name):
     """A manufacturer's CA (made with the openssl CLI, as a factory would)."""
     key, crt = os.path.join(work, name + "-ca.key"), os.path.join(work, name + "-ca.crt")
