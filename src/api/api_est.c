@@ -173,14 +173,24 @@ static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
+/*
+ * A refused enrollment is the caller's act, never the act of the device it
+ * names (that device may be the victim). A caller who proved something (an
+ * enrollment token, a factory or device certificate) is the actor of an
+ * entry of its own; an anonymous one is summed per window like other
+ * unauthenticated refusals, as "anonymous", whatever id it named.
+ */
 static void enroll_refused(struct api_call *c, int status, const char *type, const char *why,
 			   const char *subject)
 {
-	log_info("est_refused", "peer=%s subject=%s reason=\"%s\"", c->req->peer,
+	log_info("est_refused", "peer=%s actor=%s subject=%s reason=\"%s\"", c->req->peer,
+		 c->who.actor[0] ? c->who.actor : "anonymous",
 		 subject && subject[0] ? subject : "-", why);
-	/* Summed per window like other unauthenticated refusals. */
-	moat_api_security_event(c->api, "est.enroll_refused", subject ? subject : "", c->req->peer,
-				why);
+	if (c->who.actor[0] != '\0')
+		(void)api_audit(c, NULL, "est.enroll_refused", subject ? subject : "", "denied",
+				json_pack("{s:s}", "reason", why));
+	else
+		moat_api_security_event(c->api, "est.enroll_refused", "", c->req->peer, why);
 	api_problem(c, status, type, why, NULL);
 }
 
@@ -252,6 +262,7 @@ void api_est_enroll(struct api_call *c)
 		/* The device's birth identity (a factory certificate from a
 		 * registered manufacturer CA) stands in for a token: it is bound
 		 * to the id in that certificate. */
+		snprintf(c->who.actor, sizeof(c->who.actor), "factory:%s", mca);
 		if (c->req->peer_identity == NULL || c->req->peer_identity[0] == '\0') {
 			enroll_refused(c, 403, "forbidden",
 				       "the factory certificate names no valid device id", NULL);
@@ -259,7 +270,6 @@ void api_est_enroll(struct api_call *c)
 		}
 		snprintf(t.identity, sizeof(t.identity), "%s", c->req->peer_identity);
 		t.found = true;
-		snprintf(c->who.actor, sizeof(c->who.actor), "factory:%s", mca);
 	} else {
 		if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
 		    strlen(auth + 7) > 200) {

@@ -734,6 +734,24 @@ def test_enrollment_is_audited(est):
         "a token secret in the audit log"
 
 
+def test_refused_enrollment_names_the_caller_not_the_device(est):
+    """A refusal that names a device is the caller's act: the token is the
+    actor, not the device (which may be the victim); an anonymous caller is
+    "anonymous" even when its CSR names a device."""
+    d = est.register(ak.unique("est-victim-"))
+    t = est.token(identity=d)
+    wrong = est.device(ak.unique("est-other-"))  # a CSR for another id
+    problem(simpleenroll(est.s, wrong, t["token"]), 403, "forbidden")
+    problem(simpleenroll(est.s, est.device(d), "moat_et_forged"), 401)
+    [e] = ak.wait_audit(est.api, lambda es: [x for x in es if x["target"] == d],
+                        what="refusal naming " + d, action="est.enroll_refused")
+    assert e["actor"] == "enroll-token:" + t["id"] and e["outcome"] == "denied", e
+    ak.wait_audit(est.api, lambda es: [x for x in es if x["actor"] == "anonymous"],
+                  what="anonymous refusal", action="est.enroll_refused")
+    assert [x for x in ak.audit_all(est.api, action="est.enroll_refused")
+            if x["target"] == d] == [e]
+
+
 def test_revocation_and_decommissioning_survive_a_restart(api_server, scratch):
     s = api_server("est-restart", start=False)
     s.broker.conf["unknown_devices"] = "refuse"
