@@ -353,9 +353,10 @@ void api_est_enroll(struct api_call *c)
 			goto out;
 		}
 	}
-	rc = moat_ca_sign(c->api->o.ca, id, der, der_len,
-			  c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT, &cert,
-			  &cert_len, serial, &not_after, err, sizeof(err));
+	rc =
+	    moat_ca_sign(c->api->o.ca, id, der, der_len,
+			 c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT,
+			 c->api->o.crl_url, &cert, &cert_len, serial, &not_after, err, sizeof(err));
 	if (rc != MOAT_OK) {
 		enroll_refused(c, 403, "forbidden", err, id);
 		goto out;
@@ -417,9 +418,11 @@ out:
 	free(cert);
 }
 
+/* The unexpired revoked certificates, grown as the rows come (never
+ * preallocated for the largest list), refused past MOAT_CRL_MAX_ENTRIES. */
 struct revoked_list {
 	struct moat_revoked *v;
-	size_t n;
+	size_t n, cap;
 	bool full;
 };
 
@@ -432,7 +435,19 @@ static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		return MOAT_E_CORRUPT;
 	if (l->n >= MOAT_CRL_MAX_ENTRIES) {
 		l->full = true;
-		return MOAT_OK;
+		return MOAT_E_LIMIT;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct moat_revoked *v;
+
+		if (cap > MOAT_CRL_MAX_ENTRIES)
+			cap = MOAT_CRL_MAX_ENTRIES;
+		v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return MOAT_E_NOMEM;
+		l->v = v;
+		l->cap = cap;
 	}
 	n = cols[0].len < MOAT_CA_SERIAL_HEX_MAX ? cols[0].len : MOAT_CA_SERIAL_HEX_MAX;
 	memcpy(l->v[l->n].serial, cols[0].p, n);
@@ -442,37 +457,77 @@ static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
-void api_crl(struct api_call *c)
+/* Sign a fresh CRL into the cache. */
+static moat_err crl_refresh(struct moat_api *api, int64_t now_ms)
 {
-	struct revoked_list l = {NULL, 0, false};
+	struct revoked_list l = {NULL, 0, 0, false};
+	struct moat_val v = moat_val_int(now_ms);
+	uint64_t gen = api->reg_gen;
 	uint8_t *crl = NULL;
 	size_t len = 0;
 	char err[256];
 	moat_err rc;
 
-	if (c->api->o.ca == NULL) {
+	rc = moat_store_read(api->o.store, MOAT_STMT_CRL_ENTRIES, &v, 1, revoked_cb, &l);
+	if (l.full) {
+		/* Never a truncated list: a CRL that silently omits revoked
+		 * certificates is worse than none. */
+		log_error("crl_too_large", "max=%u", MOAT_CRL_MAX_ENTRIES);
+		rc = MOAT_E_LIMIT;
+	}
+	/* The CRL number only grows: milliseconds since the epoch do, and a
+	 * re-signed CRL never shares its number with the last one. */
+	if (rc == MOAT_OK)
+		rc = moat_ca_crl(api->o.ca, (uint64_t)now_ms, MOAT_CRL_NEXT_UPDATE_S, l.v, l.n,
+				 &crl, &len, err, sizeof(err));
+	free(l.v);
+	if (rc != MOAT_OK) {
+		if (!l.full)
+			log_error("crl_failed", "error=\"%s\"", moat_strerror(rc));
+		return rc;
+	}
+	free(api->crl_der);
+	api->crl_der = crl;
+	api->crl_len = len;
+	api->crl_gen = gen;
+	api->crl_made_ms = now_ms;
+	log_info("crl_signed", "entries=%zu bytes=%zu", l.n, len);
+	return MOAT_OK;
+}
+
+void api_crl(struct api_call *c)
+{
+	struct moat_api *api = c->api;
+	char *copy;
+	moat_err rc;
+
+	if (api->o.ca == NULL) {
 		api_problem(c, 503, "internal", "the CA is not available", NULL);
 		return;
 	}
-	l.v = calloc(MOAT_CRL_MAX_ENTRIES, sizeof(*l.v));
-	if (l.v == NULL) {
+	if (api->crl_der == NULL || api->crl_gen != api->reg_gen ||
+	    c->now - api->crl_made_ms >= (int64_t)MOAT_CRL_CACHE_MAX_S * 1000 ||
+	    c->now < api->crl_made_ms) {
+		rc = crl_refresh(api, c->now);
+		if (rc == MOAT_E_LIMIT) {
+			api_problem(c, 503, "internal",
+				    "too many revoked certificates for one CRL; see the server log",
+				    NULL);
+			return;
+		}
+		if (rc != MOAT_OK) {
+			api_internal(c, rc);
+			return;
+		}
+	}
+	copy = malloc(api->crl_len);
+	if (copy == NULL) {
 		api_internal(c, MOAT_E_NOMEM);
 		return;
 	}
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_REVOKED_ALL, NULL, 0, revoked_cb, &l);
-	if (rc == MOAT_OK && l.full)
-		log_warn("crl_truncated", "max=%u", MOAT_CRL_MAX_ENTRIES);
-	/* The CRL number only grows: seconds since the epoch do. */
-	if (rc == MOAT_OK)
-		rc = moat_ca_crl(c->api->o.ca, (uint64_t)(c->now / 1000), 86400u, l.v, l.n, &crl,
-				 &len, err, sizeof(err));
-	free(l.v);
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		return;
-	}
+	memcpy(copy, api->crl_der, api->crl_len);
 	c->answered = true;
-	moat_http_resp_take(c->resp, 200, "application/pkix-crl", (char *)crl, len);
+	moat_http_resp_take(c->resp, 200, "application/pkix-crl", copy, api->crl_len);
 }
 
 struct cert_row {
@@ -567,9 +622,10 @@ void api_est_reenroll(struct api_call *c)
 		enroll_refused(c, 403, "forbidden", why, id);
 		goto out;
 	}
-	rc = moat_ca_sign(c->api->o.ca, id, der, der_len,
-			  c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT, &cert,
-			  &cert_len, serial, &not_after, err, sizeof(err));
+	rc =
+	    moat_ca_sign(c->api->o.ca, id, der, der_len,
+			 c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT,
+			 c->api->o.crl_url, &cert, &cert_len, serial, &not_after, err, sizeof(err));
 	if (rc != MOAT_OK) {
 		enroll_refused(c, 403, "forbidden", err, id);
 		goto out;

@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "cli/cli.h"
+#include "core/config.h"
 #include "core/reactor.h"
 #include "store/store.h"
 #include "core/limits.h"
@@ -121,6 +122,26 @@ out:
 	return rc;
 }
 
+/* The CRL URL the server names in the certificates it issues (moat.conf
+ * in dir); none when the configuration cannot be read (said on stderr). */
+static void crl_url_of(const char *dir, char *out, size_t outlen)
+{
+	struct moat_conf *conf = calloc(1, sizeof(*conf));
+	char path[MOAT_MAX_PATH], err[512];
+
+	out[0] = '\0';
+	if (conf == NULL ||
+	    (size_t)snprintf(path, sizeof(path), "%s/moat.conf", dir) >= sizeof(path))
+		goto out;
+	if (moat_conf_load(path, dir, conf, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat cert issue: no CRL distribution point: %s\n", err);
+		goto out;
+	}
+	moat_pki_crl_url(conf, out, outlen);
+out:
+	free(conf);
+}
+
 static void cert_usage(FILE *f)
 {
 	fprintf(f,
@@ -163,6 +184,7 @@ int moat_cmd_cert(int argc, char **argv)
 	const char *dir = NULL, *id = NULL, *out = NULL;
 	unsigned long days = 90;
 	char key[MOAT_MAX_PATH], crt[MOAT_MAX_PATH], prefix[MOAT_MAX_PATH], err[512];
+	char crl_url[MOAT_CRL_URL_MAX + 1];
 	int i;
 
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -228,7 +250,9 @@ int moat_cmd_cert(int argc, char **argv)
 	memcpy(key + strlen(out), ".key", 5);
 	memcpy(crt, out, strlen(out));
 	memcpy(crt + strlen(out), ".crt", 5);
-	if (moat_pki_issue_device(dir, id, (unsigned)days, key, crt, err, sizeof(err)) != MOAT_OK) {
+	crl_url_of(dir, crl_url, sizeof(crl_url));
+	if (moat_pki_issue_device(dir, id, (unsigned)days, crl_url, key, crt, err, sizeof(err)) !=
+	    MOAT_OK) {
 		fprintf(stderr, "moat cert issue: %s\n", err);
 		return EXIT_FAIL;
 	}

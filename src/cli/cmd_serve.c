@@ -14,6 +14,7 @@
 #include "http/server.h"
 #include "mqtt/broker.h"
 #include "pki/ca.h"
+#include "pki/pki.h"
 
 static void serve_usage(FILE *f)
 {
@@ -118,6 +119,7 @@ int moat_cmd_serve(int argc, char **argv)
 	struct moat_api *api = NULL;
 	static struct moat_http_server *http;
 	struct moat_ca *ca = NULL;
+	static char crl_url[MOAT_CRL_URL_MAX + 1];
 	const char *dir = NULL;
 	char err[1024];
 	int i, rc = EXIT_FAIL;
@@ -185,6 +187,9 @@ int moat_cmd_serve(int argc, char **argv)
 	ao.http_stats_arg = &http;
 	ao.ca = ca;
 	ao.cert_days = b.conf.cert_days;
+	moat_pki_crl_url(&b.conf, crl_url, sizeof(crl_url));
+	ao.crl_url = crl_url;
+	log_info("crl_url", "url=%s", crl_url[0] ? crl_url : "-");
 	ao.registry_changed = registry_changed;
 	ao.registry_arg = &b;
 	if (moat_api_new(&ao, &api, err, sizeof(err)) != MOAT_OK) {

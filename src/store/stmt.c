@@ -409,6 +409,12 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 	{STORE_READ, 1,
 	 "SELECT count(*) FROM certificates WHERE revoke_at IS NOT NULL AND "
 	 "revoke_at <= $1 AND revoked_at IS NULL"},
+    /* What the CRL lists: revoked and not yet expired ($1 now); a
+     * certificate past its notAfter is refused anyway (RFC 5280 5.1). */
+    [MOAT_STMT_CRL_ENTRIES] =
+	{STORE_READ, 1,
+	 "SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT "
+	 "NULL AND not_after > $1 ORDER BY serial"},
     [MOAT_STMT_GROUP_EXISTS] = {STORE_READ, 1, "SELECT count(*) FROM groups WHERE name = $1"},
     [MOAT_STMT_ETOKEN_LIST] = {STORE_READ, 2,
 			       "SELECT id, identity, group_name, uses_left, expires_at, creator, "

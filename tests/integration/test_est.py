@@ -752,6 +752,58 @@ def test_refused_enrollment_names_the_caller_not_the_device(est):
             if x["target"] == d] == [e]
 
 
+def get_crl(est):
+    from cryptography import x509
+    base = os.path.join(est.work, ak.unique("crl-"))
+    a = curl(est.s, "/crl", base + ".der", base + ".h")
+    assert a.status == 200, a
+    return a.body, x509.load_der_x509_crl(a.body)
+
+
+def test_crl_is_complete_cached_and_drops_expired_serials(est):
+    """More revoked serials than one CA message used to carry are all
+    listed; an expired revoked certificate is not; the CRL is signed once
+    per change, not once per GET."""
+    now_ms = int(time.time() * 1000)
+    n = 4100  # one re-enrollment cycle of a 4,100-device fleet
+    rows = [("%032x" % (0xc0ffee0000000000 + i), "crl-bulk-%d" % i, "00" * 32,
+             now_ms - 1000, now_ms + 86400000, now_ms - 1000, now_ms - 500, "superseded")
+            for i in range(n)]
+    expired = "%032x" % 0xdead00000001
+    rows.append((expired, "crl-expired", "00" * 32, now_ms - 10 * 86400000,
+                 now_ms - 86400000, now_ms - 10 * 86400000, now_ms - 5 * 86400000, "x"))
+    con = sqlite3.connect(os.path.join(est.s.dir, "moat.db"), timeout=30)
+    try:
+        with con:
+            con.executemany("INSERT INTO certificates (serial, identity, fingerprint, "
+                            "not_before, not_after, issued_at, revoked_at, reason) VALUES "
+                            "(?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    finally:
+        con.close()
+    # a revocation through the API: the cached CRL is stale from now on
+    d = est.register(ak.unique("est-crl-"))
+    dev = est.enroll(d)
+    [c] = est.certificates(d)
+    mark = est.s.broker.mark()
+    assert est.api.post("/api/v1/certificates/%s/revoke" % c["serial"], {}).status_code == 200
+    der1, crl = get_crl(est)
+    listed = {r.serial_number for r in crl}
+    assert {int(r[0], 16) for r in rows[:n]} <= listed, len(listed)
+    assert serial_of(dev.crt) in listed
+    assert int(expired, 16) not in listed
+    # cached: the same signed bytes again, and the CA signed once
+    der2, _ = get_crl(est)
+    assert der2 == der1
+    signed = [l for l in est.s.broker.log_lines(since=mark) if "event=crl_signed" in l]
+    assert len(signed) == 1, signed
+    # every issued certificate names the CRL
+    from cryptography import x509
+    cdp = load_cert(dev.crt).extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value
+    urls = [n.value for dp in cdp for n in dp.full_name]
+    assert urls == [est.s.url + "/crl"], urls
+
+
 def test_revocation_and_decommissioning_survive_a_restart(api_server, scratch):
     s = api_server("est-restart", start=False)
     s.broker.conf["unknown_devices"] = "refuse"
@@ -1011,6 +1063,9 @@ def test_cert_issue_records_the_real_expiry(est, moat_bin):
     crt = load_cert(os.path.join(est.s.dir, "devices", dev_id + ".crt"))
     [c] = est.certificates(dev_id)
     assert c["not_after"].startswith(crt.not_valid_after.strftime("%Y-%m-%dT%H:%M:%S")), c
+    from cryptography import x509
+    cdp = crt.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for dp in cdp for n in dp.full_name] == [est.s.url + "/crl"]
     ids = lambda q: [d["id"] for d in est.api.get("/api/v1/devices", params=q).json()["items"]]
     assert dev_id in ids({"expiring": 30, "limit": 200})
     assert dev_id not in ids({"expiring": 4, "limit": 200})
