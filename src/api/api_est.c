@@ -234,6 +234,111 @@ static bool factory_ca(struct api_call *c, char *name, size_t namelen)
 	return m.found;
 }
 
+struct mca_scope {
+	bool found;
+	char devices[MOAT_MCA_PATTERNS_MAX * (MOAT_DEVICE_ID_MAX + 2) + 1];
+	char group[80];
+};
+
+static moat_err mca_scope_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct mca_scope *s = arg;
+
+	/* devices, group_name */
+	if (ncols != 2)
+		return MOAT_E_CORRUPT;
+	if (cols[0].type == MOAT_VAL_TEXT && cols[0].len < sizeof(s->devices)) {
+		memcpy(s->devices, cols[0].p, cols[0].len);
+		s->devices[cols[0].len] = '\0';
+	}
+	if (cols[1].type == MOAT_VAL_TEXT && cols[1].len < sizeof(s->group)) {
+		memcpy(s->group, cols[1].p, cols[1].len);
+		s->group[cols[1].len] = '\0';
+	}
+	s->found = true;
+	return MOAT_OK;
+}
+
+/* Does one of the newline-separated patterns (an id, or a prefix ending
+ * in '*') name id? */
+static bool patterns_match(const char *patterns, const char *id)
+{
+	const char *p = patterns;
+	size_t idlen = strlen(id);
+
+	while (*p != '\0') {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (n > 0 && p[n - 1] == '*' ? (idlen >= n - 1 && memcmp(p, id, n - 1) == 0)
+					     : (n == idlen && memcmp(p, id, n) == 0))
+			return true;
+		p += n;
+		if (*p == '\n')
+			p++;
+	}
+	return false;
+}
+
+/*
+ * A factory enrollment exchanges a birth identity for an operational one:
+ * (1) the request must carry a new key, never the factory certificate's
+ * (that key was made or seen by the factory, and a certificate for it
+ * would outlive the trust the factory deserves); (2) the manufacturer CA
+ * vouches only for the devices it made: the ids or prefixes, or the group,
+ * it was registered with. False with the refusal answered.
+ */
+static bool factory_allowed(struct api_call *c, const char *mca, const char *id, X509_REQ *req)
+{
+	const unsigned char *kp = c->req->peer_key;
+	struct mca_scope scope;
+	struct moat_val v[2];
+	EVP_PKEY *fk = NULL;
+	char why[256];
+	int64_t n = 0;
+	bool same;
+	moat_err rc;
+
+	fk = c->req->peer_key_len > 0 ? d2i_PUBKEY(NULL, &kp, (long)c->req->peer_key_len) : NULL;
+	same = fk == NULL || EVP_PKEY_eq(fk, X509_REQ_get0_pubkey(req)) == 1;
+	EVP_PKEY_free(fk);
+	if (same) {
+		enroll_refused(c, 403, "forbidden",
+			       "a factory enrollment needs a new key made on the device: this "
+			       "request carries the factory certificate's own key",
+			       id);
+		return false;
+	}
+	memset(&scope, 0, sizeof(scope));
+	v[0] = moat_val_text(mca, strlen(mca));
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_MCA_SCOPE, v, 1, mca_scope_cb, &scope);
+	if (rc == MOAT_OK && scope.group[0] != '\0') {
+		v[0] = moat_val_text(id, strlen(id));
+		v[1] = moat_val_text(scope.group, strlen(scope.group));
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_MEMBER_IS, v, 2, count_cb, &n);
+	}
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return false;
+	}
+	if (scope.devices[0] == '\0' && scope.group[0] == '\0') {
+		snprintf(why, sizeof(why),
+			 "manufacturer CA %s has no scope; register it again with the devices or "
+			 "the group it made",
+			 mca);
+		enroll_refused(c, 403, "forbidden", why, id);
+		return false;
+	}
+	if (scope.group[0] != '\0' ? n == 0 : !patterns_match(scope.devices, id)) {
+		snprintf(why, sizeof(why), "manufacturer CA %s may not enroll device %s (%s %s)",
+			 mca, id, scope.group[0] ? "only members of group" : "only devices",
+			 scope.group[0] ? scope.group : "matching its registered ids");
+		enroll_refused(c, 403, "forbidden", why, id);
+		return false;
+	}
+	return true;
+}
+
 void api_est_enroll(struct api_call *c)
 {
 	const char *auth = moat_http_header(c->req, "authorization");
@@ -312,6 +417,8 @@ void api_est_enroll(struct api_call *c)
 		enroll_refused(c, 403, "forbidden", why, id);
 		goto out;
 	}
+	if (mca[0] != '\0' && !factory_allowed(c, mca, id, req))
+		goto out;
 	v[0] = moat_val_text(id, strlen(id));
 	rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
 	if (rc != MOAT_OK) {

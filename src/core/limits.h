@@ -319,6 +319,12 @@ _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
  * http(s) URL of printable ASCII; 255 bytes is plenty for a host name, a
  * port and a path, and keeps every certificate small. */
 #define MOAT_CRL_URL_MAX 255u
+/* A client certificate's public key (SubjectPublicKeyInfo DER) kept for
+ * the request: an RSA-8192 key is about 1.1 KiB. */
+#define MOAT_HTTP_PEER_KEY_MAX 2048u
+/* Device-id patterns a manufacturer CA may enroll (an exact id, or a prefix
+ * ending in '*'): a factory's product lines, not a device list. */
+#define MOAT_MCA_PATTERNS_MAX 64u
 /* The API re-signs its cached CRL at least this often (s), besides after
  * every registry change: expired entries drop out and revocations written
  * offline appear within the hour, at one signature an hour. */

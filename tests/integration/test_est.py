@@ -1054,6 +1054,71 @@ def test_device_list_expiring(est, moat_bin):
     assert p.returncode == 2, p
 
 
+def same_key_csr(work, factory, dev_id):
+    """A CSR signed with the factory certificate's own key."""
+    base = os.path.join(work, ak.unique(dev_id + "-samekey"))
+    sh(["openssl", "req", "-new", "-key", factory.key, "-subj", "/CN=" + dev_id,
+        "-outform", "DER", "-out", base + ".der"])
+    sh(["openssl", "base64", "-e", "-in", base + ".der", "-out", base + ".b64"])
+    dev = est_device_files(base, dev_id)
+    return dev
+
+
+def est_device_files(base, dev_id):
+    class D:
+        pass
+    d = D()
+    d.id, d.csr, d.body, d.headers = dev_id, base + ".b64", base + ".p7", base + ".h"
+    return d
+
+
+def test_factory_enrollment_needs_a_new_key_and_stays_in_scope(est):
+    work = est.work
+    mname = ak.unique("scoped")
+    mca = make_manufacturer(work, mname)
+    grp = ak.unique("fac-grp-")
+    assert est.api.post("/api/v1/groups", {"name": grp}).status_code == 201
+    with open(mca[1]) as f:
+        pem = f.read()
+    r = est.api.post("/api/v1/manufacturer-cas",
+                     {"name": mname, "certificate": pem, "devices": ["scoped-a-*", "exact-1"]})
+    assert r.status_code == 201, ak.describe(r)
+    # in scope, but the CSR reuses the factory key: refused, with the reason
+    a_id = est.register(ak.unique("scoped-a-"))
+    birth = factory_cert(work, mca, a_id)
+    a = factory_enroll(est, same_key_csr(work, birth, a_id), birth)
+    problem(a, 403, "forbidden")
+    assert "new key" in a.json()["detail"], a
+    assert est.state(a_id) == "registered"
+    # a new key: accepted
+    a = factory_enroll(est, est.device(a_id), birth)
+    assert a.status == 200, a
+    # a registered device outside the CA's ids: refused
+    out_id = est.register(ak.unique("scoped-b-"))
+    a = factory_enroll(est, est.device(out_id), factory_cert(work, mca, out_id))
+    problem(a, 403, "forbidden")
+    assert "may not enroll" in a.json()["detail"], a
+    assert est.state(out_id) == "registered"
+    # a CA scoped to a group: its members only
+    gname = ak.unique("grpca")
+    gca = make_manufacturer(work, gname)
+    with open(gca[1]) as f:
+        r = est.api.post("/api/v1/manufacturer-cas",
+                         {"name": gname, "certificate": f.read(), "group": grp})
+    assert r.status_code == 201, ak.describe(r)
+    member = est.register(ak.unique("gm-"), groups=[grp])
+    stranger = est.register(ak.unique("gs-"))
+    a = factory_enroll(est, est.device(member), factory_cert(work, gca, member))
+    assert a.status == 200, a
+    problem(factory_enroll(est, est.device(stranger), factory_cert(work, gca, stranger)),
+            403, "forbidden")
+    listed = {m["name"]: m for m in est.api.get("/api/v1/manufacturer-cas").json()["items"]}
+    assert listed[gname]["group"] == grp and listed[gname]["devices"] is None
+    assert listed[mname]["devices"] == ["scoped-a-*", "exact-1"]
+    for n in (mname, gname):
+        assert est.api.delete("/api/v1/manufacturer-cas/" + n).status_code == 204
+
+
 def test_cert_issue_records_the_real_expiry(est, moat_bin):
     """`moat cert issue --days 5` records the certificate's own notAfter,
     so `device list --expiring 30d` finds it (it used to record ten years)."""
@@ -1116,8 +1181,15 @@ def test_factory_certificate_enrollment(est):
                         est.s.url + "/healthz"], capture_output=True, text=True, timeout=20)
     assert p.returncode != 0 or p.stdout != "200", p
     with open(acme[1]) as f:
-        r = est.api.post("/api/v1/manufacturer-cas", {"name": "acme", "certificate": f.read()})
+        pem = f.read()
+    # a manufacturer CA is registered for what it made, never the fleet
+    problem(Answer(*(lambda r: (r.status_code, list(r.headers.items()), r.content))(
+        est.api.post("/api/v1/manufacturer-cas", {"name": "acme", "certificate": pem}))),
+        422, "validation")
+    r = est.api.post("/api/v1/manufacturer-cas",
+                     {"name": "acme", "certificate": pem, "devices": ["est-fac-*"]})
     assert r.status_code == 201, ak.describe(r)
+    assert r.json()["devices"] == ["est-fac-*"] and r.json()["group"] is None, r.json()
     assert est.api.get("/api/v1/manufacturer-cas").json()["items"][0]["name"] == "acme"
     # the birth identity is exchanged for an operational certificate
     dev = est.device(dev_id)
