@@ -161,6 +161,10 @@ static void check_req(const uint8_t *p, size_t n)
 		CHECK(moat_ca_req_put_sign(&b, req.seq, req.device_id, req.csr, req.csr_len,
 					   req.crl_url, req.days, req.skew_s) == MOAT_OK);
 		break;
+	case MOAT_CA_RENEW_SERVER:
+		CHECK(req.cert_len >= 1 && req.cert_len <= MOAT_CSR_MAX);
+		CHECK(moat_ca_req_put_renew_server(&b, req.seq, req.cert, req.cert_len) == MOAT_OK);
+		break;
 	case MOAT_CA_CRL_PART:
 		CHECK(req.offset < MOAT_CRL_DER_MAX);
 		CHECK(moat_ca_req_put_crl_part(&b, req.seq, req.offset) == MOAT_OK);
@@ -231,6 +235,7 @@ static void check_ans(const uint8_t *p, size_t n)
 			break;
 		case MOAT_CA_CRL_PART:
 		case MOAT_CA_CACERTS:
+		case MOAT_CA_RENEW_SERVER:
 			CHECK(moat_ca_ans_put_der(&b, ans.type, ans.seq, ans.der, ans.der_len) ==
 			      MOAT_OK);
 			break;

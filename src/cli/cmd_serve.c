@@ -94,6 +94,34 @@ static const struct moat_http_stats *http_stats(void *arg)
 	return *s ? moat_http_server_stats(*s) : NULL;
 }
 
+struct cert_chore {
+	struct moat_broker *b;
+	struct moat_ca *ca;
+};
+
+/* At start and daily: renew the server certificate through the CA process
+ * when it is due, and swap the TLS contexts as SIGHUP does. */
+static void server_cert_chore(void *arg)
+{
+	struct cert_chore *ch = arg;
+	int64_t not_after = 0;
+	bool renewed = false;
+	char err[512];
+
+	if (moat_ca_server_cert_check(ch->ca, ch->b->conf.tls_cert, moat_wall_ms() / 1000, &renewed,
+				      &not_after, err, sizeof(err)) != MOAT_OK) {
+		log_warn("server_cert_renewal", "ok=0 path=%s error=\"%s\"", ch->b->conf.tls_cert,
+			 err);
+		return;
+	}
+	if (!renewed)
+		return;
+	log_notice("server_cert_renewed", "path=%s not_after=%lld", ch->b->conf.tls_cert,
+		   (long long)not_after);
+	if (moat_broker_reload(ch->b, err, sizeof(err)) != MOAT_OK)
+		log_error("reload", "ok=0 error=\"%s\"", err);
+}
+
 /* Data directories made before the audit log existed get their key here. */
 static int ensure_audit_key(const char *dir, char *err, size_t errlen)
 {
@@ -120,6 +148,7 @@ int moat_cmd_serve(int argc, char **argv)
 	static struct moat_http_server *http;
 	struct moat_ca *ca = NULL;
 	static char crl_url[MOAT_CRL_URL_MAX + 1];
+	static struct cert_chore chore;
 	const char *dir = NULL;
 	char err[1024];
 	int i, rc = EXIT_FAIL;
@@ -207,6 +236,11 @@ int moat_cmd_serve(int argc, char **argv)
 	}
 	b.sec_hook = sec_hook;
 	b.sec_arg = api;
+	chore.b = &b;
+	chore.ca = ca;
+	b.housekeeping = server_cert_chore;
+	b.housekeeping_arg = &chore;
+	b.housekeeping_s = MOAT_SERVER_CERT_CHECK_S;
 	moat_broker_run(&b);
 	rc = EXIT_OK;
 out:

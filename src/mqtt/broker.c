@@ -217,6 +217,7 @@ out:
 
 void moat_broker_run(struct moat_broker *b)
 {
+	uint64_t next_chore;
 	sigset_t set;
 	unsigned i;
 	int sig;
@@ -241,10 +242,29 @@ void moat_broker_run(struct moat_broker *b)
 			 : b->listeners[l].conf.require_client_cert ? "required"
 								    : "optional",
 			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
+	if (b->housekeeping != NULL)
+		b->housekeeping(b->housekeeping_arg);
 	log_notice("ready", "workers=%u dir=%s", b->n_workers, b->dir);
+	next_chore = moat_now_ms() + (uint64_t)b->housekeeping_s * 1000u;
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		if (b->housekeeping != NULL && b->housekeeping_s > 0) {
+			uint64_t now = moat_now_ms();
+			uint64_t wait = next_chore > now ? next_chore - now : 0;
+			struct timespec ts = {(time_t)(wait / 1000u),
+					      (long)(wait % 1000u) * 1000000L};
+
+			sig = sigtimedwait(&set, NULL, &ts);
+			if (sig < 0) {
+				if (errno == EAGAIN) {
+					b->housekeeping(b->housekeeping_arg);
+					next_chore =
+					    moat_now_ms() + (uint64_t)b->housekeeping_s * 1000u;
+				}
+				continue;
+			}
+		} else if (sigwait(&set, &sig) != 0) {
 			continue;
+		}
 		if (sig == SIGHUP) {
 			char err[512];
 			moat_err rc = moat_broker_reload(b, err, sizeof(err));

@@ -309,6 +309,13 @@ struct moat_broker {
 	void (*sec_hook)(void *arg, const char *action, const char *subject, const char *peer,
 			 const char *detail);
 	void *sec_arg;
+	/* Housekeeping on the main thread (the server certificate's renewal):
+	 * called by moat_broker_run once the workers run and then every
+	 * housekeeping_s seconds between signals, never at the same time as a
+	 * SIGHUP reload. Set before moat_broker_run; NULL = none. */
+	void (*housekeeping)(void *arg);
+	void *housekeeping_arg;
+	unsigned housekeeping_s;
 	/* The registry snapshot new connections are admitted with (swapped by
 	 * moat_broker_registry_reload; readers take a reference under the lock). */
 	pthread_mutex_t snap_lock;

@@ -26,6 +26,7 @@
 #ifndef MOAT_CA_H
 #define MOAT_CA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -94,6 +95,30 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 		     const struct moat_revoked *list, size_t n, uint8_t **crl, size_t *crl_len,
 		     char *err, size_t errlen);
 
+/*
+ * Renew the server certificate: cert (DER, at most MOAT_CSR_MAX bytes) must
+ * be a server certificate (serverAuth, not a CA) this CA signed; the CA
+ * issues a new one with the same subject, subject alternative names and
+ * public key, a fresh serial and the server profile, from
+ * MOAT_CERT_SKEW_S ago for MOAT_SERVER_CERT_LIFETIME_S in all. A
+ * compromised caller can only extend a certificate it already holds the
+ * key of, never obtain one for new names. *out is malloc'd DER.
+ */
+moat_err moat_ca_renew_server(struct moat_ca *ca, const uint8_t *cert, size_t cert_len,
+			      uint8_t **out, size_t *out_len, char *err, size_t errlen);
+
+/*
+ * `moat serve`, at start and daily (server_cert.c): when the server
+ * certificate in cert_path has less than a third of its lifetime or
+ * MOAT_SERVER_CERT_RENEW_MIN_S left at now (Unix seconds), have the CA
+ * process renew it and replace the file atomically (a chain after it is
+ * kept). *renewed says whether it did; *not_after is the (new) expiry. The
+ * caller then reloads the TLS contexts. A certificate this CA did not
+ * issue is an error (the operator renews it where it came from).
+ */
+moat_err moat_ca_server_cert_check(struct moat_ca *ca, const char *cert_path, int64_t now,
+				   bool *renewed, int64_t *not_after, char *err, size_t errlen);
+
 /* The CA certificate as DER (malloc'd), for EST /cacerts. */
 moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, char *err,
 			 size_t errlen);
@@ -142,6 +167,7 @@ moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len,
  *         leading zero octet, at most 20 octets in DER), u64 revocation time
  *         (1..MOAT_CA_TIME_MAX)
  *   CRL_PART: u32 offset into the last signed CRL (below its length)
+ *   RENEW_SERVER: blob certificate DER (1..MOAT_CSR_MAX)
  * Answer: u8 type (the request's; HELLO for the start-up report), u32 seq
  * (the request's), u8 status (a moat_err), then
  *   status != MOAT_OK: string message (1..MOAT_CA_ERR_MAX - 1)
@@ -152,7 +178,7 @@ moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len,
  *   CRL:  u32 total length of the DER (1..MOAT_CRL_DER_MAX), blob: its
  *         first bytes (1..MOAT_CRL_PART_MAX, at most total)
  *   CRL_PART: blob: the next bytes (1..MOAT_CRL_PART_MAX)
- *   CACERTS: blob DER
+ *   CACERTS, RENEW_SERVER: blob DER
  */
 enum moat_ca_type {
 	MOAT_CA_HELLO = 0,
@@ -162,6 +188,7 @@ enum moat_ca_type {
 	MOAT_CA_CACERTS = 4,
 	MOAT_CA_CRL_ADD = 5,
 	MOAT_CA_CRL_PART = 6,
+	MOAT_CA_RENEW_SERVER = 7,
 };
 
 /* A parsed request; pointers are views into the message. */
@@ -185,6 +212,9 @@ struct moat_ca_req {
 	size_t revoked_len;
 	/* CRL_PART */
 	uint32_t offset;
+	/* RENEW_SERVER: the current certificate */
+	const uint8_t *cert;
+	size_t cert_len;
 };
 
 /* One CRL entry as carried in a request. */
@@ -220,6 +250,8 @@ moat_err moat_ca_req_put_crl(struct moat_buf *b, uint32_t seq, uint64_t crl_numb
 moat_err moat_ca_req_put_crl_add(struct moat_buf *b, uint32_t seq, uint32_t start,
 				 const struct moat_revoked *list, size_t n);
 moat_err moat_ca_req_put_crl_part(struct moat_buf *b, uint32_t seq, uint32_t offset);
+moat_err moat_ca_req_put_renew_server(struct moat_buf *b, uint32_t seq, const uint8_t *cert,
+				      size_t len);
 /* On failure *why (if not NULL) is a static sentence. */
 moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, const char **why);
 /* Read the next entry of a parsed CRL request. */

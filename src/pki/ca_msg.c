@@ -249,6 +249,18 @@ moat_err moat_ca_req_put_crl_add(struct moat_buf *b, uint32_t seq, uint32_t star
 	return put_entries(b, start, list, n);
 }
 
+moat_err moat_ca_req_put_renew_server(struct moat_buf *b, uint32_t seq, const uint8_t *cert,
+				      size_t len)
+{
+	moat_err rc;
+
+	if (len == 0)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, MOAT_CA_RENEW_SERVER, seq)) != MOAT_OK)
+		return rc;
+	return put_blob(b, cert, len, MOAT_CSR_MAX);
+}
+
 moat_err moat_ca_req_put_crl_part(struct moat_buf *b, uint32_t seq, uint32_t offset)
 {
 	moat_err rc;
@@ -425,6 +437,11 @@ moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, 
 	case MOAT_CA_CRL_PART:
 		rc = parse_crl_part(&r, req, why);
 		break;
+	case MOAT_CA_RENEW_SERVER:
+		rc = rd_blob(&r, 1, MOAT_CSR_MAX, &req->cert, &req->cert_len);
+		if (rc)
+			set_why(why, field_why(rc, "certificate length out of range"));
+		break;
 	default:
 		set_why(why, "unknown request type");
 		return MOAT_E_PROTOCOL;
@@ -472,7 +489,8 @@ moat_err moat_ca_ans_put_der(struct moat_buf *b, uint8_t type, uint32_t seq, con
 {
 	moat_err rc;
 
-	if ((type != MOAT_CA_CRL_PART && type != MOAT_CA_CACERTS) || len == 0)
+	if ((type != MOAT_CA_CRL_PART && type != MOAT_CA_CACERTS && type != MOAT_CA_RENEW_SERVER) ||
+	    len == 0)
 		return MOAT_E_INVAL;
 	if ((rc = put_head(b, type, seq)) != MOAT_OK || (rc = moat_buf_put_u8(b, MOAT_OK)) != 0)
 		return rc;
@@ -548,6 +566,7 @@ static moat_err parse_ans_body(struct moat_rd *r, struct moat_ca_ans *ans)
 	case MOAT_CA_CRL_PART:
 		return rd_blob(r, 1, MOAT_CRL_PART_MAX, &ans->der, &ans->der_len);
 	case MOAT_CA_CACERTS:
+	case MOAT_CA_RENEW_SERVER:
 		return rd_blob(r, 1, MOAT_CA_MSG_MAX, &ans->der, &ans->der_len);
 	default:
 		return MOAT_E_PROTOCOL;

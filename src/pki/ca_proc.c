@@ -699,6 +699,118 @@ static void on_crl_part(const struct ca_state *st, const struct moat_ca_req *req
 		answer_error(out, MOAT_CA_CRL_PART, req->seq, MOAT_E_INTERNAL, "ca: cannot answer");
 }
 
+/* A new server certificate for the one in der: see moat_ca_renew_server. */
+static moat_err server_renew(const struct ca_state *st, const uint8_t *der, size_t len, X509 **out,
+			     char *why, size_t whylen)
+{
+	const unsigned char *p = der;
+	const struct moat_pki_ext *exts;
+	X509 *old = d2i_X509(NULL, &p, (long)len);
+	X509 *cert = NULL;
+	X509V3_CTX v3;
+	char serial[MOAT_CA_SERIAL_HEX_LEN + 1];
+	time_t now = time(NULL);
+	size_t i, n_exts = 0;
+	int san;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (old == NULL || p != der + len) {
+		moat_pki_fail(why, whylen, "ca: not a DER certificate");
+		goto out;
+	}
+	rc = MOAT_E_DENIED;
+	if (X509_NAME_cmp(X509_get_issuer_name(old), X509_get_subject_name(st->cert)) != 0 ||
+	    X509_verify(old, X509_get0_pubkey(st->cert)) != 1) {
+		moat_pki_fail(why, whylen,
+			      "ca: the server certificate was not issued by this CA; renew it "
+			      "where it came from");
+		goto out;
+	}
+	if (X509_check_ca(old) != 0 || (X509_get_extension_flags(old) & EXFLAG_XKUSAGE) == 0 ||
+	    (X509_get_extended_key_usage(old) & XKU_SSL_SERVER) == 0) {
+		moat_pki_fail(why, whylen, "ca: not a server certificate (serverAuth)");
+		goto out;
+	}
+	rc = MOAT_E_NOMEM;
+	cert = X509_new();
+	if (cert == NULL) {
+		moat_pki_fail(why, whylen, "ca: out of memory");
+		goto out;
+	}
+	rc = MOAT_E_CRYPTO;
+	if (X509_set_version(cert, X509_VERSION_3) != 1 ||
+	    serial_set(cert, serial, why, whylen) != MOAT_OK ||
+	    ASN1_TIME_adj(X509_getm_notBefore(cert), now, 0, -(long)MOAT_CERT_SKEW_S) == NULL ||
+	    ASN1_TIME_adj(X509_getm_notAfter(cert), now, 0,
+			  (long)MOAT_SERVER_CERT_LIFETIME_S - (long)MOAT_CERT_SKEW_S) == NULL ||
+	    X509_set_subject_name(cert, X509_get_subject_name(old)) != 1 ||
+	    X509_set_issuer_name(cert, X509_get_subject_name(st->cert)) != 1 ||
+	    X509_set_pubkey(cert, X509_get0_pubkey(old)) != 1) {
+		moat_pki_fail(why, whylen, "ca: cannot build the server certificate");
+		goto out;
+	}
+	if (ASN1_TIME_compare(X509_get0_notAfter(cert), X509_get0_notAfter(st->cert)) > 0) {
+		rc = MOAT_E_INVAL;
+		moat_pki_fail(why, whylen,
+			      "ca: a renewed server certificate would outlive the CA; renew the CA "
+			      "(docs/ca-rotation.md)");
+		goto out;
+	}
+	X509V3_set_ctx(&v3, st->cert, cert, NULL, NULL, 0);
+	exts = moat_pki_server_exts(&n_exts);
+	for (i = 0; i < n_exts; i++) {
+		rc = ext_add(cert, &v3, exts[i].nid, exts[i].value, why, whylen);
+		if (rc)
+			goto out;
+	}
+	rc = MOAT_E_CRYPTO;
+	san = X509_get_ext_by_NID(old, NID_subject_alt_name, -1);
+	if (san >= 0 && X509_add_ext(cert, X509_get_ext(old, san), -1) != 1) {
+		moat_pki_fail(why, whylen, "ca: cannot copy the subject alternative names");
+		goto out;
+	}
+	if (X509_sign(cert, st->key, st->md) <= 0) {
+		moat_pki_fail(why, whylen, "ca: cannot sign the server certificate");
+		goto out;
+	}
+	*out = cert;
+	cert = NULL;
+	rc = MOAT_OK;
+out:
+	X509_free(old);
+	X509_free(cert);
+	return rc;
+}
+
+static void on_renew_server(const struct ca_state *st, const struct moat_ca_req *req,
+			    struct moat_buf *out)
+{
+	char why[MOAT_CA_ERR_MAX] = "";
+	unsigned char *der = NULL;
+	X509 *cert = NULL;
+	int n;
+	moat_err rc;
+
+	rc = server_renew(st, req->cert, req->cert_len, &cert, why, sizeof(why));
+	if (rc)
+		goto out;
+	rc = MOAT_E_CRYPTO;
+	n = i2d_X509(cert, &der);
+	if (n <= 0) {
+		moat_pki_fail(why, sizeof(why), "ca: cannot encode the certificate");
+		goto out;
+	}
+	rc = moat_ca_ans_put_der(out, MOAT_CA_RENEW_SERVER, req->seq, der, (size_t)n);
+	if (rc)
+		snprintf(why, sizeof(why), "ca: the certificate does not fit an answer");
+out:
+	if (rc)
+		answer_error(out, MOAT_CA_RENEW_SERVER, req->seq, rc, why);
+	OPENSSL_free(der);
+	X509_free(cert);
+	ERR_clear_error();
+}
+
 /* Answer one message of n bytes (truncated: the sender's was larger). */
 static void ca_handle(struct ca_state *st, const uint8_t *p, size_t n, bool truncated,
 		      struct moat_buf *out)
@@ -746,6 +858,9 @@ static void ca_handle(struct ca_state *st, const uint8_t *p, size_t n, bool trun
 		break;
 	case MOAT_CA_CRL_PART:
 		on_crl_part(st, &req, out);
+		break;
+	case MOAT_CA_RENEW_SERVER:
+		on_renew_server(st, &req, out);
 		break;
 	default:
 		rc = MOAT_E_PROTOCOL;
@@ -1056,8 +1171,20 @@ static moat_err ca_warm(const struct ca_state *st, char *err, size_t errlen)
 		rc = MOAT_E_CRYPTO;
 		moat_pki_fail(err, errlen, "ca: self-test signature failed");
 	}
-	if (rc == MOAT_OK)
+	if (rc == MOAT_OK) {
+		/* The renewal's checks (a device certificate is refused at the
+		 * last one, after the signature and the extension cache). */
+		char why[MOAT_CA_ERR_MAX];
+		int n = i2d_X509(cert, NULL);
+		unsigned char *d = NULL;
+		X509 *renewed = NULL;
+
+		if (n > 0 && i2d_X509(cert, &d) == n)
+			(void)server_renew(st, d, (size_t)n, &renewed, why, sizeof(why));
+		OPENSSL_free(d);
+		X509_free(renewed);
 		rc = crl_build(st, 1, 60, &entry, 1, &crl, err, errlen);
+	}
 	OPENSSL_free(der);
 	X509_CRL_free(crl);
 	X509_free(cert);
@@ -1640,6 +1767,36 @@ static moat_err ca_simple(struct moat_ca *ca, uint8_t type, uint8_t **der, size_
 	rc = ca_exchange(ca, &req, type, seq, &ans, err, errlen);
 	if (rc == MOAT_OK && der != NULL)
 		rc = dup_bytes(ans.der, ans.der_len, der, der_len, err, errlen);
+out:
+	pthread_mutex_unlock(&ca->lock);
+	moat_buf_free(&req);
+	return rc;
+}
+
+moat_err moat_ca_renew_server(struct moat_ca *ca, const uint8_t *cert, size_t cert_len,
+			      uint8_t **out, size_t *out_len, char *err, size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	uint32_t seq;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (ca == NULL || cert == NULL || cert_len == 0 || cert_len > MOAT_CSR_MAX || out == NULL ||
+	    out_len == NULL) {
+		moat_pki_fail(err, errlen, "ca: invalid arguments");
+		return rc;
+	}
+	moat_buf_init(&req, MOAT_CA_MSG_MAX);
+	pthread_mutex_lock(&ca->lock);
+	seq = ca_next_seq(ca);
+	rc = moat_ca_req_put_renew_server(&req, seq, cert, cert_len);
+	if (rc) {
+		moat_pki_fail(err, errlen, "ca: cannot encode the request");
+		goto out;
+	}
+	rc = ca_exchange(ca, &req, MOAT_CA_RENEW_SERVER, seq, &ans, err, errlen);
+	if (rc == MOAT_OK)
+		rc = dup_bytes(ans.der, ans.der_len, out, out_len, err, errlen);
 out:
 	pthread_mutex_unlock(&ca->lock);
 	moat_buf_free(&req);

@@ -96,6 +96,12 @@ static const struct moat_pki_ext device_exts[] = {
     {NID_authority_key_identifier, "keyid:always"},
 };
 
+const struct moat_pki_ext *moat_pki_server_exts(size_t *n)
+{
+	*n = sizeof(server_exts) / sizeof(server_exts[0]);
+	return server_exts;
+}
+
 const struct moat_pki_ext *moat_pki_device_exts(size_t *n)
 {
 	*n = sizeof(device_exts) / sizeof(device_exts[0]);

@@ -57,6 +57,8 @@ struct moat_pki_ext {
 	const char *value;
 };
 const struct moat_pki_ext *moat_pki_device_exts(size_t *n);
+/* The server certificate profile (serverAuth), for the CA's renewal. */
+const struct moat_pki_ext *moat_pki_server_exts(size_t *n);
 
 /* A certificate's notBefore and notAfter as Unix seconds (either pointer
  * may be NULL). MOAT_E_INVAL when a time cannot be read. */

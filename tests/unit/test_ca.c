@@ -556,6 +556,105 @@ static void test_crl_stream_refused(void **state)
 	moat_buf_free(&b);
 }
 
+/* Server certificate renewal refuses what is not a server certificate of
+ * this CA, and renews one that is: same names and key, 397 days in all,
+ * with a CRL distribution point on device certificates only. */
+static void test_renew_server(void **state)
+{
+	char err[512] = "", serial[MOAT_CA_SERIAL_HEX_LEN + 1];
+	size_t csr_len, cert_len = 0, out_len = 0;
+	uint8_t *der = NULL, *out = NULL, *csr = csr_make(F.p256, "dev1", NULL, &csr_len);
+	int64_t not_after = 0, nb = 0, na = 0;
+	const unsigned char *p;
+	X509 *dev, *ca = ca_cert(), *srv = NULL, *renewed;
+	X509_NAME *name = X509_NAME_new();
+	unsigned char *sd = NULL;
+	int n;
+
+	(void)state;
+	assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, "https://moat.test/crl", &der,
+				      &cert_len, serial, &not_after, err, sizeof(err)),
+			 MOAT_OK);
+	p = der;
+	dev = d2i_X509(NULL, &p, (long)cert_len);
+	assert_non_null(dev);
+	assert_non_null(X509_get_ext_d2i(dev, NID_crl_distribution_points, NULL, NULL) ? dev
+										       : NULL);
+	/* A device certificate (clientAuth) is not renewed as a server one. */
+	assert_int_equal(
+	    moat_ca_renew_server(F.ca, der, cert_len, &out, &out_len, err, sizeof(err)),
+	    MOAT_E_DENIED);
+	assert_non_null(strstr(err, "serverAuth"));
+	/* Garbage, and a server certificate this CA did not sign. */
+	assert_int_equal(moat_ca_renew_server(F.ca, (const uint8_t *)"\x30\x00", 2, &out, &out_len,
+					      err, sizeof(err)),
+			 MOAT_E_INVAL);
+	srv = X509_new();
+	assert_non_null(srv);
+	X509_set_version(srv, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(srv), 7);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+				   -1, 0);
+	X509_set_subject_name(srv, name);
+	X509_set_issuer_name(srv, X509_get_subject_name(ca));
+	X509_gmtime_adj(X509_getm_notBefore(srv), 0);
+	X509_gmtime_adj(X509_getm_notAfter(srv), 86400);
+	X509_set_pubkey(srv, F.p256);
+	{
+		X509_EXTENSION *e =
+		    X509V3_EXT_conf_nid(NULL, NULL, NID_ext_key_usage, "serverAuth");
+		assert_non_null(e);
+		X509_add_ext(srv, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(srv, F.p256, EVP_sha256()) > 0); /* not the CA's key */
+	n = i2d_X509(srv, &sd);
+	assert_true(n > 0);
+	assert_int_equal(
+	    moat_ca_renew_server(F.ca, sd, (size_t)n, &out, &out_len, err, sizeof(err)),
+	    MOAT_E_DENIED);
+	assert_non_null(strstr(err, "not issued by this CA"));
+	assert_null(out);
+	OPENSSL_free(sd);
+	sd = NULL;
+	/* The same certificate signed by the CA (the test reads ca.key) is renewed. */
+	{
+		char kp[300];
+		FILE *f;
+		EVP_PKEY *ca_key;
+
+		snprintf(kp, sizeof(kp), "%s/ca.key", F.dir);
+		f = fopen(kp, "r");
+		assert_non_null(f);
+		ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+		assert_non_null(ca_key);
+		assert_true(X509_sign(srv, ca_key, EVP_sha256()) > 0);
+		EVP_PKEY_free(ca_key);
+	}
+	n = i2d_X509(srv, &sd);
+	assert_int_equal(
+	    moat_ca_renew_server(F.ca, sd, (size_t)n, &out, &out_len, err, sizeof(err)), MOAT_OK);
+	p = out;
+	renewed = d2i_X509(NULL, &p, (long)out_len);
+	assert_non_null(renewed);
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(renewed), name), 0);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(renewed), F.p256), 1);
+	assert_int_equal(moat_pki_cert_validity(renewed, &nb, &na), MOAT_OK);
+	assert_true(na - nb <= (int64_t)MOAT_SERVER_CERT_LIFETIME_S);
+	assert_true(na - nb > (int64_t)MOAT_SERVER_CERT_LIFETIME_S - 5);
+	assert_int_equal(X509_verify(renewed, X509_get0_pubkey(ca)), 1);
+	X509_free(renewed);
+	OPENSSL_free(sd);
+	free(out);
+	X509_NAME_free(name);
+	X509_free(srv);
+	X509_free(dev);
+	X509_free(ca);
+	free(der);
+	free(csr);
+}
+
 static void test_cacerts(void **state)
 {
 	char err[512] = "";
@@ -1052,6 +1151,7 @@ int main(void)
 	    cmocka_unit_test(test_crl),
 	    cmocka_unit_test(test_crl_full),
 	    cmocka_unit_test(test_crl_stream_refused),
+	    cmocka_unit_test(test_renew_server),
 	    cmocka_unit_test(test_cacerts),
 	    cmocka_unit_test(test_malformed_requests),
 	    cmocka_unit_test(test_sandboxed),
