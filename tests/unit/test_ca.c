@@ -35,6 +35,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/limits.h"
 #include "pki/ca.h"
 #include "pki/pki.h"
@@ -655,6 +656,34 @@ static void test_renew_server(void **state)
 	free(csr);
 }
 
+/* The CRL URL: configured, or derived from the first HTTPS listener. */
+static void test_crl_url_default(void **state)
+{
+	struct moat_conf c;
+	char url[MOAT_CRL_URL_MAX + 1], e[256];
+
+	(void)state;
+	assert_int_equal(moat_conf_parse_string("[listener.m]\nbind = 127.0.0.1\nport = 8883\n"
+						"[listener.api]\nbind = 0.0.0.0\nport = 8443\n"
+						"protocol = https\n",
+						"t", "/tmp", &c, e, sizeof(e)),
+			 MOAT_OK);
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "https://localhost:8443/crl");
+	memcpy(c.listeners[1].bind, "::1", 4);
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "https://[::1]:8443/crl");
+	memcpy(c.crl_url, "https://moat.example/crl", 25);
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "https://moat.example/crl");
+	c.crl_url[0] = '\0';
+	c.n_listeners = 1; /* MQTT only: no URL */
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "");
+	assert_false(moat_pki_crl_url_valid("https://a,b/crl x"));
+	assert_true(moat_pki_crl_url_valid("http://10.0.0.1/crl"));
+}
+
 static void test_cacerts(void **state)
 {
 	char err[512] = "";
@@ -1152,6 +1181,7 @@ int main(void)
 	    cmocka_unit_test(test_crl_full),
 	    cmocka_unit_test(test_crl_stream_refused),
 	    cmocka_unit_test(test_renew_server),
+	    cmocka_unit_test(test_crl_url_default),
 	    cmocka_unit_test(test_cacerts),
 	    cmocka_unit_test(test_malformed_requests),
 	    cmocka_unit_test(test_sandboxed),
