@@ -579,8 +579,12 @@ static void test_renew_server(void **state)
 	p = der;
 	dev = d2i_X509(NULL, &p, (long)cert_len);
 	assert_non_null(dev);
-	assert_non_null(X509_get_ext_d2i(dev, NID_crl_distribution_points, NULL, NULL) ? dev
-										       : NULL);
+	{
+		CRL_DIST_POINTS *cdp =
+		    X509_get_ext_d2i(dev, NID_crl_distribution_points, NULL, NULL);
+		assert_non_null(cdp);
+		CRL_DIST_POINTS_free(cdp);
+	}
 	/* A device certificate (clientAuth) is not renewed as a server one. */
 	assert_int_equal(
 	    moat_ca_renew_server(F.ca, der, cert_len, &out, &out_len, err, sizeof(err)),
