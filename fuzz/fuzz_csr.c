@@ -157,15 +157,26 @@ static void check_req(const uint8_t *p, size_t n)
 	case MOAT_CA_SIGN:
 		CHECK(strlen(req.device_id) >= 1 && strlen(req.device_id) <= MOAT_DEVICE_ID_MAX);
 		CHECK(req.csr_len >= 1 && req.csr_len <= MOAT_CSR_MAX);
+		CHECK(strlen(req.crl_url) <= MOAT_CRL_URL_MAX);
 		CHECK(moat_ca_req_put_sign(&b, req.seq, req.device_id, req.csr, req.csr_len,
-					   req.days, req.skew_s) == MOAT_OK);
+					   req.crl_url, req.days, req.skew_s) == MOAT_OK);
 		break;
-	case MOAT_CA_CRL: {
+	case MOAT_CA_RENEW_SERVER:
+		CHECK(req.cert_len >= 1 && req.cert_len <= MOAT_CSR_MAX);
+		CHECK(moat_ca_req_put_renew_server(&b, req.seq, req.cert, req.cert_len) == MOAT_OK);
+		break;
+	case MOAT_CA_CRL_PART:
+		CHECK(req.offset < MOAT_CRL_DER_MAX);
+		CHECK(moat_ca_req_put_crl_part(&b, req.seq, req.offset) == MOAT_OK);
+		break;
+	case MOAT_CA_CRL:
+	case MOAT_CA_CRL_ADD: {
 		struct moat_ca_entry e;
 		struct moat_rd r;
 		uint32_t i;
 
-		CHECK(req.n_revoked <= MOAT_CRL_MAX_ENTRIES);
+		CHECK(req.n_revoked <= MOAT_CRL_CHUNK_ENTRIES);
+		CHECK(req.start <= MOAT_CRL_MAX_ENTRIES - req.n_revoked);
 		if (req.n_revoked > 0) {
 			list = calloc(req.n_revoked, sizeof(*list));
 			CHECK(list != NULL);
@@ -177,8 +188,12 @@ static void check_req(const uint8_t *p, size_t n)
 			list[i].revoked_at = e.revoked_at;
 		}
 		CHECK(moat_rd_left(&r) == 0);
-		CHECK(moat_ca_req_put_crl(&b, req.seq, req.crl_number, req.next_update_s, list,
-					  req.n_revoked) == MOAT_OK);
+		if (req.type == MOAT_CA_CRL)
+			CHECK(moat_ca_req_put_crl(&b, req.seq, req.crl_number, req.next_update_s,
+						  req.start, list, req.n_revoked) == MOAT_OK);
+		else
+			CHECK(moat_ca_req_put_crl_add(&b, req.seq, req.start, list,
+						      req.n_revoked) == MOAT_OK);
 		break;
 	}
 	default:
@@ -207,6 +222,7 @@ static void check_ans(const uint8_t *p, size_t n)
 		switch (ans.type) {
 		case MOAT_CA_HELLO:
 		case MOAT_CA_PING:
+		case MOAT_CA_CRL_ADD:
 			CHECK(moat_ca_ans_put_ok(&b, ans.type, ans.seq) == MOAT_OK);
 			break;
 		case MOAT_CA_SIGN:
@@ -214,7 +230,12 @@ static void check_ans(const uint8_t *p, size_t n)
 						   ans.not_after) == MOAT_OK);
 			break;
 		case MOAT_CA_CRL:
+			CHECK(moat_ca_ans_put_crl(&b, ans.seq, ans.total, ans.der, ans.der_len) ==
+			      MOAT_OK);
+			break;
+		case MOAT_CA_CRL_PART:
 		case MOAT_CA_CACERTS:
+		case MOAT_CA_RENEW_SERVER:
 			CHECK(moat_ca_ans_put_der(&b, ans.type, ans.seq, ans.der, ans.der_len) ==
 			      MOAT_OK);
 			break;

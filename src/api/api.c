@@ -520,6 +520,7 @@ bool api_name_valid(const char *s)
 
 void api_registry_changed(struct moat_api *api)
 {
+	api->reg_gen++; /* the cached CRL is stale */
 	if (api->o.registry_changed)
 		api->o.registry_changed(api->o.registry_arg);
 }
@@ -825,6 +826,7 @@ void moat_api_free(struct moat_api *api)
 		moat_audit_log_close(&api->audit);
 	}
 	moat_login_throttle_free(api->throttle);
+	free(api->crl_der);
 	pthread_mutex_destroy(&api->sec_lock);
 	free(api);
 }

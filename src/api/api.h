@@ -37,8 +37,9 @@ struct moat_api_opts {
 	void *http_stats_arg;
 	/* Called on the API thread after a committed change to identities,
 	 * memberships, attachments or policies; may be NULL. */
-	struct moat_ca *ca; /* the CA process (signing, CRL); NULL: EST unavailable */
-	unsigned cert_days; /* lifetime of enrolled certificates (0: the default) */
+	struct moat_ca *ca;  /* the CA process (signing, CRL); NULL: EST unavailable */
+	unsigned cert_days;  /* lifetime of enrolled certificates (0: the default) */
+	const char *crl_url; /* the CRL distribution point they name; NULL: none */
 	void (*registry_changed)(void *arg);
 	void *registry_arg;
 	/* Erase what the broker holds of a decommissioned identity (sessions,

@@ -385,19 +385,43 @@ void api_devices_decommission(struct api_call *c)
 
 /* --- manufacturer CAs: factory certificates they anchor may enroll --- */
 
+/* The scope a row stores as JSON: devices (an array of patterns) or null,
+ * group or null. */
+static json_t *mca_json(const struct moat_val *cols)
+{
+	char name[80] = "", fp[72] = "";
+	json_t *devices = json_null(), *group = json_null();
+
+	/* name, fingerprint, created_at, cert_pem, devices, group_name */
+	memcpy(name, cols[0].p, cols[0].len);
+	memcpy(fp, cols[1].p, cols[1].len);
+	if (cols[4].type == MOAT_VAL_TEXT) {
+		const char *p = cols[4].p, *end = p + cols[4].len;
+		json_decref(devices);
+		devices = json_array();
+		while (p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t n = (size_t)((nl ? nl : end) - p);
+			json_array_append_new(devices, json_stringn(p, n));
+			p += n + 1;
+		}
+	}
+	if (cols[5].type == MOAT_VAL_TEXT) {
+		json_decref(group);
+		group = json_stringn(cols[5].p, cols[5].len);
+	}
+	return json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", name, "fingerprint", fp, "created_at",
+			 api_time(cols[2].i), "devices", devices, "group", group);
+}
+
 static moat_err mca_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
-	char name[80] = "", fp[72] = "";
 
-	/* name, fingerprint, created_at, cert_pem */
-	if (ncols != 4 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT ||
-	    cols[0].len >= sizeof(name) || cols[1].len >= sizeof(fp))
+	if (ncols != 6 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT ||
+	    cols[0].len >= 80 || cols[1].len >= 72)
 		return MOAT_E_CORRUPT;
-	memcpy(name, cols[0].p, cols[0].len);
-	memcpy(fp, cols[1].p, cols[1].len);
-	json_array_append_new(items, json_pack("{s:s, s:s, s:o}", "name", name, "fingerprint", fp,
-					       "created_at", api_time(cols[2].i)));
+	json_array_append_new(items, mca_json(cols));
 	return MOAT_OK;
 }
 
@@ -414,28 +438,87 @@ void api_mcas_list(struct api_call *c)
 	api_reg_list(c, MOAT_STMT_MCA_LIST, v, 2, mca_list_cb, NULL, limit, "name");
 }
 
+/*
+ * devices: 1..MOAT_MCA_PATTERNS_MAX patterns, each a device id or a prefix
+ * ending in '*' (the prefix itself a valid id), joined by newlines into
+ * out. False with a problem answered.
+ */
+static bool mca_patterns(struct api_call *c, const json_t *arr, char *out, size_t outlen)
+{
+	size_t i, used = 0;
+
+	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
+	    json_array_size(arr) > MOAT_MCA_PATTERNS_MAX) {
+		api_problem(c, 422, "validation",
+			    "devices must be a list of 1 to 64 device ids or prefixes ending in *",
+			    "devices");
+		return false;
+	}
+	for (i = 0; i < json_array_size(arr); i++) {
+		const char *p = json_string_value(json_array_get(arr, i));
+		size_t n = p ? strlen(p) : 0, id_len = n;
+
+		if (n > 0 && p[n - 1] == '*')
+			id_len = n - 1;
+		if (p == NULL || id_len == 0 || !moat_device_id_valid(p, id_len) ||
+		    used + n + 1 >= outlen) {
+			api_problem(c, 422, "validation",
+				    "each entry of devices is a device id (1-64 of [a-z0-9._-], "
+				    "starting with a letter or digit) or such a prefix ending in *",
+				    "devices");
+			return false;
+		}
+		if (used > 0)
+			out[used++] = '\n';
+		memcpy(out + used, p, n);
+		used += n;
+	}
+	out[used] = '\0';
+	return true;
+}
+
 void api_mcas_create(struct api_call *c)
 {
-	const char *name, *pem;
+	char patterns[MOAT_MCA_PATTERNS_MAX * (MOAT_DEVICE_ID_MAX + 2) + 1] = "";
+	const char *name, *pem, *group = NULL;
+	json_t *devices;
 	char fp[65];
 	struct moat_store_batch *b = NULL;
-	struct moat_val v[4];
+	struct moat_val v[6];
+	size_t extra;
 	BIO *bio;
 	X509 *x;
 	bool ca;
 
 	/* PEM has newlines: validate the fields ourselves (api_validate refuses
 	 * control characters in strings). */
+	devices = json_object_get(c->body, "devices");
+	extra = (size_t)(devices != NULL) + (size_t)(json_object_get(c->body, "group") != NULL);
 	if (!json_is_string(json_object_get(c->body, "name")) ||
 	    !json_is_string(json_object_get(c->body, "certificate")) ||
-	    json_object_size(c->body) != 2) {
-		api_problem(c, 422, "validation", "send exactly name and certificate (PEM)", NULL);
+	    json_object_size(c->body) != 2 + extra || extra != 1) {
+		api_problem(c, 422, "validation",
+			    "send name, certificate (PEM) and exactly one of devices (the device "
+			    "ids or id prefixes ending in * it made) or group (the group of its "
+			    "devices): a manufacturer CA never enrolls the whole fleet",
+			    extra == 1 ? NULL : "devices");
 		return;
 	}
 	name = api_str(c, "name");
 	pem = api_str(c, "certificate");
 	if (!api_reg_name_ok(c, "manufacturer CA", "name", name))
 		return;
+	if (devices != NULL && !mca_patterns(c, devices, patterns, sizeof(patterns)))
+		return;
+	if (devices == NULL) {
+		group = json_string_value(json_object_get(c->body, "group"));
+		if (group == NULL) {
+			api_problem(c, 422, "validation", "group must be a group name", "group");
+			return;
+		}
+		if (!api_reg_group_exists(c, group, "group"))
+			return;
+	}
 	if (strlen(pem) > 16384) {
 		api_problem(c, 422, "validation", "the certificate is too long", "certificate");
 		return;
@@ -461,21 +544,27 @@ void api_mcas_create(struct api_call *c)
 	v[1] = moat_val_text(pem, strlen(pem));
 	v[2] = moat_val_text(fp, strlen(fp));
 	v[3] = moat_val_int(c->now);
-	if (api_reg_add(&b, MOAT_STMT_MCA_PUT, v, 4) != MOAT_OK) {
+	v[4] = group == NULL ? moat_val_text(patterns, strlen(patterns)) : moat_val_null();
+	v[5] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
+	if (api_reg_add(&b, MOAT_STMT_MCA_PUT, v, 6) != MOAT_OK) {
 		api_internal(c, MOAT_E_NOMEM);
 		return;
 	}
 	/* A duplicate name or fingerprint fails the insert: say which. */
 	if (api_audit(c, &b, "manufacturer_ca.create", name, "ok",
-		      json_pack("{s:s}", "fingerprint", fp)) != MOAT_OK) {
+		      json_pack("{s:s, s:O, s:o}", "fingerprint", fp, "devices",
+				devices ? devices : json_null(), "group",
+				group ? json_string(group) : json_null())) != MOAT_OK) {
 		api_problem(c, 409, "conflict",
 			    "a manufacturer CA with this name or certificate exists", NULL);
 		return;
 	}
 	api_registry_changed(c->api); /* HTTPS listeners trust it from now on */
 	api_json(c, 201,
-		 json_pack("{s:s, s:s, s:o}", "name", name, "fingerprint", fp, "created_at",
-			   api_time(c->now)));
+		 json_pack("{s:s, s:s, s:o, s:O, s:o}", "name", name, "fingerprint", fp,
+			   "created_at", api_time(c->now), "devices",
+			   devices ? devices : json_null(), "group",
+			   group ? json_string(group) : json_null()));
 }
 
 void api_mcas_delete(struct api_call *c)

@@ -173,14 +173,24 @@ static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
+/*
+ * A refused enrollment is the caller's act, never the act of the device it
+ * names (that device may be the victim). A caller who proved something (an
+ * enrollment token, a factory or device certificate) is the actor of an
+ * entry of its own; an anonymous one is summed per window like other
+ * unauthenticated refusals, as "anonymous", whatever id it named.
+ */
 static void enroll_refused(struct api_call *c, int status, const char *type, const char *why,
 			   const char *subject)
 {
-	log_info("est_refused", "peer=%s subject=%s reason=\"%s\"", c->req->peer,
+	log_info("est_refused", "peer=%s actor=%s subject=%s reason=\"%s\"", c->req->peer,
+		 c->who.actor[0] ? c->who.actor : "anonymous",
 		 subject && subject[0] ? subject : "-", why);
-	/* Summed per window like other unauthenticated refusals. */
-	moat_api_security_event(c->api, "est.enroll_refused", subject ? subject : "", c->req->peer,
-				why);
+	if (c->who.actor[0] != '\0')
+		(void)api_audit(c, NULL, "est.enroll_refused", subject ? subject : "", "denied",
+				json_pack("{s:s}", "reason", why));
+	else
+		moat_api_security_event(c->api, "est.enroll_refused", "", c->req->peer, why);
 	api_problem(c, status, type, why, NULL);
 }
 
@@ -224,6 +234,111 @@ static bool factory_ca(struct api_call *c, char *name, size_t namelen)
 	return m.found;
 }
 
+struct mca_scope {
+	bool found;
+	char devices[MOAT_MCA_PATTERNS_MAX * (MOAT_DEVICE_ID_MAX + 2) + 1];
+	char group[80];
+};
+
+static moat_err mca_scope_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct mca_scope *s = arg;
+
+	/* devices, group_name */
+	if (ncols != 2)
+		return MOAT_E_CORRUPT;
+	if (cols[0].type == MOAT_VAL_TEXT && cols[0].len < sizeof(s->devices)) {
+		memcpy(s->devices, cols[0].p, cols[0].len);
+		s->devices[cols[0].len] = '\0';
+	}
+	if (cols[1].type == MOAT_VAL_TEXT && cols[1].len < sizeof(s->group)) {
+		memcpy(s->group, cols[1].p, cols[1].len);
+		s->group[cols[1].len] = '\0';
+	}
+	s->found = true;
+	return MOAT_OK;
+}
+
+/* Does one of the newline-separated patterns (an id, or a prefix ending
+ * in '*') name id? */
+static bool patterns_match(const char *patterns, const char *id)
+{
+	const char *p = patterns;
+	size_t idlen = strlen(id);
+
+	while (*p != '\0') {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (n > 0 && p[n - 1] == '*' ? (idlen >= n - 1 && memcmp(p, id, n - 1) == 0)
+					     : (n == idlen && memcmp(p, id, n) == 0))
+			return true;
+		p += n;
+		if (*p == '\n')
+			p++;
+	}
+	return false;
+}
+
+/*
+ * A factory enrollment exchanges a birth identity for an operational one:
+ * (1) the request must carry a new key, never the factory certificate's
+ * (that key was made or seen by the factory, and a certificate for it
+ * would outlive the trust the factory deserves); (2) the manufacturer CA
+ * vouches only for the devices it made: the ids or prefixes, or the group,
+ * it was registered with. False with the refusal answered.
+ */
+static bool factory_allowed(struct api_call *c, const char *mca, const char *id, X509_REQ *req)
+{
+	const unsigned char *kp = c->req->peer_key;
+	struct mca_scope scope;
+	struct moat_val v[2];
+	EVP_PKEY *fk = NULL;
+	char why[256];
+	int64_t n = 0;
+	bool same;
+	moat_err rc;
+
+	fk = c->req->peer_key_len > 0 ? d2i_PUBKEY(NULL, &kp, (long)c->req->peer_key_len) : NULL;
+	same = fk == NULL || EVP_PKEY_eq(fk, X509_REQ_get0_pubkey(req)) == 1;
+	EVP_PKEY_free(fk);
+	if (same) {
+		enroll_refused(c, 403, "forbidden",
+			       "a factory enrollment needs a new key made on the device: this "
+			       "request carries the factory certificate's own key",
+			       id);
+		return false;
+	}
+	memset(&scope, 0, sizeof(scope));
+	v[0] = moat_val_text(mca, strlen(mca));
+	rc = moat_store_read(c->api->o.store, MOAT_STMT_MCA_SCOPE, v, 1, mca_scope_cb, &scope);
+	if (rc == MOAT_OK && scope.group[0] != '\0') {
+		v[0] = moat_val_text(id, strlen(id));
+		v[1] = moat_val_text(scope.group, strlen(scope.group));
+		rc = moat_store_read(c->api->o.store, MOAT_STMT_MEMBER_IS, v, 2, count_cb, &n);
+	}
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return false;
+	}
+	if (scope.devices[0] == '\0' && scope.group[0] == '\0') {
+		snprintf(why, sizeof(why),
+			 "manufacturer CA %s has no scope; register it again with the devices or "
+			 "the group it made",
+			 mca);
+		enroll_refused(c, 403, "forbidden", why, id);
+		return false;
+	}
+	if (scope.group[0] != '\0' ? n == 0 : !patterns_match(scope.devices, id)) {
+		snprintf(why, sizeof(why), "manufacturer CA %s may not enroll device %s (%s %s)",
+			 mca, id, scope.group[0] ? "only members of group" : "only devices",
+			 scope.group[0] ? scope.group : "matching its registered ids");
+		enroll_refused(c, 403, "forbidden", why, id);
+		return false;
+	}
+	return true;
+}
+
 void api_est_enroll(struct api_call *c)
 {
 	const char *auth = moat_http_header(c->req, "authorization");
@@ -252,6 +367,7 @@ void api_est_enroll(struct api_call *c)
 		/* The device's birth identity (a factory certificate from a
 		 * registered manufacturer CA) stands in for a token: it is bound
 		 * to the id in that certificate. */
+		snprintf(c->who.actor, sizeof(c->who.actor), "factory:%s", mca);
 		if (c->req->peer_identity == NULL || c->req->peer_identity[0] == '\0') {
 			enroll_refused(c, 403, "forbidden",
 				       "the factory certificate names no valid device id", NULL);
@@ -259,7 +375,6 @@ void api_est_enroll(struct api_call *c)
 		}
 		snprintf(t.identity, sizeof(t.identity), "%s", c->req->peer_identity);
 		t.found = true;
-		snprintf(c->who.actor, sizeof(c->who.actor), "factory:%s", mca);
 	} else {
 		if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
 		    strlen(auth + 7) > 200) {
@@ -302,6 +417,8 @@ void api_est_enroll(struct api_call *c)
 		enroll_refused(c, 403, "forbidden", why, id);
 		goto out;
 	}
+	if (mca[0] != '\0' && !factory_allowed(c, mca, id, req))
+		goto out;
 	v[0] = moat_val_text(id, strlen(id));
 	rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
 	if (rc != MOAT_OK) {
@@ -343,9 +460,10 @@ void api_est_enroll(struct api_call *c)
 			goto out;
 		}
 	}
-	rc = moat_ca_sign(c->api->o.ca, id, der, der_len,
-			  c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT, &cert,
-			  &cert_len, serial, &not_after, err, sizeof(err));
+	rc =
+	    moat_ca_sign(c->api->o.ca, id, der, der_len,
+			 c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT,
+			 c->api->o.crl_url, &cert, &cert_len, serial, &not_after, err, sizeof(err));
 	if (rc != MOAT_OK) {
 		enroll_refused(c, 403, "forbidden", err, id);
 		goto out;
@@ -407,9 +525,11 @@ out:
 	free(cert);
 }
 
+/* The unexpired revoked certificates, grown as the rows come (never
+ * preallocated for the largest list), refused past MOAT_CRL_MAX_ENTRIES. */
 struct revoked_list {
 	struct moat_revoked *v;
-	size_t n;
+	size_t n, cap;
 	bool full;
 };
 
@@ -422,7 +542,19 @@ static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		return MOAT_E_CORRUPT;
 	if (l->n >= MOAT_CRL_MAX_ENTRIES) {
 		l->full = true;
-		return MOAT_OK;
+		return MOAT_E_LIMIT;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct moat_revoked *v;
+
+		if (cap > MOAT_CRL_MAX_ENTRIES)
+			cap = MOAT_CRL_MAX_ENTRIES;
+		v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return MOAT_E_NOMEM;
+		l->v = v;
+		l->cap = cap;
 	}
 	n = cols[0].len < MOAT_CA_SERIAL_HEX_MAX ? cols[0].len : MOAT_CA_SERIAL_HEX_MAX;
 	memcpy(l->v[l->n].serial, cols[0].p, n);
@@ -432,37 +564,77 @@ static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
-void api_crl(struct api_call *c)
+/* Sign a fresh CRL into the cache. */
+static moat_err crl_refresh(struct moat_api *api, int64_t now_ms)
 {
-	struct revoked_list l = {NULL, 0, false};
+	struct revoked_list l = {NULL, 0, 0, false};
+	struct moat_val v = moat_val_int(now_ms);
+	uint64_t gen = api->reg_gen;
 	uint8_t *crl = NULL;
 	size_t len = 0;
 	char err[256];
 	moat_err rc;
 
-	if (c->api->o.ca == NULL) {
+	rc = moat_store_read(api->o.store, MOAT_STMT_CRL_ENTRIES, &v, 1, revoked_cb, &l);
+	if (l.full) {
+		/* Never a truncated list: a CRL that silently omits revoked
+		 * certificates is worse than none. */
+		log_error("crl_too_large", "max=%u", MOAT_CRL_MAX_ENTRIES);
+		rc = MOAT_E_LIMIT;
+	}
+	/* The CRL number only grows: milliseconds since the epoch do, and a
+	 * re-signed CRL never shares its number with the last one. */
+	if (rc == MOAT_OK)
+		rc = moat_ca_crl(api->o.ca, (uint64_t)now_ms, MOAT_CRL_NEXT_UPDATE_S, l.v, l.n,
+				 &crl, &len, err, sizeof(err));
+	free(l.v);
+	if (rc != MOAT_OK) {
+		if (!l.full)
+			log_error("crl_failed", "error=\"%s\"", moat_strerror(rc));
+		return rc;
+	}
+	free(api->crl_der);
+	api->crl_der = crl;
+	api->crl_len = len;
+	api->crl_gen = gen;
+	api->crl_made_ms = now_ms;
+	log_info("crl_signed", "entries=%zu bytes=%zu", l.n, len);
+	return MOAT_OK;
+}
+
+void api_crl(struct api_call *c)
+{
+	struct moat_api *api = c->api;
+	char *copy;
+	moat_err rc;
+
+	if (api->o.ca == NULL) {
 		api_problem(c, 503, "internal", "the CA is not available", NULL);
 		return;
 	}
-	l.v = calloc(MOAT_CRL_MAX_ENTRIES, sizeof(*l.v));
-	if (l.v == NULL) {
+	if (api->crl_der == NULL || api->crl_gen != api->reg_gen ||
+	    c->now - api->crl_made_ms >= (int64_t)MOAT_CRL_CACHE_MAX_S * 1000 ||
+	    c->now < api->crl_made_ms) {
+		rc = crl_refresh(api, c->now);
+		if (rc == MOAT_E_LIMIT) {
+			api_problem(c, 503, "internal",
+				    "too many revoked certificates for one CRL; see the server log",
+				    NULL);
+			return;
+		}
+		if (rc != MOAT_OK) {
+			api_internal(c, rc);
+			return;
+		}
+	}
+	copy = malloc(api->crl_len);
+	if (copy == NULL) {
 		api_internal(c, MOAT_E_NOMEM);
 		return;
 	}
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_REVOKED_ALL, NULL, 0, revoked_cb, &l);
-	if (rc == MOAT_OK && l.full)
-		log_warn("crl_truncated", "max=%u", MOAT_CRL_MAX_ENTRIES);
-	/* The CRL number only grows: seconds since the epoch do. */
-	if (rc == MOAT_OK)
-		rc = moat_ca_crl(c->api->o.ca, (uint64_t)(c->now / 1000), 86400u, l.v, l.n, &crl,
-				 &len, err, sizeof(err));
-	free(l.v);
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		return;
-	}
+	memcpy(copy, api->crl_der, api->crl_len);
 	c->answered = true;
-	moat_http_resp_take(c->resp, 200, "application/pkix-crl", (char *)crl, len);
+	moat_http_resp_take(c->resp, 200, "application/pkix-crl", copy, api->crl_len);
 }
 
 struct cert_row {
@@ -557,9 +729,10 @@ void api_est_reenroll(struct api_call *c)
 		enroll_refused(c, 403, "forbidden", why, id);
 		goto out;
 	}
-	rc = moat_ca_sign(c->api->o.ca, id, der, der_len,
-			  c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT, &cert,
-			  &cert_len, serial, &not_after, err, sizeof(err));
+	rc =
+	    moat_ca_sign(c->api->o.ca, id, der, der_len,
+			 c->api->o.cert_days ? c->api->o.cert_days : MOAT_CERT_DAYS_DEFAULT,
+			 c->api->o.crl_url, &cert, &cert_len, serial, &not_after, err, sizeof(err));
 	if (rc != MOAT_OK) {
 		enroll_refused(c, 403, "forbidden", err, id);
 		goto out;

@@ -93,6 +93,16 @@ struct moat_api {
 	size_t n_sec;
 	uint64_t sec_dropped;
 	uint64_t sec_window_start;
+	/* The signed CRL (api_est.c), owned by the management thread: signed
+	 * once per registry generation (api_registry_changed bumps reg_gen on
+	 * every revocation, decommissioning and other change the broker
+	 * enforces) and at most MOAT_CRL_CACHE_MAX_S old, so an anonymous
+	 * GET /crl never makes the CA process sign. */
+	uint64_t reg_gen;
+	uint64_t crl_gen;
+	uint8_t *crl_der;
+	size_t crl_len;
+	int64_t crl_made_ms; /* wall clock */
 };
 
 struct api_call {

@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "cli/cli.h"
+#include "core/config.h"
 #include "core/reactor.h"
 #include "store/store.h"
 #include "core/limits.h"
@@ -137,7 +138,7 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 	char path[MOAT_MAX_PATH], serial[72] = "", fp[65] = "";
 	unsigned char md[32];
 	unsigned int mdlen = 0;
-	int64_t now = moat_wall_ms();
+	int64_t now = moat_wall_ms(), not_before = 0, not_after = 0;
 	X509 *x = NULL;
 	FILE *f;
 	moat_err rc;
@@ -157,6 +158,13 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 		X509_free(x);
 		snprintf(err, errlen, "cannot read the new certificate %.200s", crt_path);
 		return MOAT_E_IO;
+	}
+	/* Record the validity the certificate really has (--days), so
+	 * `moat device list --expiring` sees it. */
+	if (moat_pki_cert_validity(x, &not_before, &not_after) != MOAT_OK) {
+		X509_free(x);
+		snprintf(err, errlen, "cannot read the validity of %.200s", crt_path);
+		return MOAT_E_CRYPTO;
 	}
 	moat_tls_cert_serial(x, serial, sizeof(serial));
 	for (i = 0; i < 32 && i < mdlen; i++)
@@ -203,8 +211,8 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 		v[0] = moat_val_text(serial, strlen(serial));
 		v[1] = moat_val_text(id, strlen(id));
 		v[2] = moat_val_text(fp, strlen(fp));
-		v[3] = moat_val_int(now);
-		v[4] = moat_val_int(now + 86400000LL * 3650);
+		v[3] = moat_val_int(not_before * 1000);
+		v[4] = moat_val_int(not_after * 1000);
 		v[5] = moat_val_int(now);
 		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
 	}
@@ -218,6 +226,26 @@ out:
 	X509_free(x);
 	moat_store_close(st);
 	return rc;
+}
+
+/* The CRL URL the server names in the certificates it issues (moat.conf
+ * in dir); none when the configuration cannot be read (said on stderr). */
+static void crl_url_of(const char *dir, char *out, size_t outlen)
+{
+	struct moat_conf *conf = calloc(1, sizeof(*conf));
+	char path[MOAT_MAX_PATH], err[512];
+
+	out[0] = '\0';
+	if (conf == NULL ||
+	    (size_t)snprintf(path, sizeof(path), "%s/moat.conf", dir) >= sizeof(path))
+		goto out;
+	if (moat_conf_load(path, dir, conf, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat cert issue: no CRL distribution point: %s\n", err);
+		goto out;
+	}
+	moat_pki_crl_url(conf, out, outlen);
+out:
+	free(conf);
 }
 
 static void cert_usage(FILE *f)
@@ -276,6 +304,7 @@ int moat_cmd_cert(int argc, char **argv)
 	size_t rules_len = 0, n_rules = 0;
 	unsigned long days = 90;
 	char key[MOAT_MAX_PATH], crt[MOAT_MAX_PATH], prefix[MOAT_MAX_PATH], err[512];
+	char crl_url[MOAT_CRL_URL_MAX + 1];
 	int i;
 
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -391,7 +420,9 @@ int moat_cmd_cert(int argc, char **argv)
 	memcpy(key + strlen(out), ".key", 5);
 	memcpy(crt, out, strlen(out));
 	memcpy(crt + strlen(out), ".crt", 5);
-	if (moat_pki_issue_device(dir, id, (unsigned)days, key, crt, err, sizeof(err)) != MOAT_OK) {
+	crl_url_of(dir, crl_url, sizeof(crl_url));
+	if (moat_pki_issue_device(dir, id, (unsigned)days, crl_url, key, crt, err, sizeof(err)) !=
+	    MOAT_OK) {
 		fprintf(stderr, "moat cert issue: %s\n", err);
 		return EXIT_FAIL;
 	}

@@ -16,6 +16,7 @@
 #include "http/server.h"
 #include "mqtt/broker.h"
 #include "pki/ca.h"
+#include "pki/pki.h"
 
 static void serve_usage(FILE *f)
 {
@@ -104,6 +105,34 @@ static const struct moat_http_stats *http_stats(void *arg)
 	return *s ? moat_http_server_stats(*s) : NULL;
 }
 
+struct cert_chore {
+	struct moat_broker *b;
+	struct moat_ca *ca;
+};
+
+/* At start and daily: renew the server certificate through the CA process
+ * when it is due, and swap the TLS contexts as SIGHUP does. */
+static void server_cert_chore(void *arg)
+{
+	struct cert_chore *ch = arg;
+	int64_t not_after = 0;
+	bool renewed = false;
+	char err[512];
+
+	if (moat_ca_server_cert_check(ch->ca, ch->b->conf.tls_cert, moat_wall_ms() / 1000, &renewed,
+				      &not_after, err, sizeof(err)) != MOAT_OK) {
+		log_warn("server_cert_renewal", "ok=0 path=%s error=\"%s\"", ch->b->conf.tls_cert,
+			 err);
+		return;
+	}
+	if (!renewed)
+		return;
+	log_notice("server_cert_renewed", "path=%s not_after=%lld", ch->b->conf.tls_cert,
+		   (long long)not_after);
+	if (moat_broker_reload(ch->b, err, sizeof(err)) != MOAT_OK)
+		log_error("reload", "ok=0 error=\"%s\"", err);
+}
+
 /* Data directories made before the audit log existed get their key here. */
 static int ensure_audit_key(const char *dir, char *err, size_t errlen)
 {
@@ -129,6 +158,8 @@ int moat_cmd_serve(int argc, char **argv)
 	struct moat_api *api = NULL;
 	static struct moat_http_server *http;
 	struct moat_ca *ca = NULL;
+	static char crl_url[MOAT_CRL_URL_MAX + 1];
+	static struct cert_chore chore;
 	const char *dir = NULL;
 	char err[1024];
 	int i, rc = EXIT_FAIL;
@@ -188,6 +219,9 @@ int moat_cmd_serve(int argc, char **argv)
 	ao.http_stats_arg = &http;
 	ao.ca = ca;
 	ao.cert_days = b.conf.cert_days;
+	moat_pki_crl_url(&b.conf, crl_url, sizeof(crl_url));
+	ao.crl_url = crl_url;
+	log_info("crl_url", "url=%s", crl_url[0] ? crl_url : "-");
 	ao.registry_changed = registry_changed;
 	ao.registry_arg = &b;
 	ao.erase_identity = erase_identity;
@@ -206,6 +240,11 @@ int moat_cmd_serve(int argc, char **argv)
 	}
 	b.sec_hook = sec_hook;
 	b.sec_arg = api;
+	chore.b = &b;
+	chore.ca = ca;
+	b.housekeeping = server_cert_chore;
+	b.housekeeping_arg = &chore;
+	b.housekeeping_s = MOAT_SERVER_CERT_CHECK_S;
 	/* Every thread but the workers runs now; they inherit the filter. */
 	{
 		bool on;

@@ -57,6 +57,7 @@ enum conf_type {
 	CONF_ADDR,	 /* numeric IPv4/IPv6 literal */
 	CONF_PROTOCOL,	 /* mqtt|https */
 	CONF_UNKNOWN,	 /* refuse|allow */
+	CONF_URL,	 /* http(s)://, printable ASCII, up to MOAT_CRL_URL_MAX */
 };
 
 enum conf_key_id {
@@ -80,6 +81,7 @@ enum conf_key_id {
 	K_PROTOCOL,
 	K_UNKNOWN_DEVICES,
 	K_CERT_DAYS,
+	K_CRL_URL,
 };
 
 struct conf_key {
@@ -104,6 +106,7 @@ static const struct conf_key broker_keys[] = {
     {"durability", K_DURABILITY, CONF_DURABILITY, 0, 0},
     {"unknown_devices", K_UNKNOWN_DEVICES, CONF_UNKNOWN, 0, 0},
     {"cert_days", K_CERT_DAYS, CONF_UINT, MOAT_CERT_DAYS_MIN, MOAT_CERT_DAYS_MAX},
+    {"crl_url", K_CRL_URL, CONF_URL, 0, 0},
 };
 
 static const struct conf_key tls_keys[] = {
@@ -661,6 +664,27 @@ static void conf_set_choice(struct conf_parse *st, const struct conf_key *k, con
 	}
 }
 
+/* The CRL URL goes into every certificate: an http(s) URL of printable
+ * ASCII without spaces, short enough for MOAT_CRL_URL_MAX. */
+static void conf_set_url(struct conf_parse *st, const struct conf_key *k, const char *v)
+{
+	size_t i, n = strlen(v);
+	bool ok = n <= MOAT_CRL_URL_MAX && ((n > 8 && strncmp(v, "https://", 8) == 0) ||
+					    (n > 7 && strncmp(v, "http://", 7) == 0));
+
+	for (i = 0; ok && i < n; i++)
+		ok = v[i] > 0x20 && v[i] < 0x7f;
+	if (!ok) {
+		conf_fail(
+		    st, st->lineno, MOAT_E_CONFIG,
+		    "%s is not an http:// or https:// URL of at most %u printable characters; "
+		    "fix: e.g. %s = https://moat.example.com:8443/crl",
+		    k->name, MOAT_CRL_URL_MAX, k->name);
+		return;
+	}
+	memcpy(st->conf.crl_url, v, n + 1);
+}
+
 static bool conf_section_matches(const struct conf_parse *st, const char *section)
 {
 	const struct conf_section *s = st->cur;
@@ -731,6 +755,9 @@ static int conf_key_cb(void *user, const char *section, const char *name, const 
 		break;
 	case CONF_ADDR:
 		conf_set_addr(st, k, value);
+		break;
+	case CONF_URL:
+		conf_set_url(st, k, value);
 		break;
 	case CONF_BOOL:
 	case CONF_LEVEL:
@@ -1333,6 +1360,9 @@ static const char default_text[] =
     "unknown_devices = refuse\n"
     "; Lifetime of certificates issued by enrollment (days, 1 to 825).\n"
     "cert_days = 90\n"
+    "; The CRL URL every issued certificate names; by default https://, the\n"
+    "; first HTTPS listener's address (localhost for 0.0.0.0) and port, /crl.\n"
+    "; crl_url = https://moat.example.com:8443/crl\n"
     "\n"
     "[tls]\n"
     "; Relative paths are relative to the data directory.\n"

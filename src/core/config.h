@@ -67,6 +67,9 @@ struct moat_conf {
 	bool unknown_allow;
 	/* [broker] cert_days: lifetime of enrolled device certificates. */
 	unsigned cert_days;
+	/* [broker] crl_url: the CRL distribution point issued certificates
+	 * name; "" derives it from the first HTTPS listener (moat_pki_crl_url). */
+	char crl_url[MOAT_CRL_URL_MAX + 1];
 	/* [tls]: paths; relative paths are relative to the data directory */
 	char tls_cert[MOAT_MAX_PATH];
 	char tls_key[MOAT_MAX_PATH];

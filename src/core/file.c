@@ -69,3 +69,35 @@ moat_err moat_dir_sync(const char *dir, char *err, size_t errlen)
 	close(fd);
 	return MOAT_OK;
 }
+
+moat_err moat_file_replace(const char *path, mode_t mode, const void *data, size_t n, char *err,
+			   size_t errlen)
+{
+	char tmp[4096], dir[4096];
+	const char *slash = strrchr(path, '/');
+	moat_err rc;
+	int len = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+
+	if (len < 0 || (size_t)len >= sizeof(tmp)) {
+		snprintf(err, errlen, "path too long: %s", path);
+		return MOAT_E_LIMIT;
+	}
+	(void)unlink(tmp);
+	rc = moat_file_create(tmp, mode, data, n, err, errlen);
+	if (rc)
+		return rc;
+	if (rename(tmp, path) != 0) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+		unlink(tmp);
+		return MOAT_E_IO;
+	}
+	if (slash == NULL) {
+		dir[0] = '.';
+		dir[1] = '\0';
+	} else {
+		size_t dl = slash == path ? 1 : (size_t)(slash - path);
+		memcpy(dir, path, dl);
+		dir[dl] = '\0';
+	}
+	return moat_dir_sync(dir, err, errlen);
+}

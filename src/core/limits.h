@@ -303,13 +303,51 @@ _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
  * the MAX (a backdated certificate would predate its own request). */
 #define MOAT_CERT_SKEW_S 300u
 #define MOAT_CERT_SKEW_MAX_S 86400u
+/* The server certificate lives at most 397 days from its (backdated)
+ * notBefore to its notAfter: the CA/Browser Forum's cap for TLS server
+ * certificates, which scanners and some clients enforce. */
+#define MOAT_SERVER_CERT_LIFETIME_S (397u * 86400u)
+/* `moat serve` renews it when less than a third of that, or less than 30
+ * days, is left (checked at start and then every MOAT_SERVER_CERT_CHECK_S),
+ * so an operator has months to notice a renewal that keeps failing. */
+#define MOAT_SERVER_CERT_RENEW_MIN_S (30u * 86400u)
+#define MOAT_SERVER_CERT_CHECK_S 86400u
 /* One CA request or answer (a SOCK_SEQPACKET message). It must fit Linux's
  * default AF_UNIX send buffer (net.core.wmem_default, 212992 bytes, less
  * overhead) so no sysctl is needed; the largest message is a CRL. */
 #define MOAT_CA_MSG_MAX (192u * 1024u)
-/* Revoked serials in one CRL: each DER entry is at most 42 bytes (a 20-octet
- * serial and a GeneralizedTime), so 4096 entries fit one answer. */
-#define MOAT_CRL_MAX_ENTRIES 4096u
+/* Revoked serials in one CRL. The list is never truncated: the parent
+ * streams it to the CA in messages of MOAT_CRL_CHUNK_ENTRIES and fetches the
+ * signed CRL back in parts of MOAT_CRL_PART_MAX bytes. Only unexpired
+ * revoked certificates are listed, so a fleet of 4,100 devices that all
+ * re-enroll (each superseded certificate revoked) lists about 4,100; 128 Ki
+ * entries serve fleets thirty times that and bound the CA process's memory
+ * (about 40 MB of OpenSSL objects) and a CRL (at most 42 bytes an entry:
+ * 5.5 MB) that relying parties download. */
+#define MOAT_CRL_MAX_ENTRIES (128u * 1024u)
+/* Entries in one CRL or CRL_ADD message: at most 29 bytes each (a length,
+ * 20 serial octets, a u64 time), so 4096 fit MOAT_CA_MSG_MAX. */
+#define MOAT_CRL_CHUNK_ENTRIES 4096u
+/* A signed CRL in DER: every entry at most 42 bytes, plus the envelope. */
+#define MOAT_CRL_DER_MAX (MOAT_CRL_MAX_ENTRIES * 42u + 8192u)
+/* Bytes of a signed CRL in one answer. */
+#define MOAT_CRL_PART_MAX (128u * 1024u)
+/* The CRL's URL that issued certificates name ([broker] crl_url): an
+ * http(s) URL of printable ASCII; 255 bytes is plenty for a host name, a
+ * port and a path, and keeps every certificate small. */
+#define MOAT_CRL_URL_MAX 255u
+/* A client certificate's public key (SubjectPublicKeyInfo DER) kept for
+ * the request: an RSA-8192 key is about 1.1 KiB. */
+#define MOAT_HTTP_PEER_KEY_MAX 2048u
+/* Device-id patterns a manufacturer CA may enroll (an exact id, or a prefix
+ * ending in '*'): a factory's product lines, not a device list. */
+#define MOAT_MCA_PATTERNS_MAX 64u
+/* The API re-signs its cached CRL at least this often (s), besides after
+ * every registry change: expired entries drop out and revocations written
+ * offline appear within the hour, at one signature an hour. */
+#define MOAT_CRL_CACHE_MAX_S 3600u
+/* The nextUpdate the API gives its CRL (s): a day, well past the cache age. */
+#define MOAT_CRL_NEXT_UPDATE_S 86400u
 /* How far ahead a CRL's nextUpdate may be (s): a week bounds how long a
  * relying party may keep trusting a stale list. */
 #define MOAT_CRL_NEXT_UPDATE_MAX_S (7u * 24u * 3600u)
@@ -325,9 +363,18 @@ _Static_assert(MOAT_CSR_RSA_MIN_BITS >= 3072u && MOAT_CSR_RSA_MIN_BITS <= MOAT_C
 _Static_assert(MOAT_CERT_DAYS_DEFAULT >= 1u && MOAT_CERT_DAYS_DEFAULT <= MOAT_CERT_DAYS_MAX,
 	       "certificate lifetime bounds");
 _Static_assert(MOAT_CERT_SKEW_S <= MOAT_CERT_SKEW_MAX_S, "notBefore skew bounds");
+_Static_assert(MOAT_SERVER_CERT_LIFETIME_S <= 397u * 86400u &&
+		   MOAT_SERVER_CERT_RENEW_MIN_S < MOAT_SERVER_CERT_LIFETIME_S / 2u,
+	       "server certificate lifetime and renewal bounds");
 _Static_assert(MOAT_CSR_MAX + 1024u <= MOAT_CA_MSG_MAX, "a signing request fits a CA message");
-_Static_assert(MOAT_CRL_MAX_ENTRIES * 42u + 8192u <= MOAT_CA_MSG_MAX,
-	       "a full CRL fits a CA message");
+_Static_assert(MOAT_CRL_CHUNK_ENTRIES * 29u + 64u <= MOAT_CA_MSG_MAX,
+	       "a chunk of CRL entries fits a CA message");
+_Static_assert(MOAT_CRL_PART_MAX + 64u <= MOAT_CA_MSG_MAX, "a CRL part fits a CA message");
+_Static_assert(MOAT_CRL_CACHE_MAX_S < MOAT_CRL_NEXT_UPDATE_S &&
+		   MOAT_CRL_NEXT_UPDATE_S <= MOAT_CRL_NEXT_UPDATE_MAX_S,
+	       "a cached CRL is replaced well before its nextUpdate");
+_Static_assert(MOAT_CRL_CHUNK_ENTRIES <= MOAT_CRL_MAX_ENTRIES && MOAT_CRL_DER_MAX < 0x7fffffffu,
+	       "CRL bounds");
 _Static_assert(MOAT_CA_MSG_MAX <= 200u * 1024u, "a CA message fits the default AF_UNIX buffer");
 
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX <= MOAT_MQTT_MAX_REMAINING, "packet cap beyond MQTT");

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <errno.h>
 
 #include "core/proc.h"
 
@@ -24,15 +26,31 @@ void moat_proc_block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-int moat_proc_wait_signal(void)
+int moat_proc_wait_signal(uint64_t timeout_ms)
 {
+	struct timespec ts;
 	sigset_t set;
 	int sig = 0;
 
 	serve_signals(&set);
-	while (sigwait(&set, &sig) != 0)
-		;
-	return sig;
+	if (timeout_ms == UINT64_MAX) {
+		while (sigwait(&set, &sig) != 0)
+			;
+		return sig;
+	}
+	ts.tv_sec = (time_t)(timeout_ms / 1000u);
+	ts.tv_nsec = (long)(timeout_ms % 1000u) * 1000000L;
+	for (;;) {
+		sig = sigtimedwait(&set, NULL, &ts);
+		if (sig > 0)
+			return sig;
+		if (errno == EAGAIN)
+			return 0;
+		/* EINTR: a signal we do not wait for; the remaining time is
+		 * not tracked, the caller's deadline is (it waits again). */
+		if (errno != EINTR)
+			return 0;
+	}
 }
 
 moat_err moat_proc_single_threaded(char *err, size_t errlen)

@@ -8,6 +8,7 @@
 #define MOAT_CORE_PROC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 
@@ -16,8 +17,9 @@
  * pthread_create; moat_proc_wait_signal then takes them. */
 void moat_proc_block_signals(void);
 
-/* Wait for one of the blocked signals; returns its number. */
-int moat_proc_wait_signal(void);
+/* Wait for one of the blocked signals, at most timeout_ms (UINT64_MAX:
+ * forever); returns its number, or 0 when the time ran out. */
+int moat_proc_wait_signal(uint64_t timeout_ms);
 
 /* MOAT_OK when the process has exactly one thread (from
  * /proc/self/status); MOAT_E_INTERNAL with a sentence in err otherwise, or

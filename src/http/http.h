@@ -57,6 +57,10 @@ struct moat_http_req {
 	/* SHA-256 (lowercase hex) of the trust anchor that verified the client
 	 * certificate's chain: the Moat CA or a registered manufacturer CA. */
 	const char *peer_anchor;
+	/* The client certificate's public key (SubjectPublicKeyInfo DER), so
+	 * enrollment can insist on a new key; peer_key_len 0 when none. */
+	const uint8_t *peer_key;
+	size_t peer_key_len;
 };
 
 /* Case-insensitive lookup; NULL when absent. With duplicates, the first. */

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "core/log.h"
 #include "core/net.h"
@@ -54,6 +56,8 @@ struct hconn {
 	char peer_identity[MOAT_DEVICE_ID_MAX + 1]; /* from a client certificate, or "" */
 	char peer_serial[72];
 	char peer_anchor[65];
+	uint8_t peer_key[MOAT_HTTP_PEER_KEY_MAX];
+	size_t peer_key_len;
 	struct moat_http_parser hp;
 	uint8_t *pend; /* read but not yet parsed (behind queued answers) */
 	size_t pend_len;
@@ -337,6 +341,8 @@ static void hc_dispatch(struct hconn *c)
 	c->hp.req.peer_identity = c->peer_identity;
 	c->hp.req.peer_serial = c->peer_serial;
 	c->hp.req.peer_anchor = c->peer_anchor;
+	c->hp.req.peer_key = c->peer_key;
+	c->hp.req.peer_key_len = c->peer_key_len;
 	c->requests++;
 	/* The next request starts an idle period, even when its bytes are
 	 * already here (hc_deadline then moves to the head deadline). */
@@ -491,6 +497,16 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 		else
 			moat_tls_peer_serial(c->ssl, c->peer_serial, sizeof(c->peer_serial));
 		moat_tls_peer_anchor(c->ssl, c->peer_anchor, sizeof(c->peer_anchor));
+		{
+			X509 *pc = SSL_get0_peer_certificate(c->ssl);
+			int kl = pc ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(pc), NULL) : 0;
+			unsigned char *kp = c->peer_key;
+
+			c->peer_key_len = 0;
+			if (kl > 0 && (size_t)kl <= sizeof(c->peer_key) &&
+			    i2d_X509_PUBKEY(X509_get_X509_PUBKEY(pc), &kp) == kl)
+				c->peer_key_len = (size_t)kl;
+		}
 		c->seen = MOAT_HTTP_P_ERROR; /* force a deadline update */
 		hc_deadline(c, now);
 	}

@@ -258,6 +258,7 @@ out:
 
 moat_err moat_broker_run(struct moat_broker *b)
 {
+	uint64_t next_chore;
 	unsigned i, k;
 	int sig, e;
 	size_t l;
@@ -286,9 +287,23 @@ moat_err moat_broker_run(struct moat_broker *b)
 			 : b->listeners[l].conf.require_client_cert ? "required"
 								    : "optional",
 			 b->listeners[l].conf.policy == MOAT_POLICY_OPEN ? "open" : "default");
+	if (b->housekeeping != NULL)
+		b->housekeeping(b->housekeeping_arg);
 	log_notice("ready", "workers=%u dir=%s", b->n_workers, b->dir);
+	next_chore = moat_now_ms() + (uint64_t)b->housekeeping_s * 1000u;
 	for (;;) {
-		sig = moat_proc_wait_signal();
+		if (b->housekeeping != NULL && b->housekeeping_s > 0) {
+			uint64_t now = moat_now_ms();
+
+			sig = moat_proc_wait_signal(next_chore > now ? next_chore - now : 0);
+			if (sig == 0) {
+				b->housekeeping(b->housekeeping_arg);
+				next_chore = moat_now_ms() + (uint64_t)b->housekeeping_s * 1000u;
+				continue;
+			}
+		} else {
+			sig = moat_proc_wait_signal(UINT64_MAX);
+		}
 		if (sig == SIGHUP) {
 			char err[512];
 			moat_err rc = moat_broker_reload(b, err, sizeof(err));

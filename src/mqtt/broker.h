@@ -323,6 +323,13 @@ struct moat_broker {
 	/* Guard and tap stages of the publish pipeline (pipeline.h): set
 	 * before moat_broker_run, read without a lock by the workers. */
 	struct moat_pipeline pipeline;
+	/* Housekeeping on the main thread (the server certificate's renewal):
+	 * called by moat_broker_run once the workers run and then every
+	 * housekeeping_s seconds between signals, never at the same time as a
+	 * SIGHUP reload. Set before moat_broker_run; NULL = none. */
+	void (*housekeeping)(void *arg);
+	void *housekeeping_arg;
+	unsigned housekeeping_s;
 	/* The registry snapshot new connections are admitted with (swapped by
 	 * moat_broker_registry_reload; readers take a reference under the lock). */
 	pthread_mutex_t snap_lock;

@@ -5,7 +5,9 @@
  * itself down (no new privileges, not dumpable, a seccomp-bpf filter that
  * allows little more than reading and answering its socket) and then only
  * answers typed, size-checked requests over a SOCK_SEQPACKET socketpair:
- * sign a certificate request, sign a CRL, return the CA certificate, ping.
+ * sign a certificate request, sign a CRL (its entries streamed in several
+ * messages, the signed CRL fetched back in parts), return the CA
+ * certificate, ping.
  * The parent never sees the key; whatever it sends is checked again
  * (STYLE.md item 2), so a compromised network-facing side can at worst get
  * certificates the enrollment policy (csr.h) would issue anyway.
@@ -24,6 +26,7 @@
 #ifndef MOAT_CA_H
 #define MOAT_CA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -65,7 +68,9 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 /*
  * Issue a device certificate for device_id from a DER request (at most
  * MOAT_CSR_MAX bytes), valid `days` (1..MOAT_CERT_DAYS_MAX) from now, with
- * notBefore MOAT_CERT_SKEW_S in the past. The CA re-checks the request with
+ * notBefore MOAT_CERT_SKEW_S in the past, naming crl_url (NULL or "": none;
+ * else an http(s) URL, moat_pki_crl_url_valid) as its CRL distribution
+ * point. The CA re-checks the request with
  * moat_csr_check (MOAT_E_DENIED and its sentence in err on refusal) and uses
  * only its public key: the profile is moat_pki_issue_device's (CN and URI
  * SAN moat:device:<id>, clientAuth, digitalSignature, CA:FALSE, SKI/AKI)
@@ -74,19 +79,45 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
  * *not_after_s the end of validity in Unix seconds.
  */
 moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *csr, size_t csr_len,
-		      unsigned days, uint8_t **cert, size_t *cert_len,
+		      unsigned days, const char *crl_url, uint8_t **cert, size_t *cert_len,
 		      char serial_hex[MOAT_CA_SERIAL_HEX_LEN + 1], int64_t *not_after_s, char *err,
 		      size_t errlen);
 
 /*
- * Sign a v2 CRL listing n (at most MOAT_CRL_MAX_ENTRIES) revoked serials,
+ * Sign a v2 CRL listing all n (at most MOAT_CRL_MAX_ENTRIES) revoked serials,
  * thisUpdate now and nextUpdate next_update_s later (1..
  * MOAT_CRL_NEXT_UPDATE_MAX_S), with the CRL number crl_number (the caller
  * keeps it increasing; RFC 5280 5.2.3) and the CA's AKI. *crl is malloc'd DER.
+ * The entries go to the CA MOAT_CRL_CHUNK_ENTRIES at a time and the CRL
+ * comes back in parts, all under one lock, so no other call interleaves.
  */
 moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_update_s,
 		     const struct moat_revoked *list, size_t n, uint8_t **crl, size_t *crl_len,
 		     char *err, size_t errlen);
+
+/*
+ * Renew the server certificate: cert (DER, at most MOAT_CSR_MAX bytes) must
+ * be a server certificate (serverAuth, not a CA) this CA signed; the CA
+ * issues a new one with the same subject, subject alternative names and
+ * public key, a fresh serial and the server profile, from
+ * MOAT_CERT_SKEW_S ago for MOAT_SERVER_CERT_LIFETIME_S in all. A
+ * compromised caller can only extend a certificate it already holds the
+ * key of, never obtain one for new names. *out is malloc'd DER.
+ */
+moat_err moat_ca_renew_server(struct moat_ca *ca, const uint8_t *cert, size_t cert_len,
+			      uint8_t **out, size_t *out_len, char *err, size_t errlen);
+
+/*
+ * `moat serve`, at start and daily (server_cert.c): when the server
+ * certificate in cert_path has less than a third of its lifetime or
+ * MOAT_SERVER_CERT_RENEW_MIN_S left at now (Unix seconds), have the CA
+ * process renew it and replace the file atomically (a chain after it is
+ * kept). *renewed says whether it did; *not_after is the (new) expiry. The
+ * caller then reloads the TLS contexts. A certificate this CA did not
+ * issue is an error (the operator renews it where it came from).
+ */
+moat_err moat_ca_server_cert_check(struct moat_ca *ca, const char *cert_path, int64_t now,
+				   bool *renewed, int64_t *not_after, char *err, size_t errlen);
 
 /* The CA certificate as DER (malloc'd), for EST /cacerts. */
 moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, char *err,
@@ -120,20 +151,34 @@ moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len,
  * Request: u8 type, u32 seq, then by type
  *   PING, CACERTS: nothing
  *   SIGN: string device_id (1..MOAT_DEVICE_ID_MAX), blob csr DER
- *         (1..MOAT_CSR_MAX), u32 days (1..MOAT_CERT_DAYS_MAX), u32 notBefore
+ *         (1..MOAT_CSR_MAX), string crl_url (0..MOAT_CRL_URL_MAX; empty:
+ *         no CRL distribution point), u32 days (1..MOAT_CERT_DAYS_MAX), u32 notBefore
  *         skew in seconds (0..MOAT_CERT_SKEW_MAX_S)
+ *   CRL_ADD: u32 start, u32 count (1..MOAT_CRL_CHUNK_ENTRIES), count
+ *         entries: more entries for the CRL being assembled. start is how
+ *         many came before (0 starts over, discarding any left by a call that
+ *         failed); the CA refuses a start that is not what it holds, and a
+ *         total over MOAT_CRL_MAX_ENTRIES.
  *   CRL:  u64 crl number, u32 next_update_s (1..MOAT_CRL_NEXT_UPDATE_MAX_S),
- *         u32 count (0..MOAT_CRL_MAX_ENTRIES), count entries of: u8 n
+ *         u32 start (as for CRL_ADD), u32 count (0..MOAT_CRL_CHUNK_ENTRIES),
+ *         count entries: the last entries; the CA signs a CRL of all of them
+ *         and keeps its DER for CRL_PART. An entry is: u8 n
  *         (1..MOAT_CA_SERIAL_MAX), n serial octets (unsigned big-endian, no
  *         leading zero octet, at most 20 octets in DER), u64 revocation time
  *         (1..MOAT_CA_TIME_MAX)
+ *   CRL_PART: u32 offset into the last signed CRL (below its length)
+ *   RENEW_SERVER: blob certificate DER (1..MOAT_CSR_MAX)
  * Answer: u8 type (the request's; HELLO for the start-up report), u32 seq
  * (the request's), u8 status (a moat_err), then
  *   status != MOAT_OK: string message (1..MOAT_CA_ERR_MAX - 1)
  *   HELLO, PING: nothing
  *   SIGN: blob certificate DER, string serial hex (1..MOAT_CA_SERIAL_HEX_MAX
  *         digits), u64 notAfter (Unix seconds, 1..MOAT_CA_TIME_MAX)
- *   CRL, CACERTS: blob DER
+ *   CRL_ADD: nothing
+ *   CRL:  u32 total length of the DER (1..MOAT_CRL_DER_MAX), blob: its
+ *         first bytes (1..MOAT_CRL_PART_MAX, at most total)
+ *   CRL_PART: blob: the next bytes (1..MOAT_CRL_PART_MAX)
+ *   CACERTS, RENEW_SERVER: blob DER
  */
 enum moat_ca_type {
 	MOAT_CA_HELLO = 0,
@@ -141,6 +186,9 @@ enum moat_ca_type {
 	MOAT_CA_SIGN = 2,
 	MOAT_CA_CRL = 3,
 	MOAT_CA_CACERTS = 4,
+	MOAT_CA_CRL_ADD = 5,
+	MOAT_CA_CRL_PART = 6,
+	MOAT_CA_RENEW_SERVER = 7,
 };
 
 /* A parsed request; pointers are views into the message. */
@@ -151,15 +199,22 @@ struct moat_ca_req {
 	const char *device_id;
 	const uint8_t *csr;
 	size_t csr_len;
+	const char *crl_url; /* "" for none */
 	uint32_t days;
 	uint32_t skew_s;
 	/* CRL: n_revoked entries, already validated, read with
 	 * moat_ca_entry_next from a moat_rd over revoked/revoked_len. */
 	uint64_t crl_number;
 	uint32_t next_update_s;
+	uint32_t start; /* CRL, CRL_ADD: entries sent before */
 	uint32_t n_revoked;
 	const uint8_t *revoked;
 	size_t revoked_len;
+	/* CRL_PART */
+	uint32_t offset;
+	/* RENEW_SERVER: the current certificate */
+	const uint8_t *cert;
+	size_t cert_len;
 };
 
 /* One CRL entry as carried in a request. */
@@ -175,8 +230,9 @@ struct moat_ca_ans {
 	uint32_t seq;
 	uint8_t status;	    /* moat_err */
 	const char *msg;    /* status != MOAT_OK */
-	const uint8_t *der; /* SIGN, CRL, CACERTS */
+	const uint8_t *der; /* SIGN, CACERTS; CRL, CRL_PART: a part */
 	size_t der_len;
+	uint32_t total;	    /* CRL: length of the whole DER */
 	const char *serial; /* SIGN */
 	int64_t not_after;  /* SIGN */
 };
@@ -184,11 +240,18 @@ struct moat_ca_ans {
 /* Requests. PING and CACERTS carry no body. */
 moat_err moat_ca_req_put_simple(struct moat_buf *b, uint8_t type, uint32_t seq);
 moat_err moat_ca_req_put_sign(struct moat_buf *b, uint32_t seq, const char *device_id,
-			      const uint8_t *csr, size_t csr_len, uint32_t days, uint32_t skew_s);
+			      const uint8_t *csr, size_t csr_len, const char *crl_url,
+			      uint32_t days, uint32_t skew_s);
 /* Converts each hex serial; MOAT_E_INVAL names no entry, so check them
  * with moat_ca_serial_from_hex first when the caller needs to know which. */
 moat_err moat_ca_req_put_crl(struct moat_buf *b, uint32_t seq, uint64_t crl_number,
-			     uint32_t next_update_s, const struct moat_revoked *list, size_t n);
+			     uint32_t next_update_s, uint32_t start,
+			     const struct moat_revoked *list, size_t n);
+moat_err moat_ca_req_put_crl_add(struct moat_buf *b, uint32_t seq, uint32_t start,
+				 const struct moat_revoked *list, size_t n);
+moat_err moat_ca_req_put_crl_part(struct moat_buf *b, uint32_t seq, uint32_t offset);
+moat_err moat_ca_req_put_renew_server(struct moat_buf *b, uint32_t seq, const uint8_t *cert,
+				      size_t len);
 /* On failure *why (if not NULL) is a static sentence. */
 moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, const char **why);
 /* Read the next entry of a parsed CRL request. */
@@ -201,6 +264,8 @@ moat_err moat_ca_serial_from_hex(const char *hex, uint8_t out[MOAT_CA_SERIAL_MAX
 moat_err moat_ca_ans_put_error(struct moat_buf *b, uint8_t type, uint32_t seq, moat_err status,
 			       const char *msg);
 moat_err moat_ca_ans_put_ok(struct moat_buf *b, uint8_t type, uint32_t seq);
+moat_err moat_ca_ans_put_crl(struct moat_buf *b, uint32_t seq, uint32_t total, const uint8_t *part,
+			     size_t len);
 moat_err moat_ca_ans_put_der(struct moat_buf *b, uint8_t type, uint32_t seq, const uint8_t *der,
 			     size_t len);
 moat_err moat_ca_ans_put_sign(struct moat_buf *b, uint32_t seq, const uint8_t *der, size_t len,

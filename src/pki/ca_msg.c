@@ -180,7 +180,8 @@ moat_err moat_ca_req_put_simple(struct moat_buf *b, uint8_t type, uint32_t seq)
 }
 
 moat_err moat_ca_req_put_sign(struct moat_buf *b, uint32_t seq, const char *device_id,
-			      const uint8_t *csr, size_t csr_len, uint32_t days, uint32_t skew_s)
+			      const uint8_t *csr, size_t csr_len, const char *crl_url,
+			      uint32_t days, uint32_t skew_s)
 {
 	moat_err rc;
 
@@ -189,23 +190,24 @@ moat_err moat_ca_req_put_sign(struct moat_buf *b, uint32_t seq, const char *devi
 	if ((rc = put_head(b, MOAT_CA_SIGN, seq)) != MOAT_OK ||
 	    (rc = put_cstr(b, device_id, 1, MOAT_DEVICE_ID_MAX)) != MOAT_OK ||
 	    (rc = put_blob(b, csr, csr_len, MOAT_CSR_MAX)) != MOAT_OK ||
+	    (rc = put_cstr(b, crl_url != NULL ? crl_url : "", 0, MOAT_CRL_URL_MAX)) != MOAT_OK ||
 	    (rc = moat_buf_put_u32(b, days)) != MOAT_OK)
 		return rc;
 	return moat_buf_put_u32(b, skew_s);
 }
 
-moat_err moat_ca_req_put_crl(struct moat_buf *b, uint32_t seq, uint64_t crl_number,
-			     uint32_t next_update_s, const struct moat_revoked *list, size_t n)
+/* start, count and the entries of a CRL or CRL_ADD request. */
+static moat_err put_entries(struct moat_buf *b, uint32_t start, const struct moat_revoked *list,
+			    size_t n)
 {
 	uint8_t serial[MOAT_CA_SERIAL_MAX];
 	size_t i, len;
 	moat_err rc;
 
-	if ((list == NULL && n > 0) || n > MOAT_CRL_MAX_ENTRIES || next_update_s == 0 ||
-	    next_update_s > MOAT_CRL_NEXT_UPDATE_MAX_S)
+	if ((list == NULL && n > 0) || n > MOAT_CRL_CHUNK_ENTRIES ||
+	    start > MOAT_CRL_MAX_ENTRIES - n)
 		return MOAT_E_INVAL;
-	if ((rc = put_head(b, MOAT_CA_CRL, seq)) != MOAT_OK || (rc = put_u64(b, crl_number)) != 0 ||
-	    (rc = moat_buf_put_u32(b, next_update_s)) != MOAT_OK ||
+	if ((rc = moat_buf_put_u32(b, start)) != MOAT_OK ||
 	    (rc = moat_buf_put_u32(b, (uint32_t)n)) != MOAT_OK)
 		return rc;
 	for (i = 0; i < n; i++) {
@@ -219,6 +221,55 @@ moat_err moat_ca_req_put_crl(struct moat_buf *b, uint32_t seq, uint64_t crl_numb
 			return rc;
 	}
 	return MOAT_OK;
+}
+
+moat_err moat_ca_req_put_crl(struct moat_buf *b, uint32_t seq, uint64_t crl_number,
+			     uint32_t next_update_s, uint32_t start,
+			     const struct moat_revoked *list, size_t n)
+{
+	moat_err rc;
+
+	if (next_update_s == 0 || next_update_s > MOAT_CRL_NEXT_UPDATE_MAX_S)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, MOAT_CA_CRL, seq)) != MOAT_OK || (rc = put_u64(b, crl_number)) != 0 ||
+	    (rc = moat_buf_put_u32(b, next_update_s)) != MOAT_OK)
+		return rc;
+	return put_entries(b, start, list, n);
+}
+
+moat_err moat_ca_req_put_crl_add(struct moat_buf *b, uint32_t seq, uint32_t start,
+				 const struct moat_revoked *list, size_t n)
+{
+	moat_err rc;
+
+	if (n == 0)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, MOAT_CA_CRL_ADD, seq)) != MOAT_OK)
+		return rc;
+	return put_entries(b, start, list, n);
+}
+
+moat_err moat_ca_req_put_renew_server(struct moat_buf *b, uint32_t seq, const uint8_t *cert,
+				      size_t len)
+{
+	moat_err rc;
+
+	if (len == 0)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, MOAT_CA_RENEW_SERVER, seq)) != MOAT_OK)
+		return rc;
+	return put_blob(b, cert, len, MOAT_CSR_MAX);
+}
+
+moat_err moat_ca_req_put_crl_part(struct moat_buf *b, uint32_t seq, uint32_t offset)
+{
+	moat_err rc;
+
+	if (offset >= MOAT_CRL_DER_MAX)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, MOAT_CA_CRL_PART, seq)) != MOAT_OK)
+		return rc;
+	return moat_buf_put_u32(b, offset);
 }
 
 moat_err moat_ca_entry_next(struct moat_rd *r, struct moat_ca_entry *e)
@@ -265,6 +316,10 @@ static moat_err parse_sign(struct moat_rd *r, struct moat_ca_req *req, const cha
 		set_why(why, field_why(rc, "certificate request length out of range"));
 		return rc;
 	}
+	if ((rc = rd_cstr(r, 0, MOAT_CRL_URL_MAX, &req->crl_url)) != MOAT_OK) {
+		set_why(why, field_why(rc, "CRL URL length out of range"));
+		return rc;
+	}
 	if ((rc = moat_rd_u32(r, &req->days)) != MOAT_OK ||
 	    (rc = moat_rd_u32(r, &req->skew_s)) != MOAT_OK) {
 		set_why(why, field_why(rc, ""));
@@ -281,24 +336,26 @@ static moat_err parse_sign(struct moat_rd *r, struct moat_ca_req *req, const cha
 	return MOAT_OK;
 }
 
-static moat_err parse_crl(struct moat_rd *r, struct moat_ca_req *req, const char **why)
+/* start, count and the entries of a CRL or CRL_ADD request. */
+static moat_err parse_entries(struct moat_rd *r, struct moat_ca_req *req, uint32_t min,
+			      const char **why)
 {
 	struct moat_ca_entry e;
 	size_t start;
 	uint32_t i;
 	moat_err rc;
 
-	if ((rc = rd_u64(r, &req->crl_number)) != MOAT_OK ||
-	    (rc = moat_rd_u32(r, &req->next_update_s)) != MOAT_OK ||
+	if ((rc = moat_rd_u32(r, &req->start)) != MOAT_OK ||
 	    (rc = moat_rd_u32(r, &req->n_revoked)) != MOAT_OK) {
 		set_why(why, field_why(rc, ""));
 		return rc;
 	}
-	if (req->next_update_s == 0 || req->next_update_s > MOAT_CRL_NEXT_UPDATE_MAX_S) {
-		set_why(why, "CRL nextUpdate out of range");
+	if (req->n_revoked < min) {
+		set_why(why, "no CRL entries");
 		return MOAT_E_INVAL;
 	}
-	if (req->n_revoked > MOAT_CRL_MAX_ENTRIES) {
+	if (req->n_revoked > MOAT_CRL_CHUNK_ENTRIES ||
+	    req->start > MOAT_CRL_MAX_ENTRIES - req->n_revoked) {
 		set_why(why, "too many CRL entries");
 		return MOAT_E_LIMIT;
 	}
@@ -313,6 +370,37 @@ static moat_err parse_crl(struct moat_rd *r, struct moat_ca_req *req, const char
 	}
 	req->revoked = r->p + start;
 	req->revoked_len = r->pos - start;
+	return MOAT_OK;
+}
+
+static moat_err parse_crl(struct moat_rd *r, struct moat_ca_req *req, const char **why)
+{
+	moat_err rc;
+
+	if ((rc = rd_u64(r, &req->crl_number)) != MOAT_OK ||
+	    (rc = moat_rd_u32(r, &req->next_update_s)) != MOAT_OK) {
+		set_why(why, field_why(rc, ""));
+		return rc;
+	}
+	if (req->next_update_s == 0 || req->next_update_s > MOAT_CRL_NEXT_UPDATE_MAX_S) {
+		set_why(why, "CRL nextUpdate out of range");
+		return MOAT_E_INVAL;
+	}
+	return parse_entries(r, req, 0, why);
+}
+
+static moat_err parse_crl_part(struct moat_rd *r, struct moat_ca_req *req, const char **why)
+{
+	moat_err rc = moat_rd_u32(r, &req->offset);
+
+	if (rc) {
+		set_why(why, field_why(rc, ""));
+		return rc;
+	}
+	if (req->offset >= MOAT_CRL_DER_MAX) {
+		set_why(why, "CRL offset out of range");
+		return MOAT_E_INVAL;
+	}
 	return MOAT_OK;
 }
 
@@ -342,6 +430,17 @@ moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, 
 		break;
 	case MOAT_CA_CRL:
 		rc = parse_crl(&r, req, why);
+		break;
+	case MOAT_CA_CRL_ADD:
+		rc = parse_entries(&r, req, 1, why);
+		break;
+	case MOAT_CA_CRL_PART:
+		rc = parse_crl_part(&r, req, why);
+		break;
+	case MOAT_CA_RENEW_SERVER:
+		rc = rd_blob(&r, 1, MOAT_CSR_MAX, &req->cert, &req->cert_len);
+		if (rc)
+			set_why(why, field_why(rc, "certificate length out of range"));
 		break;
 	default:
 		set_why(why, "unknown request type");
@@ -378,7 +477,7 @@ moat_err moat_ca_ans_put_ok(struct moat_buf *b, uint8_t type, uint32_t seq)
 {
 	moat_err rc;
 
-	if (type != MOAT_CA_HELLO && type != MOAT_CA_PING)
+	if (type != MOAT_CA_HELLO && type != MOAT_CA_PING && type != MOAT_CA_CRL_ADD)
 		return MOAT_E_INVAL;
 	if ((rc = put_head(b, type, seq)) != MOAT_OK)
 		return rc;
@@ -390,11 +489,27 @@ moat_err moat_ca_ans_put_der(struct moat_buf *b, uint8_t type, uint32_t seq, con
 {
 	moat_err rc;
 
-	if ((type != MOAT_CA_CRL && type != MOAT_CA_CACERTS) || len == 0)
+	if ((type != MOAT_CA_CRL_PART && type != MOAT_CA_CACERTS && type != MOAT_CA_RENEW_SERVER) ||
+	    len == 0)
 		return MOAT_E_INVAL;
 	if ((rc = put_head(b, type, seq)) != MOAT_OK || (rc = moat_buf_put_u8(b, MOAT_OK)) != 0)
 		return rc;
-	return put_blob(b, der, len, MOAT_CA_MSG_MAX);
+	return put_blob(b, der, len,
+			type == MOAT_CA_CRL_PART ? MOAT_CRL_PART_MAX : MOAT_CA_MSG_MAX);
+}
+
+moat_err moat_ca_ans_put_crl(struct moat_buf *b, uint32_t seq, uint32_t total, const uint8_t *part,
+			     size_t len)
+{
+	moat_err rc;
+
+	if (total == 0 || total > MOAT_CRL_DER_MAX || len == 0 || len > total)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, MOAT_CA_CRL, seq)) != MOAT_OK ||
+	    (rc = moat_buf_put_u8(b, MOAT_OK)) != MOAT_OK ||
+	    (rc = moat_buf_put_u32(b, total)) != MOAT_OK)
+		return rc;
+	return put_blob(b, part, len, MOAT_CRL_PART_MAX);
 }
 
 static bool hex_string(const char *s)
@@ -431,6 +546,7 @@ static moat_err parse_ans_body(struct moat_rd *r, struct moat_ca_ans *ans)
 	switch (ans->type) {
 	case MOAT_CA_HELLO:
 	case MOAT_CA_PING:
+	case MOAT_CA_CRL_ADD:
 		return MOAT_OK;
 	case MOAT_CA_SIGN:
 		if ((rc = rd_blob(r, 1, MOAT_CA_MSG_MAX, &ans->der, &ans->der_len)) != MOAT_OK ||
@@ -440,7 +556,17 @@ static moat_err parse_ans_body(struct moat_rd *r, struct moat_ca_ans *ans)
 			return MOAT_E_INVAL;
 		return rd_time(r, &ans->not_after);
 	case MOAT_CA_CRL:
+		if ((rc = moat_rd_u32(r, &ans->total)) != MOAT_OK)
+			return rc;
+		if (ans->total == 0 || ans->total > MOAT_CRL_DER_MAX)
+			return MOAT_E_INVAL;
+		if ((rc = rd_blob(r, 1, MOAT_CRL_PART_MAX, &ans->der, &ans->der_len)) != MOAT_OK)
+			return rc;
+		return ans->der_len <= ans->total ? MOAT_OK : MOAT_E_INVAL;
+	case MOAT_CA_CRL_PART:
+		return rd_blob(r, 1, MOAT_CRL_PART_MAX, &ans->der, &ans->der_len);
 	case MOAT_CA_CACERTS:
+	case MOAT_CA_RENEW_SERVER:
 		return rd_blob(r, 1, MOAT_CA_MSG_MAX, &ans->der, &ans->der_len);
 	default:
 		return MOAT_E_PROTOCOL;

@@ -109,6 +109,11 @@ struct ca_state {
 	uint8_t *cert_der;
 	size_t cert_der_len;
 	const EVP_MD *md; /* NULL: the key type fixes the hash (Ed25519) */
+	/* The CRL being assembled (CRL_ADD) and the last one signed (CRL_PART). */
+	struct moat_ca_entry *pending;
+	uint32_t n_pending, cap_pending;
+	uint8_t *crl_der;
+	size_t crl_len;
 };
 
 /* ------------------------------------------------------------------------
@@ -264,6 +269,8 @@ static void ca_state_free(struct ca_state *st)
 	EVP_PKEY_free(st->key);
 	X509_free(st->cert);
 	free(st->cert_der);
+	free(st->pending);
+	free(st->crl_der);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -338,8 +345,9 @@ static moat_err ext_add(X509 *cert, X509V3_CTX *v3, int nid, const char *value, 
  * configuration string only because it holds nothing but [a-z0-9._-].
  */
 static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *pub, uint32_t days,
-			   uint32_t skew_s, X509 **out, char serial_hex[MOAT_CA_SERIAL_HEX_LEN + 1],
-			   int64_t *not_after, char *why, size_t whylen)
+			   uint32_t skew_s, const char *crl_url, X509 **out,
+			   char serial_hex[MOAT_CA_SERIAL_HEX_LEN + 1], int64_t *not_after,
+			   char *why, size_t whylen)
 {
 	char san[sizeof("URI:" DEVICE_URI_PREFIX) + MOAT_DEVICE_ID_MAX];
 	X509_NAME *name = NULL;
@@ -403,6 +411,14 @@ static moat_err cert_issue(const struct ca_state *st, const char *id, EVP_PKEY *
 	rc = ext_add(cert, &v3, NID_subject_alt_name, san, why, whylen);
 	if (rc)
 		goto out;
+	/* Where relying parties find out whether it was revoked. */
+	if (crl_url != NULL && crl_url[0] != '\0') {
+		rc = moat_pki_add_cdp(cert, crl_url);
+		if (rc) {
+			moat_pki_fail(why, whylen, "ca: invalid CRL distribution point");
+			goto out;
+		}
+	}
 	rc = MOAT_E_CRYPTO;
 	if (X509_sign(cert, st->key, st->md) <= 0) {
 		moat_pki_fail(why, whylen, "ca: cannot sign the certificate");
@@ -418,14 +434,13 @@ out:
 	return rc;
 }
 
-/* A v2 CRL of the n entries in [revoked, revoked + len), already validated
- * by moat_ca_req_parse. */
+/* A v2 CRL of the n entries in list, already validated by
+ * moat_ca_req_parse. */
 static moat_err crl_build(const struct ca_state *st, uint64_t number, uint32_t next_update_s,
-			  const uint8_t *revoked, size_t len, uint32_t n, X509_CRL **out, char *why,
+			  const struct moat_ca_entry *list, uint32_t n, X509_CRL **out, char *why,
 			  size_t whylen)
 {
-	struct moat_ca_entry e;
-	struct moat_rd r;
+	const struct moat_ca_entry *e;
 	ASN1_INTEGER *num = NULL;
 	ASN1_INTEGER *serial = NULL;
 	ASN1_TIME *t = NULL;
@@ -454,19 +469,13 @@ static moat_err crl_build(const struct ca_state *st, uint64_t number, uint32_t n
 		moat_pki_fail(why, whylen, "ca: cannot set the CRL's issuer or dates");
 		goto out;
 	}
-	moat_rd_init(&r, revoked, len);
 	for (i = 0; i < n; i++) {
-		rc = moat_ca_entry_next(&r, &e);
-		if (rc) {
-			moat_pki_fail(why, whylen, "ca: invalid CRL entry %u", i);
-			goto out;
-		}
-		rc = MOAT_E_CRYPTO;
+		e = &list[i];
 		rev = X509_REVOKED_new();
-		bn = BN_bin2bn(e.serial, (int)e.serial_len, NULL);
+		bn = BN_bin2bn(e->serial, (int)e->serial_len, NULL);
 		serial = bn != NULL ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
 		if (rev == NULL || serial == NULL ||
-		    ASN1_TIME_set(t, (time_t)e.revoked_at) == NULL ||
+		    ASN1_TIME_set(t, (time_t)e->revoked_at) == NULL ||
 		    X509_REVOKED_set_serialNumber(rev, serial) != 1 ||
 		    X509_REVOKED_set_revocationDate(rev, t) != 1 ||
 		    X509_CRL_add0_revoked(crl, rev) != 1) {
@@ -542,7 +551,7 @@ static void on_sign(const struct ca_state *st, const struct moat_ca_req *req, st
 	if (rc)
 		goto out;
 	rc = cert_issue(st, req->device_id, X509_REQ_get0_pubkey(csr), req->days, req->skew_s,
-			&cert, serial, &not_after, why, sizeof(why));
+			req->crl_url, &cert, serial, &not_after, why, sizeof(why));
 	if (rc)
 		goto out;
 	rc = MOAT_E_CRYPTO;
@@ -563,7 +572,67 @@ out:
 	ERR_clear_error();
 }
 
-static void on_crl(const struct ca_state *st, const struct moat_ca_req *req, struct moat_buf *out)
+/*
+ * Append the request's entries to the CRL being assembled. start must be
+ * what is held (0 starts over): a client that failed half-way, or a
+ * confused one, cannot splice two lists together. Grows by doubling, never
+ * past MOAT_CRL_MAX_ENTRIES (the parser bounded start + count).
+ */
+static moat_err crl_append(struct ca_state *st, const struct moat_ca_req *req, char *why,
+			   size_t whylen)
+{
+	struct moat_rd r;
+	uint32_t i, need;
+
+	if (req->start == 0)
+		st->n_pending = 0;
+	if (req->start != st->n_pending) {
+		moat_pki_fail(why, whylen, "ca: CRL entries out of order (start %u, holding %u)",
+			      req->start, st->n_pending);
+		st->n_pending = 0;
+		return MOAT_E_PROTOCOL;
+	}
+	need = st->n_pending + req->n_revoked;
+	if (need > st->cap_pending) {
+		uint32_t cap = st->cap_pending ? st->cap_pending : MOAT_CRL_CHUNK_ENTRIES;
+		struct moat_ca_entry *p;
+
+		while (cap < need)
+			cap = cap > MOAT_CRL_MAX_ENTRIES / 2 ? MOAT_CRL_MAX_ENTRIES : cap * 2;
+		p = realloc(st->pending, (size_t)cap * sizeof(*p));
+		if (p == NULL) {
+			moat_pki_fail(why, whylen, "ca: out of memory for %u CRL entries", need);
+			st->n_pending = 0;
+			return MOAT_E_NOMEM;
+		}
+		st->pending = p;
+		st->cap_pending = cap;
+	}
+	moat_rd_init(&r, req->revoked, req->revoked_len);
+	for (i = 0; i < req->n_revoked; i++) {
+		/* Validated by the parser; a failure here is a broken invariant. */
+		if (moat_ca_entry_next(&r, &st->pending[st->n_pending]) != MOAT_OK) {
+			moat_pki_fail(why, whylen, "ca: invalid CRL entry %u", i);
+			st->n_pending = 0;
+			return MOAT_E_INTERNAL;
+		}
+		st->n_pending++;
+	}
+	return MOAT_OK;
+}
+
+static void on_crl_add(struct ca_state *st, const struct moat_ca_req *req, struct moat_buf *out)
+{
+	char why[MOAT_CA_ERR_MAX] = "";
+	moat_err rc = crl_append(st, req, why, sizeof(why));
+
+	if (rc == MOAT_OK)
+		rc = moat_ca_ans_put_ok(out, MOAT_CA_CRL_ADD, req->seq);
+	if (rc)
+		answer_error(out, MOAT_CA_CRL_ADD, req->seq, rc, why);
+}
+
+static void on_crl(struct ca_state *st, const struct moat_ca_req *req, struct moat_buf *out)
 {
 	char why[MOAT_CA_ERR_MAX] = "";
 	unsigned char *der = NULL;
@@ -571,8 +640,15 @@ static void on_crl(const struct ca_state *st, const struct moat_ca_req *req, str
 	int n;
 	moat_err rc;
 
-	rc = crl_build(st, req->crl_number, req->next_update_s, req->revoked, req->revoked_len,
-		       req->n_revoked, &crl, why, sizeof(why));
+	free(st->crl_der);
+	st->crl_der = NULL;
+	st->crl_len = 0;
+	rc = crl_append(st, req, why, sizeof(why));
+	if (rc)
+		goto out;
+	rc = crl_build(st, req->crl_number, req->next_update_s, st->pending, st->n_pending, &crl,
+		       why, sizeof(why));
+	st->n_pending = 0;
 	if (rc)
 		goto out;
 	rc = MOAT_E_CRYPTO;
@@ -581,9 +657,24 @@ static void on_crl(const struct ca_state *st, const struct moat_ca_req *req, str
 		moat_pki_fail(why, sizeof(why), "ca: cannot encode the CRL");
 		goto out;
 	}
-	rc = moat_ca_ans_put_der(out, MOAT_CA_CRL, req->seq, der, (size_t)n);
+	rc = MOAT_E_LIMIT;
+	if ((size_t)n > MOAT_CRL_DER_MAX) {
+		snprintf(why, sizeof(why), "ca: the CRL (%d bytes) is over %u bytes", n,
+			 MOAT_CRL_DER_MAX);
+		goto out;
+	}
+	rc = MOAT_E_NOMEM;
+	st->crl_der = malloc((size_t)n);
+	if (st->crl_der == NULL) {
+		snprintf(why, sizeof(why), "ca: out of memory");
+		goto out;
+	}
+	memcpy(st->crl_der, der, (size_t)n);
+	st->crl_len = (size_t)n;
+	rc = moat_ca_ans_put_crl(out, req->seq, (uint32_t)n, der,
+				 (size_t)n < MOAT_CRL_PART_MAX ? (size_t)n : MOAT_CRL_PART_MAX);
 	if (rc)
-		snprintf(why, sizeof(why), "ca: the CRL (%d bytes) does not fit an answer", n);
+		snprintf(why, sizeof(why), "ca: the CRL does not fit an answer");
 out:
 	if (rc)
 		answer_error(out, MOAT_CA_CRL, req->seq, rc, why);
@@ -592,8 +683,137 @@ out:
 	ERR_clear_error();
 }
 
+/* Allowed only while a signed CRL is held, at an offset inside it. */
+static void on_crl_part(const struct ca_state *st, const struct moat_ca_req *req,
+			struct moat_buf *out)
+{
+	size_t left;
+
+	if (st->crl_der == NULL || req->offset >= st->crl_len) {
+		answer_error(out, MOAT_CA_CRL_PART, req->seq, MOAT_E_PROTOCOL,
+			     "ca: no signed CRL at that offset");
+		return;
+	}
+	left = st->crl_len - req->offset;
+	if (moat_ca_ans_put_der(out, MOAT_CA_CRL_PART, req->seq, st->crl_der + req->offset,
+				left < MOAT_CRL_PART_MAX ? left : MOAT_CRL_PART_MAX) != MOAT_OK)
+		answer_error(out, MOAT_CA_CRL_PART, req->seq, MOAT_E_INTERNAL, "ca: cannot answer");
+}
+
+/* A new server certificate for the one in der: see moat_ca_renew_server. */
+static moat_err server_renew(const struct ca_state *st, const uint8_t *der, size_t len, X509 **out,
+			     char *why, size_t whylen)
+{
+	const unsigned char *p = der;
+	const struct moat_pki_ext *exts;
+	X509 *old = d2i_X509(NULL, &p, (long)len);
+	X509 *cert = NULL;
+	X509V3_CTX v3;
+	char serial[MOAT_CA_SERIAL_HEX_LEN + 1];
+	time_t now = time(NULL);
+	size_t i, n_exts = 0;
+	int san;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (old == NULL || p != der + len) {
+		moat_pki_fail(why, whylen, "ca: not a DER certificate");
+		goto out;
+	}
+	rc = MOAT_E_DENIED;
+	if (X509_NAME_cmp(X509_get_issuer_name(old), X509_get_subject_name(st->cert)) != 0 ||
+	    X509_verify(old, X509_get0_pubkey(st->cert)) != 1) {
+		moat_pki_fail(why, whylen,
+			      "ca: the server certificate was not issued by this CA; renew it "
+			      "where it came from");
+		goto out;
+	}
+	if (X509_check_ca(old) != 0 || (X509_get_extension_flags(old) & EXFLAG_XKUSAGE) == 0 ||
+	    (X509_get_extended_key_usage(old) & XKU_SSL_SERVER) == 0) {
+		moat_pki_fail(why, whylen, "ca: not a server certificate (serverAuth)");
+		goto out;
+	}
+	rc = MOAT_E_NOMEM;
+	cert = X509_new();
+	if (cert == NULL) {
+		moat_pki_fail(why, whylen, "ca: out of memory");
+		goto out;
+	}
+	rc = MOAT_E_CRYPTO;
+	if (X509_set_version(cert, X509_VERSION_3) != 1 ||
+	    serial_set(cert, serial, why, whylen) != MOAT_OK ||
+	    ASN1_TIME_adj(X509_getm_notBefore(cert), now, 0, -(long)MOAT_CERT_SKEW_S) == NULL ||
+	    ASN1_TIME_adj(X509_getm_notAfter(cert), now, 0,
+			  (long)MOAT_SERVER_CERT_LIFETIME_S - (long)MOAT_CERT_SKEW_S) == NULL ||
+	    X509_set_subject_name(cert, X509_get_subject_name(old)) != 1 ||
+	    X509_set_issuer_name(cert, X509_get_subject_name(st->cert)) != 1 ||
+	    X509_set_pubkey(cert, X509_get0_pubkey(old)) != 1) {
+		moat_pki_fail(why, whylen, "ca: cannot build the server certificate");
+		goto out;
+	}
+	if (ASN1_TIME_compare(X509_get0_notAfter(cert), X509_get0_notAfter(st->cert)) > 0) {
+		rc = MOAT_E_INVAL;
+		moat_pki_fail(why, whylen,
+			      "ca: a renewed server certificate would outlive the CA; renew the CA "
+			      "(docs/ca-rotation.md)");
+		goto out;
+	}
+	X509V3_set_ctx(&v3, st->cert, cert, NULL, NULL, 0);
+	exts = moat_pki_server_exts(&n_exts);
+	for (i = 0; i < n_exts; i++) {
+		rc = ext_add(cert, &v3, exts[i].nid, exts[i].value, why, whylen);
+		if (rc)
+			goto out;
+	}
+	rc = MOAT_E_CRYPTO;
+	san = X509_get_ext_by_NID(old, NID_subject_alt_name, -1);
+	if (san >= 0 && X509_add_ext(cert, X509_get_ext(old, san), -1) != 1) {
+		moat_pki_fail(why, whylen, "ca: cannot copy the subject alternative names");
+		goto out;
+	}
+	if (X509_sign(cert, st->key, st->md) <= 0) {
+		moat_pki_fail(why, whylen, "ca: cannot sign the server certificate");
+		goto out;
+	}
+	*out = cert;
+	cert = NULL;
+	rc = MOAT_OK;
+out:
+	X509_free(old);
+	X509_free(cert);
+	return rc;
+}
+
+static void on_renew_server(const struct ca_state *st, const struct moat_ca_req *req,
+			    struct moat_buf *out)
+{
+	char why[MOAT_CA_ERR_MAX] = "";
+	unsigned char *der = NULL;
+	X509 *cert = NULL;
+	int n;
+	moat_err rc;
+
+	rc = server_renew(st, req->cert, req->cert_len, &cert, why, sizeof(why));
+	if (rc)
+		goto out;
+	rc = MOAT_E_CRYPTO;
+	n = i2d_X509(cert, &der);
+	if (n <= 0) {
+		moat_pki_fail(why, sizeof(why), "ca: cannot encode the certificate");
+		goto out;
+	}
+	rc = moat_ca_ans_put_der(out, MOAT_CA_RENEW_SERVER, req->seq, der, (size_t)n);
+	if (rc)
+		snprintf(why, sizeof(why), "ca: the certificate does not fit an answer");
+out:
+	if (rc)
+		answer_error(out, MOAT_CA_RENEW_SERVER, req->seq, rc, why);
+	OPENSSL_free(der);
+	X509_free(cert);
+	ERR_clear_error();
+}
+
 /* Answer one message of n bytes (truncated: the sender's was larger). */
-static void ca_handle(const struct ca_state *st, const uint8_t *p, size_t n, bool truncated,
+static void ca_handle(struct ca_state *st, const uint8_t *p, size_t n, bool truncated,
 		      struct moat_buf *out)
 {
 	struct moat_ca_req req;
@@ -634,6 +854,15 @@ static void ca_handle(const struct ca_state *st, const uint8_t *p, size_t n, boo
 	case MOAT_CA_CRL:
 		on_crl(st, &req, out);
 		break;
+	case MOAT_CA_CRL_ADD:
+		on_crl_add(st, &req, out);
+		break;
+	case MOAT_CA_CRL_PART:
+		on_crl_part(st, &req, out);
+		break;
+	case MOAT_CA_RENEW_SERVER:
+		on_renew_server(st, &req, out);
+		break;
 	default:
 		rc = MOAT_E_PROTOCOL;
 		break;
@@ -643,7 +872,7 @@ static void ca_handle(const struct ca_state *st, const uint8_t *p, size_t n, boo
 }
 
 /* One request per message, one answer per request, until EOF. */
-static void ca_loop(const struct ca_state *st)
+static void ca_loop(struct ca_state *st)
 {
 	struct moat_buf out;
 	uint8_t *in = malloc(MOAT_CA_MSG_MAX);
@@ -924,7 +1153,7 @@ static moat_err sandbox(char *err, size_t errlen)
  */
 static moat_err ca_warm(const struct ca_state *st, char *err, size_t errlen)
 {
-	static const uint8_t entry[] = {1, 0x42, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00};
+	static const struct moat_ca_entry entry = {{0x42}, 1, 1700000000};
 	char serial[MOAT_CA_SERIAL_HEX_LEN + 1];
 	unsigned char *der = NULL;
 	X509_CRL *crl = NULL;
@@ -937,14 +1166,26 @@ static moat_err ca_warm(const struct ca_state *st, char *err, size_t errlen)
 		moat_pki_fail(err, errlen, "ca: cannot initialise OpenSSL");
 		return MOAT_E_CRYPTO;
 	}
-	rc = cert_issue(st, "warm-up", X509_get0_pubkey(st->cert), 1, 0, &cert, serial, &not_after,
-			err, errlen);
+	rc = cert_issue(st, "warm-up", X509_get0_pubkey(st->cert), 1, 0, "https://localhost/crl",
+			&cert, serial, &not_after, err, errlen);
 	if (rc == MOAT_OK && (i2d_X509(cert, &der) <= 0 || X509_verify(cert, st->key) != 1)) {
 		rc = MOAT_E_CRYPTO;
 		moat_pki_fail(err, errlen, "ca: self-test signature failed");
 	}
-	if (rc == MOAT_OK)
-		rc = crl_build(st, 1, 60, entry, sizeof(entry), 1, &crl, err, errlen);
+	if (rc == MOAT_OK) {
+		/* The renewal's checks (a device certificate is refused at the
+		 * last one, after the signature and the extension cache). */
+		char why[MOAT_CA_ERR_MAX];
+		int n = i2d_X509(cert, NULL);
+		unsigned char *d = NULL;
+		X509 *renewed = NULL;
+
+		if (n > 0 && i2d_X509(cert, &d) == n)
+			(void)server_renew(st, d, (size_t)n, &renewed, why, sizeof(why));
+		OPENSSL_free(d);
+		X509_free(renewed);
+		rc = crl_build(st, 1, 60, &entry, 1, &crl, err, errlen);
+	}
 	OPENSSL_free(der);
 	X509_CRL_free(crl);
 	X509_free(cert);
@@ -1336,7 +1577,7 @@ out:
 }
 
 moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *csr, size_t csr_len,
-		      unsigned days, uint8_t **cert, size_t *cert_len,
+		      unsigned days, const char *crl_url, uint8_t **cert, size_t *cert_len,
 		      char serial_hex[MOAT_CA_SERIAL_HEX_LEN + 1], int64_t *not_after_s, char *err,
 		      size_t errlen)
 {
@@ -1360,9 +1601,14 @@ moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *
 		moat_pki_fail(err, errlen, "ca: validity must be 1 to %u days", MOAT_CERT_DAYS_MAX);
 		return rc;
 	}
+	if (crl_url != NULL && crl_url[0] != '\0' && !moat_pki_crl_url_valid(crl_url)) {
+		moat_pki_fail(err, errlen, "ca: invalid CRL URL");
+		return rc;
+	}
 	pthread_mutex_lock(&ca->lock);
 	seq = ca_next_seq(ca);
-	rc = moat_ca_req_put_sign(&req, seq, device_id, csr, csr_len, days, MOAT_CERT_SKEW_S);
+	rc = moat_ca_req_put_sign(&req, seq, device_id, csr, csr_len, crl_url, days,
+				  MOAT_CERT_SKEW_S);
 	if (rc) {
 		moat_pki_fail(err, errlen, "ca: invalid device id or request");
 		goto out;
@@ -1386,6 +1632,56 @@ out:
 	return rc;
 }
 
+/* The CRL's DER in parts, after the CRL answer gave its total length and
+ * first part (ans, a view into ca->rbuf). Caller holds ca->lock. */
+static moat_err crl_fetch(struct moat_ca *ca, const struct moat_ca_ans *first, uint8_t **crl,
+			  size_t *crl_len, char *err, size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	uint8_t *der = NULL;
+	size_t got, total = first->total;
+	uint32_t seq;
+	moat_err rc = MOAT_E_NOMEM;
+
+	moat_buf_init(&req, 64);
+	/* total was bounded by the parser (MOAT_CRL_DER_MAX). */
+	der = malloc(total);
+	if (der == NULL) {
+		moat_pki_fail(err, errlen, "ca: out of memory for a CRL of %zu bytes", total);
+		goto out;
+	}
+	memcpy(der, first->der, first->der_len);
+	got = first->der_len;
+	while (got < total) {
+		moat_buf_reset(&req);
+		seq = ca_next_seq(ca);
+		rc = moat_ca_req_put_crl_part(&req, seq, (uint32_t)got);
+		if (rc) {
+			moat_pki_fail(err, errlen, "ca: cannot encode the CRL request");
+			goto out;
+		}
+		rc = ca_exchange(ca, &req, MOAT_CA_CRL_PART, seq, &ans, err, errlen);
+		if (rc)
+			goto out;
+		if (ans.der_len > total - got) {
+			rc = MOAT_E_PROTOCOL;
+			moat_pki_fail(err, errlen, "ca: the CA process sent more CRL than it said");
+			goto out;
+		}
+		memcpy(der + got, ans.der, ans.der_len);
+		got += ans.der_len;
+	}
+	*crl = der;
+	*crl_len = total;
+	der = NULL;
+	rc = MOAT_OK;
+out:
+	free(der);
+	moat_buf_free(&req);
+	return rc;
+}
+
 moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_update_s,
 		     const struct moat_revoked *list, size_t n, uint8_t **crl, size_t *crl_len,
 		     char *err, size_t errlen)
@@ -1393,7 +1689,7 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 	uint8_t serial[MOAT_CA_SERIAL_MAX];
 	struct moat_ca_ans ans;
 	struct moat_buf req;
-	size_t i, len;
+	size_t i, len, start = 0;
 	uint32_t seq;
 	moat_err rc = MOAT_E_INVAL;
 
@@ -1403,7 +1699,7 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 		return rc;
 	}
 	if (n > MOAT_CRL_MAX_ENTRIES) {
-		moat_pki_fail(err, errlen, "ca: %zu revoked certificates; one CRL holds at most %u",
+		moat_pki_fail(err, errlen, "ca: %zu revoked certificates; a CRL holds at most %u",
 			      n, MOAT_CRL_MAX_ENTRIES);
 		return MOAT_E_LIMIT;
 	}
@@ -1422,8 +1718,26 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 		}
 	}
 	pthread_mutex_lock(&ca->lock);
+	/* All but the last chunk as CRL_ADD; the first has start 0, which
+	 * also discards whatever an earlier failed call left in the CA. */
+	while (n - start > MOAT_CRL_CHUNK_ENTRIES) {
+		moat_buf_reset(&req);
+		seq = ca_next_seq(ca);
+		rc = moat_ca_req_put_crl_add(&req, seq, (uint32_t)start, list + start,
+					     MOAT_CRL_CHUNK_ENTRIES);
+		if (rc) {
+			moat_pki_fail(err, errlen, "ca: cannot encode the CRL request");
+			goto out;
+		}
+		rc = ca_exchange(ca, &req, MOAT_CA_CRL_ADD, seq, &ans, err, errlen);
+		if (rc)
+			goto out;
+		start += MOAT_CRL_CHUNK_ENTRIES;
+	}
+	moat_buf_reset(&req);
 	seq = ca_next_seq(ca);
-	rc = moat_ca_req_put_crl(&req, seq, crl_number, next_update_s, list, n);
+	rc = moat_ca_req_put_crl(&req, seq, crl_number, next_update_s, (uint32_t)start,
+				 n > 0 ? list + start : NULL, n - start);
 	if (rc) {
 		moat_pki_fail(err, errlen, "ca: cannot encode the CRL request");
 		goto out;
@@ -1431,7 +1745,7 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 	rc = ca_exchange(ca, &req, MOAT_CA_CRL, seq, &ans, err, errlen);
 	if (rc)
 		goto out;
-	rc = dup_bytes(ans.der, ans.der_len, crl, crl_len, err, errlen);
+	rc = crl_fetch(ca, &ans, crl, crl_len, err, errlen);
 out:
 	pthread_mutex_unlock(&ca->lock);
 	moat_buf_free(&req);
@@ -1458,6 +1772,36 @@ static moat_err ca_simple(struct moat_ca *ca, uint8_t type, uint8_t **der, size_
 	rc = ca_exchange(ca, &req, type, seq, &ans, err, errlen);
 	if (rc == MOAT_OK && der != NULL)
 		rc = dup_bytes(ans.der, ans.der_len, der, der_len, err, errlen);
+out:
+	pthread_mutex_unlock(&ca->lock);
+	moat_buf_free(&req);
+	return rc;
+}
+
+moat_err moat_ca_renew_server(struct moat_ca *ca, const uint8_t *cert, size_t cert_len,
+			      uint8_t **out, size_t *out_len, char *err, size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	uint32_t seq;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (ca == NULL || cert == NULL || cert_len == 0 || cert_len > MOAT_CSR_MAX || out == NULL ||
+	    out_len == NULL) {
+		moat_pki_fail(err, errlen, "ca: invalid arguments");
+		return rc;
+	}
+	moat_buf_init(&req, MOAT_CA_MSG_MAX);
+	pthread_mutex_lock(&ca->lock);
+	seq = ca_next_seq(ca);
+	rc = moat_ca_req_put_renew_server(&req, seq, cert, cert_len);
+	if (rc) {
+		moat_pki_fail(err, errlen, "ca: cannot encode the request");
+		goto out;
+	}
+	rc = ca_exchange(ca, &req, MOAT_CA_RENEW_SERVER, seq, &ans, err, errlen);
+	if (rc == MOAT_OK)
+		rc = dup_bytes(ans.der, ans.der_len, out, out_len, err, errlen);
 out:
 	pthread_mutex_unlock(&ca->lock);
 	moat_buf_free(&req);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -29,14 +30,15 @@
 #include <openssl/x509v3.h>
 
 #include "core/limits.h"
+#include "core/config.h"
 #include "core/file.h"
 #include "pki/pki.h"
 #include "tls/tls.h"
 
 /* Validity periods, as pki.h promises them. The CA outlives the leaves it
- * signs; 825 days is the longest server lifetime common TLS clients accept. */
+ * signs; the server certificate's whole span, backdating included, is
+ * MOAT_SERVER_CERT_LIFETIME_S (limits.h). */
 #define PKI_CA_DAYS 3650
-#define PKI_SERVER_DAYS 825
 
 /* notBefore is backdated so a device whose clock runs a little behind the
  * CA's does not reject a certificate issued a moment ago. */
@@ -58,10 +60,12 @@ struct pki_spec {
 	enum pki_kind kind;
 	const char *cn;
 	int days;
+	long lifetime_s;      /* instead of days when > 0: notAfter - notBefore */
 	EVP_PKEY *key;	      /* subject key */
 	X509 *issuer;	      /* NULL: self-signed */
 	EVP_PKEY *issuer_key; /* signing key (= key when self-signed) */
 	GENERAL_NAMES *sans;  /* borrowed; NULL for none */
+	const char *crl_url;  /* NULL or "": no CRL distribution point */
 };
 
 /* One X509v3 extension in OpenSSL's configuration syntax. */
@@ -92,6 +96,12 @@ static const struct moat_pki_ext device_exts[] = {
     {NID_authority_key_identifier, "keyid:always"},
 };
 
+const struct moat_pki_ext *moat_pki_server_exts(size_t *n)
+{
+	*n = sizeof(server_exts) / sizeof(server_exts[0]);
+	return server_exts;
+}
+
 const struct moat_pki_ext *moat_pki_device_exts(size_t *n)
 {
 	*n = sizeof(device_exts) / sizeof(device_exts[0]);
@@ -111,6 +121,122 @@ void moat_pki_fail(char *err, size_t errlen, const char *fmt, ...)
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 	moat_tls_errors(err, errlen);
+}
+
+static moat_err asn1_unix(const ASN1_TIME *t, int64_t *out)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return MOAT_E_INVAL;
+	*out = (int64_t)timegm(&tm);
+	return MOAT_OK;
+}
+
+moat_err moat_pki_cert_validity(const X509 *cert, int64_t *not_before, int64_t *not_after)
+{
+	int64_t nb = 0, na = 0;
+
+	if (cert == NULL || asn1_unix(X509_get0_notBefore(cert), &nb) != MOAT_OK ||
+	    asn1_unix(X509_get0_notAfter(cert), &na) != MOAT_OK)
+		return MOAT_E_INVAL;
+	if (not_before != NULL)
+		*not_before = nb;
+	if (not_after != NULL)
+		*not_after = na;
+	return MOAT_OK;
+}
+
+bool moat_pki_crl_url_valid(const char *url)
+{
+	size_t i, n;
+
+	if (url == NULL)
+		return false;
+	n = strnlen(url, MOAT_CRL_URL_MAX + 1);
+	if (n > MOAT_CRL_URL_MAX || !((n > 8 && strncmp(url, "https://", 8) == 0) ||
+				      (n > 7 && strncmp(url, "http://", 7) == 0)))
+		return false;
+	for (i = 0; i < n; i++) {
+		if (url[i] <= 0x20 || url[i] >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
+void moat_pki_crl_url(const struct moat_conf *conf, char *out, size_t outlen)
+{
+	const struct moat_listener_conf *l = NULL;
+	const char *host;
+	size_t i;
+	int n;
+
+	if (outlen == 0)
+		return;
+	out[0] = '\0';
+	if (conf->crl_url[0] != '\0') {
+		snprintf(out, outlen, "%s", conf->crl_url);
+		return;
+	}
+	for (i = 0; i < conf->n_listeners && l == NULL; i++) {
+		if (conf->listeners[i].protocol == MOAT_PROTO_HTTPS)
+			l = &conf->listeners[i];
+	}
+	if (l == NULL)
+		return;
+	host = l->bind;
+	/* A wildcard is no address a device can reach; the operator sets
+	 * crl_url for anything but this machine. */
+	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+		host = "localhost";
+	n = snprintf(out, outlen, strchr(host, ':') != NULL ? "%s://[%s]:%u/crl" : "%s://%s:%u/crl",
+		     l->tls ? "https" : "http", host, (unsigned)l->port);
+	if (n < 0 || (size_t)n >= outlen || !moat_pki_crl_url_valid(out))
+		out[0] = '\0';
+}
+
+moat_err moat_pki_add_cdp(X509 *cert, const char *url)
+{
+	CRL_DIST_POINTS *cdp = NULL;
+	DIST_POINT *dp = NULL;
+	GENERAL_NAME *gn = NULL;
+	ASN1_IA5STRING *ia5 = NULL;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (cert == NULL || !moat_pki_crl_url_valid(url))
+		goto out;
+	rc = MOAT_E_NOMEM;
+	cdp = sk_DIST_POINT_new_null();
+	dp = DIST_POINT_new();
+	gn = GENERAL_NAME_new();
+	ia5 = ASN1_IA5STRING_new();
+	if (cdp == NULL || dp == NULL || gn == NULL || ia5 == NULL ||
+	    ASN1_STRING_set(ia5, url, -1) != 1)
+		goto out;
+	GENERAL_NAME_set0_value(gn, GEN_URI, ia5);
+	ia5 = NULL; /* owned by gn */
+	dp->distpoint = DIST_POINT_NAME_new();
+	if (dp->distpoint == NULL)
+		goto out;
+	dp->distpoint->type = 0; /* fullName */
+	dp->distpoint->name.fullname = GENERAL_NAMES_new();
+	if (dp->distpoint->name.fullname == NULL ||
+	    sk_GENERAL_NAME_push(dp->distpoint->name.fullname, gn) <= 0)
+		goto out;
+	gn = NULL; /* owned by dp */
+	if (sk_DIST_POINT_push(cdp, dp) <= 0)
+		goto out;
+	dp = NULL; /* owned by cdp */
+	rc = MOAT_E_CRYPTO;
+	if (X509_add1_ext_i2d(cert, NID_crl_distribution_points, cdp, 0, X509V3_ADD_DEFAULT) != 1)
+		goto out;
+	rc = MOAT_OK;
+out:
+	ASN1_IA5STRING_free(ia5);
+	GENERAL_NAME_free(gn);
+	DIST_POINT_free(dp);
+	CRL_DIST_POINTS_free(cdp);
+	return rc;
 }
 
 static moat_err path_join(char *out, const char *dir, const char *name, char *err, size_t errlen)
@@ -461,7 +587,9 @@ static moat_err cert_build(const struct pki_spec *spec, X509 **out, char *err, s
 		goto out;
 	rc = MOAT_E_CRYPTO;
 	if (X509_gmtime_adj(X509_getm_notBefore(cert), -PKI_CLOCK_SKEW_S) == NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(cert), spec->days, 0, NULL) == NULL) {
+	    (spec->lifetime_s > 0
+		 ? X509_gmtime_adj(X509_getm_notAfter(cert), spec->lifetime_s - PKI_CLOCK_SKEW_S)
+		 : X509_time_adj_ex(X509_getm_notAfter(cert), spec->days, 0, NULL)) == NULL) {
 		moat_pki_fail(err, errlen, "pki: cannot set validity");
 		goto out;
 	}
@@ -514,6 +642,12 @@ static moat_err cert_build(const struct pki_spec *spec, X509 **out, char *err, s
 	if (spec->sans != NULL &&
 	    X509_add1_ext_i2d(cert, NID_subject_alt_name, spec->sans, 0, X509V3_ADD_DEFAULT) != 1) {
 		moat_pki_fail(err, errlen, "pki: cannot add subject alternative names");
+		goto out;
+	}
+	if (spec->crl_url != NULL && spec->crl_url[0] != '\0' &&
+	    moat_pki_add_cdp(cert, spec->crl_url) != MOAT_OK) {
+		moat_pki_fail(err, errlen, "pki: cannot add the CRL distribution point %s",
+			      spec->crl_url);
 		goto out;
 	}
 	if (X509_sign(cert, spec->issuer_key, EVP_sha256()) <= 0) {
@@ -818,7 +952,7 @@ moat_err moat_pki_create_server(const char *dir, const char *const *sans, size_t
 	memset(&spec, 0, sizeof(spec));
 	spec.kind = PKI_SERVER;
 	spec.cn = "localhost";
-	spec.days = PKI_SERVER_DAYS;
+	spec.lifetime_s = (long)MOAT_SERVER_CERT_LIFETIME_S;
 	spec.key = key;
 	spec.issuer = ca;
 	spec.issuer_key = ca_key;
@@ -837,8 +971,8 @@ out:
 }
 
 moat_err moat_pki_issue_device(const char *dir, const char *device_id, unsigned days,
-			       const char *key_path, const char *cert_path, char *err,
-			       size_t errlen)
+			       const char *crl_url, const char *key_path, const char *cert_path,
+			       char *err, size_t errlen)
 {
 	char uri[sizeof(DEVICE_URI_PREFIX) + MOAT_DEVICE_ID_MAX];
 	GENERAL_NAMES *gens = NULL;
@@ -893,6 +1027,7 @@ moat_err moat_pki_issue_device(const char *dir, const char *device_id, unsigned 
 	spec.kind = PKI_DEVICE;
 	spec.cn = device_id;
 	spec.days = (int)days;
+	spec.crl_url = crl_url;
 	spec.key = key;
 	spec.issuer = ca;
 	spec.issuer_key = ca_key;

@@ -10,24 +10,44 @@
 #ifndef MOAT_PKI_H
 #define MOAT_PKI_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
+
+struct x509_st;
 
 /* Create ca.key (0600) and ca.crt (self-signed, 10 years, CN=cn) in dir. */
 moat_err moat_pki_create_ca(const char *dir, const char *cn, char *err, size_t errlen);
 
 /* Create server.key/server.crt in dir signed by dir/ca.*: CN=localhost,
  * SANs DNS:localhost, IP:127.0.0.1, IP:::1 plus each of sans (IP literal ->
- * IP SAN, else DNS SAN). 825 days. */
+ * IP SAN, else DNS SAN). MOAT_SERVER_CERT_LIFETIME_S from the backdated
+ * notBefore to notAfter. */
 moat_err moat_pki_create_server(const char *dir, const char *const *sans, size_t n_sans, char *err,
 				size_t errlen);
 
 /* Issue a client certificate for device_id (CN and URI SAN moat:device:<id>)
- * signed by dir/ca.*, valid `days`, writing key_path and cert_path. */
+ * signed by dir/ca.*, valid `days`, writing key_path and cert_path. A
+ * crl_url (NULL or "" for none) becomes its CRL distribution point. */
 moat_err moat_pki_issue_device(const char *dir, const char *device_id, unsigned days,
-			       const char *key_path, const char *cert_path, char *err,
-			       size_t errlen);
+			       const char *crl_url, const char *key_path, const char *cert_path,
+			       char *err, size_t errlen);
+
+/* The CRL URL issued certificates name: [broker] crl_url, or else
+ * http(s)://HOST:PORT/crl of the first HTTPS listener (HOST its bind
+ * address, localhost for a wildcard). "" when there is none. */
+struct moat_conf;
+void moat_pki_crl_url(const struct moat_conf *conf, char *out, size_t outlen);
+
+/* An http(s) URL of printable ASCII, at most MOAT_CRL_URL_MAX bytes. */
+bool moat_pki_crl_url_valid(const char *url);
+
+/* Add a CRL distribution points extension naming url (one full name, a
+ * URI) to cert. Built from structures, never from a configuration
+ * string, so nothing in url is parsed as extension syntax. */
+moat_err moat_pki_add_cdp(struct x509_st *cert, const char *url);
 
 /* The device certificate profile (extension NID and value, as for
  * X509V3_EXT_conf_nid): the one list both `moat cert issue` and the CA
@@ -37,6 +57,13 @@ struct moat_pki_ext {
 	const char *value;
 };
 const struct moat_pki_ext *moat_pki_device_exts(size_t *n);
+/* The server certificate profile (serverAuth), for the CA's renewal. */
+const struct moat_pki_ext *moat_pki_server_exts(size_t *n);
+
+/* A certificate's notBefore and notAfter as Unix seconds (either pointer
+ * may be NULL). MOAT_E_INVAL when a time cannot be read. */
+moat_err moat_pki_cert_validity(const struct x509_st *cert, int64_t *not_before,
+				int64_t *not_after);
 
 /* Write a message into err and append OpenSSL's reasons (clearing its
  * error queue); shared by the local CA tools and the CA process. */

@@ -280,6 +280,13 @@ static const struct sq_migration migrations[] = {
      "ALTER TABLE certificates ADD COLUMN revoke_at INTEGER;"
      "CREATE INDEX certificates_revoke_at ON certificates (revoke_at) WHERE revoke_at IS NOT "
      "NULL AND revoked_at IS NULL;"},
+    {5, "manufacturer CAs: the devices each may enroll",
+     /* A manufacturer CA vouches for the devices it made, not the fleet:
+      * device-id patterns (one a line: an id, or a prefix ending in '*') or
+      * a group. A CA registered before has neither and enrolls nothing
+      * until it is registered again with a scope. */
+     "ALTER TABLE manufacturer_cas ADD COLUMN devices TEXT;"
+     "ALTER TABLE manufacturer_cas ADD COLUMN group_name TEXT;"},
 };
 
 #define SQ_KNOWN_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -238,9 +238,9 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
     [MOAT_STMT_ID_DELETE_DECOMMISSIONED] = {STORE_WRITE, 1,
 					    "DELETE FROM identities WHERE id = $1 AND state = "
 					    "'decommissioned'"},
-    [MOAT_STMT_MCA_PUT] = {STORE_WRITE, 4,
-			   "INSERT INTO manufacturer_cas (name, cert_pem, fingerprint, created_at) "
-			   "VALUES ($1, $2, $3, $4)"},
+    [MOAT_STMT_MCA_PUT] = {STORE_WRITE, 6,
+			   "INSERT INTO manufacturer_cas (name, cert_pem, fingerprint, created_at, "
+			   "devices, group_name) VALUES ($1, $2, $3, $4, $5, $6)"},
     [MOAT_STMT_MCA_DEL] = {STORE_WRITE, 1, "DELETE FROM manufacturer_cas WHERE name = $1"},
     [MOAT_STMT_RETAINED_DEL_PREFIX] = {STORE_WRITE, 1,
 				       "DELETE FROM retained WHERE substr(topic, 1, length($1)) = "
@@ -401,14 +401,27 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 				  "length($1)) = $1"},
     [MOAT_STMT_MCA_LIST] =
 	{STORE_READ, 2,
-	 "SELECT name, fingerprint, created_at, cert_pem FROM manufacturer_cas WHERE "
-	 "name > $1 ORDER BY name LIMIT $2"},
+	 "SELECT name, fingerprint, created_at, cert_pem, devices, group_name FROM "
+	 "manufacturer_cas WHERE name > $1 ORDER BY name LIMIT $2"},
     [MOAT_STMT_MCA_ALL] =
 	{STORE_READ, 0, "SELECT name, fingerprint, cert_pem FROM manufacturer_cas ORDER BY name"},
     [MOAT_STMT_CERT_DUE_COUNT] =
 	{STORE_READ, 1,
 	 "SELECT count(*) FROM certificates WHERE revoke_at IS NOT NULL AND "
 	 "revoke_at <= $1 AND revoked_at IS NULL"},
+    /* What the CRL lists: revoked and not yet expired ($1 now); a
+     * certificate past its notAfter is refused anyway (RFC 5280 5.1). */
+    /* The scope of manufacturer CA $1: device-id patterns or a group. */
+    [MOAT_STMT_MCA_SCOPE] = {STORE_READ, 1,
+			     "SELECT devices, group_name FROM manufacturer_cas WHERE name = $1"},
+    /* Is $1 a member of group $2? */
+    [MOAT_STMT_MEMBER_IS] = {STORE_READ, 2,
+			     "SELECT count(*) FROM memberships WHERE identity = $1 AND "
+			     "group_name = $2"},
+    [MOAT_STMT_CRL_ENTRIES] =
+	{STORE_READ, 1,
+	 "SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT "
+	 "NULL AND not_after > $1 ORDER BY serial"},
     [MOAT_STMT_GROUP_EXISTS] = {STORE_READ, 1, "SELECT count(*) FROM groups WHERE name = $1"},
     [MOAT_STMT_ETOKEN_LIST] = {STORE_READ, 2,
 			       "SELECT id, identity, group_name, uses_left, expires_at, creator, "

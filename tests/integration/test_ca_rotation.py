@@ -134,3 +134,75 @@ def test_rotate_the_ca_with_overlap(moat_bin, scratch):
             old.close()
     finally:
         s.stop()
+
+
+def served_cert(server):
+    """The certificate the HTTPS listener presents, as a cryptography object."""
+    import socket
+    import ssl
+    from cryptography import x509
+    ctx = ssl.create_default_context(cafile=server.ca)
+    with socket.create_connection((mk.HOST, server.api_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=mk.HOST) as t:
+            return x509.load_der_x509_certificate(t.getpeercert(binary_form=True))
+
+
+MAX_LIFETIME = 397 * 86400
+
+
+def test_server_certificate_lifetime_and_renewal_at_start(moat_bin, scratch):
+    """moat init's server certificate spans at most 397 days, backdating
+    included; a server certificate near its end is renewed by the CA process
+    when moat serve starts (same names, same key), written to server.crt
+    and served at once."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    s = ak.ApiServer(moat_bin, scratch, "srv-renew")
+    crt_path = os.path.join(s.dir, "server.crt")
+    with open(crt_path, "rb") as f:
+        orig = x509.load_pem_x509_certificate(f.read())
+    span = (orig.not_valid_after - orig.not_valid_before).total_seconds()
+    assert span <= MAX_LIFETIME, span
+    # re-sign the same certificate to expire in 10 days (test set-up reads
+    # ca.key; the server never does outside its CA process)
+    with open(os.path.join(s.dir, "ca.key"), "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), None)
+    with open(s.ca, "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    now = datetime.datetime.utcnow()
+    b = (x509.CertificateBuilder().subject_name(orig.subject).issuer_name(ca.subject)
+         .public_key(orig.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(days=380))
+         .not_valid_after(now + datetime.timedelta(days=10)))
+    for ext in orig.extensions:
+        b = b.add_extension(ext.value, ext.critical)
+    short = b.sign(ca_key, hashes.SHA256())
+    with open(crt_path, "wb") as f:
+        f.write(short.public_bytes(serialization.Encoding.PEM))
+    s.start()
+    try:
+        s.broker.wait_log(r"event=server_cert_renewed")
+        got = served_cert(s)
+        left = (got.not_valid_after - datetime.datetime.utcnow()).total_seconds()
+        assert left > 390 * 86400, got.not_valid_after
+        assert (got.not_valid_after - got.not_valid_before).total_seconds() <= MAX_LIFETIME
+        assert got.serial_number != short.serial_number
+        assert got.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == \
+            orig.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert got.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == \
+            orig.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        eku = got.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in eku
+        with open(crt_path, "rb") as f:
+            assert x509.load_pem_x509_certificate(f.read()).serial_number == got.serial_number
+        # a fresh certificate is left alone at the next start
+        s.stop()
+        mark = s.broker.mark()
+        s.start()
+        assert served_cert(s).serial_number == got.serial_number
+        assert not [l for l in s.broker.log_lines(since=mark) if "server_cert_renewed" in l]
+    finally:
+        s.stop()

@@ -734,6 +734,76 @@ def test_enrollment_is_audited(est):
         "a token secret in the audit log"
 
 
+def test_refused_enrollment_names_the_caller_not_the_device(est):
+    """A refusal that names a device is the caller's act: the token is the
+    actor, not the device (which may be the victim); an anonymous caller is
+    "anonymous" even when its CSR names a device."""
+    d = est.register(ak.unique("est-victim-"))
+    t = est.token(identity=d)
+    wrong = est.device(ak.unique("est-other-"))  # a CSR for another id
+    problem(simpleenroll(est.s, wrong, t["token"]), 403, "forbidden")
+    problem(simpleenroll(est.s, est.device(d), "moat_et_forged"), 401)
+    [e] = ak.wait_audit(est.api, lambda es: [x for x in es if x["target"] == d],
+                        what="refusal naming " + d, action="est.enroll_refused")
+    assert e["actor"] == "enroll-token:" + t["id"] and e["outcome"] == "denied", e
+    ak.wait_audit(est.api, lambda es: [x for x in es if x["actor"] == "anonymous"],
+                  what="anonymous refusal", action="est.enroll_refused")
+    assert [x for x in ak.audit_all(est.api, action="est.enroll_refused")
+            if x["target"] == d] == [e]
+
+
+def get_crl(est):
+    from cryptography import x509
+    base = os.path.join(est.work, ak.unique("crl-"))
+    a = curl(est.s, "/crl", base + ".der", base + ".h")
+    assert a.status == 200, a
+    return a.body, x509.load_der_x509_crl(a.body)
+
+
+def test_crl_is_complete_cached_and_drops_expired_serials(est):
+    """More revoked serials than one CA message used to carry are all
+    listed; an expired revoked certificate is not; the CRL is signed once
+    per change, not once per GET."""
+    now_ms = int(time.time() * 1000)
+    n = 4100  # one re-enrollment cycle of a 4,100-device fleet
+    rows = [("%032x" % (0xc0ffee0000000000 + i), "crl-bulk-%d" % i, "00" * 32,
+             now_ms - 1000, now_ms + 86400000, now_ms - 1000, now_ms - 500, "superseded")
+            for i in range(n)]
+    expired = "%032x" % 0xdead00000001
+    rows.append((expired, "crl-expired", "00" * 32, now_ms - 10 * 86400000,
+                 now_ms - 86400000, now_ms - 10 * 86400000, now_ms - 5 * 86400000, "x"))
+    con = sqlite3.connect(os.path.join(est.s.dir, "moat.db"), timeout=30)
+    try:
+        with con:
+            con.executemany("INSERT INTO certificates (serial, identity, fingerprint, "
+                            "not_before, not_after, issued_at, revoked_at, reason) VALUES "
+                            "(?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    finally:
+        con.close()
+    # a revocation through the API: the cached CRL is stale from now on
+    d = est.register(ak.unique("est-crl-"))
+    dev = est.enroll(d)
+    [c] = est.certificates(d)
+    mark = est.s.broker.mark()
+    assert est.api.post("/api/v1/certificates/%s/revoke" % c["serial"], {}).status_code == 200
+    der1, crl = get_crl(est)
+    listed = {r.serial_number for r in crl}
+    assert {int(r[0], 16) for r in rows[:n]} <= listed, len(listed)
+    assert serial_of(dev.crt) in listed
+    assert int(expired, 16) not in listed
+    # cached: the same signed bytes again, and the CA signed once
+    der2, _ = get_crl(est)
+    assert der2 == der1
+    signed = [l for l in est.s.broker.log_lines(since=mark) if "event=crl_signed" in l]
+    assert len(signed) == 1, signed
+    # every issued certificate names the CRL
+    from cryptography import x509
+    cdp = load_cert(dev.crt).extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value
+    urls = [n.value for dp in cdp for n in dp.full_name]
+    assert urls == [est.s.url + "/crl"], urls
+
+
 def test_revocation_and_decommissioning_survive_a_restart(api_server, scratch):
     s = api_server("est-restart", start=False)
     s.broker.conf["unknown_devices"] = "refuse"
@@ -984,6 +1054,93 @@ def test_device_list_expiring(est, moat_bin):
     assert p.returncode == 2, p
 
 
+def same_key_csr(work, factory, dev_id):
+    """A CSR signed with the factory certificate's own key."""
+    base = os.path.join(work, ak.unique(dev_id + "-samekey"))
+    sh(["openssl", "req", "-new", "-key", factory.key, "-subj", "/CN=" + dev_id,
+        "-outform", "DER", "-out", base + ".der"])
+    sh(["openssl", "base64", "-e", "-in", base + ".der", "-out", base + ".b64"])
+    dev = est_device_files(base, dev_id)
+    return dev
+
+
+def est_device_files(base, dev_id):
+    class D:
+        pass
+    d = D()
+    d.id, d.csr, d.body, d.headers = dev_id, base + ".b64", base + ".p7", base + ".h"
+    return d
+
+
+def test_factory_enrollment_needs_a_new_key_and_stays_in_scope(est):
+    work = est.work
+    mname = ak.unique("scoped")
+    mca = make_manufacturer(work, mname)
+    grp = ak.unique("fac-grp-")
+    assert est.api.post("/api/v1/groups", {"name": grp}).status_code == 201
+    with open(mca[1]) as f:
+        pem = f.read()
+    r = est.api.post("/api/v1/manufacturer-cas",
+                     {"name": mname, "certificate": pem, "devices": ["scoped-a-*", "exact-1"]})
+    assert r.status_code == 201, ak.describe(r)
+    # in scope, but the CSR reuses the factory key: refused, with the reason
+    a_id = est.register(ak.unique("scoped-a-"))
+    birth = factory_cert(work, mca, a_id)
+    a = factory_enroll(est, same_key_csr(work, birth, a_id), birth)
+    problem(a, 403, "forbidden")
+    assert "new key" in a.json()["detail"], a
+    assert est.state(a_id) == "registered"
+    # a new key: accepted
+    a = factory_enroll(est, est.device(a_id), birth)
+    assert a.status == 200, a
+    # a registered device outside the CA's ids: refused
+    out_id = est.register(ak.unique("scoped-b-"))
+    a = factory_enroll(est, est.device(out_id), factory_cert(work, mca, out_id))
+    problem(a, 403, "forbidden")
+    assert "may not enroll" in a.json()["detail"], a
+    assert est.state(out_id) == "registered"
+    # a CA scoped to a group: its members only
+    gname = ak.unique("grpca")
+    gca = make_manufacturer(work, gname)
+    with open(gca[1]) as f:
+        r = est.api.post("/api/v1/manufacturer-cas",
+                         {"name": gname, "certificate": f.read(), "group": grp})
+    assert r.status_code == 201, ak.describe(r)
+    member = est.register(ak.unique("gm-"), groups=[grp])
+    stranger = est.register(ak.unique("gs-"))
+    a = factory_enroll(est, est.device(member), factory_cert(work, gca, member))
+    assert a.status == 200, a
+    problem(factory_enroll(est, est.device(stranger), factory_cert(work, gca, stranger)),
+            403, "forbidden")
+    listed = {m["name"]: m for m in est.api.get("/api/v1/manufacturer-cas").json()["items"]}
+    assert listed[gname]["group"] == grp and listed[gname]["devices"] is None
+    assert listed[mname]["devices"] == ["scoped-a-*", "exact-1"]
+    for n in (mname, gname):
+        assert est.api.delete("/api/v1/manufacturer-cas/" + n).status_code == 204
+
+
+def test_cert_issue_records_the_real_expiry(est, moat_bin):
+    """`moat cert issue --days 5` records the certificate's own notAfter,
+    so `device list --expiring 30d` finds it (it used to record ten years)."""
+    dev_id = ak.unique("est-issue5-")
+    p = est.s.moat("cert", "issue", "--dir", est.s.dir, "--device", dev_id, "--days", "5")
+    assert p.returncode == 0, p
+    crt = load_cert(os.path.join(est.s.dir, "devices", dev_id + ".crt"))
+    [c] = est.certificates(dev_id)
+    assert c["not_after"].startswith(crt.not_valid_after.strftime("%Y-%m-%dT%H:%M:%S")), c
+    from cryptography import x509
+    cdp = crt.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for dp in cdp for n in dp.full_name] == [est.s.url + "/crl"]
+    ids = lambda q: [d["id"] for d in est.api.get("/api/v1/devices", params=q).json()["items"]]
+    assert dev_id in ids({"expiring": 30, "limit": 200})
+    assert dev_id not in ids({"expiring": 4, "limit": 200})
+    tok = est.api.post("/api/v1/tokens", {"name": "exp5", "role": "viewer"}).json()["token"]
+    env = dict(os.environ, MOAT_TOKEN=tok, MOAT_SERVER=est.s.url, MOAT_CA=est.s.ca)
+    p = subprocess.run([moat_bin, "device", "list", "--expiring", "30d"],
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and dev_id in p.stdout, p
+
+
 def make_manufacturer(work, name):
     """A manufacturer's CA (made with the openssl CLI, as a factory would)."""
     key, crt = os.path.join(work, name + "-ca.key"), os.path.join(work, name + "-ca.crt")
@@ -1024,8 +1181,15 @@ def test_factory_certificate_enrollment(est):
                         est.s.url + "/healthz"], capture_output=True, text=True, timeout=20)
     assert p.returncode != 0 or p.stdout != "200", p
     with open(acme[1]) as f:
-        r = est.api.post("/api/v1/manufacturer-cas", {"name": "acme", "certificate": f.read()})
+        pem = f.read()
+    # a manufacturer CA is registered for what it made, never the fleet
+    problem(Answer(*(lambda r: (r.status_code, list(r.headers.items()), r.content))(
+        est.api.post("/api/v1/manufacturer-cas", {"name": "acme", "certificate": pem}))),
+        422, "validation")
+    r = est.api.post("/api/v1/manufacturer-cas",
+                     {"name": "acme", "certificate": pem, "devices": ["est-fac-*"]})
     assert r.status_code == 201, ak.describe(r)
+    assert r.json()["devices"] == ["est-fac-*"] and r.json()["group"] is None, r.json()
     assert est.api.get("/api/v1/manufacturer-cas").json()["items"][0]["name"] == "acme"
     # the birth identity is exchanged for an operational certificate
     dev = est.device(dev_id)

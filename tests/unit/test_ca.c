@@ -35,6 +35,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/limits.h"
 #include "pki/ca.h"
 #include "pki/pki.h"
@@ -238,7 +239,7 @@ static void sign_and_verify(EVP_PKEY *key, const char *id, unsigned days)
 	EXTENDED_KEY_USAGE *eku;
 	int crit = -1;
 
-	assert_int_equal(moat_ca_sign(F.ca, id, csr, csr_len, days, &der, &cert_len, serial,
+	assert_int_equal(moat_ca_sign(F.ca, id, csr, csr_len, days, NULL, &der, &cert_len, serial,
 				      &not_after, err, sizeof(err)),
 			 MOAT_OK);
 	cert = cert_from(der, cert_len);
@@ -308,31 +309,31 @@ static void test_sign_refused(void **state)
 	uint8_t *weak;
 
 	/* The CA re-checks: a request for dev2 does not become dev1's. */
-	assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, &der, &cert_len, serial,
+	assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, NULL, &der, &cert_len, serial,
 				      &not_after, err, sizeof(err)),
 			 MOAT_E_DENIED);
 	assert_non_null(strstr(err, "CN \"dev2\" is not the device id dev1"));
 	assert_null(der);
 
 	weak = csr_make(F.rsa2048, "dev2", NULL, &csr_len);
-	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, csr_len, 30, &der, &cert_len, serial,
-				      &not_after, err, sizeof(err)),
+	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, csr_len, 30, NULL, &der, &cert_len,
+				      serial, &not_after, err, sizeof(err)),
 			 MOAT_E_DENIED);
 	assert_non_null(strstr(err, "RSA-2048"));
 
 	/* Garbage that is not a request at all. */
-	assert_int_equal(moat_ca_sign(F.ca, "dev2", (const uint8_t *)"\x30\x00", 2, 30, &der,
+	assert_int_equal(moat_ca_sign(F.ca, "dev2", (const uint8_t *)"\x30\x00", 2, 30, NULL, &der,
 				      &cert_len, serial, &not_after, err, sizeof(err)),
 			 MOAT_E_MALFORMED);
 
 	/* Client-side argument checks. */
-	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, csr_len, 0, &der, &cert_len, serial,
+	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, csr_len, 0, NULL, &der, &cert_len, serial,
 				      &not_after, err, sizeof(err)),
 			 MOAT_E_INVAL);
-	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, csr_len, MOAT_CERT_DAYS_MAX + 1, &der,
-				      &cert_len, serial, &not_after, err, sizeof(err)),
+	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, csr_len, MOAT_CERT_DAYS_MAX + 1, NULL,
+				      &der, &cert_len, serial, &not_after, err, sizeof(err)),
 			 MOAT_E_INVAL);
-	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, 0, 30, &der, &cert_len, serial,
+	assert_int_equal(moat_ca_sign(F.ca, "dev2", weak, 0, 30, NULL, &der, &cert_len, serial,
 				      &not_after, err, sizeof(err)),
 			 MOAT_E_TOO_LARGE);
 	/* A device id the encoder cannot carry. */
@@ -341,8 +342,8 @@ static void test_sign_refused(void **state)
 
 		memset(long_id, 'a', sizeof(long_id) - 1);
 		long_id[sizeof(long_id) - 1] = '\0';
-		assert_int_equal(moat_ca_sign(F.ca, long_id, csr, csr_len, 30, &der, &cert_len,
-					      serial, &not_after, err, sizeof(err)),
+		assert_int_equal(moat_ca_sign(F.ca, long_id, csr, csr_len, 30, NULL, &der,
+					      &cert_len, serial, &not_after, err, sizeof(err)),
 				 MOAT_E_INVAL);
 	}
 	assert_int_equal(moat_ca_ping(F.ca, err, sizeof(err)), MOAT_OK);
@@ -368,7 +369,7 @@ static void test_serials_unique(void **state)
 		size_t cert_len = 0;
 		int64_t not_after;
 
-		assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, &der, &cert_len,
+		assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, NULL, &der, &cert_len,
 					      serials[i], &not_after, err, sizeof(err)),
 				 MOAT_OK);
 		free(der);
@@ -400,7 +401,7 @@ static void test_crl(void **state)
 		size_t cert_len = 0;
 		int64_t not_after;
 
-		assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, &der, &cert_len,
+		assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, NULL, &der, &cert_len,
 					      list[i].serial, &not_after, err, sizeof(err)),
 				 MOAT_OK);
 		list[i].revoked_at = (int64_t)now - 3600 * (i + 1);
@@ -491,35 +492,210 @@ static void test_crl(void **state)
 	free(csr);
 }
 
-/* The largest CRL the limits allow fits one answer. */
+/* A CRL of more entries than one message carries, and more bytes than one
+ * answer: streamed to the CA in chunks, fetched back in parts, nothing
+ * dropped (one re-enrollment cycle of a 4,100-device fleet used to be cut
+ * at 4,096). */
+#define CRL_BIG (3u * MOAT_CRL_CHUNK_ENTRIES + 17u)
 static void test_crl_full(void **state)
 {
-	(void)state;
-	struct moat_revoked *list = calloc(MOAT_CRL_MAX_ENTRIES, sizeof(*list));
+	struct moat_revoked *list = calloc(CRL_BIG, sizeof(*list));
 	char err[512] = "";
 	uint8_t *crl_der = NULL;
 	size_t crl_len = 0;
 	const unsigned char *p;
 	X509_CRL *crl;
 
+	(void)state;
 	assert_non_null(list);
-	for (unsigned i = 0; i < MOAT_CRL_MAX_ENTRIES; i++) {
+	for (unsigned i = 0; i < CRL_BIG; i++) {
 		/* 20 octets, top bit clear: the largest serial allowed. */
 		snprintf(list[i].serial, sizeof(list[i].serial),
 			 "7fffffffffffffffffffffffffff%012x", i);
 		list[i].revoked_at = 4102444800LL + i; /* 2100: GeneralizedTime */
 	}
-	assert_int_equal(moat_ca_crl(F.ca, UINT64_MAX, 60, list, MOAT_CRL_MAX_ENTRIES, &crl_der,
-				     &crl_len, err, sizeof(err)),
-			 MOAT_OK);
-	assert_true(crl_len <= MOAT_CA_MSG_MAX);
+	assert_int_equal(
+	    moat_ca_crl(F.ca, UINT64_MAX, 60, list, CRL_BIG, &crl_der, &crl_len, err, sizeof(err)),
+	    MOAT_OK);
+	assert_true(crl_len > MOAT_CRL_PART_MAX);
 	p = crl_der;
 	crl = d2i_X509_CRL(NULL, &p, (long)crl_len);
 	assert_non_null(crl);
-	assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), MOAT_CRL_MAX_ENTRIES);
+	assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), CRL_BIG);
+	X509_CRL_free(crl);
+	free(crl_der);
+	crl_der = NULL;
+	/* The next CRL starts over: a short one lists only its own entries. */
+	assert_int_equal(moat_ca_crl(F.ca, 1, 60, list, 5, &crl_der, &crl_len, err, sizeof(err)),
+			 MOAT_OK);
+	p = crl_der;
+	crl = d2i_X509_CRL(NULL, &p, (long)crl_len);
+	assert_non_null(crl);
+	assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 5);
 	X509_CRL_free(crl);
 	free(crl_der);
 	free(list);
+}
+
+/* The CA's state allow-list: CRL entries out of order, and a CRL part
+ * past the signed CRL, are refused. */
+static void test_crl_stream_refused(void **state)
+{
+	struct moat_revoked one = {"42", 1700000000};
+	struct moat_ca_ans ans;
+	struct moat_buf b;
+	uint8_t *raw = NULL;
+	size_t raw_len = 0;
+
+	(void)state;
+	moat_buf_init(&b, MOAT_CA_MSG_MAX);
+	assert_int_equal(moat_ca_req_put_crl_add(&b, 11, 7, &one, 1), MOAT_OK);
+	assert_int_equal(
+	    moat_ca_raw_request(F.ca, moat_buf_head(&b), moat_buf_used(&b), &raw, &raw_len),
+	    MOAT_OK);
+	assert_int_equal(moat_ca_ans_parse(raw, raw_len, &ans), MOAT_OK);
+	assert_int_equal(ans.status, MOAT_E_PROTOCOL);
+	free(raw);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_crl_part(&b, 12, MOAT_CRL_DER_MAX - 1), MOAT_OK);
+	assert_int_equal(
+	    moat_ca_raw_request(F.ca, moat_buf_head(&b), moat_buf_used(&b), &raw, &raw_len),
+	    MOAT_OK);
+	assert_int_equal(moat_ca_ans_parse(raw, raw_len, &ans), MOAT_OK);
+	assert_int_equal(ans.status, MOAT_E_PROTOCOL);
+	free(raw);
+	moat_buf_free(&b);
+}
+
+/* Server certificate renewal refuses what is not a server certificate of
+ * this CA, and renews one that is: same names and key, 397 days in all,
+ * with a CRL distribution point on device certificates only. */
+static void test_renew_server(void **state)
+{
+	char err[512] = "", serial[MOAT_CA_SERIAL_HEX_LEN + 1];
+	size_t csr_len, cert_len = 0, out_len = 0;
+	uint8_t *der = NULL, *out = NULL, *csr = csr_make(F.p256, "dev1", NULL, &csr_len);
+	int64_t not_after = 0, nb = 0, na = 0;
+	const unsigned char *p;
+	X509 *dev, *ca = ca_cert(), *srv = NULL, *renewed;
+	X509_NAME *name = X509_NAME_new();
+	unsigned char *sd = NULL;
+	int n;
+
+	(void)state;
+	assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, "https://moat.test/crl", &der,
+				      &cert_len, serial, &not_after, err, sizeof(err)),
+			 MOAT_OK);
+	p = der;
+	dev = d2i_X509(NULL, &p, (long)cert_len);
+	assert_non_null(dev);
+	{
+		CRL_DIST_POINTS *cdp =
+		    X509_get_ext_d2i(dev, NID_crl_distribution_points, NULL, NULL);
+		assert_non_null(cdp);
+		CRL_DIST_POINTS_free(cdp);
+	}
+	/* A device certificate (clientAuth) is not renewed as a server one. */
+	assert_int_equal(
+	    moat_ca_renew_server(F.ca, der, cert_len, &out, &out_len, err, sizeof(err)),
+	    MOAT_E_DENIED);
+	assert_non_null(strstr(err, "serverAuth"));
+	/* Garbage, and a server certificate this CA did not sign. */
+	assert_int_equal(moat_ca_renew_server(F.ca, (const uint8_t *)"\x30\x00", 2, &out, &out_len,
+					      err, sizeof(err)),
+			 MOAT_E_INVAL);
+	srv = X509_new();
+	assert_non_null(srv);
+	X509_set_version(srv, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(srv), 7);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+				   -1, 0);
+	X509_set_subject_name(srv, name);
+	X509_set_issuer_name(srv, X509_get_subject_name(ca));
+	X509_gmtime_adj(X509_getm_notBefore(srv), 0);
+	X509_gmtime_adj(X509_getm_notAfter(srv), 86400);
+	X509_set_pubkey(srv, F.p256);
+	{
+		X509_EXTENSION *e =
+		    X509V3_EXT_conf_nid(NULL, NULL, NID_ext_key_usage, "serverAuth");
+		assert_non_null(e);
+		X509_add_ext(srv, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(srv, F.p256, EVP_sha256()) > 0); /* not the CA's key */
+	n = i2d_X509(srv, &sd);
+	assert_true(n > 0);
+	assert_int_equal(
+	    moat_ca_renew_server(F.ca, sd, (size_t)n, &out, &out_len, err, sizeof(err)),
+	    MOAT_E_DENIED);
+	assert_non_null(strstr(err, "not issued by this CA"));
+	assert_null(out);
+	OPENSSL_free(sd);
+	sd = NULL;
+	/* The same certificate signed by the CA (the test reads ca.key) is renewed. */
+	{
+		char kp[300];
+		FILE *f;
+		EVP_PKEY *ca_key;
+
+		snprintf(kp, sizeof(kp), "%s/ca.key", F.dir);
+		f = fopen(kp, "r");
+		assert_non_null(f);
+		ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+		assert_non_null(ca_key);
+		assert_true(X509_sign(srv, ca_key, EVP_sha256()) > 0);
+		EVP_PKEY_free(ca_key);
+	}
+	n = i2d_X509(srv, &sd);
+	assert_int_equal(
+	    moat_ca_renew_server(F.ca, sd, (size_t)n, &out, &out_len, err, sizeof(err)), MOAT_OK);
+	p = out;
+	renewed = d2i_X509(NULL, &p, (long)out_len);
+	assert_non_null(renewed);
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(renewed), name), 0);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(renewed), F.p256), 1);
+	assert_int_equal(moat_pki_cert_validity(renewed, &nb, &na), MOAT_OK);
+	assert_true(na - nb <= (int64_t)MOAT_SERVER_CERT_LIFETIME_S);
+	assert_true(na - nb > (int64_t)MOAT_SERVER_CERT_LIFETIME_S - 5);
+	assert_int_equal(X509_verify(renewed, X509_get0_pubkey(ca)), 1);
+	X509_free(renewed);
+	OPENSSL_free(sd);
+	free(out);
+	X509_NAME_free(name);
+	X509_free(srv);
+	X509_free(dev);
+	X509_free(ca);
+	free(der);
+	free(csr);
+}
+
+/* The CRL URL: configured, or derived from the first HTTPS listener. */
+static void test_crl_url_default(void **state)
+{
+	struct moat_conf c;
+	char url[MOAT_CRL_URL_MAX + 1], e[256];
+
+	(void)state;
+	assert_int_equal(moat_conf_parse_string("[listener.m]\nbind = 127.0.0.1\nport = 8883\n"
+						"[listener.api]\nbind = 0.0.0.0\nport = 8443\n"
+						"protocol = https\n",
+						"t", "/tmp", &c, e, sizeof(e)),
+			 MOAT_OK);
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "https://localhost:8443/crl");
+	memcpy(c.listeners[1].bind, "::1", 4);
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "https://[::1]:8443/crl");
+	memcpy(c.crl_url, "https://moat.example/crl", 25);
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "https://moat.example/crl");
+	c.crl_url[0] = '\0';
+	c.n_listeners = 1; /* MQTT only: no URL */
+	moat_pki_crl_url(&c, url, sizeof(url));
+	assert_string_equal(url, "");
+	assert_false(moat_pki_crl_url_valid("https://a,b/crl x"));
+	assert_true(moat_pki_crl_url_valid("http://10.0.0.1/crl"));
 }
 
 static void test_cacerts(void **state)
@@ -584,15 +760,15 @@ static void test_malformed_requests(void **state)
 	static const uint8_t huge_blob[] = {MOAT_CA_SIGN, 0,   0, 0,	9,    0,    5,	  'd', 'e',
 					    'v',	  '1', 0, 0x7f, 0xff, 0xff, 0xff, 0x30};
 	/* CRL: two entries announced, none present. */
-	static const uint8_t crl_short[] = {MOAT_CA_CRL, 0, 0, 0, 9, 0,	 0, 0, 0, 0, 0,
-					    0,		 1, 0, 0, 0, 60, 0, 0, 0, 2};
+	static const uint8_t crl_short[] = {MOAT_CA_CRL, 0, 0, 0,  9, 0, 0, 0, 0, 0, 0, 0, 1,
+					    0,		 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 2};
 	/* CRL: count over the limit. */
-	static const uint8_t crl_many[] = {MOAT_CA_CRL, 0, 0, 0, 9, 0,	0, 0, 0,    0,	 0,
-					   0,		1, 0, 0, 0, 60, 0, 0, 0x10, 0x01};
+	static const uint8_t crl_many[] = {MOAT_CA_CRL, 0, 0, 0,  9, 0, 0, 0, 0, 0, 0,	  0,   1,
+					   0,		0, 0, 60, 0, 0, 0, 0, 0, 0, 0x10, 0x01};
 	/* CRL: a serial with a leading zero octet. */
-	static const uint8_t crl_zero[] = {MOAT_CA_CRL, 0, 0, 0, 9, 0,	0,    0,    0,	  0,   0,
-					   0,		1, 0, 0, 0, 60, 0,    0,    0,	  1,   2,
-					   0,		1, 0, 0, 0, 0,	0x65, 0x53, 0xf1, 0x00};
+	static const uint8_t crl_zero[] = {
+	    MOAT_CA_CRL, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,    0,    60,	  0,
+	    0,		 0, 0, 0, 0, 0, 1, 2, 0, 1, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00};
 
 	expect_error(NULL, 0, MOAT_E_MALFORMED);
 	expect_error(short_hdr, sizeof(short_hdr), MOAT_E_MALFORMED);
@@ -608,11 +784,11 @@ static void test_malformed_requests(void **state)
 
 	/* A well-formed SIGN with days out of range, and with one byte too many. */
 	moat_buf_init(&b, MOAT_CA_MSG_MAX + 16);
-	assert_int_equal(moat_ca_req_put_sign(&b, 77, "dev1", csr, csr_len, 30, 0), MOAT_OK);
+	assert_int_equal(moat_ca_req_put_sign(&b, 77, "dev1", csr, csr_len, NULL, 30, 0), MOAT_OK);
 	b.data[b.len - 8] = 0xff; /* days = 0xff00001e */
 	expect_error(moat_buf_head(&b), moat_buf_used(&b), MOAT_E_INVAL);
 	moat_buf_reset(&b);
-	assert_int_equal(moat_ca_req_put_sign(&b, 78, "dev1", csr, csr_len, 30, 0), MOAT_OK);
+	assert_int_equal(moat_ca_req_put_sign(&b, 78, "dev1", csr, csr_len, NULL, 30, 0), MOAT_OK);
 	assert_int_equal(moat_buf_put_u8(&b, 0), MOAT_OK);
 	expect_error(moat_buf_head(&b), moat_buf_used(&b), MOAT_E_MALFORMED);
 	moat_buf_free(&b);
@@ -635,7 +811,7 @@ static void test_malformed_requests(void **state)
 		size_t cert_len;
 		int64_t not_after;
 
-		assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, &der, &cert_len,
+		assert_int_equal(moat_ca_sign(F.ca, "dev1", csr, csr_len, 30, NULL, &der, &cert_len,
 					      serial, &not_after, err, sizeof(err)),
 				 MOAT_OK);
 		free(der);
@@ -687,7 +863,7 @@ static void *worker_main(void *arg)
 		size_t cert_len;
 		int64_t not_after;
 
-		if (moat_ca_sign(F.ca, "dev1", w->csr, w->csr_len, 30, &der, &cert_len,
+		if (moat_ca_sign(F.ca, "dev1", w->csr, w->csr_len, 30, NULL, &der, &cert_len,
 				 w->serial[i], &not_after, err, sizeof(err)) != MOAT_OK)
 			return NULL;
 		X509 *x = cert_from(der, cert_len);
@@ -858,7 +1034,8 @@ static void test_codec_requests(void **state)
 	static const uint8_t csr[] = {0x30, 0x01, 0x00};
 
 	moat_buf_init(&b, MOAT_CA_MSG_MAX);
-	assert_int_equal(moat_ca_req_put_sign(&b, 5, "dev1", csr, sizeof(csr), 30, 300), MOAT_OK);
+	assert_int_equal(moat_ca_req_put_sign(&b, 5, "dev1", csr, sizeof(csr), NULL, 30, 300),
+			 MOAT_OK);
 	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b), &req, &why),
 			 MOAT_OK);
 	assert_int_equal(req.type, MOAT_CA_SIGN);
@@ -873,10 +1050,11 @@ static void test_codec_requests(void **state)
 		assert_int_not_equal(moat_ca_req_parse(moat_buf_head(&b), n, &req, &why), MOAT_OK);
 	moat_buf_reset(&b);
 
-	assert_int_equal(moat_ca_req_put_crl(&b, 6, 1ull << 40, 60, list, 2), MOAT_OK);
+	assert_int_equal(moat_ca_req_put_crl(&b, 6, 1ull << 40, 60, 4096, list, 2), MOAT_OK);
 	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b), &req, &why),
 			 MOAT_OK);
 	assert_int_equal(req.crl_number, 1ull << 40);
+	assert_int_equal(req.start, 4096);
 	assert_int_equal(req.n_revoked, 2);
 	moat_rd_init(&r, req.revoked, req.revoked_len);
 	assert_int_equal(moat_ca_entry_next(&r, &e), MOAT_OK);
@@ -890,13 +1068,36 @@ static void test_codec_requests(void **state)
 	moat_buf_reset(&b);
 
 	/* Encoder refusals. */
-	assert_int_equal(moat_ca_req_put_sign(&b, 1, "dev1", csr, 0, 30, 0), MOAT_E_INVAL);
-	assert_int_equal(moat_ca_req_put_sign(&b, 1, "", csr, 3, 30, 0), MOAT_E_INVAL);
-	assert_int_equal(moat_ca_req_put_sign(&b, 1, "dev1", csr, 3, 0, 0), MOAT_E_INVAL);
+	assert_int_equal(moat_ca_req_put_sign(&b, 1, "dev1", csr, 0, NULL, 30, 0), MOAT_E_INVAL);
+	assert_int_equal(moat_ca_req_put_sign(&b, 1, "", csr, 3, NULL, 30, 0), MOAT_E_INVAL);
+	assert_int_equal(moat_ca_req_put_sign(&b, 1, "dev1", csr, 3, NULL, 0, 0), MOAT_E_INVAL);
 	assert_int_equal(moat_ca_req_put_simple(&b, MOAT_CA_SIGN, 1), MOAT_E_INVAL);
 	list[0].revoked_at = 0;
 	moat_buf_reset(&b);
-	assert_int_equal(moat_ca_req_put_crl(&b, 1, 1, 60, list, 2), MOAT_E_INVAL);
+	assert_int_equal(moat_ca_req_put_crl(&b, 1, 1, 60, 0, list, 2), MOAT_E_INVAL);
+	list[0].revoked_at = 1700000000;
+	/* A chunk past the total limit, an empty CRL_ADD, an offset past any CRL. */
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_crl_add(&b, 1, MOAT_CRL_MAX_ENTRIES - 1, list, 2),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_crl_add(&b, 1, 0, list, 0), MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_crl_part(&b, 1, MOAT_CRL_DER_MAX), MOAT_E_INVAL);
+	/* CRL_ADD and CRL_PART round trips. */
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_crl_add(&b, 7, 8192, list, 2), MOAT_OK);
+	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b), &req, &why),
+			 MOAT_OK);
+	assert_int_equal(req.type, MOAT_CA_CRL_ADD);
+	assert_int_equal(req.start, 8192);
+	assert_int_equal(req.n_revoked, 2);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_crl_part(&b, 8, 131072), MOAT_OK);
+	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b), &req, &why),
+			 MOAT_OK);
+	assert_int_equal(req.type, MOAT_CA_CRL_PART);
+	assert_int_equal(req.offset, 131072);
 	moat_buf_free(&b);
 }
 
@@ -920,6 +1121,19 @@ static void test_codec_answers(void **state)
 	assert_int_equal(ans.not_after, 1800000000);
 	for (size_t n = 0; n < moat_buf_used(&b); n++)
 		assert_int_not_equal(moat_ca_ans_parse(moat_buf_head(&b), n, &ans), MOAT_OK);
+	moat_buf_reset(&b);
+
+	/* A CRL answer: the total and a first part no longer than it. */
+	assert_int_equal(moat_ca_ans_put_crl(&b, 4, 1000, der, sizeof(der)), MOAT_OK);
+	assert_int_equal(moat_ca_ans_parse(moat_buf_head(&b), moat_buf_used(&b), &ans), MOAT_OK);
+	assert_int_equal(ans.total, 1000);
+	assert_int_equal(ans.der_len, 2);
+	for (size_t n = 0; n < moat_buf_used(&b); n++)
+		assert_int_not_equal(moat_ca_ans_parse(moat_buf_head(&b), n, &ans), MOAT_OK);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_ans_put_crl(&b, 4, 1, der, sizeof(der)), MOAT_E_INVAL);
+	assert_int_equal(moat_ca_ans_put_crl(&b, 4, MOAT_CRL_DER_MAX + 1, der, sizeof(der)),
+			 MOAT_E_INVAL);
 	moat_buf_reset(&b);
 
 	assert_int_equal(moat_ca_ans_put_error(&b, MOAT_CA_CRL, 3, MOAT_E_DENIED, "no"), MOAT_OK);
@@ -991,6 +1205,9 @@ int main(void)
 	    cmocka_unit_test(test_serials_unique),
 	    cmocka_unit_test(test_crl),
 	    cmocka_unit_test(test_crl_full),
+	    cmocka_unit_test(test_crl_stream_refused),
+	    cmocka_unit_test(test_renew_server),
+	    cmocka_unit_test(test_crl_url_default),
 	    cmocka_unit_test(test_cacerts),
 	    cmocka_unit_test(test_malformed_requests),
 	    cmocka_unit_test(test_sandboxed),

@@ -230,6 +230,26 @@ static void test_https_listener(void **state)
 		   1, "MQTT listeners only");
 }
 
+/* [broker] crl_url: an http(s) URL of printable ASCII, or the default "". */
+static void test_crl_url(void **state)
+{
+	char buf[512];
+	struct moat_conf c;
+
+	(void)state;
+	expect_ok(LISTENER, &c);
+	assert_string_equal(c.crl_url, "");
+	broker_kv(buf, sizeof(buf), "crl_url", "https://moat.example.com:8443/crl");
+	expect_ok(buf, &c);
+	assert_string_equal(c.crl_url, "https://moat.example.com:8443/crl");
+	broker_kv(buf, sizeof(buf), "crl_url", "ftp://moat.example.com/crl");
+	expect_err(buf, 2, "crl_url is not an http");
+	broker_kv(buf, sizeof(buf), "crl_url", "https://a b/crl");
+	expect_err(buf, 2, "crl_url is not an http");
+	broker_kv(buf, sizeof(buf), "crl_url", "https://");
+	expect_err(buf, 2, "crl_url is not an http");
+}
+
 static void test_broker_ranges_accept_bounds(void **state)
 {
 	(void)state;
@@ -988,6 +1008,7 @@ int main(void)
 	    cmocka_unit_test(test_default_text_example_uncommented),
 	    cmocka_unit_test(test_minimal_listener_defaults),
 	    cmocka_unit_test(test_https_listener),
+	    cmocka_unit_test(test_crl_url),
 	    cmocka_unit_test(test_broker_ranges_accept_bounds),
 	    cmocka_unit_test(test_broker_ranges_reject_outside),
 	    cmocka_unit_test(test_exact_range_message),

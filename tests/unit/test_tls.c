@@ -98,10 +98,10 @@ static int setup(void **state)
 		return -1;
 	if (moat_pki_create_ca(F.dir, "Moat Test CA", err, sizeof(err)) != MOAT_OK ||
 	    moat_pki_create_server(F.dir, extra, 3, err, sizeof(err)) != MOAT_OK ||
-	    moat_pki_issue_device(F.dir, DEVICE_ID, 30, F.dev_key, F.dev_crt, err, sizeof(err)) !=
-		MOAT_OK ||
+	    moat_pki_issue_device(F.dir, DEVICE_ID, 30, NULL, F.dev_key, F.dev_crt, err,
+				  sizeof(err)) != MOAT_OK ||
 	    moat_pki_create_ca(F.other_dir, "Other CA", err, sizeof(err)) != MOAT_OK ||
-	    moat_pki_issue_device(F.other_dir, DEVICE_ID, 30, F.other_key, F.other_crt, err,
+	    moat_pki_issue_device(F.other_dir, DEVICE_ID, 30, NULL, F.other_key, F.other_crt, err,
 				  sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "setup: %s\n", err);
 		return -1;
@@ -414,17 +414,18 @@ static void test_pki_device_invalid_id(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
 		assert_int_equal(
-		    moat_pki_issue_device(F.dir, bad[i], 30, key, crt, err, sizeof(err)),
+		    moat_pki_issue_device(F.dir, bad[i], 30, NULL, key, crt, err, sizeof(err)),
 		    MOAT_E_INVAL);
 		assert_non_null(strstr(err, "invalid device id"));
 		assert_int_not_equal(access(key, F_OK), 0);
 		assert_int_not_equal(access(crt, F_OK), 0);
 	}
-	assert_int_equal(moat_pki_issue_device(F.dir, "ok", 0, key, crt, err, sizeof(err)),
+	assert_int_equal(moat_pki_issue_device(F.dir, "ok", 0, NULL, key, crt, err, sizeof(err)),
 			 MOAT_E_INVAL);
 	/* Longer than the CA's own life. */
-	assert_int_equal(moat_pki_issue_device(F.dir, "ok", 20 * 365, key, crt, err, sizeof(err)),
-			 MOAT_E_INVAL);
+	assert_int_equal(
+	    moat_pki_issue_device(F.dir, "ok", 20 * 365, NULL, key, crt, err, sizeof(err)),
+	    MOAT_E_INVAL);
 	assert_int_not_equal(access(key, F_OK), 0);
 }
 
@@ -436,18 +437,18 @@ static void test_pki_ca_key_mode(void **state)
 	join(key, sizeof(key), F.dir, "perm.key");
 	join(crt, sizeof(crt), F.dir, "perm.crt");
 	assert_int_equal(chmod(F.ca_key, 0640), 0);
-	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, key, crt, err, sizeof(err)),
+	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, NULL, key, crt, err, sizeof(err)),
 			 MOAT_E_PERM);
 	assert_non_null(strstr(err, "chmod 600"));
 	assert_non_null(strstr(err, F.ca_key));
 	assert_int_equal(chmod(F.ca_key, 0604), 0);
-	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, key, crt, err, sizeof(err)),
+	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, NULL, key, crt, err, sizeof(err)),
 			 MOAT_E_PERM);
 	assert_int_equal(chmod(F.ca_key, 0600), 0);
-	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, key, crt, err, sizeof(err)),
+	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, NULL, key, crt, err, sizeof(err)),
 			 MOAT_OK);
 	/* Re-issuing to the same paths replaces the pair. */
-	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, key, crt, err, sizeof(err)),
+	assert_int_equal(moat_pki_issue_device(F.dir, "perm", 30, NULL, key, crt, err, sizeof(err)),
 			 MOAT_OK);
 	assert_int_equal(file_mode(key), 0600);
 	unlink(key);
@@ -463,7 +464,7 @@ static void test_pki_missing_ca(void **state)
 	assert_int_equal(mkdir(dir, 0700), 0);
 	join(key, sizeof(key), dir, "d.key");
 	join(crt, sizeof(crt), dir, "d.crt");
-	assert_int_equal(moat_pki_issue_device(dir, "x", 30, key, crt, err, sizeof(err)),
+	assert_int_equal(moat_pki_issue_device(dir, "x", 30, NULL, key, crt, err, sizeof(err)),
 			 MOAT_E_NOTFOUND);
 	assert_non_null(strstr(err, "ca.key"));
 	assert_int_equal(moat_pki_create_server(dir, NULL, 0, err, sizeof(err)), MOAT_E_NOTFOUND);
