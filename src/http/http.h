@@ -44,7 +44,7 @@ struct moat_http_req {
 	size_t path_len;
 	const char *query; /* after '?', or "" */
 	size_t n_headers;
-	struct moat_http_header headers[MOAT_HTTP_MAX_HEADERS];
+	const struct moat_http_header *headers; /* n_headers of them */
 	const uint8_t *body;
 	size_t body_len;
 	bool keep_alive;
@@ -76,24 +76,32 @@ enum moat_http_pstate {
 	MOAT_HTTP_P_ERROR,    /* status/why say what to answer; then close */
 };
 
+/* What one request in progress needs: allocated when its first byte
+ * arrives, given back by moat_http_parser_release once the connection is
+ * idle (an idle keep-alive connection holds none of it). */
+struct moat_http_arena {
+	/* target and header names/values, NUL-terminated */
+	char head[MOAT_HTTP_MAX_HEAD + 1];
+	char path[MOAT_HTTP_MAX_TARGET + 1];
+	size_t name_off[MOAT_HTTP_MAX_HEADERS];
+	size_t value_off[MOAT_HTTP_MAX_HEADERS];
+	size_t value_len[MOAT_HTTP_MAX_HEADERS];
+	struct moat_http_header headers[MOAT_HTTP_MAX_HEADERS];
+};
+
 struct moat_http_parser {
 	llhttp_t p;
 	llhttp_settings_t s;
 	enum moat_http_pstate state;
-	int status;	      /* error answer (400, 413, ...) in state ERROR */
-	const char *why;      /* short reason for the log and the problem detail */
-	bool expect_continue; /* the client waits for "100 Continue" */
-	/* head arena: target and header names/values, NUL-terminated */
-	char head[MOAT_HTTP_MAX_HEAD + 1];
+	int status;		   /* error answer (400, 413, ...) in state ERROR */
+	const char *why;	   /* short reason for the log and the problem detail */
+	bool expect_continue;	   /* the client waits for "100 Continue" */
+	struct moat_http_arena *a; /* NULL while idle */
 	size_t head_len;
 	size_t tok_off; /* start of the token being collected */
 	int last;	/* what the last data callback collected */
 	size_t target_off;
-	size_t name_off[MOAT_HTTP_MAX_HEADERS];
-	size_t value_off[MOAT_HTTP_MAX_HEADERS];
-	size_t value_len[MOAT_HTTP_MAX_HEADERS];
 	size_t n_headers;
-	char path[MOAT_HTTP_MAX_TARGET + 1];
 	uint8_t *body; /* malloc'd up to body_limit */
 	size_t body_len, body_cap, body_limit;
 	moat_http_body_limit_cb limit_cb;
@@ -114,6 +122,11 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 			       size_t *used);
 /* After a DONE request was answered: get ready for the next one. */
 void moat_http_parser_next(struct moat_http_parser *hp);
+/* Between requests (state IDLE): free the arena and body buffer; the next
+ * byte allocates them again. A no-op in any other state. */
+void moat_http_parser_release(struct moat_http_parser *hp);
+/* Bytes of heap the parser holds now (arena and body buffer). */
+size_t moat_http_parser_held(const struct moat_http_parser *hp);
 
 /* Response being built by a handler. */
 struct moat_http_resp {

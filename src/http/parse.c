@@ -39,7 +39,7 @@ static int hp_collect(struct moat_http_parser *hp, int tok, const char *at, size
 					      : "request head too large");
 	if (tok == TOK_URL && hp->head_len - hp->tok_off + len > MOAT_HTTP_MAX_TARGET)
 		return hp_fail(hp, 414, "request target too long");
-	memcpy(hp->head + hp->head_len, at, len);
+	memcpy(hp->a->head + hp->head_len, at, len);
 	hp->head_len += len;
 	return 0;
 }
@@ -53,9 +53,9 @@ static int hp_terminate(struct moat_http_parser *hp, int tok)
 	}
 	if (hp->head_len >= MOAT_HTTP_MAX_HEAD)
 		return hp_fail(hp, 431, "request head too large");
-	if (memchr(hp->head + hp->tok_off, '\0', hp->head_len - hp->tok_off) != NULL)
+	if (memchr(hp->a->head + hp->tok_off, '\0', hp->head_len - hp->tok_off) != NULL)
 		return hp_fail(hp, 400, "NUL byte in the request head");
-	hp->head[hp->head_len++] = '\0';
+	hp->a->head[hp->head_len++] = '\0';
 	hp->last = TOK_NONE;
 	return 0;
 }
@@ -109,7 +109,7 @@ static int on_header_field_complete(llhttp_t *p)
 	if (hp->n_headers >= MOAT_HTTP_MAX_HEADERS)
 		return hp_fail(hp, 431, "too many header fields");
 	rc = hp_terminate(hp, TOK_FIELD);
-	hp->name_off[hp->n_headers] = hp->tok_off;
+	hp->a->name_off[hp->n_headers] = hp->tok_off;
 	return rc;
 }
 
@@ -133,12 +133,12 @@ static int on_header_value_complete(llhttp_t *p)
 	/* Trailing whitespace is not part of a field value (RFC 9110 5.5);
 	 * llhttp strips only the leading part. */
 	while (hp->head_len - 1 > hp->tok_off &&
-	       (hp->head[hp->head_len - 2] == ' ' || hp->head[hp->head_len - 2] == '\t')) {
-		hp->head[hp->head_len - 2] = '\0';
+	       (hp->a->head[hp->head_len - 2] == ' ' || hp->a->head[hp->head_len - 2] == '\t')) {
+		hp->a->head[hp->head_len - 2] = '\0';
 		hp->head_len--;
 	}
-	hp->value_off[hp->n_headers] = hp->tok_off;
-	hp->value_len[hp->n_headers] = hp->head_len - 1 - hp->tok_off;
+	hp->a->value_off[hp->n_headers] = hp->tok_off;
+	hp->a->value_len[hp->n_headers] = hp->head_len - 1 - hp->tok_off;
 	hp->n_headers++;
 	return 0;
 }
@@ -149,13 +149,14 @@ static void hp_fill_req(struct moat_http_parser *hp)
 	size_t i;
 
 	r->method = llhttp_get_method(&hp->p);
-	r->target = hp->head + hp->target_off;
-	r->path = hp->path;
+	r->target = hp->a->head + hp->target_off;
+	r->path = hp->a->path;
 	r->n_headers = hp->n_headers;
+	r->headers = hp->a->headers;
 	for (i = 0; i < hp->n_headers; i++) {
-		r->headers[i].name = hp->head + hp->name_off[i];
-		r->headers[i].value = hp->head + hp->value_off[i];
-		r->headers[i].value_len = hp->value_len[i];
+		hp->a->headers[i].name = hp->a->head + hp->a->name_off[i];
+		hp->a->headers[i].value = hp->a->head + hp->a->value_off[i];
+		hp->a->headers[i].value_len = hp->a->value_len[i];
 	}
 }
 
@@ -170,18 +171,19 @@ static int on_headers_complete(llhttp_t *p)
 		return hp_fail(hp, 400, "no request target");
 	if (llhttp_get_http_major(p) != 1)
 		return hp_fail(hp, 505, "only HTTP/1.x is supported");
-	target = hp->head + hp->target_off;
+	target = hp->a->head + hp->target_off;
 	if (target[0] != '/')
 		return hp_fail(hp, 400, "the request target must be an absolute path");
 	q = strchr(target, '?');
 	plen = q ? (size_t)(q - target) : strlen(target);
-	memcpy(hp->path, target, plen);
-	hp->path[plen] = '\0';
+	memcpy(hp->a->path, target, plen);
+	hp->a->path[plen] = '\0';
 	hp->req.path_len = plen;
 	hp->req.query = q ? q + 1 : "";
 	hp_fill_req(hp);
-	hp->body_limit = hp->limit_cb ? hp->limit_cb(hp->limit_arg, hp->req.method, hp->path, plen)
-				      : MOAT_HTTP_BODY_DEFAULT;
+	hp->body_limit = hp->limit_cb
+			     ? hp->limit_cb(hp->limit_arg, hp->req.method, hp->a->path, plen)
+			     : MOAT_HTTP_BODY_DEFAULT;
 	if (hp->body_limit > MOAT_HTTP_BODY_MAX)
 		hp->body_limit = MOAT_HTTP_BODY_MAX;
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > hp->body_limit)
@@ -262,6 +264,8 @@ void moat_http_parser_init(struct moat_http_parser *hp, moat_http_body_limit_cb 
 
 void moat_http_parser_free(struct moat_http_parser *hp)
 {
+	free(hp->a);
+	hp->a = NULL;
 	free(hp->body);
 	hp->body = NULL;
 	hp->body_cap = hp->body_len = 0;
@@ -300,6 +304,13 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 		return MOAT_OK;
 	if (len == 0)
 		return MOAT_E_AGAIN;
+	if (hp->a == NULL) {
+		hp->a = malloc(sizeof(*hp->a));
+		if (hp->a == NULL) {
+			hp_fail(hp, 503, "out of memory");
+			return MOAT_E_NOMEM;
+		}
+	}
 	e = llhttp_execute(&hp->p, (const char *)data, len);
 	if (e == HPE_OK) {
 		*used = len;
@@ -370,6 +381,22 @@ void moat_http_parser_next(struct moat_http_parser *hp)
 		hp->body_cap = 0;
 	}
 	llhttp_resume(&hp->p);
+}
+
+void moat_http_parser_release(struct moat_http_parser *hp)
+{
+	if (hp->state != MOAT_HTTP_P_IDLE)
+		return;
+	free(hp->a);
+	hp->a = NULL;
+	free(hp->body);
+	hp->body = NULL;
+	hp->body_cap = 0;
+}
+
+size_t moat_http_parser_held(const struct moat_http_parser *hp)
+{
+	return (hp->a ? sizeof(*hp->a) : 0) + hp->body_cap;
 }
 
 const char *moat_http_header(const struct moat_http_req *req, const char *name)

@@ -87,6 +87,37 @@ struct moat_http_server {
 
 static void hc_event_cb(struct moat_ev *ev, uint32_t events);
 
+static size_t out_pending(const struct hconn *c);
+
+/* Heap bytes this connection's buffers hold now. */
+static size_t hc_held(const struct hconn *c)
+{
+	return moat_http_parser_held(&c->hp) + c->out_cap + c->pend_len;
+}
+
+/* Between requests: nothing read of the next one, nothing to send. */
+static bool hc_idle(const struct hconn *c)
+{
+	return !c->dead && c->phase == HC_OPEN && !c->lingering && !c->close_after &&
+	       c->hp.state == MOAT_HTTP_P_IDLE && c->pend == NULL && out_pending(c) == 0;
+}
+
+/* Give an idle connection's buffers back (the next request allocates them
+ * again), and note the high-water mark of what a connection held. */
+static void hc_settle(struct hconn *c)
+{
+	size_t held = hc_held(c);
+
+	if (held > c->s->st.conn_bytes_max)
+		c->s->st.conn_bytes_max = held;
+	if (!hc_idle(c))
+		return;
+	moat_http_parser_release(&c->hp);
+	free(c->out);
+	c->out = NULL;
+	c->out_off = c->out_len = c->out_cap = 0;
+}
+
 static void hc_close(struct hconn *c)
 {
 	struct moat_http_server *s = c->s;
@@ -255,11 +286,6 @@ static bool hc_flush(struct hconn *c)
 	}
 	c->tls_wants_read = false;
 	c->out_off = c->out_len = 0;
-	if (c->out_cap > 65536) { /* an idle connection keeps no big buffer */
-		free(c->out);
-		c->out = NULL;
-		c->out_cap = 0;
-	}
 	if (c->close_after) {
 		hc_finish(c);
 		return false;
@@ -500,12 +526,16 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 	if (c->dead)
 		return;
 	hc_deadline(c, now);
-	if (out_pending(c) > 0)
-		(void)hc_flush(c);
-	else if (c->close_after)
+	if (out_pending(c) > 0) {
+		if (!hc_flush(c))
+			return;
+	} else if (c->close_after) {
 		hc_finish(c);
-	else
+		return;
+	} else {
 		hc_interest(c);
+	}
+	hc_settle(c);
 }
 
 static void listen_cb(struct moat_ev *ev, uint32_t events)
@@ -559,8 +589,12 @@ static void listen_cb(struct moat_ev *ev, uint32_t events)
 			close(fd);
 			continue;
 		}
-		SSL_set_mode(c->ssl,
-			     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		/* RELEASE_BUFFERS: OpenSSL frees its record buffers while a
+		 * connection has nothing in flight (an idle keep-alive connection
+		 * would otherwise keep ~34 KiB). */
+		SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+					 SSL_MODE_RELEASE_BUFFERS);
 		c->s = s;
 		c->ev.fd = fd;
 		c->ev.cb = hc_event_cb;
@@ -739,7 +773,16 @@ void moat_http_server_stop(struct moat_http_server *s)
 	server_free(s);
 }
 
-const struct moat_http_stats *moat_http_server_stats(const struct moat_http_server *s)
+const struct moat_http_stats *moat_http_server_stats(struct moat_http_server *s)
 {
+	struct hconn *c;
+
+	s->st.idle = s->st.idle_bytes = 0;
+	for (c = s->conns; c; c = c->next) {
+		if (!hc_idle(c))
+			continue;
+		s->st.idle++;
+		s->st.idle_bytes += hc_held(c);
+	}
 	return &s->st;
 }

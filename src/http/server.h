@@ -49,6 +49,15 @@ struct moat_http_stats {
 	uint64_t bad_requests; /* refused by the parser (400, 413, 414, 431, ...) */
 	uint64_t by_class[6];  /* answers by status class: [2] = 2xx ... [5] = 5xx */
 	uint64_t open;	       /* connections open now */
+	/* Gauges computed when read: connections between requests, and the
+	 * bytes of buffers they hold (0: idle connections give everything
+	 * back; OpenSSL's own buffers go with SSL_MODE_RELEASE_BUFFERS). */
+	uint64_t idle;
+	uint64_t idle_bytes;
+	/* The most buffer bytes one connection has held (parser arena, body,
+	 * output, parked input, stream buffers): constant for streamed bodies
+	 * of any size. */
+	uint64_t conn_bytes_max;
 };
 
 /* Open the listening sockets (errors name the listener) and start the
@@ -59,6 +68,6 @@ moat_err moat_http_server_start(const struct moat_http_server_opts *opts,
 /* Stop accepting, close every connection, join the thread, free. */
 void moat_http_server_stop(struct moat_http_server *s);
 /* Counters, read on the server thread (handlers) or after stop. */
-const struct moat_http_stats *moat_http_server_stats(const struct moat_http_server *s);
+const struct moat_http_stats *moat_http_server_stats(struct moat_http_server *s);
 
 #endif

@@ -1290,6 +1290,33 @@ static void test_query_only(void **state)
 	assert_string_equal(bad, "limit");
 }
 
+/* The arena and body buffer exist only while a request is in progress: an
+ * idle keep-alive connection's parser holds no heap. */
+static void test_parser_arena_is_lazy_and_released(void **state)
+{
+	static const char req[] = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+	size_t limit = 64, used = 0;
+	struct moat_http_parser *hp = parser_new(limit_small_cb, &limit);
+
+	assert_int_equal(moat_http_parser_held(hp), 0);
+	assert_int_equal(feed(hp, "POST /x HTTP/1.1\r\n", 18, &used), MOAT_E_AGAIN);
+	assert_true(moat_http_parser_held(hp) >= MOAT_HTTP_MAX_HEAD);
+	moat_http_parser_release(hp); /* mid-request: a no-op */
+	assert_true(moat_http_parser_held(hp) >= MOAT_HTTP_MAX_HEAD);
+	feed_done(hp, req + 18, sizeof(req) - 1 - 18);
+	moat_http_parser_next(hp);
+	moat_http_parser_release(hp);
+	assert_int_equal(moat_http_parser_held(hp), 0);
+	/* and the next request is parsed as usual */
+	feed_done(hp, S(req));
+	assert_memory_equal(hp->req.body, "hello", 5);
+	assert_string_equal(moat_http_header(&hp->req, "host"), "h");
+	moat_http_parser_next(hp);
+	moat_http_parser_release(hp);
+	assert_int_equal(moat_http_parser_held(hp), 0);
+	parser_del(hp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1341,6 +1368,7 @@ int main(void)
 	    cmocka_unit_test(test_query_duplicate_key),
 	    cmocka_unit_test(test_query_limit),
 	    cmocka_unit_test(test_query_only),
+	    cmocka_unit_test(test_parser_arena_is_lazy_and_released),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
