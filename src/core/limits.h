@@ -223,6 +223,13 @@
 #define MOAT_HTTP_MAX_REQUESTS_PER_CONN 1000u
 /* Response bytes queued per connection before we stop reading requests. */
 #define MOAT_HTTP_MAX_OUT (4u * 1024u * 1024u)
+/* Route parameters: how many a pattern may have, the bytes of one {param}
+ * (a single segment: names and ids are far shorter) and of a trailing
+ * {param*} (several segments: a file under a static directory). 404 when
+ * a path's parameter is longer. */
+#define MOAT_HTTP_MAX_PARAMS 6u
+#define MOAT_HTTP_PARAM_MAX 128u
+#define MOAT_HTTP_PARAM_REST_MAX 256u
 
 /* Management API sessions (src/api/): an operator who walks away is logged
  * out after the idle time; no session outlives a working day. */
@@ -332,6 +339,9 @@ _Static_assert(MOAT_STORE_BUSY_MS_MIN <= MOAT_STORE_BUSY_MS_DEFAULT &&
 _Static_assert(MOAT_STORE_MAX_PARAMS <= 255u, "parameter index fits a byte");
 _Static_assert(MOAT_HTTP_MAX_TARGET < MOAT_HTTP_MAX_HEAD, "the target fits the head");
 _Static_assert(MOAT_HTTP_BODY_DEFAULT <= MOAT_HTTP_BODY_MAX, "body bounds");
+_Static_assert(MOAT_HTTP_PARAM_MAX <= MOAT_HTTP_PARAM_REST_MAX &&
+		   MOAT_HTTP_PARAM_REST_MAX < MOAT_HTTP_MAX_TARGET,
+	       "route parameter bounds");
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX < MOAT_STORE_MAX_PENDING_BYTES,
 	       "one message fits the pending budget");
 _Static_assert(MOAT_PASSWORD_MIN_CHARS >= 8u && MOAT_PASSWORD_MIN_CHARS <= MOAT_PASSWORD_MAX_BYTES,

@@ -156,13 +156,24 @@ moat_err moat_http_resp_serialize(const struct moat_http_resp *r, bool keep_aliv
 				  char **out, size_t *outlen);
 const char *moat_http_reason(int status);
 
-/* Route table: "/api/v1/users/{name}" style patterns; a {param} matches one
- * non-empty path segment of [A-Za-z0-9._~-] (anything else is 404). */
-#define MOAT_HTTP_MAX_PARAMS 4u
+/* Route table: "/api/v1/updates/{id}/artifacts/{name}" style patterns; a
+ * {param} matches one non-empty path segment of [A-Za-z0-9._~-] (anything
+ * else is 404), at most MOAT_HTTP_PARAM_MAX - 1 bytes. A last segment
+ * {param*} matches one or more such segments to the end of the path
+ * ("/console/{file*}" takes "css/app.css"): no empty segment, no "." or
+ * "..", at most MOAT_HTTP_PARAM_REST_MAX - 1 bytes. Values are in pattern
+ * order in v[], except a {param*}'s, which is in rest (its v[] is "");
+ * moat_http_param finds either by name. */
 struct moat_http_params {
 	size_t n;
-	char v[MOAT_HTTP_MAX_PARAMS][128];
+	char v[MOAT_HTTP_MAX_PARAMS][MOAT_HTTP_PARAM_MAX];
+	char rest[MOAT_HTTP_PARAM_REST_MAX];
+	const char *name[MOAT_HTTP_MAX_PARAMS]; /* into the pattern, name_len bytes */
+	size_t name_len[MOAT_HTTP_MAX_PARAMS];
 };
+
+/* The value of the parameter called name, or NULL. */
+const char *moat_http_param(const struct moat_http_params *p, const char *name);
 
 struct moat_http_route {
 	int method;

@@ -1090,6 +1090,87 @@ static void test_route_param_length(void **state)
 	assert_int_equal(find(MOAT_HTTP_DELETE, path, &p, &known, NULL, 0), -1);
 }
 
+/* Several parameters in one pattern, found by name; a trailing {param*}. */
+static const struct moat_http_route table2[] = {
+    {MOAT_HTTP_GET, "/api/v1/updates/{id}/artifacts/{name}", "", 0, NULL},
+    {MOAT_HTTP_PUT, "/api/v1/updates/{id}/artifacts/{name}", "", 1024, NULL},
+    {MOAT_HTTP_GET, "/api/v1/updates/{id}/artifacts/{name}/parts/{part}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/p/{a}/{b}/{c}/{d}/{e}/{f}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/q/{a}/{b}/{c}/{d}/{e}/{f}/{g}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/console/{file*}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/bad/{file*}/x", "", 0, NULL},
+};
+
+static int find2(int method, const char *path, struct moat_http_params *p)
+{
+	bool known;
+
+	return moat_http_route_find(table2, sizeof(table2) / sizeof(table2[0]), method, path,
+				    strlen(path), p, &known, NULL, 0);
+}
+
+static void test_route_several_params(void **state)
+{
+	struct moat_http_params p;
+
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/fw-2.1/artifacts/image.bin", &p), 0);
+	assert_int_equal(p.n, 2);
+	assert_string_equal(moat_http_param(&p, "id"), "fw-2.1");
+	assert_string_equal(moat_http_param(&p, "name"), "image.bin");
+	assert_null(moat_http_param(&p, "nam"));
+	assert_null(moat_http_param(&p, "names"));
+	assert_null(moat_http_param(&p, "part"));
+	assert_int_equal(find2(MOAT_HTTP_PUT, "/api/v1/updates/7/artifacts/a", &p), 1);
+	assert_string_equal(moat_http_param(&p, "id"), "7");
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/7/artifacts/a/parts/3", &p), 2);
+	assert_int_equal(p.n, 3);
+	assert_string_equal(p.v[0], "7");
+	assert_string_equal(p.v[1], "a");
+	assert_string_equal(moat_http_param(&p, "part"), "3");
+	assert_int_equal(find2(MOAT_HTTP_GET, "/p/1/2/3/4/5/6", &p), 3);
+	assert_int_equal(p.n, MOAT_HTTP_MAX_PARAMS);
+	assert_string_equal(moat_http_param(&p, "f"), "6");
+	/* more parameters than MOAT_HTTP_MAX_PARAMS: the pattern never matches */
+	assert_int_equal(find2(MOAT_HTTP_GET, "/q/1/2/3/4/5/6/7", &p), -1);
+	/* each parameter is still one clean segment */
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/7/artifacts/..", &p), -1);
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates//artifacts/a", &p), -1);
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/7/artifacts/a%2Fb", &p), -1);
+}
+
+static void test_route_rest_param(void **state)
+{
+	static const char *const bad[] = {
+	    "/console/",	"/console",	      "/console/a//b", "/console/a/",
+	    "/console/../x",	"/console/a/../../x", "/console/./a",  "/console/a/.",
+	    "/console/a%2e%2e", "/console/a b",	      "/console/a\\b", "/bad/a/x",
+	};
+	struct moat_http_params p;
+	char path[MOAT_HTTP_PARAM_REST_MAX + 16];
+	size_t i;
+
+	assert_int_equal(find2(MOAT_HTTP_GET, "/console/index.html", &p), 5);
+	assert_string_equal(moat_http_param(&p, "file"), "index.html");
+	assert_string_equal(p.rest, "index.html");
+	assert_int_equal(find2(MOAT_HTTP_GET, "/console/css/v1/app.css", &p), 5);
+	assert_string_equal(moat_http_param(&p, "file"), "css/v1/app.css");
+	assert_null(moat_http_param(&p, "file*")); /* the name has no star */
+	assert_int_equal(find2(MOAT_HTTP_GET, "/console/...", &p), 5);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (find2(MOAT_HTTP_GET, bad[i], &p) >= 0)
+			fail_msg("'%s' matched", bad[i]);
+	/* the length bound */
+	memcpy(path, "/console/", 9);
+	memset(path + 9, 'a', MOAT_HTTP_PARAM_REST_MAX - 1);
+	path[9 + MOAT_HTTP_PARAM_REST_MAX - 1] = '\0';
+	path[9 + 100] = '/';
+	assert_int_equal(find2(MOAT_HTTP_GET, path, &p), 5);
+	assert_int_equal(strlen(p.rest), MOAT_HTTP_PARAM_REST_MAX - 1);
+	path[9 + MOAT_HTTP_PARAM_REST_MAX - 1] = 'a';
+	path[9 + MOAT_HTTP_PARAM_REST_MAX] = '\0';
+	assert_int_equal(find2(MOAT_HTTP_GET, path, &p), -1);
+}
+
 static void test_route_trailing_slash_and_prefixes(void **state)
 {
 	static const char *const bad[] = {
@@ -1368,6 +1449,8 @@ int main(void)
 	    cmocka_unit_test(test_query_duplicate_key),
 	    cmocka_unit_test(test_query_limit),
 	    cmocka_unit_test(test_query_only),
+	    cmocka_unit_test(test_route_several_params),
+	    cmocka_unit_test(test_route_rest_param),
 	    cmocka_unit_test(test_parser_arena_is_lazy_and_released),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
