@@ -205,6 +205,9 @@
  * The API takes small JSON documents. 413 beyond. */
 #define MOAT_HTTP_BODY_DEFAULT (16u * 1024u)
 #define MOAT_HTTP_BODY_MAX (1024u * 1024u)
+/* A body that streams to its handler piece by piece (firmware artifacts)
+ * is never held whole: its route's limit may be up to this. */
+#define MOAT_HTTP_STREAM_MAX (8ull * 1024u * 1024u * 1024u)
 /* Slowloris: a request's head must be complete this long after its first
  * byte (or after the connection opened), its body this long after the head;
  * an idle keep-alive connection is closed after the third. */
@@ -339,6 +342,8 @@ _Static_assert(MOAT_STORE_BUSY_MS_MIN <= MOAT_STORE_BUSY_MS_DEFAULT &&
 _Static_assert(MOAT_STORE_MAX_PARAMS <= 255u, "parameter index fits a byte");
 _Static_assert(MOAT_HTTP_MAX_TARGET < MOAT_HTTP_MAX_HEAD, "the target fits the head");
 _Static_assert(MOAT_HTTP_BODY_DEFAULT <= MOAT_HTTP_BODY_MAX, "body bounds");
+_Static_assert(MOAT_HTTP_STREAM_MAX >= 2ull * 1024u * 1024u * 1024u && sizeof(size_t) >= 8,
+	       "streamed bodies of 2 GiB and more");
 _Static_assert(MOAT_HTTP_PARAM_MAX <= MOAT_HTTP_PARAM_REST_MAX &&
 		   MOAT_HTTP_PARAM_REST_MAX < MOAT_HTTP_MAX_TARGET,
 	       "route parameter bounds");

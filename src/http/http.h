@@ -47,6 +47,11 @@ struct moat_http_req {
 	const struct moat_http_header *headers; /* n_headers of them */
 	const uint8_t *body;
 	size_t body_len;
+	/* A route whose body streams (see moat_http_parser_set_stream): true
+	 * from the head on; body is "" and streamed counts what went to the
+	 * sink. */
+	bool streaming;
+	uint64_t streamed;
 	bool keep_alive;
 	uint8_t http_minor; /* HTTP/1.x */
 	const char *peer;   /* client address, set by the server */
@@ -67,10 +72,15 @@ size_t moat_http_header_count(const struct moat_http_req *req, const char *name)
 /* The body limit for a request, decided when its head is complete:
  * 0 = no body allowed. */
 typedef size_t (*moat_http_body_limit_cb)(void *arg, int method, const char *path, size_t path_len);
+/* One piece of a streamed body. MOAT_OK, or an error that ends the request
+ * (MOAT_E_FULL answers 507, anything else 500). */
+typedef moat_err (*moat_http_chunk_cb)(void *arg, const uint8_t *data, size_t len);
 
 enum moat_http_pstate {
 	MOAT_HTTP_P_IDLE = 0, /* nothing of a request yet */
 	MOAT_HTTP_P_HEAD,     /* inside the request line or headers */
+	MOAT_HTTP_P_STREAM,   /* head of a streamed request complete: call
+			       * moat_http_parser_stream to take its body */
 	MOAT_HTTP_P_BODY,     /* head complete, reading the body */
 	MOAT_HTTP_P_DONE,     /* a complete request is in req */
 	MOAT_HTTP_P_ERROR,    /* status/why say what to answer; then close */
@@ -106,11 +116,24 @@ struct moat_http_parser {
 	size_t body_len, body_cap, body_limit;
 	moat_http_body_limit_cb limit_cb;
 	void *limit_arg;
+	moat_http_body_limit_cb stream_cb; /* a streamed body's limit, 0: buffered */
+	bool streaming;
+	moat_http_chunk_cb chunk_cb;
+	void *chunk_arg;
 	struct moat_http_req req;
 };
 
 void moat_http_parser_init(struct moat_http_parser *hp, moat_http_body_limit_cb cb, void *arg);
 void moat_http_parser_free(struct moat_http_parser *hp);
+/* Routes whose bodies stream: cb (called with the limit callback's arg)
+ * returns the body limit of such a route (at most MOAT_HTTP_STREAM_MAX),
+ * 0 for a route whose body is buffered. The parser then stops after the
+ * head (state STREAM, moat_http_parser_feed returns MOAT_OK) and hands
+ * every piece of the body to the callback moat_http_parser_stream names,
+ * holding none of it. */
+void moat_http_parser_set_stream(struct moat_http_parser *hp, moat_http_body_limit_cb cb);
+/* In state STREAM: take the body (state BODY; then DONE as usual). */
+void moat_http_parser_stream(struct moat_http_parser *hp, moat_http_chunk_cb cb, void *arg);
 /*
  * Feed bytes. Sets *used to how many were consumed: parsing stops right
  * after a complete request (pipelined bytes after it stay with the caller).
@@ -128,6 +151,51 @@ void moat_http_parser_release(struct moat_http_parser *hp);
 /* Bytes of heap the parser holds now (arena and body buffer). */
 size_t moat_http_parser_held(const struct moat_http_parser *hp);
 
+/*
+ * Taking a streamed body (a route declared with MOAT_HTTP_ROUTE_STREAM):
+ * the handler, called when the head is complete, either answers at once
+ * (a refusal: the body is not read and the connection closes) or sets
+ * resp->sink. Then every piece of the body goes to chunk_cb, and end_cb
+ * answers once the body is complete; if the request fails first (the
+ * client goes away, a timeout, the route's limit) abort_cb is called
+ * instead. Exactly one of end_cb and abort_cb is called.
+ */
+struct moat_http_resp;
+struct moat_http_sink {
+	moat_http_chunk_cb chunk_cb;
+	void (*end_cb)(void *arg, const struct moat_http_req *req, struct moat_http_resp *resp);
+	void (*abort_cb)(void *arg);
+	void *arg;
+};
+
+/* A body written to a new file: dir/name, created with O_EXCL (an existing
+ * file is MOAT_E_EXISTS), not following symlinks; fsync'd (file and
+ * directory) before done_cb answers; removed if the request fails or the
+ * fsync does. name is one path segment. */
+typedef void (*moat_http_file_done_cb)(void *arg, const char *name, uint64_t size,
+				       const struct moat_http_req *req,
+				       struct moat_http_resp *resp);
+moat_err moat_http_sink_file(struct moat_http_sink *sink, const char *dir, const char *name,
+			     moat_http_file_done_cb done_cb, void *arg);
+
+/*
+ * A streamed answer: the body comes from read_cb (fill up to cap bytes, set
+ * *got; 0 bytes is the end) or, when read_cb is NULL, from fd (read from
+ * offset; closed afterwards). length is the body's size, or
+ * MOAT_HTTP_LENGTH_UNKNOWN for chunked transfer coding. The server reads a
+ * piece only when the previous one has gone to TLS (constant memory);
+ * free_cb (if set) runs once at the end, whatever happened.
+ */
+#define MOAT_HTTP_LENGTH_UNKNOWN UINT64_MAX
+struct moat_http_source {
+	moat_err (*read_cb)(void *arg, uint8_t *buf, size_t cap, size_t *got);
+	void (*free_cb)(void *arg);
+	void *arg;
+	int fd;
+	uint64_t offset;
+	uint64_t length;
+};
+
 /* Response being built by a handler. */
 struct moat_http_resp {
 	int status;
@@ -138,6 +206,14 @@ struct moat_http_resp {
 	char *body;	   /* malloc'd */
 	size_t body_len;
 	bool close; /* close the connection after this answer */
+	/* The body streams from here instead (moat_http_resp_source). */
+	bool streamed;
+	struct moat_http_source src;
+	/* Accepting a streamed request body (see moat_http_sink). */
+	struct moat_http_sink sink;
+	/* Cache-Control to send instead of "no-store" (public static files). */
+	char cache_control[64];
+	bool http10; /* set by the server: no chunked coding, close instead */
 };
 
 void moat_http_resp_init(struct moat_http_resp *r);
@@ -150,6 +226,12 @@ moat_err moat_http_resp_body(struct moat_http_resp *r, int status, const char *c
 /* Set the body, taking ownership of a malloc'd buffer. */
 void moat_http_resp_take(struct moat_http_resp *r, int status, const char *ctype, char *body,
 			 size_t len);
+/* Answer with a streamed body (owned by resp from now on: released by
+ * moat_http_resp_free unless the server took it). */
+void moat_http_resp_source(struct moat_http_resp *r, int status, const char *ctype,
+			   const struct moat_http_source *src);
+/* Release a source: free_cb, close(fd). */
+void moat_http_source_free(struct moat_http_source *src);
 /* The bytes on the wire: status line, security headers, extra headers,
  * Content-Length, body (omitted for HEAD). Malloc'd into *out. */
 moat_err moat_http_resp_serialize(const struct moat_http_resp *r, bool keep_alive, bool head,

@@ -70,6 +70,7 @@ static int on_message_begin(llhttp_t *p)
 	hp->last = TOK_NONE;
 	hp->body_len = 0;
 	hp->expect_continue = false;
+	hp->streaming = false;
 	return 0;
 }
 
@@ -181,11 +182,20 @@ static int on_headers_complete(llhttp_t *p)
 	hp->req.path_len = plen;
 	hp->req.query = q ? q + 1 : "";
 	hp_fill_req(hp);
-	hp->body_limit = hp->limit_cb
-			     ? hp->limit_cb(hp->limit_arg, hp->req.method, hp->a->path, plen)
-			     : MOAT_HTTP_BODY_DEFAULT;
-	if (hp->body_limit > MOAT_HTTP_BODY_MAX)
-		hp->body_limit = MOAT_HTTP_BODY_MAX;
+	hp->body_limit =
+	    hp->stream_cb ? hp->stream_cb(hp->limit_arg, hp->req.method, hp->a->path, plen) : 0;
+	hp->streaming = hp->body_limit > 0;
+	if (hp->streaming) {
+		if (hp->body_limit > MOAT_HTTP_STREAM_MAX)
+			hp->body_limit = MOAT_HTTP_STREAM_MAX;
+	} else {
+		hp->body_limit =
+		    hp->limit_cb ? hp->limit_cb(hp->limit_arg, hp->req.method, hp->a->path, plen)
+				 : MOAT_HTTP_BODY_DEFAULT;
+		if (hp->body_limit > MOAT_HTTP_BODY_MAX)
+			hp->body_limit = MOAT_HTTP_BODY_MAX;
+	}
+	hp->req.streaming = hp->streaming;
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > hp->body_limit)
 		return hp_fail(hp, 413, "request body too large for this route");
 	if (chunked && hp->body_limit == 0)
@@ -196,6 +206,14 @@ static int on_headers_complete(llhttp_t *p)
 			return hp_fail(hp, 417, "only Expect: 100-continue is understood");
 		/* HTTP/1.0 clients do not know 100 Continue (RFC 9110 10.1.1). */
 		hp->expect_continue = llhttp_get_http_minor(p) >= 1;
+	}
+	hp->req.keep_alive = llhttp_should_keep_alive(p) != 0;
+	hp->req.http_minor = llhttp_get_http_minor(p);
+	if (hp->streaming) {
+		/* Stop here: the server asks the handler whether it takes the
+		 * body before any of it is read. */
+		hp->state = MOAT_HTTP_P_STREAM;
+		return HPE_PAUSED;
 	}
 	hp->state = MOAT_HTTP_P_BODY;
 	return 0;
@@ -208,6 +226,16 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 	hp->expect_continue = false; /* the body is coming anyway */
 	if (len > hp->body_limit - hp->body_len)
 		return hp_fail(hp, 413, "request body too large for this route");
+	if (hp->streaming) {
+		moat_err rc = hp->chunk_cb ? hp->chunk_cb(hp->chunk_arg, (const uint8_t *)at, len)
+					   : MOAT_E_INTERNAL;
+		if (rc == MOAT_E_FULL)
+			return hp_fail(hp, 507, "no room to store the request body");
+		if (rc != MOAT_OK)
+			return hp_fail(hp, 500, "the request body could not be stored");
+		hp->body_len += len;
+		return 0;
+	}
 	if (hp->body_len + len > hp->body_cap) {
 		size_t ncap = hp->body_cap ? hp->body_cap : 1024;
 		uint8_t *nb;
@@ -233,8 +261,15 @@ static int on_message_complete(llhttp_t *p)
 	hp->state = MOAT_HTTP_P_DONE;
 	hp->expect_continue = false;
 	hp_fill_req(hp);
-	hp->req.body = hp->body_len ? hp->body : (const uint8_t *)"";
-	hp->req.body_len = hp->body_len;
+	if (hp->streaming) {
+		hp->req.body = (const uint8_t *)"";
+		hp->req.body_len = 0;
+		hp->req.streaming = true;
+		hp->req.streamed = hp->body_len;
+	} else {
+		hp->req.body = hp->body_len ? hp->body : (const uint8_t *)"";
+		hp->req.body_len = hp->body_len;
+	}
 	/* No protocol upgrades here: answer, then close. */
 	hp->req.keep_alive = llhttp_should_keep_alive(p) != 0 && !llhttp_get_upgrade(p);
 	hp->req.http_minor = llhttp_get_http_minor(p);
@@ -300,7 +335,7 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 	*used = 0;
 	if (hp->state == MOAT_HTTP_P_ERROR)
 		return MOAT_E_MALFORMED;
-	if (hp->state == MOAT_HTTP_P_DONE)
+	if (hp->state == MOAT_HTTP_P_DONE || hp->state == MOAT_HTTP_P_STREAM)
 		return MOAT_OK;
 	if (len == 0)
 		return MOAT_E_AGAIN;
@@ -319,6 +354,8 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
 		const char *pos = llhttp_get_error_pos(&hp->p);
 		*used = pos ? (size_t)(pos - (const char *)data) : len;
+		if (hp->state == MOAT_HTTP_P_STREAM && e == HPE_PAUSED)
+			return MOAT_OK;
 		if (hp->state != MOAT_HTTP_P_DONE) {
 			hp_fail(hp, 400, "unexpected upgrade");
 			return MOAT_E_MALFORMED;
@@ -355,6 +392,8 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 		hp_fail(hp, status, why);
 	}
 	switch (hp->status) {
+	case 503:
+		return MOAT_E_NOMEM;
 	case 413:
 		return MOAT_E_TOO_LARGE;
 	case 414:
@@ -373,6 +412,9 @@ void moat_http_parser_next(struct moat_http_parser *hp)
 	hp->head_len = 0;
 	hp->n_headers = 0;
 	hp->body_len = 0;
+	hp->streaming = false;
+	hp->chunk_cb = NULL;
+	hp->chunk_arg = NULL;
 	memset(&hp->req, 0, sizeof(hp->req));
 	/* Keep a small body buffer for the next request; drop a big one. */
 	if (hp->body_cap > MOAT_HTTP_BODY_DEFAULT) {
@@ -380,6 +422,21 @@ void moat_http_parser_next(struct moat_http_parser *hp)
 		hp->body = NULL;
 		hp->body_cap = 0;
 	}
+	llhttp_resume(&hp->p);
+}
+
+void moat_http_parser_set_stream(struct moat_http_parser *hp, moat_http_body_limit_cb cb)
+{
+	hp->stream_cb = cb;
+}
+
+void moat_http_parser_stream(struct moat_http_parser *hp, moat_http_chunk_cb cb, void *arg)
+{
+	if (hp->state != MOAT_HTTP_P_STREAM)
+		return;
+	hp->chunk_cb = cb;
+	hp->chunk_arg = arg;
+	hp->state = MOAT_HTTP_P_BODY;
 	llhttp_resume(&hp->p);
 }
 

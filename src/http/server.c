@@ -61,6 +61,14 @@ struct hconn {
 	size_t out_len, out_off, out_cap;
 	uint64_t deadline;
 	unsigned requests;
+	/* a streamed request body going to the handler's sink */
+	bool sinking;
+	struct moat_http_sink sink;
+	/* a streamed answer: one piece at a time, when out is empty */
+	bool sourcing;
+	bool src_chunked;
+	struct moat_http_source src;
+	uint64_t src_left; /* bytes still to send when the length is known */
 };
 
 struct hlisten {
@@ -83,6 +91,7 @@ struct moat_http_server {
 	atomic_bool stop;
 	struct moat_http_stats st;
 	uint8_t rbuf[16384];
+	uint8_t sbuf[16384]; /* one piece of a streamed answer */
 };
 
 static void hc_event_cb(struct moat_ev *ev, uint32_t events);
@@ -99,7 +108,30 @@ static size_t hc_held(const struct hconn *c)
 static bool hc_idle(const struct hconn *c)
 {
 	return !c->dead && c->phase == HC_OPEN && !c->lingering && !c->close_after &&
-	       c->hp.state == MOAT_HTTP_P_IDLE && c->pend == NULL && out_pending(c) == 0;
+	       c->hp.state == MOAT_HTTP_P_IDLE && c->pend == NULL && out_pending(c) == 0 &&
+	       !c->sourcing && !c->sinking;
+}
+
+static bool hc_has_output(const struct hconn *c)
+{
+	return out_pending(c) > 0 || c->sourcing;
+}
+
+/* A streamed body that will not complete: the handler undoes its part. */
+static void hc_sink_abort(struct hconn *c)
+{
+	if (!c->sinking)
+		return;
+	c->sinking = false;
+	c->sink.abort_cb(c->sink.arg);
+}
+
+static void hc_src_free(struct hconn *c)
+{
+	if (!c->sourcing)
+		return;
+	c->sourcing = false;
+	moat_http_source_free(&c->src);
 }
 
 /* Give an idle connection's buffers back (the next request allocates them
@@ -125,6 +157,8 @@ static void hc_close(struct hconn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	hc_sink_abort(c);
+	hc_src_free(c);
 	moat_reactor_del(&s->r, &c->ev);
 	if (c->ssl && c->phase == HC_OPEN && !c->shut)
 		(void)SSL_shutdown(c->ssl); /* best effort close_notify */
@@ -209,7 +243,7 @@ static void hc_interest(struct hconn *c)
 		return;
 	if (c->lingering || reading || c->tls_wants_read)
 		ev |= EPOLLIN;
-	if (out_pending(c) > 0 || c->tls_wants_write)
+	if (hc_has_output(c) || c->tls_wants_write)
 		ev |= EPOLLOUT;
 	hc_want(c, ev);
 }
@@ -257,18 +291,88 @@ static void hc_drain(struct hconn *c)
 	}
 }
 
-/* Write what is queued. false when the connection was closed. */
+/*
+ * The next piece of a streamed answer into out (which is empty): at most
+ * sbuf's size, framed as a chunk when the length is unknown. false on a
+ * source error or a source shorter than its Content-Length: the answer
+ * cannot be completed, so the connection must close.
+ */
+static bool hc_produce(struct hconn *c)
+{
+	uint8_t *buf = c->s->sbuf;
+	size_t cap = sizeof(c->s->sbuf), got = 0;
+	bool known = c->src.length != MOAT_HTTP_LENGTH_UNKNOWN;
+	char hdr[24];
+	int hl;
+
+	if (known && c->src_left < cap)
+		cap = (size_t)c->src_left;
+	if (cap > 0 && c->src.read_cb) {
+		if (c->src.read_cb(c->src.arg, buf, cap, &got) != MOAT_OK || got > cap)
+			return false;
+	} else if (cap > 0) {
+		ssize_t n;
+		do
+			n = pread(c->src.fd, buf, cap, (off_t)c->src.offset);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == ESPIPE)
+			n = read(c->src.fd, buf, cap);
+		if (n < 0)
+			return false;
+		got = (size_t)n;
+	}
+	c->src.offset += got;
+	if (got == 0) {
+		if (known && c->src_left > 0) {
+			log_warn("http_stream_short", "peer=%s missing=%llu", c->peer,
+				 (unsigned long long)c->src_left);
+			return false;
+		}
+		hc_src_free(c);
+		return !c->src_chunked || out_append(c, "0\r\n\r\n", 5) == MOAT_OK;
+	}
+	if (c->src_chunked) {
+		hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", got);
+		if (hl <= 0 || out_append(c, hdr, (size_t)hl) != MOAT_OK)
+			return false;
+	}
+	if (out_append(c, (const char *)buf, got) != MOAT_OK ||
+	    (c->src_chunked && out_append(c, "\r\n", 2) != MOAT_OK))
+		return false;
+	if (known) {
+		c->src_left -= got;
+		if (c->src_left == 0)
+			hc_src_free(c);
+	}
+	return true;
+}
+
+/* Write what is queued, and the pieces of a streamed answer while TLS
+ * takes them. false when the connection was closed. */
 static bool hc_flush(struct hconn *c)
 {
-	while (out_pending(c) > 0) {
+	for (;;) {
 		int n;
-		size_t chunk = out_pending(c);
+		size_t chunk;
+
+		if (out_pending(c) == 0) {
+			if (!c->sourcing)
+				break;
+			if (!hc_produce(c)) {
+				hc_close(c);
+				return false;
+			}
+			continue;
+		}
+		chunk = out_pending(c);
 		if (chunk > 1u << 30)
 			chunk = 1u << 30;
 		ERR_clear_error();
 		n = SSL_write(c->ssl, c->out + c->out_off, (int)chunk);
 		if (n > 0) {
 			c->out_off += (size_t)n;
+			if (c->sourcing) /* a long download lives while it moves */
+				c->deadline = moat_now_ms() + MOAT_HTTP_IDLE_TIMEOUT_MS;
 			continue;
 		}
 		switch (SSL_get_error(c->ssl, n)) {
@@ -294,8 +398,7 @@ static bool hc_flush(struct hconn *c)
 	return true;
 }
 
-static void queue_resp(struct hconn *c, const struct moat_http_resp *resp, bool keep_alive,
-		       bool head)
+static void queue_resp(struct hconn *c, struct moat_http_resp *resp, bool keep_alive, bool head)
 {
 	char *wire = NULL;
 	size_t len = 0;
@@ -312,6 +415,17 @@ static void queue_resp(struct hconn *c, const struct moat_http_resp *resp, bool 
 		c->s->st.by_class[cls]++;
 	if (!keep_alive || resp->close)
 		c->close_after = true;
+	if (resp->streamed && !head && !resp->headers_full && resp->status != 204 &&
+	    resp->status != 304 && resp->status >= 200) {
+		/* the body follows piece by piece (hc_flush) */
+		c->src = resp->src;
+		c->sourcing = true;
+		c->src_chunked = c->src.length == MOAT_HTTP_LENGTH_UNKNOWN && !resp->http10;
+		c->src_left = c->src.length;
+		resp->streamed = false;
+		resp->src.fd = -1;
+		resp->src.free_cb = NULL;
+	}
 }
 
 /* An answer the parser decided (400, 413, ...): problem+json, then close. */
@@ -321,6 +435,7 @@ static void hc_refuse(struct hconn *c, int status, const char *why)
 	char body[512];
 	int n;
 
+	hc_sink_abort(c);
 	moat_http_resp_init(&resp);
 	n = snprintf(body, sizeof(body),
 		     "{\"type\":\"https://moat.dev/problems/%s\",\"title\":\"%s\","
@@ -353,7 +468,21 @@ static void hc_deadline(struct hconn *c, uint64_t now)
 		c->deadline = now + MOAT_HTTP_IDLE_TIMEOUT_MS;
 }
 
-static void hc_dispatch(struct hconn *c)
+static moat_err hc_chunk_cb(void *arg, const uint8_t *data, size_t len)
+{
+	struct hconn *c = arg;
+
+	/* a big upload lives while it moves */
+	c->deadline = moat_now_ms() + MOAT_HTTP_BODY_TIMEOUT_MS;
+	return c->sink.chunk_cb(c->sink.arg, data, len);
+}
+
+/*
+ * Answer the request in the parser. head_only: the head of a request whose
+ * body streams; the handler refuses (an answer, then close: the body is
+ * never read) or takes the body with a sink.
+ */
+static void hc_dispatch(struct hconn *c, bool head_only)
 {
 	struct moat_http_server *s = c->s;
 	struct moat_http_resp resp;
@@ -363,28 +492,50 @@ static void hc_dispatch(struct hconn *c)
 	c->hp.req.peer_identity = c->peer_identity;
 	c->hp.req.peer_serial = c->peer_serial;
 	c->hp.req.peer_anchor = c->peer_anchor;
-	c->requests++;
+	if (head_only || !c->sinking) {
+		c->requests++;
+		s->st.requests++;
+	}
 	/* The next request starts an idle period, even when its bytes are
 	 * already here (hc_deadline then moves to the head deadline). */
 	c->deadline = moat_now_ms() + MOAT_HTTP_IDLE_TIMEOUT_MS;
-	c->seen = MOAT_HTTP_P_IDLE;
-	c->continue_sent = false; /* the next request may ask again */
-	s->st.requests++;
+	c->seen = head_only ? MOAT_HTTP_P_BODY : MOAT_HTTP_P_IDLE;
+	if (!head_only)
+		c->continue_sent = false; /* the next request may ask again */
 	/* RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a bad
 	 * request. (Checked here, not in the parser, which is not HTTP/1.1
 	 * specific.) */
-	if (c->hp.req.http_minor == 1 && moat_http_header_count(&c->hp.req, "host") != 1) {
+	if (!c->sinking && c->hp.req.http_minor == 1 &&
+	    moat_http_header_count(&c->hp.req, "host") != 1) {
 		s->st.bad_requests++;
 		hc_refuse(c, 400, "HTTP/1.1 requests need exactly one Host header");
 		moat_http_parser_next(&c->hp);
 		return;
 	}
 	moat_http_resp_init(&resp);
-	s->o.handle(s->o.arg, &c->hp.req, &resp);
-	keep_alive = c->hp.req.keep_alive && c->requests < MOAT_HTTP_MAX_REQUESTS_PER_CONN;
+	resp.http10 = c->hp.req.http_minor == 0;
+	if (c->sinking) { /* the streamed body is complete */
+		c->sinking = false;
+		c->sink.end_cb(c->sink.arg, &c->hp.req, &resp);
+	} else {
+		s->o.handle(s->o.arg, &c->hp.req, &resp);
+	}
+	if (head_only && resp.sink.chunk_cb && resp.sink.end_cb && resp.sink.abort_cb) {
+		c->sink = resp.sink;
+		c->sinking = true;
+		c->deadline = moat_now_ms() + MOAT_HTTP_BODY_TIMEOUT_MS;
+		moat_http_parser_stream(&c->hp, hc_chunk_cb, c);
+		moat_http_resp_free(&resp);
+		return;
+	}
+	if (resp.sink.abort_cb) /* a sink set on a request that does not stream */
+		resp.sink.abort_cb(resp.sink.arg);
+	keep_alive =
+	    !head_only && c->hp.req.keep_alive && c->requests < MOAT_HTTP_MAX_REQUESTS_PER_CONN;
 	queue_resp(c, &resp, keep_alive, c->hp.req.method == MOAT_HTTP_HEAD);
 	moat_http_resp_free(&resp);
-	moat_http_parser_next(&c->hp);
+	if (!head_only)
+		moat_http_parser_next(&c->hp);
 }
 
 /* Parse and answer what [data, data+len) holds; keep what cannot be
@@ -397,7 +548,7 @@ static bool hc_process(struct hconn *c, const uint8_t *data, size_t len)
 
 		if (c->close_after)
 			return true; /* answering the last request; ignore the rest */
-		if (out_pending(c) > MOAT_HTTP_MAX_OUT) {
+		if (out_pending(c) > MOAT_HTTP_MAX_OUT || c->sourcing) {
 			uint8_t *np = malloc(len);
 			if (np == NULL) {
 				hc_close(c);
@@ -413,16 +564,18 @@ static bool hc_process(struct hconn *c, const uint8_t *data, size_t len)
 		data += used;
 		len -= used;
 		if (rc == MOAT_OK) {
-			hc_dispatch(c);
+			hc_dispatch(c, c->hp.state == MOAT_HTTP_P_STREAM);
 			continue;
 		}
 		if (rc == MOAT_E_AGAIN)
 			break;
+		hc_sink_abort(c);
 		c->s->st.bad_requests++;
 		hc_refuse(c, c->hp.status, c->hp.why);
 		return !c->dead;
 	}
-	if (!c->dead && c->hp.expect_continue && !c->continue_sent) {
+	if (!c->dead && c->hp.expect_continue && !c->continue_sent && !c->close_after &&
+	    c->hp.state != MOAT_HTTP_P_STREAM) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		c->continue_sent = true;
 		(void)out_append(c, cont, sizeof(cont) - 1);
@@ -437,7 +590,7 @@ static void hc_read(struct hconn *c)
 	struct moat_http_server *s = c->s;
 
 	/* Bytes parked behind queued answers go first. */
-	if (c->pend != NULL && out_pending(c) <= MOAT_HTTP_MAX_OUT) {
+	if (c->pend != NULL && out_pending(c) <= MOAT_HTTP_MAX_OUT && !c->sourcing) {
 		uint8_t *p = c->pend;
 		size_t n = c->pend_len;
 		c->pend = NULL;
@@ -520,13 +673,13 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 		c->seen = MOAT_HTTP_P_ERROR; /* force a deadline update */
 		hc_deadline(c, now);
 	}
-	if (out_pending(c) > 0 && !hc_flush(c))
+	if (hc_has_output(c) && !hc_flush(c))
 		return;
 	hc_read(c);
 	if (c->dead)
 		return;
 	hc_deadline(c, now);
-	if (out_pending(c) > 0) {
+	if (hc_has_output(c)) {
 		if (!hc_flush(c))
 			return;
 	} else if (c->close_after) {
@@ -600,6 +753,7 @@ static void listen_cb(struct moat_ev *ev, uint32_t events)
 		c->ev.cb = hc_event_cb;
 		snprintf(c->peer, sizeof(c->peer), "%s", addr);
 		moat_http_parser_init(&c->hp, s->o.body_limit, s->o.arg);
+		moat_http_parser_set_stream(&c->hp, s->o.stream_limit);
 		c->deadline = moat_now_ms() + MOAT_HTTP_HEADER_TIMEOUT_MS;
 		c->seen = MOAT_HTTP_P_IDLE;
 		if (moat_reactor_add(&s->r, &c->ev, EPOLLIN) != MOAT_OK) {
@@ -634,7 +788,7 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 			continue;
 		}
 		s->st.timeouts++;
-		if (c->phase == HC_OPEN && out_pending(c) == 0 &&
+		if (c->phase == HC_OPEN && !hc_has_output(c) &&
 		    (c->hp.state == MOAT_HTTP_P_HEAD || c->hp.state == MOAT_HTTP_P_BODY)) {
 			log_info("http_timeout", "peer=%s phase=%s", c->peer,
 				 c->hp.state == MOAT_HTTP_P_HEAD ? "head" : "body");

@@ -19,7 +19,10 @@
 
 struct moat_http_server;
 
-/* Answer one request (fill resp). Runs on the server thread. */
+/* Answer one request (fill resp). Runs on the server thread. For a route
+ * whose body streams (stream_limit), it is called when the head is
+ * complete (req->streaming, no body yet): answer to refuse, or set
+ * resp->sink to take the body (the sink's end_cb answers). */
 typedef void (*moat_http_handle_cb)(void *arg, const struct moat_http_req *req,
 				    struct moat_http_resp *resp);
 /* Once a second on the server thread (housekeeping, audit checkpoints). */
@@ -36,6 +39,9 @@ struct moat_http_server_opts {
 	pthread_mutex_t *ctx_lock;
 	moat_http_handle_cb handle;
 	moat_http_body_limit_cb body_limit;
+	/* Optional: the body limit of a route whose body streams, 0 for the
+	 * others (see moat_http_parser_set_stream). */
+	moat_http_body_limit_cb stream_limit;
 	moat_http_tick_cb tick;
 	void *arg;
 };

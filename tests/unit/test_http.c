@@ -1398,6 +1398,99 @@ static void test_parser_arena_is_lazy_and_released(void **state)
 	parser_del(hp);
 }
 
+/* A route whose body streams: the parser stops after the head, then hands
+ * every piece to the callback and keeps none of it. */
+static size_t stream_cb_val = 0;
+static size_t stream_limit_cb(void *arg, int method, const char *path, size_t path_len)
+{
+	return strcmp(path, "/up") == 0 ? stream_cb_val : 0;
+}
+
+struct collected {
+	char data[64];
+	size_t len, calls;
+	moat_err fail_with;
+};
+
+static moat_err collect_cb(void *arg, const uint8_t *d, size_t len)
+{
+	struct collected *c = arg;
+
+	if (c->fail_with != MOAT_OK)
+		return c->fail_with;
+	assert_true(c->len + len <= sizeof(c->data));
+	memcpy(c->data + c->len, d, len);
+	c->len += len;
+	c->calls++;
+	return MOAT_OK;
+}
+
+static void test_parser_streamed_body(void **state)
+{
+	static const char req[] =
+	    "PUT /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+	size_t limit = 4, used = 0, off;
+	struct moat_http_parser *hp = parser_new(limit_small_cb, &limit);
+	struct collected col = {{0}, 0, 0, MOAT_OK};
+
+	stream_cb_val = 11;
+	moat_http_parser_set_stream(hp, stream_limit_cb);
+	/* the head, then a stop: nothing of the body is taken yet */
+	assert_int_equal(feed(hp, S(req), &used), MOAT_OK);
+	assert_int_equal(hp->state, MOAT_HTTP_P_STREAM);
+	assert_true(hp->req.streaming);
+	assert_string_equal(hp->req.path, "/up");
+	off = used;
+	assert_memory_equal(req + off, "5\r\n", 3);
+	/* feeding again without taking the body changes nothing */
+	assert_int_equal(feed(hp, req + off, sizeof(req) - 1 - off, &used), MOAT_OK);
+	assert_int_equal(used, 0);
+	moat_http_parser_stream(hp, collect_cb, &col);
+	assert_int_equal(hp->state, MOAT_HTTP_P_BODY);
+	/* byte by byte: pieces arrive as they come */
+	for (; off < sizeof(req) - 1; off++) {
+		moat_err rc = feed(hp, req + off, 1, &used);
+		assert_int_equal(used, 1);
+		if (off + 1 < sizeof(req) - 1)
+			assert_int_equal(rc, MOAT_E_AGAIN);
+		else
+			assert_int_equal(rc, MOAT_OK);
+	}
+	assert_int_equal(hp->state, MOAT_HTTP_P_DONE);
+	assert_int_equal(col.len, 11);
+	assert_memory_equal(col.data, "hello world", 11);
+	assert_int_equal(hp->req.streamed, 11);
+	assert_int_equal(hp->req.body_len, 0);
+	assert_int_equal(hp->body_cap, 0); /* nothing buffered */
+	moat_http_parser_next(hp);
+	/* the limit is the stream callback's, not the buffered one (4) */
+	stream_cb_val = 10;
+	assert_int_equal(feed(hp, S(req), &used), MOAT_OK);
+	moat_http_parser_stream(hp, collect_cb, &col);
+	col.len = 0;
+	assert_int_equal(feed(hp, req + used, sizeof(req) - 1 - used, &used), MOAT_E_TOO_LARGE);
+	assert_int_equal(hp->status, 413);
+	parser_del(hp);
+	/* a sink that cannot store: 507 for a full disk, 500 otherwise */
+	hp = parser_new(limit_small_cb, &limit);
+	moat_http_parser_set_stream(hp, stream_limit_cb);
+	stream_cb_val = 100;
+	assert_int_equal(feed(hp, S(req), &used), MOAT_OK);
+	col.fail_with = MOAT_E_FULL;
+	moat_http_parser_stream(hp, collect_cb, &col);
+	assert_int_not_equal(feed(hp, req + used, sizeof(req) - 1 - used, &used), MOAT_OK);
+	assert_int_equal(hp->status, 507);
+	parser_del(hp);
+	/* other routes still buffer, with their own limit */
+	hp = parser_new(limit_small_cb, &limit);
+	moat_http_parser_set_stream(hp, stream_limit_cb);
+	feed_done(hp, S("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nabcd"));
+	assert_false(hp->req.streaming);
+	assert_memory_equal(hp->req.body, "abcd", 4);
+	parser_del(hp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1449,6 +1542,7 @@ int main(void)
 	    cmocka_unit_test(test_query_duplicate_key),
 	    cmocka_unit_test(test_query_limit),
 	    cmocka_unit_test(test_query_only),
+	    cmocka_unit_test(test_parser_streamed_body),
 	    cmocka_unit_test(test_route_several_params),
 	    cmocka_unit_test(test_route_rest_param),
 	    cmocka_unit_test(test_parser_arena_is_lazy_and_released),

@@ -1,0 +1,375 @@
+"""src/http for large and long-lived exchanges, through moat-http-testd
+(src/http's server with a test-only route table, built next to moat):
+request bodies streamed to a handler callback or to a file, answers
+streamed from a callback with Content-Length or chunked, with the server's
+own accounting showing that memory does not grow with the size. Clients:
+raw ssl+socket, http.client and curl."""
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import mqttkit as mk
+
+pytestmark = pytest.mark.moat_only("src/http test server")
+
+HOST = "127.0.0.1"
+STREAM_MAX = 512 * 1024 * 1024  # the streamed routes' limit in this test
+BIG = 300 * 1024 * 1024         # a body far over anything buffered (MOAT_HTTP_BODY_MAX)
+
+
+class HttpTestd:
+    def __init__(self, moat_bin, workdir, **opts):
+        binary = os.path.join(os.path.dirname(os.path.abspath(moat_bin)), "moat-http-testd")
+        if not os.access(binary, os.X_OK):
+            pytest.fail("moat-http-testd not found next to %s (a build with tests)" % moat_bin,
+                        pytrace=False)
+        os.makedirs(workdir, exist_ok=True)
+        self.dir = workdir
+        self.cert = os.path.join(workdir, "server.crt")
+        self.key = os.path.join(workdir, "server.key")
+        mk.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:P-256", "-nodes", "-keyout", self.key, "-out", self.cert,
+                "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        self.port = mk.free_port()
+        args = [binary, "--port", str(self.port), "--cert", self.cert, "--key", self.key,
+                "--stream-max", str(opts.get("stream_max", STREAM_MAX))]
+        for k in ("upload_dir", "static"):
+            if opts.get(k):
+                args += ["--" + k.replace("_", "-"), opts[k]]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", (line, self.proc.stderr.read())
+
+    def ctx(self):
+        c = ssl.create_default_context(cafile=self.cert)
+        return c
+
+    def conn(self, timeout=60):
+        return http.client.HTTPSConnection(HOST, self.port, context=self.ctx(), timeout=timeout)
+
+    def raw(self, timeout=60):
+        s = socket.create_connection((HOST, self.port), timeout=timeout)
+        return self.ctx().wrap_socket(s, server_hostname=HOST)
+
+    def get_json(self, path):
+        c = self.conn()
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            c.close()
+
+    def stats(self):
+        return self.get_json("/stats")[1]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        err = self.proc.stderr.read()
+        assert "Sanitizer" not in err and "runtime error" not in err, err
+
+
+@pytest.fixture(scope="module")
+def tsrv(moat_bin, scratch):
+    d = os.path.join(scratch, "http-stream-%d" % os.getpid())
+    up = os.path.join(d, "uploads")
+    st = os.path.join(d, "static")
+    os.makedirs(up, exist_ok=True)
+    os.makedirs(st, exist_ok=True)
+    s = HttpTestd(moat_bin, d, upload_dir=up, static=st)
+    s.uploads, s.static = up, st
+    yield s
+    s.stop()
+
+
+def pattern(n):
+    """Bytes i % 251 for i in [0, n): what GET /gen/N sends."""
+    block = bytes(i % 251 for i in range(251 * 256))
+    out = bytearray()
+    while len(out) < n:
+        out += block
+    return bytes(out[:n])
+
+
+def generated_chunks(total, piece=1 << 20):
+    """A body of `total` bytes produced on the fly (never held whole)."""
+    block = os.urandom(piece)
+    sent = 0
+    while sent < total:
+        n = min(piece, total - sent)
+        yield block[:n]
+        sent += n
+
+
+def stream_put(srv, path, total, chunked=False, piece=1 << 20):
+    """PUT a generated body; returns (status, json, sha256 of what was sent)."""
+    h = hashlib.sha256()
+    c = srv.raw(timeout=120)
+    try:
+        head = "PUT %s HTTP/1.1\r\nHost: x\r\n" % path
+        head += "Transfer-Encoding: chunked\r\n" if chunked else "Content-Length: %d\r\n" % total
+        c.sendall((head + "\r\n").encode())
+        for part in generated_chunks(total, piece):
+            h.update(part)
+            if chunked:
+                c.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+            else:
+                c.sendall(part)
+        if chunked:
+            c.sendall(b"0\r\n\r\n")
+        f = c.makefile("rb")
+        status = int(f.readline().split()[1])
+        n = 0
+        while True:
+            line = f.readline().strip()
+            if not line:
+                break
+            k, _, v = line.decode().partition(":")
+            if k.lower() == "content-length":
+                n = int(v)
+        return status, json.loads(f.read(n)), h.hexdigest()
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------
+# streamed request bodies
+# --------------------------------------------------------------------------
+
+def test_big_streamed_body_in_constant_memory(tsrv):
+    """300 MiB (Content-Length) and 64 MiB (chunked) to a callback: every
+    byte arrives (the handler's SHA-256 matches) and no connection ever
+    held more than a few tens of KiB of buffers."""
+    status, j, digest = stream_put(tsrv, "/upload/sink", BIG)
+    assert status == 200, j
+    assert j["bytes"] == BIG and j["streamed"] == BIG and j["sha256"] == digest, j
+    status, j, digest = stream_put(tsrv, "/upload/sink", 64 << 20, chunked=True)
+    assert status == 200 and j["bytes"] == 64 << 20 and j["sha256"] == digest, j
+    st = tsrv.stats()
+    # the parser arena (~22 KiB) and the output buffer: nothing near the body
+    assert st["conn_bytes_max"] < 128 * 1024, st
+    assert 0 < st["sink_chunk_max"] <= 64 * 1024, st
+    assert st["sink_chunks"] >= BIG // (64 * 1024), st
+
+
+def test_streamed_body_over_the_route_limit_is_413_before_reading(moat_bin, scratch):
+    srv = HttpTestd(moat_bin, os.path.join(scratch, "http-stream-small"), stream_max=100000)
+    try:
+        c = srv.conn()
+        c.request("PUT", "/upload/sink", body=b"x" * 100000)
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["bytes"] == 100000
+        c.close()
+        # declared too big: refused from the head
+        c = srv.raw()
+        c.sendall(b"PUT /upload/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100001\r\n\r\n")
+        assert c.recv(4096).startswith(b"HTTP/1.1 413 "), "413"
+        c.close()
+        # chunked, over the limit while streaming: 413, and the handler's
+        # sink was told to undo (abort)
+        aborts = srv.stats()["aborts"]
+        status = None
+        c = srv.raw()
+        try:
+            c.sendall(b"PUT /upload/sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(20):
+                c.sendall(b"2710\r\n" + b"y" * 10000 + b"\r\n")
+            status = c.recv(4096)
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            c.close()
+        assert status is None or status.startswith(b"HTTP/1.1 413 "), status
+        mk.wait_until(lambda: srv.stats()["aborts"] == aborts + 1, what="sink aborted")
+    finally:
+        srv.stop()
+
+
+def test_refusal_before_the_body_is_read(tsrv):
+    """The handler answers from the head: 403 at once, the body unread,
+    then the connection closes."""
+    c = tsrv.raw()
+    try:
+        c.sendall(b"PUT /upload/refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        got = c.recv(4096)
+        assert got.startswith(b"HTTP/1.1 403 "), got
+        assert b"100 Continue" not in got and b"Connection: close" in got, got
+    finally:
+        c.close()
+
+
+def test_expect_continue_then_stream(tsrv):
+    c = tsrv.raw()
+    try:
+        c.sendall(b"PUT /upload/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        got = c.recv(4096)
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
+        c.sendall(b"hello")
+        got = got[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while b"}" not in got:
+            got += c.recv(4096)
+        assert got.startswith(b"HTTP/1.1 200 ") and b'"bytes":5' in got, got
+    finally:
+        c.close()
+
+
+def test_upload_to_a_file(tsrv):
+    name = "artifact-%d.bin" % time.monotonic_ns()
+    status, j, digest = stream_put(tsrv, "/upload/file/" + name, 20 << 20, piece=300000)
+    assert status == 201 and j == {"name": name, "bytes": 20 << 20}, j
+    with open(os.path.join(tsrv.uploads, name), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == digest
+    # O_EXCL: the same name again is refused, the file untouched
+    status, j, _ = stream_put(tsrv, "/upload/file/" + name, 10)
+    assert status == 409, j
+    assert os.path.getsize(os.path.join(tsrv.uploads, name)) == 20 << 20
+    # a symlink in the upload directory is never followed
+    link = "link-%d" % time.monotonic_ns()
+    target = os.path.join(tsrv.dir, "outside-%d" % time.monotonic_ns())
+    os.symlink(target, os.path.join(tsrv.uploads, link))
+    status, j, _ = stream_put(tsrv, "/upload/file/" + link, 10)
+    assert status == 409 and not os.path.exists(target), j
+
+
+def test_interrupted_upload_leaves_no_file(tsrv):
+    name = "partial-%d.bin" % time.monotonic_ns()
+    c = tsrv.raw()
+    c.sendall(b"PUT /upload/file/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+              % name.encode())
+    c.sendall(b"z" * 1000000)
+    path = os.path.join(tsrv.uploads, name)
+    mk.wait_until(lambda: os.path.exists(path) and os.path.getsize(path) > 0,
+                  what="the upload started")
+    c.close()
+    mk.wait_until(lambda: not os.path.exists(path), what="the partial file removed")
+
+
+# --------------------------------------------------------------------------
+# streamed answers
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_streamed_answer(tsrv, chunked):
+    n = 5 * 1000 * 1000 + 7
+    c = tsrv.conn()
+    try:
+        c.request("GET", "/gen/%d%s" % (n, "?chunked=1" if chunked else ""))
+        r = c.getresponse()
+        assert r.status == 200
+        if chunked:
+            assert r.getheader("Transfer-Encoding") == "chunked" and \
+                r.getheader("Content-Length") is None
+        else:
+            assert r.getheader("Content-Length") == str(n)
+        assert r.getheader("Cache-Control") == "no-store"
+        body = r.read()
+        assert len(body) == n and body == pattern(n)
+        # keep-alive after a streamed answer
+        c.request("GET", "/gen/10")
+        r = c.getresponse()
+        assert r.read() == pattern(10)
+    finally:
+        c.close()
+
+
+def test_streamed_answer_with_curl(tsrv):
+    n = 3 << 20
+    out = subprocess.run(["curl", "-sS", "--cacert", tsrv.cert, "-o", "-",
+                          "https://%s:%d/gen/%d?chunked=1" % (HOST, tsrv.port, n)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == pattern(n)
+
+
+def test_slow_reader_backpressure_and_pipelining(tsrv):
+    """A 200 MiB answer to a client that reads slowly: the server writes
+    only while TLS takes it (its buffers stay small), and a request
+    pipelined behind it is answered after it, in order."""
+    n = 200 << 20
+    c = tsrv.raw()
+    try:
+        c.sendall(b"GET /gen/%d HTTP/1.1\r\nHost: x\r\n\r\nGET /gen/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % n)
+        got = c.recv(65536)
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        time.sleep(1.0)  # the reader stalls; the server must wait, not buffer
+        st = tsrv.stats()
+        assert st["conn_bytes_max"] < 128 * 1024, st
+        left = n - len(rest)
+        h = hashlib.sha256(rest)
+        while left > 0:
+            b = c.recv(min(1 << 20, left))
+            assert b
+            h.update(b)
+            left -= len(b)
+        assert h.hexdigest() == hashlib.sha256(pattern(n)).hexdigest()
+        tail = b""
+        while not tail.endswith(pattern(3)):
+            tail += c.recv(4096)
+        assert tail.startswith(b"HTTP/1.1 200 "), tail
+        assert tsrv.stats()["conn_bytes_max"] < 128 * 1024
+    finally:
+        c.close()
+
+
+def test_head_of_a_streamed_answer_has_no_body(tsrv):
+    c = tsrv.raw()
+    try:
+        c.sendall(b"HEAD /gen/1000 HTTP/1.1\r\nHost: x\r\n\r\nGET /gen/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while not got.endswith(pattern(2)):
+            got += c.recv(4096)
+        first, _, second = got.partition(b"\r\n\r\n")
+        assert b"Content-Length: 1000" in first, first
+        assert second.startswith(b"HTTP/1.1 200 "), second
+    finally:
+        c.close()
+
+
+def test_http_1_0_unknown_length_closes(tsrv):
+    c = tsrv.raw()
+    try:
+        c.sendall(b"GET /gen/100000?chunked=1 HTTP/1.0\r\n\r\n")
+        got = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            got += b
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding" not in head and b"Connection: close" in head, head
+        assert body == pattern(100000)
+    except ssl.SSLError:
+        pass
+    finally:
+        c.close()
+
+
+def test_idle_after_streaming_holds_nothing(tsrv):
+    c = tsrv.conn()
+    try:
+        c.request("GET", "/gen/100000")
+        c.getresponse().read()
+        c.request("PUT", "/upload/sink", body=b"q" * 100000)
+        assert c.getresponse().status == 200
+        st = tsrv.stats()
+        assert st["idle"] >= 1 and st["idle_bytes"] == 0, st
+    finally:
+        c.close()
