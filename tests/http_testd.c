@@ -249,7 +249,7 @@ static void handle_cb(void *arg, const struct moat_http_req *req, struct moat_ht
 			answer(resp, 404, "{}");
 			return;
 		}
-		answer(resp, 404, "{}"); /* STATIC */
+		moat_http_static(g.static_dir, moat_http_param(&p, "file"), req, resp);
 		return;
 	case R_SMALL:
 		answer(resp, 200, "{\"bytes\":%zu}", req->body_len);

@@ -232,6 +232,31 @@ void moat_http_resp_source(struct moat_http_resp *r, int status, const char *cty
 			   const struct moat_http_source *src);
 /* Release a source: free_cb, close(fd). */
 void moat_http_source_free(struct moat_http_source *src);
+/*
+ * Answer GET/HEAD with the regular file fd (taken: closed in every case):
+ * a strong ETag (size, mtime, inode), Accept-Ranges, Cache-Control
+ * (cache_control, or "no-cache": revalidate with the ETag), 304 when
+ * If-None-Match matches, 206 with Content-Range for one satisfiable byte
+ * range (If-Range honoured with the strong ETag), 416 with a Content-Range
+ * of "bytes", "*", "/" and the size when the range cannot be satisfied.
+ * Other Range forms (several ranges, other units) are ignored: the whole
+ * file.
+ * The body streams from fd (struct moat_http_source).
+ */
+void moat_http_resp_file(struct moat_http_resp *r, const struct moat_http_req *req, int fd,
+			 const char *ctype, const char *cache_control);
+/* The file rel ("css/app.css") under dir, as moat_http_resp_file answers
+ * it; 404 for a name with an empty, "." or ".." segment, a backslash, or
+ * one that resolves outside dir (by "..", an absolute or escaping
+ * symlink), and for anything but a regular file. */
+void moat_http_static(const char *dir, const char *rel, const struct moat_http_req *req,
+		      struct moat_http_resp *resp);
+/* Content type by extension (html, css, js, json, svg, png, ...); else
+ * application/octet-stream. */
+const char *moat_http_content_type(const char *name);
+struct stat;
+/* A strong entity-tag for a file: "size-mtime_ns-inode" in hex, quoted. */
+void moat_http_etag(const struct stat *st, char *out, size_t outlen);
 /* The bytes on the wire: status line, security headers, extra headers,
  * Content-Length, body (omitted for HEAD). Malloc'd into *out. */
 moat_err moat_http_resp_serialize(const struct moat_http_resp *r, bool keep_alive, bool head,

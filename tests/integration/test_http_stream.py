@@ -373,3 +373,157 @@ def test_idle_after_streaming_holds_nothing(tsrv):
         assert st["idle"] >= 1 and st["idle_bytes"] == 0, st
     finally:
         c.close()
+
+
+# --------------------------------------------------------------------------
+# files: ETag, 304, ranges, confinement (GET /files/{file*} serves --static)
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def files(tsrv):
+    d = os.path.join(tsrv.static, "console")
+    os.makedirs(os.path.join(d, "css"), exist_ok=True)
+    data = os.urandom(100000)
+    with open(os.path.join(d, "css", "app.css"), "wb") as f:
+        f.write(data)
+    with open(os.path.join(d, "index.html"), "wb") as f:
+        f.write(b"<!doctype html><title>console</title>")
+    with open(os.path.join(tsrv.dir, "secret.txt"), "w") as f:
+        f.write("outside the static directory")
+    os.symlink(os.path.join(tsrv.dir, "secret.txt"), os.path.join(tsrv.static, "abs-link"))
+    os.symlink("../secret.txt", os.path.join(tsrv.static, "rel-link"))
+    os.symlink("console/index.html", os.path.join(tsrv.static, "inside-link"))
+    return data
+
+
+def curl(tsrv, path, *args):
+    """(status, headers dict (lower-case names), body) via curl."""
+    out = subprocess.run(["curl", "-sS", "--cacert", tsrv.cert, "-D", "-", "-o", "-"] +
+                         list(args) + ["https://%s:%d%s" % (HOST, tsrv.port, path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert out.returncode == 0, out.stderr
+    head, _, body = out.stdout.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), hdrs, body
+
+
+def test_static_file_etag_and_304(tsrv, files):
+    st, h, body = curl(tsrv, "/files/console/css/app.css")
+    assert st == 200 and body == files, (st, h)
+    assert h["content-type"] == "text/css; charset=utf-8" and h["accept-ranges"] == "bytes"
+    assert h["cache-control"] == "no-cache" and h["content-length"] == "100000", h
+    etag = h["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/"), etag
+    # still there: the security headers of every answer
+    assert "nosniff" in h["x-content-type-options"] and "default-src" in h["content-security-policy"]
+    st, h2, body = curl(tsrv, "/files/console/css/app.css", "-H", "If-None-Match: " + etag)
+    assert st == 304 and body == b"" and h2["etag"] == etag, (st, h2)
+    st, _, _ = curl(tsrv, "/files/console/css/app.css", "-H", 'If-None-Match: "x", W/' + etag)
+    assert st == 304
+    st, _, _ = curl(tsrv, "/files/console/css/app.css", "-H", "If-None-Match: *")
+    assert st == 304
+    st, _, body = curl(tsrv, "/files/console/css/app.css", "-H", 'If-None-Match: "other"')
+    assert st == 200 and body == files
+    st, h, body = curl(tsrv, "/files/console/index.html")
+    assert st == 200 and h["content-type"].startswith("text/html") and body.startswith(b"<!doc")
+    # a change makes a new ETag
+    p = os.path.join(tsrv.static, "console", "index.html")
+    with open(p, "ab") as f:
+        f.write(b"<p>more")
+    st, h3, _ = curl(tsrv, "/files/console/index.html", "-H", "If-None-Match: " + h["etag"])
+    assert st == 200 and h3["etag"] != h["etag"]
+
+
+@pytest.mark.parametrize("rng,first,last", [
+    ("100-199", 100, 199), ("0-0", 0, 0), ("99990-", 99990, 99999), ("-500", 99500, 99999),
+    ("99000-200000", 99000, 99999), ("-200000", 0, 99999)])
+def test_static_single_range(tsrv, files, rng, first, last):
+    st, h, body = curl(tsrv, "/files/console/css/app.css", "-H", "Range: bytes=" + rng)
+    assert st == 206, (st, h)
+    assert h["content-range"] == "bytes %d-%d/100000" % (first, last), h
+    assert body == files[first:last + 1] and h["content-length"] == str(last - first + 1)
+
+
+@pytest.mark.parametrize("rng", ["bytes=100000-", "bytes=200000-300000", "bytes=-0"])
+def test_static_range_unsatisfiable_416(tsrv, files, rng):
+    st, h, body = curl(tsrv, "/files/console/css/app.css", "-H", "Range: " + rng)
+    assert st == 416 and h["content-range"] == "bytes */100000", (st, h)
+    assert json.loads(body)["status"] == 416
+
+
+@pytest.mark.parametrize("rng", ["bytes=0-1,5-6", "items=0-5", "bytes=5-1", "bytes=x-y", "bytes"])
+def test_static_other_ranges_are_ignored(tsrv, files, rng):
+    st, h, body = curl(tsrv, "/files/console/css/app.css", "-H", "Range: " + rng)
+    assert st == 200 and body == files, (st, h)
+
+
+def test_static_if_range(tsrv, files):
+    _, h, _ = curl(tsrv, "/files/console/css/app.css")
+    st, _, body = curl(tsrv, "/files/console/css/app.css", "-H", "Range: bytes=0-9",
+                       "-H", "If-Range: " + h["etag"])
+    assert st == 206 and body == files[:10]
+    for other in ('"stale"', "W/" + h["etag"], "Tue, 01 Dec 2026 00:00:00 GMT"):
+        st, _, body = curl(tsrv, "/files/console/css/app.css", "-H", "Range: bytes=0-9",
+                           "-H", "If-Range: " + other)
+        assert st == 200 and body == files, other
+
+
+def test_static_resume_a_download_with_curl(tsrv, files):
+    """curl -C: a partial download completed with a range request."""
+    out = os.path.join(tsrv.dir, "dl-%d" % time.monotonic_ns())
+    with open(out, "wb") as f:
+        f.write(files[:12345])
+    p = subprocess.run(["curl", "-sS", "--cacert", tsrv.cert, "-C", "-", "-o", out,
+                        "https://%s:%d/files/console/css/app.css" % (HOST, tsrv.port)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr
+    with open(out, "rb") as f:
+        assert f.read() == files
+
+
+@pytest.mark.parametrize("path", [
+    "/files/abs-link", "/files/rel-link", "/files/console", "/files/console/",
+    "/files/../secret.txt", "/files/console/../../secret.txt", "/files/%2e%2e/secret.txt",
+    "/files/console/%2e%2e/rel-link", "/files/console%00.css", "/files/console/css//app.css",
+    "/files/nope.css", "/files/console\\css\\app.css"])
+def test_static_confinement(tsrv, files, path):
+    c = tsrv.raw()
+    try:
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+        got = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            got += b
+    except ssl.SSLError:
+        pass
+    finally:
+        c.close()
+    assert got.split(b"\r\n", 1)[0] in (b"HTTP/1.1 404 Not Found", b"HTTP/1.1 400 Bad Request"), got
+    assert b"outside the static" not in got
+
+
+def test_static_symlink_inside_is_followed(tsrv, files):
+    st, _, body = curl(tsrv, "/files/inside-link")
+    assert st == 200 and body.startswith(b"<!doctype html>")
+
+
+def test_static_head_and_big_file_in_constant_memory(tsrv, files):
+    p = os.path.join(tsrv.static, "big.bin")
+    with open(p, "wb") as f:
+        for part in generated_chunks(64 << 20):
+            f.write(part)
+    st, h, body = curl(tsrv, "/files/big.bin", "-I")
+    assert st == 200 and h["content-length"] == str(64 << 20) and len(body) < 100
+    assert h["content-type"] == "application/octet-stream"
+    st, h, body = curl(tsrv, "/files/big.bin", "-H", "Range: bytes=%d-" % (32 << 20))
+    assert st == 206 and len(body) == 32 << 20
+    with open(p, "rb") as f:
+        f.seek(32 << 20)
+        assert f.read() == body
+    assert tsrv.stats()["conn_bytes_max"] < 128 * 1024

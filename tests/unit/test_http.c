@@ -1491,6 +1491,66 @@ static void test_parser_streamed_body(void **state)
 	parser_del(hp);
 }
 
+static int freed_sources;
+static void count_free_cb(void *arg)
+{
+	freed_sources++;
+}
+
+/* A streamed answer: Content-Length when the length is known, chunked
+ * coding when not (close for HTTP/1.0), no body bytes in the head; the
+ * source is released by moat_http_resp_free when the server did not take
+ * it; Cache-Control can be replaced. */
+static void test_resp_streamed(void **state)
+{
+	struct moat_http_source src = {NULL, count_free_cb, NULL, -1, 0, 1234};
+	struct moat_http_resp r;
+	size_t len;
+	char *w;
+
+	freed_sources = 0;
+	moat_http_resp_init(&r);
+	moat_http_resp_source(&r, 200, "application/octet-stream", &src);
+	w = serialize(&r, true, false, &len);
+	assert_non_null(find_header(w, "Content-Length"));
+	assert_int_equal(content_length_of(w), 1234);
+	assert_null(find_header(w, "Transfer-Encoding"));
+	assert_int_equal(len, head_len_of(w));
+	assert_non_null(strstr(w, "Cache-Control: no-store\r\n"));
+	free(w);
+	src.length = MOAT_HTTP_LENGTH_UNKNOWN;
+	moat_http_resp_source(&r, 200, "text/plain", &src); /* replaces: the first is freed */
+	assert_int_equal(freed_sources, 1);
+	snprintf(r.cache_control, sizeof(r.cache_control), "no-cache");
+	w = serialize(&r, true, false, &len);
+	assert_null(find_header(w, "Content-Length"));
+	assert_non_null(strstr(w, "Transfer-Encoding: chunked\r\n"));
+	assert_non_null(strstr(w, "Cache-Control: no-cache\r\n"));
+	assert_null(strstr(w, "no-store"));
+	assert_null(strstr(w, "Connection: close"));
+	free(w);
+	r.http10 = true;
+	w = serialize(&r, true, false, &len);
+	assert_null(find_header(w, "Transfer-Encoding"));
+	assert_non_null(strstr(w, "Connection: close\r\n"));
+	free(w);
+	moat_http_resp_free(&r);
+	assert_int_equal(freed_sources, 2);
+	moat_http_resp_free(&r);
+	assert_int_equal(freed_sources, 2);
+}
+
+static void test_content_types(void **state)
+{
+	assert_string_equal(moat_http_content_type("index.html"), "text/html; charset=utf-8");
+	assert_string_equal(moat_http_content_type("a/b/app.CSS"), "text/css; charset=utf-8");
+	assert_string_equal(moat_http_content_type("app.js"), "text/javascript; charset=utf-8");
+	assert_string_equal(moat_http_content_type("logo.svg"), "image/svg+xml");
+	assert_string_equal(moat_http_content_type("fw.bin"), "application/octet-stream");
+	assert_string_equal(moat_http_content_type("css.d/noext"), "application/octet-stream");
+	assert_string_equal(moat_http_content_type("html"), "application/octet-stream");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1542,6 +1602,8 @@ int main(void)
 	    cmocka_unit_test(test_query_duplicate_key),
 	    cmocka_unit_test(test_query_limit),
 	    cmocka_unit_test(test_query_only),
+	    cmocka_unit_test(test_resp_streamed),
+	    cmocka_unit_test(test_content_types),
 	    cmocka_unit_test(test_parser_streamed_body),
 	    cmocka_unit_test(test_route_several_params),
 	    cmocka_unit_test(test_route_rest_param),
