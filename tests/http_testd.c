@@ -33,6 +33,7 @@ enum route_id {
 	R_GEN,
 	R_FILES,
 	R_SMALL,
+	R_WS,
 	R__COUNT,
 };
 
@@ -44,6 +45,7 @@ static const struct moat_http_route routes[] = {
     [R_GEN] = {MOAT_HTTP_GET, "/gen/{n}", "", 0, NULL},
     [R_FILES] = {MOAT_HTTP_GET, "/files/{file*}", "", 0, NULL},
     [R_SMALL] = {MOAT_HTTP_POST, "/small", "", 1024, NULL},
+    [R_WS] = {MOAT_HTTP_GET, "/ws", "", 0, NULL},
 };
 
 static struct {
@@ -52,6 +54,7 @@ static struct {
 	const char *static_dir;
 	struct moat_http_server *srv;
 	uint64_t sink_chunks, sink_chunk_max, aborts;
+	uint64_t ws_open, ws_closed, ws_full;
 } g;
 
 static int route_of(const struct moat_http_req *req, struct moat_http_params *p)
@@ -173,6 +176,44 @@ static void gen_free_cb(void *arg)
 	free(arg);
 }
 
+/* --- a WebSocket echo: "close" closes, "flood" fills the send queue --- */
+
+static void ws_open_cb(void *arg, struct moat_http_ws *ws)
+{
+	(void)arg;
+	g.ws_open++;
+	(void)moat_http_ws_send(ws, true, "hello", 5);
+}
+
+static void ws_message_cb(void *arg, struct moat_http_ws *ws, bool text, const uint8_t *data,
+			  size_t len)
+{
+	static uint8_t block[32768];
+	char msg[64];
+	unsigned n = 0;
+
+	(void)arg;
+	if (text && len == 5 && memcmp(data, "close", 5) == 0) {
+		moat_http_ws_close(ws, 1000, "bye");
+		return;
+	}
+	if (text && len == 5 && memcmp(data, "flood", 5) == 0) {
+		while (moat_http_ws_send(ws, false, block, sizeof(block)) == MOAT_OK)
+			n++;
+		g.ws_full++;
+		snprintf(msg, sizeof(msg), "queued %u", n);
+		moat_http_ws_close(ws, 1008, msg);
+		return;
+	}
+	(void)moat_http_ws_send(ws, text, data, len);
+}
+
+static void ws_close_cb(void *arg)
+{
+	(void)arg;
+	g.ws_closed++;
+}
+
 static void handle_cb(void *arg, const struct moat_http_req *req, struct moat_http_resp *resp)
 {
 	struct moat_http_params p;
@@ -185,11 +226,13 @@ static void handle_cb(void *arg, const struct moat_http_req *req, struct moat_ht
 		answer(resp, 200,
 		       "{\"open\":%llu,\"idle\":%llu,\"idle_bytes\":%llu,\"conn_bytes_max\":%llu,"
 		       "\"requests\":%llu,\"sink_chunks\":%llu,\"sink_chunk_max\":%llu,"
-		       "\"aborts\":%llu}",
+		       "\"aborts\":%llu,\"ws_open\":%llu,\"ws_closed\":%llu,\"ws_full\":%llu}",
 		       (unsigned long long)st->open, (unsigned long long)st->idle,
 		       (unsigned long long)st->idle_bytes, (unsigned long long)st->conn_bytes_max,
 		       (unsigned long long)st->requests, (unsigned long long)g.sink_chunks,
-		       (unsigned long long)g.sink_chunk_max, (unsigned long long)g.aborts);
+		       (unsigned long long)g.sink_chunk_max, (unsigned long long)g.aborts,
+		       (unsigned long long)g.ws_open, (unsigned long long)g.ws_closed,
+		       (unsigned long long)g.ws_full);
 		return;
 	}
 	case R_SINK: {
@@ -254,6 +297,12 @@ static void handle_cb(void *arg, const struct moat_http_req *req, struct moat_ht
 	case R_SMALL:
 		answer(resp, 200, "{\"bytes\":%zu}", req->body_len);
 		return;
+	case R_WS: {
+		static const struct moat_http_ws_handler h = {ws_open_cb, ws_message_cb,
+							      ws_close_cb, NULL};
+		(void)moat_http_ws_accept(req, resp, &h);
+		return;
+	}
 	default:
 		answer(resp, 404, "{\"error\":\"not found\"}");
 		return;

@@ -226,6 +226,15 @@
 #define MOAT_HTTP_MAX_REQUESTS_PER_CONN 1000u
 /* Response bytes queued per connection before we stop reading requests. */
 #define MOAT_HTTP_MAX_OUT (4u * 1024u * 1024u)
+/* WebSocket (RFC 6455) on the HTTPS listeners: the largest message a
+ * client may send (the console sends small commands; 1009 beyond), the
+ * bytes queued towards one client before a send is refused (a reader that
+ * does not keep up is dropped rather than buffered), a ping when the client
+ * has been silent this long, and the close when it stays silent. */
+#define MOAT_HTTP_WS_MAX_MSG (64u * 1024u)
+#define MOAT_HTTP_WS_MAX_QUEUE (1024u * 1024u)
+#define MOAT_HTTP_WS_PING_MS 30000u
+#define MOAT_HTTP_WS_IDLE_MS 75000u
 /* Route parameters: how many a pattern may have, the bytes of one {param}
  * (a single segment: names and ids are far shorter) and of a trailing
  * {param*} (several segments: a file under a static directory). 404 when
@@ -344,6 +353,7 @@ _Static_assert(MOAT_HTTP_MAX_TARGET < MOAT_HTTP_MAX_HEAD, "the target fits the h
 _Static_assert(MOAT_HTTP_BODY_DEFAULT <= MOAT_HTTP_BODY_MAX, "body bounds");
 _Static_assert(MOAT_HTTP_STREAM_MAX >= 2ull * 1024u * 1024u * 1024u && sizeof(size_t) >= 8,
 	       "streamed bodies of 2 GiB and more");
+_Static_assert(MOAT_HTTP_WS_PING_MS < MOAT_HTTP_WS_IDLE_MS, "a ping before the idle close");
 _Static_assert(MOAT_HTTP_PARAM_MAX <= MOAT_HTTP_PARAM_REST_MAX &&
 		   MOAT_HTTP_PARAM_REST_MAX < MOAT_HTTP_MAX_TARGET,
 	       "route parameter bounds");

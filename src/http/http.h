@@ -196,6 +196,30 @@ struct moat_http_source {
 	uint64_t length;
 };
 
+/*
+ * WebSocket (RFC 6455). A handler accepts an upgrade request (after its
+ * own authentication) with moat_http_ws_accept; the connection then
+ * carries messages until either side closes. Callbacks run on the server
+ * thread: open_cb once the 101 answer is queued (messages sent from it
+ * follow the answer), message_cb per complete text or binary message from
+ * the client (at most MOAT_HTTP_WS_MAX_MSG bytes; 1009 beyond), close_cb
+ * exactly once when the connection ends for any reason (after it, ws is
+ * gone: free arg there).
+ */
+struct moat_http_ws; /* one WebSocket connection, owned by the server */
+struct moat_http_ws_handler {
+	void (*open_cb)(void *arg, struct moat_http_ws *ws);
+	void (*message_cb)(void *arg, struct moat_http_ws *ws, bool text, const uint8_t *data,
+			   size_t len);
+	void (*close_cb)(void *arg);
+	void *arg;
+};
+/* Queue a message; MOAT_E_FULL when MOAT_HTTP_WS_MAX_QUEUE bytes already
+ * wait for this client (the caller decides: drop it, or close). */
+moat_err moat_http_ws_send(struct moat_http_ws *ws, bool text, const void *data, size_t len);
+/* Start the closing handshake (code 1000 normal, 1008 policy, ...). */
+void moat_http_ws_close(struct moat_http_ws *ws, uint16_t code, const char *reason);
+
 /* Response being built by a handler. */
 struct moat_http_resp {
 	int status;
@@ -214,7 +238,21 @@ struct moat_http_resp {
 	/* Cache-Control to send instead of "no-store" (public static files). */
 	char cache_control[64];
 	bool http10; /* set by the server: no chunked coding, close instead */
+	/* Set by moat_http_ws_accept: the connection becomes a WebSocket. */
+	struct moat_http_ws_handler ws;
 };
+
+/*
+ * Answer a WebSocket upgrade (RFC 6455 4.2): GET with "Upgrade: websocket",
+ * "Connection: Upgrade", Sec-WebSocket-Version 13 (else 426 naming it) and
+ * a Sec-WebSocket-Key of 16 bytes in base64 (else 400); an Origin header,
+ * when sent, must be this server's own origin, https://<Host> (else 403:
+ * another site's page cannot ride an operator's session cookie). On
+ * success resp is the 101 answer with Sec-WebSocket-Accept and takes h;
+ * otherwise resp holds the problem answer and h is untouched.
+ */
+moat_err moat_http_ws_accept(const struct moat_http_req *req, struct moat_http_resp *resp,
+			     const struct moat_http_ws_handler *h);
 
 void moat_http_resp_init(struct moat_http_resp *r);
 void moat_http_resp_free(struct moat_http_resp *r);

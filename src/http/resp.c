@@ -43,6 +43,8 @@ const char *moat_http_reason(int status)
 		return "Insufficient Storage";
 	case 101:
 		return "Switching Protocols";
+	case 426:
+		return "Upgrade Required";
 	case 400:
 		return "Bad Request";
 	case 401:

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
+#include <wslay/wslay.h>
 
 #include "core/log.h"
 #include "core/net.h"
@@ -69,6 +71,13 @@ struct hconn {
 	bool src_chunked;
 	struct moat_http_source src;
 	uint64_t src_left; /* bytes still to send when the length is known */
+	/* after a WebSocket upgrade: frames by wslay, bytes read before the
+	 * upgrade completed (pend, from pend_off) go to it first */
+	wslay_event_context_ptr ws;
+	struct moat_http_ws_handler wsh;
+	size_t pend_off;
+	uint64_t ws_heard; /* when the client last sent a frame */
+	bool ws_pinged;
 };
 
 struct hlisten {
@@ -101,13 +110,14 @@ static size_t out_pending(const struct hconn *c);
 /* Heap bytes this connection's buffers hold now. */
 static size_t hc_held(const struct hconn *c)
 {
-	return moat_http_parser_held(&c->hp) + c->out_cap + c->pend_len;
+	return moat_http_parser_held(&c->hp) + c->out_cap + c->pend_len +
+	       (c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0);
 }
 
 /* Between requests: nothing read of the next one, nothing to send. */
 static bool hc_idle(const struct hconn *c)
 {
-	return !c->dead && c->phase == HC_OPEN && !c->lingering && !c->close_after &&
+	return !c->dead && c->phase == HC_OPEN && !c->lingering && !c->close_after && !c->ws &&
 	       c->hp.state == MOAT_HTTP_P_IDLE && c->pend == NULL && out_pending(c) == 0 &&
 	       !c->sourcing && !c->sinking;
 }
@@ -159,6 +169,11 @@ static void hc_close(struct hconn *c)
 	c->dead = true;
 	hc_sink_abort(c);
 	hc_src_free(c);
+	if (c->ws) {
+		c->wsh.close_cb(c->wsh.arg);
+		wslay_event_context_free(c->ws);
+		c->ws = NULL;
+	}
 	moat_reactor_del(&s->r, &c->ev);
 	if (c->ssl && c->phase == HC_OPEN && !c->shut)
 		(void)SSL_shutdown(c->ssl); /* best effort close_notify */
@@ -241,6 +256,14 @@ static void hc_interest(struct hconn *c)
 
 	if (c->dead)
 		return;
+	if (c->ws) {
+		if (wslay_event_want_read(c->ws) || c->tls_wants_read)
+			ev |= EPOLLIN;
+		if (out_pending(c) > 0 || wslay_event_want_write(c->ws) || c->tls_wants_write)
+			ev |= EPOLLOUT;
+		hc_want(c, ev);
+		return;
+	}
 	if (c->lingering || reading || c->tls_wants_read)
 		ev |= EPOLLIN;
 	if (hc_has_output(c) || c->tls_wants_write)
@@ -468,6 +491,170 @@ static void hc_deadline(struct hconn *c, uint64_t now)
 		c->deadline = now + MOAT_HTTP_IDLE_TIMEOUT_MS;
 }
 
+/* --- WebSocket: wslay reads and writes through TLS --- */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+			  void *user)
+{
+	struct hconn *c = user;
+	int n;
+
+	(void)flags;
+	if (c->pend != NULL) { /* frames that came with the upgrade request */
+		size_t k = c->pend_len - c->pend_off < len ? c->pend_len - c->pend_off : len;
+		memcpy(buf, c->pend + c->pend_off, k);
+		c->pend_off += k;
+		if (c->pend_off == c->pend_len) {
+			free(c->pend);
+			c->pend = NULL;
+			c->pend_len = c->pend_off = 0;
+		}
+		return (ssize_t)k;
+	}
+	if (len > INT32_MAX)
+		len = INT32_MAX;
+	ERR_clear_error();
+	n = SSL_read(c->ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_wants_write = true;
+		/* fall through */
+	case SSL_ERROR_WANT_READ:
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	default:
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+			  void *user)
+{
+	struct hconn *c = user;
+	int n;
+
+	(void)flags;
+	if (len > INT32_MAX)
+		len = INT32_MAX;
+	ERR_clear_error();
+	n = SSL_write(c->ssl, data, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+		c->tls_wants_read = true;
+		/* fall through */
+	case SSL_ERROR_WANT_WRITE:
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	default:
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+}
+
+static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+	(void)ctx;
+	(void)user;
+	return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+static void ws_frame_start_cb(wslay_event_context_ptr ctx,
+			      const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+	struct hconn *c = user;
+
+	(void)ctx;
+	(void)arg;
+	c->ws_heard = moat_now_ms();
+	c->ws_pinged = false;
+	c->deadline = c->ws_heard + MOAT_HTTP_WS_IDLE_MS;
+}
+
+static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+		      void *user)
+{
+	struct hconn *c = user;
+
+	(void)ctx;
+	if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
+		c->wsh.message_cb(c->wsh.arg, (struct moat_http_ws *)c,
+				  arg->opcode == WSLAY_TEXT_FRAME, arg->msg, arg->msg_length);
+}
+
+static bool hc_ws_start(struct hconn *c, const struct moat_http_ws_handler *h)
+{
+	static const struct wslay_event_callbacks cbs = {
+	    ws_recv_cb, ws_send_cb, ws_genmask_cb, ws_frame_start_cb, NULL, NULL, ws_msg_cb,
+	};
+
+	if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+		c->ws = NULL;
+		return false;
+	}
+	wslay_event_config_set_max_recv_msg_length(c->ws, MOAT_HTTP_WS_MAX_MSG);
+	c->wsh = *h;
+	c->ws_heard = moat_now_ms();
+	c->deadline = c->ws_heard + MOAT_HTTP_WS_IDLE_MS;
+	c->pend_off = 0;
+	return true;
+}
+
+/* Frames in and out once the 101 answer is out; false when closed. */
+static bool hc_ws_io(struct hconn *c)
+{
+	if (out_pending(c) > 0 && !hc_flush(c))
+		return false;
+	if (c->dead || out_pending(c) > 0)
+		return !c->dead;
+	c->tls_wants_read = c->tls_wants_write = false;
+	if (wslay_event_recv(c->ws) != 0 || wslay_event_send(c->ws) != 0) {
+		hc_close(c);
+		return false;
+	}
+	if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+		/* closed (both ways, or after a 1009/1002 of ours): drain what
+		 * the client still sends so it reads our close frame */
+		hc_finish(c);
+		return false;
+	}
+	hc_interest(c);
+	return true;
+}
+
+moat_err moat_http_ws_send(struct moat_http_ws *ws, bool text, const void *data, size_t len)
+{
+	struct hconn *c = (struct hconn *)ws;
+	struct wslay_event_msg m;
+
+	if (c->dead || c->ws == NULL)
+		return MOAT_E_INVAL;
+	if (wslay_event_get_queued_msg_length(c->ws) + len > MOAT_HTTP_WS_MAX_QUEUE)
+		return MOAT_E_FULL;
+	m.opcode = text ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME;
+	m.msg = data;
+	m.msg_length = len;
+	if (wslay_event_queue_msg(c->ws, &m) != 0)
+		return MOAT_E_INVAL; /* closing: nothing more may be sent */
+	hc_interest(c);
+	return MOAT_OK;
+}
+
+void moat_http_ws_close(struct moat_http_ws *ws, uint16_t code, const char *reason)
+{
+	struct hconn *c = (struct hconn *)ws;
+
+	if (c->dead || c->ws == NULL)
+		return;
+	(void)wslay_event_queue_close(c->ws, code, (const uint8_t *)reason,
+				      reason ? strlen(reason) : 0);
+	hc_interest(c);
+}
+
 static moat_err hc_chunk_cb(void *arg, const uint8_t *data, size_t len)
 {
 	struct hconn *c = arg;
@@ -530,6 +717,18 @@ static void hc_dispatch(struct hconn *c, bool head_only)
 	}
 	if (resp.sink.abort_cb) /* a sink set on a request that does not stream */
 		resp.sink.abort_cb(resp.sink.arg);
+	if (resp.ws.close_cb != NULL) {
+		if (!head_only && resp.status == 101 && !resp.headers_full &&
+		    hc_ws_start(c, &resp.ws)) {
+			queue_resp(c, &resp, true, false);
+			moat_http_resp_free(&resp);
+			c->wsh.open_cb(c->wsh.arg, (struct moat_http_ws *)c);
+			return;
+		}
+		resp.ws.close_cb(resp.ws.arg);
+		if (resp.status == 101)
+			moat_http_resp_take(&resp, 500, NULL, NULL, 0);
+	}
 	keep_alive =
 	    !head_only && c->hp.req.keep_alive && c->requests < MOAT_HTTP_MAX_REQUESTS_PER_CONN;
 	queue_resp(c, &resp, keep_alive, c->hp.req.method == MOAT_HTTP_HEAD);
@@ -548,7 +747,7 @@ static bool hc_process(struct hconn *c, const uint8_t *data, size_t len)
 
 		if (c->close_after)
 			return true; /* answering the last request; ignore the rest */
-		if (out_pending(c) > MOAT_HTTP_MAX_OUT || c->sourcing) {
+		if (out_pending(c) > MOAT_HTTP_MAX_OUT || c->sourcing || c->ws) {
 			uint8_t *np = malloc(len);
 			if (np == NULL) {
 				hc_close(c);
@@ -600,7 +799,7 @@ static void hc_read(struct hconn *c)
 		if (c->dead)
 			return;
 	}
-	while (!c->dead && c->pend == NULL && !c->close_after) {
+	while (!c->dead && c->pend == NULL && !c->close_after && !c->ws) {
 		int n;
 		ERR_clear_error();
 		n = SSL_read(c->ssl, s->rbuf, (int)sizeof(s->rbuf));
@@ -673,11 +872,20 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 		c->seen = MOAT_HTTP_P_ERROR; /* force a deadline update */
 		hc_deadline(c, now);
 	}
+	if (c->ws) {
+		(void)hc_ws_io(c);
+		return;
+	}
 	if (hc_has_output(c) && !hc_flush(c))
 		return;
 	hc_read(c);
 	if (c->dead)
 		return;
+	if (c->ws) { /* upgraded by what was just read */
+		(void)hc_ws_io(c);
+		hc_settle(c);
+		return;
+	}
 	hc_deadline(c, now);
 	if (hc_has_output(c)) {
 		if (!hc_flush(c))
@@ -781,6 +989,12 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 		log_debug("tick_read", "errno=%d", errno);
 	for (c = s->conns; c; c = next) {
 		next = c->next;
+		if (c->ws && !c->ws_pinged && now - c->ws_heard >= MOAT_HTTP_WS_PING_MS) {
+			struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+			c->ws_pinged = true;
+			if (wslay_event_queue_msg(c->ws, &ping) == 0)
+				hc_interest(c);
+		}
 		if (now < c->deadline)
 			continue;
 		if (c->lingering) {

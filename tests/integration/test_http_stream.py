@@ -527,3 +527,115 @@ def test_static_head_and_big_file_in_constant_memory(tsrv, files):
         f.seek(32 << 20)
         assert f.read() == body
     assert tsrv.stats()["conn_bytes_max"] < 128 * 1024
+
+
+# --------------------------------------------------------------------------
+# WebSocket (GET /ws: an echo handler)
+# --------------------------------------------------------------------------
+
+import wskit  # noqa: E402
+
+
+def ws_open(tsrv, **kw):
+    host = "%s:%d" % (HOST, tsrv.port)
+    return wskit.WebSocket.open(tsrv.raw(timeout=20), "/ws", host, **kw)
+
+
+def test_websocket_echo_and_close(tsrv):
+    before = tsrv.stats()
+    ws, hs = ws_open(tsrv, origin="https://%s:%d" % (HOST, tsrv.port))
+    assert hs.status == 101 and hs.header("upgrade") == "websocket", hs.headers
+    assert ws.recv() == (wskit.TEXT, b"hello")  # sent by on_open
+    ws.send(wskit.TEXT, "ping me")
+    assert ws.recv() == (wskit.TEXT, b"ping me")
+    ws.send(wskit.BINARY, bytes(range(256)) * 200)  # 51200 bytes: under the limit
+    assert ws.recv() == (wskit.BINARY, bytes(range(256)) * 200)
+    # a fragmented message is one message
+    ws.send(wskit.TEXT, "frag", fin=False)
+    ws.send(0, "mented")
+    assert ws.recv() == (wskit.TEXT, b"fragmented")
+    ws.send(wskit.PING, "p")
+    assert ws.recv() == (wskit.PONG, b"p")
+    ws.send(wskit.TEXT, "close")
+    assert ws.close_code(ws.recv()) == 1000
+    ws.send(wskit.CLOSE, b"\x03\xe8")
+    assert ws.s.recv(10) == b""
+    ws.s.close()
+    mk.wait_until(lambda: tsrv.stats()["ws_closed"] == before["ws_closed"] + 1,
+                  what="close_cb called once")
+    st = tsrv.stats()
+    assert st["ws_open"] == before["ws_open"] + 1
+
+
+def test_websocket_frames_sent_with_the_upgrade(tsrv):
+    """Frames that arrive in the same packet as the upgrade request."""
+    s = tsrv.raw()
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    ws = wskit.WebSocket(s)
+    req = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode()
+    k = b"\x01\x02\x03\x04"
+    frame = bytes([0x81, 0x80 | 3]) + k + bytes(b ^ k[i] for i, b in enumerate(b"abc"))
+    s.sendall(req + frame)
+    ws._need(4)
+    head, ws.buf = ws.buf.split(b"\r\n\r\n", 1) if b"\r\n\r\n" in ws.buf else (b"", ws.buf)
+    while not head:
+        ws.buf += s.recv(4096)
+        if b"\r\n\r\n" in ws.buf:
+            head, ws.buf = ws.buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    # RFC 6455's own example key and accept
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, head
+    assert ws.recv() == (wskit.TEXT, b"hello")
+    assert ws.recv() == (wskit.TEXT, b"abc")
+    s.close()
+
+
+@pytest.mark.parametrize("kw,status", [
+    ({"origin": "https://evil.example"}, 403),
+    ({"origin": "http://127.0.0.1"}, 403),
+    ({"version": "8"}, 426),
+    ({"version": None}, 426),
+    ({"key": "short"}, 400),
+    ({"key": "!!!!!!!!!!!!!!!!!!!!!!=="}, 400),
+])
+def test_websocket_handshake_refusals(tsrv, kw, status):
+    ws, hs = ws_open(tsrv, **kw)
+    assert ws is None and hs.status == status, (hs.status, hs.body)
+    if status == 426:
+        assert hs.header("sec-websocket-version") == "13"
+    assert json.loads(hs.body)["status"] == status
+
+
+def test_websocket_limits(tsrv):
+    # a message over MOAT_HTTP_WS_MAX_MSG (64 KiB): 1009
+    ws, _ = ws_open(tsrv)
+    assert ws.recv()[0] == wskit.TEXT
+    try:
+        ws.send(wskit.BINARY, b"x" * (64 * 1024 + 1))
+    except (ConnectionError, ssl.SSLError):
+        pass  # refused from the frame header: the rest may not be taken
+    assert ws.close_code(ws.recv()) == 1009
+    ws.s.close()
+    # an unmasked client frame is a protocol error: 1002
+    ws, _ = ws_open(tsrv)
+    assert ws.recv()[0] == wskit.TEXT
+    ws.send(wskit.TEXT, "x", mask=False)
+    assert ws.close_code(ws.recv()) == 1002
+    ws.s.close()
+    # a client that does not read: sends are refused past the queue limit
+    # (MOAT_HTTP_WS_MAX_QUEUE, 1 MiB) instead of buffering without end
+    ws, _ = ws_open(tsrv)
+    assert ws.recv()[0] == wskit.TEXT
+    ws.send(wskit.TEXT, "flood")
+    mk.wait_until(lambda: tsrv.stats()["ws_full"] >= 1, what="the queue filled")
+    st = tsrv.stats()
+    assert st["conn_bytes_max"] < 2 * 1024 * 1024, st
+    while True:  # wslay may send the close before the queued messages
+        op, payload = ws.recv()
+        if op == wskit.CLOSE:
+            assert ws.close_code((op, payload)) == 1008
+            queued = int(payload[2:].split()[1])
+            assert 0 < queued * 32768 <= 1024 * 1024, queued
+            break
+    ws.s.close()
