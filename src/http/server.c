@@ -520,7 +520,8 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 	switch (SSL_get_error(c->ssl, n)) {
 	case SSL_ERROR_WANT_WRITE:
 		c->tls_wants_write = true;
-		/* fall through */
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
 	case SSL_ERROR_WANT_READ:
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
@@ -546,7 +547,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 	switch (SSL_get_error(c->ssl, n)) {
 	case SSL_ERROR_WANT_READ:
 		c->tls_wants_read = true;
-		/* fall through */
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
 	case SSL_ERROR_WANT_WRITE:
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
