@@ -724,6 +724,9 @@ static void hc_dispatch(struct hconn *c, bool head_only)
 		    hc_ws_start(c, &resp.ws)) {
 			queue_resp(c, &resp, true, false);
 			moat_http_resp_free(&resp);
+			/* the parser is done with this connection: its arena goes */
+			moat_http_parser_next(&c->hp);
+			moat_http_parser_release(&c->hp);
 			c->wsh.open_cb(c->wsh.arg, (struct moat_http_ws *)c);
 			return;
 		}
