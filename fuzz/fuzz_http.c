@@ -17,6 +17,32 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Paths starting "/s" stream their bodies (limit 200 bytes), like an upload
+ * route: the pieces go to chunk_cb and nothing is buffered. */
+static size_t stream_cb(void *arg, int method, const char *path, size_t path_len)
+{
+	(void)arg;
+	(void)method;
+	return path_len >= 2 && path[1] == 's' ? 200 : 0;
+}
+
+struct streamed {
+	size_t total;
+};
+
+static moat_err chunk_cb(void *arg, const uint8_t *data, size_t len)
+{
+	struct streamed *st = arg;
+
+	if (len == 0 || data == NULL)
+		abort();
+	st->total += len;
+	if (st->total > 200)
+		abort(); /* over the stream limit: the parser must have refused */
+	/* a piece ending in '!' fails the sink (500/507 paths) */
+	return data[len - 1] == '!' ? MOAT_E_IO : data[len - 1] == '?' ? MOAT_E_FULL : MOAT_OK;
+}
+
 static size_t limit_cb(void *arg, int method, const char *path, size_t path_len)
 {
 	(void)arg;
@@ -37,7 +63,8 @@ static void check_request(const struct moat_http_parser *hp)
 
 	if (r->path[0] != '/' || strlen(r->path) != r->path_len ||
 	    r->path_len > MOAT_HTTP_MAX_TARGET || r->n_headers > MOAT_HTTP_MAX_HEADERS ||
-	    r->body_len > MOAT_HTTP_BODY_DEFAULT || (r->body_len > 0 && r->body == NULL))
+	    r->body_len > MOAT_HTTP_BODY_DEFAULT || (r->body_len > 0 && r->body == NULL) ||
+	    (r->streaming && r->body_len != 0))
 		abort();
 	for (i = 0; i < r->n_headers; i++)
 		if (strlen(r->headers[i].value) != r->headers[i].value_len)
@@ -59,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct moat_http_parser *hp;
 	size_t off = 1, chunk;
+	struct streamed st = {0};
 
 	if (size < 1)
 		return 0;
@@ -69,12 +97,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (hp == NULL)
 		return 0;
 	moat_http_parser_init(hp, limit_cb, NULL);
+	moat_http_parser_set_stream(hp, stream_cb);
 	while (off < size) {
 		size_t len = size - off < chunk ? size - off : chunk, used = 0;
 		moat_err rc = moat_http_parser_feed(hp, data + off, len, &used);
 		if (used > len)
 			abort();
 		off += used;
+		if (rc == MOAT_OK && hp->state == MOAT_HTTP_P_STREAM) {
+			if (!hp->req.streaming || hp->req.path[1] != 's' || hp->body_cap != 0)
+				abort();
+			st.total = 0;
+			moat_http_parser_stream(hp, chunk_cb, &st);
+			continue;
+		}
 		if (rc == MOAT_OK) {
 			struct moat_http_resp resp;
 			char *wire = NULL;
@@ -87,7 +123,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						     &wlen) == MOAT_OK)
 				free(wire);
 			moat_http_resp_free(&resp);
+			if (hp->req.streaming &&
+			    (hp->req.streamed != st.total || hp->body_cap != 0))
+				abort();
 			moat_http_parser_next(hp);
+			/* an idle connection gives its buffers back */
+			moat_http_parser_release(hp);
+			if (moat_http_parser_held(hp) != 0)
+				abort();
 			continue;
 		}
 		if (rc == MOAT_E_AGAIN) {

@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 #include <sodium.h>
 
+#include "api/api_events.h"
 #include "api/internal.h"
 #include "core/log.h"
 #include "core/reactor.h"
@@ -45,6 +46,7 @@ static const struct api_route_def routes[] = {
     {MOAT_HTTP_DELETE, "/api/v1/tokens/{id}", P_TOKENS_WRITE, 0, 0, api_tokens_delete},
     {MOAT_HTTP_GET, "/api/v1/audit", P_AUDIT_READ, 0, 0, api_audit_list},
     {MOAT_HTTP_GET, "/api/v1/audit/verify", P_AUDIT_READ, 0, 0, api_audit_verify},
+    {MOAT_HTTP_GET, "/api/v1/events/ws", P_AUDIT_READ, 0, 0, api_events_ws},
     /* EST (RFC 7030) and the CRL: the enrollment token is checked by the
      * handler (P_NONE here means "no operator authentication"). */
     {MOAT_HTTP_GET, "/.well-known/est/cacerts", P_NONE, 0, 0, api_est_cacerts},
@@ -836,6 +838,7 @@ void moat_api_tick(void *arg, uint64_t now_ms)
 	struct moat_api *api = arg;
 
 	api_secev_flush(api, false);
+	api_events_tick(api, now_ms);
 	if (now_ms - api->last_due_ms >= 1000) {
 		api->last_due_ms = now_ms;
 		api_est_revoke_due(api);

@@ -70,6 +70,14 @@ void api_metrics(struct api_call *c)
 		     (double)h->refused);
 		mput(&m, "moat_http_connections_open", "HTTPS connections open", "gauge", NULL,
 		     (double)h->open);
+		mput(&m, "moat_http_connections_idle", "HTTPS connections between requests",
+		     "gauge", NULL, (double)h->idle);
+		mput(&m, "moat_http_idle_buffer_bytes",
+		     "bytes of buffers held by idle HTTPS connections", "gauge", NULL,
+		     (double)h->idle_bytes);
+		mput(&m, "moat_http_connection_buffer_bytes_max",
+		     "the most buffer bytes one HTTPS connection has held", "gauge", NULL,
+		     (double)h->conn_bytes_max);
 		mput(&m, "moat_http_tls_failures_total", "failed TLS handshakes", "counter", NULL,
 		     (double)h->tls_failures);
 		mput(&m, "moat_http_timeouts_total", "connections closed by a timeout", "counter",

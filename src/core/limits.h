@@ -222,6 +222,9 @@
  * The API takes small JSON documents. 413 beyond. */
 #define MOAT_HTTP_BODY_DEFAULT (16u * 1024u)
 #define MOAT_HTTP_BODY_MAX (1024u * 1024u)
+/* A body that streams to its handler piece by piece (firmware artifacts)
+ * is never held whole: its route's limit may be up to this. */
+#define MOAT_HTTP_STREAM_MAX (8ull * 1024u * 1024u * 1024u)
 /* Slowloris: a request's head must be complete this long after its first
  * byte (or after the connection opened), its body this long after the head;
  * an idle keep-alive connection is closed after the third. */
@@ -240,6 +243,22 @@
 #define MOAT_HTTP_MAX_REQUESTS_PER_CONN 1000u
 /* Response bytes queued per connection before we stop reading requests. */
 #define MOAT_HTTP_MAX_OUT (4u * 1024u * 1024u)
+/* WebSocket (RFC 6455) on the HTTPS listeners: the largest message a
+ * client may send (the console sends small commands; 1009 beyond), the
+ * bytes queued towards one client before a send is refused (a reader that
+ * does not keep up is dropped rather than buffered), a ping when the client
+ * has been silent this long, and the close when it stays silent. */
+#define MOAT_HTTP_WS_MAX_MSG (64u * 1024u)
+#define MOAT_HTTP_WS_MAX_QUEUE (1024u * 1024u)
+#define MOAT_HTTP_WS_PING_MS 30000u
+#define MOAT_HTTP_WS_IDLE_MS 75000u
+/* Route parameters: how many a pattern may have, the bytes of one {param}
+ * (a single segment: names and ids are far shorter) and of a trailing
+ * {param*} (several segments: a file under a static directory). 404 when
+ * a path's parameter is longer. */
+#define MOAT_HTTP_MAX_PARAMS 6u
+#define MOAT_HTTP_PARAM_MAX 128u
+#define MOAT_HTTP_PARAM_REST_MAX 256u
 
 /* Management API sessions (src/api/): an operator who walks away is logged
  * out after the idle time; no session outlives a working day. */
@@ -396,6 +415,12 @@ _Static_assert(MOAT_STORE_BUSY_MS_MIN <= MOAT_STORE_BUSY_MS_DEFAULT &&
 _Static_assert(MOAT_STORE_MAX_PARAMS <= 255u, "parameter index fits a byte");
 _Static_assert(MOAT_HTTP_MAX_TARGET < MOAT_HTTP_MAX_HEAD, "the target fits the head");
 _Static_assert(MOAT_HTTP_BODY_DEFAULT <= MOAT_HTTP_BODY_MAX, "body bounds");
+_Static_assert(MOAT_HTTP_STREAM_MAX >= 2ull * 1024u * 1024u * 1024u && sizeof(size_t) >= 8,
+	       "streamed bodies of 2 GiB and more");
+_Static_assert(MOAT_HTTP_WS_PING_MS < MOAT_HTTP_WS_IDLE_MS, "a ping before the idle close");
+_Static_assert(MOAT_HTTP_PARAM_MAX <= MOAT_HTTP_PARAM_REST_MAX &&
+		   MOAT_HTTP_PARAM_REST_MAX < MOAT_HTTP_MAX_TARGET,
+	       "route parameter bounds");
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX < MOAT_STORE_MAX_PENDING_BYTES,
 	       "one message fits the pending budget");
 _Static_assert(MOAT_PASSWORD_MIN_CHARS >= 8u && MOAT_PASSWORD_MIN_CHARS <= MOAT_PASSWORD_MAX_BYTES,

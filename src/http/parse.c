@@ -39,7 +39,7 @@ static int hp_collect(struct moat_http_parser *hp, int tok, const char *at, size
 					      : "request head too large");
 	if (tok == TOK_URL && hp->head_len - hp->tok_off + len > MOAT_HTTP_MAX_TARGET)
 		return hp_fail(hp, 414, "request target too long");
-	memcpy(hp->head + hp->head_len, at, len);
+	memcpy(hp->a->head + hp->head_len, at, len);
 	hp->head_len += len;
 	return 0;
 }
@@ -53,9 +53,9 @@ static int hp_terminate(struct moat_http_parser *hp, int tok)
 	}
 	if (hp->head_len >= MOAT_HTTP_MAX_HEAD)
 		return hp_fail(hp, 431, "request head too large");
-	if (memchr(hp->head + hp->tok_off, '\0', hp->head_len - hp->tok_off) != NULL)
+	if (memchr(hp->a->head + hp->tok_off, '\0', hp->head_len - hp->tok_off) != NULL)
 		return hp_fail(hp, 400, "NUL byte in the request head");
-	hp->head[hp->head_len++] = '\0';
+	hp->a->head[hp->head_len++] = '\0';
 	hp->last = TOK_NONE;
 	return 0;
 }
@@ -70,6 +70,7 @@ static int on_message_begin(llhttp_t *p)
 	hp->last = TOK_NONE;
 	hp->body_len = 0;
 	hp->expect_continue = false;
+	hp->streaming = false;
 	return 0;
 }
 
@@ -109,7 +110,7 @@ static int on_header_field_complete(llhttp_t *p)
 	if (hp->n_headers >= MOAT_HTTP_MAX_HEADERS)
 		return hp_fail(hp, 431, "too many header fields");
 	rc = hp_terminate(hp, TOK_FIELD);
-	hp->name_off[hp->n_headers] = hp->tok_off;
+	hp->a->name_off[hp->n_headers] = hp->tok_off;
 	return rc;
 }
 
@@ -133,12 +134,12 @@ static int on_header_value_complete(llhttp_t *p)
 	/* Trailing whitespace is not part of a field value (RFC 9110 5.5);
 	 * llhttp strips only the leading part. */
 	while (hp->head_len - 1 > hp->tok_off &&
-	       (hp->head[hp->head_len - 2] == ' ' || hp->head[hp->head_len - 2] == '\t')) {
-		hp->head[hp->head_len - 2] = '\0';
+	       (hp->a->head[hp->head_len - 2] == ' ' || hp->a->head[hp->head_len - 2] == '\t')) {
+		hp->a->head[hp->head_len - 2] = '\0';
 		hp->head_len--;
 	}
-	hp->value_off[hp->n_headers] = hp->tok_off;
-	hp->value_len[hp->n_headers] = hp->head_len - 1 - hp->tok_off;
+	hp->a->value_off[hp->n_headers] = hp->tok_off;
+	hp->a->value_len[hp->n_headers] = hp->head_len - 1 - hp->tok_off;
 	hp->n_headers++;
 	return 0;
 }
@@ -149,13 +150,14 @@ static void hp_fill_req(struct moat_http_parser *hp)
 	size_t i;
 
 	r->method = llhttp_get_method(&hp->p);
-	r->target = hp->head + hp->target_off;
-	r->path = hp->path;
+	r->target = hp->a->head + hp->target_off;
+	r->path = hp->a->path;
 	r->n_headers = hp->n_headers;
+	r->headers = hp->a->headers;
 	for (i = 0; i < hp->n_headers; i++) {
-		r->headers[i].name = hp->head + hp->name_off[i];
-		r->headers[i].value = hp->head + hp->value_off[i];
-		r->headers[i].value_len = hp->value_len[i];
+		hp->a->headers[i].name = hp->a->head + hp->a->name_off[i];
+		hp->a->headers[i].value = hp->a->head + hp->a->value_off[i];
+		hp->a->headers[i].value_len = hp->a->value_len[i];
 	}
 }
 
@@ -170,20 +172,30 @@ static int on_headers_complete(llhttp_t *p)
 		return hp_fail(hp, 400, "no request target");
 	if (llhttp_get_http_major(p) != 1)
 		return hp_fail(hp, 505, "only HTTP/1.x is supported");
-	target = hp->head + hp->target_off;
+	target = hp->a->head + hp->target_off;
 	if (target[0] != '/')
 		return hp_fail(hp, 400, "the request target must be an absolute path");
 	q = strchr(target, '?');
 	plen = q ? (size_t)(q - target) : strlen(target);
-	memcpy(hp->path, target, plen);
-	hp->path[plen] = '\0';
+	memcpy(hp->a->path, target, plen);
+	hp->a->path[plen] = '\0';
 	hp->req.path_len = plen;
 	hp->req.query = q ? q + 1 : "";
 	hp_fill_req(hp);
-	hp->body_limit = hp->limit_cb ? hp->limit_cb(hp->limit_arg, hp->req.method, hp->path, plen)
-				      : MOAT_HTTP_BODY_DEFAULT;
-	if (hp->body_limit > MOAT_HTTP_BODY_MAX)
-		hp->body_limit = MOAT_HTTP_BODY_MAX;
+	hp->body_limit =
+	    hp->stream_cb ? hp->stream_cb(hp->limit_arg, hp->req.method, hp->a->path, plen) : 0;
+	hp->streaming = hp->body_limit > 0;
+	if (hp->streaming) {
+		if (hp->body_limit > MOAT_HTTP_STREAM_MAX)
+			hp->body_limit = MOAT_HTTP_STREAM_MAX;
+	} else {
+		hp->body_limit =
+		    hp->limit_cb ? hp->limit_cb(hp->limit_arg, hp->req.method, hp->a->path, plen)
+				 : MOAT_HTTP_BODY_DEFAULT;
+		if (hp->body_limit > MOAT_HTTP_BODY_MAX)
+			hp->body_limit = MOAT_HTTP_BODY_MAX;
+	}
+	hp->req.streaming = hp->streaming;
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > hp->body_limit)
 		return hp_fail(hp, 413, "request body too large for this route");
 	if (chunked && hp->body_limit == 0)
@@ -194,6 +206,14 @@ static int on_headers_complete(llhttp_t *p)
 			return hp_fail(hp, 417, "only Expect: 100-continue is understood");
 		/* HTTP/1.0 clients do not know 100 Continue (RFC 9110 10.1.1). */
 		hp->expect_continue = llhttp_get_http_minor(p) >= 1;
+	}
+	hp->req.keep_alive = llhttp_should_keep_alive(p) != 0;
+	hp->req.http_minor = llhttp_get_http_minor(p);
+	if (hp->streaming) {
+		/* Stop here: the server asks the handler whether it takes the
+		 * body before any of it is read. */
+		hp->state = MOAT_HTTP_P_STREAM;
+		return HPE_PAUSED;
 	}
 	hp->state = MOAT_HTTP_P_BODY;
 	return 0;
@@ -206,6 +226,16 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 	hp->expect_continue = false; /* the body is coming anyway */
 	if (len > hp->body_limit - hp->body_len)
 		return hp_fail(hp, 413, "request body too large for this route");
+	if (hp->streaming) {
+		moat_err rc = hp->chunk_cb ? hp->chunk_cb(hp->chunk_arg, (const uint8_t *)at, len)
+					   : MOAT_E_INTERNAL;
+		if (rc == MOAT_E_FULL)
+			return hp_fail(hp, 507, "no room to store the request body");
+		if (rc != MOAT_OK)
+			return hp_fail(hp, 500, "the request body could not be stored");
+		hp->body_len += len;
+		return 0;
+	}
 	if (hp->body_len + len > hp->body_cap) {
 		size_t ncap = hp->body_cap ? hp->body_cap : 1024;
 		uint8_t *nb;
@@ -231,8 +261,15 @@ static int on_message_complete(llhttp_t *p)
 	hp->state = MOAT_HTTP_P_DONE;
 	hp->expect_continue = false;
 	hp_fill_req(hp);
-	hp->req.body = hp->body_len ? hp->body : (const uint8_t *)"";
-	hp->req.body_len = hp->body_len;
+	if (hp->streaming) {
+		hp->req.body = (const uint8_t *)"";
+		hp->req.body_len = 0;
+		hp->req.streaming = true;
+		hp->req.streamed = hp->body_len;
+	} else {
+		hp->req.body = hp->body_len ? hp->body : (const uint8_t *)"";
+		hp->req.body_len = hp->body_len;
+	}
 	/* No protocol upgrades here: answer, then close. */
 	hp->req.keep_alive = llhttp_should_keep_alive(p) != 0 && !llhttp_get_upgrade(p);
 	hp->req.http_minor = llhttp_get_http_minor(p);
@@ -262,6 +299,8 @@ void moat_http_parser_init(struct moat_http_parser *hp, moat_http_body_limit_cb 
 
 void moat_http_parser_free(struct moat_http_parser *hp)
 {
+	free(hp->a);
+	hp->a = NULL;
 	free(hp->body);
 	hp->body = NULL;
 	hp->body_cap = hp->body_len = 0;
@@ -296,10 +335,17 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 	*used = 0;
 	if (hp->state == MOAT_HTTP_P_ERROR)
 		return MOAT_E_MALFORMED;
-	if (hp->state == MOAT_HTTP_P_DONE)
+	if (hp->state == MOAT_HTTP_P_DONE || hp->state == MOAT_HTTP_P_STREAM)
 		return MOAT_OK;
 	if (len == 0)
 		return MOAT_E_AGAIN;
+	if (hp->a == NULL) {
+		hp->a = malloc(sizeof(*hp->a));
+		if (hp->a == NULL) {
+			hp_fail(hp, 503, "out of memory");
+			return MOAT_E_NOMEM;
+		}
+	}
 	e = llhttp_execute(&hp->p, (const char *)data, len);
 	if (e == HPE_OK) {
 		*used = len;
@@ -308,6 +354,8 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
 		const char *pos = llhttp_get_error_pos(&hp->p);
 		*used = pos ? (size_t)(pos - (const char *)data) : len;
+		if (hp->state == MOAT_HTTP_P_STREAM && e == HPE_PAUSED)
+			return MOAT_OK;
 		if (hp->state != MOAT_HTTP_P_DONE) {
 			hp_fail(hp, 400, "unexpected upgrade");
 			return MOAT_E_MALFORMED;
@@ -344,6 +392,8 @@ moat_err moat_http_parser_feed(struct moat_http_parser *hp, const uint8_t *data,
 		hp_fail(hp, status, why);
 	}
 	switch (hp->status) {
+	case 503:
+		return MOAT_E_NOMEM;
 	case 413:
 		return MOAT_E_TOO_LARGE;
 	case 414:
@@ -362,6 +412,9 @@ void moat_http_parser_next(struct moat_http_parser *hp)
 	hp->head_len = 0;
 	hp->n_headers = 0;
 	hp->body_len = 0;
+	hp->streaming = false;
+	hp->chunk_cb = NULL;
+	hp->chunk_arg = NULL;
 	memset(&hp->req, 0, sizeof(hp->req));
 	/* Keep a small body buffer for the next request; drop a big one. */
 	if (hp->body_cap > MOAT_HTTP_BODY_DEFAULT) {
@@ -370,6 +423,37 @@ void moat_http_parser_next(struct moat_http_parser *hp)
 		hp->body_cap = 0;
 	}
 	llhttp_resume(&hp->p);
+}
+
+void moat_http_parser_set_stream(struct moat_http_parser *hp, moat_http_body_limit_cb cb)
+{
+	hp->stream_cb = cb;
+}
+
+void moat_http_parser_stream(struct moat_http_parser *hp, moat_http_chunk_cb cb, void *arg)
+{
+	if (hp->state != MOAT_HTTP_P_STREAM)
+		return;
+	hp->chunk_cb = cb;
+	hp->chunk_arg = arg;
+	hp->state = MOAT_HTTP_P_BODY;
+	llhttp_resume(&hp->p);
+}
+
+void moat_http_parser_release(struct moat_http_parser *hp)
+{
+	if (hp->state != MOAT_HTTP_P_IDLE)
+		return;
+	free(hp->a);
+	hp->a = NULL;
+	free(hp->body);
+	hp->body = NULL;
+	hp->body_cap = 0;
+}
+
+size_t moat_http_parser_held(const struct moat_http_parser *hp)
+{
+	return (hp->a ? sizeof(*hp->a) : 0) + hp->body_cap;
 }
 
 const char *moat_http_header(const struct moat_http_req *req, const char *name)

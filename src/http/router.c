@@ -15,33 +15,63 @@ static bool unreserved(char ch)
 	       ch == '.' || ch == '_' || ch == '~' || ch == '-';
 }
 
+static bool dot_segment(const char *s, size_t n)
+{
+	return (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
+}
+
+/* One {param} or {param*} of pattern [pat, end) at path[*pi]. */
+static bool param_match(const char *pat, const char *end, const char *path, size_t path_len,
+			size_t *pi, struct moat_http_params *params)
+{
+	bool rest = end > pat + 1 && end[-1] == '*';
+	size_t start = *pi, seg = *pi, max = rest ? MOAT_HTTP_PARAM_REST_MAX : MOAT_HTTP_PARAM_MAX;
+
+	if (params->n >= MOAT_HTTP_MAX_PARAMS || (rest && end[1] != '\0'))
+		return false;
+	for (;;) {
+		if (*pi < path_len && path[*pi] != '/') {
+			if (!unreserved(path[*pi]))
+				return false;
+			(*pi)++;
+			continue;
+		}
+		/* a segment ends: never empty, never a dot-segment */
+		if (*pi == seg || dot_segment(path + seg, *pi - seg))
+			return false;
+		if (!rest || *pi == path_len)
+			break;
+		(*pi)++; /* the '/' inside a {param*} */
+		seg = *pi;
+	}
+	if (*pi - start >= max)
+		return false;
+	if (rest) {
+		memcpy(params->rest, path + start, *pi - start);
+		params->rest[*pi - start] = '\0';
+		params->v[params->n][0] = '\0';
+	} else {
+		memcpy(params->v[params->n], path + start, *pi - start);
+		params->v[params->n][*pi - start] = '\0';
+	}
+	params->name[params->n] = pat + 1;
+	params->name_len[params->n] = (size_t)(end - pat - 1) - (rest ? 1u : 0u);
+	params->n++;
+	return true;
+}
+
 static bool route_match(const char *pat, const char *path, size_t path_len,
 			struct moat_http_params *params)
 {
 	size_t pi = 0;
 
 	params->n = 0;
+	params->rest[0] = '\0';
 	while (*pat != '\0') {
 		if (pat[0] == '{') {
 			const char *end = strchr(pat, '}');
-			size_t start = pi;
-			if (end == NULL)
+			if (end == NULL || !param_match(pat, end, path, path_len, &pi, params))
 				return false;
-			while (pi < path_len && path[pi] != '/') {
-				if (!unreserved(path[pi]))
-					return false;
-				pi++;
-			}
-			if (pi == start || pi - start >= sizeof(params->v[0]) ||
-			    params->n >= MOAT_HTTP_MAX_PARAMS)
-				return false;
-			/* "." and ".." are dot-segments, never names */
-			if ((pi - start == 1 && path[start] == '.') ||
-			    (pi - start == 2 && path[start] == '.' && path[start + 1] == '.'))
-				return false;
-			memcpy(params->v[params->n], path + start, pi - start);
-			params->v[params->n][pi - start] = '\0';
-			params->n++;
 			pat = end + 1;
 			continue;
 		}
@@ -51,6 +81,16 @@ static bool route_match(const char *pat, const char *path, size_t path_len,
 		pat++;
 	}
 	return pi == path_len;
+}
+
+const char *moat_http_param(const struct moat_http_params *p, const char *name)
+{
+	size_t i, len = strlen(name);
+
+	for (i = 0; i < p->n; i++)
+		if (p->name_len[i] == len && memcmp(p->name[i], name, len) == 0)
+			return p->name[i][len] == '*' ? p->rest : p->v[i];
+	return NULL;
 }
 
 int moat_http_route_find(const struct moat_http_route *routes, size_t n, int method,

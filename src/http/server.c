@@ -23,8 +23,10 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <wslay/wslay.h>
 
 #include "core/log.h"
 #include "core/net.h"
@@ -65,6 +67,21 @@ struct hconn {
 	size_t out_len, out_off, out_cap;
 	uint64_t deadline;
 	unsigned requests;
+	/* a streamed request body going to the handler's sink */
+	bool sinking;
+	struct moat_http_sink sink;
+	/* a streamed answer: one piece at a time, when out is empty */
+	bool sourcing;
+	bool src_chunked;
+	struct moat_http_source src;
+	uint64_t src_left; /* bytes still to send when the length is known */
+	/* after a WebSocket upgrade: frames by wslay, bytes read before the
+	 * upgrade completed (pend, from pend_off) go to it first */
+	wslay_event_context_ptr ws;
+	struct moat_http_ws_handler wsh;
+	size_t pend_off;
+	uint64_t ws_heard; /* when the client last sent a frame */
+	bool ws_pinged;
 };
 
 struct hlisten {
@@ -87,9 +104,65 @@ struct moat_http_server {
 	atomic_bool stop;
 	struct moat_http_stats st;
 	uint8_t rbuf[16384];
+	uint8_t sbuf[16384]; /* one piece of a streamed answer */
 };
 
 static void hc_event_cb(struct moat_ev *ev, uint32_t events);
+
+static size_t out_pending(const struct hconn *c);
+
+/* Heap bytes this connection's buffers hold now. */
+static size_t hc_held(const struct hconn *c)
+{
+	return moat_http_parser_held(&c->hp) + c->out_cap + c->pend_len +
+	       (c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0);
+}
+
+/* Between requests: nothing read of the next one, nothing to send. */
+static bool hc_idle(const struct hconn *c)
+{
+	return !c->dead && c->phase == HC_OPEN && !c->lingering && !c->close_after && !c->ws &&
+	       c->hp.state == MOAT_HTTP_P_IDLE && c->pend == NULL && out_pending(c) == 0 &&
+	       !c->sourcing && !c->sinking;
+}
+
+static bool hc_has_output(const struct hconn *c)
+{
+	return out_pending(c) > 0 || c->sourcing;
+}
+
+/* A streamed body that will not complete: the handler undoes its part. */
+static void hc_sink_abort(struct hconn *c)
+{
+	if (!c->sinking)
+		return;
+	c->sinking = false;
+	c->sink.abort_cb(c->sink.arg);
+}
+
+static void hc_src_free(struct hconn *c)
+{
+	if (!c->sourcing)
+		return;
+	c->sourcing = false;
+	moat_http_source_free(&c->src);
+}
+
+/* Give an idle connection's buffers back (the next request allocates them
+ * again), and note the high-water mark of what a connection held. */
+static void hc_settle(struct hconn *c)
+{
+	size_t held = hc_held(c);
+
+	if (held > c->s->st.conn_bytes_max)
+		c->s->st.conn_bytes_max = held;
+	if (!hc_idle(c))
+		return;
+	moat_http_parser_release(&c->hp);
+	free(c->out);
+	c->out = NULL;
+	c->out_off = c->out_len = c->out_cap = 0;
+}
 
 static void hc_close(struct hconn *c)
 {
@@ -98,6 +171,13 @@ static void hc_close(struct hconn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	hc_sink_abort(c);
+	hc_src_free(c);
+	if (c->ws) {
+		c->wsh.close_cb(c->wsh.arg);
+		wslay_event_context_free(c->ws);
+		c->ws = NULL;
+	}
 	moat_reactor_del(&s->r, &c->ev);
 	if (c->ssl && c->phase == HC_OPEN && !c->shut)
 		(void)SSL_shutdown(c->ssl); /* best effort close_notify */
@@ -180,9 +260,17 @@ static void hc_interest(struct hconn *c)
 
 	if (c->dead)
 		return;
+	if (c->ws) {
+		if (wslay_event_want_read(c->ws) || c->tls_wants_read)
+			ev |= EPOLLIN;
+		if (out_pending(c) > 0 || wslay_event_want_write(c->ws) || c->tls_wants_write)
+			ev |= EPOLLOUT;
+		hc_want(c, ev);
+		return;
+	}
 	if (c->lingering || reading || c->tls_wants_read)
 		ev |= EPOLLIN;
-	if (out_pending(c) > 0 || c->tls_wants_write)
+	if (hc_has_output(c) || c->tls_wants_write)
 		ev |= EPOLLOUT;
 	hc_want(c, ev);
 }
@@ -230,18 +318,88 @@ static void hc_drain(struct hconn *c)
 	}
 }
 
-/* Write what is queued. false when the connection was closed. */
+/*
+ * The next piece of a streamed answer into out (which is empty): at most
+ * sbuf's size, framed as a chunk when the length is unknown. false on a
+ * source error or a source shorter than its Content-Length: the answer
+ * cannot be completed, so the connection must close.
+ */
+static bool hc_produce(struct hconn *c)
+{
+	uint8_t *buf = c->s->sbuf;
+	size_t cap = sizeof(c->s->sbuf), got = 0;
+	bool known = c->src.length != MOAT_HTTP_LENGTH_UNKNOWN;
+	char hdr[24];
+	int hl;
+
+	if (known && c->src_left < cap)
+		cap = (size_t)c->src_left;
+	if (cap > 0 && c->src.read_cb) {
+		if (c->src.read_cb(c->src.arg, buf, cap, &got) != MOAT_OK || got > cap)
+			return false;
+	} else if (cap > 0) {
+		ssize_t n;
+		do
+			n = pread(c->src.fd, buf, cap, (off_t)c->src.offset);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == ESPIPE)
+			n = read(c->src.fd, buf, cap);
+		if (n < 0)
+			return false;
+		got = (size_t)n;
+	}
+	c->src.offset += got;
+	if (got == 0) {
+		if (known && c->src_left > 0) {
+			log_warn("http_stream_short", "peer=%s missing=%llu", c->peer,
+				 (unsigned long long)c->src_left);
+			return false;
+		}
+		hc_src_free(c);
+		return !c->src_chunked || out_append(c, "0\r\n\r\n", 5) == MOAT_OK;
+	}
+	if (c->src_chunked) {
+		hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", got);
+		if (hl <= 0 || out_append(c, hdr, (size_t)hl) != MOAT_OK)
+			return false;
+	}
+	if (out_append(c, (const char *)buf, got) != MOAT_OK ||
+	    (c->src_chunked && out_append(c, "\r\n", 2) != MOAT_OK))
+		return false;
+	if (known) {
+		c->src_left -= got;
+		if (c->src_left == 0)
+			hc_src_free(c);
+	}
+	return true;
+}
+
+/* Write what is queued, and the pieces of a streamed answer while TLS
+ * takes them. false when the connection was closed. */
 static bool hc_flush(struct hconn *c)
 {
-	while (out_pending(c) > 0) {
+	for (;;) {
 		int n;
-		size_t chunk = out_pending(c);
+		size_t chunk;
+
+		if (out_pending(c) == 0) {
+			if (!c->sourcing)
+				break;
+			if (!hc_produce(c)) {
+				hc_close(c);
+				return false;
+			}
+			continue;
+		}
+		chunk = out_pending(c);
 		if (chunk > 1u << 30)
 			chunk = 1u << 30;
 		ERR_clear_error();
 		n = SSL_write(c->ssl, c->out + c->out_off, (int)chunk);
 		if (n > 0) {
 			c->out_off += (size_t)n;
+			if (c->sourcing) /* a long download lives while it moves */
+				c->deadline = moat_now_ms() + MOAT_HTTP_IDLE_TIMEOUT_MS;
 			continue;
 		}
 		switch (SSL_get_error(c->ssl, n)) {
@@ -259,11 +417,6 @@ static bool hc_flush(struct hconn *c)
 	}
 	c->tls_wants_read = false;
 	c->out_off = c->out_len = 0;
-	if (c->out_cap > 65536) { /* an idle connection keeps no big buffer */
-		free(c->out);
-		c->out = NULL;
-		c->out_cap = 0;
-	}
 	if (c->close_after) {
 		hc_finish(c);
 		return false;
@@ -272,8 +425,7 @@ static bool hc_flush(struct hconn *c)
 	return true;
 }
 
-static void queue_resp(struct hconn *c, const struct moat_http_resp *resp, bool keep_alive,
-		       bool head)
+static void queue_resp(struct hconn *c, struct moat_http_resp *resp, bool keep_alive, bool head)
 {
 	char *wire = NULL;
 	size_t len = 0;
@@ -290,6 +442,17 @@ static void queue_resp(struct hconn *c, const struct moat_http_resp *resp, bool 
 		c->s->st.by_class[cls]++;
 	if (!keep_alive || resp->close)
 		c->close_after = true;
+	if (resp->streamed && !head && !resp->headers_full && resp->status != 204 &&
+	    resp->status != 304 && resp->status >= 200) {
+		/* the body follows piece by piece (hc_flush) */
+		c->src = resp->src;
+		c->sourcing = true;
+		c->src_chunked = c->src.length == MOAT_HTTP_LENGTH_UNKNOWN && !resp->http10;
+		c->src_left = c->src.length;
+		resp->streamed = false;
+		resp->src.fd = -1;
+		resp->src.free_cb = NULL;
+	}
 }
 
 /* An answer the parser decided (400, 413, ...): problem+json, then close. */
@@ -299,6 +462,7 @@ static void hc_refuse(struct hconn *c, int status, const char *why)
 	char body[512];
 	int n;
 
+	hc_sink_abort(c);
 	moat_http_resp_init(&resp);
 	n = snprintf(body, sizeof(body),
 		     "{\"type\":\"https://moat.dev/problems/%s\",\"title\":\"%s\","
@@ -331,7 +495,187 @@ static void hc_deadline(struct hconn *c, uint64_t now)
 		c->deadline = now + MOAT_HTTP_IDLE_TIMEOUT_MS;
 }
 
-static void hc_dispatch(struct hconn *c)
+/* --- WebSocket: wslay reads and writes through TLS --- */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+			  void *user)
+{
+	struct hconn *c = user;
+	int n;
+
+	(void)flags;
+	if (c->pend != NULL) { /* frames that came with the upgrade request */
+		size_t k = c->pend_len - c->pend_off < len ? c->pend_len - c->pend_off : len;
+		memcpy(buf, c->pend + c->pend_off, k);
+		c->pend_off += k;
+		if (c->pend_off == c->pend_len) {
+			free(c->pend);
+			c->pend = NULL;
+			c->pend_len = c->pend_off = 0;
+		}
+		return (ssize_t)k;
+	}
+	if (len > INT32_MAX)
+		len = INT32_MAX;
+	ERR_clear_error();
+	n = SSL_read(c->ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_wants_write = true;
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	case SSL_ERROR_WANT_READ:
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	default:
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+			  void *user)
+{
+	struct hconn *c = user;
+	int n;
+
+	(void)flags;
+	if (len > INT32_MAX)
+		len = INT32_MAX;
+	ERR_clear_error();
+	n = SSL_write(c->ssl, data, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+		c->tls_wants_read = true;
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	default:
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+}
+
+static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+	(void)ctx;
+	(void)user;
+	return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+static void ws_frame_start_cb(wslay_event_context_ptr ctx,
+			      const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+	struct hconn *c = user;
+
+	(void)ctx;
+	(void)arg;
+	c->ws_heard = moat_now_ms();
+	c->ws_pinged = false;
+	c->deadline = c->ws_heard + MOAT_HTTP_WS_IDLE_MS;
+}
+
+static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+		      void *user)
+{
+	struct hconn *c = user;
+
+	(void)ctx;
+	if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
+		c->wsh.message_cb(c->wsh.arg, (struct moat_http_ws *)c,
+				  arg->opcode == WSLAY_TEXT_FRAME, arg->msg, arg->msg_length);
+}
+
+static bool hc_ws_start(struct hconn *c, const struct moat_http_ws_handler *h)
+{
+	static const struct wslay_event_callbacks cbs = {
+	    ws_recv_cb, ws_send_cb, ws_genmask_cb, ws_frame_start_cb, NULL, NULL, ws_msg_cb,
+	};
+
+	if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+		c->ws = NULL;
+		return false;
+	}
+	wslay_event_config_set_max_recv_msg_length(c->ws, MOAT_HTTP_WS_MAX_MSG);
+	c->wsh = *h;
+	c->ws_heard = moat_now_ms();
+	c->deadline = c->ws_heard + MOAT_HTTP_WS_IDLE_MS;
+	c->pend_off = 0;
+	return true;
+}
+
+/* Frames in and out once the 101 answer is out; false when closed. */
+static bool hc_ws_io(struct hconn *c)
+{
+	if (out_pending(c) > 0 && !hc_flush(c))
+		return false;
+	if (c->dead || out_pending(c) > 0)
+		return !c->dead;
+	c->tls_wants_read = c->tls_wants_write = false;
+	if (wslay_event_recv(c->ws) != 0 || wslay_event_send(c->ws) != 0) {
+		hc_close(c);
+		return false;
+	}
+	if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+		/* closed (both ways, or after a 1009/1002 of ours): drain what
+		 * the client still sends so it reads our close frame */
+		hc_finish(c);
+		return false;
+	}
+	hc_interest(c);
+	return true;
+}
+
+moat_err moat_http_ws_send(struct moat_http_ws *ws, bool text, const void *data, size_t len)
+{
+	struct hconn *c = (struct hconn *)ws;
+	struct wslay_event_msg m;
+
+	if (c->dead || c->ws == NULL)
+		return MOAT_E_INVAL;
+	if (wslay_event_get_queued_msg_length(c->ws) + len > MOAT_HTTP_WS_MAX_QUEUE)
+		return MOAT_E_FULL;
+	m.opcode = text ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME;
+	m.msg = data;
+	m.msg_length = len;
+	if (wslay_event_queue_msg(c->ws, &m) != 0)
+		return MOAT_E_INVAL; /* closing: nothing more may be sent */
+	hc_interest(c);
+	return MOAT_OK;
+}
+
+void moat_http_ws_close(struct moat_http_ws *ws, uint16_t code, const char *reason)
+{
+	struct hconn *c = (struct hconn *)ws;
+
+	if (c->dead || c->ws == NULL)
+		return;
+	(void)wslay_event_queue_close(c->ws, code, (const uint8_t *)reason,
+				      reason ? strlen(reason) : 0);
+	hc_interest(c);
+}
+
+static moat_err hc_chunk_cb(void *arg, const uint8_t *data, size_t len)
+{
+	struct hconn *c = arg;
+
+	/* a big upload lives while it moves */
+	c->deadline = moat_now_ms() + MOAT_HTTP_BODY_TIMEOUT_MS;
+	return c->sink.chunk_cb(c->sink.arg, data, len);
+}
+
+/*
+ * Answer the request in the parser. head_only: the head of a request whose
+ * body streams; the handler refuses (an answer, then close: the body is
+ * never read) or takes the body with a sink.
+ */
+static void hc_dispatch(struct hconn *c, bool head_only)
 {
 	struct moat_http_server *s = c->s;
 	struct moat_http_resp resp;
@@ -343,28 +687,65 @@ static void hc_dispatch(struct hconn *c)
 	c->hp.req.peer_anchor = c->peer_anchor;
 	c->hp.req.peer_key = c->peer_key;
 	c->hp.req.peer_key_len = c->peer_key_len;
-	c->requests++;
+	if (head_only || !c->sinking) {
+		c->requests++;
+		s->st.requests++;
+	}
 	/* The next request starts an idle period, even when its bytes are
 	 * already here (hc_deadline then moves to the head deadline). */
 	c->deadline = moat_now_ms() + MOAT_HTTP_IDLE_TIMEOUT_MS;
-	c->seen = MOAT_HTTP_P_IDLE;
-	c->continue_sent = false; /* the next request may ask again */
-	s->st.requests++;
+	c->seen = head_only ? MOAT_HTTP_P_BODY : MOAT_HTTP_P_IDLE;
+	if (!head_only)
+		c->continue_sent = false; /* the next request may ask again */
 	/* RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a bad
 	 * request. (Checked here, not in the parser, which is not HTTP/1.1
 	 * specific.) */
-	if (c->hp.req.http_minor == 1 && moat_http_header_count(&c->hp.req, "host") != 1) {
+	if (!c->sinking && c->hp.req.http_minor == 1 &&
+	    moat_http_header_count(&c->hp.req, "host") != 1) {
 		s->st.bad_requests++;
 		hc_refuse(c, 400, "HTTP/1.1 requests need exactly one Host header");
 		moat_http_parser_next(&c->hp);
 		return;
 	}
 	moat_http_resp_init(&resp);
-	s->o.handle(s->o.arg, &c->hp.req, &resp);
-	keep_alive = c->hp.req.keep_alive && c->requests < MOAT_HTTP_MAX_REQUESTS_PER_CONN;
+	resp.http10 = c->hp.req.http_minor == 0;
+	if (c->sinking) { /* the streamed body is complete */
+		c->sinking = false;
+		c->sink.end_cb(c->sink.arg, &c->hp.req, &resp);
+	} else {
+		s->o.handle(s->o.arg, &c->hp.req, &resp);
+	}
+	if (head_only && resp.sink.chunk_cb && resp.sink.end_cb && resp.sink.abort_cb) {
+		c->sink = resp.sink;
+		c->sinking = true;
+		c->deadline = moat_now_ms() + MOAT_HTTP_BODY_TIMEOUT_MS;
+		moat_http_parser_stream(&c->hp, hc_chunk_cb, c);
+		moat_http_resp_free(&resp);
+		return;
+	}
+	if (resp.sink.abort_cb) /* a sink set on a request that does not stream */
+		resp.sink.abort_cb(resp.sink.arg);
+	if (resp.ws.close_cb != NULL) {
+		if (!head_only && resp.status == 101 && !resp.headers_full &&
+		    hc_ws_start(c, &resp.ws)) {
+			queue_resp(c, &resp, true, false);
+			moat_http_resp_free(&resp);
+			/* the parser is done with this connection: its arena goes */
+			moat_http_parser_next(&c->hp);
+			moat_http_parser_release(&c->hp);
+			c->wsh.open_cb(c->wsh.arg, (struct moat_http_ws *)c);
+			return;
+		}
+		resp.ws.close_cb(resp.ws.arg);
+		if (resp.status == 101)
+			moat_http_resp_take(&resp, 500, NULL, NULL, 0);
+	}
+	keep_alive =
+	    !head_only && c->hp.req.keep_alive && c->requests < MOAT_HTTP_MAX_REQUESTS_PER_CONN;
 	queue_resp(c, &resp, keep_alive, c->hp.req.method == MOAT_HTTP_HEAD);
 	moat_http_resp_free(&resp);
-	moat_http_parser_next(&c->hp);
+	if (!head_only)
+		moat_http_parser_next(&c->hp);
 }
 
 /* Parse and answer what [data, data+len) holds; keep what cannot be
@@ -377,7 +758,7 @@ static bool hc_process(struct hconn *c, const uint8_t *data, size_t len)
 
 		if (c->close_after)
 			return true; /* answering the last request; ignore the rest */
-		if (out_pending(c) > MOAT_HTTP_MAX_OUT) {
+		if (out_pending(c) > MOAT_HTTP_MAX_OUT || c->sourcing || c->ws) {
 			uint8_t *np = malloc(len);
 			if (np == NULL) {
 				hc_close(c);
@@ -393,16 +774,18 @@ static bool hc_process(struct hconn *c, const uint8_t *data, size_t len)
 		data += used;
 		len -= used;
 		if (rc == MOAT_OK) {
-			hc_dispatch(c);
+			hc_dispatch(c, c->hp.state == MOAT_HTTP_P_STREAM);
 			continue;
 		}
 		if (rc == MOAT_E_AGAIN)
 			break;
+		hc_sink_abort(c);
 		c->s->st.bad_requests++;
 		hc_refuse(c, c->hp.status, c->hp.why);
 		return !c->dead;
 	}
-	if (!c->dead && c->hp.expect_continue && !c->continue_sent) {
+	if (!c->dead && c->hp.expect_continue && !c->continue_sent && !c->close_after &&
+	    c->hp.state != MOAT_HTTP_P_STREAM) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		c->continue_sent = true;
 		(void)out_append(c, cont, sizeof(cont) - 1);
@@ -417,7 +800,7 @@ static void hc_read(struct hconn *c)
 	struct moat_http_server *s = c->s;
 
 	/* Bytes parked behind queued answers go first. */
-	if (c->pend != NULL && out_pending(c) <= MOAT_HTTP_MAX_OUT) {
+	if (c->pend != NULL && out_pending(c) <= MOAT_HTTP_MAX_OUT && !c->sourcing) {
 		uint8_t *p = c->pend;
 		size_t n = c->pend_len;
 		c->pend = NULL;
@@ -427,7 +810,7 @@ static void hc_read(struct hconn *c)
 		if (c->dead)
 			return;
 	}
-	while (!c->dead && c->pend == NULL && !c->close_after) {
+	while (!c->dead && c->pend == NULL && !c->close_after && !c->ws) {
 		int n;
 		ERR_clear_error();
 		n = SSL_read(c->ssl, s->rbuf, (int)sizeof(s->rbuf));
@@ -510,18 +893,31 @@ static void hc_event_cb(struct moat_ev *ev, uint32_t events)
 		c->seen = MOAT_HTTP_P_ERROR; /* force a deadline update */
 		hc_deadline(c, now);
 	}
-	if (out_pending(c) > 0 && !hc_flush(c))
+	if (c->ws) {
+		(void)hc_ws_io(c);
+		return;
+	}
+	if (hc_has_output(c) && !hc_flush(c))
 		return;
 	hc_read(c);
 	if (c->dead)
 		return;
+	if (c->ws) { /* upgraded by what was just read */
+		(void)hc_ws_io(c);
+		hc_settle(c);
+		return;
+	}
 	hc_deadline(c, now);
-	if (out_pending(c) > 0)
-		(void)hc_flush(c);
-	else if (c->close_after)
+	if (hc_has_output(c)) {
+		if (!hc_flush(c))
+			return;
+	} else if (c->close_after) {
 		hc_finish(c);
-	else
+		return;
+	} else {
 		hc_interest(c);
+	}
+	hc_settle(c);
 }
 
 static void listen_cb(struct moat_ev *ev, uint32_t events)
@@ -575,13 +971,18 @@ static void listen_cb(struct moat_ev *ev, uint32_t events)
 			close(fd);
 			continue;
 		}
-		SSL_set_mode(c->ssl,
-			     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		/* RELEASE_BUFFERS: OpenSSL frees its record buffers while a
+		 * connection has nothing in flight (an idle keep-alive connection
+		 * would otherwise keep ~34 KiB). */
+		SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+					 SSL_MODE_RELEASE_BUFFERS);
 		c->s = s;
 		c->ev.fd = fd;
 		c->ev.cb = hc_event_cb;
 		snprintf(c->peer, sizeof(c->peer), "%s", addr);
 		moat_http_parser_init(&c->hp, s->o.body_limit, s->o.arg);
+		moat_http_parser_set_stream(&c->hp, s->o.stream_limit);
 		c->deadline = moat_now_ms() + MOAT_HTTP_HEADER_TIMEOUT_MS;
 		c->seen = MOAT_HTTP_P_IDLE;
 		if (moat_reactor_add(&s->r, &c->ev, EPOLLIN) != MOAT_OK) {
@@ -609,6 +1010,12 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 		log_debug("tick_read", "errno=%d", errno);
 	for (c = s->conns; c; c = next) {
 		next = c->next;
+		if (c->ws && !c->ws_pinged && now - c->ws_heard >= MOAT_HTTP_WS_PING_MS) {
+			struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+			c->ws_pinged = true;
+			if (wslay_event_queue_msg(c->ws, &ping) == 0)
+				hc_interest(c);
+		}
 		if (now < c->deadline)
 			continue;
 		if (c->lingering) {
@@ -616,7 +1023,7 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 			continue;
 		}
 		s->st.timeouts++;
-		if (c->phase == HC_OPEN && out_pending(c) == 0 &&
+		if (c->phase == HC_OPEN && !hc_has_output(c) &&
 		    (c->hp.state == MOAT_HTTP_P_HEAD || c->hp.state == MOAT_HTTP_P_BODY)) {
 			log_info("http_timeout", "peer=%s phase=%s", c->peer,
 				 c->hp.state == MOAT_HTTP_P_HEAD ? "head" : "body");
@@ -755,7 +1162,16 @@ void moat_http_server_stop(struct moat_http_server *s)
 	server_free(s);
 }
 
-const struct moat_http_stats *moat_http_server_stats(const struct moat_http_server *s)
+const struct moat_http_stats *moat_http_server_stats(struct moat_http_server *s)
 {
+	struct hconn *c;
+
+	s->st.idle = s->st.idle_bytes = 0;
+	for (c = s->conns; c; c = c->next) {
+		if (!hc_idle(c))
+			continue;
+		s->st.idle++;
+		s->st.idle_bytes += hc_held(c);
+	}
 	return &s->st;
 }

@@ -19,7 +19,10 @@
 
 struct moat_http_server;
 
-/* Answer one request (fill resp). Runs on the server thread. */
+/* Answer one request (fill resp). Runs on the server thread. For a route
+ * whose body streams (stream_limit), it is called when the head is
+ * complete (req->streaming, no body yet): answer to refuse, or set
+ * resp->sink to take the body (the sink's end_cb answers). */
 typedef void (*moat_http_handle_cb)(void *arg, const struct moat_http_req *req,
 				    struct moat_http_resp *resp);
 /* Once a second on the server thread (housekeeping, audit checkpoints). */
@@ -36,6 +39,9 @@ struct moat_http_server_opts {
 	pthread_mutex_t *ctx_lock;
 	moat_http_handle_cb handle;
 	moat_http_body_limit_cb body_limit;
+	/* Optional: the body limit of a route whose body streams, 0 for the
+	 * others (see moat_http_parser_set_stream). */
+	moat_http_body_limit_cb stream_limit;
 	moat_http_tick_cb tick;
 	void *arg;
 };
@@ -49,6 +55,15 @@ struct moat_http_stats {
 	uint64_t bad_requests; /* refused by the parser (400, 413, 414, 431, ...) */
 	uint64_t by_class[6];  /* answers by status class: [2] = 2xx ... [5] = 5xx */
 	uint64_t open;	       /* connections open now */
+	/* Gauges computed when read: connections between requests, and the
+	 * bytes of buffers they hold (0: idle connections give everything
+	 * back; OpenSSL's own buffers go with SSL_MODE_RELEASE_BUFFERS). */
+	uint64_t idle;
+	uint64_t idle_bytes;
+	/* The most buffer bytes one connection has held (parser arena, body,
+	 * output, parked input, stream buffers): constant for streamed bodies
+	 * of any size. */
+	uint64_t conn_bytes_max;
 };
 
 /* Open the listening sockets (errors name the listener) and start the
@@ -59,6 +74,6 @@ moat_err moat_http_server_start(const struct moat_http_server_opts *opts,
 /* Stop accepting, close every connection, join the thread, free. */
 void moat_http_server_stop(struct moat_http_server *s);
 /* Counters, read on the server thread (handlers) or after stop. */
-const struct moat_http_stats *moat_http_server_stats(const struct moat_http_server *s);
+const struct moat_http_stats *moat_http_server_stats(struct moat_http_server *s);
 
 #endif

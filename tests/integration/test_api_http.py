@@ -562,3 +562,47 @@ def test_control_characters_in_strings_are_refused(admin_env):
     assert r.json()["field"] == "name"
     listed = admin_env.admin.api.get("/api/v1/tokens?limit=200").json()["items"]
     assert not [t for t in listed if "ctl" in t["name"]]
+
+
+# --------------------------------------------------------------------------
+# idle connections hold no buffers (the server's own accounting)
+# --------------------------------------------------------------------------
+
+def _metric(text, name):
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    assert m, "no %s in /metrics" % name
+    return float(m.group(1))
+
+
+def test_idle_keep_alive_connections_hold_no_buffers(admin_env):
+    """Eight keep-alive connections, each after a request with a 16 KiB
+    body and one with a big answer: once idle, the server counts them as
+    idle and their parser arena, body and output buffers are given back
+    (moat_http_idle_buffer_bytes is 0)."""
+    srv = admin_env.server
+    src = ak.new_source()
+    conns = []
+    try:
+        for i in range(8):
+            c = ak.RawHttp(srv, source=src)
+            conns.append(c)
+            body = json.dumps({"username": "x" * 20, "pad": "y" * 16000})[:16384]
+            c.send(("POST /api/v1/setup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                    "\r\nContent-Length: %d\r\n\r\n" % len(body)).encode() + body.encode())
+            assert c.read_response().status in (400, 403, 409, 410, 422), i
+            c.send(ak.get_request("/healthz"))
+            assert c.read_response().status == 200
+        m = admin_env.admin.api.get("/metrics")
+        assert m.status_code == 200, ak.describe(m)
+        assert _metric(m.text, "moat_http_connections_idle") >= 8, m.text
+        assert _metric(m.text, "moat_http_idle_buffer_bytes") == 0, m.text
+        # while a request is half-sent, its connection is not idle and holds
+        # the parser's arena
+        conns[0].send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        m = admin_env.admin.api.get("/metrics")
+        assert _metric(m.text, "moat_http_connection_buffer_bytes_max") > 16384, m.text
+        assert _metric(m.text, "moat_http_idle_buffer_bytes") == 0, m.text
+    finally:
+        for c in conns:
+            c.close()

@@ -64,6 +64,7 @@ DOC_ROUTES = [
     ("DELETE", "/api/v1/tokens/{id}", "tokens:write", None),
     ("GET", "/api/v1/audit", "audit:read", None),
     ("GET", "/api/v1/audit/verify", "audit:read", None),
+    ("GET", "/api/v1/events/ws", "audit:read", None),
     ("GET", "/api/v1/devices", "devices:read", None),
     ("POST", "/api/v1/devices", "devices:write", BOGUS),
     ("GET", "/api/v1/devices/{id}", "devices:read", None),

@@ -1136,6 +1136,89 @@ static void test_route_param_length(void **state)
 	assert_int_equal(find(MOAT_HTTP_DELETE, path, &p, &known, NULL, 0), -1);
 }
 
+/* Several parameters in one pattern, found by name; a trailing {param*}. */
+static const struct moat_http_route table2[] = {
+    {MOAT_HTTP_GET, "/api/v1/updates/{id}/artifacts/{name}", "", 0, NULL},
+    {MOAT_HTTP_PUT, "/api/v1/updates/{id}/artifacts/{name}", "", 1024, NULL},
+    {MOAT_HTTP_GET, "/api/v1/updates/{id}/artifacts/{name}/parts/{part}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/p/{a}/{b}/{c}/{d}/{e}/{f}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/q/{a}/{b}/{c}/{d}/{e}/{f}/{g}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/console/{file*}", "", 0, NULL},
+    {MOAT_HTTP_GET, "/bad/{file*}/x", "", 0, NULL},
+};
+
+static int find2(int method, const char *path, struct moat_http_params *p)
+{
+	bool known;
+
+	return moat_http_route_find(table2, sizeof(table2) / sizeof(table2[0]), method, path,
+				    strlen(path), p, &known, NULL, 0);
+}
+
+static void test_route_several_params(void **state)
+{
+	struct moat_http_params p;
+
+	(void)state;
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/fw-2.1/artifacts/image.bin", &p), 0);
+	assert_int_equal(p.n, 2);
+	assert_string_equal(moat_http_param(&p, "id"), "fw-2.1");
+	assert_string_equal(moat_http_param(&p, "name"), "image.bin");
+	assert_null(moat_http_param(&p, "nam"));
+	assert_null(moat_http_param(&p, "names"));
+	assert_null(moat_http_param(&p, "part"));
+	assert_int_equal(find2(MOAT_HTTP_PUT, "/api/v1/updates/7/artifacts/a", &p), 1);
+	assert_string_equal(moat_http_param(&p, "id"), "7");
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/7/artifacts/a/parts/3", &p), 2);
+	assert_int_equal(p.n, 3);
+	assert_string_equal(p.v[0], "7");
+	assert_string_equal(p.v[1], "a");
+	assert_string_equal(moat_http_param(&p, "part"), "3");
+	assert_int_equal(find2(MOAT_HTTP_GET, "/p/1/2/3/4/5/6", &p), 3);
+	assert_int_equal(p.n, MOAT_HTTP_MAX_PARAMS);
+	assert_string_equal(moat_http_param(&p, "f"), "6");
+	/* more parameters than MOAT_HTTP_MAX_PARAMS: the pattern never matches */
+	assert_int_equal(find2(MOAT_HTTP_GET, "/q/1/2/3/4/5/6/7", &p), -1);
+	/* each parameter is still one clean segment */
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/7/artifacts/..", &p), -1);
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates//artifacts/a", &p), -1);
+	assert_int_equal(find2(MOAT_HTTP_GET, "/api/v1/updates/7/artifacts/a%2Fb", &p), -1);
+}
+
+static void test_route_rest_param(void **state)
+{
+	static const char *const bad[] = {
+	    "/console/",	"/console",	      "/console/a//b", "/console/a/",
+	    "/console/../x",	"/console/a/../../x", "/console/./a",  "/console/a/.",
+	    "/console/a%2e%2e", "/console/a b",	      "/console/a\\b", "/bad/a/x",
+	};
+	struct moat_http_params p;
+	char path[MOAT_HTTP_PARAM_REST_MAX + 16];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(find2(MOAT_HTTP_GET, "/console/index.html", &p), 5);
+	assert_string_equal(moat_http_param(&p, "file"), "index.html");
+	assert_string_equal(p.rest, "index.html");
+	assert_int_equal(find2(MOAT_HTTP_GET, "/console/css/v1/app.css", &p), 5);
+	assert_string_equal(moat_http_param(&p, "file"), "css/v1/app.css");
+	assert_null(moat_http_param(&p, "file*")); /* the name has no star */
+	assert_int_equal(find2(MOAT_HTTP_GET, "/console/...", &p), 5);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (find2(MOAT_HTTP_GET, bad[i], &p) >= 0)
+			fail_msg("'%s' matched", bad[i]);
+	/* the length bound */
+	memcpy(path, "/console/", 9);
+	memset(path + 9, 'a', MOAT_HTTP_PARAM_REST_MAX - 1);
+	path[9 + MOAT_HTTP_PARAM_REST_MAX - 1] = '\0';
+	path[9 + 100] = '/';
+	assert_int_equal(find2(MOAT_HTTP_GET, path, &p), 5);
+	assert_int_equal(strlen(p.rest), MOAT_HTTP_PARAM_REST_MAX - 1);
+	path[9 + MOAT_HTTP_PARAM_REST_MAX - 1] = 'a';
+	path[9 + MOAT_HTTP_PARAM_REST_MAX] = '\0';
+	assert_int_equal(find2(MOAT_HTTP_GET, path, &p), -1);
+}
+
 static void test_route_trailing_slash_and_prefixes(void **state)
 {
 	(void)state;
@@ -1345,6 +1428,194 @@ static void test_query_only(void **state)
 	assert_string_equal(bad, "limit");
 }
 
+/* The arena and body buffer exist only while a request is in progress: an
+ * idle keep-alive connection's parser holds no heap. */
+static void test_parser_arena_is_lazy_and_released(void **state)
+{
+	static const char req[] = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+	size_t limit = 64, used = 0;
+	struct moat_http_parser *hp = parser_new(limit_small_cb, &limit);
+
+	(void)state;
+	assert_int_equal(moat_http_parser_held(hp), 0);
+	assert_int_equal(feed(hp, "POST /x HTTP/1.1\r\n", 18, &used), MOAT_E_AGAIN);
+	assert_true(moat_http_parser_held(hp) >= MOAT_HTTP_MAX_HEAD);
+	moat_http_parser_release(hp); /* mid-request: a no-op */
+	assert_true(moat_http_parser_held(hp) >= MOAT_HTTP_MAX_HEAD);
+	feed_done(hp, req + 18, sizeof(req) - 1 - 18);
+	moat_http_parser_next(hp);
+	moat_http_parser_release(hp);
+	assert_int_equal(moat_http_parser_held(hp), 0);
+	/* and the next request is parsed as usual */
+	feed_done(hp, S(req));
+	assert_memory_equal(hp->req.body, "hello", 5);
+	assert_string_equal(moat_http_header(&hp->req, "host"), "h");
+	moat_http_parser_next(hp);
+	moat_http_parser_release(hp);
+	assert_int_equal(moat_http_parser_held(hp), 0);
+	parser_del(hp);
+}
+
+/* A route whose body streams: the parser stops after the head, then hands
+ * every piece to the callback and keeps none of it. */
+static size_t stream_cb_val = 0;
+static size_t stream_limit_cb(void *arg, int method, const char *path, size_t path_len)
+{
+	(void)arg;
+	(void)method;
+	(void)path_len;
+	return strcmp(path, "/up") == 0 ? stream_cb_val : 0;
+}
+
+struct collected {
+	char data[64];
+	size_t len, calls;
+	moat_err fail_with;
+};
+
+static moat_err collect_cb(void *arg, const uint8_t *d, size_t len)
+{
+	struct collected *c = arg;
+
+	if (c->fail_with != MOAT_OK)
+		return c->fail_with;
+	assert_true(c->len + len <= sizeof(c->data));
+	memcpy(c->data + c->len, d, len);
+	c->len += len;
+	c->calls++;
+	return MOAT_OK;
+}
+
+static void test_parser_streamed_body(void **state)
+{
+	static const char req[] =
+	    "PUT /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+	size_t limit = 4, used = 0, off;
+	struct moat_http_parser *hp = parser_new(limit_small_cb, &limit);
+	struct collected col = {{0}, 0, 0, MOAT_OK};
+
+	(void)state;
+	stream_cb_val = 11;
+	moat_http_parser_set_stream(hp, stream_limit_cb);
+	/* the head, then a stop: nothing of the body is taken yet */
+	assert_int_equal(feed(hp, S(req), &used), MOAT_OK);
+	assert_int_equal(hp->state, MOAT_HTTP_P_STREAM);
+	assert_true(hp->req.streaming);
+	assert_string_equal(hp->req.path, "/up");
+	off = used;
+	assert_memory_equal(req + off, "5\r\n", 3);
+	/* feeding again without taking the body changes nothing */
+	assert_int_equal(feed(hp, req + off, sizeof(req) - 1 - off, &used), MOAT_OK);
+	assert_int_equal(used, 0);
+	moat_http_parser_stream(hp, collect_cb, &col);
+	assert_int_equal(hp->state, MOAT_HTTP_P_BODY);
+	/* byte by byte: pieces arrive as they come */
+	for (; off < sizeof(req) - 1; off++) {
+		moat_err rc = feed(hp, req + off, 1, &used);
+		assert_int_equal(used, 1);
+		if (off + 1 < sizeof(req) - 1)
+			assert_int_equal(rc, MOAT_E_AGAIN);
+		else
+			assert_int_equal(rc, MOAT_OK);
+	}
+	assert_int_equal(hp->state, MOAT_HTTP_P_DONE);
+	assert_int_equal(col.len, 11);
+	assert_memory_equal(col.data, "hello world", 11);
+	assert_int_equal(hp->req.streamed, 11);
+	assert_int_equal(hp->req.body_len, 0);
+	assert_int_equal(hp->body_cap, 0); /* nothing buffered */
+	moat_http_parser_next(hp);
+	/* the limit is the stream callback's, not the buffered one (4) */
+	stream_cb_val = 10;
+	assert_int_equal(feed(hp, S(req), &used), MOAT_OK);
+	moat_http_parser_stream(hp, collect_cb, &col);
+	col.len = 0;
+	assert_int_equal(feed(hp, req + used, sizeof(req) - 1 - used, &used), MOAT_E_TOO_LARGE);
+	assert_int_equal(hp->status, 413);
+	parser_del(hp);
+	/* a sink that cannot store: 507 for a full disk, 500 otherwise */
+	hp = parser_new(limit_small_cb, &limit);
+	moat_http_parser_set_stream(hp, stream_limit_cb);
+	stream_cb_val = 100;
+	assert_int_equal(feed(hp, S(req), &used), MOAT_OK);
+	col.fail_with = MOAT_E_FULL;
+	moat_http_parser_stream(hp, collect_cb, &col);
+	assert_int_not_equal(feed(hp, req + used, sizeof(req) - 1 - used, &used), MOAT_OK);
+	assert_int_equal(hp->status, 507);
+	parser_del(hp);
+	/* other routes still buffer, with their own limit */
+	hp = parser_new(limit_small_cb, &limit);
+	moat_http_parser_set_stream(hp, stream_limit_cb);
+	feed_done(hp, S("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nabcd"));
+	assert_false(hp->req.streaming);
+	assert_memory_equal(hp->req.body, "abcd", 4);
+	parser_del(hp);
+}
+
+static int freed_sources;
+static void count_free_cb(void *arg)
+{
+	(void)arg;
+	freed_sources++;
+}
+
+/* A streamed answer: Content-Length when the length is known, chunked
+ * coding when not (close for HTTP/1.0), no body bytes in the head; the
+ * source is released by moat_http_resp_free when the server did not take
+ * it; Cache-Control can be replaced. */
+static void test_resp_streamed(void **state)
+{
+	struct moat_http_source src = {NULL, count_free_cb, NULL, -1, 0, 1234};
+	struct moat_http_resp r;
+	size_t len;
+	char *w;
+
+	(void)state;
+	freed_sources = 0;
+	moat_http_resp_init(&r);
+	moat_http_resp_source(&r, 200, "application/octet-stream", &src);
+	w = serialize(&r, true, false, &len);
+	assert_non_null(find_header(w, "Content-Length"));
+	assert_int_equal(content_length_of(w), 1234);
+	assert_null(find_header(w, "Transfer-Encoding"));
+	assert_int_equal(len, head_len_of(w));
+	assert_non_null(strstr(w, "Cache-Control: no-store\r\n"));
+	free(w);
+	src.length = MOAT_HTTP_LENGTH_UNKNOWN;
+	moat_http_resp_source(&r, 200, "text/plain", &src); /* replaces: the first is freed */
+	assert_int_equal(freed_sources, 1);
+	snprintf(r.cache_control, sizeof(r.cache_control), "no-cache");
+	w = serialize(&r, true, false, &len);
+	assert_null(find_header(w, "Content-Length"));
+	assert_non_null(strstr(w, "Transfer-Encoding: chunked\r\n"));
+	assert_non_null(strstr(w, "Cache-Control: no-cache\r\n"));
+	assert_null(strstr(w, "no-store"));
+	assert_null(strstr(w, "Connection: close"));
+	free(w);
+	r.http10 = true;
+	w = serialize(&r, true, false, &len);
+	assert_null(find_header(w, "Transfer-Encoding"));
+	assert_non_null(strstr(w, "Connection: close\r\n"));
+	free(w);
+	moat_http_resp_free(&r);
+	assert_int_equal(freed_sources, 2);
+	moat_http_resp_free(&r);
+	assert_int_equal(freed_sources, 2);
+}
+
+static void test_content_types(void **state)
+{
+	(void)state;
+	assert_string_equal(moat_http_content_type("index.html"), "text/html; charset=utf-8");
+	assert_string_equal(moat_http_content_type("a/b/app.CSS"), "text/css; charset=utf-8");
+	assert_string_equal(moat_http_content_type("app.js"), "text/javascript; charset=utf-8");
+	assert_string_equal(moat_http_content_type("logo.svg"), "image/svg+xml");
+	assert_string_equal(moat_http_content_type("fw.bin"), "application/octet-stream");
+	assert_string_equal(moat_http_content_type("css.d/noext"), "application/octet-stream");
+	assert_string_equal(moat_http_content_type("html"), "application/octet-stream");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1396,6 +1667,12 @@ int main(void)
 	    cmocka_unit_test(test_query_duplicate_key),
 	    cmocka_unit_test(test_query_limit),
 	    cmocka_unit_test(test_query_only),
+	    cmocka_unit_test(test_resp_streamed),
+	    cmocka_unit_test(test_content_types),
+	    cmocka_unit_test(test_parser_streamed_body),
+	    cmocka_unit_test(test_route_several_params),
+	    cmocka_unit_test(test_route_rest_param),
+	    cmocka_unit_test(test_parser_arena_is_lazy_and_released),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
