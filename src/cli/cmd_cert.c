@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,11 +13,13 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "audit/audit_store.h"
 #include "cli/cli.h"
 #include "core/reactor.h"
 #include "store/store.h"
 #include "core/limits.h"
 #include "pki/pki.h"
+#include "registry/registry.h"
 #include "tls/tls.h"
 
 static moat_err state_cb(void *arg, const struct moat_val *cols, size_t ncols)
@@ -32,15 +35,31 @@ static moat_err state_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
+/* The actor of an offline change: the Unix user who ran the command. */
+static void cli_actor(char *out, size_t len)
+{
+	struct passwd *pw = getpwuid(geteuid());
+
+	if (pw != NULL && pw->pw_name != NULL && pw->pw_name[0] != '\0')
+		snprintf(out, len, "cli:%.80s", pw->pw_name);
+	else
+		snprintf(out, len, "cli:uid-%lu", (unsigned long)geteuid());
+}
+
 /* Register the device (active, group "devices") unless it exists, and
- * record the certificate, in DIR's store. */
+ * record the certificate, in DIR's store, with an audit entry. */
 static moat_err register_device(const char *dir, const char *id, const char *crt_path, char *err,
 				size_t errlen)
 {
 	struct moat_store_opts o;
 	struct moat_store *st = NULL;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[6];
+	struct moat_reg_change ch = {0};
+	struct moat_audit_log log;
+	struct moat_reg_cert cert;
+	struct moat_reg_ctx rx;
+	bool log_open = false;
+	struct moat_val v[1];
+	char actor[96];
 	char path[MOAT_MAX_PATH], state[32] = "", serial[72] = "", fp[65] = "";
 	unsigned char md[32];
 	unsigned int mdlen = 0;
@@ -78,37 +97,35 @@ static moat_err register_device(const char *dir, const char *id, const char *crt
 	}
 	if (strcmp(state, "decommissioned") == 0) {
 		rc = MOAT_E_DENIED;
-		snprintf(err, errlen, "device %s is decommissioned; a retired id is never reused",
+		snprintf(err, errlen,
+			 "device %s is decommissioned; registering it again through the API "
+			 "(POST /api/v1/devices) makes it a new device",
 			 id);
 		goto out;
 	}
-	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
+	/* Through the registry service: the registration, the certificate
+	 * and an audit entry commit together. */
+	if ((rc = moat_audit_log_open(&log, st, dir, err, errlen)) != MOAT_OK)
 		goto out;
-	if (state[0] == '\0') {
-		v[1] = moat_val_text("device", 6);
-		v[2] = moat_val_text("active", 6);
-		v[3] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
-		v[1] = moat_val_text("devices", 7);
-		if (rc == MOAT_OK)
-			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
-	}
-	if (rc == MOAT_OK) {
-		v[0] = moat_val_text(serial, strlen(serial));
-		v[1] = moat_val_text(id, strlen(id));
-		v[2] = moat_val_text(fp, strlen(fp));
-		v[3] = moat_val_int(now);
-		v[4] = moat_val_int(now + 86400000LL * 3650);
-		v[5] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
-	}
-	if (rc == MOAT_OK)
-		rc = moat_store_write(st, b);
-	else
-		moat_store_batch_free(b);
+	log_open = true;
+	cli_actor(actor, sizeof(actor));
+	memset(&rx, 0, sizeof(rx));
+	rx.store = st;
+	rx.audit = &log;
+	rx.actor = actor;
+	rx.peer = "";
+	rx.now = now;
+	cert.serial = serial;
+	cert.fingerprint = fp;
+	cert.not_before = now;
+	cert.not_after = now + 86400000LL * 3650;
+	rc = moat_reg_cert_issue(&rx, id, state[0] == '\0', &cert, &ch);
+	moat_reg_change_clear(&ch);
 	if (rc != MOAT_OK)
 		snprintf(err, errlen, "cannot register %s: %s", id, moat_strerror(rc));
 out:
+	if (log_open)
+		moat_audit_log_close(&log);
 	X509_free(x);
 	moat_store_close(st);
 	return rc;
