@@ -521,7 +521,7 @@ bool api_name_valid(const char *s)
 void api_registry_changed(struct moat_api *api)
 {
 	if (api->o.registry_changed)
-		api->o.registry_changed(api->o.registry_arg);
+		api->o.registry_changed(api->o.registry_arg, NULL);
 }
 
 moat_err api_audit(struct api_call *c, struct moat_store_batch **b, const char *action,

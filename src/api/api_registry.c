@@ -340,8 +340,8 @@ bool api_reg_done(struct api_call *c, moat_err rc, struct moat_reg_change *ch)
 		api_internal(c, rc);
 		return false;
 	}
-	if (ch->n > 0 || ch->builtin)
-		api_registry_changed(c->api);
+	if ((ch->n > 0 || ch->builtin) && c->api->o.registry_changed != NULL)
+		c->api->o.registry_changed(c->api->o.registry_arg, ch);
 	moat_reg_change_clear(ch);
 	return true;
 }

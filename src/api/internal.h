@@ -268,8 +268,9 @@ void api_reg_list(struct api_call *c, enum moat_stmt st, const struct moat_val *
  * escaping at most doubles a rule (control characters are refused). */
 #define API_POLICY_BODY_MAX (64u * 1024u)
 
-/* The registry tables changed in a way the broker enforces: tell it (it
- * loads and swaps in a new snapshot). Call after the write committed. */
+/* Something the broker enforces changed outside the registry service
+ * (enrollment, manufacturer CAs): it reloads the whole registry. Call
+ * after the write committed. */
 void api_registry_changed(struct moat_api *api);
 
 /* api_auth.c: authenticate a request (cookie or bearer); false if the

@@ -1,11 +1,14 @@
 /*
- * The device registry as the broker enforces it: an immutable, refcounted
- * snapshot of identities (devices and services), their lifecycle states,
- * group memberships and the policies attached to groups and identities,
- * loaded from the store (migration 3). The management API changes the
- * tables, loads a new snapshot and swaps it in; workers compile a session's
- * ACL from the snapshot at CONNECT and again when a new one arrives, so the
- * publish path never reads the database.
+ * The device registry: identities (devices and services), their lifecycle
+ * states, group memberships and the policies attached to groups and
+ * identities, stored in the store (migration 3).
+ * - The registry service (service.c) is the one writer: every change
+ *   commits with its audit entry and names the identities it touched.
+ * - The broker's identity table (registry.c) holds what it enforces, one
+ *   record per identity, reloaded for just the identities a change
+ *   touched; workers compile a session's ACL from it at CONNECT and when
+ *   a change touches the session's identity, so the publish path never
+ *   reads the database.
  */
 #ifndef MOAT_REGISTRY_H
 #define MOAT_REGISTRY_H
@@ -37,16 +40,28 @@ bool moat_id_transition_ok(enum moat_id_state from, enum moat_id_state to);
 /* Identity kinds. */
 bool moat_id_kind_valid(const char *kind); /* "device" | "service" */
 
-struct moat_regsnap;
+/* The broker's identity table (registry.c): one immutable, refcounted
+ * record per identity (state, and the policies that apply to it resolved
+ * through its groups) in a hash map under a read-write lock, plus the
+ * revoked certificate serials. Lookups happen at CONNECT and re-admission,
+ * never per message. Loads replace records; they must be serialized by
+ * the caller (the broker's reload_lock); lookups run on any thread. */
+struct moat_regtab;
 
-/* Load every identity, membership, attachment and policy. A stored rule
- * that no longer parses makes the load fail (err names it): a policy is
- * never applied half. */
-moat_err moat_regsnap_load(struct moat_store *st, struct moat_regsnap **out, char *err,
-			   size_t errlen);
-void moat_regsnap_ref(struct moat_regsnap *s);
-void moat_regsnap_unref(struct moat_regsnap *s);
-size_t moat_regsnap_count(const struct moat_regsnap *s);
+moat_err moat_regtab_new(struct moat_regtab **out);
+void moat_regtab_free(struct moat_regtab *t);
+/* Replace everything from the store (start, SIGHUP). A stored rule that no
+ * longer parses fails the load (err names it) and the table is kept as it
+ * was: a policy is never applied half. */
+moat_err moat_regtab_load_all(struct moat_regtab *t, struct moat_store *st, char *err,
+			      size_t errlen);
+/* Reload the records of ids only (a change touched them): an id without a
+ * row leaves the table; builtin: also the policies of group "devices" that
+ * unregistered identities get under unknown_devices = allow. Costs what
+ * the ids hold, not what the table holds. */
+moat_err moat_regtab_load_ids(struct moat_regtab *t, struct moat_store *st, const char *const *ids,
+			      size_t n, bool builtin, char *err, size_t errlen);
+size_t moat_regtab_count(struct moat_regtab *t);
 
 enum moat_admit {
 	MOAT_ADMIT_OK = 0,
@@ -63,13 +78,12 @@ enum moat_admit {
  * (`[broker] unknown_devices = allow`, for development and migration). On
  * MOAT_ADMIT_OK *acl holds a new reference. why: a sentence for the
  * client and the log. */
-enum moat_admit moat_regsnap_admit(const struct moat_regsnap *s, const char *identity,
-				   const char *serial, bool unknown_allow, struct moat_acl **acl,
-				   const char **why);
+enum moat_admit moat_regtab_admit(struct moat_regtab *t, const char *identity, const char *serial,
+				  bool unknown_allow, struct moat_acl **acl, const char **why);
 /* Is this certificate serial (lowercase hex, as the CA writes it) revoked? */
-bool moat_regsnap_revoked(const struct moat_regsnap *s, const char *serial);
+bool moat_regtab_revoked(struct moat_regtab *t, const char *serial);
 /* Is identity decommissioned (its state must be erased from the broker)? */
-bool moat_regsnap_decommissioned(const struct moat_regsnap *s, const char *identity);
+bool moat_regtab_decommissioned(struct moat_regtab *t, const char *identity);
 
 /* ------------------------------------------------------------------ */
 /* The registry service (service.c): every write to the registry tables.

@@ -101,3 +101,97 @@ def test_cert_issue_while_serving_keeps_the_chain_intact(moat_bin, scratch):
         s.stop()
     rc, out = verify(s, s.dir)
     assert rc == 0 and "NOT" not in out, out
+
+
+# --------------------------------------------------------------------------
+# per-identity events: a change re-admits the sessions of the identities it
+# touched, connected or offline; unknown devices (allow) keep working
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def allow(moat_bin, scratch):
+    s = ak.ApiServer(moat_bin, scratch, "regsvc-allow")
+    s.broker.conf["unknown_devices"] = "allow"
+    s.start()
+    adm = ak.setup_admin(s)
+    pki = mk.PKI(s.dir, os.path.join(scratch, "regsvc-allow-certs"))
+    yield {"s": s, "api": adm.api, "pki": pki}
+    s.stop()
+
+
+def aclient(env, dev):
+    return mk.TClient(mk.HOST, env["s"].mqtt_port, dev, mk.V5, cert=env["pki"].issue(dev),
+                      name=dev)
+
+
+def test_builtin_group_policy_change_reaches_unknown_devices(allow):
+    """Unregistered identities are members of `devices` under allow: a change
+    to that group's policies re-admits their sessions too."""
+    api = allow["api"]
+    r = api.request("PUT", "/api/v1/policies/wide-read", {"rules": ["allow subscribe w/#"]})
+    assert r.status_code == 201, ak.describe(r)
+    c = aclient(allow, "ghost-w")
+    try:
+        c.connect()
+        assert c.subscribe("w/x", qos=1)[0] == 0x87
+        r = api.post("/api/v1/groups/devices/policies", {"policy": "wide-read"})
+        assert r.status_code == 200, ak.describe(r)
+        mk.wait_until(lambda: c.subscribe("w/x", qos=1) == [1], timeout=5,
+                      what="the new policy of group devices")
+        mark = allow["s"].broker.mark()
+        r = api.delete("/api/v1/groups/devices/policies/wide-read")
+        assert r.status_code == 204, ak.describe(r)
+        allow["s"].broker.wait_log(r"event=subscription_removed client=ghost-w", since=mark)
+    finally:
+        c.close()
+
+
+def test_registering_a_connected_unknown_device_applies_at_once(allow):
+    """The change names an identity the table did not hold: its live
+    session (admitted as unknown) is re-admitted as what it now is."""
+    c = aclient(allow, "ghost-r")
+    try:
+        c.connect()
+        assert c.publish("d/ghost-r/x", b"1", qos=1) == 0
+        r = allow["api"].post("/api/v1/devices", {"id": "ghost-r", "state": "registered"})
+        assert r.status_code == 201, ak.describe(r)
+        assert c.wait_disconnect(timeout=5) == 0x98
+    finally:
+        c.close()
+
+
+def test_a_change_loads_only_the_identities_it_touched(moat_bin, scratch):
+    """A change reloads the records it touched and no others: a device
+    registered offline behind the server's back stays unknown to it through
+    an unrelated change, until SIGHUP loads everything."""
+    s = ak.ApiServer(moat_bin, scratch, "regsvc-only")
+    s.broker.conf["unknown_devices"] = "refuse"
+    s.start()
+    try:
+        adm = ak.setup_admin(s)
+        pki = mk.PKI(s.dir, os.path.join(scratch, "regsvc-only-certs"))
+        p = s.moat("cert", "issue", "--dir", s.dir, "--device", "off-1")
+        assert p.returncode == 0, p.stderr
+        r = adm.api.post("/api/v1/devices", {"id": "on-1", "state": "active"})
+        assert r.status_code == 201, ak.describe(r)
+        on = mk.TClient(mk.HOST, s.mqtt_port, "on-1", mk.V5, cert=pki.issue("on-1"),
+                        name="on-1")
+        off = mk.TClient(mk.HOST, s.mqtt_port, "off-1", mk.V5, cert=pki.issue("off-1"),
+                         name="off-1")
+        try:
+            on.connect()
+            assert off.connect(expect=None)[0] == 0x87
+        finally:
+            on.close()
+            off.close()
+        mark = s.broker.mark()
+        s.broker.signal(__import__("signal").SIGHUP)
+        s.broker.wait_log(r"event=reload ok=1", since=mark)
+        off = mk.TClient(mk.HOST, s.mqtt_port, "off-1", mk.V5, cert=pki.issue("off-1"),
+                         name="off-1")
+        try:
+            off.connect()
+        finally:
+            off.close()
+    finally:
+        s.stop()
