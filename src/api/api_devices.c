@@ -128,7 +128,10 @@ void api_devices_create(struct api_call *c)
 		api_internal(c, MOAT_E_NOMEM);
 		goto out;
 	}
-	json_array_foreach(groups, i, g) names[i] = json_string_value(g);
+	json_array_foreach(groups, i, g)
+	{
+		names[i] = json_string_value(g);
+	}
 	api_reg_ctx(c, &x);
 	if (!api_reg_done(
 		c,
