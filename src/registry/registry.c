@@ -88,17 +88,28 @@ struct regpol {
 
 struct regsrc {
 	struct regpol *p;
-	char *group; /* the group it applies through; NULL: attached directly */
+	const char *group; /* the group it applies through; NULL: attached directly */
 };
 
-/* One identity as the broker enforces it. Immutable once in the table;
- * replaced whole by a change. */
+/* One identity as the broker enforces it: one allocation (the sources,
+ * then the id and the group names they point to). Immutable once in the
+ * table; replaced whole by a change. */
 struct regrec {
 	atomic_uint refs;
-	char *id;
 	enum moat_id_state state;
+	const char *id;
 	size_t n;
-	struct regsrc *src;
+	struct regsrc src[];
+};
+
+/* A record being built: its sources, and their group names in an arena
+ * (offsets: the arena moves as it grows). */
+struct recb {
+	struct regpol **p;
+	size_t *goff; /* SIZE_MAX: attached directly */
+	size_t n, cap;
+	char *arena;
+	size_t alen, acap;
 };
 
 /* A string-keyed open-addressing map (linear probing, backward-shift
@@ -255,12 +266,8 @@ static void rec_unref(struct regrec *r)
 
 	if (r == NULL || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	for (i = 0; i < r->n; i++) {
+	for (i = 0; i < r->n; i++)
 		pol_unref(r->src[i].p);
-		free(r->src[i].group);
-	}
-	free(r->src);
-	free(r->id);
 	free(r);
 }
 
@@ -373,35 +380,92 @@ static moat_err pol_get(struct load *l, const struct moat_val *name, const struc
 	return MOAT_OK;
 }
 
-static moat_err rec_add_src(struct regrec *r, struct regpol *p, const char *group)
+/* Add source p (a new reference is taken) through group (NULL: direct). */
+static moat_err recb_add(struct recb *b, struct regpol *p, const char *group)
 {
-	struct regsrc *ns = realloc(r->src, (r->n + 1) * sizeof(*ns));
+	size_t glen = group != NULL ? strlen(group) + 1 : 0;
 
-	if (ns == NULL)
-		return MOAT_E_NOMEM;
-	r->src = ns;
-	r->src[r->n].group = NULL;
-	if (group != NULL && (r->src[r->n].group = str_dup(group)) == NULL)
-		return MOAT_E_NOMEM;
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 4;
+		struct regpol **np = realloc(b->p, ncap * sizeof(*np));
+		size_t *ng;
+		if (np == NULL)
+			return MOAT_E_NOMEM;
+		b->p = np;
+		ng = realloc(b->goff, ncap * sizeof(*ng));
+		if (ng == NULL)
+			return MOAT_E_NOMEM;
+		b->goff = ng;
+		b->cap = ncap;
+	}
+	if (b->alen + glen > b->acap) {
+		size_t ncap = b->acap ? b->acap * 2 : 128;
+		char *na;
+		while (ncap < b->alen + glen)
+			ncap *= 2;
+		na = realloc(b->arena, ncap);
+		if (na == NULL)
+			return MOAT_E_NOMEM;
+		b->arena = na;
+		b->acap = ncap;
+	}
+	b->goff[b->n] = SIZE_MAX;
+	if (group != NULL) {
+		memcpy(b->arena + b->alen, group, glen);
+		b->goff[b->n] = b->alen;
+		b->alen += glen;
+	}
 	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
-	r->src[r->n].p = p;
-	r->n++;
+	b->p[b->n++] = p;
 	return MOAT_OK;
 }
 
-static struct regrec *rec_new(const char *id, enum moat_id_state st)
+/* Drop what b holds and make it empty (its buffers stay for reuse). */
+static void recb_reset(struct recb *b)
 {
-	struct regrec *r = calloc(1, sizeof(*r));
+	size_t i;
 
-	if (r == NULL)
-		return NULL;
-	atomic_init(&r->refs, 1);
-	r->state = st;
-	r->id = str_dup(id);
-	if (r->id == NULL) {
-		free(r);
+	for (i = 0; i < b->n; i++)
+		pol_unref(b->p[i]);
+	b->n = 0;
+	b->alen = 0;
+}
+
+static void recb_free(struct recb *b)
+{
+	recb_reset(b);
+	free(b->p);
+	free(b->goff);
+	free(b->arena);
+	memset(b, 0, sizeof(*b));
+}
+
+/* The record of id from b's sources (their references move to it); b is
+ * left empty either way. */
+static struct regrec *recb_finish(struct recb *b, const char *id, enum moat_id_state st)
+{
+	size_t idlen = strlen(id) + 1, i;
+	struct regrec *r = malloc(sizeof(*r) + b->n * sizeof(r->src[0]) + idlen + b->alen);
+	char *strs;
+
+	if (r == NULL) {
+		recb_reset(b);
 		return NULL;
 	}
+	atomic_init(&r->refs, 1);
+	r->state = st;
+	r->n = b->n;
+	strs = (char *)&r->src[b->n];
+	memcpy(strs, id, idlen);
+	r->id = strs;
+	if (b->alen > 0)
+		memcpy(strs + idlen, b->arena, b->alen);
+	for (i = 0; i < b->n; i++) {
+		r->src[i].p = b->p[i];
+		r->src[i].group = b->goff[i] == SIZE_MAX ? NULL : strs + idlen + b->goff[i];
+	}
+	b->n = 0; /* the references are the record's now */
+	b->alen = 0;
 	return r;
 }
 
@@ -491,7 +555,7 @@ size_t moat_regtab_count(struct moat_regtab *t)
 
 struct grp_load {
 	struct load *l;
-	struct regrec *r;
+	struct recb b;
 	const char *group;
 };
 
@@ -505,7 +569,7 @@ static moat_err grp_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		return MOAT_E_CORRUPT;
 	if ((rc = pol_get(g->l, &cols[0], &cols[1], &p)) != MOAT_OK)
 		return rc;
-	rc = rec_add_src(g->r, p, g->group);
+	rc = recb_add(&g->b, p, g->group);
 	pol_unref(p);
 	return rc;
 }
@@ -515,24 +579,22 @@ static moat_err grp_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
 static moat_err load_unknown(struct load *l, struct moat_store *st, struct regrec **out)
 {
 	struct moat_val v = moat_val_text(BUILTIN_GROUP, strlen(BUILTIN_GROUP));
-	struct grp_load g = {l, NULL, BUILTIN_GROUP};
+	struct grp_load g;
 	int64_t n = 0;
 	moat_err rc;
 
 	*out = NULL;
+	memset(&g, 0, sizeof(g));
+	g.l = l;
+	g.group = BUILTIN_GROUP;
 	rc = moat_store_read_int(st, MOAT_STMT_GROUP_EXISTS, &v, 1, &n);
 	if (rc != MOAT_OK || n == 0)
 		return rc;
-	g.r = rec_new("", MOAT_ID_ACTIVE);
-	if (g.r == NULL)
-		return MOAT_E_NOMEM;
 	rc = moat_store_read(st, MOAT_STMT_REG_GROUP_SOURCES, &v, 1, grp_src_cb, &g);
-	if (rc != MOAT_OK) {
-		rec_unref(g.r);
-		return rc;
-	}
-	*out = g.r;
-	return MOAT_OK;
+	if (rc == MOAT_OK && (*out = recb_finish(&g.b, "", MOAT_ID_ACTIVE)) == NULL)
+		rc = MOAT_E_NOMEM;
+	recb_free(&g.b);
+	return rc;
 }
 
 /* --- loading everything (start, SIGHUP) --- */
@@ -751,27 +813,31 @@ static void all_free(struct all_load *a)
 /* The records of every identity, from what all_* collected. */
 static moat_err all_build(struct all_load *a, struct smap *ids)
 {
+	struct recb b;
 	size_t i, j, k;
+	moat_err rc = MOAT_OK;
 
-	for (i = 0; i < a->n_ids; i++) {
+	memset(&b, 0, sizeof(b));
+	for (i = 0; rc == MOAT_OK && i < a->n_ids; i++) {
 		struct tid *d = &a->ids[i];
-		struct regrec *r = rec_new(d->id, d->state);
-		moat_err rc = r != NULL ? MOAT_OK : MOAT_E_NOMEM;
+		struct regrec *r;
 
 		for (j = 0; rc == MOAT_OK && j < d->n_groups; j++)
 			for (k = 0; rc == MOAT_OK && k < d->groups[j]->n; k++)
-				rc = rec_add_src(r, d->groups[j]->p[k], d->groups[j]->name);
+				rc = recb_add(&b, d->groups[j]->p[k], d->groups[j]->name);
 		for (j = 0; rc == MOAT_OK && j < d->n_direct; j++)
-			rc = rec_add_src(r, d->direct[j], NULL);
+			rc = recb_add(&b, d->direct[j], NULL);
 		if (rc == MOAT_OK && !smap_reserve(a->l.t, ids))
 			rc = MOAT_E_NOMEM;
-		if (rc != MOAT_OK) {
-			rec_unref(r);
-			return rc;
-		}
-		smap_put(a->l.t, ids, r->id, r);
+		if (rc != MOAT_OK)
+			break;
+		if ((r = recb_finish(&b, d->id, d->state)) == NULL)
+			rc = MOAT_E_NOMEM;
+		else
+			smap_put(a->l.t, ids, r->id, r);
 	}
-	return MOAT_OK;
+	recb_free(&b);
+	return rc;
 }
 
 moat_err moat_regtab_load_all(struct moat_regtab *t, struct moat_store *st, char *err,
@@ -834,7 +900,8 @@ moat_err moat_regtab_load_all(struct moat_regtab *t, struct moat_store *st, char
 
 struct one_load {
 	struct load *l;
-	struct regrec *r;
+	struct recb b;
+	enum moat_id_state state;
 	bool found;
 	struct moat_regtab *t;
 	struct smap *revoked; /* serials to add */
@@ -847,7 +914,7 @@ static moat_err one_state_cb(void *arg, const struct moat_val *cols, size_t ncol
 	if (ncols != 1)
 		return MOAT_E_CORRUPT;
 	o->found = true;
-	return state_of(&cols[0], &o->r->state);
+	return state_of(&cols[0], &o->state);
 }
 
 static moat_err one_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
@@ -868,7 +935,7 @@ static moat_err one_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	}
 	if ((rc = pol_get(o->l, &cols[2], &cols[3], &p)) != MOAT_OK)
 		return rc;
-	rc = rec_add_src(o->r, p, cols[1].type == MOAT_VAL_TEXT ? group : NULL);
+	rc = recb_add(&o->b, p, cols[1].type == MOAT_VAL_TEXT ? group : NULL);
 	pol_unref(p);
 	return rc;
 }
@@ -888,12 +955,14 @@ static moat_err load_one(struct load *l, struct moat_store *st, const char *id,
 			 struct smap *revoked, struct regrec **out)
 {
 	struct moat_val v = moat_val_text(id, strlen(id));
-	struct one_load o = {l, NULL, false, l->t, revoked};
+	struct one_load o;
 	moat_err rc;
 
 	*out = NULL;
-	if ((o.r = rec_new(id, MOAT_ID_REGISTERED)) == NULL)
-		return MOAT_E_NOMEM;
+	memset(&o, 0, sizeof(o));
+	o.l = l;
+	o.t = l->t;
+	o.revoked = revoked;
 	rc = moat_store_read(st, MOAT_STMT_REG_ID_STATE, &v, 1, one_state_cb, &o);
 	if (rc == MOAT_OK && o.found)
 		rc = moat_store_read(st, MOAT_STMT_REG_ID_SOURCES, &v, 1, one_src_cb, &o);
@@ -901,12 +970,10 @@ static moat_err load_one(struct load *l, struct moat_store *st, const char *id,
 	 * unregistered identities too. */
 	if (rc == MOAT_OK)
 		rc = moat_store_read(st, MOAT_STMT_REG_ID_REVOKED, &v, 1, one_revoked_cb, &o);
-	if (rc != MOAT_OK || !o.found) {
-		rec_unref(o.r);
-		return rc;
-	}
-	*out = o.r;
-	return MOAT_OK;
+	if (rc == MOAT_OK && o.found && (*out = recb_finish(&o.b, id, o.state)) == NULL)
+		rc = MOAT_E_NOMEM;
+	recb_free(&o.b);
+	return rc;
 }
 
 moat_err moat_regtab_load_ids(struct moat_regtab *t, struct moat_store *st, const char *const *ids,
