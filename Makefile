@@ -71,6 +71,7 @@ integration-tsan: tsan
 bench: deps build
 	@bench/run
 	@/usr/bin/python3 bench/revoke-latency 50
+	@build/moat-regbench
 
 fuzz: fuzz-build
 	@scripts/fuzz-run $(FUZZ_SECONDS)

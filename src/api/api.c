@@ -524,7 +524,7 @@ void api_registry_changed(struct moat_api *api)
 {
 	api->reg_gen++; /* the cached CRL is stale */
 	if (api->o.registry_changed)
-		api->o.registry_changed(api->o.registry_arg);
+		api->o.registry_changed(api->o.registry_arg, NULL);
 }
 
 moat_err api_audit(struct api_call *c, struct moat_store_batch **b, const char *action,

@@ -17,6 +17,7 @@
 struct moat_api;
 struct moat_http_stats;
 struct moat_ca;
+struct moat_reg_change;
 
 /* Numbers from elsewhere that /metrics reports; filled by the caller's
  * callback on the API thread. */
@@ -40,7 +41,9 @@ struct moat_api_opts {
 	struct moat_ca *ca;  /* the CA process (signing, CRL); NULL: EST unavailable */
 	unsigned cert_days;  /* lifetime of enrolled certificates (0: the default) */
 	const char *crl_url; /* the CRL distribution point they name; NULL: none */
-	void (*registry_changed)(void *arg);
+	/* ch: the identities a registry service call touched; NULL: reload
+	 * everything (enrollment, manufacturer CAs). */
+	void (*registry_changed)(void *arg, const struct moat_reg_change *ch);
 	void *registry_arg;
 	/* Erase what the broker holds of a decommissioned identity (sessions,
 	 * queues, retained messages) and return when it is gone; called with

@@ -260,8 +260,8 @@ void api_certs_revoke(struct api_call *c)
 {
 	static const struct api_field f[] = {{"reason", F_STRING, false, 1, 120}};
 	const char *reason;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[3];
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	json_t *cert = NULL;
 
 	if (!api_validate(c, f, 1))
@@ -276,15 +276,8 @@ void api_certs_revoke(struct api_call *c)
 	}
 	json_decref(cert);
 	reason = api_str(c, "reason");
-	v[0] = moat_val_text(c->params.v[0], strlen(c->params.v[0]));
-	v[1] = moat_val_int(c->now);
-	v[2] = reason ? moat_val_text(reason, strlen(reason)) : moat_val_text("unspecified", 11);
-	if (api_reg_add(&b, MOAT_STMT_CERT_REVOKE, v, 3) != MOAT_OK) {
-		api_internal(c, MOAT_E_NOMEM);
-		return;
-	}
-	if (!api_reg_commit(c, b, "certificate.revoke", c->params.v[0],
-			    json_pack("{s:s}", "reason", reason ? reason : "unspecified"), true))
+	api_reg_ctx(c, &x);
+	if (!api_reg_done(c, moat_reg_cert_revoke(&x, c->params.v[0], reason, &ch), &ch))
 		return;
 	if (cert_load(c, c->params.v[0], &cert) != MOAT_OK) {
 		api_internal(c, MOAT_E_INTERNAL);
@@ -295,28 +288,16 @@ void api_certs_revoke(struct api_call *c)
 
 /* --- decommissioning --- */
 
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
-	return MOAT_OK;
-}
-
 void api_devices_decommission(struct api_call *c)
 {
-	char prefix[sizeof(c->params.v[0]) + 8];
 	const char *id = c->params.v[0];
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[3];
-	int64_t certs = 0, tokens = 0, sessions = 0, retained = 0;
+	struct moat_reg_change ch = {0};
+	struct moat_reg_decom n;
+	struct moat_reg_ctx x;
 	unsigned live = 0;
 	bool erased = true;
 	json_t *dev = NULL;
 	const char *state;
-	moat_err rc;
 
 	if (!api_validate(c, NULL, 0) ||
 	    !api_reg_path_load(c, api_reg_identity_load, "identity", &dev))
@@ -328,42 +309,9 @@ void api_devices_decommission(struct api_call *c)
 		return;
 	}
 	json_decref(dev);
-	snprintf(prefix, sizeof(prefix), "d/%s/", id);
-	v[0] = moat_val_text(id, strlen(id));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_COUNTS, v, 1, count_cb, &certs);
-	if (rc == MOAT_OK)
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_TOKENS, v, 1, count_cb,
-				     &tokens);
-	if (rc == MOAT_OK)
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_SESSIONS, v, 1, count_cb,
-				     &sessions);
-	v[1] = moat_val_text(prefix, strlen(prefix));
-	if (rc == MOAT_OK)
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_DECOM_RETAINED, &v[1], 1, count_cb,
-				     &retained);
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		return;
-	}
-	v[1] = moat_val_text("decommissioned", 14);
-	v[2] = moat_val_int(c->now);
-	rc = api_reg_add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
-	v[1] = moat_val_int(c->now);
-	v[2] = moat_val_text("decommissioned", 14);
-	if (rc == MOAT_OK)
-		rc = api_reg_add(&b, MOAT_STMT_CERT_REVOKE_ID, v, 3);
-	if (rc == MOAT_OK)
-		rc = api_reg_add(&b, MOAT_STMT_ETOKEN_BURN_ID, v, 1);
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		return;
-	}
-	if (!api_reg_commit(c, b, "device.decommission", id,
-			    json_pack("{s:I, s:I, s:I, s:I}", "certificates_revoked",
-				      (json_int_t)certs, "tokens_burned", (json_int_t)tokens,
-				      "sessions", (json_int_t)sessions, "retained",
-				      (json_int_t)retained),
-			    true))
+	/* State, certificates and tokens in one batch with the entry. */
+	api_reg_ctx(c, &x);
+	if (!api_reg_done(c, moat_reg_decommission(&x, id, &n, &ch), &ch))
 		return;
 	/* The broker owns sessions, queues and retained messages: it erases
 	 * them now, before the answer, so an id registered again the next
@@ -378,9 +326,9 @@ void api_devices_decommission(struct api_call *c)
 	}
 	api_json(c, 200,
 		 json_pack("{s:o, s:b, s:{s:I, s:I, s:I, s:I}}", "identity", dev, "erased", erased,
-			   "removed", "certificates_revoked", (json_int_t)certs, "tokens_burned",
-			   (json_int_t)tokens, "sessions", (json_int_t)sessions, "retained",
-			   (json_int_t)retained));
+			   "removed", "certificates_revoked", (json_int_t)n.certs, "tokens_burned",
+			   (json_int_t)n.tokens, "sessions", (json_int_t)n.sessions, "retained",
+			   (json_int_t)n.retained));
 }
 
 /* --- manufacturer CAs: factory certificates they anchor may enroll --- */

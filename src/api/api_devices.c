@@ -66,9 +66,10 @@ void api_devices_create(struct api_call *c)
 	const char *id, *kind, *state;
 	enum moat_id_state st;
 	json_t *groups, *g, *o = NULL;
-	struct moat_store_batch *b = NULL;
+	const char **names = NULL;
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	bool replaces = false;
-	struct moat_val v[4];
 	char field[32];
 	size_t i;
 	moat_err rc;
@@ -122,32 +123,20 @@ void api_devices_create(struct api_call *c)
 		api_internal(c, rc);
 		goto out;
 	}
-	v[0] = moat_val_text(id, strlen(id));
-	/* A decommissioned id comes back only as a new device: nothing of the
-	 * old one (state, groups, policies, certificates) carries over. */
-	if (replaces && api_reg_add(&b, MOAT_STMT_ID_DELETE_DECOMMISSIONED, v, 1) != MOAT_OK) {
+	names = calloc(json_array_size(groups) + 1, sizeof(*names));
+	if (names == NULL) {
 		api_internal(c, MOAT_E_NOMEM);
 		goto out;
 	}
-	v[1] = moat_val_text(kind, strlen(kind));
-	v[2] = moat_val_text(state, strlen(state));
-	v[3] = moat_val_int(c->now);
-	rc = api_reg_add(&b, MOAT_STMT_ID_INSERT, v, 4);
 	json_array_foreach(groups, i, g)
 	{
-		if (rc != MOAT_OK)
-			break;
-		v[1] = moat_val_text(json_string_value(g), strlen(json_string_value(g)));
-		rc = api_reg_add(&b, MOAT_STMT_MEMBER_ADD, v, 2);
+		names[i] = json_string_value(g);
 	}
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		goto out;
-	}
-	if (!api_reg_commit(c, b, "device.register", id,
-			    json_pack("{s:s, s:s, s:O, s:b}", "kind", kind, "state", state,
-				      "groups", groups, "replaces_decommissioned", replaces),
-			    true))
+	api_reg_ctx(c, &x);
+	if (!api_reg_done(
+		c,
+		moat_reg_register(&x, id, kind, st, names, json_array_size(groups), replaces, &ch),
+		&ch))
 		goto out;
 	rc = api_reg_identity_load(c, id, &o);
 	if (rc != MOAT_OK) {
@@ -157,6 +146,7 @@ void api_devices_create(struct api_call *c)
 	api_reg_answer(c, 201, o);
 	o = NULL;
 out:
+	free(names);
 	json_decref(o);
 	json_decref(groups);
 }
@@ -202,8 +192,8 @@ void api_devices_state(struct api_call *c)
 	    {"state", F_STRING, true, 1, 16},
 	};
 	enum moat_id_state from, to;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[3];
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	const char *id = c->params.v[0];
 	char msg[200];
 	json_t *o = NULL;
@@ -228,17 +218,8 @@ void api_devices_state(struct api_call *c)
 		api_problem(c, 409, "conflict", msg, "state");
 		goto out;
 	}
-	v[0] = moat_val_text(id, strlen(id));
-	v[1] = moat_val_text(moat_id_state_name(to), strlen(moat_id_state_name(to)));
-	v[2] = moat_val_int(c->now);
-	if ((rc = api_reg_add(&b, MOAT_STMT_ID_SET_STATE, v, 3)) != MOAT_OK) {
-		api_internal(c, rc);
-		goto out;
-	}
-	if (!api_reg_commit(c, b, "device.state", id,
-			    json_pack("{s:s, s:s}", "from", moat_id_state_name(from), "to",
-				      moat_id_state_name(to)),
-			    true))
+	api_reg_ctx(c, &x);
+	if (!api_reg_done(c, moat_reg_set_state(&x, id, from, to, &ch), &ch))
 		goto out;
 	json_decref(o);
 	if ((rc = api_reg_identity_load(c, id, &o)) != MOAT_OK) {
@@ -259,8 +240,8 @@ static void identity_link(struct api_call *c, bool policy)
 	static const struct api_field fg[] = {{"group", F_STRING, true, 1, MOAT_DEVICE_ID_MAX}};
 	static const struct api_field fp[] = {{"policy", F_STRING, true, 1, MOAT_DEVICE_ID_MAX}};
 	const char *field = policy ? "policy" : "group", *id = c->params.v[0], *name;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[2];
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	char msg[400];
 	json_t *o = NULL;
 	moat_err rc;
@@ -284,20 +265,9 @@ static void identity_link(struct api_call *c, bool policy)
 		api_problem(c, 409, "conflict", msg, field);
 		goto out;
 	}
-	if (policy) {
-		v[0] = moat_val_text(name, strlen(name));
-		v[1] = moat_val_text(id, strlen(id));
-	} else {
-		v[0] = moat_val_text(id, strlen(id));
-		v[1] = moat_val_text(name, strlen(name));
-	}
-	if ((rc = api_reg_add(&b, policy ? MOAT_STMT_ATTACH_ID : MOAT_STMT_MEMBER_ADD, v, 2)) !=
-	    MOAT_OK) {
-		api_internal(c, rc);
-		goto out;
-	}
-	if (!api_reg_commit(c, b, policy ? "device.policy_attach" : "device.group_add", id,
-			    json_pack("{s:s}", field, name), true))
+	api_reg_ctx(c, &x);
+	rc = policy ? moat_reg_attach(&x, id, name, &ch) : moat_reg_group_add(&x, id, name, &ch);
+	if (!api_reg_done(c, rc, &ch))
 		goto out;
 	json_decref(o);
 	if ((rc = api_reg_identity_load(c, id, &o)) != MOAT_OK) {
@@ -315,8 +285,8 @@ out:
 static void identity_unlink(struct api_call *c, bool policy)
 {
 	const char *id = c->params.v[0], *name = c->params.v[1];
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[2];
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	char msg[400];
 	json_t *o = NULL;
 	moat_err rc;
@@ -331,20 +301,9 @@ static void identity_unlink(struct api_call *c, bool policy)
 		api_problem(c, 404, "not-found", msg, NULL);
 		goto out;
 	}
-	if (policy) {
-		v[0] = moat_val_text(name, strlen(name));
-		v[1] = moat_val_text(id, strlen(id));
-	} else {
-		v[0] = moat_val_text(id, strlen(id));
-		v[1] = moat_val_text(name, strlen(name));
-	}
-	if ((rc = api_reg_add(&b, policy ? MOAT_STMT_DETACH_ID : MOAT_STMT_MEMBER_DEL, v, 2)) !=
-	    MOAT_OK) {
-		api_internal(c, rc);
-		goto out;
-	}
-	if (api_reg_commit(c, b, policy ? "device.policy_detach" : "device.group_remove", id,
-			   json_pack("{s:s}", policy ? "policy" : "group", name), true))
+	api_reg_ctx(c, &x);
+	rc = policy ? moat_reg_detach(&x, id, name, &ch) : moat_reg_group_remove(&x, id, name, &ch);
+	if (api_reg_done(c, rc, &ch))
 		api_no_content(c);
 out:
 	json_decref(o);

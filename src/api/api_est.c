@@ -559,7 +559,10 @@ static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	n = cols[0].len < MOAT_CA_SERIAL_HEX_MAX ? cols[0].len : MOAT_CA_SERIAL_HEX_MAX;
 	memcpy(l->v[l->n].serial, cols[0].p, n);
 	l->v[l->n].serial[n] = '\0';
-	l->v[l->n].revoked_at = cols[1].i / 1000;
+	/* A revocation time before 1970 (a clock or data error) must not keep
+	 * the serial off the CRL, nor fail the whole list: the earliest time. */
+	l->v[l->n].revoked_at =
+	    cols[1].type == MOAT_VAL_INT && cols[1].i >= 1000 ? cols[1].i / 1000 : 1;
 	l->n++;
 	return MOAT_OK;
 }
@@ -590,7 +593,8 @@ static moat_err crl_refresh(struct moat_api *api, int64_t now_ms)
 	free(l.v);
 	if (rc != MOAT_OK) {
 		if (!l.full)
-			log_error("crl_failed", "error=\"%s\"", moat_strerror(rc));
+			log_error("crl_failed", "error=\"%s\" detail=\"%s\"", moat_strerror(rc),
+				  err);
 		return rc;
 	}
 	free(api->crl_der);

@@ -5,6 +5,7 @@
 
 #include "api/internal.h"
 #include "core/limits.h"
+#include "registry/registry.h"
 
 void api_groups_list(struct api_call *c)
 {
@@ -27,8 +28,8 @@ void api_groups_create(struct api_call *c)
 	    {"description", F_STRING, false, 0, API_DESC_MAX},
 	};
 	const char *name, *desc;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[3];
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	json_t *o = NULL;
 	moat_err rc;
 
@@ -49,16 +50,8 @@ void api_groups_create(struct api_call *c)
 		api_internal(c, rc);
 		return;
 	}
-	v[0] = moat_val_text(name, strlen(name));
-	v[1] = moat_val_text(desc, strlen(desc));
-	v[2] = moat_val_int(c->now);
-	if ((rc = api_reg_add(&b, MOAT_STMT_GROUP_INSERT, v, 3)) != MOAT_OK) {
-		api_internal(c, rc);
-		return;
-	}
-	/* An empty group with no policy changes nobody's access. */
-	if (!api_reg_commit(c, b, "group.create", name, json_pack("{s:s}", "description", desc),
-			    false))
+	api_reg_ctx(c, &x);
+	if (!api_reg_done(c, moat_reg_group_create(&x, name, desc), &ch))
 		return;
 	if ((rc = api_reg_group_load(c, name, &o)) != MOAT_OK) {
 		api_internal(c, rc);
@@ -78,10 +71,9 @@ void api_groups_get(struct api_call *c)
 void api_groups_delete(struct api_call *c)
 {
 	const char *name = c->params.v[0];
-	struct moat_store_batch *b = NULL;
-	struct moat_val v;
-	json_t *o = NULL, *detail;
-	moat_err rc;
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
+	json_t *o = NULL;
 
 	if (!api_reg_path_load(c, api_reg_group_load, "group", &o))
 		return;
@@ -91,16 +83,9 @@ void api_groups_delete(struct api_call *c)
 		goto out;
 	}
 	/* Members leave the group and its attachments go with it (the
-	 * schema cascades); the entry says how much that touched. */
-	detail = json_pack("{s:O, s:O}", "members", json_object_get(o, "members"), "policies",
-			   json_object_get(o, "policies"));
-	v = moat_val_text(name, strlen(name));
-	if ((rc = api_reg_add(&b, MOAT_STMT_GROUP_DEL, &v, 1)) != MOAT_OK) {
-		json_decref(detail);
-		api_internal(c, rc);
-		goto out;
-	}
-	if (api_reg_commit(c, b, "group.delete", name, detail, true))
+	 * schema cascades); the service reads them first. */
+	api_reg_ctx(c, &x);
+	if (api_reg_done(c, moat_reg_group_delete(&x, name, &ch), &ch))
 		api_no_content(c);
 out:
 	json_decref(o);
@@ -110,8 +95,8 @@ static void group_link(struct api_call *c, bool attach)
 {
 	static const struct api_field f[] = {{"policy", F_STRING, true, 1, MOAT_DEVICE_ID_MAX}};
 	const char *group = c->params.v[0], *policy;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[2];
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	char msg[400];
 	json_t *o = NULL;
 	bool has;
@@ -143,15 +128,10 @@ static void group_link(struct api_call *c, bool attach)
 		api_problem(c, 404, "not-found", msg, NULL);
 		goto out;
 	}
-	v[0] = moat_val_text(policy, strlen(policy));
-	v[1] = moat_val_text(group, strlen(group));
-	if ((rc = api_reg_add(&b, attach ? MOAT_STMT_ATTACH_GROUP : MOAT_STMT_DETACH_GROUP, v,
-			      2)) != MOAT_OK) {
-		api_internal(c, rc);
-		goto out;
-	}
-	if (!api_reg_commit(c, b, attach ? "group.policy_attach" : "group.policy_detach", group,
-			    json_pack("{s:s}", "policy", policy), true))
+	api_reg_ctx(c, &x);
+	rc = attach ? moat_reg_group_attach(&x, group, policy, &ch)
+		    : moat_reg_group_detach(&x, group, policy, &ch);
+	if (!api_reg_done(c, rc, &ch))
 		goto out;
 	if (!attach) {
 		api_no_content(c);

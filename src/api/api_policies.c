@@ -6,17 +6,12 @@
 
 #include "api/internal.h"
 #include "core/limits.h"
-#include "registry/acl.h"
-
-/* A policy.put audit entry carries the rules themselves while they fit well
- * inside MOAT_AUDIT_DETAIL_MAX; beyond that only their number. */
-#define AUDIT_RULES_MAX 3000u
+#include "registry/registry.h"
 
 _Static_assert(API_POLICY_BODY_MAX <= MOAT_HTTP_BODY_MAX, "policy body within the HTTP cap");
 _Static_assert(API_POLICY_BODY_MAX >= MOAT_POLICY_MAX_RULES * (2u * MOAT_RULE_TEXT_MAX + 8u) +
 					  2u * API_DESC_MAX + 256u,
 	       "a policy of MOAT_POLICY_MAX_RULES longest rules fits the body cap");
-_Static_assert(AUDIT_RULES_MAX + 512u <= MOAT_AUDIT_DETAIL_MAX, "policy.put detail fits");
 
 void api_policies_list(struct api_call *c)
 {
@@ -111,10 +106,10 @@ void api_policies_put(struct api_call *c)
 	    {"rules", F_ARRAY, true, 1, MOAT_POLICY_MAX_RULES},
 	};
 	const char *name = c->params.v[0], *desc;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[4];
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	char *text = NULL, msg[320];
-	json_t *old = NULL, *fmt = NULL, *detail, *o = NULL;
+	json_t *old = NULL, *fmt = NULL, *o = NULL;
 	bool created;
 	moat_err rc;
 
@@ -139,19 +134,8 @@ void api_policies_put(struct api_call *c)
 		desc = created ? "" : json_string_value(json_object_get(old, "description"));
 	if (desc == NULL)
 		desc = "";
-	v[0] = moat_val_text(name, strlen(name));
-	v[1] = moat_val_text(desc, strlen(desc));
-	v[2] = moat_val_text(text, strlen(text));
-	v[3] = moat_val_int(c->now);
-	if ((rc = api_reg_add(&b, MOAT_STMT_POLICY_PUT, v, 4)) != MOAT_OK) {
-		api_internal(c, rc);
-		goto out;
-	}
-	detail = strlen(text) <= AUDIT_RULES_MAX
-		     ? json_pack("{s:b, s:O}", "created", created, "rules", fmt)
-		     : json_pack("{s:b, s:I}", "created", created, "rule_count",
-				 (json_int_t)json_array_size(fmt));
-	if (!api_reg_commit(c, b, "policy.put", name, detail, true))
+	api_reg_ctx(c, &x);
+	if (!api_reg_done(c, moat_reg_policy_put(&x, name, desc, text, created, &ch), &ch))
 		goto out;
 	if ((rc = api_reg_policy_load(c, name, &o)) != MOAT_OK) {
 		api_internal(c, rc);
@@ -167,11 +151,10 @@ out:
 void api_policies_delete(struct api_call *c)
 {
 	const char *name = c->params.v[0];
-	struct moat_store_batch *b = NULL;
-	struct moat_val v;
+	struct moat_reg_change ch = {0};
+	struct moat_reg_ctx x;
 	char msg[320];
 	json_t *o = NULL;
-	moat_err rc;
 
 	if (!api_reg_path_load(c, api_reg_policy_load, "policy", &o))
 		return;
@@ -181,12 +164,8 @@ void api_policies_delete(struct api_call *c)
 		goto out;
 	}
 	/* Its attachments go with it (the schema cascades). */
-	v = moat_val_text(name, strlen(name));
-	if ((rc = api_reg_add(&b, MOAT_STMT_POLICY_DEL, &v, 1)) != MOAT_OK) {
-		api_internal(c, rc);
-		goto out;
-	}
-	if (api_reg_commit(c, b, "policy.delete", name, NULL, true))
+	api_reg_ctx(c, &x);
+	if (api_reg_done(c, moat_reg_policy_delete(&x, name, &ch), &ch))
 		api_no_content(c);
 out:
 	json_decref(o);

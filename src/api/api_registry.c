@@ -3,9 +3,10 @@
  * helpers that api_devices.c, api_groups.c and api_policies.c share.
  * Devices and services share one namespace of identities; a policy reaches
  * an identity through a group it is a member of, or by a direct
- * attachment. Every change commits together with its audit entry
- * (api_reg_commit); a change the broker enforces is then announced with
- * api_registry_changed, and the broker swaps in a new snapshot.
+ * attachment. Handlers validate and answer; every write goes through the
+ * registry service (src/registry/service.c), which commits it with its
+ * audit entry and names the identities it touched; api_reg_done announces
+ * them to the broker.
  *
  * Requests are handled one at a time on the API thread, so what a handler
  * checks before it writes (the group exists, the policy is not built in,
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "registry/registry.h"
 
 /* ------------------------------------------------------------------ */
 /* rows                                                                */
@@ -319,6 +321,32 @@ bool api_reg_group_exists(struct api_call *c, const char *name, const char *fiel
 bool api_reg_policy_exists(struct api_call *c, const char *name, const char *field)
 {
 	return ref_exists(c, MOAT_STMT_POLICY_GET, api_reg_policy_cb, "policy", name, field);
+}
+
+void api_reg_ctx(struct api_call *c, struct moat_reg_ctx *x)
+{
+	memset(x, 0, sizeof(*x));
+	x->store = c->api->o.store;
+	x->audit = &c->api->audit;
+	x->actor = c->who.actor[0] ? c->who.actor : "anonymous";
+	x->peer = c->req->peer ? c->req->peer : "";
+	x->now = c->now;
+}
+
+bool api_reg_done(struct api_call *c, moat_err rc, struct moat_reg_change *ch)
+{
+	if (rc != MOAT_OK) {
+		moat_reg_change_clear(ch);
+		api_internal(c, rc);
+		return false;
+	}
+	/* A revocation or a decommission changes the CRL: the cached one is
+	 * stale after any committed registry change. */
+	c->api->reg_gen++;
+	if ((ch->n > 0 || ch->builtin) && c->api->o.registry_changed != NULL)
+		c->api->o.registry_changed(c->api->o.registry_arg, ch);
+	moat_reg_change_clear(ch);
+	return true;
 }
 
 /* Add one statement to *b (created when NULL); on failure *b is freed. */

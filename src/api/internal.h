@@ -260,7 +260,17 @@ bool api_reg_name_ok(struct api_call *c, const char *what, const char *field, co
 /* A group or policy the body names exists; false with 422 naming field. */
 bool api_reg_group_exists(struct api_call *c, const char *name, const char *field);
 bool api_reg_policy_exists(struct api_call *c, const char *name, const char *field);
-/* Add a statement to *b (created when NULL); on failure *b is freed. */
+/* The registry service's context for this call (actor, peer, time). */
+struct moat_reg_ctx;
+struct moat_reg_change;
+void api_reg_ctx(struct api_call *c, struct moat_reg_ctx *x);
+/* After a registry service call: on failure an internal error is
+ * answered and false returned; on success the change is announced to the
+ * broker (it re-evaluates the identities ch names). ch is cleared. */
+bool api_reg_done(struct api_call *c, moat_err rc, struct moat_reg_change *ch);
+/* For resources outside the registry service (enrollment tokens,
+ * manufacturer CAs): add a statement to *b (created when NULL); on
+ * failure *b is freed. */
 moat_err api_reg_add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
 		     size_t n);
 /* Write b (taken) with its audit entry (detail stolen), then announce the
@@ -279,8 +289,9 @@ void api_reg_list(struct api_call *c, enum moat_stmt st, const struct moat_val *
  * escaping at most doubles a rule (control characters are refused). */
 #define API_POLICY_BODY_MAX (64u * 1024u)
 
-/* The registry tables changed in a way the broker enforces: tell it (it
- * loads and swaps in a new snapshot). Call after the write committed. */
+/* Something the broker enforces changed outside the registry service
+ * (enrollment, manufacturer CAs): it reloads the whole registry. Call
+ * after the write committed. */
 void api_registry_changed(struct moat_api *api);
 
 /* api_auth.c: authenticate a request (cookie or bearer); false if the

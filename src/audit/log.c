@@ -156,6 +156,35 @@ static moat_err read_head(struct moat_store *st, int64_t *seq, uint8_t head[MOAT
 	return rc;
 }
 
+static moat_err cp_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct moat_audit_checkpoint *cp = arg;
+
+	if (ncols != 4 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_INT ||
+	    cols[2].type != MOAT_VAL_BLOB || cols[2].len != sizeof(cp->head) ||
+	    cols[3].type != MOAT_VAL_BLOB || cols[3].len != sizeof(cp->sig))
+		return MOAT_E_CORRUPT;
+	cp->seq = cols[0].i;
+	cp->ts_ms = cols[1].i;
+	memcpy(cp->head, cols[2].p, sizeof(cp->head));
+	memcpy(cp->sig, cols[3].p, sizeof(cp->sig));
+	return MOAT_OK;
+}
+
+/* Does the last checkpoint, signed with our key, seal exactly (seq, head)? */
+static bool sealed_by_key(const struct moat_audit_log *log, int64_t seq,
+			  const uint8_t head[MOAT_AUDIT_HASH_LEN])
+{
+	struct moat_audit_checkpoint cp;
+
+	memset(&cp, 0, sizeof(cp));
+	if (moat_store_read(log->store, MOAT_STMT_CHECKPOINT_LAST, NULL, 0, cp_row_cb, &cp) !=
+	    MOAT_OK)
+		return false;
+	return cp.seq == seq && sodium_memcmp(cp.head, head, sizeof(cp.head)) == 0 &&
+	       moat_audit_checkpoint_ok(&cp, log->pk);
+}
+
 moat_err moat_audit_log_write(struct moat_audit_log *log, struct moat_store_batch **b,
 			      const struct moat_audit_event *ev)
 {
@@ -170,8 +199,16 @@ moat_err moat_audit_log_write(struct moat_audit_log *log, struct moat_store_batc
 	rc = write_one(log, b, ev);
 	if (rc != MOAT_OK && read_head(log->store, &seq, head) == MOAT_OK && seq > log->seq) {
 		/* Someone appended behind our back while we run: adopt, then
-		 * retry once with the caller's changes. */
-		if (adopt_tail(log, seq, head) == MOAT_OK) {
+		 * retry once with the caller's changes. An offline command
+		 * holding the key (`moat cert issue`) seals what it writes:
+		 * that tail is adopted as is, anything else is flagged. */
+		if (sealed_by_key(log, seq, head)) {
+			log->seq = seq;
+			memcpy(log->head, head, sizeof(log->head));
+			log->sealed_seq = seq;
+			rc = write_one(log, &copy, ev);
+			copy = NULL;
+		} else if (adopt_tail(log, seq, head) == MOAT_OK) {
 			rc = write_one(log, &copy, ev);
 			copy = NULL;
 		}

@@ -4,6 +4,7 @@
  * `moat cert list|revoke` talk to the management API (cmd_certs.c). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "audit/audit_store.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/reactor.h"
@@ -19,6 +21,7 @@
 #include "core/limits.h"
 #include "pki/pki.h"
 #include "registry/acl.h"
+#include "registry/registry.h"
 #include "tls/tls.h"
 
 /* What `moat cert issue` registers: a device (group "devices") by
@@ -74,31 +77,42 @@ static moat_err rules_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return *rules != NULL ? MOAT_OK : MOAT_E_NOMEM;
 }
 
-/* Add to b what a new identity's group needs: the group if missing, and
- * its policy (named after it) when rules were given. A policy that exists
- * with other rules is left alone and refused: the API changes policies. */
-static moat_err add_group(struct moat_store *st, struct moat_store_batch *b,
-			  const struct cert_reg *r, int64_t now, char *err, size_t errlen)
+/* The actor of an offline change: the Unix user who ran the command. */
+static void cli_actor(char *out, size_t len)
 {
-	struct moat_val v[4];
+	struct passwd *pw = getpwuid(geteuid());
+
+	if (pw != NULL && pw->pw_name != NULL && pw->pw_name[0] != '\0')
+		snprintf(out, len, "cli:%.80s", pw->pw_name);
+	else
+		snprintf(out, len, "cli:uid-%lu", (unsigned long)geteuid());
+}
+
+/* What a new identity's group needs, through the registry service (each
+ * change audited): the group if missing, and its policy (named after it)
+ * attached when rules were given. A policy that exists with other rules is
+ * left alone and refused: the API changes policies. */
+static moat_err add_group(const struct moat_reg_ctx *rx, const struct cert_reg *r,
+			  struct moat_reg_change *ch, char *err, size_t errlen)
+{
+	struct moat_val v = moat_val_text(r->group, strlen(r->group));
 	char *have = NULL;
 	bool found = false;
 	moat_err rc;
 
-	v[0] = moat_val_text(r->group, strlen(r->group));
-	if ((rc = moat_store_read(st, MOAT_STMT_GROUP_GET, v, 1, found_cb, &found)) != MOAT_OK) {
+	if ((rc = moat_store_read(rx->store, MOAT_STMT_GROUP_GET, &v, 1, found_cb, &found)) !=
+	    MOAT_OK) {
 		snprintf(err, errlen, "cannot read the groups: %s", moat_strerror(rc));
 		return rc;
 	}
-	if (!found) {
-		v[1] = moat_val_text("", 0);
-		v[2] = moat_val_int(now);
-		if ((rc = moat_store_batch_add(b, MOAT_STMT_GROUP_INSERT, v, 3)) != MOAT_OK)
-			return rc;
+	if (!found && (rc = moat_reg_group_create(rx, r->group, "")) != MOAT_OK) {
+		snprintf(err, errlen, "cannot create group %s: %s", r->group, moat_strerror(rc));
+		return rc;
 	}
 	if (r->rules == NULL)
 		return MOAT_OK;
-	if ((rc = moat_store_read(st, MOAT_STMT_POLICY_GET, v, 1, rules_cb, &have)) != MOAT_OK) {
+	if ((rc = moat_store_read(rx->store, MOAT_STMT_POLICY_GET, &v, 1, rules_cb, &have)) !=
+	    MOAT_OK) {
 		snprintf(err, errlen, "cannot read the policies: %s", moat_strerror(rc));
 		goto out;
 	}
@@ -110,31 +124,35 @@ static moat_err add_group(struct moat_store *st, struct moat_store_batch *b,
 			 r->group);
 		goto out;
 	}
-	if (have == NULL) {
-		v[1] = moat_val_text("", 0);
-		v[2] = moat_val_text(r->rules, strlen(r->rules));
-		v[3] = moat_val_int(now);
-		if ((rc = moat_store_batch_add(b, MOAT_STMT_POLICY_PUT, v, 4)) != MOAT_OK)
-			goto out;
+	if (have == NULL &&
+	    (rc = moat_reg_policy_put(rx, r->group, "", r->rules, true, ch)) != MOAT_OK) {
+		snprintf(err, errlen, "cannot create policy %s: %s", r->group, moat_strerror(rc));
+		goto out;
 	}
-	v[1] = moat_val_text(r->group, strlen(r->group));
-	rc = moat_store_batch_add(b, MOAT_STMT_ATTACH_GROUP, v, 2);
+	if ((rc = moat_reg_group_attach(rx, r->group, r->group, ch)) != MOAT_OK)
+		snprintf(err, errlen, "cannot attach policy %s: %s", r->group, moat_strerror(rc));
 out:
 	free(have);
 	return rc;
 }
 
 /* Register the identity (active, in its group) unless it exists, and
- * record the certificate, in DIR's store. */
+ * record the certificate, in DIR's store, through the registry service:
+ * every change with its audit entry. */
 static moat_err register_device(const char *dir, const struct cert_reg *r, const char *crt_path,
 				char *err, size_t errlen)
 {
 	struct moat_store_opts o;
 	struct moat_store *st = NULL;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[6];
+	struct moat_reg_change ch = {0};
+	struct moat_audit_log log;
+	struct moat_reg_cert cert;
+	struct moat_reg_ctx rx;
+	bool log_open = false;
+	struct moat_val v[1];
 	struct id_row row;
 	const char *id = r->id;
+	char actor[96];
 	char path[MOAT_MAX_PATH], serial[72] = "", fp[65] = "";
 	unsigned char md[32];
 	unsigned int mdlen = 0;
@@ -180,7 +198,9 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 	}
 	if (strcmp(row.state, "decommissioned") == 0) {
 		rc = MOAT_E_DENIED;
-		snprintf(err, errlen, "%s %s is decommissioned; a retired id is never reused",
+		snprintf(err, errlen,
+			 "%s %s is decommissioned; registering it again through the API "
+			 "(POST /api/v1/devices) makes it a new one",
 			 r->kind, id);
 		goto out;
 	}
@@ -189,40 +209,30 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 		snprintf(err, errlen, "%s is registered as a %s, not a %s", id, row.kind, r->kind);
 		goto out;
 	}
-	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
+	if ((rc = moat_audit_log_open(&log, st, dir, err, errlen)) != MOAT_OK)
 		goto out;
-	if (row.state[0] == '\0' && strcmp(r->group, "devices") != 0) {
-		rc = add_group(st, b, r, now, err, errlen);
-		if (rc != MOAT_OK) {
-			moat_store_batch_free(b);
-			goto out;
-		}
-	}
-	if (row.state[0] == '\0') {
-		v[1] = moat_val_text(r->kind, strlen(r->kind));
-		v[2] = moat_val_text("active", 6);
-		v[3] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
-		v[1] = moat_val_text(r->group, strlen(r->group));
-		if (rc == MOAT_OK)
-			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
-	}
-	if (rc == MOAT_OK) {
-		v[0] = moat_val_text(serial, strlen(serial));
-		v[1] = moat_val_text(id, strlen(id));
-		v[2] = moat_val_text(fp, strlen(fp));
-		v[3] = moat_val_int(not_before * 1000);
-		v[4] = moat_val_int(not_after * 1000);
-		v[5] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
-	}
-	if (rc == MOAT_OK)
-		rc = moat_store_write(st, b);
-	else
-		moat_store_batch_free(b);
+	log_open = true;
+	cli_actor(actor, sizeof(actor));
+	memset(&rx, 0, sizeof(rx));
+	rx.store = st;
+	rx.audit = &log;
+	rx.actor = actor;
+	rx.peer = "";
+	rx.now = now;
+	if (row.state[0] == '\0' && strcmp(r->group, "devices") != 0 &&
+	    (rc = add_group(&rx, r, &ch, err, errlen)) != MOAT_OK)
+		goto out;
+	cert.serial = serial;
+	cert.fingerprint = fp;
+	cert.not_before = not_before * 1000;
+	cert.not_after = not_after * 1000;
+	rc = moat_reg_cert_issue(&rx, id, row.state[0] == '\0', r->kind, r->group, &cert, &ch);
 	if (rc != MOAT_OK)
 		snprintf(err, errlen, "cannot register %s: %s", id, moat_strerror(rc));
 out:
+	moat_reg_change_clear(&ch);
+	if (log_open)
+		moat_audit_log_close(&log);
 	X509_free(x);
 	moat_store_close(st);
 	return rc;
@@ -258,8 +268,8 @@ static void cert_usage(FILE *f)
 		"Writes PREFIX.key (mode 0600) and PREFIX.crt; PREFIX defaults to DIR/devices/ID.\n"
 		"The key is generated here: for production devices use enrollment, which\n"
 		"keeps the key on the device. The device is registered as active (group\n"
-		"devices) and the certificate recorded, so it can connect; a running\n"
-		"server picks the registration up on SIGHUP or the next registry change.\n"
+		"devices) and the certificate recorded, with an audit entry, so it can\n"
+		"connect; a running server picks the registration up on SIGHUP.\n"
 		"A decommissioned id is refused. An id registered before keeps its kind,\n"
 		"groups and policies; only the certificate is added.\n"
 		"\n"

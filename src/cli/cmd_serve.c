@@ -83,12 +83,15 @@ static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
 	return n;
 }
 
-/* The API changed the registry: the broker loads and enforces it now. */
-static void registry_changed(void *arg)
+/* The API changed the registry: the broker loads and enforces it now,
+ * for the identities the change touched (ch NULL: everything). */
+static void registry_changed(void *arg, const struct moat_reg_change *ch)
 {
 	char err[512];
+	moat_err rc = ch != NULL ? moat_broker_registry_update(arg, ch, err, sizeof(err))
+				 : moat_broker_registry_reload(arg, err, sizeof(err));
 
-	if (moat_broker_registry_reload(arg, err, sizeof(err)) != MOAT_OK)
+	if (rc != MOAT_OK)
 		log_error("registry_reload", "error=\"%s\"", err);
 }
 

@@ -108,7 +108,6 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 	randombytes_buf(b->cmap_key, sizeof(b->cmap_key));
 	pthread_mutex_init(&b->share_lock, NULL);
 	pthread_mutex_init(&b->ctx_lock, NULL);
-	pthread_mutex_init(&b->snap_lock, NULL);
 	snprintf(b->dir, sizeof(b->dir), "%s", dir);
 	if ((size_t)snprintf(b->conf_path, sizeof(b->conf_path), "%s/moat.conf", dir) >=
 	    sizeof(b->conf_path)) {
@@ -119,6 +118,7 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 		return rc;
 	if ((rc = load_conf(b, &b->conf, err, errlen)) != MOAT_OK)
 		return rc;
+	atomic_store(&b->unknown_allow, b->conf.unknown_allow);
 	moat_log_set_level((enum moat_log_level)b->conf.log_level);
 	if ((rc = build_listeners(&b->conf, b->listeners, err, errlen)) != MOAT_OK)
 		return rc;
@@ -151,12 +151,16 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 	}
 	if ((rc = open_store(b, err, errlen)) != MOAT_OK)
 		return rc;
-	if ((rc = moat_regsnap_load(b->store, &b->reg_snap, err, errlen)) != MOAT_OK)
+	if ((rc = moat_regtab_new(&b->reg)) != MOAT_OK) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	if ((rc = moat_regtab_load_all(b->reg, b->store, err, errlen)) != MOAT_OK)
 		return rc;
 	if ((rc = moat_broker_https_trust(b, err, errlen)) != MOAT_OK)
 		return rc;
-	log_info("registry_loaded", "identities=%zu unknown_devices=%s",
-		 moat_regsnap_count(b->reg_snap), b->conf.unknown_allow ? "allow" : "refuse");
+	log_info("registry_loaded", "identities=%zu unknown_devices=%s", moat_regtab_count(b->reg),
+		 b->conf.unknown_allow ? "allow" : "refuse");
 	if ((rc = moat_persist_restore(b, err, errlen)) != MOAT_OK)
 		return rc;
 	if ((rc = moat_persist_restore_sessions(b, err, errlen)) != MOAT_OK)
@@ -168,7 +172,7 @@ moat_err moat_broker_start(struct moat_broker *b, const char *dir, char *err, si
 	 * message reaches them. The workers do not run yet. */
 	for (i = 0; i < b->n_workers; i++) {
 		b->workers[i].now = moat_now_ms();
-		moat_worker_registry(&b->workers[i]);
+		moat_worker_registry(&b->workers[i], NULL);
 	}
 	return MOAT_OK;
 }
@@ -237,12 +241,11 @@ moat_err moat_broker_reload(struct moat_broker *b, char *err, size_t errlen)
 	b->conf.lim = nc->lim;
 	b->conf.log_level = nc->log_level;
 	moat_log_set_level((enum moat_log_level)nc->log_level);
-	/* unknown_devices is read by every admission (under snap_lock); the
+	/* unknown_devices is read by every admission (an atomic copy); the
 	 * registry reload below re-admits live connections with it, so a
 	 * switch to refuse disconnects unregistered identities at once. */
-	pthread_mutex_lock(&b->snap_lock);
 	b->conf.unknown_allow = nc->unknown_allow;
-	pthread_mutex_unlock(&b->snap_lock);
+	atomic_store(&b->unknown_allow, nc->unknown_allow);
 	/* Registrations made offline (moat cert issue) take effect too; the
 	 * HTTPS contexts were rebuilt above without manufacturer CAs. */
 	pthread_mutex_lock(&b->reload_lock);
@@ -421,59 +424,99 @@ moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen
 bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *serial,
 		       struct moat_acl **acl, const char **why)
 {
-	struct moat_regsnap *s;
-	enum moat_admit a;
-	bool unknown_allow;
-
-	pthread_mutex_lock(&b->snap_lock);
-	s = b->reg_snap;
-	if (s != NULL)
-		moat_regsnap_ref(s);
-	unknown_allow = b->conf.unknown_allow; /* SIGHUP changes it */
-	pthread_mutex_unlock(&b->snap_lock);
-	if (s == NULL) {
+	if (b->reg == NULL) {
 		*why = "the registry is not loaded";
 		return false;
 	}
-	a = moat_regsnap_admit(s, identity, serial, unknown_allow, acl, why);
-	moat_regsnap_unref(s);
-	return a == MOAT_ADMIT_OK;
+	return moat_regtab_admit(b->reg, identity, serial,
+				 atomic_load_explicit(&b->unknown_allow, memory_order_relaxed), acl,
+				 why) == MOAT_ADMIT_OK;
 }
 
-/* Load, swap and announce a snapshot. retrust: rebuild the HTTPS contexts'
- * manufacturer-CA trust even if that set did not change (after SIGHUP
- * rebuilt them without it). The caller holds reload_lock: the API thread
- * and the SIGHUP path both come here, and two loads must neither swap in
- * an older snapshot after a newer one nor race on the digest. */
-static moat_err registry_reload_locked(struct moat_broker *b, bool retrust, char *err,
-				       size_t errlen)
+void moat_regev_unref(struct moat_regev *ev)
 {
-	struct moat_regsnap *s = NULL, *old;
-	moat_err rc;
+	if (ev != NULL && atomic_fetch_sub_explicit(&ev->refs, 1, memory_order_acq_rel) == 1) {
+		moat_reg_change_clear(&ev->ch);
+		free(ev);
+	}
+}
+
+/* Tell every worker to re-admit the sessions of ev's identities (NULL:
+ * all); ev is taken. With reload_lock held, so the workers see changes in
+ * the order they were loaded. */
+static void registry_announce(struct moat_broker *b, struct moat_regev *ev)
+{
 	unsigned i;
 
-	if (retrust)
-		b->mca_digest_set = false;
-	rc = moat_regsnap_load(b->store, &s, err, errlen);
-	if (rc != MOAT_OK)
-		return rc;
-	if ((rc = moat_broker_https_trust(b, err, errlen)) != MOAT_OK) {
-		moat_regsnap_unref(s);
-		return rc;
-	}
-	pthread_mutex_lock(&b->snap_lock);
-	old = b->reg_snap;
-	b->reg_snap = s;
-	pthread_mutex_unlock(&b->snap_lock);
-	moat_regsnap_unref(old);
 	for (i = 0; i < b->n_workers; i++) {
 		struct moat_mailitem *it = calloc(1, sizeof(*it));
 		if (it == NULL)
 			continue; /* that worker re-admits at the next change */
 		it->kind = MAIL_REGISTRY;
+		if (ev != NULL) {
+			atomic_fetch_add_explicit(&ev->refs, 1, memory_order_relaxed);
+			it->regev = ev;
+		}
 		moat_mailbox_post(&b->workers[i].mb, &it->link, &it->link);
 	}
-	return MOAT_OK;
+	moat_regev_unref(ev);
+}
+
+/* Load everything and announce it. retrust: rebuild the HTTPS contexts'
+ * manufacturer-CA trust even if that set did not change (after SIGHUP
+ * rebuilt them without it). The caller holds reload_lock: the API thread
+ * and the SIGHUP path both come here, and two loads must neither apply an
+ * older state after a newer one nor race on the digest. */
+static moat_err registry_reload_locked(struct moat_broker *b, bool retrust, char *err,
+				       size_t errlen)
+{
+	moat_err rc;
+
+	if (retrust)
+		b->mca_digest_set = false;
+	rc = moat_regtab_load_all(b->reg, b->store, err, errlen);
+	if (rc != MOAT_OK)
+		return rc;
+	/* The table is new either way: the workers apply it. */
+	rc = moat_broker_https_trust(b, err, errlen);
+	registry_announce(b, NULL);
+	return rc;
+}
+
+moat_err moat_broker_registry_update(struct moat_broker *b, const struct moat_reg_change *ch,
+				     char *err, size_t errlen)
+{
+	struct moat_regev *ev = calloc(1, sizeof(*ev));
+	moat_err rc = ev != NULL ? MOAT_OK : MOAT_E_NOMEM;
+	size_t i;
+
+	for (i = 0; rc == MOAT_OK && i < ch->n; i++)
+		rc = moat_reg_change_add(&ev->ch, ch->ids[i]);
+	if (rc != MOAT_OK) {
+		if (ev != NULL)
+			moat_reg_change_clear(&ev->ch);
+		free(ev);
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	atomic_init(&ev->refs, 1);
+	pthread_mutex_lock(&b->reload_lock);
+	rc = moat_regtab_load_ids(b->reg, b->store, (const char *const *)ev->ch.ids, ev->ch.n,
+				  ch->builtin, err, errlen);
+	if (rc == MOAT_OK) {
+		/* The built-in group's policies also apply to identities the
+		 * registry does not know (unknown_devices = allow): no list
+		 * names their sessions, so every session is re-admitted. */
+		if (ch->builtin && atomic_load(&b->unknown_allow)) {
+			moat_regev_unref(ev);
+			ev = NULL;
+		}
+		registry_announce(b, ev);
+	} else {
+		moat_regev_unref(ev);
+	}
+	pthread_mutex_unlock(&b->reload_lock);
+	return rc;
 }
 
 moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen)
@@ -539,9 +582,8 @@ void moat_broker_free(struct moat_broker *b)
 	pthread_mutex_destroy(&b->reload_lock);
 	pthread_mutex_destroy(&b->share_lock);
 	pthread_mutex_destroy(&b->ctx_lock);
-	moat_regsnap_unref(b->reg_snap);
-	b->reg_snap = NULL;
-	pthread_mutex_destroy(&b->snap_lock);
+	moat_regtab_free(b->reg);
+	b->reg = NULL;
 	if (b->started)
 		log_notice("stopped", "dir=%s", b->dir);
 }

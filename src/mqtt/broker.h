@@ -216,7 +216,7 @@ enum mail_kind {
 	MAIL_RELOAD,   /* reload config-derived limits */
 	MAIL_STORED,   /* a store write committed (or failed): acknowledge */
 	MAIL_PUBACKED, /* every write of a PUBLISH committed: acknowledge it */
-	MAIL_REGISTRY, /* a new registry snapshot: re-admit sessions, prune subscriptions */
+	MAIL_REGISTRY, /* a registry change: re-admit its identities' sessions */
 	MAIL_ERASE,    /* erase an identity's sessions and retained messages (erase.c) */
 	MAIL_STOP,
 };
@@ -236,7 +236,16 @@ struct moat_mailitem {
 	struct moat_deferred *deferred; /* MAIL_STORED of a CONNACK/SUBACK/UNSUBACK */
 	struct moat_pubtoken *tok;	/* MAIL_ROUTE/TARGET hold, MAIL_PUBACKED */
 	struct moat_erase *erase;	/* MAIL_ERASE */
+	struct moat_regev *regev;	/* MAIL_REGISTRY: NULL = every identity */
 };
+
+/* One registry change as the workers see it: the identities whose sessions
+ * to re-admit (sorted, unique), one object shared by every worker's mail. */
+struct moat_regev {
+	atomic_uint refs;
+	struct moat_reg_change ch;
+};
+void moat_regev_unref(struct moat_regev *ev);
 
 struct moat_stats {
 	atomic_uint_fast64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
@@ -330,10 +339,12 @@ struct moat_broker {
 	void (*housekeeping)(void *arg);
 	void *housekeeping_arg;
 	unsigned housekeeping_s;
-	/* The registry snapshot new connections are admitted with (swapped by
-	 * moat_broker_registry_reload; readers take a reference under the lock). */
-	pthread_mutex_t snap_lock;
-	struct moat_regsnap *reg_snap;
+	/* The identity table connections are admitted with (registry.c: its
+	 * own read-write lock; loads serialized by reload_lock). */
+	struct moat_regtab *reg;
+	/* [broker] unknown_devices = allow, read by every admission; SIGHUP
+	 * changes it (b->conf is the main thread's). */
+	atomic_bool unknown_allow;
 	/* Serializes registry reloads and the HTTPS trust rebuild (the API
 	 * thread after a change, the main thread on SIGHUP); guards the digest
 	 * below. */
@@ -365,6 +376,10 @@ void moat_clientmap_release(struct moat_broker *b, const char *cid, size_t len,
 /* Point client_id at (worker, session_id), registering it if absent. */
 void moat_clientmap_rebind(struct moat_broker *b, const char *cid, size_t len, unsigned worker,
 			   uint64_t session_id);
+/* Which worker and session cid is registered for (any thread); false if
+ * none. */
+bool moat_clientmap_lookup(struct moat_broker *b, const char *cid, size_t len, unsigned *worker,
+			   uint64_t *session_id);
 /* The session registered for cid (start-up restore only: the caller must
  * own the workers, as nothing runs yet). */
 struct moat_session *moat_clientmap_find_session(struct moat_broker *b, const char *cid,
@@ -465,19 +480,25 @@ void moat_share_free_all(struct moat_broker *b);
 
 /* policy.c */
 bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_t len);
-/* Admission of identity under the current registry snapshot: true with a
+/* Admission of identity under the current identity table: true with a
  * compiled ACL (a new reference), or false with why. */
 bool moat_broker_admit(struct moat_broker *b, const char *identity, const char *serial,
 		       struct moat_acl **acl, const char **why);
-/* Load the registry from the store, swap it in and tell every worker to
- * re-admit its connections (disconnecting what is no longer allowed with
+/* Load the whole registry from the store and tell every worker to
+ * re-admit all its sessions (disconnecting what is no longer allowed with
  * 0x98 and pruning subscriptions the new policies deny). Any thread. */
 moat_err moat_broker_registry_reload(struct moat_broker *b, char *err, size_t errlen);
+/* A committed change touched ch's identities: reload their records and
+ * tell every worker to re-admit their sessions, connected and offline, and
+ * no others. Any thread. */
+moat_err moat_broker_registry_update(struct moat_broker *b, const struct moat_reg_change *ch,
+				     char *err, size_t errlen);
 /* Rebuild the TLS contexts of HTTPS listeners that do not require client
  * certificates, trusting the registered manufacturer CAs too. At start, or
  * with reload_lock held. */
 moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen);
-void moat_worker_registry(struct moat_worker *w);
+/* Re-admit the sessions of ev's identities (ev NULL: every session). */
+void moat_worker_registry(struct moat_worker *w, const struct moat_regev *ev);
 /* Remove the session's subscriptions acl denies (logged; stored sessions
  * also lose them in the store). */
 void moat_policy_prune(struct moat_session *s, const struct moat_acl *acl);

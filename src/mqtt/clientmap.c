@@ -171,6 +171,24 @@ void moat_clientmap_rebind(struct moat_broker *b, const char *cid, size_t len, u
 	(void)moat_clientmap_claim(b, cid, len, worker, session_id, &owner, &sid);
 }
 
+bool moat_clientmap_lookup(struct moat_broker *b, const char *cid, size_t len, unsigned *worker,
+			   uint64_t *session_id)
+{
+	bool found = false;
+	size_t j;
+
+	pthread_mutex_lock(&b->cmap_lock);
+	if (b->cmap_cap != 0) {
+		j = cmap_find(b, cid, len, &found);
+		if (found) {
+			*worker = b->cmap[j]->worker;
+			*session_id = b->cmap[j]->session_id;
+		}
+	}
+	pthread_mutex_unlock(&b->cmap_lock);
+	return found;
+}
+
 struct moat_session *moat_clientmap_find_session(struct moat_broker *b, const char *cid, size_t len)
 {
 	struct moat_session *s = NULL;

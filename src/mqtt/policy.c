@@ -5,10 +5,11 @@
  *   (src/registry: the identity's groups' policies and its own; deny wins;
  *   no rule means deny). Shared subscriptions are checked on their inner
  *   filter (the ACL does that).
- * A new registry snapshot re-admits every connection of a worker: an
- * identity no longer allowed is disconnected (0x98 administrative action),
- * the others get the new ACL and lose the subscriptions it denies (MQTT has
- * no packet to tell the client; the removal is logged and, for stored
+ * A registry change re-admits the sessions of the identities it touched
+ * (all of them at start and on SIGHUP), connected and offline: an identity
+ * no longer allowed is disconnected (0x98 administrative action), the
+ * others get the new ACL and lose the subscriptions it denies (MQTT has no
+ * packet to tell the client; the removal is logged and, for stored
  * sessions, written to the store).
  */
 #include <stdio.h>
@@ -75,7 +76,7 @@ void moat_policy_prune(struct moat_session *s, const struct moat_acl *acl)
 /* Is the retained topic under d/<id>/ of a decommissioned identity? */
 static bool decommissioned_topic(const char *topic, size_t len, void *ctx)
 {
-	const struct moat_regsnap *snap = ctx;
+	struct moat_regtab *reg = ctx;
 	char id[MOAT_DEVICE_ID_MAX + 1];
 	const char *slash;
 	size_t idlen;
@@ -90,10 +91,10 @@ static bool decommissioned_topic(const char *topic, size_t len, void *ctx)
 		return false;
 	memcpy(id, topic + 2, idlen);
 	id[idlen] = '\0';
-	return moat_regsnap_decommissioned(snap, id);
+	return moat_regtab_decommissioned(reg, id);
 }
 
-/* Re-admit one session under the current snapshot, online or offline. Not
+/* Re-admit one session under the current table, online or offline. Not
  * admitted (disabled, revoked, no longer registered): a live connection is
  * closed with 0x98 and the session receives nothing (its queue is dropped;
  * its subscriptions stay, so a device enabled again resumes them, pruned by
@@ -133,28 +134,88 @@ static void readmit(struct moat_worker *w, struct moat_session *s)
 			 dropped);
 }
 
-void moat_worker_registry(struct moat_worker *w)
+/* A session's identity ("" on open listeners: unrestricted). */
+static const char *session_identity(const struct moat_session *s)
+{
+	return s->identity[0] ? s->identity : s->client_id;
+}
+
+/* Re-evaluate one session: a decommissioned identity leaves nothing
+ * behind (the API erases it synchronously, erase.c; this catches what it
+ * could not, a decommission loaded by SIGHUP or found at start); others
+ * are re-admitted. */
+static void reevaluate(struct moat_worker *w, struct moat_session *s)
+{
+	if (s->acl_all)
+		return;
+	if (moat_regtab_decommissioned(w->b->reg, session_identity(s))) {
+		moat_session_erase(s, "identity is decommissioned");
+		return;
+	}
+	readmit(w, s);
+}
+
+static bool ids_has(const struct moat_reg_change *ch, const char *id)
+{
+	size_t lo = 0, hi = ch->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(ch->ids[mid], id);
+		if (c == 0)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/*
+ * A change names its identities: only their sessions are re-admitted. The
+ * client id is the certificate identity on mTLS listeners, so the
+ * client-id map finds each one's session (and its worker) without a scan.
+ * A change naming more identities than this worker has sessions (a policy
+ * of a large group) walks the sessions instead: either way the cost is the
+ * smaller of the two, never the whole fleet for one identity.
+ */
+void moat_worker_registry(struct moat_worker *w, const struct moat_regev *ev)
 {
 	struct moat_session *s, *next;
-	struct moat_regsnap *snap;
+	size_t i;
 
-	pthread_mutex_lock(&w->b->snap_lock);
-	snap = w->b->reg_snap;
-	if (snap != NULL)
-		moat_regsnap_ref(snap);
-	pthread_mutex_unlock(&w->b->snap_lock);
-	for (s = w->sessions; s != NULL; s = next) {
-		next = s->next;
-		/* A decommissioned identity leaves nothing behind: the API erases
-		 * it synchronously (erase.c); this catches what it could not, a
-		 * decommission loaded by SIGHUP or found at start. */
-		if (snap != NULL && !s->acl_all && moat_regsnap_decommissioned(snap, s->identity)) {
-			moat_session_erase(s, "identity is decommissioned");
-			continue;
+	if (w->b->reg == NULL)
+		return;
+	if (ev == NULL) {
+		for (s = w->sessions; s != NULL; s = next) {
+			next = s->next;
+			reevaluate(w, s);
 		}
-		readmit(w, s);
+		(void)moat_worker_drop_retained(w, "d/+/#", decommissioned_topic, w->b->reg);
+		return;
 	}
-	if (snap != NULL)
-		(void)moat_worker_drop_retained(w, "d/+/#", decommissioned_topic, snap);
-	moat_regsnap_unref(snap);
+	if (ev->ch.n > w->by_id_n) {
+		for (s = w->sessions; s != NULL; s = next) {
+			next = s->next;
+			if (!s->acl_all && ids_has(&ev->ch, session_identity(s)))
+				reevaluate(w, s);
+		}
+	} else {
+		for (i = 0; i < ev->ch.n; i++) {
+			const char *id = ev->ch.ids[i];
+			unsigned owner;
+			uint64_t sid;
+
+			if (!moat_clientmap_lookup(w->b, id, strlen(id), &owner, &sid) ||
+			    owner != w->idx)
+				continue;
+			s = moat_worker_find_session(w, sid);
+			if (s != NULL && strcmp(session_identity(s), id) == 0)
+				reevaluate(w, s);
+		}
+	}
+	for (i = 0; i < ev->ch.n; i++)
+		if (moat_regtab_decommissioned(w->b->reg, ev->ch.ids[i]))
+			(void)moat_worker_erase_retained(w, ev->ch.ids[i]);
 }

@@ -216,7 +216,9 @@ static void mail_process(struct moat_worker *w)
 			free(it->lim);
 			break;
 		case MAIL_REGISTRY:
-			moat_worker_registry(w);
+			moat_worker_registry(w, it->regev);
+			moat_regev_unref(it->regev);
+			it->regev = NULL;
 			break;
 		case MAIL_ERASE:
 			moat_worker_erase(w, it->erase);
@@ -403,6 +405,7 @@ void moat_worker_free(struct moat_worker *w)
 			moat_msg_unref(it->msg);
 			moat_persist_deferred_free(it->deferred);
 			moat_pubtoken_drop(it->tok);
+			moat_regev_unref(it->regev);
 			free(it->lim);
 			free(it);
 		}

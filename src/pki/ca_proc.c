@@ -1713,7 +1713,9 @@ moat_err moat_ca_crl(struct moat_ca *ca, uint64_t crl_number, unsigned next_upda
 		if (moat_ca_serial_from_hex(list[i].serial, serial, &len) != MOAT_OK ||
 		    list[i].revoked_at <= 0 || list[i].revoked_at > MOAT_CA_TIME_MAX) {
 			moat_pki_fail(err, errlen,
-				      "ca: CRL entry %zu has an invalid serial or time", i);
+				      "ca: CRL entry %zu (serial %.72s, revoked at %lld) has an "
+				      "invalid serial or time",
+				      i, list[i].serial, (long long)list[i].revoked_at);
 			return rc;
 		}
 	}

@@ -1,17 +1,21 @@
 /*
- * The device registry as the broker enforces it: an immutable, refcounted
- * snapshot of identities (devices and services), their lifecycle states,
- * group memberships and the policies attached to groups and identities,
- * loaded from the store (migration 3). The management API changes the
- * tables, loads a new snapshot and swaps it in; workers compile a session's
- * ACL from the snapshot at CONNECT and again when a new one arrives, so the
- * publish path never reads the database.
+ * The device registry: identities (devices and services), their lifecycle
+ * states, group memberships and the policies attached to groups and
+ * identities, stored in the store (migration 3).
+ * - The registry service (service.c) is the one writer: every change
+ *   commits with its audit entry and names the identities it touched.
+ * - The broker's identity table (registry.c) holds what it enforces, one
+ *   record per identity, reloaded for just the identities a change
+ *   touched; workers compile a session's ACL from it at CONNECT and when
+ *   a change touches the session's identity, so the publish path never
+ *   reads the database.
  */
 #ifndef MOAT_REGISTRY_H
 #define MOAT_REGISTRY_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 #include "registry/acl.h"
@@ -36,16 +40,28 @@ bool moat_id_transition_ok(enum moat_id_state from, enum moat_id_state to);
 /* Identity kinds. */
 bool moat_id_kind_valid(const char *kind); /* "device" | "service" */
 
-struct moat_regsnap;
+/* The broker's identity table (registry.c): one immutable, refcounted
+ * record per identity (state, and the policies that apply to it resolved
+ * through its groups) in a hash map under a read-write lock, plus the
+ * revoked certificate serials. Lookups happen at CONNECT and re-admission,
+ * never per message. Loads replace records; they must be serialized by
+ * the caller (the broker's reload_lock); lookups run on any thread. */
+struct moat_regtab;
 
-/* Load every identity, membership, attachment and policy. A stored rule
- * that no longer parses makes the load fail (err names it): a policy is
- * never applied half. */
-moat_err moat_regsnap_load(struct moat_store *st, struct moat_regsnap **out, char *err,
-			   size_t errlen);
-void moat_regsnap_ref(struct moat_regsnap *s);
-void moat_regsnap_unref(struct moat_regsnap *s);
-size_t moat_regsnap_count(const struct moat_regsnap *s);
+moat_err moat_regtab_new(struct moat_regtab **out);
+void moat_regtab_free(struct moat_regtab *t);
+/* Replace everything from the store (start, SIGHUP). A stored rule that no
+ * longer parses fails the load (err names it) and the table is kept as it
+ * was: a policy is never applied half. */
+moat_err moat_regtab_load_all(struct moat_regtab *t, struct moat_store *st, char *err,
+			      size_t errlen);
+/* Reload the records of ids only (a change touched them): an id without a
+ * row leaves the table; builtin: also the policies of group "devices" that
+ * unregistered identities get under unknown_devices = allow. Costs what
+ * the ids hold, not what the table holds. */
+moat_err moat_regtab_load_ids(struct moat_regtab *t, struct moat_store *st, const char *const *ids,
+			      size_t n, bool builtin, char *err, size_t errlen);
+size_t moat_regtab_count(struct moat_regtab *t);
 
 enum moat_admit {
 	MOAT_ADMIT_OK = 0,
@@ -62,12 +78,105 @@ enum moat_admit {
  * (`[broker] unknown_devices = allow`, for development and migration). On
  * MOAT_ADMIT_OK *acl holds a new reference. why: a sentence for the
  * client and the log. */
-enum moat_admit moat_regsnap_admit(const struct moat_regsnap *s, const char *identity,
-				   const char *serial, bool unknown_allow, struct moat_acl **acl,
-				   const char **why);
+enum moat_admit moat_regtab_admit(struct moat_regtab *t, const char *identity, const char *serial,
+				  bool unknown_allow, struct moat_acl **acl, const char **why);
 /* Is this certificate serial (lowercase hex, as the CA writes it) revoked? */
-bool moat_regsnap_revoked(const struct moat_regsnap *s, const char *serial);
+bool moat_regtab_revoked(struct moat_regtab *t, const char *serial);
 /* Is identity decommissioned (its state must be erased from the broker)? */
-bool moat_regsnap_decommissioned(const struct moat_regsnap *s, const char *identity);
+bool moat_regtab_decommissioned(struct moat_regtab *t, const char *identity);
+
+/* ------------------------------------------------------------------ */
+/* The registry service (service.c): every write to the registry tables.
+ * Each function builds one store batch with its audit entry and commits
+ * it (moat_audit_log_write): the change and its entry land together or
+ * not at all. Callers validate their input first (names, lifecycle,
+ * existence); the service only writes, audits and says which identities
+ * the change touched, so the broker re-evaluates those and no others. */
+
+struct moat_audit_log;
+
+/* Who makes the change, and where it is recorded. */
+struct moat_reg_ctx {
+	struct moat_store *store;
+	struct moat_audit_log *audit;
+	const char *actor; /* "user:alice", "token:...", "cli:root" */
+	const char *peer;  /* the client address, "" offline */
+	int64_t now;	   /* wall ms */
+};
+
+/* The identities a committed change touched (sorted, unique). builtin: the
+ * policies of the built-in group "devices" changed, which under
+ * unknown_devices = allow also apply to identities the registry does not
+ * know. A change that touched nobody has n == 0 and builtin false. */
+struct moat_reg_change {
+	char **ids;
+	size_t n, cap;
+	bool builtin;
+};
+void moat_reg_change_clear(struct moat_reg_change *ch);
+/* Add an identity (kept sorted and unique). */
+moat_err moat_reg_change_add(struct moat_reg_change *ch, const char *id);
+
+/* Register id (kind, state "registered" or "active", groups): replaces a
+ * decommissioned row when replaces (a new device: docs/registry.md).
+ * Audit: device.register. */
+moat_err moat_reg_register(const struct moat_reg_ctx *x, const char *id, const char *kind,
+			   enum moat_id_state state, const char *const *groups, size_t n_groups,
+			   bool replaces, struct moat_reg_change *ch);
+/* A lifecycle transition other than decommissioning. Audit: device.state. */
+moat_err moat_reg_set_state(const struct moat_reg_ctx *x, const char *id, enum moat_id_state from,
+			    enum moat_id_state to, struct moat_reg_change *ch);
+/* What decommissioning removed (counted in the same call). */
+struct moat_reg_decom {
+	int64_t certs, tokens, sessions, retained;
+};
+/* Decommission id: state, certificates revoked, enrollment tokens burnt.
+ * Audit: device.decommission with the counts. */
+moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
+			       struct moat_reg_decom *counts, struct moat_reg_change *ch);
+/* Revoke one certificate (serial as the CA writes it); reason NULL is
+ * "unspecified". Audit: certificate.revoke. */
+moat_err moat_reg_cert_revoke(const struct moat_reg_ctx *x, const char *serial, const char *reason,
+			      struct moat_reg_change *ch);
+/* A development certificate issued offline (`moat cert issue`): register
+ * id as an active identity of kind (NULL: "device") in group (NULL:
+ * "devices", which must exist) when do_register, and record the
+ * certificate. Audit: certificate.issue. */
+struct moat_reg_cert {
+	const char *serial, *fingerprint;
+	int64_t not_before, not_after;
+};
+moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool do_register,
+			     const char *kind, const char *group, const struct moat_reg_cert *cert,
+			     struct moat_reg_change *ch);
+/* Memberships. Audit: device.group_add / device.group_remove. */
+moat_err moat_reg_group_add(const struct moat_reg_ctx *x, const char *id, const char *group,
+			    struct moat_reg_change *ch);
+moat_err moat_reg_group_remove(const struct moat_reg_ctx *x, const char *id, const char *group,
+			       struct moat_reg_change *ch);
+/* Policies attached to one identity. Audit: device.policy_attach/detach. */
+moat_err moat_reg_attach(const struct moat_reg_ctx *x, const char *id, const char *policy,
+			 struct moat_reg_change *ch);
+moat_err moat_reg_detach(const struct moat_reg_ctx *x, const char *id, const char *policy,
+			 struct moat_reg_change *ch);
+/* Groups. Audit: group.create (touches nobody), group.delete (its members;
+ * the entry counts them and names its policies). */
+moat_err moat_reg_group_create(const struct moat_reg_ctx *x, const char *name, const char *desc);
+moat_err moat_reg_group_delete(const struct moat_reg_ctx *x, const char *name,
+			       struct moat_reg_change *ch);
+/* Policies attached to a group (its members). Audit: group.policy_attach /
+ * group.policy_detach. */
+moat_err moat_reg_group_attach(const struct moat_reg_ctx *x, const char *group, const char *policy,
+			       struct moat_reg_change *ch);
+moat_err moat_reg_group_detach(const struct moat_reg_ctx *x, const char *group, const char *policy,
+			       struct moat_reg_change *ch);
+/* Create or replace a policy: rules is the canonical text, one rule per
+ * line (already parsed by the caller). Touches every identity it reaches.
+ * Audit: policy.put (the rules while they fit, else their number). */
+moat_err moat_reg_policy_put(const struct moat_reg_ctx *x, const char *name, const char *desc,
+			     const char *rules, bool created, struct moat_reg_change *ch);
+/* Delete a policy (its attachments go with it). Audit: policy.delete. */
+moat_err moat_reg_policy_delete(const struct moat_reg_ctx *x, const char *name,
+				struct moat_reg_change *ch);
 
 #endif

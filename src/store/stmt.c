@@ -405,6 +405,41 @@ const struct store_stmt_def store_stmts[MOAT_STMT__COUNT] = {
 	 "manufacturer_cas WHERE name > $1 ORDER BY name LIMIT $2"},
     [MOAT_STMT_MCA_ALL] =
 	{STORE_READ, 0, "SELECT name, fingerprint, cert_pem FROM manufacturer_cas ORDER BY name"},
+    /* The registry service (src/registry/service.c) and the broker's
+     * identity table: which identities a change touches, and one
+     * identity's record, so a change costs what it touches, not the
+     * fleet. */
+    [MOAT_STMT_REG_GROUP_MEMBERS] = {STORE_READ, 1,
+				     "SELECT identity FROM memberships WHERE group_name = $1 "
+				     "ORDER BY identity"},
+    /* Identities a policy ($1) reaches: members of the groups it is
+     * attached to, and the identities it is attached to directly. */
+    [MOAT_STMT_REG_POLICY_IDS] =
+	{STORE_READ, 1,
+	 "SELECT m.identity FROM attachments a JOIN memberships m ON m.group_name = "
+	 "a.group_name WHERE a.policy = $1 UNION SELECT identity FROM attachments WHERE "
+	 "policy = $1 AND identity IS NOT NULL ORDER BY 1"},
+    [MOAT_STMT_REG_POLICY_GROUPS] = {STORE_READ, 1,
+				     "SELECT group_name FROM attachments WHERE policy = $1 AND "
+				     "group_name IS NOT NULL ORDER BY group_name"},
+    [MOAT_STMT_REG_ID_STATE] = {STORE_READ, 1, "SELECT state FROM identities WHERE id = $1"},
+    /* The policies that apply to one identity ($1): through each group it
+     * is a member of (the group named), then attached to it directly
+     * (group NULL). Columns: group, policy, rules. */
+    [MOAT_STMT_REG_ID_SOURCES] =
+	{STORE_READ, 1,
+	 "SELECT 0, m.group_name, p.name, p.rules FROM memberships m JOIN attachments a ON "
+	 "a.group_name = m.group_name JOIN policies p ON p.name = a.policy WHERE m.identity = "
+	 "$1 UNION ALL SELECT 1, NULL, p.name, p.rules FROM attachments a JOIN policies p ON "
+	 "p.name = a.policy WHERE a.identity = $1 ORDER BY 1, 2, 3"},
+    /* A group's policies (the built-in group, for identities the registry
+     * does not know under unknown_devices = allow). Columns: policy, rules. */
+    [MOAT_STMT_REG_GROUP_SOURCES] = {STORE_READ, 1,
+				     "SELECT p.name, p.rules FROM attachments a JOIN policies p ON "
+				     "p.name = a.policy WHERE a.group_name = $1 ORDER BY p.name"},
+    [MOAT_STMT_REG_ID_REVOKED] = {STORE_READ, 1,
+				  "SELECT serial FROM certificates WHERE identity = $1 AND "
+				  "revoked_at IS NOT NULL"},
     [MOAT_STMT_CERT_DUE_COUNT] =
 	{STORE_READ, 1,
 	 "SELECT count(*) FROM certificates WHERE revoke_at IS NOT NULL AND "

@@ -1235,3 +1235,24 @@ def test_factory_certificate_enrollment(est):
                         est.s.url + "/.well-known/est/simpleenroll"],
                        capture_output=True, text=True, timeout=20)
     assert p.returncode != 0 or p.stdout in ("401", "403"), p
+
+
+def test_a_revocation_right_after_a_cached_crl_is_listed(est):
+    """The cached CRL goes stale with every committed registry change: a
+    CRL fetched (and cached) before a revocation is not served after it."""
+    d = est.register(ak.unique("est-stale-"))
+    dev = est.enroll(d)
+    [c] = est.certificates(d)
+    get_crl(est)  # signed and cached now, after the enrollment
+    _, cached = get_crl(est)
+    assert serial_of(dev.crt) not in {r.serial_number for r in cached}
+    assert est.api.post("/api/v1/certificates/%s/revoke" % c["serial"], {}).status_code == 200
+    _, crl = get_crl(est)
+    assert serial_of(dev.crt) in {r.serial_number for r in crl}
+    # and a decommission's revocations too
+    d2 = est.register(ak.unique("est-stale2-"))
+    dev2 = est.enroll(d2)
+    get_crl(est)
+    assert est.api.post("/api/v1/devices/%s/decommission" % d2).status_code == 200
+    _, crl = get_crl(est)
+    assert serial_of(dev2.crt) in {r.serial_number for r in crl}

@@ -1,0 +1,552 @@
+/*
+ * The registry service (registry.h): the one place that writes the
+ * registry tables. The management API's handlers and `moat cert issue`
+ * validate their input and call one function here; it builds the store
+ * batch, appends the audit entry to the same batch (moat_audit_log_write:
+ * both commit or neither does) and reports which identities the change
+ * touched, read before the write where the write would hide them (a
+ * deleted group's members, a deleted policy's reach). The broker then
+ * re-evaluates only those identities (docs/registry.md).
+ *
+ * The audit actions and details are the API's contract (docs/audit.md):
+ * keys sorted, compact JSON, exactly as before the service existed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "audit/audit_store.h"
+#include "core/limits.h"
+#include "registry/registry.h"
+
+/* A policy.put audit entry carries the rules themselves while they fit well
+ * inside MOAT_AUDIT_DETAIL_MAX; beyond that only their number. */
+#define AUDIT_RULES_MAX 3000u
+_Static_assert(AUDIT_RULES_MAX + 512u <= MOAT_AUDIT_DETAIL_MAX, "policy.put detail fits");
+
+#define BUILTIN_GROUP "devices"
+
+/* ------------------------------------------------------------------ */
+/* the change: sorted, unique identities                              */
+
+void moat_reg_change_clear(struct moat_reg_change *ch)
+{
+	size_t i;
+
+	for (i = 0; i < ch->n; i++)
+		free(ch->ids[i]);
+	free(ch->ids);
+	memset(ch, 0, sizeof(*ch));
+}
+
+moat_err moat_reg_change_add(struct moat_reg_change *ch, const char *id)
+{
+	size_t lo = 0, hi = ch->n, len = strlen(id);
+	char *copy;
+
+	if (len == 0 || len > MOAT_DEVICE_ID_MAX)
+		return MOAT_E_INVAL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(ch->ids[mid], id);
+		if (c == 0)
+			return MOAT_OK;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (ch->n == ch->cap) {
+		size_t ncap = ch->cap ? ch->cap * 2 : 8;
+		char **n = realloc(ch->ids, ncap * sizeof(*n));
+		if (n == NULL)
+			return MOAT_E_NOMEM;
+		ch->ids = n;
+		ch->cap = ncap;
+	}
+	copy = malloc(len + 1);
+	if (copy == NULL)
+		return MOAT_E_NOMEM;
+	memcpy(copy, id, len + 1);
+	memmove(&ch->ids[lo + 1], &ch->ids[lo], (ch->n - lo) * sizeof(*ch->ids));
+	ch->ids[lo] = copy;
+	ch->n++;
+	return MOAT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* reads: what a change touches                                        */
+
+static moat_err change_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	char id[MOAT_DEVICE_ID_MAX + 1];
+
+	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT || cols[0].len == 0 ||
+	    cols[0].len >= sizeof(id) || memchr(cols[0].p, '\0', cols[0].len) != NULL)
+		return MOAT_E_CORRUPT;
+	memcpy(id, cols[0].p, cols[0].len);
+	id[cols[0].len] = '\0';
+	return moat_reg_change_add(arg, id);
+}
+
+/* The rows of st (first column: an identity) added to ch. */
+static moat_err touch_rows(const struct moat_reg_ctx *x, enum moat_stmt st, const char *key,
+			   struct moat_reg_change *ch)
+{
+	struct moat_val v = moat_val_text(key, strlen(key));
+
+	return moat_store_read(x->store, st, &v, 1, change_row_cb, ch);
+}
+
+static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	json_t *s;
+
+	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	s = json_stringn((const char *)cols[0].p, cols[0].len);
+	return s != NULL && json_array_append_new(arg, s) == 0 ? MOAT_OK : MOAT_E_NOMEM;
+}
+
+/* The first column of st's rows as a JSON array. */
+static moat_err names_of(const struct moat_reg_ctx *x, enum moat_stmt st, const char *key,
+			 json_t **out)
+{
+	struct moat_val v = moat_val_text(key, strlen(key));
+	json_t *arr = json_array();
+	moat_err rc;
+
+	*out = NULL;
+	if (arr == NULL)
+		return MOAT_E_NOMEM;
+	rc = moat_store_read(x->store, st, &v, 1, names_cb, arr);
+	if (rc != MOAT_OK) {
+		json_decref(arr);
+		return rc;
+	}
+	*out = arr;
+	return MOAT_OK;
+}
+
+static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	int64_t *n = arg;
+
+	if (ncols < 1 || cols[0].type != MOAT_VAL_INT)
+		return MOAT_E_CORRUPT;
+	*n = cols[0].i;
+	return MOAT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* writes                                                              */
+
+/* Add one statement to *b (created when NULL); on failure *b is freed. */
+static moat_err add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
+		    size_t n)
+{
+	moat_err rc = MOAT_OK;
+
+	if (*b == NULL)
+		rc = moat_store_batch_new(b);
+	if (rc == MOAT_OK)
+		rc = moat_store_batch_add(*b, st, v, n);
+	if (rc != MOAT_OK) {
+		moat_store_batch_free(*b);
+		*b = NULL;
+	}
+	return rc;
+}
+
+/* Commit b (taken, may be NULL after a failed add: rc says so) with its
+ * audit entry; detail is stolen (NULL: "{}"). */
+static moat_err commit(const struct moat_reg_ctx *x, moat_err rc, struct moat_store_batch *b,
+		       const char *action, const char *target, json_t *detail)
+{
+	struct moat_audit_event ev;
+	char *d = NULL;
+
+	if (rc != MOAT_OK) {
+		moat_store_batch_free(b);
+		json_decref(detail);
+		return rc;
+	}
+	if (detail != NULL) {
+		d = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(detail);
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.actor = x->actor != NULL && x->actor[0] != '\0' ? x->actor : "anonymous";
+	ev.action = action;
+	ev.target = target != NULL ? target : "";
+	ev.outcome = "ok";
+	ev.peer = x->peer != NULL ? x->peer : "";
+	ev.detail = d;
+	rc = moat_audit_log_write(x->audit, &b, &ev);
+	free(d);
+	return rc;
+}
+
+/* Two text parameters, in order. */
+static moat_err add2(struct moat_store_batch **b, enum moat_stmt st, const char *a, const char *c)
+{
+	struct moat_val v[2];
+
+	v[0] = moat_val_text(a, strlen(a));
+	v[1] = moat_val_text(c, strlen(c));
+	return add(b, st, v, 2);
+}
+
+moat_err moat_reg_register(const struct moat_reg_ctx *x, const char *id, const char *kind,
+			   enum moat_id_state state, const char *const *groups, size_t n_groups,
+			   bool replaces, struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	const char *sname = moat_id_state_name(state);
+	struct moat_val v[4];
+	json_t *garr = json_array();
+	moat_err rc = garr != NULL ? MOAT_OK : MOAT_E_NOMEM;
+	size_t i;
+
+	v[0] = moat_val_text(id, strlen(id));
+	/* A decommissioned id comes back only as a new device: nothing of the
+	 * old one (state, groups, policies, certificates) carries over. */
+	if (rc == MOAT_OK && replaces)
+		rc = add(&b, MOAT_STMT_ID_DELETE_DECOMMISSIONED, v, 1);
+	v[1] = moat_val_text(kind, strlen(kind));
+	v[2] = moat_val_text(sname, strlen(sname));
+	v[3] = moat_val_int(x->now);
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+	for (i = 0; rc == MOAT_OK && i < n_groups; i++) {
+		rc = add2(&b, MOAT_STMT_MEMBER_ADD, id, groups[i]);
+		if (rc == MOAT_OK && json_array_append_new(garr, json_string(groups[i])) != 0)
+			rc = MOAT_E_NOMEM;
+	}
+	if (rc == MOAT_OK)
+		rc = moat_reg_change_add(ch, id);
+	return commit(x, rc, b, "device.register", id,
+		      garr == NULL
+			  ? NULL
+			  : json_pack("{s:s, s:s, s:o, s:b}", "kind", kind, "state", sname,
+				      "groups", garr, "replaces_decommissioned", replaces));
+}
+
+moat_err moat_reg_set_state(const struct moat_reg_ctx *x, const char *id, enum moat_id_state from,
+			    enum moat_id_state to, struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	const char *sname = moat_id_state_name(to);
+	struct moat_val v[3];
+	moat_err rc;
+
+	v[0] = moat_val_text(id, strlen(id));
+	v[1] = moat_val_text(sname, strlen(sname));
+	v[2] = moat_val_int(x->now);
+	rc = add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
+	if (rc == MOAT_OK)
+		rc = moat_reg_change_add(ch, id);
+	return commit(x, rc, b, "device.state", id,
+		      json_pack("{s:s, s:s}", "from", moat_id_state_name(from), "to", sname));
+}
+
+moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
+			       struct moat_reg_decom *counts, struct moat_reg_change *ch)
+{
+	char prefix[MOAT_DEVICE_ID_MAX + 8];
+	struct moat_store_batch *b = NULL;
+	struct moat_reg_decom n = {0, 0, 0, 0};
+	struct moat_val v[3];
+	moat_err rc;
+
+	memset(counts, 0, sizeof(*counts));
+	if (strlen(id) > MOAT_DEVICE_ID_MAX)
+		return MOAT_E_INVAL;
+	snprintf(prefix, sizeof(prefix), "d/%s/", id);
+	v[0] = moat_val_text(id, strlen(id));
+	rc = moat_store_read(x->store, MOAT_STMT_DECOM_COUNTS, v, 1, count_cb, &n.certs);
+	if (rc == MOAT_OK)
+		rc = moat_store_read(x->store, MOAT_STMT_DECOM_TOKENS, v, 1, count_cb, &n.tokens);
+	if (rc == MOAT_OK)
+		rc = moat_store_read(x->store, MOAT_STMT_DECOM_SESSIONS, v, 1, count_cb,
+				     &n.sessions);
+	v[1] = moat_val_text(prefix, strlen(prefix));
+	if (rc == MOAT_OK)
+		rc = moat_store_read(x->store, MOAT_STMT_DECOM_RETAINED, &v[1], 1, count_cb,
+				     &n.retained);
+	if (rc != MOAT_OK)
+		return rc;
+	v[1] = moat_val_text("decommissioned", 14);
+	v[2] = moat_val_int(x->now);
+	rc = add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
+	v[1] = moat_val_int(x->now);
+	v[2] = moat_val_text("decommissioned", 14);
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_CERT_REVOKE_ID, v, 3);
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_ETOKEN_BURN_ID, v, 1);
+	if (rc == MOAT_OK)
+		rc = moat_reg_change_add(ch, id);
+	rc = commit(x, rc, b, "device.decommission", id,
+		    json_pack("{s:I, s:I, s:I, s:I}", "certificates_revoked", (json_int_t)n.certs,
+			      "tokens_burned", (json_int_t)n.tokens, "sessions",
+			      (json_int_t)n.sessions, "retained", (json_int_t)n.retained));
+	if (rc == MOAT_OK)
+		*counts = n;
+	return rc;
+}
+
+/* The identity a certificate was issued to (column 1 of CERT_GET). */
+static moat_err cert_owner_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	if (ncols < 2 || cols[1].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	return change_row_cb(arg, &cols[1], 1);
+}
+
+moat_err moat_reg_cert_revoke(const struct moat_reg_ctx *x, const char *serial, const char *reason,
+			      struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[3];
+	moat_err rc;
+
+	if (reason == NULL)
+		reason = "unspecified";
+	v[0] = moat_val_text(serial, strlen(serial));
+	/* The owner is touched: its sessions using this certificate end. */
+	rc = moat_store_read(x->store, MOAT_STMT_CERT_GET, v, 1, cert_owner_cb, ch);
+	v[1] = moat_val_int(x->now);
+	v[2] = moat_val_text(reason, strlen(reason));
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_CERT_REVOKE, v, 3);
+	return commit(x, rc, b, "certificate.revoke", serial, json_pack("{s:s}", "reason", reason));
+}
+
+moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool do_register,
+			     const char *kind, const char *group, const struct moat_reg_cert *cert,
+			     struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	moat_err rc = MOAT_OK;
+
+	v[0] = moat_val_text(id, strlen(id));
+	if (kind == NULL)
+		kind = "device";
+	if (group == NULL)
+		group = BUILTIN_GROUP;
+	if (do_register) {
+		v[1] = moat_val_text(kind, strlen(kind));
+		v[2] = moat_val_text("active", 6);
+		v[3] = moat_val_int(x->now);
+		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+		if (rc == MOAT_OK)
+			rc = add2(&b, MOAT_STMT_MEMBER_ADD, id, group);
+	}
+	v[0] = moat_val_text(cert->serial, strlen(cert->serial));
+	v[1] = moat_val_text(id, strlen(id));
+	v[2] = moat_val_text(cert->fingerprint, strlen(cert->fingerprint));
+	v[3] = moat_val_int(cert->not_before);
+	v[4] = moat_val_int(cert->not_after);
+	v[5] = moat_val_int(x->now);
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_CERT_PUT, v, 6);
+	if (rc == MOAT_OK)
+		rc = moat_reg_change_add(ch, id);
+	return commit(x, rc, b, "certificate.issue", id,
+		      do_register
+			  ? json_pack("{s:s, s:s, s:b, s:s, s:s, s:[s]}", "serial", cert->serial,
+				      "fingerprint", cert->fingerprint, "registered", 1, "kind",
+				      kind, "state", "active", "groups", group)
+			  : json_pack("{s:s, s:s, s:b}", "serial", cert->serial, "fingerprint",
+				      cert->fingerprint, "registered", 0));
+}
+
+/* One membership or direct attachment added or removed. */
+static moat_err id_link(const struct moat_reg_ctx *x, enum moat_stmt st, const char *action,
+			const char *id, const char *field, const char *name,
+			struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	bool policy = strcmp(field, "policy") == 0;
+	moat_err rc;
+
+	/* memberships: (identity, group); attachments: (policy, identity) */
+	rc = policy ? add2(&b, st, name, id) : add2(&b, st, id, name);
+	if (rc == MOAT_OK)
+		rc = moat_reg_change_add(ch, id);
+	return commit(x, rc, b, action, id, json_pack("{s:s}", field, name));
+}
+
+moat_err moat_reg_group_add(const struct moat_reg_ctx *x, const char *id, const char *group,
+			    struct moat_reg_change *ch)
+{
+	return id_link(x, MOAT_STMT_MEMBER_ADD, "device.group_add", id, "group", group, ch);
+}
+
+moat_err moat_reg_group_remove(const struct moat_reg_ctx *x, const char *id, const char *group,
+			       struct moat_reg_change *ch)
+{
+	return id_link(x, MOAT_STMT_MEMBER_DEL, "device.group_remove", id, "group", group, ch);
+}
+
+moat_err moat_reg_attach(const struct moat_reg_ctx *x, const char *id, const char *policy,
+			 struct moat_reg_change *ch)
+{
+	return id_link(x, MOAT_STMT_ATTACH_ID, "device.policy_attach", id, "policy", policy, ch);
+}
+
+moat_err moat_reg_detach(const struct moat_reg_ctx *x, const char *id, const char *policy,
+			 struct moat_reg_change *ch)
+{
+	return id_link(x, MOAT_STMT_DETACH_ID, "device.policy_detach", id, "policy", policy, ch);
+}
+
+moat_err moat_reg_group_create(const struct moat_reg_ctx *x, const char *name, const char *desc)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[3];
+	moat_err rc;
+
+	v[0] = moat_val_text(name, strlen(name));
+	v[1] = moat_val_text(desc, strlen(desc));
+	v[2] = moat_val_int(x->now);
+	/* An empty group with no policy changes nobody's access. */
+	rc = add(&b, MOAT_STMT_GROUP_INSERT, v, 3);
+	return commit(x, rc, b, "group.create", name, json_pack("{s:s}", "description", desc));
+}
+
+moat_err moat_reg_group_delete(const struct moat_reg_ctx *x, const char *name,
+			       struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v = moat_val_text(name, strlen(name));
+	json_t *policies = NULL;
+	size_t before = ch->n;
+	moat_err rc;
+
+	/* Members leave the group and its attachments go with it (the schema
+	 * cascades): read them first; the entry says how much that touched. */
+	rc = touch_rows(x, MOAT_STMT_REG_GROUP_MEMBERS, name, ch);
+	if (rc == MOAT_OK)
+		rc = names_of(x, MOAT_STMT_ATTACHED_TO_GROUP, name, &policies);
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_GROUP_DEL, &v, 1);
+	if (rc == MOAT_OK && strcmp(name, BUILTIN_GROUP) == 0)
+		ch->builtin = true;
+	return commit(x, rc, b, "group.delete", name,
+		      policies == NULL
+			  ? NULL
+			  : json_pack("{s:I, s:o}", "members", (json_int_t)(ch->n - before),
+				      "policies", policies));
+}
+
+static moat_err group_link(const struct moat_reg_ctx *x, bool attach, const char *group,
+			   const char *policy, struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	moat_err rc;
+
+	rc = add2(&b, attach ? MOAT_STMT_ATTACH_GROUP : MOAT_STMT_DETACH_GROUP, policy, group);
+	if (rc == MOAT_OK)
+		rc = touch_rows(x, MOAT_STMT_REG_GROUP_MEMBERS, group, ch);
+	if (rc == MOAT_OK && strcmp(group, BUILTIN_GROUP) == 0)
+		ch->builtin = true;
+	return commit(x, rc, b, attach ? "group.policy_attach" : "group.policy_detach", group,
+		      json_pack("{s:s}", "policy", policy));
+}
+
+moat_err moat_reg_group_attach(const struct moat_reg_ctx *x, const char *group, const char *policy,
+			       struct moat_reg_change *ch)
+{
+	return group_link(x, true, group, policy, ch);
+}
+
+moat_err moat_reg_group_detach(const struct moat_reg_ctx *x, const char *group, const char *policy,
+			       struct moat_reg_change *ch)
+{
+	return group_link(x, false, group, policy, ch);
+}
+
+static moat_err builtin_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	bool *builtin = arg;
+
+	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
+		return MOAT_E_CORRUPT;
+	if (cols[0].len == strlen(BUILTIN_GROUP) &&
+	    memcmp(cols[0].p, BUILTIN_GROUP, cols[0].len) == 0)
+		*builtin = true;
+	return MOAT_OK;
+}
+
+/* Everyone policy reaches now: group members and direct attachments. */
+static moat_err policy_reach(const struct moat_reg_ctx *x, const char *policy,
+			     struct moat_reg_change *ch)
+{
+	struct moat_val v = moat_val_text(policy, strlen(policy));
+	moat_err rc = touch_rows(x, MOAT_STMT_REG_POLICY_IDS, policy, ch);
+
+	if (rc == MOAT_OK)
+		rc = moat_store_read(x->store, MOAT_STMT_REG_POLICY_GROUPS, &v, 1, builtin_cb,
+				     &ch->builtin);
+	return rc;
+}
+
+moat_err moat_reg_policy_put(const struct moat_reg_ctx *x, const char *name, const char *desc,
+			     const char *rules, bool created, struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[4];
+	json_t *detail, *list = json_array();
+	const char *p = rules, *nl;
+	size_t count = 0;
+	moat_err rc = list != NULL ? MOAT_OK : MOAT_E_NOMEM;
+
+	/* The rules as the caller formatted them, one per line. */
+	while (rc == MOAT_OK && *p != '\0') {
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			nl = p + strlen(p);
+		if (nl > p) {
+			count++;
+			if (json_array_append_new(list, json_stringn(p, (size_t)(nl - p))) != 0)
+				rc = MOAT_E_NOMEM;
+		}
+		p = *nl != '\0' ? nl + 1 : nl;
+	}
+	v[0] = moat_val_text(name, strlen(name));
+	v[1] = moat_val_text(desc, strlen(desc));
+	v[2] = moat_val_text(rules, strlen(rules));
+	v[3] = moat_val_int(x->now);
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_POLICY_PUT, v, 4);
+	if (rc == MOAT_OK && !created)
+		rc = policy_reach(x, name, ch);
+	if (list != NULL && strlen(rules) <= AUDIT_RULES_MAX) {
+		detail = json_pack("{s:b, s:O}", "created", created, "rules", list);
+	} else {
+		detail =
+		    json_pack("{s:b, s:I}", "created", created, "rule_count", (json_int_t)count);
+	}
+	json_decref(list);
+	return commit(x, rc, b, "policy.put", name, detail);
+}
+
+moat_err moat_reg_policy_delete(const struct moat_reg_ctx *x, const char *name,
+				struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v = moat_val_text(name, strlen(name));
+	moat_err rc;
+
+	/* Its attachments go with it (the schema cascades): who it reached
+	 * is read first. */
+	rc = policy_reach(x, name, ch);
+	if (rc == MOAT_OK)
+		rc = add(&b, MOAT_STMT_POLICY_DEL, &v, 1);
+	return commit(x, rc, b, "policy.delete", name, NULL);
+}
