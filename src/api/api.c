@@ -806,7 +806,11 @@ moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, c
 			ERR_clear_error();
 		}
 	}
-	rc = moat_audit_log_open(&api->audit, opts->store, opts->dir, err, errlen);
+	/* Checkpoints are signed by the key process: this process never
+	 * holds audit.key. */
+	rc = moat_audit_log_open(&api->audit, opts->store, opts->dir,
+				 opts->ca != NULL ? moat_ca_audit_sign : NULL, opts->ca, err,
+				 errlen);
 	if (rc != MOAT_OK) {
 		moat_api_free(api);
 		return rc;
