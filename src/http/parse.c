@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sodium.h>
+
 #include "http/http.h"
 
 enum { TOK_NONE = 0, TOK_URL, TOK_FIELD, TOK_VALUE };
@@ -262,6 +264,8 @@ void moat_http_parser_init(struct moat_http_parser *hp, moat_http_body_limit_cb 
 
 void moat_http_parser_free(struct moat_http_parser *hp)
 {
+	if (hp->body != NULL)
+		sodium_memzero(hp->body, hp->body_cap);
 	free(hp->body);
 	hp->body = NULL;
 	hp->body_cap = hp->body_len = 0;
@@ -361,6 +365,10 @@ void moat_http_parser_next(struct moat_http_parser *hp)
 	hp->state = MOAT_HTTP_P_IDLE;
 	hp->head_len = 0;
 	hp->n_headers = 0;
+	/* Bodies carry passwords, codes and tokens: wipe the one just handled,
+	 * whether the buffer is kept or freed. */
+	if (hp->body != NULL)
+		sodium_memzero(hp->body, hp->body_len);
 	hp->body_len = 0;
 	memset(&hp->req, 0, sizeof(hp->req));
 	/* Keep a small body buffer for the next request; drop a big one. */
