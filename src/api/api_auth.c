@@ -779,9 +779,11 @@ void api_login(struct api_call *c)
 		} else {
 			char norm[64];
 			int64_t n = 0;
+			bool empty;
 			if (moat_recovery_normalise(rcode, norm, sizeof(norm)) != MOAT_OK)
 				norm[0] = '\0';
 			moat_secret_hash(norm, strlen(norm), rh);
+			empty = norm[0] == '\0';
 			sodium_memzero(norm, sizeof(norm));
 			v[0] = moat_val_text(user, strlen(user));
 			v[1] = moat_val_blob(rh, sizeof(rh));
@@ -791,7 +793,7 @@ void api_login(struct api_call *c)
 				api_internal(c, rc);
 				return;
 			}
-			if (n == 0 || norm[0] == '\0') {
+			if (n == 0 || empty) {
 				login_failed(c, user, "wrong recovery code");
 				api_problem(c, 401, "invalid-credentials", "wrong recovery code",
 					    "recovery_code");
