@@ -1,6 +1,7 @@
 /*
  * The key process (STYLE.md item 1, ARCHITECTURE.md "Processes"): the only
- * process of `moat serve` that holds a private key. It is forked from
+ * process of `moat serve` that holds a private key other than the TLS
+ * key the serving process handshakes with. It is forked from
  * `moat serve`, loads dir/ca.key and dir/ca.crt (the CA), dir/audit.key
  * (the audit log's Ed25519 signing key) and dir/seal.key (the key that
  * seals secrets the server must read back, such as TOTP seeds), creating
@@ -12,7 +13,7 @@
  * (its entries streamed in several messages, the signed CRL fetched back in
  * parts), renew the server certificate, return the CA certificate, sign a
  * payload with a key slot, seal or unseal a secret with a key slot, ping.
- * The parent never sees a key; whatever it sends is checked again
+ * The parent never sees these keys (it keeps only its TLS key); whatever it sends is checked again
  * (STYLE.md item 2), so a compromised network-facing side can at worst get
  * certificates the enrollment policy (csr.h) would issue anyway, audit
  * checkpoints over heads of its choosing (which it could write unsigned

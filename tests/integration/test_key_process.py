@@ -1,6 +1,8 @@
 """The key process (issue 9, section 6): `moat serve`'s serving process never
-opens a private key file -- the key process forked at start holds the CA
-key, the audit signing key and the sealing key -- audit checkpoints it signs
+opens ca.key, audit.key or seal.key -- the key process forked at start holds
+the CA key, the audit signing key and the sealing key (the TLS key
+server.key stays with the serving process, which handshakes with it) --
+audit checkpoints it signs
 verify offline, and TOTP seeds are sealed at rest under seal.key, bound to
 their operator and column, with plaintext seeds from before sealed at
 start."""
