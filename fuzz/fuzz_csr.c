@@ -1,6 +1,6 @@
 /*
- * libFuzzer target for certificate requests (src/pki/csr.c) and the CA
- * process's message codec (src/pki/ca_msg.c).
+ * libFuzzer target for certificate requests (src/pki/csr.c) and the key
+ * process's message codec (src/pki/ca_msg.c), key-slot requests included.
  *
  * The input goes four ways:
  *  1. as an EST simpleenroll body: moat_csr_from_est_body, and what it
@@ -169,6 +169,23 @@ static void check_req(const uint8_t *p, size_t n)
 		CHECK(req.offset < MOAT_CRL_DER_MAX);
 		CHECK(moat_ca_req_put_crl_part(&b, req.seq, req.offset) == MOAT_OK);
 		break;
+	case MOAT_CA_KEY_SIGN:
+		CHECK(req.slot >= 1 && req.slot <= MOAT_KEY_SLOT_MAX);
+		CHECK(req.data_len >= 1 && req.data_len <= MOAT_KEY_SIGN_MAX);
+		CHECK(moat_ca_req_put_key_sign(&b, req.seq, req.slot, req.data, req.data_len) ==
+		      MOAT_OK);
+		break;
+	case MOAT_CA_SEAL:
+	case MOAT_CA_UNSEAL:
+		CHECK(req.slot >= 1 && req.slot <= MOAT_KEY_SLOT_MAX);
+		CHECK(req.ad_len <= MOAT_KEY_AD_MAX);
+		CHECK(req.type == MOAT_CA_SEAL
+			  ? req.data_len >= 1 && req.data_len <= MOAT_KEY_SEAL_MAX
+			  : req.data_len > MOAT_KEY_SEAL_OVERHEAD &&
+				req.data_len <= MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX);
+		CHECK(moat_ca_req_put_seal(&b, req.type, req.seq, req.slot, req.ad, req.ad_len,
+					   req.data, req.data_len) == MOAT_OK);
+		break;
 	case MOAT_CA_CRL:
 	case MOAT_CA_CRL_ADD: {
 		struct moat_ca_entry e;
@@ -236,6 +253,9 @@ static void check_ans(const uint8_t *p, size_t n)
 		case MOAT_CA_CRL_PART:
 		case MOAT_CA_CACERTS:
 		case MOAT_CA_RENEW_SERVER:
+		case MOAT_CA_KEY_SIGN:
+		case MOAT_CA_SEAL:
+		case MOAT_CA_UNSEAL:
 			CHECK(moat_ca_ans_put_der(&b, ans.type, ans.seq, ans.der, ans.der_len) ==
 			      MOAT_OK);
 			break;

@@ -221,6 +221,7 @@ int main(int argc, char **argv)
 	struct moat_store_opts o;
 	struct moat_store *st = NULL;
 	struct moat_audit_log alog;
+	struct moat_audit_file_signer signer;
 	struct moat_broker *b;
 	struct moat_worker *w;
 	struct moat_reg_ctx x;
@@ -258,7 +259,9 @@ int main(int argc, char **argv)
 	if ((rc = moat_store_open(&o, &st, err, sizeof(err))) != MOAT_OK)
 		die("store", rc, err);
 	if ((rc = moat_audit_key_create(dir, err, sizeof(err))) != MOAT_OK ||
-	    (rc = moat_audit_log_open(&alog, st, dir, err, sizeof(err))) != MOAT_OK)
+	    (rc = moat_audit_file_signer_open(&signer, dir, err, sizeof(err))) != MOAT_OK ||
+	    (rc = moat_audit_log_open(&alog, st, dir, moat_audit_file_sign, &signer, err,
+				      sizeof(err))) != MOAT_OK)
 		die("audit log", rc, err);
 
 	clock_start(&k);
@@ -390,6 +393,7 @@ int main(int argc, char **argv)
 	free(t_new_load);
 	free(t_new_adm);
 	moat_audit_log_close(&alog);
+	moat_audit_file_signer_close(&signer);
 	moat_store_close(st);
 	{
 		static const char *const files[] = {"moat.db", "moat.db-wal", "moat.db-shm",

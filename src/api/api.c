@@ -781,6 +781,7 @@ moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, c
 		return MOAT_E_CRYPTO;
 	}
 	api->o = *opts;
+	api_json_wipe_init();
 	snprintf(api->dir, sizeof(api->dir), "%s", opts->dir);
 	pthread_mutex_init(&api->sec_lock, NULL);
 	api->throttle = moat_login_throttle_new(MOAT_THROTTLE_KEYS_DEFAULT);
@@ -808,12 +809,23 @@ moat_err moat_api_new(const struct moat_api_opts *opts, struct moat_api **out, c
 			ERR_clear_error();
 		}
 	}
-	rc = moat_audit_log_open(&api->audit, opts->store, opts->dir, err, errlen);
+	/* Checkpoints are signed by the key process: this process never
+	 * holds audit.key. */
+	rc = moat_audit_log_open(&api->audit, opts->store, opts->dir,
+				 opts->ca != NULL ? moat_ca_audit_sign : NULL, opts->ca, err,
+				 errlen);
 	if (rc != MOAT_OK) {
 		moat_api_free(api);
 		return rc;
 	}
 	api->audit_open = true;
+	/* Needs the key process and the audit log, so here, not in a store
+	 * migration. */
+	rc = api_totp_migrate(api, err, errlen);
+	if (rc != MOAT_OK) {
+		moat_api_free(api);
+		return rc;
+	}
 	api->sec_window_start = moat_now_ms();
 	*out = api;
 	return MOAT_OK;

@@ -31,7 +31,7 @@ typedef size_t (*moat_api_metrics_cb)(void *arg, struct moat_api_metric *out, si
 
 struct moat_api_opts {
 	struct moat_store *store;
-	const char *dir; /* data directory: audit.key lives there */
+	const char *dir; /* data directory: audit.pub, ca.crt */
 	moat_api_metrics_cb metrics;
 	void *metrics_arg;
 	const struct moat_http_stats *(*http_stats)(void *arg);

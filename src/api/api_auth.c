@@ -5,6 +5,7 @@
  * own profile, password and TOTP enrolment. Also the broker's security
  * events, summed per window into the audit log.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "auth/totp.h"
 #include "core/log.h"
 #include "core/reactor.h"
+#include "pki/ca.h"
 
 #define COOKIE_NAME "__Host-moat_session"
 
@@ -43,11 +45,16 @@ static moat_err op_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	}
 	memcpy(op->pw_hash, cols[2].p, cols[2].len);
 	op->pw_hash[cols[2].len] = '\0';
-	if (cols[3].type == MOAT_VAL_BLOB && cols[3].len <= sizeof(op->totp)) {
+	/* A seed too large to be one is damage, never "not enrolled": that
+	 * would let a password alone in. */
+	if ((cols[3].type == MOAT_VAL_BLOB && cols[3].len > sizeof(op->totp)) ||
+	    (cols[4].type == MOAT_VAL_BLOB && cols[4].len > sizeof(op->totp_pending)))
+		return MOAT_E_CORRUPT;
+	if (cols[3].type == MOAT_VAL_BLOB) {
 		memcpy(op->totp, cols[3].p, cols[3].len);
 		op->totp_len = cols[3].len;
 	}
-	if (cols[4].type == MOAT_VAL_BLOB && cols[4].len <= sizeof(op->totp_pending)) {
+	if (cols[4].type == MOAT_VAL_BLOB) {
 		memcpy(op->totp_pending, cols[4].p, cols[4].len);
 		op->totp_pending_len = cols[4].len;
 	}
@@ -68,6 +75,237 @@ moat_err api_operator_get(struct moat_api *api, const char *name, struct api_ope
 	if (rc == MOAT_OK && op->name[0] == '\0')
 		rc = MOAT_E_NOTFOUND;
 	return rc;
+}
+
+/* --- sealed TOTP seeds ---
+ *
+ * Seeds are stored sealed by the key process (MOAT_KEY_SECRETS, pki/ca.h):
+ * moat.db alone, a backup or a copied file, does not give anyone an
+ * operator's second factor. The associated data names the column and the
+ * operator, so a blob copied into another row or column does not open. */
+
+#define TOTP_AD_TAG "moat-totp-v1"
+
+static size_t totp_ad(const char *column, const char *name, uint8_t ad[MOAT_KEY_AD_MAX])
+{
+	int n =
+	    snprintf((char *)ad, MOAT_KEY_AD_MAX, "%s%c%s%c%s", TOTP_AD_TAG, 0, column, 0, name);
+
+	/* Names are at most 64 characters (api_name_valid): always fits. */
+	return n > 0 && (size_t)n < MOAT_KEY_AD_MAX ? (size_t)n : 0;
+}
+
+/* Sealed as moat_ca_seal makes it; anything else is a seed stored by a
+ * Moat from before sealing (api_totp_migrate seals those at start). */
+static bool totp_sealed(const uint8_t *p, size_t n)
+{
+	return n > MOAT_KEY_SEAL_OVERHEAD &&
+	       memcmp(p, MOAT_KEY_SEAL_TAG, MOAT_KEY_SEAL_TAG_LEN) == 0;
+}
+
+static moat_err totp_seal(struct moat_api *api, const char *column, const char *name,
+			  const uint8_t *seed, size_t len, uint8_t out[MOAT_TOTP_STORED_MAX],
+			  size_t *out_len)
+{
+	uint8_t ad[MOAT_KEY_AD_MAX];
+	size_t ad_len = totp_ad(column, name, ad);
+	char err[MOAT_CA_ERR_MAX] = "";
+	moat_err rc;
+
+	if (api->o.ca == NULL || ad_len == 0)
+		return MOAT_E_INVAL;
+	rc = moat_ca_seal(api->o.ca, MOAT_KEY_SECRETS, ad, ad_len, seed, len, out,
+			  MOAT_TOTP_STORED_MAX, out_len, err, sizeof(err));
+	if (rc)
+		log_error("totp_seal_failed", "user=\"%.64s\" column=%s error=\"%s\"", name, column,
+			  err);
+	return rc;
+}
+
+/* The seed in stored (sealed) form, opened into seed; the caller wipes it. */
+static moat_err totp_open(struct moat_api *api, const char *column, const char *name,
+			  const uint8_t *stored, size_t len, uint8_t seed[MOAT_TOTP_SECRET_MAX],
+			  size_t *seed_len)
+{
+	uint8_t ad[MOAT_KEY_AD_MAX];
+	size_t ad_len = totp_ad(column, name, ad);
+	char err[MOAT_CA_ERR_MAX] = "no key process";
+	moat_err rc = MOAT_E_INVAL;
+
+	if (!totp_sealed(stored, len)) {
+		snprintf(err, sizeof(err), "the seed is not sealed");
+		rc = MOAT_E_CORRUPT;
+	} else if (api->o.ca != NULL && ad_len > 0) {
+		rc = moat_ca_unseal(api->o.ca, MOAT_KEY_SECRETS, ad, ad_len, stored, len, seed,
+				    MOAT_TOTP_SECRET_MAX, seed_len, err, sizeof(err));
+	}
+	if (rc)
+		log_error("totp_unseal_failed", "user=\"%.64s\" column=%s error=\"%s\"", name,
+			  column, err);
+	return rc;
+}
+
+struct name_page {
+	char names[64][80];
+	size_t n;
+};
+
+static moat_err name_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct name_page *pg = arg;
+
+	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT || cols[0].len >= sizeof(pg->names[0]) ||
+	    pg->n >= sizeof(pg->names) / sizeof(pg->names[0]))
+		return MOAT_E_CORRUPT;
+	memcpy(pg->names[pg->n], cols[0].p, cols[0].len);
+	pg->names[pg->n][cols[0].len] = '\0';
+	pg->n++;
+	return MOAT_OK;
+}
+
+/* Seal name's plaintext seeds, if any, with an audit entry in the same
+ * write. */
+static moat_err totp_migrate_one(struct moat_api *api, const char *name, size_t *sealed)
+{
+	uint8_t s1[MOAT_TOTP_STORED_MAX], s2[MOAT_TOTP_STORED_MAX];
+	size_t l1 = 0, l2 = 0;
+	struct api_operator op API_OPERATOR_WIPED;
+	struct moat_store_batch *b = NULL;
+	struct moat_audit_event ev;
+	struct moat_val v[4];
+	bool secret, pending;
+	char detail[96];
+	int64_t now = moat_wall_ms();
+	moat_err rc;
+
+	rc = api_operator_get(api, name, &op);
+	if (rc)
+		goto out;
+	secret = op.totp_len > 0 && !totp_sealed(op.totp, op.totp_len);
+	pending = op.totp_pending_len > 0 && !totp_sealed(op.totp_pending, op.totp_pending_len);
+	if (!secret && !pending)
+		goto out;
+	if (secret &&
+	    (rc = totp_seal(api, "totp_secret", name, op.totp, op.totp_len, s1, &l1)) != MOAT_OK)
+		goto out;
+	if (pending && (rc = totp_seal(api, "totp_pending", name, op.totp_pending,
+				       op.totp_pending_len, s2, &l2)) != MOAT_OK)
+		goto out;
+	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
+		goto out;
+	v[0] = moat_val_text(name, strlen(name));
+	if (secret) {
+		/* CONFIRM_TOTP also clears totp_pending: put it back below. */
+		v[1] = moat_val_blob(s1, l1);
+		v[2] = moat_val_int(op.totp_last_step);
+		v[3] = moat_val_int(now);
+		rc = moat_store_batch_add(b, MOAT_STMT_OP_CONFIRM_TOTP, v, 4);
+	}
+	if (rc == MOAT_OK && (pending || (secret && op.totp_pending_len > 0))) {
+		v[1] = pending ? moat_val_blob(s2, l2)
+			       : moat_val_blob(op.totp_pending, op.totp_pending_len);
+		v[2] = moat_val_int(now);
+		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_PENDING, v, 3);
+	}
+	if (rc) {
+		moat_store_batch_free(b);
+		goto out;
+	}
+	snprintf(detail, sizeof(detail), "{\"totp_pending\":%s,\"totp_secret\":%s}",
+		 pending ? "true" : "false", secret ? "true" : "false");
+	memset(&ev, 0, sizeof(ev));
+	ev.actor = "system";
+	ev.action = "user.totp_sealed";
+	ev.target = name;
+	ev.outcome = "ok";
+	ev.detail = detail;
+	rc = moat_audit_log_write(&api->audit, &b, &ev);
+	if (rc == MOAT_OK)
+		(*sealed)++;
+out:
+	sodium_memzero(&op, sizeof(op));
+	sodium_memzero(s1, sizeof(s1));
+	sodium_memzero(s2, sizeof(s2));
+	return rc;
+}
+
+moat_err api_totp_migrate(struct moat_api *api, char *err, size_t errlen)
+{
+	struct name_page *pg = calloc(1, sizeof(*pg));
+	char cursor[80] = "";
+	struct moat_val v[2];
+	size_t i, sealed = 0;
+	moat_err rc = MOAT_E_NOMEM;
+
+	if (pg == NULL)
+		goto out;
+	for (;;) {
+		pg->n = 0;
+		v[0] = moat_val_text(cursor, strlen(cursor));
+		v[1] = moat_val_int((int64_t)(sizeof(pg->names) / sizeof(pg->names[0])));
+		rc = moat_store_read(api->o.store, MOAT_STMT_OP_LIST, v, 2, name_cb, pg);
+		if (rc)
+			goto out;
+		for (i = 0; i < pg->n; i++) {
+			rc = totp_migrate_one(api, pg->names[i], &sealed);
+			if (rc) {
+				snprintf(err, errlen,
+					 "cannot seal the TOTP seeds of operator %s: %s (is "
+					 "seal.key the one this database was sealed with?)",
+					 pg->names[i], moat_strerror(rc));
+				goto out;
+			}
+		}
+		if (pg->n < sizeof(pg->names) / sizeof(pg->names[0]))
+			break;
+		snprintf(cursor, sizeof(cursor), "%s", pg->names[pg->n - 1]);
+	}
+	if (sealed > 0) {
+		/* The old pages still hold the plaintext in moat.db until a
+		 * checkpoint copies the new ones over them (secure_delete zeroes
+		 * what is freed then) and truncates the WAL. */
+		rc = moat_store_checkpoint_wait(api->o.store);
+		if (rc) {
+			snprintf(err, errlen, "cannot checkpoint the database: %s",
+				 moat_strerror(rc));
+			goto out;
+		}
+		log_notice("totp_sealed", "operators=%zu note=\"plaintext TOTP seeds sealed\"",
+			   sealed);
+	}
+	rc = MOAT_OK;
+out:
+	if (rc == MOAT_E_NOMEM)
+		snprintf(err, errlen, "out of memory");
+	else if (rc && err[0] == '\0')
+		snprintf(err, errlen, "cannot list the operators: %s", moat_strerror(rc));
+	free(pg);
+	return rc;
+}
+
+void api_operator_wipe(struct api_operator *op)
+{
+	sodium_memzero(op, sizeof(*op));
+}
+
+static void *json_wiped_malloc(size_t n)
+{
+	return malloc(n);
+}
+
+/* The whole block, not just what jansson wrote: a string that shrank may
+ * have left secret bytes past its end. */
+static void json_wiped_free(void *p)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, malloc_usable_size(p));
+	free(p);
+}
+
+void api_json_wipe_init(void)
+{
+	json_set_alloc_funcs(json_wiped_malloc, json_wiped_free);
 }
 
 json_t *api_operator_json(const struct api_operator *op)
@@ -348,7 +586,7 @@ void api_setup(struct api_call *c)
 	struct moat_val v[4];
 	char hash[MOAT_PASSWORD_HASH_MAX];
 	struct moat_store_batch *b = NULL;
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	moat_err rc;
 
 	snprintf(c->who.actor, sizeof(c->who.actor), "setup");
@@ -466,7 +704,7 @@ void api_login(struct api_call *c)
 	    ua[128];
 	const char *user, *pw, *code, *rcode, *hdr;
 	uint8_t h[MOAT_SECRET_HASH_LEN], rh[MOAT_SECRET_HASH_LEN];
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[9];
 	uint64_t wait;
@@ -519,8 +757,20 @@ void api_login(struct api_call *c)
 			return;
 		}
 		if (code != NULL) {
-			if (moat_totp_verify(op.totp, op.totp_len, code, c->now / 1000,
-					     op.totp_last_step, &step) != MOAT_OK) {
+			uint8_t seed[MOAT_TOTP_SECRET_MAX];
+			size_t seed_len = 0;
+
+			rc = totp_open(c->api, "totp_secret", user, op.totp, op.totp_len, seed,
+				       &seed_len);
+			sodium_memzero(op.totp, sizeof(op.totp));
+			if (rc != MOAT_OK) {
+				api_internal(c, rc);
+				return;
+			}
+			rc = moat_totp_verify(seed, seed_len, code, c->now / 1000,
+					      op.totp_last_step, &step);
+			sodium_memzero(seed, sizeof(seed));
+			if (rc != MOAT_OK) {
 				login_failed(c, user, "wrong TOTP code");
 				api_problem(c, 401, "invalid-credentials", "wrong TOTP code",
 					    "totp_code");
@@ -529,9 +779,12 @@ void api_login(struct api_call *c)
 		} else {
 			char norm[64];
 			int64_t n = 0;
+			bool empty;
 			if (moat_recovery_normalise(rcode, norm, sizeof(norm)) != MOAT_OK)
 				norm[0] = '\0';
 			moat_secret_hash(norm, strlen(norm), rh);
+			empty = norm[0] == '\0';
+			sodium_memzero(norm, sizeof(norm));
 			v[0] = moat_val_text(user, strlen(user));
 			v[1] = moat_val_blob(rh, sizeof(rh));
 			rc = moat_store_read(c->api->o.store, MOAT_STMT_RECOVERY_HAS, v, 2,
@@ -540,7 +793,7 @@ void api_login(struct api_call *c)
 				api_internal(c, rc);
 				return;
 			}
-			if (n == 0 || norm[0] == '\0') {
+			if (n == 0 || empty) {
 				login_failed(c, user, "wrong recovery code");
 				api_problem(c, 401, "invalid-credentials", "wrong recovery code",
 					    "recovery_code");
@@ -607,6 +860,7 @@ void api_login(struct api_call *c)
 			   "mfa_enrolment_required", op.role == ROLE_ADMIN && op.totp_len == 0,
 			   "csrf_token", csrf, "session_id", sid, "expires_at",
 			   api_time(c->now + (int64_t)MOAT_API_SESSION_ABSOLUTE_MS)));
+	sodium_memzero(csrf, sizeof(csrf));
 }
 
 void api_logout(struct api_call *c)
@@ -633,7 +887,7 @@ void api_logout(struct api_call *c)
 
 void api_me(struct api_call *c)
 {
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	moat_err rc = api_operator_get(c->api, c->who.name, &op);
 	json_t *j;
 
@@ -656,7 +910,7 @@ void api_me_password(struct api_call *c)
 	};
 	char hash[MOAT_PASSWORD_HASH_MAX];
 	const char *cur, *nw;
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[3];
 	uint64_t wait;
@@ -716,9 +970,10 @@ void api_me_password(struct api_call *c)
 
 void api_me_totp(struct api_call *c)
 {
-	uint8_t secret[MOAT_TOTP_SECRET_LEN];
+	uint8_t secret[MOAT_TOTP_SECRET_LEN], sealed[MOAT_TOTP_STORED_MAX];
+	size_t sealed_len = 0;
 	char b32[MOAT_TOTP_BASE32_MAX + 1], uri[512];
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[3];
 	moat_err rc;
@@ -742,11 +997,20 @@ void api_me_totp(struct api_call *c)
 		api_internal(c, MOAT_E_CRYPTO);
 		return;
 	}
+	rc = totp_seal(c->api, "totp_pending", c->who.name, secret, sizeof(secret), sealed,
+		       &sealed_len);
+	sodium_memzero(secret, sizeof(secret));
+	if (rc != MOAT_OK) {
+		moat_store_batch_free(b);
+		sodium_memzero(b32, sizeof(b32));
+		sodium_memzero(uri, sizeof(uri));
+		api_internal(c, rc);
+		return;
+	}
 	v[0] = moat_val_text(c->who.name, strlen(c->who.name));
-	v[1] = moat_val_blob(secret, sizeof(secret));
+	v[1] = moat_val_blob(sealed, sealed_len);
 	v[2] = moat_val_int(c->now);
 	rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_PENDING, v, 3);
-	sodium_memzero(secret, sizeof(secret));
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -759,13 +1023,16 @@ void api_me_totp(struct api_call *c)
 	}
 	api_json(c, 200, json_pack("{s:s, s:s}", "secret", b32, "otpauth_uri", uri));
 	sodium_memzero(b32, sizeof(b32));
+	sodium_memzero(uri, sizeof(uri));
 }
 
 void api_me_totp_confirm(struct api_call *c)
 {
 	static const struct api_field f[] = {{"code", F_STRING, true, 1, 16}};
 	char codes[MOAT_RECOVERY_CODES][MOAT_RECOVERY_CODE_LEN + 1];
-	struct api_operator op;
+	uint8_t seed[MOAT_TOTP_SECRET_MAX], sealed[MOAT_TOTP_STORED_MAX];
+	size_t seed_len = 0, sealed_len = 0;
+	struct api_operator op API_OPERATOR_WIPED;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[4];
 	int64_t step = 0;
@@ -784,12 +1051,27 @@ void api_me_totp_confirm(struct api_call *c)
 			    NULL);
 		return;
 	}
-	if (moat_totp_verify(op.totp_pending, op.totp_pending_len, api_str(c, "code"),
-			     c->now / 1000, 0, &step) != MOAT_OK) {
+	rc = totp_open(c->api, "totp_pending", c->who.name, op.totp_pending, op.totp_pending_len,
+		       seed, &seed_len);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
+		return;
+	}
+	if (moat_totp_verify(seed, seed_len, api_str(c, "code"), c->now / 1000, 0, &step) !=
+	    MOAT_OK) {
+		sodium_memzero(seed, sizeof(seed));
 		(void)api_audit(c, NULL, "user.totp_enrol", c->who.name, "failed",
 				json_pack("{s:s}", "reason", "wrong code"));
 		api_problem(c, 422, "validation", "wrong code; check the authenticator's clock",
 			    "code");
+		return;
+	}
+	/* The confirmed seed is sealed for its own column: the pending blob's
+	 * associated data names totp_pending. */
+	rc = totp_seal(c->api, "totp_secret", c->who.name, seed, seed_len, sealed, &sealed_len);
+	sodium_memzero(seed, sizeof(seed));
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
 		return;
 	}
 	if (moat_recovery_codes(codes, MOAT_RECOVERY_CODES) != MOAT_OK ||
@@ -798,7 +1080,7 @@ void api_me_totp_confirm(struct api_call *c)
 		return;
 	}
 	v[0] = moat_val_text(c->who.name, strlen(c->who.name));
-	v[1] = moat_val_blob(op.totp_pending, op.totp_pending_len);
+	v[1] = moat_val_blob(sealed, sealed_len);
 	v[2] = moat_val_int(step);
 	v[3] = moat_val_int(c->now);
 	rc = moat_store_batch_add(b, MOAT_STMT_OP_CONFIRM_TOTP, v, 4);

@@ -104,7 +104,7 @@ void api_users_create(struct api_call *c)
 	char why[200], hash[MOAT_PASSWORD_HASH_MAX];
 	const char *name, *pw;
 	enum api_role role;
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[4];
 	moat_err rc;
@@ -176,7 +176,7 @@ static bool path_operator(struct api_call *c, struct api_operator *op)
 
 void api_users_get(struct api_call *c)
 {
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 
 	if (path_operator(c, &op))
 		api_json(c, 200, api_operator_json(&op));
@@ -198,7 +198,7 @@ void api_users_patch(struct api_call *c)
 	    {"role", F_STRING, false, 1, 16},
 	    {"disabled", F_BOOL, false, 0, 0},
 	};
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[3];
 	enum api_role role;
@@ -287,7 +287,7 @@ void api_users_patch(struct api_call *c)
 
 void api_users_reset_mfa(struct api_call *c)
 {
-	struct api_operator op;
+	struct api_operator op API_OPERATOR_WIPED;
 	struct moat_store_batch *b = NULL;
 	struct moat_val v[2];
 	moat_err rc;

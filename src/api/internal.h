@@ -311,15 +311,28 @@ struct api_operator {
 	char name[80];
 	enum api_role role;
 	char pw_hash[160];
-	uint8_t totp[64];
+	/* The seeds as stored: sealed by the key process (api_auth.c opens
+	 * them only where a code is checked); totp_len > 0 means enrolled. */
+	uint8_t totp[MOAT_TOTP_STORED_MAX];
 	size_t totp_len;
-	uint8_t totp_pending[64];
+	uint8_t totp_pending[MOAT_TOTP_STORED_MAX];
 	size_t totp_pending_len;
 	int64_t totp_last_step;
 	bool disabled;
 	int64_t created, updated;
 };
 moat_err api_operator_get(struct moat_api *api, const char *name, struct api_operator *op);
+/* Wipe an operator record (its password hash and sealed seeds) when it
+ * goes out of scope: declare it API_OPERATOR_WIPED. */
+void api_operator_wipe(struct api_operator *op);
+#define API_OPERATOR_WIPED __attribute__((cleanup(api_operator_wipe)))
+/* Make jansson wipe every block it frees (parsed request bodies with
+ * passwords and codes, answers with tokens and recovery codes, the
+ * serialised text): called once by moat_api_new. */
+void api_json_wipe_init(void);
 json_t *api_operator_json(const struct api_operator *op);
+/* At start, after the audit log is open: seal every TOTP seed a Moat from
+ * before sealing stored in plaintext (one audit entry per operator). */
+moat_err api_totp_migrate(struct moat_api *api, char *err, size_t errlen);
 
 #endif

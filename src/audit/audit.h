@@ -125,6 +125,19 @@ moat_err moat_audit_key_create(const char *dir, char *err, size_t errlen);
 moat_err moat_audit_key_load(const char *dir, uint8_t sk[MOAT_AUDIT_SK_LEN],
 			     uint8_t pk[MOAT_AUDIT_PK_LEN], char *err, size_t errlen);
 
+/*
+ * The sealing key (not an audit key, but kept in the same file format with
+ * the same checks): dir/seal.key, mode 0600, one line of base64 of 32
+ * random bytes. create makes it exclusively (MOAT_E_EXISTS when there is
+ * one); load refuses what moat_audit_key_load refuses. Only `moat init`
+ * and the key process (pki/ca.h) call them. key is written only on
+ * success; the caller wipes it.
+ */
+#define MOAT_SEAL_KEY_LEN 32
+moat_err moat_seal_key_create(const char *dir, char *err, size_t errlen);
+moat_err moat_seal_key_load(const char *dir, uint8_t key[MOAT_SEAL_KEY_LEN], char *err,
+			    size_t errlen);
+
 /* Load a public key file (audit.pub or an operator's copy of it) for offline
  * verification. pk is written only on success. */
 moat_err moat_audit_pub_load(const char *path, uint8_t pk[MOAT_AUDIT_PK_LEN], char *err,

@@ -1,7 +1,10 @@
 /*
  * The audit signing key on disk: dir/audit.key (0600, the Ed25519 secret key)
  * and dir/audit.pub (0644, its public key), each one comment line and one
- * line of base64 (format in audit.h).
+ * line of base64 (format in audit.h). The sealing key, dir/seal.key (0600,
+ * 32 random bytes), uses the same format and the same checks. Only `moat
+ * init`, the offline commands and the key process (pki/ca.h) read or write
+ * the secret files; `moat serve`'s serving process never does.
  *
  * Files are created exclusively and never through a symlink, so a key is
  * never overwritten and an attacker-planted link cannot redirect it. The
@@ -18,16 +21,21 @@
 #include <sodium.h>
 
 #include "audit/audit.h"
+#include "audit/audit_store.h"
 #include "core/file.h"
 #include "core/limits.h"
 
 #define KEY_NAME "audit.key"
 #define PUB_NAME "audit.pub"
+#define SEAL_NAME "seal.key"
 
 #define KEY_HEADER                                                                                 \
 	"# Moat audit log signing key: Ed25519 secret key (libsodium: 32-byte seed, 32-byte "      \
 	"public key), base64. Keep it private: whoever holds it can re-sign the log.\n"
 #define PUB_HEADER "# Moat audit log public key: Ed25519, 32 bytes, base64. Keep a copy offline.\n"
+#define SEAL_HEADER                                                                                \
+	"# Moat sealing key: 32 bytes (XChaCha20-Poly1305), base64. It opens the secrets the "     \
+	"server keeps sealed in moat.db (TOTP seeds); without it they are lost.\n"
 
 /* base64 (with padding) of 64 and 32 bytes, plus the NUL sodium writes. */
 #define SK_B64_SIZE sodium_base64_ENCODED_LEN(MOAT_AUDIT_SK_LEN, sodium_base64_VARIANT_ORIGINAL)
@@ -284,4 +292,83 @@ out:
 	sodium_memzero(k2, sizeof(k2));
 	sodium_memzero(seed, sizeof(seed));
 	return rc;
+}
+
+moat_err moat_seal_key_create(const char *dir, char *err, size_t errlen)
+{
+	char path[MOAT_MAX_PATH];
+	uint8_t key[MOAT_SEAL_KEY_LEN];
+	char b64[sodium_base64_ENCODED_LEN(MOAT_SEAL_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
+	char text[sizeof(SEAL_HEADER) + sizeof(b64) + 1];
+	int n;
+	moat_err rc;
+
+	if ((rc = path_join(path, dir, SEAL_NAME, err, errlen)) != MOAT_OK)
+		goto out;
+	rc = MOAT_E_CRYPTO;
+	if (sodium_init() < 0) {
+		key_fail(err, errlen, "seal: libsodium failed to initialise");
+		goto out;
+	}
+	randombytes_buf(key, sizeof(key));
+	sodium_bin2base64(b64, sizeof(b64), key, sizeof(key), sodium_base64_VARIANT_ORIGINAL);
+	n = snprintf(text, sizeof(text), "%s%s\n", SEAL_HEADER, b64);
+	if (n < 0 || (size_t)n >= sizeof(text)) {
+		rc = MOAT_E_INTERNAL;
+		key_fail(err, errlen, "seal: key text does not fit");
+		goto out;
+	}
+	rc = moat_file_create(path, 0600, text, (size_t)n, err, errlen);
+	if (rc)
+		goto out;
+	rc = moat_dir_sync(dir, err, errlen);
+	if (rc)
+		unlink(path);
+out:
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(b64, sizeof(b64));
+	sodium_memzero(text, sizeof(text));
+	return rc;
+}
+
+moat_err moat_seal_key_load(const char *dir, uint8_t key[MOAT_SEAL_KEY_LEN], char *err,
+			    size_t errlen)
+{
+	char path[MOAT_MAX_PATH];
+	char text[MOAT_AUDIT_KEYFILE_MAX];
+	uint8_t k[MOAT_SEAL_KEY_LEN];
+	moat_err rc;
+
+	if ((rc = path_join(path, dir, SEAL_NAME, err, errlen)) != MOAT_OK)
+		goto out;
+	if ((rc = file_read(path, true, text, sizeof(text), err, errlen)) != MOAT_OK)
+		goto out;
+	if ((rc = key_decode(path, text, k, sizeof(k), err, errlen)) != MOAT_OK)
+		goto out;
+	memcpy(key, k, sizeof(k));
+out:
+	sodium_memzero(text, sizeof(text));
+	sodium_memzero(k, sizeof(k));
+	return rc;
+}
+
+moat_err moat_audit_file_signer_open(struct moat_audit_file_signer *fs, const char *dir, char *err,
+				     size_t errlen)
+{
+	uint8_t pk[MOAT_AUDIT_PK_LEN];
+
+	return moat_audit_key_load(dir, fs->sk, pk, err, errlen);
+}
+
+moat_err moat_audit_file_sign(void *arg, struct moat_audit_checkpoint *c)
+{
+	struct moat_audit_file_signer *fs = arg;
+
+	moat_audit_checkpoint_sign(c, fs->sk);
+	return MOAT_OK;
+}
+
+void moat_audit_file_signer_close(struct moat_audit_file_signer *fs)
+{
+	sodium_memzero(fs->sk, sizeof(fs->sk));
 }

@@ -11,11 +11,30 @@
 #include "audit/audit.h"
 #include "store/store.h"
 
+/* Sign a checkpoint: fill c->sig for c->seq, c->ts_ms and c->head. In
+ * `moat serve` the key process does it (moat_ca_audit_sign, pki/ca.h): the
+ * serving process never holds audit.key. */
+typedef moat_err (*moat_audit_sign_cb)(void *arg, struct moat_audit_checkpoint *c);
+
+/* Offline commands (`moat cert issue`) sign with the key file itself: they
+ * are short-lived and run as the data directory's owner; the long-running
+ * serving process never does. open loads DIR/audit.key (the checks of
+ * moat_audit_key_load); close wipes it. moat_audit_file_sign is the
+ * moat_audit_sign_cb to pass with it. */
+struct moat_audit_file_signer {
+	uint8_t sk[MOAT_AUDIT_SK_LEN];
+};
+moat_err moat_audit_file_signer_open(struct moat_audit_file_signer *fs, const char *dir, char *err,
+				     size_t errlen);
+moat_err moat_audit_file_sign(void *arg, struct moat_audit_checkpoint *c);
+void moat_audit_file_signer_close(struct moat_audit_file_signer *fs);
+
 struct moat_audit_log {
 	struct moat_store *store;
-	uint8_t sk[MOAT_AUDIT_SK_LEN];
-	uint8_t pk[MOAT_AUDIT_PK_LEN];
-	int64_t seq; /* last appended entry, 0 for none */
+	moat_audit_sign_cb sign;
+	void *sign_arg;
+	uint8_t pk[MOAT_AUDIT_PK_LEN]; /* dir/audit.pub: every signature is checked */
+	int64_t seq;		       /* last appended entry, 0 for none */
 	uint8_t head[MOAT_AUDIT_HASH_LEN];
 	int64_t sealed_seq; /* last checkpoint (every entry is sealed as it is written) */
 	uint64_t appended;  /* entries appended since start (metrics) */
@@ -32,9 +51,13 @@ struct moat_audit_event {
 	const char *detail; /* compact JSON object, or NULL for "{}" */
 };
 
-/* Load the signing key from dir and the chain head from the store. */
+/* Load the public key from dir/audit.pub and the chain head from the
+ * store; checkpoints are signed by sign(sign_arg, ...) and each signature
+ * is verified against audit.pub before it is stored (a key process holding
+ * another key fails every write instead of writing checkpoints that never
+ * verify). */
 moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *store, const char *dir,
-			     char *err, size_t errlen);
+			     moat_audit_sign_cb sign, void *sign_arg, char *err, size_t errlen);
 void moat_audit_log_close(struct moat_audit_log *log);
 
 /*

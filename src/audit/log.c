@@ -48,15 +48,28 @@ static moat_err adopt_tail(struct moat_audit_log *log, int64_t db_seq,
 			   const uint8_t db_head[MOAT_AUDIT_HASH_LEN]);
 
 moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *store, const char *dir,
-			     char *err, size_t errlen)
+			     moat_audit_sign_cb sign, void *sign_arg, char *err, size_t errlen)
 {
+	char path[MOAT_MAX_PATH];
 	struct head_row h;
+	int n;
 	moat_err rc;
 
 	memset(log, 0, sizeof(*log));
 	memset(&h, 0, sizeof(h));
 	log->store = store;
-	rc = moat_audit_key_load(dir, log->sk, log->pk, err, errlen);
+	log->sign = sign;
+	log->sign_arg = sign_arg;
+	if (sign == NULL) {
+		snprintf(err, errlen, "audit: no checkpoint signer (the key process)");
+		return MOAT_E_INVAL;
+	}
+	n = snprintf(path, sizeof(path), "%s/audit.pub", dir);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		snprintf(err, errlen, "audit: path too long: %s/audit.pub", dir);
+		return MOAT_E_LIMIT;
+	}
+	rc = moat_audit_pub_load(path, log->pk, err, errlen);
 	if (rc != MOAT_OK)
 		return rc;
 	rc = moat_store_read(store, MOAT_STMT_AUDIT_HEAD, NULL, 0, head_cb, &h);
@@ -65,7 +78,6 @@ moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *stor
 				     &log->sealed_seq);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the audit log head: %s", moat_strerror(rc));
-		sodium_memzero(log->sk, sizeof(log->sk));
 		return rc;
 	}
 	if (h.found && h.seq > log->sealed_seq) {
@@ -73,7 +85,6 @@ moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *stor
 		if (rc != MOAT_OK) {
 			snprintf(err, errlen, "cannot record the unsealed audit tail: %s",
 				 moat_strerror(rc));
-			sodium_memzero(log->sk, sizeof(log->sk));
 			return rc;
 		}
 	} else if (h.found) {
@@ -85,23 +96,41 @@ moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *stor
 
 void moat_audit_log_close(struct moat_audit_log *log)
 {
-	sodium_memzero(log->sk, sizeof(log->sk));
+	log->sign = NULL;
+	log->sign_arg = NULL;
 }
 
 /* A signed checkpoint of (seq, head) added to batch b. Every entry is
  * sealed in the transaction that writes it, so an entry without a
- * checkpoint after it was not written by a Moat holding the key. */
+ * checkpoint after it was not written by a Moat whose key process holds the
+ * key. */
 static moat_err add_checkpoint(struct moat_audit_log *log, struct moat_store_batch *b, int64_t seq,
 			       const uint8_t head[MOAT_AUDIT_HASH_LEN])
 {
 	struct moat_audit_checkpoint cp;
 	struct moat_val v[4];
+	moat_err rc;
 
 	memset(&cp, 0, sizeof(cp));
 	cp.seq = seq;
 	cp.ts_ms = moat_wall_ms();
 	memcpy(cp.head, head, sizeof(cp.head));
-	moat_audit_checkpoint_sign(&cp, log->sk);
+	rc = log->sign != NULL ? log->sign(log->sign_arg, &cp) : MOAT_E_INVAL;
+	if (rc != MOAT_OK) {
+		log_error("audit_sign_failed", "seq=%lld error=%s", (long long)seq,
+			  moat_strerror(rc));
+		return rc;
+	}
+	/* Cheap next to a write, and it catches a key process holding another
+	 * key than audit.pub names before a checkpoint nobody can verify is
+	 * stored. */
+	if (!moat_audit_checkpoint_ok(&cp, log->pk)) {
+		log_error("audit_sign_failed",
+			  "seq=%lld error=\"signature does not verify "
+			  "against audit.pub\"",
+			  (long long)seq);
+		return MOAT_E_CRYPTO;
+	}
 	v[0] = moat_val_int(cp.seq);
 	v[1] = moat_val_int(cp.ts_ms);
 	v[2] = moat_val_blob(cp.head, sizeof(cp.head));

@@ -145,10 +145,11 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 	struct moat_store_opts o;
 	struct moat_store *st = NULL;
 	struct moat_reg_change ch = {0};
+	struct moat_audit_file_signer signer;
 	struct moat_audit_log log;
 	struct moat_reg_cert cert;
 	struct moat_reg_ctx rx;
-	bool log_open = false;
+	bool log_open = false, signer_open = false;
 	struct moat_val v[1];
 	struct id_row row;
 	const char *id = r->id;
@@ -209,7 +210,11 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 		snprintf(err, errlen, "%s is registered as a %s, not a %s", id, row.kind, r->kind);
 		goto out;
 	}
-	if ((rc = moat_audit_log_open(&log, st, dir, err, errlen)) != MOAT_OK)
+	if ((rc = moat_audit_file_signer_open(&signer, dir, err, errlen)) != MOAT_OK)
+		goto out;
+	signer_open = true;
+	if ((rc = moat_audit_log_open(&log, st, dir, moat_audit_file_sign, &signer, err, errlen)) !=
+	    MOAT_OK)
 		goto out;
 	log_open = true;
 	cli_actor(actor, sizeof(actor));
@@ -233,6 +238,8 @@ out:
 	moat_reg_change_clear(&ch);
 	if (log_open)
 		moat_audit_log_close(&log);
+	if (signer_open)
+		moat_audit_file_signer_close(&signer);
 	X509_free(x);
 	moat_store_close(st);
 	return rc;

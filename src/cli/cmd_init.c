@@ -26,6 +26,8 @@ static void init_usage(FILE *f)
 		   "  server.key, server.crt  the broker's certificate for localhost, 127.0.0.1,\n"
 		   "                          ::1 and every --san (DNS name or IP address)\n"
 		   "  moat.conf               configuration with secure defaults\n"
+		   "  audit.key, audit.pub    the audit log's signing key (key mode 0600)\n"
+		   "  seal.key                the key sealing TOTP seeds in moat.db (mode 0600)\n"
 		   "DIR must not exist or be empty.\n"
 		   "\n"
 		   "options:\n"
@@ -153,6 +155,13 @@ int moat_cmd_init(int argc, char **argv)
 	}
 	printf("moat init: created the audit log signing key (keep a copy of %s/audit.pub "
 	       "elsewhere)\n",
+	       dir);
+	if (moat_seal_key_create(dir, err, sizeof(err)) != MOAT_OK) {
+		fprintf(stderr, "moat init: sealing key: %s\n", err);
+		return EXIT_FAIL;
+	}
+	printf("moat init: created the sealing key %s/seal.key (back it up with moat.db: it "
+	       "opens the sealed TOTP seeds)\n",
 	       dir);
 	/* scripts/run-demo makes the token itself, on every start, so that a
 	 * new and an existing data directory print exactly one. */

@@ -113,7 +113,7 @@ struct cert_chore {
 	struct moat_ca *ca;
 };
 
-/* At start and daily: renew the server certificate through the CA process
+/* At start and daily: renew the server certificate through the key process
  * when it is due, and swap the TLS contexts as SIGHUP does. */
 static void server_cert_chore(void *arg)
 {
@@ -134,23 +134,6 @@ static void server_cert_chore(void *arg)
 		   (long long)not_after);
 	if (moat_broker_reload(ch->b, err, sizeof(err)) != MOAT_OK)
 		log_error("reload", "ok=0 error=\"%s\"", err);
-}
-
-/* Data directories made before the audit log existed get their key here. */
-static int ensure_audit_key(const char *dir, char *err, size_t errlen)
-{
-	char path[MOAT_MAX_PATH];
-	int n = snprintf(path, sizeof(path), "%s/audit.key", dir);
-
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -1;
-	if (access(path, F_OK) == 0)
-		return 0;
-	if (moat_audit_key_create(dir, err, errlen) != MOAT_OK)
-		return -1;
-	log_notice("audit_key_created", "path=%s note=\"keep a copy of audit.pub elsewhere\"",
-		   path);
-	return 0;
 }
 
 int moat_cmd_serve(int argc, char **argv)
@@ -185,24 +168,22 @@ int moat_cmd_serve(int argc, char **argv)
 		serve_usage(stderr);
 		return EXIT_USAGE;
 	}
-	/* The CA process is forked first, while this process has one thread
-	 * (moat_ca_spawn refuses otherwise): it alone reads ca.key. */
+	/* The key process is forked first, while this process has one thread
+	 * (moat_ca_spawn refuses otherwise): it alone reads ca.key, audit.key
+	 * and seal.key, and creates the last two for a data directory made
+	 * before them. */
 	if (moat_ca_spawn(dir, &ca, err, sizeof(err)) != MOAT_OK) {
-		fprintf(stderr, "moat serve: CA process: %s\n", err);
+		fprintf(stderr, "moat serve: key process: %s\n", err);
 		return EXIT_FAIL;
 	}
 	/* Block the signals moat_broker_run waits for before any thread starts
 	 * (the store's writer, the management thread): a thread created with
 	 * them unblocked could take a SIGHUP and die of its default action.
-	 * After the fork: the CA process keeps SIGTERM for its parent-death
+	 * After the fork: the key process keeps SIGTERM for its parent-death
 	 * signal. */
 	moat_proc_block_signals();
 	if (moat_broker_start(&b, dir, err, sizeof(err)) != MOAT_OK) {
 		fprintf(stderr, "moat serve: %s\n", err);
-		goto out;
-	}
-	if (ensure_audit_key(dir, err, sizeof(err)) != 0) {
-		fprintf(stderr, "moat serve: audit key: %s\n", err);
 		goto out;
 	}
 	memset(&ho, 0, sizeof(ho));

@@ -370,6 +370,20 @@ _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
 /* How far ahead a CRL's nextUpdate may be (s): a week bounds how long a
  * relying party may keep trusting a stale list. */
 #define MOAT_CRL_NEXT_UPDATE_MAX_S (7u * 24u * 3600u)
+/* The key process's other slots (pki/ca.h): a SIGN payload and its
+ * signature, a secret it seals (a TOTP seed is 20 bytes; a later
+ * key-encryption key 32) and the associated data that binds it to its row
+ * and column. Small on purpose: the key process signs digests and seals
+ * keys, never documents. */
+#define MOAT_KEY_SIGN_MAX 1024u
+#define MOAT_KEY_SIG_MAX 128u
+#define MOAT_KEY_SEAL_MAX 256u
+#define MOAT_KEY_AD_MAX 256u
+/* A sealed blob is this much longer than its plaintext: a 4-byte format
+ * tag, XChaCha20-Poly1305's 24-byte nonce and 16-byte tag. */
+#define MOAT_KEY_SEAL_OVERHEAD 44u
+/* A stored TOTP seed: sealed, or (before the start-up migration) plain. */
+#define MOAT_TOTP_STORED_MAX (MOAT_TOTP_SECRET_MAX + MOAT_KEY_SEAL_OVERHEAD)
 /* A request to the CA process must be answered this soon (ms), or the CA is
  * treated as dead: signing takes well under a millisecond. */
 #define MOAT_CA_TIMEOUT_MS 5000u
@@ -395,6 +409,11 @@ _Static_assert(MOAT_CRL_CACHE_MAX_S < MOAT_CRL_NEXT_UPDATE_S &&
 _Static_assert(MOAT_CRL_CHUNK_ENTRIES <= MOAT_CRL_MAX_ENTRIES && MOAT_CRL_DER_MAX < 0x7fffffffu,
 	       "CRL bounds");
 _Static_assert(MOAT_CA_MSG_MAX <= 200u * 1024u, "a CA message fits the default AF_UNIX buffer");
+_Static_assert(MOAT_KEY_SIGN_MAX + MOAT_KEY_SEAL_MAX + MOAT_KEY_AD_MAX + MOAT_KEY_SEAL_OVERHEAD +
+		       64u <=
+		   MOAT_CA_MSG_MAX,
+	       "a key-slot request fits a key-process message");
+_Static_assert(MOAT_TOTP_SECRET_MAX <= MOAT_KEY_SEAL_MAX, "a TOTP seed fits a sealed blob");
 
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX <= MOAT_MQTT_MAX_REMAINING, "packet cap beyond MQTT");
 _Static_assert(MOAT_MAX_CONNECT_PACKET <= MOAT_MAX_PACKET_SIZE_MAX, "connect cap");

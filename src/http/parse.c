@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sodium.h>
+
 #include "http/http.h"
 
 enum { TOK_NONE = 0, TOK_URL, TOK_FIELD, TOK_VALUE };
@@ -301,6 +303,8 @@ void moat_http_parser_free(struct moat_http_parser *hp)
 {
 	free(hp->a);
 	hp->a = NULL;
+	if (hp->body != NULL)
+		sodium_memzero(hp->body, hp->body_cap);
 	free(hp->body);
 	hp->body = NULL;
 	hp->body_cap = hp->body_len = 0;
@@ -411,6 +415,10 @@ void moat_http_parser_next(struct moat_http_parser *hp)
 	hp->state = MOAT_HTTP_P_IDLE;
 	hp->head_len = 0;
 	hp->n_headers = 0;
+	/* Bodies carry passwords, codes and tokens: wipe the one just handled,
+	 * whether the buffer is kept or freed. */
+	if (hp->body != NULL)
+		sodium_memzero(hp->body, hp->body_len);
 	hp->body_len = 0;
 	hp->streaming = false;
 	hp->chunk_cb = NULL;

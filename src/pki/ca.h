@@ -1,27 +1,37 @@
 /*
- * The CA process (STYLE.md item 1, ARCHITECTURE.md "Processes"): the only
- * process that holds the CA private key. It is forked from `moat serve`,
- * loads dir/ca.key and dir/ca.crt, closes every other descriptor, locks
- * itself down (no new privileges, not dumpable, a seccomp-bpf filter that
- * allows little more than reading and answering its socket) and then only
- * answers typed, size-checked requests over a SOCK_SEQPACKET socketpair:
- * sign a certificate request, sign a CRL (its entries streamed in several
- * messages, the signed CRL fetched back in parts), return the CA
- * certificate, ping.
- * The parent never sees the key; whatever it sends is checked again
+ * The key process (STYLE.md item 1, ARCHITECTURE.md "Processes"): the only
+ * process of `moat serve` that holds a private key other than the TLS
+ * key the serving process handshakes with. It is forked from
+ * `moat serve`, loads dir/ca.key and dir/ca.crt (the CA), dir/audit.key
+ * (the audit log's Ed25519 signing key) and dir/seal.key (the key that
+ * seals secrets the server must read back, such as TOTP seeds), creating
+ * audit.key and seal.key when a data directory made before them has none,
+ * closes every other descriptor, locks itself down (no new privileges, not
+ * dumpable, a seccomp-bpf filter that allows little more than reading and
+ * answering its socket) and then only answers typed, size-checked requests
+ * over a SOCK_SEQPACKET socketpair: sign a certificate request, sign a CRL
+ * (its entries streamed in several messages, the signed CRL fetched back in
+ * parts), renew the server certificate, return the CA certificate, sign a
+ * payload with a key slot, seal or unseal a secret with a key slot, ping.
+ * The parent never sees these keys (it keeps only its TLS key); whatever it sends is checked again
  * (STYLE.md item 2), so a compromised network-facing side can at worst get
- * certificates the enrollment policy (csr.h) would issue anyway.
+ * certificates the enrollment policy (csr.h) would issue anyway, audit
+ * checkpoints over heads of its choosing (which it could write unsigned
+ * anyway) and the secrets it could already ask to unseal -- never a key.
+ *
+ * The names keep their historical "ca" (files ca.h, ca_proc.c, ca_msg.c;
+ * struct moat_ca, moat_ca_*): the CA was its first key.
  *
  * moat_ca_spawn must be called before the process starts any thread:
  * fork() copies only the calling thread, and a lock another thread held at
- * that moment (malloc's, OpenSSL's) would stay locked forever in the CA.
- * `moat serve` calls it first, before the store, workers and listeners. The
- * CA also dies with the thread that spawned it (PR_SET_PDEATHSIG), which
- * must therefore be the main thread.
+ * that moment (malloc's, OpenSSL's) would stay locked forever in the key
+ * process. `moat serve` calls it first, before the store, workers and
+ * listeners. The key process also dies with the thread that spawned it
+ * (PR_SET_PDEATHSIG), which must therefore be the main thread.
  *
  * The client calls below are thread-safe (one request at a time, under a
- * mutex). Every call fails with an error, never hangs, when the CA does not
- * answer within MOAT_CA_TIMEOUT_MS or has died.
+ * mutex). Every call fails with an error, never hangs, when the key process
+ * does not answer within MOAT_CA_TIMEOUT_MS or has died.
  */
 #ifndef MOAT_CA_H
 #define MOAT_CA_H
@@ -31,6 +41,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "audit/audit.h"
 #include "core/buf.h"
 #include "core/error.h"
 
@@ -49,6 +60,37 @@
 #define MOAT_CA_TIME_MAX 253402300799LL
 
 struct moat_ca;
+
+/*
+ * Key slots: the keys other than the CA, by what they are for. A slot
+ * answers only the requests its kind allows (SIGN for a signing key,
+ * SEAL/UNSEAL for a sealing key); a slot the process does not hold is
+ * refused. Numbers are kept stable: 3 and 4 are reserved for the update
+ * service's online TUF roles (timestamp, snapshot: SIGN), 5 for telemetry
+ * key-encryption keys (SEAL/UNSEAL).
+ *
+ *   MOAT_KEY_AUDIT    dir/audit.key, Ed25519. SIGN payload: exactly 48
+ *                     bytes, u64 seq, u64 ts_ms, 32-byte head; the key
+ *                     process signs the checkpoint message audit.h defines
+ *                     (its own domain tag in front), so this key signs
+ *                     nothing but audit checkpoints. It checks the size and
+ *                     nothing else: it cannot know the chain.
+ *   MOAT_KEY_SECRETS  dir/seal.key, 32 bytes, XChaCha20-Poly1305 (libsodium
+ *                     crypto_aead_xchacha20poly1305_ietf). SEAL(ad,
+ *                     plaintext) -> "MKS1" nonce ciphertext tag; UNSEAL
+ *                     takes the same ad, so a blob moved to another row or
+ *                     column does not open.
+ */
+enum moat_key_slot {
+	MOAT_KEY_AUDIT = 1,
+	MOAT_KEY_SECRETS = 2,
+};
+#define MOAT_KEY_SLOT_MAX 15u
+/* The SIGN payload of MOAT_KEY_AUDIT. */
+#define MOAT_KEY_AUDIT_PAYLOAD 48u
+/* The first bytes of every sealed blob (format version 1). */
+#define MOAT_KEY_SEAL_TAG "MKS1"
+#define MOAT_KEY_SEAL_TAG_LEN 4u
 
 /* One revoked certificate for moat_ca_crl. */
 struct moat_revoked {
@@ -126,12 +168,41 @@ moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, cha
 /* MOAT_OK when the CA process answers. */
 moat_err moat_ca_ping(struct moat_ca *ca, char *err, size_t errlen);
 
-/* Close the socket (the CA exits on EOF), reap the process, SIGKILL it if
+/*
+ * Sign len bytes (1..MOAT_KEY_SIGN_MAX) with the signing key in slot; sig
+ * (sig_cap bytes) receives the signature and *sig_len its length.
+ */
+moat_err moat_ca_key_sign(struct moat_ca *ca, uint8_t slot, const uint8_t *msg, size_t len,
+			  uint8_t *sig, size_t sig_cap, size_t *sig_len, char *err, size_t errlen);
+
+/* Fill c->sig for c's seq, ts_ms and head through MOAT_KEY_AUDIT (arg is
+ * the struct moat_ca): the audit log's signer (audit_store.h). */
+moat_err moat_ca_audit_sign(void *arg, struct moat_audit_checkpoint *c);
+
+/*
+ * Seal pt_len bytes (1..MOAT_KEY_SEAL_MAX) under the sealing key in slot,
+ * bound to ad (0..MOAT_KEY_AD_MAX bytes). out (cap bytes, at least pt_len +
+ * MOAT_KEY_SEAL_OVERHEAD) receives the blob. The request buffer is wiped.
+ */
+moat_err moat_ca_seal(struct moat_ca *ca, uint8_t slot, const uint8_t *ad, size_t ad_len,
+		      const uint8_t *pt, size_t pt_len, uint8_t *out, size_t cap, size_t *out_len,
+		      char *err, size_t errlen);
+
+/*
+ * Open a blob moat_ca_seal made with the same slot and ad. MOAT_E_CRYPTO
+ * when it does not open (another ad, another key, altered). out (cap bytes)
+ * receives the plaintext; the caller wipes it. Answer buffers are wiped.
+ */
+moat_err moat_ca_unseal(struct moat_ca *ca, uint8_t slot, const uint8_t *ad, size_t ad_len,
+			const uint8_t *blob, size_t blob_len, uint8_t *out, size_t cap,
+			size_t *out_len, char *err, size_t errlen);
+
+/* Close the socket (the key process exits on EOF), reap it, SIGKILL it if
  * it has not exited within MOAT_CA_STOP_MS, and free ca. A call still in
  * progress is waited for; none may start after. NULL is a no-op. */
 void moat_ca_stop(struct moat_ca *ca);
 
-/* Test hooks. The CA's process id. */
+/* Test hooks. The key process's id. */
 pid_t moat_ca_pid(const struct moat_ca *ca);
 
 /* Send msg as one message as it is (up to MOAT_CA_MSG_MAX + 4096 bytes, so
@@ -168,6 +239,13 @@ moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len,
  *         (1..MOAT_CA_TIME_MAX)
  *   CRL_PART: u32 offset into the last signed CRL (below its length)
  *   RENEW_SERVER: blob certificate DER (1..MOAT_CSR_MAX)
+ *   KEY_SIGN: u8 slot (1..MOAT_KEY_SLOT_MAX), blob payload
+ *         (1..MOAT_KEY_SIGN_MAX)
+ *   SEAL: u8 slot, blob associated data (0..MOAT_KEY_AD_MAX), blob
+ *         plaintext (1..MOAT_KEY_SEAL_MAX)
+ *   UNSEAL: u8 slot, blob associated data (0..MOAT_KEY_AD_MAX), blob sealed
+ *         (MOAT_KEY_SEAL_OVERHEAD + 1..MOAT_KEY_SEAL_OVERHEAD +
+ *         MOAT_KEY_SEAL_MAX)
  * Answer: u8 type (the request's; HELLO for the start-up report), u32 seq
  * (the request's), u8 status (a moat_err), then
  *   status != MOAT_OK: string message (1..MOAT_CA_ERR_MAX - 1)
@@ -179,6 +257,9 @@ moat_err moat_ca_raw_request(struct moat_ca *ca, const uint8_t *msg, size_t len,
  *         first bytes (1..MOAT_CRL_PART_MAX, at most total)
  *   CRL_PART: blob: the next bytes (1..MOAT_CRL_PART_MAX)
  *   CACERTS, RENEW_SERVER: blob DER
+ *   KEY_SIGN: blob signature (1..MOAT_KEY_SIG_MAX)
+ *   SEAL: blob sealed (as UNSEAL takes it)
+ *   UNSEAL: blob plaintext (1..MOAT_KEY_SEAL_MAX)
  */
 enum moat_ca_type {
 	MOAT_CA_HELLO = 0,
@@ -189,6 +270,9 @@ enum moat_ca_type {
 	MOAT_CA_CRL_ADD = 5,
 	MOAT_CA_CRL_PART = 6,
 	MOAT_CA_RENEW_SERVER = 7,
+	MOAT_CA_KEY_SIGN = 8,
+	MOAT_CA_SEAL = 9,
+	MOAT_CA_UNSEAL = 10,
 };
 
 /* A parsed request; pointers are views into the message. */
@@ -215,6 +299,13 @@ struct moat_ca_req {
 	/* RENEW_SERVER: the current certificate */
 	const uint8_t *cert;
 	size_t cert_len;
+	/* KEY_SIGN, SEAL, UNSEAL: the slot, the payload (plaintext, sealed
+	 * blob) and, for SEAL and UNSEAL, the associated data */
+	uint8_t slot;
+	const uint8_t *data;
+	size_t data_len;
+	const uint8_t *ad;
+	size_t ad_len;
 };
 
 /* One CRL entry as carried in a request. */
@@ -230,7 +321,8 @@ struct moat_ca_ans {
 	uint32_t seq;
 	uint8_t status;	    /* moat_err */
 	const char *msg;    /* status != MOAT_OK */
-	const uint8_t *der; /* SIGN, CACERTS; CRL, CRL_PART: a part */
+	const uint8_t *der; /* SIGN, CACERTS; CRL, CRL_PART: a part; KEY_SIGN,
+			     * SEAL, UNSEAL: the signature, blob, plaintext */
 	size_t der_len;
 	uint32_t total;	    /* CRL: length of the whole DER */
 	const char *serial; /* SIGN */
@@ -252,6 +344,11 @@ moat_err moat_ca_req_put_crl_add(struct moat_buf *b, uint32_t seq, uint32_t star
 moat_err moat_ca_req_put_crl_part(struct moat_buf *b, uint32_t seq, uint32_t offset);
 moat_err moat_ca_req_put_renew_server(struct moat_buf *b, uint32_t seq, const uint8_t *cert,
 				      size_t len);
+moat_err moat_ca_req_put_key_sign(struct moat_buf *b, uint32_t seq, uint8_t slot,
+				  const uint8_t *payload, size_t len);
+/* type MOAT_CA_SEAL (data: plaintext) or MOAT_CA_UNSEAL (data: sealed). */
+moat_err moat_ca_req_put_seal(struct moat_buf *b, uint8_t type, uint32_t seq, uint8_t slot,
+			      const uint8_t *ad, size_t ad_len, const uint8_t *data, size_t len);
 /* On failure *why (if not NULL) is a static sentence. */
 moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, const char **why);
 /* Read the next entry of a parsed CRL request. */
@@ -266,6 +363,7 @@ moat_err moat_ca_ans_put_error(struct moat_buf *b, uint8_t type, uint32_t seq, m
 moat_err moat_ca_ans_put_ok(struct moat_buf *b, uint8_t type, uint32_t seq);
 moat_err moat_ca_ans_put_crl(struct moat_buf *b, uint32_t seq, uint32_t total, const uint8_t *part,
 			     size_t len);
+/* CRL_PART, CACERTS, RENEW_SERVER, KEY_SIGN, SEAL, UNSEAL: one blob. */
 moat_err moat_ca_ans_put_der(struct moat_buf *b, uint8_t type, uint32_t seq, const uint8_t *der,
 			     size_t len);
 moat_err moat_ca_ans_put_sign(struct moat_buf *b, uint32_t seq, const uint8_t *der, size_t len,

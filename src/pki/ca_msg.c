@@ -1,5 +1,5 @@
 /*
- * The CA process's message codec (format in ca.h). Pure byte work over
+ * The key process's message codec (format in ca.h). Pure byte work over
  * struct moat_buf / moat_rd, shared by both ends of the socketpair, so the
  * parsers can be fuzzed without a process.
  *
@@ -261,6 +261,46 @@ moat_err moat_ca_req_put_renew_server(struct moat_buf *b, uint32_t seq, const ui
 	return put_blob(b, cert, len, MOAT_CSR_MAX);
 }
 
+moat_err moat_ca_req_put_key_sign(struct moat_buf *b, uint32_t seq, uint8_t slot,
+				  const uint8_t *payload, size_t len)
+{
+	moat_err rc;
+
+	if (slot == 0 || slot > MOAT_KEY_SLOT_MAX || len == 0)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, MOAT_CA_KEY_SIGN, seq)) != MOAT_OK ||
+	    (rc = moat_buf_put_u8(b, slot)) != MOAT_OK)
+		return rc;
+	return put_blob(b, payload, len, MOAT_KEY_SIGN_MAX);
+}
+
+/* The bounds of SEAL's and UNSEAL's data (plaintext, sealed blob). */
+static void seal_bounds(uint8_t type, size_t *min, size_t *max)
+{
+	*min = type == MOAT_CA_SEAL ? 1u : MOAT_KEY_SEAL_OVERHEAD + 1u;
+	*max =
+	    type == MOAT_CA_SEAL ? MOAT_KEY_SEAL_MAX : MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX;
+}
+
+moat_err moat_ca_req_put_seal(struct moat_buf *b, uint8_t type, uint32_t seq, uint8_t slot,
+			      const uint8_t *ad, size_t ad_len, const uint8_t *data, size_t len)
+{
+	size_t min, max;
+	moat_err rc;
+
+	if ((type != MOAT_CA_SEAL && type != MOAT_CA_UNSEAL) || slot == 0 ||
+	    slot > MOAT_KEY_SLOT_MAX)
+		return MOAT_E_INVAL;
+	seal_bounds(type, &min, &max);
+	if (len < min)
+		return MOAT_E_INVAL;
+	if ((rc = put_head(b, type, seq)) != MOAT_OK ||
+	    (rc = moat_buf_put_u8(b, slot)) != MOAT_OK ||
+	    (rc = put_blob(b, ad, ad_len, MOAT_KEY_AD_MAX)) != MOAT_OK)
+		return rc;
+	return put_blob(b, data, len, max);
+}
+
 moat_err moat_ca_req_put_crl_part(struct moat_buf *b, uint32_t seq, uint32_t offset)
 {
 	moat_err rc;
@@ -404,6 +444,53 @@ static moat_err parse_crl_part(struct moat_rd *r, struct moat_ca_req *req, const
 	return MOAT_OK;
 }
 
+static moat_err parse_slot(struct moat_rd *r, struct moat_ca_req *req, const char **why)
+{
+	moat_err rc = moat_rd_u8(r, &req->slot);
+
+	if (rc) {
+		set_why(why, field_why(rc, ""));
+		return rc;
+	}
+	if (req->slot == 0 || req->slot > MOAT_KEY_SLOT_MAX) {
+		set_why(why, "key slot out of range");
+		return MOAT_E_INVAL;
+	}
+	return MOAT_OK;
+}
+
+static moat_err parse_key_sign(struct moat_rd *r, struct moat_ca_req *req, const char **why)
+{
+	moat_err rc = parse_slot(r, req, why);
+
+	if (rc)
+		return rc;
+	rc = rd_blob(r, 1, MOAT_KEY_SIGN_MAX, &req->data, &req->data_len);
+	if (rc)
+		set_why(why, field_why(rc, "payload length out of range"));
+	return rc;
+}
+
+static moat_err parse_seal(struct moat_rd *r, struct moat_ca_req *req, const char **why)
+{
+	size_t min, max;
+	moat_err rc = parse_slot(r, req, why);
+
+	if (rc)
+		return rc;
+	if ((rc = rd_blob(r, 0, MOAT_KEY_AD_MAX, &req->ad, &req->ad_len)) != MOAT_OK) {
+		set_why(why, field_why(rc, "associated data length out of range"));
+		return rc;
+	}
+	seal_bounds(req->type, &min, &max);
+	rc = rd_blob(r, min, max, &req->data, &req->data_len);
+	if (rc)
+		set_why(why, field_why(rc, req->type == MOAT_CA_SEAL
+					       ? "plaintext length out of range"
+					       : "sealed blob length out of range"));
+	return rc;
+}
+
 moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, const char **why)
 {
 	struct moat_rd r;
@@ -441,6 +528,13 @@ moat_err moat_ca_req_parse(const uint8_t *p, size_t n, struct moat_ca_req *req, 
 		rc = rd_blob(&r, 1, MOAT_CSR_MAX, &req->cert, &req->cert_len);
 		if (rc)
 			set_why(why, field_why(rc, "certificate length out of range"));
+		break;
+	case MOAT_CA_KEY_SIGN:
+		rc = parse_key_sign(&r, req, why);
+		break;
+	case MOAT_CA_SEAL:
+	case MOAT_CA_UNSEAL:
+		rc = parse_seal(&r, req, why);
 		break;
 	default:
 		set_why(why, "unknown request type");
@@ -484,18 +578,45 @@ moat_err moat_ca_ans_put_ok(struct moat_buf *b, uint8_t type, uint32_t seq)
 	return moat_buf_put_u8(b, MOAT_OK);
 }
 
+/* The answers that are one blob, and its bounds. */
+static bool ans_blob_bounds(uint8_t type, size_t *min, size_t *max)
+{
+	*min = 1;
+	switch (type) {
+	case MOAT_CA_CRL_PART:
+		*max = MOAT_CRL_PART_MAX;
+		return true;
+	case MOAT_CA_CACERTS:
+	case MOAT_CA_RENEW_SERVER:
+		*max = MOAT_CA_MSG_MAX;
+		return true;
+	case MOAT_CA_KEY_SIGN:
+		*max = MOAT_KEY_SIG_MAX;
+		return true;
+	case MOAT_CA_SEAL:
+		*min = MOAT_KEY_SEAL_OVERHEAD + 1u;
+		*max = MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX;
+		return true;
+	case MOAT_CA_UNSEAL:
+		*max = MOAT_KEY_SEAL_MAX;
+		return true;
+	default:
+		return false;
+	}
+}
+
 moat_err moat_ca_ans_put_der(struct moat_buf *b, uint8_t type, uint32_t seq, const uint8_t *der,
 			     size_t len)
 {
 	moat_err rc;
 
-	if ((type != MOAT_CA_CRL_PART && type != MOAT_CA_CACERTS && type != MOAT_CA_RENEW_SERVER) ||
-	    len == 0)
+	size_t min, max;
+
+	if (!ans_blob_bounds(type, &min, &max) || len < min)
 		return MOAT_E_INVAL;
 	if ((rc = put_head(b, type, seq)) != MOAT_OK || (rc = moat_buf_put_u8(b, MOAT_OK)) != 0)
 		return rc;
-	return put_blob(b, der, len,
-			type == MOAT_CA_CRL_PART ? MOAT_CRL_PART_MAX : MOAT_CA_MSG_MAX);
+	return put_blob(b, der, len, max);
 }
 
 moat_err moat_ca_ans_put_crl(struct moat_buf *b, uint32_t seq, uint32_t total, const uint8_t *part,
@@ -539,6 +660,7 @@ moat_err moat_ca_ans_put_sign(struct moat_buf *b, uint32_t seq, const uint8_t *d
 
 static moat_err parse_ans_body(struct moat_rd *r, struct moat_ca_ans *ans)
 {
+	size_t min, max;
 	moat_err rc;
 
 	if (ans->status != MOAT_OK)
@@ -563,13 +685,10 @@ static moat_err parse_ans_body(struct moat_rd *r, struct moat_ca_ans *ans)
 		if ((rc = rd_blob(r, 1, MOAT_CRL_PART_MAX, &ans->der, &ans->der_len)) != MOAT_OK)
 			return rc;
 		return ans->der_len <= ans->total ? MOAT_OK : MOAT_E_INVAL;
-	case MOAT_CA_CRL_PART:
-		return rd_blob(r, 1, MOAT_CRL_PART_MAX, &ans->der, &ans->der_len);
-	case MOAT_CA_CACERTS:
-	case MOAT_CA_RENEW_SERVER:
-		return rd_blob(r, 1, MOAT_CA_MSG_MAX, &ans->der, &ans->der_len);
 	default:
-		return MOAT_E_PROTOCOL;
+		if (!ans_blob_bounds(ans->type, &min, &max))
+			return MOAT_E_PROTOCOL;
+		return rd_blob(r, min, max, &ans->der, &ans->der_len);
 	}
 }
 

@@ -1,13 +1,16 @@
 /*
- * The CA process and its client (ca.h).
+ * The key process and its client (ca.h).
  *
- * The child owns the CA key and nothing else: it keeps one socket (fd 3),
- * stdin and stdout on /dev/null and stderr for log lines, loads the key into
- * OpenSSL's secure heap (mlock'ed, left out of core dumps), makes itself
+ * The child owns the keys and nothing else: it keeps one socket (fd 3),
+ * stdin and stdout on /dev/null and stderr for log lines, loads the CA key
+ * into OpenSSL's secure heap (mlock'ed, left out of core dumps) and the
+ * audit and sealing keys into locked, undumped memory of its own (creating
+ * those two when the data directory predates them), makes itself
  * undumpable, exercises every code path it will need once (so lazy
  * initialisation that opens files happens before the sandbox), then
  * installs a seccomp-bpf filter and serves one answer per request until the
- * parent closes the socket or dies.
+ * parent closes the socket or dies. Buffers that held a sealed secret's
+ * plaintext are wiped after each request, on both sides.
  *
  * The parent side keeps no key material, only the socket. Each call sends a
  * request with a fresh sequence number and waits, up to MOAT_CA_TIMEOUT_MS,
@@ -46,6 +49,8 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+#include <sodium.h>
 
 #if defined(__linux__) && defined(__has_include)
 #if __has_include(<linux/seccomp.h>) && __has_include(<linux/filter.h>) &&                         \
@@ -102,8 +107,16 @@ struct moat_ca {
 	uint8_t *rbuf; /* MOAT_CA_MSG_MAX: one answer */
 };
 
+/* The keys other than the CA's, in one block the child locks in memory and
+ * leaves out of core dumps. */
+struct key_slots {
+	uint8_t audit_sk[MOAT_AUDIT_SK_LEN];
+	uint8_t seal[MOAT_SEAL_KEY_LEN];
+};
+
 /* What the child holds. */
 struct ca_state {
+	struct key_slots *keys;
 	EVP_PKEY *key;
 	X509 *cert;
 	uint8_t *cert_der;
@@ -266,12 +279,61 @@ out:
 
 static void ca_state_free(struct ca_state *st)
 {
+	if (st->keys != NULL)
+		sodium_memzero(st->keys, sizeof(*st->keys));
 	EVP_PKEY_free(st->key);
 	X509_free(st->cert);
 	free(st->cert_der);
 	free(st->pending);
 	free(st->crl_der);
 	memset(st, 0, sizeof(*st));
+}
+
+_Static_assert(MOAT_KEY_SEAL_TAG_LEN + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES +
+		       crypto_aead_xchacha20poly1305_ietf_ABYTES ==
+		   MOAT_KEY_SEAL_OVERHEAD,
+	       "the sealed blob's overhead is its tag, nonce and MAC");
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == MOAT_SEAL_KEY_LEN,
+	       "seal.key is an XChaCha20-Poly1305 key");
+
+/*
+ * The audit signing key and the sealing key, created first when the data
+ * directory predates them (exclusively: an existing key is never replaced),
+ * so a data directory from before the key process gets them here rather
+ * than in the serving process. Kept in static storage that is locked in
+ * memory and left out of core dumps (best effort: without a memlock
+ * allowance they are still in an undumpable process).
+ */
+static moat_err keys_load(const char *dir, struct ca_state *st, char *err, size_t errlen)
+{
+	static struct key_slots keys;
+	uint8_t pk[MOAT_AUDIT_PK_LEN];
+	moat_err rc;
+
+	if (sodium_init() < 0) {
+		moat_pki_fail(err, errlen, "key: libsodium failed to initialise");
+		return MOAT_E_CRYPTO;
+	}
+	(void)sodium_mlock(&keys, sizeof(keys));
+	st->keys = &keys;
+	rc = moat_audit_key_create(dir, err, errlen);
+	if (rc == MOAT_OK)
+		log_notice("audit_key_created",
+			   "path=%s/audit.key note=\"keep a copy of audit.pub elsewhere\"", dir);
+	else if (rc != MOAT_E_EXISTS)
+		return rc;
+	rc = moat_audit_key_load(dir, keys.audit_sk, pk, err, errlen);
+	if (rc)
+		return rc;
+	rc = moat_seal_key_create(dir, err, errlen);
+	if (rc == MOAT_OK)
+		log_notice("seal_key_created",
+			   "path=%s/seal.key note=\"back it up with moat.db: it opens the "
+			   "sealed TOTP seeds\"",
+			   dir);
+	else if (rc != MOAT_E_EXISTS)
+		return rc;
+	return moat_seal_key_load(dir, keys.seal, err, errlen);
 }
 
 /* ------------------------------------------------------------------------
@@ -812,6 +874,88 @@ out:
 	ERR_clear_error();
 }
 
+/* SIGN with a key slot: only MOAT_KEY_AUDIT holds a signing key today. */
+static void on_key_sign(const struct ca_state *st, const struct moat_ca_req *req,
+			struct moat_buf *out)
+{
+	struct moat_audit_checkpoint cp;
+	struct moat_rd r;
+	uint32_t hi, lo;
+	const uint8_t *head;
+
+	if (req->slot != MOAT_KEY_AUDIT) {
+		answer_error(out, MOAT_CA_KEY_SIGN, req->seq, MOAT_E_NOTFOUND,
+			     "key: no signing key in that slot");
+		return;
+	}
+	/* The size and nothing else: the chain is the caller's. */
+	if (req->data_len != MOAT_KEY_AUDIT_PAYLOAD) {
+		answer_error(out, MOAT_CA_KEY_SIGN, req->seq, MOAT_E_INVAL,
+			     "key: an audit checkpoint is 48 bytes (seq, time, head)");
+		return;
+	}
+	memset(&cp, 0, sizeof(cp));
+	moat_rd_init(&r, req->data, req->data_len);
+	(void)moat_rd_u32(&r, &hi);
+	(void)moat_rd_u32(&r, &lo);
+	cp.seq = (int64_t)(((uint64_t)hi << 32) | lo);
+	(void)moat_rd_u32(&r, &hi);
+	(void)moat_rd_u32(&r, &lo);
+	cp.ts_ms = (int64_t)(((uint64_t)hi << 32) | lo);
+	if (moat_rd_bytes(&r, MOAT_AUDIT_HASH_LEN, &head) != MOAT_OK) {
+		answer_error(out, MOAT_CA_KEY_SIGN, req->seq, MOAT_E_INTERNAL,
+			     "key: short payload");
+		return;
+	}
+	memcpy(cp.head, head, sizeof(cp.head));
+	moat_audit_checkpoint_sign(&cp, st->keys->audit_sk);
+	if (moat_ca_ans_put_der(out, MOAT_CA_KEY_SIGN, req->seq, cp.sig, sizeof(cp.sig)) != MOAT_OK)
+		answer_error(out, MOAT_CA_KEY_SIGN, req->seq, MOAT_E_INTERNAL,
+			     "key: cannot answer");
+}
+
+/* SEAL and UNSEAL: only MOAT_KEY_SECRETS holds a sealing key today. */
+static void on_seal(const struct ca_state *st, const struct moat_ca_req *req, struct moat_buf *out)
+{
+	uint8_t blob[MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX];
+	uint8_t *nonce = blob + MOAT_KEY_SEAL_TAG_LEN;
+	uint8_t *ct = nonce + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+	unsigned long long len = 0;
+
+	if (req->slot != MOAT_KEY_SECRETS) {
+		answer_error(out, req->type, req->seq, MOAT_E_NOTFOUND,
+			     "key: no sealing key in that slot");
+		return;
+	}
+	if (req->type == MOAT_CA_SEAL) {
+		memcpy(blob, MOAT_KEY_SEAL_TAG, MOAT_KEY_SEAL_TAG_LEN);
+		/* A random 192-bit nonce: never repeats in practice, no
+		 * counter to keep across restarts. */
+		randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+		(void)crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &len, req->data, req->data_len,
+								 req->ad, req->ad_len, NULL, nonce,
+								 st->keys->seal);
+		if (moat_ca_ans_put_der(out, MOAT_CA_SEAL, req->seq, blob,
+					(size_t)(ct - blob) + (size_t)len) != MOAT_OK)
+			answer_error(out, MOAT_CA_SEAL, req->seq, MOAT_E_INTERNAL,
+				     "key: cannot answer");
+		return;
+	}
+	/* UNSEAL: the parser bounded the length to overhead + 1 or more. */
+	if (memcmp(req->data, MOAT_KEY_SEAL_TAG, MOAT_KEY_SEAL_TAG_LEN) != 0 ||
+	    crypto_aead_xchacha20poly1305_ietf_decrypt(
+		blob, &len, NULL, req->data + (ct - blob), req->data_len - (size_t)(ct - blob),
+		req->ad, req->ad_len, req->data + MOAT_KEY_SEAL_TAG_LEN, st->keys->seal) != 0) {
+		answer_error(out, MOAT_CA_UNSEAL, req->seq, MOAT_E_CRYPTO,
+			     "key: the sealed blob does not open (altered, sealed under another "
+			     "key, or moved from another row or column)");
+		return;
+	}
+	if (moat_ca_ans_put_der(out, MOAT_CA_UNSEAL, req->seq, blob, (size_t)len) != MOAT_OK)
+		answer_error(out, MOAT_CA_UNSEAL, req->seq, MOAT_E_INTERNAL, "key: cannot answer");
+	sodium_memzero(blob, sizeof(blob));
+}
+
 /* Answer one message of n bytes (truncated: the sender's was larger). */
 static void ca_handle(struct ca_state *st, const uint8_t *p, size_t n, bool truncated,
 		      struct moat_buf *out)
@@ -863,6 +1007,13 @@ static void ca_handle(struct ca_state *st, const uint8_t *p, size_t n, bool trun
 	case MOAT_CA_RENEW_SERVER:
 		on_renew_server(st, &req, out);
 		break;
+	case MOAT_CA_KEY_SIGN:
+		on_key_sign(st, &req, out);
+		break;
+	case MOAT_CA_SEAL:
+	case MOAT_CA_UNSEAL:
+		on_seal(st, &req, out);
+		break;
 	default:
 		rc = MOAT_E_PROTOCOL;
 		break;
@@ -884,6 +1035,7 @@ static void ca_loop(struct ca_state *st)
 		struct iovec iov = {.iov_base = in, .iov_len = MOAT_CA_MSG_MAX};
 		struct msghdr mh;
 		ssize_t n;
+		bool secret;
 
 		memset(&mh, 0, sizeof(mh));
 		mh.msg_iov = &iov;
@@ -899,9 +1051,15 @@ static void ca_loop(struct ca_state *st)
 			break;
 		}
 		ca_handle(st, in, (size_t)n, (mh.msg_flags & MSG_TRUNC) != 0, &out);
+		secret = n >= 1 && (in[0] == MOAT_CA_SEAL || in[0] == MOAT_CA_UNSEAL);
+		/* A SEAL request and an UNSEAL answer carry plaintext. */
+		if (secret)
+			sodium_memzero(in, (size_t)n);
 		do {
 			n = send(CA_FD, moat_buf_head(&out), moat_buf_used(&out), MSG_NOSIGNAL);
 		} while (n < 0 && errno == EINTR);
+		if (secret)
+			sodium_memzero(moat_buf_head(&out), moat_buf_used(&out));
 		if (n < 0)
 			break; /* the parent is gone */
 	}
@@ -1145,6 +1303,61 @@ static moat_err sandbox(char *err, size_t errlen)
 
 #endif
 
+/* Sign a checkpoint and seal and open a secret once through the handlers,
+ * checking what comes out (libsodium picks its implementations and its
+ * randomness source on first use). */
+static moat_err keys_warm(const struct ca_state *st, char *err, size_t errlen)
+{
+	static const uint8_t payload[MOAT_KEY_AUDIT_PAYLOAD] = {0, 0, 0, 0, 0, 0, 0, 1};
+	static const uint8_t secret[] = "warm-up secret";
+	struct moat_ca_req req;
+	struct moat_ca_ans ans;
+	struct moat_buf out;
+	uint8_t blob[MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX];
+	size_t blob_len = 0;
+	moat_err rc = MOAT_E_CRYPTO;
+
+	moat_buf_init(&out, MOAT_CA_MSG_MAX);
+	memset(&req, 0, sizeof(req));
+	req.type = MOAT_CA_KEY_SIGN;
+	req.slot = MOAT_KEY_AUDIT;
+	req.data = payload;
+	req.data_len = sizeof(payload);
+	on_key_sign(st, &req, &out);
+	if (moat_ca_ans_parse(moat_buf_head(&out), moat_buf_used(&out), &ans) != MOAT_OK ||
+	    ans.status != MOAT_OK || ans.der_len != MOAT_AUDIT_SIG_LEN)
+		goto fail;
+	moat_buf_reset(&out);
+	req.type = MOAT_CA_SEAL;
+	req.slot = MOAT_KEY_SECRETS;
+	req.data = secret;
+	req.data_len = sizeof(secret);
+	req.ad = payload;
+	req.ad_len = sizeof(payload);
+	on_seal(st, &req, &out);
+	if (moat_ca_ans_parse(moat_buf_head(&out), moat_buf_used(&out), &ans) != MOAT_OK ||
+	    ans.status != MOAT_OK || ans.der_len > sizeof(blob))
+		goto fail;
+	memcpy(blob, ans.der, ans.der_len);
+	blob_len = ans.der_len;
+	moat_buf_reset(&out);
+	req.type = MOAT_CA_UNSEAL;
+	req.data = blob;
+	req.data_len = blob_len;
+	on_seal(st, &req, &out);
+	if (moat_ca_ans_parse(moat_buf_head(&out), moat_buf_used(&out), &ans) != MOAT_OK ||
+	    ans.status != MOAT_OK || ans.der_len != sizeof(secret) ||
+	    memcmp(ans.der, secret, sizeof(secret)) != 0)
+		goto fail;
+	rc = MOAT_OK;
+	goto out;
+fail:
+	moat_pki_fail(err, errlen, "key: self-test of the audit or sealing key failed");
+out:
+	moat_buf_free(&out);
+	return rc;
+}
+
 /*
  * Run every kind of work the loop does once, before the filter is in
  * place: OpenSSL fetches algorithms, seeds its DRBG and may read its
@@ -1186,6 +1399,8 @@ static moat_err ca_warm(const struct ca_state *st, char *err, size_t errlen)
 		X509_free(renewed);
 		rc = crl_build(st, 1, 60, &entry, 1, &crl, err, errlen);
 	}
+	if (rc == MOAT_OK)
+		rc = keys_warm(st, err, errlen);
 	OPENSSL_free(der);
 	X509_CRL_free(crl);
 	X509_free(cert);
@@ -1193,7 +1408,7 @@ static moat_err ca_warm(const struct ca_state *st, char *err, size_t errlen)
 	return rc;
 }
 
-/* The CA process. Never returns. */
+/* The key process. Never returns. */
 static void ca_child(int sock, const char *dir, pid_t parent) __attribute__((noreturn));
 
 static void ca_child(int sock, const char *dir, pid_t parent)
@@ -1225,6 +1440,8 @@ static void ca_child(int sock, const char *dir, pid_t parent)
 	 * still separate and cleansed on free, just not pinned. */
 	(void)CRYPTO_secure_malloc_init(CA_SECURE_HEAP, CA_SECURE_MIN);
 	rc = ca_load(dir, &st, err, sizeof(err));
+	if (rc == MOAT_OK)
+		rc = keys_load(dir, &st, err, sizeof(err));
 	if (rc == MOAT_OK)
 		rc = ca_warm(&st, err, sizeof(err));
 	if (rc == MOAT_OK)
@@ -1260,7 +1477,7 @@ static moat_err ca_send(struct moat_ca *ca, const void *p, size_t n, int64_t dea
 		if (w >= 0)
 			return MOAT_OK; /* SOCK_SEQPACKET: all or nothing */
 		if (errno == EPIPE || errno == ECONNRESET || errno == ECONNREFUSED) {
-			moat_pki_fail(err, errlen, "ca: the CA process has exited");
+			moat_pki_fail(err, errlen, "ca: the key process has exited");
 			return MOAT_E_CLOSED;
 		}
 		if (errno == EMSGSIZE) {
@@ -1273,7 +1490,7 @@ static moat_err ca_send(struct moat_ca *ca, const void *p, size_t n, int64_t dea
 		}
 		left = deadline - (int64_t)moat_now_ms();
 		if (left <= 0) {
-			moat_pki_fail(err, errlen, "ca: the CA process is not reading (timeout)");
+			moat_pki_fail(err, errlen, "ca: the key process is not reading (timeout)");
 			return MOAT_E_IO;
 		}
 		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
@@ -1295,7 +1512,8 @@ static moat_err ca_recv(struct moat_ca *ca, int64_t deadline, size_t *len, char 
 		int r;
 
 		if (left <= 0) {
-			moat_pki_fail(err, errlen, "ca: the CA process did not answer within %u ms",
+			moat_pki_fail(err, errlen,
+				      "ca: the key process did not answer within %u ms",
 				      MOAT_CA_TIMEOUT_MS);
 			return MOAT_E_IO;
 		}
@@ -1316,14 +1534,14 @@ static moat_err ca_recv(struct moat_ca *ca, int64_t deadline, size_t *len, char 
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				continue;
 			if (errno == ECONNRESET) {
-				moat_pki_fail(err, errlen, "ca: the CA process has exited");
+				moat_pki_fail(err, errlen, "ca: the key process has exited");
 				return MOAT_E_CLOSED;
 			}
 			moat_pki_fail(err, errlen, "ca: recv: %s", strerror(errno));
 			return MOAT_E_IO;
 		}
 		if (n == 0) {
-			moat_pki_fail(err, errlen, "ca: the CA process has exited");
+			moat_pki_fail(err, errlen, "ca: the key process has exited");
 			return MOAT_E_CLOSED;
 		}
 		if ((mh.msg_flags & MSG_TRUNC) != 0) {
@@ -1348,7 +1566,7 @@ static moat_err ca_exchange(struct moat_ca *ca, const struct moat_buf *req, uint
 	moat_err rc;
 
 	if (ca->fd < 0) {
-		moat_pki_fail(err, errlen, "ca: the CA process is not running");
+		moat_pki_fail(err, errlen, "ca: the key process is not running");
 		return MOAT_E_CLOSED;
 	}
 	rc = ca_send(ca, moat_buf_head(req), moat_buf_used(req), deadline, err, errlen);
@@ -1360,7 +1578,7 @@ static moat_err ca_exchange(struct moat_ca *ca, const struct moat_buf *req, uint
 			return rc;
 		rc = moat_ca_ans_parse(ca->rbuf, n, ans);
 		if (rc) {
-			moat_pki_fail(err, errlen, "ca: malformed answer from the CA process (%s)",
+			moat_pki_fail(err, errlen, "ca: malformed answer from the key process (%s)",
 				      moat_strerror(rc));
 			return MOAT_E_PROTOCOL;
 		}
@@ -1373,7 +1591,7 @@ static moat_err ca_exchange(struct moat_ca *ca, const struct moat_buf *req, uint
 		}
 		if (ans->type != type) {
 			moat_pki_fail(err, errlen,
-				      "ca: answer of the wrong type from the CA process");
+				      "ca: answer of the wrong type from the key process");
 			return MOAT_E_PROTOCOL;
 		}
 		return MOAT_OK;
@@ -1441,18 +1659,18 @@ static void ca_reap(pid_t pid, int *status, bool *reaped)
 static void exit_describe(int status, bool reaped, char *err, size_t errlen)
 {
 	if (!reaped)
-		moat_pki_fail(err, errlen, "ca: the CA process ended during start-up");
+		moat_pki_fail(err, errlen, "ca: the key process ended during start-up");
 	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
 		moat_pki_fail(
 		    err, errlen,
-		    "ca: the CA process was killed by its seccomp filter during start-up");
+		    "ca: the key process was killed by its seccomp filter during start-up");
 	else if (WIFSIGNALED(status))
 		moat_pki_fail(err, errlen,
-			      "ca: the CA process was killed by signal %d during start-up",
+			      "ca: the key process was killed by signal %d during start-up",
 			      WTERMSIG(status));
 	else
 		moat_pki_fail(err, errlen,
-			      "ca: the CA process exited with status %d during start-up",
+			      "ca: the key process exited with status %d during start-up",
 			      WEXITSTATUS(status));
 }
 
@@ -1555,7 +1773,7 @@ moat_err moat_ca_spawn(const char *dir, struct moat_ca **out, char *err, size_t 
 	rc = moat_ca_ans_parse(ca->rbuf, n, &ans);
 	if (rc || ans.type != MOAT_CA_HELLO || ans.seq != 0) {
 		rc = MOAT_E_PROTOCOL;
-		moat_pki_fail(err, errlen, "ca: unexpected start-up message from the CA process");
+		moat_pki_fail(err, errlen, "ca: unexpected start-up message from the key process");
 		goto out;
 	}
 	if (ans.status != MOAT_OK) {
@@ -1618,7 +1836,7 @@ moat_err moat_ca_sign(struct moat_ca *ca, const char *device_id, const uint8_t *
 		goto out;
 	if (strlen(ans.serial) != MOAT_CA_SERIAL_HEX_LEN) {
 		rc = MOAT_E_PROTOCOL;
-		moat_pki_fail(err, errlen, "ca: unexpected serial number from the CA process");
+		moat_pki_fail(err, errlen, "ca: unexpected serial number from the key process");
 		goto out;
 	}
 	rc = dup_bytes(ans.der, ans.der_len, cert, cert_len, err, errlen);
@@ -1666,7 +1884,8 @@ static moat_err crl_fetch(struct moat_ca *ca, const struct moat_ca_ans *first, u
 			goto out;
 		if (ans.der_len > total - got) {
 			rc = MOAT_E_PROTOCOL;
-			moat_pki_fail(err, errlen, "ca: the CA process sent more CRL than it said");
+			moat_pki_fail(err, errlen,
+				      "ca: the key process sent more CRL than it said");
 			goto out;
 		}
 		memcpy(der + got, ans.der, ans.der_len);
@@ -1827,6 +2046,136 @@ moat_err moat_ca_ping(struct moat_ca *ca, char *err, size_t errlen)
 		return MOAT_E_INVAL;
 	}
 	return ca_simple(ca, MOAT_CA_PING, NULL, NULL, err, errlen);
+}
+
+moat_err moat_ca_key_sign(struct moat_ca *ca, uint8_t slot, const uint8_t *msg, size_t len,
+			  uint8_t *sig, size_t sig_cap, size_t *sig_len, char *err, size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	uint32_t seq;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (ca == NULL || msg == NULL || len == 0 || len > MOAT_KEY_SIGN_MAX || sig == NULL ||
+	    sig_len == NULL) {
+		moat_pki_fail(err, errlen, "key: invalid arguments");
+		return rc;
+	}
+	moat_buf_init(&req, MOAT_CA_MSG_MAX);
+	pthread_mutex_lock(&ca->lock);
+	seq = ca_next_seq(ca);
+	rc = moat_ca_req_put_key_sign(&req, seq, slot, msg, len);
+	if (rc) {
+		moat_pki_fail(err, errlen, "key: cannot encode the request");
+		goto out;
+	}
+	rc = ca_exchange(ca, &req, MOAT_CA_KEY_SIGN, seq, &ans, err, errlen);
+	if (rc)
+		goto out;
+	if (ans.der_len > sig_cap) {
+		rc = MOAT_E_PROTOCOL;
+		moat_pki_fail(err, errlen, "key: signature of unexpected length");
+		goto out;
+	}
+	memcpy(sig, ans.der, ans.der_len);
+	*sig_len = ans.der_len;
+out:
+	pthread_mutex_unlock(&ca->lock);
+	moat_buf_free(&req);
+	return rc;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+moat_err moat_ca_audit_sign(void *arg, struct moat_audit_checkpoint *c)
+{
+	uint8_t payload[MOAT_KEY_AUDIT_PAYLOAD];
+	char err[MOAT_CA_ERR_MAX];
+	size_t len = 0;
+	moat_err rc;
+
+	if (arg == NULL || c == NULL)
+		return MOAT_E_INVAL;
+	put_be64(payload, (uint64_t)c->seq);
+	put_be64(payload + 8, (uint64_t)c->ts_ms);
+	memcpy(payload + 16, c->head, MOAT_AUDIT_HASH_LEN);
+	rc = moat_ca_key_sign(arg, MOAT_KEY_AUDIT, payload, sizeof(payload), c->sig, sizeof(c->sig),
+			      &len, err, sizeof(err));
+	if (rc == MOAT_OK && len != sizeof(c->sig))
+		rc = MOAT_E_PROTOCOL;
+	if (rc)
+		log_error("audit_sign", "seq=%lld error=\"%s\"", (long long)c->seq,
+			  rc == MOAT_E_PROTOCOL ? "signature of unexpected length" : err);
+	return rc;
+}
+
+/* SEAL and UNSEAL: the request (a plaintext for SEAL) and the answer (a
+ * plaintext for UNSEAL) are wiped before this returns. */
+static moat_err ca_seal_op(struct moat_ca *ca, uint8_t type, uint8_t slot, const uint8_t *ad,
+			   size_t ad_len, const uint8_t *in, size_t in_len, uint8_t *out,
+			   size_t cap, size_t *out_len, char *err, size_t errlen)
+{
+	struct moat_ca_ans ans;
+	struct moat_buf req;
+	uint32_t seq;
+	moat_err rc = MOAT_E_INVAL;
+
+	if (ca == NULL || (ad == NULL && ad_len > 0) || ad_len > MOAT_KEY_AD_MAX || in == NULL ||
+	    out == NULL || out_len == NULL) {
+		moat_pki_fail(err, errlen, "key: invalid arguments");
+		return rc;
+	}
+	moat_buf_init(&req, MOAT_CA_MSG_MAX);
+	req.secret = 1;
+	pthread_mutex_lock(&ca->lock);
+	seq = ca_next_seq(ca);
+	rc = moat_ca_req_put_seal(&req, type, seq, slot, ad, ad_len, in, in_len);
+	if (rc) {
+		moat_pki_fail(err, errlen, "key: %s of %zu bytes cannot be encoded",
+			      type == MOAT_CA_SEAL ? "a secret" : "a sealed blob", in_len);
+		goto out;
+	}
+	rc = ca_exchange(ca, &req, type, seq, &ans, err, errlen);
+	if (rc)
+		goto wipe;
+	if (ans.der_len > cap) {
+		rc = MOAT_E_LIMIT;
+		moat_pki_fail(err, errlen, "key: the answer (%zu bytes) does not fit %zu",
+			      ans.der_len, cap);
+		goto wipe;
+	}
+	memcpy(out, ans.der, ans.der_len);
+	*out_len = ans.der_len;
+wipe:
+	sodium_memzero(ca->rbuf, MOAT_CA_MSG_MAX);
+out:
+	pthread_mutex_unlock(&ca->lock);
+	moat_buf_free(&req);
+	return rc;
+}
+
+moat_err moat_ca_seal(struct moat_ca *ca, uint8_t slot, const uint8_t *ad, size_t ad_len,
+		      const uint8_t *pt, size_t pt_len, uint8_t *out, size_t cap, size_t *out_len,
+		      char *err, size_t errlen)
+{
+	return ca_seal_op(ca, MOAT_CA_SEAL, slot, ad, ad_len, pt, pt_len, out, cap, out_len, err,
+			  errlen);
+}
+
+moat_err moat_ca_unseal(struct moat_ca *ca, uint8_t slot, const uint8_t *ad, size_t ad_len,
+			const uint8_t *blob, size_t blob_len, uint8_t *out, size_t cap,
+			size_t *out_len, char *err, size_t errlen)
+{
+	return ca_seal_op(ca, MOAT_CA_UNSEAL, slot, ad, ad_len, blob, blob_len, out, cap, out_len,
+			  err, errlen);
 }
 
 void moat_ca_stop(struct moat_ca *ca)

@@ -1,7 +1,7 @@
 /*
  * Renewing the server certificate from `moat serve` (ca.h,
  * moat_ca_server_cert_check). The serving process never reads ca.key: it
- * reads its own certificate, asks the CA process for a renewed one (same
+ * reads its own certificate, asks the key process for a renewed one (same
  * names, same key) and replaces the file atomically; the caller then swaps
  * the TLS contexts as SIGHUP does. The key stays: renewal fixes the date,
  * key rotation is the operator's choice.
@@ -116,7 +116,7 @@ moat_err moat_ca_server_cert_check(struct moat_ca *ca, const char *cert_path, in
 	w = BIO_new(BIO_s_mem());
 	if (nx == NULL || w == NULL || PEM_write_bio_X509(w, nx) != 1 ||
 	    moat_pki_cert_validity(nx, NULL, not_after) != MOAT_OK) {
-		snprintf(err, errlen, "the CA process answered an unreadable certificate");
+		snprintf(err, errlen, "the key process answered an unreadable certificate");
 		goto out;
 	}
 	/* Keep whatever followed the first certificate (a chain). */

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "audit/audit.h"
+#include "audit/audit_store.h"
 
 #define N 50
 #define NCP 4
@@ -634,6 +635,14 @@ static void rm_dir(const char *dir)
 	unlink(p);
 	path_in(p, sizeof(p), dir, "audit.pub");
 	unlink(p);
+	path_in(p, sizeof(p), dir, "seal.key");
+	unlink(p);
+	path_in(p, sizeof(p), dir, "moat.db");
+	unlink(p);
+	path_in(p, sizeof(p), dir, "moat.db-wal");
+	unlink(p);
+	path_in(p, sizeof(p), dir, "moat.db-shm");
+	unlink(p);
 	rmdir(dir);
 }
 
@@ -767,6 +776,115 @@ static void test_key_files_hostile(void **state)
 
 /* ---- JSON export ---- */
 
+/* The sealing key file: the audit key's format and checks. */
+static void test_seal_key_file(void **state)
+{
+	(void)state;
+	char d[] = "/tmp/moat-audit-XXXXXX";
+	char kp[512], err[512];
+	uint8_t k1[MOAT_SEAL_KEY_LEN], k2[MOAT_SEAL_KEY_LEN];
+	struct stat st;
+
+	assert_non_null(mkdtemp(d));
+	path_in(kp, sizeof(kp), d, "seal.key");
+	assert_int_equal(moat_seal_key_load(d, k1, err, sizeof(err)), MOAT_E_NOTFOUND);
+	assert_int_equal(moat_seal_key_create(d, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(stat(kp, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(moat_seal_key_load(d, k1, err, sizeof(err)), MOAT_OK);
+	/* Never overwritten. */
+	assert_int_equal(moat_seal_key_create(d, err, sizeof(err)), MOAT_E_EXISTS);
+	assert_int_equal(moat_seal_key_load(d, k2, err, sizeof(err)), MOAT_OK);
+	assert_memory_equal(k1, k2, sizeof(k1));
+	assert_int_equal(chmod(kp, 0644), 0);
+	assert_int_equal(moat_seal_key_load(d, k2, err, sizeof(err)), MOAT_E_PERM);
+	assert_non_null(strstr(err, "chmod 600"));
+	/* Not a 32-byte key. */
+	unlink(kp);
+	write_text(kp, "# x\nAAAA\n", 0600);
+	assert_int_equal(moat_seal_key_load(d, k2, err, sizeof(err)), MOAT_E_MALFORMED);
+	rm_dir(d);
+	sodium_memzero(k1, sizeof(k1));
+	sodium_memzero(k2, sizeof(k2));
+}
+
+/* A signer standing in for the key process. */
+struct signer {
+	uint8_t sk[MOAT_AUDIT_SK_LEN];
+	moat_err fail;
+	unsigned calls;
+};
+
+static moat_err signer_cb(void *arg, struct moat_audit_checkpoint *c)
+{
+	struct signer *s = arg;
+
+	s->calls++;
+	if (s->fail != MOAT_OK)
+		return s->fail;
+	moat_audit_checkpoint_sign(c, s->sk);
+	return MOAT_OK;
+}
+
+/* The appender holds no key: it asks its signer, checks the signature
+ * against audit.pub, and a write whose checkpoint is not signed, or signed
+ * by another key, does not land. */
+static void test_log_signer(void **state)
+{
+	(void)state;
+	char d[] = "/tmp/moat-audit-XXXXXX";
+	char db[512], err[512];
+	uint8_t log_pk[MOAT_AUDIT_PK_LEN], other_pk[MOAT_AUDIT_PK_LEN];
+	uint8_t good[MOAT_AUDIT_SK_LEN], other[MOAT_AUDIT_SK_LEN];
+	struct moat_store_opts o;
+	struct moat_store *st = NULL;
+	struct moat_audit_log log;
+	struct moat_audit_report rep;
+	struct moat_store_batch *b = NULL;
+	struct moat_audit_event ev = {"system", "test.event", "", "ok", "", NULL};
+	struct signer s;
+
+	assert_non_null(mkdtemp(d));
+	assert_int_equal(moat_audit_key_create(d, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(moat_audit_key_load(d, good, log_pk, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(crypto_sign_keypair(other_pk, other), 0);
+	path_in(db, sizeof(db), d, "moat.db");
+	memset(&o, 0, sizeof(o));
+	o.path = db;
+	o.durability = MOAT_STORE_STRICT;
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_OK);
+
+	assert_int_equal(moat_audit_log_open(&log, st, d, NULL, NULL, err, sizeof(err)),
+			 MOAT_E_INVAL);
+	memset(&s, 0, sizeof(s));
+	memcpy(s.sk, good, sizeof(good));
+	assert_int_equal(moat_audit_log_open(&log, st, d, signer_cb, &s, err, sizeof(err)),
+			 MOAT_OK);
+	assert_int_equal(moat_audit_log_write(&log, &b, &ev), MOAT_OK);
+	assert_int_equal(s.calls, 1);
+
+	/* Another key: refused before it is stored. */
+	memcpy(s.sk, other, sizeof(other));
+	assert_int_equal(moat_audit_log_write(&log, &b, &ev), MOAT_E_CRYPTO);
+	/* The key process gone. */
+	s.fail = MOAT_E_CLOSED;
+	assert_int_equal(moat_audit_log_write(&log, &b, &ev), MOAT_E_CLOSED);
+	s.fail = MOAT_OK;
+	memcpy(s.sk, good, sizeof(good));
+	assert_int_equal(moat_audit_log_write(&log, &b, &ev), MOAT_OK);
+	moat_audit_log_close(&log);
+
+	/* Only the two signed entries landed, and they verify. */
+	assert_int_equal(moat_audit_verify_store(st, log_pk, &rep, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(rep.entries, 2);
+	assert_int_equal(rep.sealed_seq, 2);
+	moat_store_close(st);
+	rm_dir(d);
+	sodium_memzero(good, sizeof(good));
+	sodium_memzero(other, sizeof(other));
+	sodium_memzero(s.sk, sizeof(s.sk));
+}
+
 static void test_json_export(void **state)
 {
 	(void)state;
@@ -853,6 +971,8 @@ int main(void)
 	    cmocka_unit_test(test_fault_names),
 	    cmocka_unit_test(test_key_files),
 	    cmocka_unit_test(test_key_files_hostile),
+	    cmocka_unit_test(test_seal_key_file),
+	    cmocka_unit_test(test_log_signer),
 	    cmocka_unit_test(test_json_export),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,8 +1,10 @@
 /*
- * Tests for the CA process (src/pki/ca_proc.c) and its message codec
+ * Tests for the key process (src/pki/ca_proc.c) and its message codec
  * (ca_msg.c). A CA made with moat_pki_create_ca in a mkdtemp directory is
- * served by a real forked CA process under its seccomp filter; certificates
- * and CRLs it returns are verified against ca.crt with OpenSSL. Hostile
+ * served by a real forked key process under its seccomp filter; certificates
+ * and CRLs it returns are verified against ca.crt with OpenSSL, audit
+ * checkpoints against the audit.pub it created, sealed blobs by opening
+ * them (and failing to, with other associated data). Hostile
  * input is sent as raw messages on the socket, and the process must answer
  * each with an error and keep serving.
  */
@@ -34,6 +36,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <sodium.h>
+
+#include "audit/audit.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/limits.h"
@@ -1151,7 +1156,7 @@ static void test_codec_answers(void **state)
 	/* A status past the enum, an unknown answer type. */
 	{
 		static const uint8_t bad_status[] = {MOAT_CA_PING, 0, 0, 0, 1, 200};
-		static const uint8_t bad_type[] = {9, 0, 0, 0, 1, 0};
+		static const uint8_t bad_type[] = {99, 0, 0, 0, 1, 0};
 		static const uint8_t ping_ok[] = {MOAT_CA_PING, 0, 0, 0, 1, 0};
 
 		assert_int_equal(moat_ca_ans_parse(bad_status, sizeof(bad_status), &ans),
@@ -1194,29 +1199,340 @@ static void test_serial_hex(void **state)
 	assert_int_equal(moat_ca_serial_from_hex(NULL, out, &len), MOAT_E_INVAL);
 }
 
+/* ---- Key slots: the audit signing key and the sealing key. */
+
+static void test_key_files_created(void **state)
+{
+	(void)state;
+	char path[400];
+	struct stat st;
+
+	/* The key process made them for this new directory, private. */
+	snprintf(path, sizeof(path), "%s/audit.key", F.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/seal.key", F.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/audit.pub", F.dir);
+	assert_int_equal(stat(path, &st), 0);
+}
+
+static void test_audit_sign(void **state)
+{
+	(void)state;
+	uint8_t pk[MOAT_AUDIT_PK_LEN], sig[MOAT_KEY_SIG_MAX], payload[MOAT_KEY_AUDIT_PAYLOAD];
+	struct moat_audit_checkpoint c;
+	char path[400], err[1024] = "";
+	size_t len = 0;
+
+	snprintf(path, sizeof(path), "%s/audit.pub", F.dir);
+	assert_int_equal(moat_audit_pub_load(path, pk, err, sizeof(err)), MOAT_OK);
+	memset(&c, 0, sizeof(c));
+	c.seq = 42;
+	c.ts_ms = 1700000000123;
+	memset(c.head, 0xab, sizeof(c.head));
+	assert_int_equal(moat_ca_audit_sign(F.ca, &c), MOAT_OK);
+	assert_true(moat_audit_checkpoint_ok(&c, pk));
+	/* The signature covers seq, time and head. */
+	c.seq = 43;
+	assert_false(moat_audit_checkpoint_ok(&c, pk));
+
+	/* Only 48 bytes: the slot signs checkpoints and nothing else. */
+	memset(payload, 1, sizeof(payload));
+	assert_int_equal(moat_ca_key_sign(F.ca, MOAT_KEY_AUDIT, payload, sizeof(payload) - 1, sig,
+					  sizeof(sig), &len, err, sizeof(err)),
+			 MOAT_E_INVAL);
+	assert_non_null(strstr(err, "48 bytes"));
+	/* A sealing slot does not sign; a reserved slot holds nothing. */
+	assert_int_equal(moat_ca_key_sign(F.ca, MOAT_KEY_SECRETS, payload, sizeof(payload), sig,
+					  sizeof(sig), &len, err, sizeof(err)),
+			 MOAT_E_NOTFOUND);
+	assert_int_equal(moat_ca_key_sign(F.ca, 3, payload, sizeof(payload), sig, sizeof(sig), &len,
+					  err, sizeof(err)),
+			 MOAT_E_NOTFOUND);
+	assert_int_equal(moat_ca_key_sign(F.ca, 16, payload, sizeof(payload), sig, sizeof(sig),
+					  &len, err, sizeof(err)),
+			 MOAT_E_INVAL);
+	assert_int_equal(moat_ca_ping(F.ca, err, sizeof(err)), MOAT_OK);
+}
+
+static void test_seal(void **state)
+{
+	(void)state;
+	static const uint8_t secret[20] = "0123456789abcdefghij";
+	static const uint8_t ad[] = "totp_secret\0alice";
+	static const uint8_t ad2[] = "totp_secret\0bob";
+	uint8_t blob[MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX];
+	uint8_t blob2[MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX];
+	uint8_t pt[MOAT_KEY_SEAL_MAX];
+	uint8_t big[MOAT_KEY_SEAL_MAX + 1];
+	char err[1024] = "";
+	size_t len = 0, len2 = 0, plen = 0;
+
+	assert_int_equal(moat_ca_seal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), secret,
+				      sizeof(secret), blob, sizeof(blob), &len, err, sizeof(err)),
+			 MOAT_OK);
+	assert_int_equal(len, sizeof(secret) + MOAT_KEY_SEAL_OVERHEAD);
+	assert_memory_equal(blob, MOAT_KEY_SEAL_TAG, MOAT_KEY_SEAL_TAG_LEN);
+	/* The plaintext does not appear in the blob. */
+	for (size_t i = 0; i + 8 <= len; i++)
+		assert_memory_not_equal(blob + i, secret, 8);
+	/* A fresh nonce every time. */
+	assert_int_equal(moat_ca_seal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), secret,
+				      sizeof(secret), blob2, sizeof(blob2), &len2, err,
+				      sizeof(err)),
+			 MOAT_OK);
+	assert_int_equal(len2, len);
+	assert_memory_not_equal(blob, blob2, len);
+
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), blob, len, pt,
+					sizeof(pt), &plen, err, sizeof(err)),
+			 MOAT_OK);
+	assert_int_equal(plen, sizeof(secret));
+	assert_memory_equal(pt, secret, sizeof(secret));
+
+	/* Another row's associated data, a flipped bit, a wrong tag. */
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, ad2, sizeof(ad2), blob, len, pt,
+					sizeof(pt), &plen, err, sizeof(err)),
+			 MOAT_E_CRYPTO);
+	assert_non_null(strstr(err, "does not open"));
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, NULL, 0, blob, len, pt, sizeof(pt),
+					&plen, err, sizeof(err)),
+			 MOAT_E_CRYPTO);
+	blob[len - 1] ^= 1;
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), blob, len, pt,
+					sizeof(pt), &plen, err, sizeof(err)),
+			 MOAT_E_CRYPTO);
+	blob[len - 1] ^= 1;
+	blob[0] = 'X';
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), blob, len, pt,
+					sizeof(pt), &plen, err, sizeof(err)),
+			 MOAT_E_CRYPTO);
+	blob[0] = 'M';
+
+	/* A signing slot does not seal; sizes are checked on both sides. */
+	assert_int_equal(moat_ca_seal(F.ca, MOAT_KEY_AUDIT, ad, sizeof(ad), secret, sizeof(secret),
+				      blob2, sizeof(blob2), &len2, err, sizeof(err)),
+			 MOAT_E_NOTFOUND);
+	assert_int_equal(moat_ca_unseal(F.ca, 5, ad, sizeof(ad), blob, len, pt, sizeof(pt), &plen,
+					err, sizeof(err)),
+			 MOAT_E_NOTFOUND);
+	memset(big, 7, sizeof(big));
+	assert_int_equal(moat_ca_seal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), big, sizeof(big),
+				      blob2, sizeof(blob2), &len2, err, sizeof(err)),
+			 MOAT_E_INVAL);
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), blob,
+					MOAT_KEY_SEAL_OVERHEAD, pt, sizeof(pt), &plen, err,
+					sizeof(err)),
+			 MOAT_E_INVAL);
+	/* An answer that does not fit the caller's buffer. */
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), blob, len, pt, 4,
+					&plen, err, sizeof(err)),
+			 MOAT_E_LIMIT);
+	/* Still the same key after all that. */
+	assert_int_equal(moat_ca_unseal(F.ca, MOAT_KEY_SECRETS, ad, sizeof(ad), blob, len, pt,
+					sizeof(pt), &plen, err, sizeof(err)),
+			 MOAT_OK);
+}
+
+/* Raw hostile key-slot messages get error answers; the process goes on. */
+static void test_key_raw(void **state)
+{
+	(void)state;
+	/* KEY_SIGN slot 0; SEAL with an associated data length past the
+	 * message; UNSEAL with a short blob; SEAL with a byte left over. */
+	static const uint8_t slot0[] = {MOAT_CA_KEY_SIGN, 0, 0, 0, 7, 0, 0, 0, 0, 1, 'x'};
+	static const uint8_t long_ad[] = {MOAT_CA_SEAL, 0, 0, 0, 8, 2, 0, 0, 1, 0, 'a'};
+	static const uint8_t short_blob[] = {
+	    MOAT_CA_UNSEAL, 0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1, 'M'};
+	static const uint8_t extra[] = {MOAT_CA_SEAL, 0,  0, 0, 10, 2, 0, 0, 0, 0, 0, 0, 0, 1,
+					'x',	      'y'};
+	const struct {
+		const uint8_t *p;
+		size_t n;
+		moat_err want;
+	} cases[] = {
+	    {slot0, sizeof(slot0), MOAT_E_INVAL},
+	    {long_ad, sizeof(long_ad), MOAT_E_MALFORMED},
+	    {short_blob, sizeof(short_blob), MOAT_E_INVAL},
+	    {extra, sizeof(extra), MOAT_E_MALFORMED},
+	};
+	struct moat_ca_ans ans;
+	char err[1024] = "";
+	size_t i, n;
+	uint8_t *a;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(moat_ca_raw_request(F.ca, cases[i].p, cases[i].n, &a, &n),
+				 MOAT_OK);
+		assert_int_equal(moat_ca_ans_parse(a, n, &ans), MOAT_OK);
+		assert_int_equal(ans.status, cases[i].want);
+		assert_int_equal(ans.type, cases[i].p[0]);
+		free(a);
+	}
+	assert_int_equal(moat_ca_ping(F.ca, err, sizeof(err)), MOAT_OK);
+}
+
+/* The keys outlive the process: a second key process on the same directory
+ * opens what the first sealed and signs with the same audit key, and a key
+ * file others can read is refused. */
+static void test_keys_persist(void **state)
+{
+	(void)state;
+	static const uint8_t secret[] = "persistent";
+	uint8_t blob[MOAT_KEY_SEAL_OVERHEAD + MOAT_KEY_SEAL_MAX], pt[MOAT_KEY_SEAL_MAX];
+	uint8_t pk[MOAT_AUDIT_PK_LEN];
+	struct moat_audit_checkpoint c;
+	struct moat_ca *ca = NULL;
+	char dir[256], path[400], err[1024] = "";
+	size_t len = 0, plen = 0;
+
+	assert_int_equal(mk_tmpdir(dir, sizeof(dir), "ca-keys"), 0);
+	assert_int_equal(moat_pki_create_ca(dir, "Keys CA", err, sizeof(err)), MOAT_OK);
+	assert_int_equal(moat_ca_spawn(dir, &ca, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(moat_ca_seal(ca, MOAT_KEY_SECRETS, NULL, 0, secret, sizeof(secret), blob,
+				      sizeof(blob), &len, err, sizeof(err)),
+			 MOAT_OK);
+	moat_ca_stop(ca);
+	ca = NULL;
+	assert_int_equal(moat_ca_spawn(dir, &ca, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(moat_ca_unseal(ca, MOAT_KEY_SECRETS, NULL, 0, blob, len, pt, sizeof(pt),
+					&plen, err, sizeof(err)),
+			 MOAT_OK);
+	assert_memory_equal(pt, secret, sizeof(secret));
+	snprintf(path, sizeof(path), "%s/audit.pub", dir);
+	assert_int_equal(moat_audit_pub_load(path, pk, err, sizeof(err)), MOAT_OK);
+	memset(&c, 0, sizeof(c));
+	c.seq = 1;
+	c.ts_ms = 1;
+	assert_int_equal(moat_ca_audit_sign(ca, &c), MOAT_OK);
+	assert_true(moat_audit_checkpoint_ok(&c, pk));
+	moat_ca_stop(ca);
+	ca = NULL;
+
+	snprintf(path, sizeof(path), "%s/seal.key", dir);
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(moat_ca_spawn(dir, &ca, err, sizeof(err)), MOAT_E_PERM);
+	assert_null(ca);
+	assert_non_null(strstr(err, "seal.key"));
+	assert_int_equal(chmod(path, 0600), 0);
+	snprintf(path, sizeof(path), "%s/audit.key", dir);
+	assert_int_equal(chmod(path, 0604), 0);
+	assert_int_equal(moat_ca_spawn(dir, &ca, err, sizeof(err)), MOAT_E_PERM);
+	assert_null(ca);
+	assert_non_null(strstr(err, "audit.key"));
+	rm_rf(dir);
+}
+
+static void test_codec_keys(void **state)
+{
+	(void)state;
+	static const uint8_t payload[MOAT_KEY_AUDIT_PAYLOAD] = {1, 2, 3};
+	static const uint8_t ad[] = "ad";
+	uint8_t sealed[MOAT_KEY_SEAL_OVERHEAD + 3] = "MKS1";
+	uint8_t big[MOAT_KEY_SIGN_MAX + 1];
+	struct moat_ca_req req;
+	struct moat_ca_ans ans;
+	struct moat_buf b;
+	const char *why = NULL;
+
+	moat_buf_init(&b, MOAT_CA_MSG_MAX);
+	assert_int_equal(moat_ca_req_put_key_sign(&b, 5, MOAT_KEY_AUDIT, payload, sizeof(payload)),
+			 MOAT_OK);
+	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b), &req, &why),
+			 MOAT_OK);
+	assert_int_equal(req.type, MOAT_CA_KEY_SIGN);
+	assert_int_equal(req.seq, 5);
+	assert_int_equal(req.slot, MOAT_KEY_AUDIT);
+	assert_int_equal(req.data_len, sizeof(payload));
+	assert_memory_equal(req.data, payload, sizeof(payload));
+	/* One byte short of the message: refused, not read past. */
+	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b) - 1, &req, &why),
+			 MOAT_E_MALFORMED);
+	moat_buf_reset(&b);
+
+	assert_int_equal(moat_ca_req_put_seal(&b, MOAT_CA_SEAL, 6, MOAT_KEY_SECRETS, ad, sizeof(ad),
+					      payload, 20),
+			 MOAT_OK);
+	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b), &req, &why),
+			 MOAT_OK);
+	assert_int_equal(req.type, MOAT_CA_SEAL);
+	assert_int_equal(req.ad_len, sizeof(ad));
+	assert_int_equal(req.data_len, 20);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_seal(&b, MOAT_CA_UNSEAL, 7, MOAT_KEY_SECRETS, NULL, 0,
+					      sealed, sizeof(sealed)),
+			 MOAT_OK);
+	assert_int_equal(moat_ca_req_parse(moat_buf_head(&b), moat_buf_used(&b), &req, &why),
+			 MOAT_OK);
+	assert_int_equal(req.ad_len, 0);
+	assert_int_equal(req.data_len, sizeof(sealed));
+	moat_buf_reset(&b);
+
+	/* The encoders refuse what the parser would. */
+	memset(big, 0, sizeof(big));
+	assert_int_equal(moat_ca_req_put_key_sign(&b, 1, MOAT_KEY_AUDIT, big, sizeof(big)),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_key_sign(&b, 1, 0, payload, sizeof(payload)),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_seal(&b, MOAT_CA_SEAL, 1, MOAT_KEY_SECRETS, ad, sizeof(ad),
+					      big, MOAT_KEY_SEAL_MAX + 1),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_seal(&b, MOAT_CA_SEAL, 1, MOAT_KEY_SECRETS, big,
+					      MOAT_KEY_AD_MAX + 1, payload, 1),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_req_put_seal(&b, MOAT_CA_UNSEAL, 1, MOAT_KEY_SECRETS, NULL, 0,
+					      sealed, MOAT_KEY_SEAL_OVERHEAD),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(
+	    moat_ca_req_put_seal(&b, MOAT_CA_PING, 1, MOAT_KEY_SECRETS, NULL, 0, payload, 1),
+	    MOAT_E_INVAL);
+	moat_buf_reset(&b);
+
+	/* Answers: each blob within its type's bounds. */
+	assert_int_equal(moat_ca_ans_put_der(&b, MOAT_CA_KEY_SIGN, 8, big, MOAT_AUDIT_SIG_LEN),
+			 MOAT_OK);
+	assert_int_equal(moat_ca_ans_parse(moat_buf_head(&b), moat_buf_used(&b), &ans), MOAT_OK);
+	assert_int_equal(ans.der_len, MOAT_AUDIT_SIG_LEN);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_ans_put_der(&b, MOAT_CA_KEY_SIGN, 8, big, MOAT_KEY_SIG_MAX + 1),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_ans_put_der(&b, MOAT_CA_SEAL, 8, big, MOAT_KEY_SEAL_OVERHEAD),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_ans_put_der(&b, MOAT_CA_UNSEAL, 8, big, MOAT_KEY_SEAL_MAX + 1),
+			 MOAT_E_INVAL);
+	moat_buf_reset(&b);
+	assert_int_equal(moat_ca_ans_put_der(&b, MOAT_CA_UNSEAL, 8, payload, 20), MOAT_OK);
+	assert_int_equal(moat_ca_ans_parse(moat_buf_head(&b), moat_buf_used(&b), &ans), MOAT_OK);
+	assert_int_equal(ans.type, MOAT_CA_UNSEAL);
+	assert_int_equal(ans.der_len, 20);
+	moat_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_codec_requests),
-	    cmocka_unit_test(test_codec_answers),
-	    cmocka_unit_test(test_serial_hex),
-	    cmocka_unit_test(test_sign_profiles),
-	    cmocka_unit_test(test_sign_refused),
-	    cmocka_unit_test(test_serials_unique),
-	    cmocka_unit_test(test_crl),
-	    cmocka_unit_test(test_crl_full),
-	    cmocka_unit_test(test_crl_stream_refused),
-	    cmocka_unit_test(test_renew_server),
-	    cmocka_unit_test(test_crl_url_default),
-	    cmocka_unit_test(test_cacerts),
-	    cmocka_unit_test(test_malformed_requests),
-	    cmocka_unit_test(test_sandboxed),
-	    cmocka_unit_test(test_killed_child),
-	    cmocka_unit_test(test_stuck_child),
-	    cmocka_unit_test(test_stop_no_zombie),
-	    cmocka_unit_test(test_key_mode),
-	    cmocka_unit_test(test_missing_ca),
-	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_codec_requests), cmocka_unit_test(test_codec_answers),
+	    cmocka_unit_test(test_codec_keys),	   cmocka_unit_test(test_serial_hex),
+	    cmocka_unit_test(test_sign_profiles),  cmocka_unit_test(test_sign_refused),
+	    cmocka_unit_test(test_serials_unique), cmocka_unit_test(test_crl),
+	    cmocka_unit_test(test_crl_full),	   cmocka_unit_test(test_crl_stream_refused),
+	    cmocka_unit_test(test_renew_server),   cmocka_unit_test(test_crl_url_default),
+	    cmocka_unit_test(test_cacerts),	   cmocka_unit_test(test_key_files_created),
+	    cmocka_unit_test(test_audit_sign),	   cmocka_unit_test(test_seal),
+	    cmocka_unit_test(test_key_raw),	   cmocka_unit_test(test_malformed_requests),
+	    cmocka_unit_test(test_sandboxed),	   cmocka_unit_test(test_killed_child),
+	    cmocka_unit_test(test_stuck_child),	   cmocka_unit_test(test_stop_no_zombie),
+	    cmocka_unit_test(test_key_mode),	   cmocka_unit_test(test_missing_ca),
+	    cmocka_unit_test(test_keys_persist),   cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

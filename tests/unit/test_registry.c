@@ -21,6 +21,7 @@
 static char dir[256], dbpath[320];
 static struct moat_store *st;
 static struct moat_audit_log alog;
+static struct moat_audit_file_signer signer;
 static struct moat_regtab *tab;
 static struct moat_reg_ctx ctx;
 static char err[512];
@@ -39,7 +40,9 @@ static int setup(void **state)
 	o.path = dbpath;
 	if (moat_store_open(&o, &st, err, sizeof(err)) != MOAT_OK ||
 	    moat_audit_key_create(dir, err, sizeof(err)) != MOAT_OK ||
-	    moat_audit_log_open(&alog, st, dir, err, sizeof(err)) != MOAT_OK ||
+	    moat_audit_file_signer_open(&signer, dir, err, sizeof(err)) != MOAT_OK ||
+	    moat_audit_log_open(&alog, st, dir, moat_audit_file_sign, &signer, err, sizeof(err)) !=
+		MOAT_OK ||
 	    moat_regtab_new(&tab) != MOAT_OK) {
 		fprintf(stderr, "setup: %s\n", err);
 		return -1;
@@ -63,6 +66,7 @@ static int teardown(void **state)
 	(void)state;
 	moat_regtab_free(tab);
 	moat_audit_log_close(&alog);
+	moat_audit_file_signer_close(&signer);
 	moat_store_close(st);
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
