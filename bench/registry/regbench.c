@@ -34,7 +34,7 @@
 #include "audit/audit.h"
 #include "audit/audit_store.h"
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "regbench.h"
 
 struct times {

@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 
 _Static_assert(sizeof(((struct moat_broker *)0)->cmap_key) == crypto_shorthash_KEYBYTES,
 	       "the client map key is a SipHash key");

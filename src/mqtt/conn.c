@@ -16,7 +16,7 @@
 #include <openssl/err.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "tls/tls.h"
 
 #define READ_CHUNK 16384u
@@ -87,9 +87,9 @@ void moat_conn_accept(struct moat_worker *w, struct moat_listener *l, int fd, co
 	moat_buf_init(&c->in, MOAT_MAX_CONNECT_PACKET + 5u);
 	moat_buf_init(&c->out, MOAT_MAX_OUTBUF);
 	if (l->ssl_ctx != NULL) {
-		pthread_mutex_lock(&w->b->ctx_lock);
+		pthread_mutex_lock(w->b->ctx_lock);
 		c->ssl = SSL_new(l->ssl_ctx);
-		pthread_mutex_unlock(&w->b->ctx_lock);
+		pthread_mutex_unlock(w->b->ctx_lock);
 		if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
 			SSL_free(c->ssl);
 			free(c);

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "store/store.h"
 
 struct moat_erase {

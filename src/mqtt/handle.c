@@ -2,7 +2,7 @@
  * Packet dispatch: which packets are legal in which connection state, then
  * one handler per packet type (handle_*.c).
  */
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 
 void moat_handle_packet(struct moat_conn *c, const struct mqtt_packet *p)
 {

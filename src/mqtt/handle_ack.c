@@ -1,7 +1,7 @@
 /* PUBACK, PUBREC, PUBREL and PUBCOMP: the QoS 1/2 acknowledgement flows. */
 #include <string.h>
 
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 
 static void send_ack(struct moat_conn *c, uint8_t type, uint16_t pid, uint8_t code)
 {

@@ -14,7 +14,7 @@
 #include <sodium.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "store/store.h"
 #include "mqtt/topic.h"
 

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 
 void moat_handle_pingreq(struct moat_conn *c, const struct mqtt_packet *p)
 {

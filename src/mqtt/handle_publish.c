@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "mqtt/topic.h"
 
 static void send_ack(struct moat_conn *c, uint8_t type, uint16_t pid, uint8_t code)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "mqtt/topic.h"
 
 void moat_handle_subscribe(struct moat_conn *c, const struct mqtt_packet *p)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 
 struct moat_msg *moat_msg_new(const char *topic, size_t tlen, const uint8_t *payload, size_t plen,
 			      const struct mqtt_props *props, uint8_t qos, bool retain,

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "store/store.h"
 
 /* The v5 properties that travel with a message, as an encoded PUBLISH (so

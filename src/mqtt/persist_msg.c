@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "store/store.h"
 
 struct moat_pubtoken {
@@ -167,7 +167,7 @@ void moat_persist_end(struct moat_worker *w)
 	/* relaxed: acknowledged at once; the write commits within the flush
 	 * interval (a process crash loses nothing committed, a power loss the
 	 * last interval). strict: the acknowledgement waits for the commit. */
-	if (w->b->conf.durability == MOAT_DURABILITY_RELAXED)
+	if (w->b->durability_relaxed)
 		t = NULL;
 	if (w->pbatch != NULL) {
 		if (t)

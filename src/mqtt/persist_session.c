@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "store/store.h"
 
 /* A SUBACK/UNSUBACK held back until its batch commits, plus the filters

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "mqtt/topic.h"
 #include "store/store.h"
 

@@ -13,7 +13,7 @@
 
 #include "core/assert.h"
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "mqtt/topic.h"
 
 /* --- shared subscriptions ------------------------------------------------ */

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "mqtt/topic.h"
 
 struct moat_session *moat_session_new(struct moat_worker *w, const char *cid, size_t len)

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 
 static void sys_put(struct moat_worker *w, bool route, const char *name, unsigned long long v)
 {

@@ -18,7 +18,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 #include "store/store.h"
 
 struct listen_ev {
@@ -296,7 +296,7 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 	w->r.epfd = -1;
 	w->mb.ev.fd = -1;
 	w->tick.fd = -1;
-	w->lim = b->conf.lim;
+	w->lim = b->lim;
 	if (moat_reactor_init(&w->r) != MOAT_OK || moat_mailbox_init(&w->mb) != MOAT_OK)
 		return MOAT_E_IO;
 	w->subs = moat_subtrie_new();

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "mqtt/broker.h"
+#include "mqtt/internal.h"
 
 static struct moat_listener def_l, open_l;
 static struct moat_conn conn;
