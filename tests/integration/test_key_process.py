@@ -10,8 +10,10 @@ start."""
 import base64
 import os
 import shutil
+import signal
 import sqlite3
 import stat
+import time
 
 import pytest
 
@@ -82,6 +84,7 @@ def test_serving_process_never_opens_a_key(moat_bin, scratch):
                                 "env", "ASAN_OPTIONS=" + asan, moat_bin, "serve", "--dir",
                                 s.dir]
     s.start(timeout=60)
+    serve = []
     try:
         serve = children(s.broker.proc.pid)
         assert len(serve) == 1, serve
@@ -95,6 +98,19 @@ def test_serving_process_never_opens_a_key(moat_bin, scratch):
         assert c.get("/api/v1/me").status_code == 200
         assert s.client().get("/.well-known/est/cacerts").status_code == 200
     finally:
+        # strace detaches on SIGTERM and leaves its tracee running: stop
+        # `moat serve` itself first, then the tracer.
+        for pid in serve:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in serve:
+            deadline = time.monotonic() + 15
+            while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if os.path.exists("/proc/%d" % pid):
+                os.kill(pid, signal.SIGKILL)
         s.stop()
     opened = {}
     for name in os.listdir(scratch):
