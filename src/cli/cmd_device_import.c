@@ -294,7 +294,7 @@ out:
 
 int moat_cmd_device_import(int argc, char **argv)
 {
-	const char *dir = NULL, *file = NULL, *group = "devices", *state_s = "registered";
+	const char *dir = NULL, *file = NULL, *group = "devices", *state_s = "registered", *name;
 	struct import_list l = {0};
 	enum moat_id_state state;
 	char err[512] = "";
@@ -341,13 +341,14 @@ int moat_cmd_device_import(int argc, char **argv)
 		fprintf(stderr, "moat device import: cannot open %s: %s\n", file, strerror(errno));
 		return EXIT_FAIL;
 	}
-	rc = read_ids(f, file, &l, err, sizeof(err));
+	name = f == stdin ? "stdin" : file;
+	rc = read_ids(f, name, &l, err, sizeof(err));
 	if (f != stdin)
 		fclose(f);
 	if (rc == EXIT_OK)
-		rc = check_repeats(&l, file, err, sizeof(err));
+		rc = check_repeats(&l, name, err, sizeof(err));
 	if (rc == EXIT_OK)
-		rc = import_into(dir, file, &l, group, state, err, sizeof(err));
+		rc = import_into(dir, name, &l, group, state, err, sizeof(err));
 	if (rc == EXIT_OK)
 		printf("imported %zu devices (%s .. %s) into group %s, state %s; a running "
 		       "server applies them on SIGHUP\n",

@@ -9,6 +9,7 @@ import on SIGHUP.
 import json
 import os
 import signal
+import subprocess
 import sqlite3
 
 import pytest
@@ -147,3 +148,15 @@ def test_bad_options_are_refused(moat_bin, scratch):
     assert p.returncode == 0 and "SIGHUP" in p.stdout and "one transaction" in p.stdout
     p = s.moat("device", "--help")
     assert "import --dir DIR" in p.stdout + p.stderr
+
+
+def test_import_from_stdin(moat_bin, scratch):
+    s = server(moat_bin, scratch, "import-stdin")
+    p = subprocess.run([moat_bin, "device", "import", "--dir", s.dir, "--file", "-"],
+                       input="in-1\nin-2\nIn-3\n", capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "stdin line 3:" in p.stderr, p.stderr
+    assert registered(s, "in-%") == 0
+    p = subprocess.run([moat_bin, "device", "import", "--dir", s.dir, "--file", "-"],
+                       input="in-1\r\nin-2\r\n", capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "imported 2 devices" in p.stdout, p.stderr
+    assert registered(s, "in-%") == 2
