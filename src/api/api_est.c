@@ -5,7 +5,7 @@
  *                                      enrollment token as bearer
  *   GET  /.well-known/est/csrattrs     204: nothing required beyond ours
  *   GET  /crl                          the signed CRL
- * The CA key is in the CA process (src/pki/ca_proc.c): this thread only
+ * The CA key is in the key process (src/pki/ca_proc.c): this thread only
  * sends it a typed signing request. The CSR is checked here and again
  * there (proof of possession, key type, subject bound to the device id).
  */

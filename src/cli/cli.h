@@ -20,6 +20,8 @@ int moat_cmd_token(int argc, char **argv);
 int moat_cmd_audit(int argc, char **argv);
 /* The device registry: identities, groups, policies. */
 int moat_cmd_device(int argc, char **argv);
+/* `moat device import`: offline, on the data directory (cmd_device_import.c). */
+int moat_cmd_device_import(int argc, char **argv);
 int moat_cmd_group(int argc, char **argv);
 int moat_cmd_policy(int argc, char **argv);
 /* Enrollment: tokens, issued certificates (`moat cert list|revoke`, routed

@@ -1,7 +1,8 @@
 /* `moat device ...`: devices and service identities in the registry
  * (/api/v1/devices): register, list, show, the lifecycle (activate,
  * disable, quarantine, release, decommission), group memberships and
- * direct policy attachments. */
+ * direct policy attachments. `moat device import` works offline on a
+ * data directory instead (cmd_device_import.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,8 @@ static void device_usage(FILE *f)
 	fprintf(f, "usage: moat device <subcommand> [options]\n\nsubcommands:\n");
 	for (k = 0; k < sizeof(device_subs) / sizeof(device_subs[0]); k++)
 		fprintf(f, "  %s\n", device_subs[k].synopsis);
+	fprintf(f, "  import --dir DIR --file IDS.txt [--group G] [--state S]   (offline, on the\n"
+		   "      data directory: many devices in one transaction)\n");
 	fprintf(f,
 		"\nIds, group and policy names: 1-64 of [a-z0-9._-], starting with a letter\n"
 		"or digit. States: registered, active, disabled, quarantined, decommissioned.\n"
@@ -373,6 +376,10 @@ int moat_cmd_device(int argc, char **argv)
 	json_t *doc = NULL;
 	int i, npos = 0, rc;
 
+	/* The one offline subcommand: it works on a data directory (--dir),
+	 * not through the API, so it has its own options. */
+	if (argc >= 2 && strcmp(argv[1], "import") == 0)
+		return moat_cmd_device_import(argc - 1, argv + 1);
 	rc = moat_cli_pick_sub(argc, argv, "device", device_subs,
 			       sizeof(device_subs) / sizeof(device_subs[0]), sizeof(device_subs[0]),
 			       device_usage, (const void **)&s);

@@ -30,6 +30,9 @@
  * generated ids, so allow up to 128. */
 #define MOAT_MAX_CLIENT_ID_LEN 128u
 #define MOAT_DEVICE_ID_MAX 64u
+/* Ids one `moat device import` registers (one transaction, one audit
+ * entry): a manufacturer's batch; bigger lists are split into files. */
+#define MOAT_REG_IMPORT_MAX_IDS 100000u
 
 /* Keepalive the broker will accept before overriding (seconds). */
 #define MOAT_MAX_KEEPALIVE_DEFAULT 300u
@@ -137,8 +140,9 @@
 #define MOAT_STORE_MAX_PENDING 65536u
 #define MOAT_STORE_MAX_PENDING_BYTES (256u * 1024u * 1024u)
 /* Statements in one batch: a message queued for many offline sessions is
- * one batch of 1 + N statements. */
-#define MOAT_STORE_MAX_BATCH_OPS 100000u
+ * one batch of 1 + N statements; `moat device import` is one batch of
+ * 2 per id plus the audit entry and its checkpoint. */
+#define MOAT_STORE_MAX_BATCH_OPS 250000u
 /* Parameters of one statement ($1..$n); the widest (a session row) has 12. */
 #define MOAT_STORE_MAX_PARAMS 16u
 /* The WAL is truncated to this size after a checkpoint so one burst does
@@ -485,5 +489,7 @@ _Static_assert(MOAT_AUDIT_DETAIL_MAX <= 0xffffffffu, "detail length is hashed as
 #define MOAT_CLI_CONNECT_TIMEOUT_S 10u
 #define MOAT_CLI_IO_TIMEOUT_S 30u
 _Static_assert(MOAT_CLI_MAX_RESPONSE_HEAD < MOAT_CLI_MAX_RESPONSE, "CLI response bounds");
+_Static_assert(2u * MOAT_REG_IMPORT_MAX_IDS + 16u <= MOAT_STORE_MAX_BATCH_OPS,
+	       "one import is one batch");
 
 #endif

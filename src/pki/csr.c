@@ -4,7 +4,7 @@
  * and the issuing policy (csr.h lists the rules).
  *
  * Everything here reads bytes an unauthenticated or merely token-holding
- * client chose, and the CA process calls it again on what the parent hands
+ * client chose, and the key process calls it again on what the parent hands
  * over, so every path is bounded and nothing is trusted because an earlier
  * step accepted it. The policy looks only at what the request asks for; the
  * certificate the CA issues never copies a requested extension, only the

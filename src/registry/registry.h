@@ -123,6 +123,14 @@ moat_err moat_reg_change_add(struct moat_reg_change *ch, const char *id);
 moat_err moat_reg_register(const struct moat_reg_ctx *x, const char *id, const char *kind,
 			   enum moat_id_state state, const char *const *groups, size_t n_groups,
 			   bool replaces, struct moat_reg_change *ch);
+/* Register n new devices (ids valid, distinct and not in the registry:
+ * the caller checks) in state, each a member of group (which exists), in
+ * ONE transaction with ONE audit entry: device.import, detail count,
+ * kind, state, groups, first and last id (`moat device import`). At most
+ * MOAT_REG_IMPORT_MAX_IDS. */
+moat_err moat_reg_register_many(const struct moat_reg_ctx *x, const char *const *ids, size_t n,
+				enum moat_id_state state, const char *group,
+				struct moat_reg_change *ch);
 /* A lifecycle transition other than decommissioning. Audit: device.state. */
 moat_err moat_reg_set_state(const struct moat_reg_ctx *x, const char *id, enum moat_id_state from,
 			    enum moat_id_state to, struct moat_reg_change *ch);

@@ -234,6 +234,78 @@ moat_err moat_reg_register(const struct moat_reg_ctx *x, const char *id, const c
 				      "groups", garr, "replaces_decommissioned", replaces));
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Add n identities to ch at once: appended, then sorted and made unique
+ * (moat_reg_change_add one by one would be quadratic for 100,000). */
+static moat_err change_add_many(struct moat_reg_change *ch, const char *const *ids, size_t n)
+{
+	size_t i, k, len;
+	char **grown;
+
+	if (n > ((size_t)-1) / sizeof(*ch->ids) - ch->n)
+		return MOAT_E_NOMEM;
+	if (ch->n + n > ch->cap) {
+		grown = realloc(ch->ids, (ch->n + n) * sizeof(*grown));
+		if (grown == NULL)
+			return MOAT_E_NOMEM;
+		ch->ids = grown;
+		ch->cap = ch->n + n;
+	}
+	for (i = 0; i < n; i++) {
+		len = strlen(ids[i]);
+		if (len == 0 || len > MOAT_DEVICE_ID_MAX)
+			return MOAT_E_INVAL;
+		ch->ids[ch->n] = malloc(len + 1);
+		if (ch->ids[ch->n] == NULL)
+			return MOAT_E_NOMEM;
+		memcpy(ch->ids[ch->n], ids[i], len + 1);
+		ch->n++;
+	}
+	qsort(ch->ids, ch->n, sizeof(*ch->ids), cmp_str);
+	for (i = k = 0; i < ch->n; i++) {
+		if (k > 0 && strcmp(ch->ids[k - 1], ch->ids[i]) == 0)
+			free(ch->ids[i]);
+		else
+			ch->ids[k++] = ch->ids[i];
+	}
+	ch->n = k;
+	return MOAT_OK;
+}
+
+moat_err moat_reg_register_many(const struct moat_reg_ctx *x, const char *const *ids, size_t n,
+				enum moat_id_state state, const char *group,
+				struct moat_reg_change *ch)
+{
+	struct moat_store_batch *b = NULL;
+	const char *sname = moat_id_state_name(state);
+	struct moat_val v[4];
+	moat_err rc = MOAT_OK;
+	size_t i;
+
+	if (n == 0 || n > MOAT_REG_IMPORT_MAX_IDS || group == NULL)
+		return MOAT_E_INVAL;
+	v[1] = moat_val_text("device", 6);
+	v[2] = moat_val_text(sname, strlen(sname));
+	v[3] = moat_val_int(x->now);
+	for (i = 0; rc == MOAT_OK && i < n; i++) {
+		v[0] = moat_val_text(ids[i], strlen(ids[i]));
+		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+		if (rc == MOAT_OK)
+			rc = add2(&b, MOAT_STMT_MEMBER_ADD, ids[i], group);
+	}
+	if (rc == MOAT_OK)
+		rc = change_add_many(ch, ids, n);
+	/* One entry for the whole import: what it was, not every id. */
+	return commit(x, rc, b, "device.import", group,
+		      json_pack("{s:I, s:s, s:s, s:[s], s:s, s:s}", "count", (json_int_t)n, "kind",
+				"device", "state", sname, "groups", group, "first", ids[0], "last",
+				ids[n - 1]));
+}
+
 moat_err moat_reg_set_state(const struct moat_reg_ctx *x, const char *id, enum moat_id_state from,
 			    enum moat_id_state to, struct moat_reg_change *ch)
 {

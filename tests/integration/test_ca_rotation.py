@@ -152,7 +152,7 @@ MAX_LIFETIME = 397 * 86400
 
 def test_server_certificate_lifetime_and_renewal_at_start(moat_bin, scratch):
     """moat init's server certificate spans at most 397 days, backdating
-    included; a server certificate near its end is renewed by the CA process
+    included; a server certificate near its end is renewed by the key process
     when moat serve starts (same names, same key), written to server.crt
     and served at once."""
     import datetime
@@ -165,7 +165,7 @@ def test_server_certificate_lifetime_and_renewal_at_start(moat_bin, scratch):
     span = (orig.not_valid_after - orig.not_valid_before).total_seconds()
     assert span <= MAX_LIFETIME, span
     # re-sign the same certificate to expire in 10 days (test set-up reads
-    # ca.key; the server never does outside its CA process)
+    # ca.key; the server never does outside its key process)
     with open(os.path.join(s.dir, "ca.key"), "rb") as f:
         ca_key = serialization.load_pem_private_key(f.read(), None)
     with open(s.ca, "rb") as f:

@@ -2,7 +2,7 @@
 The serving process runs under a seccomp filter once started (issue 9,
 section 6): no exec, no ptrace, no new processes (docs/security.md). The
 filter itself is exercised by tests/unit/test_sandbox.c; here: the running
-`moat serve` has it on every thread, and its CA process has its own.
+`moat serve` has it on every thread, and its key process has its own.
 """
 
 import os
@@ -38,7 +38,7 @@ def test_every_thread_of_moat_serve_is_filtered(moat_bin, scratch):
             st = status(pid, tid)
             assert st["Seccomp"] == "2", (tid, st["Seccomp"])
             assert st["NoNewPrivs"] == "1", (tid, st["NoNewPrivs"])
-        # the CA process: a child with a filter of its own
+        # the key process: a child with a filter of its own
         children = open("/proc/%d/task/%d/children" % (pid, pid)).read().split()
         assert children, "no CA process"
         assert status(int(children[0]))["Seccomp"] == "2"
