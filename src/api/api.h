@@ -38,7 +38,7 @@ struct moat_api_opts {
 	void *http_stats_arg;
 	/* Called on the API thread after a committed change to identities,
 	 * memberships, attachments or policies; may be NULL. */
-	struct moat_ca *ca;  /* the CA process (signing, CRL); NULL: EST unavailable */
+	struct moat_ca *ca;  /* the key process (signing, CRL); NULL: EST unavailable */
 	unsigned cert_days;  /* lifetime of enrolled certificates (0: the default) */
 	const char *crl_url; /* the CRL distribution point they name; NULL: none */
 	/* ch: the identities a registry service call touched; NULL: reload

@@ -97,7 +97,7 @@ struct moat_api {
 	 * once per registry generation (api_registry_changed bumps reg_gen on
 	 * every revocation, decommissioning and other change the broker
 	 * enforces) and at most MOAT_CRL_CACHE_MAX_S old, so an anonymous
-	 * GET /crl never makes the CA process sign. */
+	 * GET /crl never makes the key process sign. */
 	uint64_t reg_gen;
 	uint64_t crl_gen;
 	uint8_t *crl_der;

@@ -299,7 +299,7 @@ _Static_assert(MOAT_RULE_FILTER_MAX <= MOAT_MAX_TOPIC_LEN, "a rule template fits
 _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
 	       "room for device-default (3 rules) plus one more policy");
 
-/* CA process and enrollment (src/pki/csr.c, ca_proc.c, ca_msg.c). */
+/* The key process and enrollment (src/pki/csr.c, ca_proc.c, ca_msg.c). */
 /* A DER certificate request: a P-256 request is ~300 bytes and an RSA-8192
  * one ~1.3 KiB; 16 KiB leaves room for attributes without letting a peer
  * make us parse megabytes of ASN.1. */
@@ -344,7 +344,7 @@ _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
  * signed CRL back in parts of MOAT_CRL_PART_MAX bytes. Only unexpired
  * revoked certificates are listed, so a fleet of 4,100 devices that all
  * re-enroll (each superseded certificate revoked) lists about 4,100; 128 Ki
- * entries serve fleets thirty times that and bound the CA process's memory
+ * entries serve fleets thirty times that and bound the key process's memory
  * (about 40 MB of OpenSSL objects) and a CRL (at most 42 bytes an entry:
  * 5.5 MB) that relying parties download. */
 #define MOAT_CRL_MAX_ENTRIES (128u * 1024u)
@@ -388,10 +388,10 @@ _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
 #define MOAT_KEY_SEAL_OVERHEAD 44u
 /* A stored TOTP seed: sealed, or (before the start-up migration) plain. */
 #define MOAT_TOTP_STORED_MAX (MOAT_TOTP_SECRET_MAX + MOAT_KEY_SEAL_OVERHEAD)
-/* A request to the CA process must be answered this soon (ms), or the CA is
+/* A request to the key process must be answered this soon (ms), or the CA is
  * treated as dead: signing takes well under a millisecond. */
 #define MOAT_CA_TIMEOUT_MS 5000u
-/* moat_ca_stop waits this long for the CA process to exit before SIGKILL. */
+/* moat_ca_stop waits this long for the key process to exit before SIGKILL. */
 #define MOAT_CA_STOP_MS 2000u
 _Static_assert(((MOAT_CSR_MAX + 2u) / 3u) * 4u * 66u / 64u + 128u <= MOAT_CSR_BODY_MAX,
 	       "a base64 or PEM request of MOAT_CSR_MAX bytes fits a body");

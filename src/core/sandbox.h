@@ -1,10 +1,10 @@
 /*
  * The serving process's seccomp filter (docs/security.md): once moat serve
- * has forked the CA process and started its threads, no thread of it may
+ * has forked the key process and started its threads, no thread of it may
  * run another program, trace or read another process, create a process,
  * load kernel code or change namespaces and mounts. Everything else the
  * broker, the store and the API need stays allowed: it is a deny list, the
- * CA process (src/pki/ca_proc.c) has the strict allow list.
+ * key process (src/pki/ca_proc.c) has the strict allow list.
  */
 #ifndef MOAT_CORE_SANDBOX_H
 #define MOAT_CORE_SANDBOX_H

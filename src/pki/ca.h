@@ -99,7 +99,7 @@ struct moat_revoked {
 };
 
 /*
- * Fork the CA process for the CA in dir (ca.key, ca.crt) and wait until it
+ * Fork the key process for the CA in dir (ca.key, ca.crt) and wait until it
  * has loaded the key and locked itself down. Fails (with the child's reason
  * in err) when the key is missing, does not match the certificate, or is
  * accessible by group or others (err says which chmod fixes it). See the
@@ -165,7 +165,7 @@ moat_err moat_ca_server_cert_check(struct moat_ca *ca, const char *cert_path, in
 moat_err moat_ca_cacerts(struct moat_ca *ca, uint8_t **der, size_t *der_len, char *err,
 			 size_t errlen);
 
-/* MOAT_OK when the CA process answers. */
+/* MOAT_OK when the key process answers. */
 moat_err moat_ca_ping(struct moat_ca *ca, char *err, size_t errlen);
 
 /*

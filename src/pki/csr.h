@@ -4,7 +4,7 @@
  * Moat will issue a device certificate for it.
  *
  * Pure checks: nothing here touches key material other than the public key
- * inside the request. The CA process (ca_proc.c) runs moat_csr_check again
+ * inside the request. The key process (ca_proc.c) runs moat_csr_check again
  * itself before it signs, so the network-facing side cannot talk it into
  * issuing for a request these rules refuse.
  *

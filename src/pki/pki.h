@@ -66,7 +66,7 @@ moat_err moat_pki_cert_validity(const struct x509_st *cert, int64_t *not_before,
 				int64_t *not_after);
 
 /* Write a message into err and append OpenSSL's reasons (clearing its
- * error queue); shared by the local CA tools and the CA process. */
+ * error queue); shared by the local CA tools and the key process. */
 void moat_pki_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

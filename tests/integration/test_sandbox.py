@@ -40,7 +40,7 @@ def test_every_thread_of_moat_serve_is_filtered(moat_bin, scratch):
             assert st["NoNewPrivs"] == "1", (tid, st["NoNewPrivs"])
         # the key process: a child with a filter of its own
         children = open("/proc/%d/task/%d/children" % (pid, pid)).read().split()
-        assert children, "no CA process"
+        assert children, "no key process"
         assert status(int(children[0]))["Seccomp"] == "2"
         # the API still works under the filter (it never needed exec or fork)
         adm = ak.setup_admin(s)
