@@ -3,6 +3,11 @@
 #ifndef MOAT_CLI_H
 #define MOAT_CLI_H
 
+#include <stdbool.h>
+
+#include "audit/audit_store.h"
+#include "registry/registry.h"
+
 #define MOAT_VERSION "0.1.0"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -28,5 +33,20 @@ int moat_cmd_policy(int argc, char **argv);
  * from moat_cmd_cert), decommissioning (`moat device decommission`). */
 int moat_cmd_enroll_token(int argc, char **argv);
 int moat_cmd_cert_api(int argc, char **argv);
+
+/* Offline registry changes (`moat cert issue`, `moat device import`) go
+ * through the registry service with an audit log signed by DIR/audit.key,
+ * the actor being "cli:<unix user>" (offline.c). open fills rx for the
+ * store st; close always. */
+struct moat_cli_offline {
+	struct moat_audit_file_signer signer;
+	struct moat_audit_log log;
+	bool signer_open, log_open;
+	char actor[96];
+	struct moat_reg_ctx rx;
+};
+moat_err moat_cli_offline_open(struct moat_cli_offline *o, struct moat_store *st, const char *dir,
+			       char *err, size_t errlen);
+void moat_cli_offline_close(struct moat_cli_offline *o);
 
 #endif

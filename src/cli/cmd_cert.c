@@ -4,7 +4,6 @@
  * `moat cert list|revoke` talk to the management API (cmd_certs.c). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,17 +76,6 @@ static moat_err rules_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return *rules != NULL ? MOAT_OK : MOAT_E_NOMEM;
 }
 
-/* The actor of an offline change: the Unix user who ran the command. */
-static void cli_actor(char *out, size_t len)
-{
-	struct passwd *pw = getpwuid(geteuid());
-
-	if (pw != NULL && pw->pw_name != NULL && pw->pw_name[0] != '\0')
-		snprintf(out, len, "cli:%.80s", pw->pw_name);
-	else
-		snprintf(out, len, "cli:uid-%lu", (unsigned long)geteuid());
-}
-
 /* What a new identity's group needs, through the registry service (each
  * change audited): the group if missing, and its policy (named after it)
  * attached when rules were given. A policy that exists with other rules is
@@ -145,15 +133,12 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 	struct moat_store_opts o;
 	struct moat_store *st = NULL;
 	struct moat_reg_change ch = {0};
-	struct moat_audit_file_signer signer;
-	struct moat_audit_log log;
+	struct moat_cli_offline off;
 	struct moat_reg_cert cert;
-	struct moat_reg_ctx rx;
-	bool log_open = false, signer_open = false;
+	bool off_open = false;
 	struct moat_val v[1];
 	struct id_row row;
 	const char *id = r->id;
-	char actor[96];
 	char path[MOAT_MAX_PATH], serial[72] = "", fp[65] = "";
 	unsigned char md[32];
 	unsigned int mdlen = 0;
@@ -210,36 +195,24 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 		snprintf(err, errlen, "%s is registered as a %s, not a %s", id, row.kind, r->kind);
 		goto out;
 	}
-	if ((rc = moat_audit_file_signer_open(&signer, dir, err, errlen)) != MOAT_OK)
+	if ((rc = moat_cli_offline_open(&off, st, dir, err, errlen)) != MOAT_OK)
 		goto out;
-	signer_open = true;
-	if ((rc = moat_audit_log_open(&log, st, dir, moat_audit_file_sign, &signer, err, errlen)) !=
-	    MOAT_OK)
-		goto out;
-	log_open = true;
-	cli_actor(actor, sizeof(actor));
-	memset(&rx, 0, sizeof(rx));
-	rx.store = st;
-	rx.audit = &log;
-	rx.actor = actor;
-	rx.peer = "";
-	rx.now = now;
+	off_open = true;
+	off.rx.now = now;
 	if (row.state[0] == '\0' && strcmp(r->group, "devices") != 0 &&
-	    (rc = add_group(&rx, r, &ch, err, errlen)) != MOAT_OK)
+	    (rc = add_group(&off.rx, r, &ch, err, errlen)) != MOAT_OK)
 		goto out;
 	cert.serial = serial;
 	cert.fingerprint = fp;
 	cert.not_before = not_before * 1000;
 	cert.not_after = not_after * 1000;
-	rc = moat_reg_cert_issue(&rx, id, row.state[0] == '\0', r->kind, r->group, &cert, &ch);
+	rc = moat_reg_cert_issue(&off.rx, id, row.state[0] == '\0', r->kind, r->group, &cert, &ch);
 	if (rc != MOAT_OK)
 		snprintf(err, errlen, "cannot register %s: %s", id, moat_strerror(rc));
 out:
 	moat_reg_change_clear(&ch);
-	if (log_open)
-		moat_audit_log_close(&log);
-	if (signer_open)
-		moat_audit_file_signer_close(&signer);
+	if (off_open)
+		moat_cli_offline_close(&off);
 	X509_free(x);
 	moat_store_close(st);
 	return rc;

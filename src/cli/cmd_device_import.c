@@ -7,7 +7,6 @@
  * this one is told apart by its name and takes --dir, never a server. A
  * running server applies the import on SIGHUP. */
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,17 +181,6 @@ static moat_err found_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return MOAT_OK;
 }
 
-/* The actor of an offline change: the Unix user who ran the command. */
-static void cli_actor(char *out, size_t len)
-{
-	struct passwd *pw = getpwuid(geteuid());
-
-	if (pw != NULL && pw->pw_name != NULL && pw->pw_name[0] != '\0')
-		snprintf(out, len, "cli:%.80s", pw->pw_name);
-	else
-		snprintf(out, len, "cli:uid-%lu", (unsigned long)geteuid());
-}
-
 /* Check the list against DIR's registry and import it. */
 static int import_into(const char *dir, const char *path, const struct import_list *l,
 		       const char *group, enum moat_id_state state, char *err, size_t errlen)
@@ -200,12 +188,10 @@ static int import_into(const char *dir, const char *path, const struct import_li
 	struct moat_store_opts o;
 	struct moat_store *st = NULL;
 	struct moat_reg_change ch = {0};
-	struct moat_audit_file_signer signer;
-	struct moat_audit_log log;
-	struct moat_reg_ctx rx;
-	bool log_open = false, signer_open = false;
+	struct moat_cli_offline off;
+	bool off_open = false;
 	const char **ids = NULL;
-	char dbpath[MOAT_MAX_PATH], actor[96], have[32];
+	char dbpath[MOAT_MAX_PATH], have[32];
 	struct moat_val v;
 	moat_err rc;
 	size_t i;
@@ -261,21 +247,10 @@ static int import_into(const char *dir, const char *path, const struct import_li
 	}
 	for (i = 0; i < l->n; i++)
 		ids[i] = l->v[i].id;
-	if (moat_audit_file_signer_open(&signer, dir, err, errlen) != MOAT_OK)
+	if (moat_cli_offline_open(&off, st, dir, err, errlen) != MOAT_OK)
 		goto out;
-	signer_open = true;
-	if (moat_audit_log_open(&log, st, dir, moat_audit_file_sign, &signer, err, errlen) !=
-	    MOAT_OK)
-		goto out;
-	log_open = true;
-	cli_actor(actor, sizeof(actor));
-	memset(&rx, 0, sizeof(rx));
-	rx.store = st;
-	rx.audit = &log;
-	rx.actor = actor;
-	rx.peer = "";
-	rx.now = moat_wall_ms();
-	rc = moat_reg_register_many(&rx, ids, l->n, state, group, &ch);
+	off_open = true;
+	rc = moat_reg_register_many(&off.rx, ids, l->n, state, group, &ch);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot import: %s", moat_strerror(rc));
 		goto out;
@@ -283,10 +258,8 @@ static int import_into(const char *dir, const char *path, const struct import_li
 	ret = EXIT_OK;
 out:
 	moat_reg_change_clear(&ch);
-	if (log_open)
-		moat_audit_log_close(&log);
-	if (signer_open)
-		moat_audit_file_signer_close(&signer);
+	if (off_open)
+		moat_cli_offline_close(&off);
 	free(ids);
 	moat_store_close(st);
 	return ret;

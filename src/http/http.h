@@ -265,6 +265,11 @@ void moat_http_resp_header(struct moat_http_resp *r, const char *name, const cha
 /* Set the body (copied). */
 moat_err moat_http_resp_body(struct moat_http_resp *r, int status, const char *ctype,
 			     const void *body, size_t len);
+/* A short RFC 9457 problem+json answer (type under moat.dev/problems/,
+ * the status's reason as title); for the HTTP layer's own refusals, where
+ * detail is a fixed sentence (it is not escaped). */
+void moat_http_resp_problem(struct moat_http_resp *r, int status, const char *type,
+			    const char *detail);
 /* Set the body, taking ownership of a malloc'd buffer. */
 void moat_http_resp_take(struct moat_http_resp *r, int status, const char *ctype, char *body,
 			 size_t len);

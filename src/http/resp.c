@@ -252,3 +252,16 @@ moat_err moat_http_resp_serialize(const struct moat_http_resp *r, bool keep_aliv
 	*outlen = total;
 	return MOAT_OK;
 }
+
+void moat_http_resp_problem(struct moat_http_resp *r, int status, const char *type,
+			    const char *detail)
+{
+	char body[320];
+	int n = snprintf(body, sizeof(body),
+			 "{\"type\":\"https://moat.dev/problems/%s\",\"title\":\"%s\","
+			 "\"status\":%d,\"detail\":\"%s\"}",
+			 type, moat_http_reason(status), status, detail);
+
+	if (n > 0 && (size_t)n < sizeof(body))
+		(void)moat_http_resp_body(r, status, "application/problem+json", body, (size_t)n);
+}

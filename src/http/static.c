@@ -63,18 +63,6 @@ const char *moat_http_content_type(const char *name)
 	return "application/octet-stream";
 }
 
-static void problem(struct moat_http_resp *r, int status, const char *type, const char *detail)
-{
-	char body[320];
-	int n = snprintf(body, sizeof(body),
-			 "{\"type\":\"https://moat.dev/problems/%s\",\"title\":\"%s\","
-			 "\"status\":%d,\"detail\":\"%s\"}",
-			 type, moat_http_reason(status), status, detail);
-
-	if (n > 0 && (size_t)n < sizeof(body))
-		(void)moat_http_resp_body(r, status, "application/problem+json", body, (size_t)n);
-}
-
 void moat_http_etag(const struct stat *st, char *out, size_t outlen)
 {
 	snprintf(out, outlen, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_size,
@@ -201,7 +189,7 @@ void moat_http_resp_file(struct moat_http_resp *r, const struct moat_http_req *r
 
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		problem(r, 404, "not-found", "no such file");
+		moat_http_resp_problem(r, 404, "not-found", "no such file");
 		return;
 	}
 	size = (uint64_t)st.st_size;
@@ -229,7 +217,8 @@ void moat_http_resp_file(struct moat_http_resp *r, const struct moat_http_req *r
 		close(fd);
 		snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
 		moat_http_resp_header(r, "Content-Range", cr);
-		problem(r, 416, "range-not-satisfiable", "the range is outside the file");
+		moat_http_resp_problem(r, 416, "range-not-satisfiable",
+				       "the range is outside the file");
 		return;
 	}
 	memset(&src, 0, sizeof(src));
@@ -309,19 +298,19 @@ void moat_http_static(const char *dir, const char *rel, const struct moat_http_r
 	int dirfd, fd;
 
 	if (!name_clean(rel)) {
-		problem(resp, 404, "not-found", "no such file");
+		moat_http_resp_problem(resp, 404, "not-found", "no such file");
 		return;
 	}
 	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
-		problem(resp, 404, "not-found", "no such file");
+		moat_http_resp_problem(resp, 404, "not-found", "no such file");
 		return;
 	}
 	fd = open_beneath(dirfd, rel);
 	close(dirfd);
 	if (fd < 0) {
 		/* outside the directory (EXDEV, ELOOP) reads as absent */
-		problem(resp, 404, "not-found", "no such file");
+		moat_http_resp_problem(resp, 404, "not-found", "no such file");
 		return;
 	}
 	moat_http_resp_file(resp, req, fd, moat_http_content_type(rel), NULL);

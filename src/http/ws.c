@@ -35,16 +35,10 @@ static bool has_token(const char *v, const char *token)
 	return false;
 }
 
+/* A refused upgrade closes the connection after its answer. */
 static void problem(struct moat_http_resp *r, int status, const char *type, const char *detail)
 {
-	char body[320];
-	int n = snprintf(body, sizeof(body),
-			 "{\"type\":\"https://moat.dev/problems/%s\",\"title\":\"%s\","
-			 "\"status\":%d,\"detail\":\"%s\"}",
-			 type, moat_http_reason(status), status, detail);
-
-	if (n > 0 && (size_t)n < sizeof(body))
-		(void)moat_http_resp_body(r, status, "application/problem+json", body, (size_t)n);
+	moat_http_resp_problem(r, status, type, detail);
 	r->close = true;
 }
 
