@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/reactor.h"
 #include "pki/ca.h"
+#include "auth/schema.h"
 
 #define COOKIE_NAME "__Host-moat_session"
 
@@ -71,7 +72,7 @@ moat_err api_operator_get(struct moat_api *api, const char *name, struct api_ope
 	moat_err rc;
 
 	memset(op, 0, sizeof(*op));
-	rc = moat_store_read(api->o.store, MOAT_STMT_OP_GET, &v, 1, op_cb, op);
+	rc = moat_store_read(api->o.store, AUTH_STMT(OP_GET), &v, 1, op_cb, op);
 	if (rc == MOAT_OK && op->name[0] == '\0')
 		rc = MOAT_E_NOTFOUND;
 	return rc;
@@ -199,13 +200,13 @@ static moat_err totp_migrate_one(struct moat_api *api, const char *name, size_t 
 		v[1] = moat_val_blob(s1, l1);
 		v[2] = moat_val_int(op.totp_last_step);
 		v[3] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_CONFIRM_TOTP, v, 4);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_CONFIRM_TOTP), v, 4);
 	}
 	if (rc == MOAT_OK && (pending || (secret && op.totp_pending_len > 0))) {
 		v[1] = pending ? moat_val_blob(s2, l2)
 			       : moat_val_blob(op.totp_pending, op.totp_pending_len);
 		v[2] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_PENDING, v, 3);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_TOTP_PENDING), v, 3);
 	}
 	if (rc) {
 		moat_store_batch_free(b);
@@ -243,7 +244,7 @@ moat_err api_totp_migrate(struct moat_api *api, char *err, size_t errlen)
 		pg->n = 0;
 		v[0] = moat_val_text(cursor, strlen(cursor));
 		v[1] = moat_val_int((int64_t)(sizeof(pg->names) / sizeof(pg->names[0])));
-		rc = moat_store_read(api->o.store, MOAT_STMT_OP_LIST, v, 2, name_cb, pg);
+		rc = moat_store_read(api->o.store, AUTH_STMT(OP_LIST), v, 2, name_cb, pg);
 		if (rc)
 			goto out;
 		for (i = 0; i < pg->n; i++) {
@@ -333,7 +334,8 @@ static void noop_cb(void *arg, moat_err rc)
 }
 
 /* A write nobody waits for (last-seen times). */
-static void write_async(struct moat_api *api, enum moat_stmt id, const struct moat_val *v, size_t n)
+static void write_async(struct moat_api *api, struct moat_stmt id, const struct moat_val *v,
+			size_t n)
 {
 	struct moat_store_batch *b = NULL;
 
@@ -482,7 +484,8 @@ bool api_authenticate(struct api_call *c)
 		memset(&t, 0, sizeof(t));
 		moat_secret_hash(auth + 7, strlen(auth + 7), h);
 		v[0] = moat_val_blob(h, sizeof(h));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_GET_HASH, v, 1, token_cb, &t);
+		rc =
+		    moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_GET_HASH), v, 1, token_cb, &t);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			return false;
@@ -505,7 +508,7 @@ bool api_authenticate(struct api_call *c)
 		snprintf(c->who.creator, sizeof(c->who.creator), "%s", t.creator);
 		v[0] = moat_val_text(t.id, strlen(t.id));
 		v[1] = moat_val_int(c->now);
-		write_async(c->api, MOAT_STMT_TOKEN_TOUCH, v, 2);
+		write_async(c->api, AUTH_STMT(TOKEN_TOUCH), v, 2);
 		return true;
 	}
 	if (find_cookie(c->req, COOKIE_NAME, secret, sizeof(secret))) {
@@ -514,7 +517,7 @@ bool api_authenticate(struct api_call *c)
 		moat_secret_hash(secret, strlen(secret), h);
 		sodium_memzero(secret, sizeof(secret));
 		v[0] = moat_val_blob(h, sizeof(h));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_SESS_GET, v, 1, sess_cb, &s);
+		rc = moat_store_read(c->api->o.store, AUTH_STMT(SESS_GET), v, 1, sess_cb, &s);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			return false;
@@ -541,7 +544,7 @@ bool api_authenticate(struct api_call *c)
 		if (c->now - s.last_seen >= (int64_t)MOAT_API_SESSION_TOUCH_MS) {
 			v[0] = moat_val_blob(h, sizeof(h));
 			v[1] = moat_val_int(c->now);
-			write_async(c->api, MOAT_STMT_SESS_TOUCH, v, 2);
+			write_async(c->api, AUTH_STMT(SESS_TOUCH), v, 2);
 		}
 		return true;
 	}
@@ -596,14 +599,14 @@ void api_setup(struct api_call *c)
 	user = api_str(c, "username");
 	pw = api_str(c, "password");
 	v[0] = moat_val_null();
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_OP_COUNT, v, 1, count_cb, &n);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(OP_COUNT), v, 1, count_cb, &n);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
 	}
 	moat_secret_hash(tok, strlen(tok), h);
 	v[0] = moat_val_blob(h, sizeof(h));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_SETUP_GET, v, 1, setup_cb, st);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(SETUP_GET), v, 1, setup_cb, st);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
@@ -637,11 +640,11 @@ void api_setup(struct api_call *c)
 	v[1] = moat_val_text("admin", 5);
 	v[2] = moat_val_text(hash, strlen(hash));
 	v[3] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_INSERT, v, 4);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_INSERT), v, 4);
 	v[0] = moat_val_blob(h, sizeof(h));
 	v[1] = moat_val_int(c->now);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_SETUP_USE, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SETUP_USE), v, 2);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -787,7 +790,7 @@ void api_login(struct api_call *c)
 			sodium_memzero(norm, sizeof(norm));
 			v[0] = moat_val_text(user, strlen(user));
 			v[1] = moat_val_blob(rh, sizeof(rh));
-			rc = moat_store_read(c->api->o.store, MOAT_STMT_RECOVERY_HAS, v, 2,
+			rc = moat_store_read(c->api->o.store, AUTH_STMT(RECOVERY_HAS), v, 2,
 					     count_cb, &n);
 			if (rc != MOAT_OK) {
 				api_internal(c, rc);
@@ -825,16 +828,16 @@ void api_login(struct api_call *c)
 	v[6] = moat_val_int(c->now);
 	v[7] = moat_val_text(c->req->peer, strlen(c->req->peer));
 	v[8] = moat_val_text(ua, strlen(ua));
-	rc = moat_store_batch_add(b, MOAT_STMT_SESS_PUT, v, 9);
+	rc = moat_store_batch_add(b, AUTH_STMT(SESS_PUT), v, 9);
 	if (rc == MOAT_OK && step > 0) {
 		v[0] = moat_val_text(user, strlen(user));
 		v[1] = moat_val_int(step);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_STEP, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_TOTP_STEP), v, 2);
 	}
 	if (rc == MOAT_OK && used_recovery) {
 		v[0] = moat_val_text(user, strlen(user));
 		v[1] = moat_val_blob(rh, sizeof(rh));
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_USE, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_USE), v, 2);
 	}
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
@@ -870,7 +873,7 @@ void api_logout(struct api_call *c)
 	moat_err rc;
 
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL, &v, 1)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL), &v, 1)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;
@@ -950,11 +953,11 @@ void api_me_password(struct api_call *c)
 	v[0] = moat_val_text(c->who.name, strlen(c->who.name));
 	v[1] = moat_val_text(hash, strlen(hash));
 	v[2] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_PASSWORD, v, 3);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_PASSWORD), v, 3);
 	/* Every other session of this user ends. */
 	v[1] = moat_val_text(c->who.sid, strlen(c->who.sid));
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -1010,7 +1013,7 @@ void api_me_totp(struct api_call *c)
 	v[0] = moat_val_text(c->who.name, strlen(c->who.name));
 	v[1] = moat_val_blob(sealed, sealed_len);
 	v[2] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_PENDING, v, 3);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_TOTP_PENDING), v, 3);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -1083,28 +1086,28 @@ void api_me_totp_confirm(struct api_call *c)
 	v[1] = moat_val_blob(sealed, sealed_len);
 	v[2] = moat_val_int(step);
 	v[3] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_CONFIRM_TOTP, v, 4);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_CONFIRM_TOTP), v, 4);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_DEL_ALL, v, 1);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_DEL_ALL), v, 1);
 	for (i = 0; rc == MOAT_OK && i < MOAT_RECOVERY_CODES; i++) {
 		char norm[64];
 		uint8_t rh[MOAT_SECRET_HASH_LEN];
 		(void)moat_recovery_normalise(codes[i], norm, sizeof(norm));
 		moat_secret_hash(norm, strlen(norm), rh);
 		v[1] = moat_val_blob(rh, sizeof(rh));
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_PUT, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_PUT), v, 2);
 	}
 	if (rc == MOAT_OK) {
 		v[0] = moat_val_blob(c->who.sess_hash, sizeof(c->who.sess_hash));
 		v[1] = moat_val_int(1);
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_SET_MFA, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_SET_MFA), v, 2);
 	}
 	/* Sessions opened with the password alone end: the account now has a
 	 * second factor they never showed. */
 	if (rc == MOAT_OK) {
 		v[0] = moat_val_text(c->who.name, strlen(c->who.name));
 		v[1] = moat_val_text(c->who.sid, strlen(c->who.sid));
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	}
 	sodium_memzero(op.totp_pending, sizeof(op.totp_pending));
 	if (rc != MOAT_OK) {

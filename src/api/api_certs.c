@@ -16,6 +16,7 @@
 #include "api/internal.h"
 #include "registry/registry.h"
 #include "tls/tls.h"
+#include "registry/schema.h"
 
 /* --- enrollment tokens --- */
 
@@ -69,7 +70,7 @@ void api_etokens_list(struct api_call *c)
 		return;
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_ETOKEN_LIST, v, 2, etoken_list_cb, NULL, limit, "id");
+	api_reg_list(c, REG_STMT(ETOKEN_LIST), v, 2, etoken_list_cb, NULL, limit, "id");
 }
 
 void api_etokens_create(struct api_call *c)
@@ -143,7 +144,7 @@ void api_etokens_create(struct api_call *c)
 	v[5] = moat_val_int(c->now + hours * 3600000);
 	v[6] = moat_val_text(c->who.actor, strlen(c->who.actor));
 	v[7] = moat_val_int(c->now);
-	if (api_reg_add(&b, MOAT_STMT_ETOKEN_PUT, v, 8) != MOAT_OK) {
+	if (api_reg_add(&b, REG_STMT(ETOKEN_PUT), v, 8) != MOAT_OK) {
 		sodium_memzero(secret, sizeof(secret));
 		api_internal(c, MOAT_E_NOMEM);
 		return;
@@ -216,7 +217,7 @@ void api_certs_list(struct api_call *c)
 	v[0] = ident[0] ? moat_val_text(ident, strlen(ident)) : moat_val_null();
 	v[1] = moat_val_text(cursor, strlen(cursor));
 	v[2] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_CERT_LIST, v, 3, cert_list_cb, NULL, limit, "serial");
+	api_reg_list(c, REG_STMT(CERT_LIST), v, 3, cert_list_cb, NULL, limit, "serial");
 }
 
 static moat_err cert_one_cb(void *arg, const struct moat_val *cols, size_t ncols)
@@ -235,7 +236,7 @@ static moat_err cert_load(struct api_call *c, const char *serial, json_t **out)
 	moat_err rc;
 
 	*out = NULL;
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_CERT_GET, &v, 1, cert_one_cb, out);
+	rc = moat_store_read(c->api->o.store, REG_STMT(CERT_GET), &v, 1, cert_one_cb, out);
 	if (rc == MOAT_OK && *out == NULL)
 		rc = MOAT_E_NOTFOUND;
 	return rc;
@@ -383,7 +384,7 @@ void api_mcas_list(struct api_call *c)
 		return;
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_MCA_LIST, v, 2, mca_list_cb, NULL, limit, "name");
+	api_reg_list(c, REG_STMT(MCA_LIST), v, 2, mca_list_cb, NULL, limit, "name");
 }
 
 /*
@@ -494,7 +495,7 @@ void api_mcas_create(struct api_call *c)
 	v[3] = moat_val_int(c->now);
 	v[4] = group == NULL ? moat_val_text(patterns, strlen(patterns)) : moat_val_null();
 	v[5] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
-	if (api_reg_add(&b, MOAT_STMT_MCA_PUT, v, 6) != MOAT_OK) {
+	if (api_reg_add(&b, REG_STMT(MCA_PUT), v, 6) != MOAT_OK) {
 		api_internal(c, MOAT_E_NOMEM);
 		return;
 	}
@@ -527,7 +528,7 @@ void api_mcas_delete(struct api_call *c)
 	/* exists? (the list is small) */
 	lv[0] = moat_val_text("", 0);
 	lv[1] = moat_val_int(1000);
-	if (moat_store_read(c->api->o.store, MOAT_STMT_MCA_LIST, lv, 2, mca_list_cb, items) !=
+	if (moat_store_read(c->api->o.store, REG_STMT(MCA_LIST), lv, 2, mca_list_cb, items) !=
 	    MOAT_OK) {
 		json_decref(items);
 		api_internal(c, MOAT_E_IO);
@@ -541,7 +542,7 @@ void api_mcas_delete(struct api_call *c)
 		api_problem(c, 404, "not-found", "no such manufacturer CA", NULL);
 		return;
 	}
-	if (api_reg_add(&b, MOAT_STMT_MCA_DEL, &v, 1) != MOAT_OK) {
+	if (api_reg_add(&b, REG_STMT(MCA_DEL), &v, 1) != MOAT_OK) {
 		api_internal(c, MOAT_E_NOMEM);
 		return;
 	}

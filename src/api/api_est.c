@@ -24,6 +24,7 @@
 #include "pki/ca.h"
 #include "pki/csr.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 /* certs-only PKCS#7 (a degenerate SignedData) holding one certificate,
  * base64 with line breaks as EST answers carry it. */
@@ -226,7 +227,7 @@ static bool factory_ca(struct api_call *c, char *name, size_t namelen)
 	name[0] = '\0';
 	if (m.fp == NULL || m.fp[0] == '\0' || api_is_moat_ca(c->api, m.fp))
 		return false;
-	if (moat_store_read(c->api->o.store, MOAT_STMT_MCA_ALL, NULL, 0, mca_find_cb, &m) !=
+	if (moat_store_read(c->api->o.store, REG_STMT(MCA_ALL), NULL, 0, mca_find_cb, &m) !=
 	    MOAT_OK)
 		return false;
 	if (!m.found)
@@ -311,11 +312,11 @@ static bool factory_allowed(struct api_call *c, const char *mca, const char *id,
 	}
 	memset(&scope, 0, sizeof(scope));
 	v[0] = moat_val_text(mca, strlen(mca));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_MCA_SCOPE, v, 1, mca_scope_cb, &scope);
+	rc = moat_store_read(c->api->o.store, REG_STMT(MCA_SCOPE), v, 1, mca_scope_cb, &scope);
 	if (rc == MOAT_OK && scope.group[0] != '\0') {
 		v[0] = moat_val_text(id, strlen(id));
 		v[1] = moat_val_text(scope.group, strlen(scope.group));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_MEMBER_IS, v, 2, count_cb, &n);
+		rc = moat_store_read(c->api->o.store, REG_STMT(MEMBER_IS), v, 2, count_cb, &n);
 	}
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
@@ -387,7 +388,7 @@ void api_est_enroll(struct api_call *c)
 		}
 		moat_secret_hash(auth + 7, strlen(auth + 7), h);
 		v[0] = moat_val_blob(h, sizeof(h));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_ETOKEN_GET_HASH, v, 1, etoken_cb,
+		rc = moat_store_read(c->api->o.store, REG_STMT(ETOKEN_GET_HASH), v, 1, etoken_cb,
 				     &t);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
@@ -420,7 +421,7 @@ void api_est_enroll(struct api_call *c)
 	if (mca[0] != '\0' && !factory_allowed(c, mca, id, req))
 		goto out;
 	v[0] = moat_val_text(id, strlen(id));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
+	rc = moat_store_read(c->api->o.store, REG_STMT(ID_GET), v, 1, ident_cb, &row);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		goto out;
@@ -449,7 +450,7 @@ void api_est_enroll(struct api_call *c)
 	if (!row.found) {
 		int64_t n = 0;
 		v[0] = moat_val_text(t.group, strlen(t.group));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_GROUP_EXISTS, v, 1, count_cb, &n);
+		rc = moat_store_read(c->api->o.store, REG_STMT(GROUP_EXISTS), v, 1, count_cb, &n);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			goto out;
@@ -478,15 +479,15 @@ void api_est_enroll(struct api_call *c)
 		v[1] = moat_val_text("device", 6);
 		v[2] = moat_val_text("active", 6);
 		v[3] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
+		rc = moat_store_batch_add(b, REG_STMT(ID_INSERT), v, 4);
 		v[1] = moat_val_text(t.group, strlen(t.group));
 		if (rc == MOAT_OK)
-			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
+			rc = moat_store_batch_add(b, REG_STMT(MEMBER_ADD), v, 2);
 	} else if (row.state == MOAT_ID_REGISTERED) {
 		v[0] = moat_val_text(id, strlen(id));
 		v[1] = moat_val_text("active", 6);
 		v[2] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, MOAT_STMT_ID_SET_STATE, v, 3);
+		rc = moat_store_batch_add(b, REG_STMT(ID_SET_STATE), v, 3);
 	}
 	if (rc == MOAT_OK) {
 		v[0] = moat_val_text(serial, strlen(serial));
@@ -495,11 +496,11 @@ void api_est_enroll(struct api_call *c)
 		v[3] = moat_val_int(c->now - (int64_t)MOAT_CERT_SKEW_S * 1000);
 		v[4] = moat_val_int(not_after * 1000);
 		v[5] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
+		rc = moat_store_batch_add(b, REG_STMT(CERT_PUT), v, 6);
 	}
 	if (rc == MOAT_OK && mca[0] == '\0') {
 		v[0] = moat_val_text(t.id, strlen(t.id));
-		rc = moat_store_batch_add(b, MOAT_STMT_ETOKEN_USE, v, 1);
+		rc = moat_store_batch_add(b, REG_STMT(ETOKEN_USE), v, 1);
 	}
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
@@ -578,7 +579,7 @@ static moat_err crl_refresh(struct moat_api *api, int64_t now_ms)
 	char err[256];
 	moat_err rc;
 
-	rc = moat_store_read(api->o.store, MOAT_STMT_CRL_ENTRIES, &v, 1, revoked_cb, &l);
+	rc = moat_store_read(api->o.store, REG_STMT(CRL_ENTRIES), &v, 1, revoked_cb, &l);
 	if (l.full) {
 		/* Never a truncated list: a CRL that silently omits revoked
 		 * certificates is worse than none. */
@@ -702,10 +703,10 @@ void api_est_reenroll(struct api_call *c)
 	}
 	snprintf(c->who.actor, sizeof(c->who.actor), "device:%s", id);
 	v[0] = moat_val_text(old, strlen(old));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_CERT_GET, v, 1, cert_row_cb, &cur);
+	rc = moat_store_read(c->api->o.store, REG_STMT(CERT_GET), v, 1, cert_row_cb, &cur);
 	if (rc == MOAT_OK) {
 		v[0] = moat_val_text(id, strlen(id));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
+		rc = moat_store_read(c->api->o.store, REG_STMT(ID_GET), v, 1, ident_cb, &row);
 	}
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
@@ -752,11 +753,11 @@ void api_est_reenroll(struct api_call *c)
 	v[5] = moat_val_int(c->now);
 	rc = moat_store_batch_new(&b);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
+		rc = moat_store_batch_add(b, REG_STMT(CERT_PUT), v, 6);
 	v[0] = moat_val_text(old, strlen(old));
 	v[1] = moat_val_int(c->now + (int64_t)MOAT_REENROLL_GRACE_S * 1000);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_SCHEDULE_REVOKE, v, 2);
+		rc = moat_store_batch_add(b, REG_STMT(CERT_SCHEDULE_REVOKE), v, 2);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -787,13 +788,13 @@ void api_est_revoke_due(struct moat_api *api)
 	char detail[64];
 	int64_t n = 0;
 
-	if (moat_store_read(api->o.store, MOAT_STMT_CERT_DUE_COUNT, &v, 1, count_cb, &n) !=
+	if (moat_store_read(api->o.store, REG_STMT(CERT_DUE_COUNT), &v, 1, count_cb, &n) !=
 		MOAT_OK ||
 	    n == 0)
 		return;
 	if (moat_store_batch_new(&b) != MOAT_OK)
 		return;
-	if (moat_store_batch_add(b, MOAT_STMT_CERT_REVOKE_DUE, &v, 1) != MOAT_OK) {
+	if (moat_store_batch_add(b, REG_STMT(CERT_REVOKE_DUE), &v, 1) != MOAT_OK) {
 		moat_store_batch_free(b);
 		return;
 	}

@@ -18,6 +18,7 @@
 
 #include "api/internal.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 /* ------------------------------------------------------------------ */
 /* rows                                                                */
@@ -54,7 +55,7 @@ static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	return append(arg, col_text(&cols[0]));
 }
 
-static moat_err names_of(struct api_call *c, enum moat_stmt st, const char *key, json_t **out)
+static moat_err names_of(struct api_call *c, struct moat_stmt st, const char *key, json_t **out)
 {
 	json_t *arr = json_array();
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -145,8 +146,8 @@ moat_err api_reg_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 }
 
 /* Rows of st into a new array. */
-static moat_err read_rows(struct api_call *c, enum moat_stmt st, const struct moat_val *v, size_t n,
-			  moat_store_row_cb cb, json_t **out)
+static moat_err read_rows(struct api_call *c, struct moat_stmt st, const struct moat_val *v,
+			  size_t n, moat_store_row_cb cb, json_t **out)
 {
 	json_t *arr = json_array();
 	moat_err rc;
@@ -164,7 +165,7 @@ static moat_err read_rows(struct api_call *c, enum moat_stmt st, const struct mo
 }
 
 /* The one row st finds for key, or MOAT_E_NOTFOUND. */
-static moat_err read_one(struct api_call *c, enum moat_stmt st, moat_store_row_cb cb,
+static moat_err read_one(struct api_call *c, struct moat_stmt st, moat_store_row_cb cb,
 			 const char *key, json_t **out)
 {
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -193,9 +194,9 @@ moat_err api_reg_identity_fill(struct api_call *c, json_t *o)
 
 	if (id == NULL)
 		return MOAT_E_CORRUPT;
-	if ((rc = names_of(c, MOAT_STMT_MEMBERS_OF, id, &g)) != MOAT_OK)
+	if ((rc = names_of(c, REG_STMT(MEMBERS_OF), id, &g)) != MOAT_OK)
 		return rc;
-	if ((rc = names_of(c, MOAT_STMT_ATTACHED_TO_ID, id, &p)) != MOAT_OK) {
+	if ((rc = names_of(c, REG_STMT(ATTACHED_TO_ID), id, &p)) != MOAT_OK) {
 		json_decref(g);
 		return rc;
 	}
@@ -212,7 +213,7 @@ moat_err api_reg_group_fill(struct api_call *c, json_t *o)
 
 	if (name == NULL)
 		return MOAT_E_CORRUPT;
-	if ((rc = names_of(c, MOAT_STMT_ATTACHED_TO_GROUP, name, &p)) != MOAT_OK)
+	if ((rc = names_of(c, REG_STMT(ATTACHED_TO_GROUP), name, &p)) != MOAT_OK)
 		return rc;
 	json_object_set_new(o, "policies", p);
 	return MOAT_OK;
@@ -220,7 +221,7 @@ moat_err api_reg_group_fill(struct api_call *c, json_t *o)
 
 moat_err api_reg_identity_load(struct api_call *c, const char *id, json_t **out)
 {
-	moat_err rc = read_one(c, MOAT_STMT_ID_GET, api_reg_identity_cb, id, out);
+	moat_err rc = read_one(c, REG_STMT(ID_GET), api_reg_identity_cb, id, out);
 
 	if (rc == MOAT_OK && (rc = api_reg_identity_fill(c, *out)) != MOAT_OK) {
 		json_decref(*out);
@@ -231,7 +232,7 @@ moat_err api_reg_identity_load(struct api_call *c, const char *id, json_t **out)
 
 moat_err api_reg_group_load(struct api_call *c, const char *name, json_t **out)
 {
-	moat_err rc = read_one(c, MOAT_STMT_GROUP_GET, api_reg_group_cb, name, out);
+	moat_err rc = read_one(c, REG_STMT(GROUP_GET), api_reg_group_cb, name, out);
 
 	if (rc == MOAT_OK && (rc = api_reg_group_fill(c, *out)) != MOAT_OK) {
 		json_decref(*out);
@@ -242,7 +243,7 @@ moat_err api_reg_group_load(struct api_call *c, const char *name, json_t **out)
 
 moat_err api_reg_policy_load(struct api_call *c, const char *name, json_t **out)
 {
-	return read_one(c, MOAT_STMT_POLICY_GET, api_reg_policy_cb, name, out);
+	return read_one(c, REG_STMT(POLICY_GET), api_reg_policy_cb, name, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -294,7 +295,7 @@ bool api_reg_name_ok(struct api_call *c, const char *what, const char *field, co
 
 /* A reference in the body to a group or policy that must exist: false
  * with 422 naming the field when it does not. */
-static bool ref_exists(struct api_call *c, enum moat_stmt st, moat_store_row_cb cb,
+static bool ref_exists(struct api_call *c, struct moat_stmt st, moat_store_row_cb cb,
 		       const char *what, const char *name, const char *field)
 {
 	char msg[200];
@@ -315,12 +316,12 @@ static bool ref_exists(struct api_call *c, enum moat_stmt st, moat_store_row_cb 
 
 bool api_reg_group_exists(struct api_call *c, const char *name, const char *field)
 {
-	return ref_exists(c, MOAT_STMT_GROUP_GET, api_reg_group_cb, "group", name, field);
+	return ref_exists(c, REG_STMT(GROUP_GET), api_reg_group_cb, "group", name, field);
 }
 
 bool api_reg_policy_exists(struct api_call *c, const char *name, const char *field)
 {
-	return ref_exists(c, MOAT_STMT_POLICY_GET, api_reg_policy_cb, "policy", name, field);
+	return ref_exists(c, REG_STMT(POLICY_GET), api_reg_policy_cb, "policy", name, field);
 }
 
 void api_reg_ctx(struct api_call *c, struct moat_reg_ctx *x)
@@ -350,7 +351,7 @@ bool api_reg_done(struct api_call *c, moat_err rc, struct moat_reg_change *ch)
 }
 
 /* Add one statement to *b (created when NULL); on failure *b is freed. */
-moat_err api_reg_add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
+moat_err api_reg_add(struct moat_store_batch **b, struct moat_stmt st, const struct moat_val *v,
 		     size_t n)
 {
 	moat_err rc = MOAT_OK;
@@ -401,7 +402,7 @@ bool api_reg_query_opt(struct api_call *c, const char *key, char *out, size_t le
 }
 
 /* A page of rows of st (limit + 1 asked for), each filled in, answered. */
-void api_reg_list(struct api_call *c, enum moat_stmt st, const struct moat_val *v, size_t n,
+void api_reg_list(struct api_call *c, struct moat_stmt st, const struct moat_val *v, size_t n,
 		  moat_store_row_cb cb, moat_err (*fill)(struct api_call *, json_t *), size_t limit,
 		  const char *cursor_field)
 {

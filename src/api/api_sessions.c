@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "auth/schema.h"
 
 struct sess_list {
 	json_t *items;
@@ -71,7 +72,7 @@ void api_sessions_list(struct api_call *c)
 	v[0] = everyone ? moat_val_null() : moat_val_text(c->who.name, strlen(c->who.name));
 	v[1] = moat_val_text(cursor, strlen(cursor));
 	v[2] = moat_val_int((int64_t)limit + 1);
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_SESS_LIST, v, 3, list_cb, &l);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(SESS_LIST), v, 3, list_cb, &l);
 	if (rc != MOAT_OK) {
 		json_decref(l.items);
 		api_internal(c, rc);
@@ -97,7 +98,7 @@ void api_sessions_delete(struct api_call *c)
 	struct moat_store_batch *b = NULL;
 	moat_err rc;
 
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_SESS_GET_SID, &v, 1, owner_cb, owner);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(SESS_GET_SID), &v, 1, owner_cb, owner);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
@@ -114,7 +115,7 @@ void api_sessions_delete(struct api_call *c)
 		return;
 	}
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL, &v, 1)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL), &v, 1)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;

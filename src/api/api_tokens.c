@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include "api/internal.h"
+#include "auth/schema.h"
 
 struct tok_list {
 	json_t *items;
@@ -61,7 +62,7 @@ void api_tokens_list(struct api_call *c)
 	}
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_LIST, v, 2, list_cb, &l);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_LIST), v, 2, list_cb, &l);
 	if (rc != MOAT_OK) {
 		json_decref(l.items);
 		api_internal(c, rc);
@@ -144,7 +145,7 @@ void api_tokens_create(struct api_call *c)
 	v[4] = moat_val_text(c->who.actor, strlen(c->who.actor));
 	v[5] = moat_val_int(c->now);
 	v[6] = moat_val_int(expires);
-	if ((rc = moat_store_batch_add(b, MOAT_STMT_TOKEN_PUT, v, 7)) != MOAT_OK) {
+	if ((rc = moat_store_batch_add(b, AUTH_STMT(TOKEN_PUT), v, 7)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;
@@ -154,7 +155,7 @@ void api_tokens_create(struct api_call *c)
 				 "expires_in_days", (json_int_t)days));
 	v[0] = moat_val_text(id, strlen(id));
 	if (rc == MOAT_OK)
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_GET, v, 1, one_cb, &tok);
+		rc = moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_GET), v, 1, one_cb, &tok);
 	if (rc != MOAT_OK || tok == NULL) {
 		sodium_memzero(secret, sizeof(secret));
 		api_internal(c, rc != MOAT_OK ? rc : MOAT_E_INTERNAL);
@@ -174,7 +175,7 @@ void api_tokens_delete(struct api_call *c)
 	moat_err rc;
 
 	v[0] = moat_val_text(c->params.v[0], strlen(c->params.v[0]));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_GET, v, 1, one_cb, &tok);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_GET), v, 1, one_cb, &tok);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
@@ -194,7 +195,7 @@ void api_tokens_delete(struct api_call *c)
 	json_decref(tok);
 	v[1] = moat_val_int(c->now);
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(b, MOAT_STMT_TOKEN_REVOKE, v, 2)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(b, AUTH_STMT(TOKEN_REVOKE), v, 2)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;

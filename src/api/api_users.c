@@ -5,6 +5,7 @@
 
 #include "api/internal.h"
 #include "auth/password.h"
+#include "auth/schema.h"
 
 struct list_ctx {
 	json_t *items;
@@ -53,7 +54,7 @@ void api_users_list(struct api_call *c)
 	l.items = json_array();
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_OP_LIST, v, 2, list_cb, &l);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(OP_LIST), v, 2, list_cb, &l);
 	if (rc != MOAT_OK) {
 		json_decref(l.items);
 		api_internal(c, rc);
@@ -144,7 +145,7 @@ void api_users_create(struct api_call *c)
 	v[1] = moat_val_text(api_role_names[role], strlen(api_role_names[role]));
 	v[2] = moat_val_text(hash, strlen(hash));
 	v[3] = moat_val_int(c->now);
-	if ((rc = moat_store_batch_add(b, MOAT_STMT_OP_INSERT, v, 4)) != MOAT_OK) {
+	if ((rc = moat_store_batch_add(b, AUTH_STMT(OP_INSERT), v, 4)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;
@@ -237,7 +238,7 @@ void api_users_patch(struct api_call *c)
 	}
 	if (op.role == ROLE_ADMIN && !op.disabled && (role != ROLE_ADMIN || disabled)) {
 		v[0] = moat_val_text("admin", 5);
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_OP_COUNT, v, 1, count_cb, &admins);
+		rc = moat_store_read(c->api->o.store, AUTH_STMT(OP_COUNT), v, 1, count_cb, &admins);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			return;
@@ -258,16 +259,16 @@ void api_users_patch(struct api_call *c)
 	v[2] = moat_val_int(c->now);
 	if (role != op.role) {
 		v[1] = moat_val_text(api_role_names[role], strlen(api_role_names[role]));
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_ROLE, v, 3);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_ROLE), v, 3);
 	}
 	if (rc == MOAT_OK && disabled != op.disabled) {
 		v[1] = moat_val_int(disabled ? 1 : 0);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_DISABLED, v, 3);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_DISABLED), v, 3);
 	}
 	/* A changed role or a disabled account: its sessions end now. */
 	if (rc == MOAT_OK && (role != op.role || (disabled && !op.disabled))) {
 		v[1] = moat_val_null();
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	}
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
@@ -300,12 +301,12 @@ void api_users_reset_mfa(struct api_call *c)
 	}
 	v[0] = moat_val_text(op.name, strlen(op.name));
 	v[1] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_RESET_MFA, v, 2);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_RESET_MFA), v, 2);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_DEL_ALL, v, 1);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_DEL_ALL), v, 1);
 	v[1] = moat_val_null();
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);

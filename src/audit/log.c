@@ -14,6 +14,7 @@
 #include "audit/audit_store.h"
 #include "core/log.h"
 #include "core/reactor.h"
+#include "audit/schema.h"
 
 struct head_row {
 	int64_t seq;
@@ -72,9 +73,9 @@ moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *stor
 	rc = moat_audit_pub_load(path, log->pk, err, errlen);
 	if (rc != MOAT_OK)
 		return rc;
-	rc = moat_store_read(store, MOAT_STMT_AUDIT_HEAD, NULL, 0, head_cb, &h);
+	rc = moat_store_read(store, AUDIT_STMT(AUDIT_HEAD), NULL, 0, head_cb, &h);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(store, MOAT_STMT_CHECKPOINT_LAST, NULL, 0, cp_last_cb,
+		rc = moat_store_read(store, AUDIT_STMT(CHECKPOINT_LAST), NULL, 0, cp_last_cb,
 				     &log->sealed_seq);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the audit log head: %s", moat_strerror(rc));
@@ -135,7 +136,7 @@ static moat_err add_checkpoint(struct moat_audit_log *log, struct moat_store_bat
 	v[1] = moat_val_int(cp.ts_ms);
 	v[2] = moat_val_blob(cp.head, sizeof(cp.head));
 	v[3] = moat_val_blob(cp.sig, sizeof(cp.sig));
-	return moat_store_batch_add(b, MOAT_STMT_CHECKPOINT_PUT, v, 4);
+	return moat_store_batch_add(b, AUDIT_STMT(CHECKPOINT_PUT), v, 4);
 }
 
 static moat_err write_one(struct moat_audit_log *log, struct moat_store_batch **b,
@@ -179,7 +180,7 @@ static moat_err read_head(struct moat_store *st, int64_t *seq, uint8_t head[MOAT
 	moat_err rc;
 
 	memset(&h, 0, sizeof(h));
-	rc = moat_store_read(st, MOAT_STMT_AUDIT_HEAD, NULL, 0, head_cb, &h);
+	rc = moat_store_read(st, AUDIT_STMT(AUDIT_HEAD), NULL, 0, head_cb, &h);
 	*seq = h.found ? h.seq : 0;
 	memcpy(head, h.hash, MOAT_AUDIT_HASH_LEN);
 	return rc;
@@ -207,7 +208,7 @@ static bool sealed_by_key(const struct moat_audit_log *log, int64_t seq,
 	struct moat_audit_checkpoint cp;
 
 	memset(&cp, 0, sizeof(cp));
-	if (moat_store_read(log->store, MOAT_STMT_CHECKPOINT_LAST, NULL, 0, cp_row_cb, &cp) !=
+	if (moat_store_read(log->store, AUDIT_STMT(CHECKPOINT_LAST), NULL, 0, cp_row_cb, &cp) !=
 	    MOAT_OK)
 		return false;
 	return cp.seq == seq && sodium_memcmp(cp.head, head, sizeof(cp.head)) == 0 &&
@@ -277,7 +278,7 @@ static moat_err write_one(struct moat_audit_log *log, struct moat_store_batch **
 	v[7] = moat_val_text(e.detail, strlen(e.detail));
 	v[8] = moat_val_blob(e.prev, sizeof(e.prev));
 	v[9] = moat_val_blob(e.hash, sizeof(e.hash));
-	rc = moat_store_batch_add(*b, MOAT_STMT_AUDIT_PUT, v, 10);
+	rc = moat_store_batch_add(*b, AUDIT_STMT(AUDIT_PUT), v, 10);
 	if (rc == MOAT_OK)
 		rc = add_checkpoint(log, *b, e.seq, e.hash);
 	if (rc != MOAT_OK) {
@@ -446,9 +447,9 @@ moat_err moat_audit_verify_store(struct moat_store *st, const uint8_t pk[MOAT_AU
 
 	memset(&l, 0, sizeof(l));
 	memset(rep, 0, sizeof(*rep));
-	rc = moat_store_read(st, MOAT_STMT_AUDIT_ALL, NULL, 0, load_entry_cb, &l);
+	rc = moat_store_read(st, AUDIT_STMT(AUDIT_ALL), NULL, 0, load_entry_cb, &l);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_CHECKPOINT_ALL, NULL, 0, load_cp_cb, &l);
+		rc = moat_store_read(st, AUDIT_STMT(CHECKPOINT_ALL), NULL, 0, load_cp_cb, &l);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the audit log: %s", moat_strerror(rc));
 		goto out;
@@ -538,7 +539,7 @@ moat_err moat_audit_export_dir(const char *dir, FILE *out, char *err, size_t err
 	rc = open_dir_store(dir, &st, err, errlen);
 	if (rc != MOAT_OK)
 		return rc;
-	rc = moat_store_read(st, MOAT_STMT_AUDIT_ALL, NULL, 0, export_cb, &x);
+	rc = moat_store_read(st, AUDIT_STMT(AUDIT_ALL), NULL, 0, export_cb, &x);
 	if (rc != MOAT_OK)
 		snprintf(err, errlen, "cannot export the audit log: %s", moat_strerror(rc));
 	else if (fflush(out) != 0)
@@ -579,5 +580,5 @@ moat_err moat_audit_list(struct moat_store *st, int64_t before, const char *acto
 	v[3] = since_ms ? moat_val_int(since_ms) : moat_val_null();
 	v[4] = until_ms ? moat_val_int(until_ms) : moat_val_null();
 	v[5] = moat_val_int((int64_t)limit);
-	return moat_store_read(st, MOAT_STMT_AUDIT_LIST, v, 6, list_cb, &l);
+	return moat_store_read(st, AUDIT_STMT(AUDIT_LIST), v, 6, list_cb, &l);
 }

@@ -23,6 +23,7 @@
 #include "registry/acl.h"
 #include "registry/registry.h"
 #include "tls/tls.h"
+#include "registry/schema.h"
 
 /* What `moat cert issue` registers: a device (group "devices") by
  * default; a service, another group, and that group's policy on request. */
@@ -100,7 +101,7 @@ static moat_err add_group(const struct moat_reg_ctx *rx, const struct cert_reg *
 	bool found = false;
 	moat_err rc;
 
-	if ((rc = moat_store_read(rx->store, MOAT_STMT_GROUP_GET, &v, 1, found_cb, &found)) !=
+	if ((rc = moat_store_read(rx->store, REG_STMT(GROUP_GET), &v, 1, found_cb, &found)) !=
 	    MOAT_OK) {
 		snprintf(err, errlen, "cannot read the groups: %s", moat_strerror(rc));
 		return rc;
@@ -111,7 +112,7 @@ static moat_err add_group(const struct moat_reg_ctx *rx, const struct cert_reg *
 	}
 	if (r->rules == NULL)
 		return MOAT_OK;
-	if ((rc = moat_store_read(rx->store, MOAT_STMT_POLICY_GET, &v, 1, rules_cb, &have)) !=
+	if ((rc = moat_store_read(rx->store, REG_STMT(POLICY_GET), &v, 1, rules_cb, &have)) !=
 	    MOAT_OK) {
 		snprintf(err, errlen, "cannot read the policies: %s", moat_strerror(rc));
 		goto out;
@@ -193,7 +194,7 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 	if ((rc = moat_store_open(&o, &st, err, errlen)) != MOAT_OK)
 		goto out;
 	v[0] = moat_val_text(id, strlen(id));
-	if ((rc = moat_store_read(st, MOAT_STMT_ID_GET, v, 1, state_cb, &row)) != MOAT_OK) {
+	if ((rc = moat_store_read(st, REG_STMT(ID_GET), v, 1, state_cb, &row)) != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the registry: %s", moat_strerror(rc));
 		goto out;
 	}

@@ -21,6 +21,7 @@
 #include "mqtt/broker.h"
 #include "store/store.h"
 #include "tls/tls.h"
+#include "registry/schema.h"
 
 static moat_err check_private(const char *path, mode_t mask, char *err, size_t errlen)
 {
@@ -379,7 +380,7 @@ moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen
 		snprintf(err, errlen, "out of memory");
 		return MOAT_E_NOMEM;
 	}
-	drc = moat_store_read(b->store, MOAT_STMT_MCA_ALL, NULL, 0, mca_digest_cb, md);
+	drc = moat_store_read(b->store, REG_STMT(MCA_ALL), NULL, 0, mca_digest_cb, md);
 	if (drc == MOAT_OK && EVP_DigestFinal_ex(md, digest, &dlen) != 1)
 		drc = MOAT_E_CRYPTO;
 	EVP_MD_CTX_free(md);
@@ -402,7 +403,7 @@ moat_err moat_broker_https_trust(struct moat_broker *b, char *err, size_t errlen
 		ctx = moat_tls_server_ctx(&paths, false, err, errlen);
 		if (ctx == NULL)
 			return MOAT_E_TLS;
-		rc = moat_store_read(b->store, MOAT_STMT_MCA_ALL, NULL, 0, mca_add_cb, ctx);
+		rc = moat_store_read(b->store, REG_STMT(MCA_ALL), NULL, 0, mca_add_cb, ctx);
 		if (rc != MOAT_OK) {
 			SSL_CTX_free(ctx);
 			snprintf(err, errlen, "cannot read manufacturer CAs: %s",

@@ -17,6 +17,7 @@
 #include "mqtt/broker.h"
 #include "store/store.h"
 #include "mqtt/topic.h"
+#include "registry/schema.h"
 
 static void refuse(struct moat_conn *c, uint8_t v5_code, uint8_t v3_code, const char *why)
 {
@@ -84,7 +85,7 @@ static void record_seen(struct moat_conn *c, const struct mqtt_packet *p)
 	vals[3] = fw[0] ? moat_val_text(fw, strlen(fw)) : moat_val_null();
 	if (moat_store_batch_new(&b) != MOAT_OK)
 		return;
-	if (moat_store_batch_add(b, MOAT_STMT_ID_SEEN, vals, 4) != MOAT_OK) {
+	if (moat_store_batch_add(b, REG_STMT(ID_SEEN), vals, 4) != MOAT_OK) {
 		moat_store_batch_free(b);
 		return;
 	}

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "mqtt/broker.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 /* The v5 properties that travel with a message, as an encoded PUBLISH (so
  * the codec both writes and validates them; topic and payload are dummies). */
@@ -69,7 +70,7 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 	old = moat_rettree_get(w->retained, m->topic, m->topic_len);
 	if (m->payload_len == 0) {
 		struct moat_val v = moat_val_text(m->topic, m->topic_len);
-		rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_DEL, &v, 1);
+		rc = moat_store_batch_add(batch, MQTT_STMT(RETAINED_DEL), &v, 1);
 	} else {
 		struct moat_val v[7];
 		int64_t expire = 0;
@@ -86,16 +87,16 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 		v[4] = moat_val_int(m->qos);
 		v[5] = moat_val_int(1);
 		v[6] = m->expiry_at ? moat_val_int(expire) : moat_val_null();
-		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_PUT_IGNORE, v, 7);
+		rc = moat_store_batch_add(batch, MQTT_STMT(MSG_PUT_IGNORE), v, 7);
 		if (rc == MOAT_OK) {
 			struct moat_val r[2] = {moat_val_text(m->topic, m->topic_len),
 						moat_val_int((int64_t)m->store_id)};
-			rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_PUT, r, 2);
+			rc = moat_store_batch_add(batch, MQTT_STMT(RETAINED_PUT), r, 2);
 		}
 	}
 	if (rc == MOAT_OK && old != NULL && old->store_id != 0 && old->store_id != m->store_id) {
 		struct moat_val g = moat_val_int((int64_t)old->store_id);
-		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_GC, &g, 1);
+		rc = moat_store_batch_add(batch, MQTT_STMT(MSG_GC), &g, 1);
 	}
 out:
 	moat_buf_free(&props);
@@ -192,16 +193,16 @@ moat_err moat_persist_restore(struct moat_broker *b, char *err, size_t errlen)
 	size_t i;
 	moat_err rc;
 
-	rc = moat_store_read_int(b->store, MOAT_STMT_MSG_MAX_ID, NULL, 0, &max_id);
+	rc = moat_store_read_int(b->store, MQTT_STMT(MSG_MAX_ID), NULL, 0, &max_id);
 	if (rc != MOAT_OK && rc != MOAT_E_NOTFOUND)
 		goto out;
 	atomic_store(&b->next_msg_id, (uint64_t)max_id + 1);
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_RETAINED, NULL, 0, restore_id_cb, &ids);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_RETAINED), NULL, 0, restore_id_cb, &ids);
 	if (rc != MOAT_OK)
 		goto out;
 	for (i = 0; i < ids.n; i++) {
 		struct moat_val id = moat_val_int(ids.id[i]);
-		rc = moat_store_read(b->store, MOAT_STMT_MSG_GET, &id, 1, restore_msg_cb, b);
+		rc = moat_store_read(b->store, MQTT_STMT(MSG_GET), &id, 1, restore_msg_cb, b);
 		if (rc != MOAT_OK)
 			goto out;
 	}

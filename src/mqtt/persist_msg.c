@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "mqtt/broker.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 struct moat_pubtoken {
 	atomic_int pending;
@@ -205,7 +206,7 @@ static moat_err add_msg(struct moat_worker *w, struct moat_store_batch *b, struc
 	v[4] = moat_val_int(m->qos);
 	v[5] = moat_val_int(m->retain);
 	v[6] = m->expiry_at ? moat_val_int(expire) : moat_val_null();
-	rc = moat_store_batch_add(b, MOAT_STMT_MSG_PUT_IGNORE, v, 7);
+	rc = moat_store_batch_add(b, MQTT_STMT(MSG_PUT_IGNORE), v, 7);
 	if (rc == MOAT_OK)
 		w->pmsg = m;
 out:
@@ -254,7 +255,7 @@ void moat_persist_delivery_put(struct moat_session *s, const struct moat_deliver
 	v[6] = moat_val_int(d->pid);
 	v[7] = moat_val_blob(ids, 4 * d->n_sub_ids);
 	if (add_msg(w, b, d->msg) != MOAT_OK ||
-	    moat_store_batch_add(b, MOAT_STMT_DELIVERY_PUT, v, 8) != MOAT_OK)
+	    moat_store_batch_add(b, MQTT_STMT(DELIVERY_PUT), v, 8) != MOAT_OK)
 		w->pfailed = true;
 }
 
@@ -269,7 +270,7 @@ static struct moat_store_batch *lazy(struct moat_worker *w)
 	return w->lazy;
 }
 
-static void lazy_add(struct moat_worker *w, enum moat_stmt id, const struct moat_val *v, size_t n)
+static void lazy_add(struct moat_worker *w, struct moat_stmt id, const struct moat_val *v, size_t n)
 {
 	struct moat_store_batch *b = lazy(w);
 
@@ -287,7 +288,7 @@ void moat_persist_delivery_state(struct moat_session *s, const struct moat_deliv
 	v[1] = moat_val_int((int64_t)d->seq);
 	v[2] = moat_val_int(delivery_state(d));
 	v[3] = moat_val_int(d->pid);
-	lazy_add(s->w, MOAT_STMT_DELIVERY_SET_STATE, v, 4);
+	lazy_add(s->w, MQTT_STMT(DELIVERY_SET_STATE), v, 4);
 }
 
 void moat_persist_delivery_done(struct moat_session *s, const struct moat_delivery *d)
@@ -299,9 +300,9 @@ void moat_persist_delivery_done(struct moat_session *s, const struct moat_delive
 		return;
 	v[0] = moat_val_text(s->client_id, s->client_id_len);
 	v[1] = moat_val_int((int64_t)d->seq);
-	lazy_add(s->w, MOAT_STMT_DELIVERY_DEL, v, 2);
+	lazy_add(s->w, MQTT_STMT(DELIVERY_DEL), v, 2);
 	g = moat_val_int((int64_t)d->msg->store_id);
-	lazy_add(s->w, MOAT_STMT_MSG_GC, &g, 1);
+	lazy_add(s->w, MQTT_STMT(MSG_GC), &g, 1);
 }
 
 void moat_persist_qos2(struct moat_session *s, uint16_t pid, bool add)
@@ -319,11 +320,11 @@ void moat_persist_qos2(struct moat_session *s, uint16_t pid, bool add)
 		struct moat_store_batch *b;
 		moat_persist_flush(s->w, true);
 		b = moat_persist_batch(s->w);
-		if (b == NULL || moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2) != MOAT_OK)
+		if (b == NULL || moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 2) != MOAT_OK)
 			s->w->pfailed = true;
 		return;
 	}
-	lazy_add(s->w, MOAT_STMT_QOS2_IN_DEL, v, 2);
+	lazy_add(s->w, MQTT_STMT(QOS2_IN_DEL), v, 2);
 }
 
 static void lazy_done_cb(void *arg, moat_err rc)
@@ -355,8 +356,8 @@ void moat_persist_sweep(struct moat_worker *w)
 {
 	struct moat_val now = moat_val_int(moat_wall_ms());
 
-	lazy_add(w, MOAT_STMT_EXPIRE_QUEUED, &now, 1);
-	lazy_add(w, MOAT_STMT_MSG_GC_ALL, NULL, 0);
+	lazy_add(w, MQTT_STMT(EXPIRE_QUEUED), &now, 1);
+	lazy_add(w, MQTT_STMT(MSG_GC_ALL), NULL, 0);
 }
 
 /* --- restore at start ---------------------------------------------------- */
@@ -485,12 +486,13 @@ moat_err moat_persist_restore_messages(struct moat_broker *b, char *err, size_t 
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.b = b;
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_MESSAGES, NULL, 0, load_msg_cb, &ctx.mm);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_MESSAGES), NULL, 0, load_msg_cb, &ctx.mm);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(b->store, MOAT_STMT_LOAD_DELIVERIES, NULL, 0, load_delivery_cb,
-				     &ctx);
+		rc = moat_store_read(b->store, MQTT_STMT(LOAD_DELIVERIES), NULL, 0,
+				     load_delivery_cb, &ctx);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(b->store, MOAT_STMT_LOAD_QOS2_IN, NULL, 0, load_qos2_cb, &ctx);
+		rc =
+		    moat_store_read(b->store, MQTT_STMT(LOAD_QOS2_IN), NULL, 0, load_qos2_cb, &ctx);
 	for (i = 0; i < ctx.mm.n; i++)
 		moat_msg_unref(ctx.mm.m[i]);
 	free(ctx.mm.m);

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "mqtt/broker.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 /* A SUBACK/UNSUBACK held back until its batch commits, plus the filters
  * whose retained messages follow a SUBACK. */
@@ -115,7 +116,7 @@ static moat_err add_session_put(struct moat_store_batch *batch, struct moat_sess
 	v[9] = will ? moat_val_int(will->retain) : moat_val_null();
 	v[10] = will ? moat_val_int(s->will_delay) : moat_val_null();
 	v[11] = will ? moat_val_int(will->expiry_interval) : moat_val_null();
-	rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_PUT, v, 12);
+	rc = moat_store_batch_add(batch, MQTT_STMT(SESSION_PUT), v, 12);
 out:
 	moat_buf_free(&props);
 	return rc;
@@ -167,11 +168,11 @@ enum moat_persist moat_persist_session(struct moat_session *s, bool connected, b
 		return MOAT_PERSIST_FAILED;
 	if (s->expiry_interval == 0) {
 		/* No longer persistent: the row and what it owns go. */
-		rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
+		rc = moat_store_batch_add(batch, MQTT_STMT(SESSION_DEL), &cid, 1);
 		moat_session_set_stored(s, false);
 	} else {
 		if (fresh && s->stored) /* clean start: old row and its subscriptions go */
-			rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
+			rc = moat_store_batch_add(batch, MQTT_STMT(SESSION_DEL), &cid, 1);
 		if (rc == MOAT_OK)
 			rc = add_session_put(batch, s, connected);
 		moat_session_set_stored(s, true);
@@ -205,7 +206,7 @@ void moat_persist_session_del(struct moat_session *s)
 	moat_session_set_stored(s, false);
 	if ((batch = batch_new()) == NULL)
 		return;
-	if (moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1) != MOAT_OK) {
+	if (moat_store_batch_add(batch, MQTT_STMT(SESSION_DEL), &cid, 1) != MOAT_OK) {
 		moat_store_batch_free(batch);
 		return;
 	}
@@ -239,7 +240,7 @@ enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *con
 					moat_val_text(put[i]->filter, put[i]->filter_len),
 					moat_val_int(sub_options(put[i])),
 					moat_val_int(put[i]->sub_id)};
-		rc = moat_store_batch_add(batch, MOAT_STMT_SUB_PUT, v, 4);
+		rc = moat_store_batch_add(batch, MQTT_STMT(SUB_PUT), v, 4);
 	}
 	if (del != NULL) {
 		struct mqtt_sub_iter it;
@@ -253,7 +254,7 @@ enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *con
 			struct moat_val v[2] = {
 			    moat_val_text(s->client_id, s->client_id_len),
 			    moat_val_text((const char *)e.filter.p, e.filter.len)};
-			rc = moat_store_batch_add(batch, MOAT_STMT_SUB_DEL, v, 2);
+			rc = moat_store_batch_add(batch, MQTT_STMT(SUB_DEL), v, 2);
 		}
 	}
 	d = calloc(1, sizeof(*d));
@@ -452,16 +453,16 @@ moat_err moat_persist_restore_sessions(struct moat_broker *b, char *err, size_t 
 	/* Sessions that expired while we were down are skipped below and
 	 * deleted, with everything they own (cascade), by this batch. */
 	if ((rc = moat_store_batch_new(&batch)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(batch, MOAT_STMT_EXPIRE_SESSIONS, &now, 1)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(batch, MQTT_STMT(EXPIRE_SESSIONS), &now, 1)) != MOAT_OK) {
 		moat_store_batch_free(batch);
 		goto out;
 	}
 	if ((rc = moat_store_submit(b->store, batch, expire_done_cb, NULL)) != MOAT_OK)
 		goto out;
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_SESSIONS, NULL, 0, restore_session_cb, b);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_SESSIONS), NULL, 0, restore_session_cb, b);
 	if (rc != MOAT_OK)
 		goto out;
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_SUBS, NULL, 0, restore_sub_cb, b);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_SUBS), NULL, 0, restore_sub_cb, b);
 	if (rc != MOAT_OK)
 		goto out;
 	for (i = 0; i < b->n_workers; i++) {

@@ -20,6 +20,7 @@
 
 #include "core/limits.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 static const char *const state_names[MOAT_ID__COUNT] = {
     [MOAT_ID_REGISTERED] = "registered",
@@ -587,10 +588,10 @@ static moat_err load_unknown(struct load *l, struct moat_store *st, struct regre
 	memset(&g, 0, sizeof(g));
 	g.l = l;
 	g.group = BUILTIN_GROUP;
-	rc = moat_store_read_int(st, MOAT_STMT_GROUP_EXISTS, &v, 1, &n);
+	rc = moat_store_read_int(st, REG_STMT(GROUP_EXISTS), &v, 1, &n);
 	if (rc != MOAT_OK || n == 0)
 		return rc;
-	rc = moat_store_read(st, MOAT_STMT_REG_GROUP_SOURCES, &v, 1, grp_src_cb, &g);
+	rc = moat_store_read(st, REG_STMT(REG_GROUP_SOURCES), &v, 1, grp_src_cb, &g);
 	if (rc == MOAT_OK && (*out = recb_finish(&g.b, "", MOAT_ID_ACTIVE)) == NULL)
 		rc = MOAT_E_NOMEM;
 	recb_free(&g.b);
@@ -856,15 +857,15 @@ moat_err moat_regtab_load_all(struct moat_regtab *t, struct moat_store *st, char
 		err[0] = '\0';
 	/* Policies first (members and attachments refer to them), then
 	 * identities (ORDER BY id: binary search), then who is in what. */
-	rc = moat_store_read(st, MOAT_STMT_REG_POLICIES, NULL, 0, all_policy_cb, &a);
+	rc = moat_store_read(st, REG_STMT(REG_POLICIES), NULL, 0, all_policy_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_IDENTITIES, NULL, 0, all_ident_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REG_IDENTITIES), NULL, 0, all_ident_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_ATTACH, NULL, 0, all_attach_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REG_ATTACH), NULL, 0, all_attach_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_MEMBERS, NULL, 0, all_member_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REG_MEMBERS), NULL, 0, all_member_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REVOKED_ALL, NULL, 0, all_revoked_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REVOKED_ALL), NULL, 0, all_revoked_cb, &a);
 	if (rc == MOAT_OK)
 		rc = all_build(&a, &ids);
 	if (rc == MOAT_OK)
@@ -963,13 +964,13 @@ static moat_err load_one(struct load *l, struct moat_store *st, const char *id,
 	o.l = l;
 	o.t = l->t;
 	o.revoked = revoked;
-	rc = moat_store_read(st, MOAT_STMT_REG_ID_STATE, &v, 1, one_state_cb, &o);
+	rc = moat_store_read(st, REG_STMT(REG_ID_STATE), &v, 1, one_state_cb, &o);
 	if (rc == MOAT_OK && o.found)
-		rc = moat_store_read(st, MOAT_STMT_REG_ID_SOURCES, &v, 1, one_src_cb, &o);
+		rc = moat_store_read(st, REG_STMT(REG_ID_SOURCES), &v, 1, one_src_cb, &o);
 	/* Certificates outlive their identity row: revoked serials count for
 	 * unregistered identities too. */
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_ID_REVOKED, &v, 1, one_revoked_cb, &o);
+		rc = moat_store_read(st, REG_STMT(REG_ID_REVOKED), &v, 1, one_revoked_cb, &o);
 	if (rc == MOAT_OK && o.found && (*out = recb_finish(&o.b, id, o.state)) == NULL)
 		rc = MOAT_E_NOMEM;
 	recb_free(&o.b);

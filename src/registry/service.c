@@ -20,6 +20,8 @@
 #include "audit/audit_store.h"
 #include "core/limits.h"
 #include "registry/registry.h"
+#include "mqtt/schema.h"
+#include "registry/schema.h"
 
 /* A policy.put audit entry carries the rules themselves while they fit well
  * inside MOAT_AUDIT_DETAIL_MAX; beyond that only their number. */
@@ -92,7 +94,7 @@ static moat_err change_row_cb(void *arg, const struct moat_val *cols, size_t nco
 }
 
 /* The rows of st (first column: an identity) added to ch. */
-static moat_err touch_rows(const struct moat_reg_ctx *x, enum moat_stmt st, const char *key,
+static moat_err touch_rows(const struct moat_reg_ctx *x, struct moat_stmt st, const char *key,
 			   struct moat_reg_change *ch)
 {
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -111,7 +113,7 @@ static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 }
 
 /* The first column of st's rows as a JSON array. */
-static moat_err names_of(const struct moat_reg_ctx *x, enum moat_stmt st, const char *key,
+static moat_err names_of(const struct moat_reg_ctx *x, struct moat_stmt st, const char *key,
 			 json_t **out)
 {
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -144,7 +146,7 @@ static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
 /* writes                                                              */
 
 /* Add one statement to *b (created when NULL); on failure *b is freed. */
-static moat_err add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
+static moat_err add(struct moat_store_batch **b, struct moat_stmt st, const struct moat_val *v,
 		    size_t n)
 {
 	moat_err rc = MOAT_OK;
@@ -190,7 +192,7 @@ static moat_err commit(const struct moat_reg_ctx *x, moat_err rc, struct moat_st
 }
 
 /* Two text parameters, in order. */
-static moat_err add2(struct moat_store_batch **b, enum moat_stmt st, const char *a, const char *c)
+static moat_err add2(struct moat_store_batch **b, struct moat_stmt st, const char *a, const char *c)
 {
 	struct moat_val v[2];
 
@@ -214,14 +216,14 @@ moat_err moat_reg_register(const struct moat_reg_ctx *x, const char *id, const c
 	/* A decommissioned id comes back only as a new device: nothing of the
 	 * old one (state, groups, policies, certificates) carries over. */
 	if (rc == MOAT_OK && replaces)
-		rc = add(&b, MOAT_STMT_ID_DELETE_DECOMMISSIONED, v, 1);
+		rc = add(&b, REG_STMT(ID_DELETE_DECOMMISSIONED), v, 1);
 	v[1] = moat_val_text(kind, strlen(kind));
 	v[2] = moat_val_text(sname, strlen(sname));
 	v[3] = moat_val_int(x->now);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+		rc = add(&b, REG_STMT(ID_INSERT), v, 4);
 	for (i = 0; rc == MOAT_OK && i < n_groups; i++) {
-		rc = add2(&b, MOAT_STMT_MEMBER_ADD, id, groups[i]);
+		rc = add2(&b, REG_STMT(MEMBER_ADD), id, groups[i]);
 		if (rc == MOAT_OK && json_array_append_new(garr, json_string(groups[i])) != 0)
 			rc = MOAT_E_NOMEM;
 	}
@@ -245,7 +247,7 @@ moat_err moat_reg_set_state(const struct moat_reg_ctx *x, const char *id, enum m
 	v[0] = moat_val_text(id, strlen(id));
 	v[1] = moat_val_text(sname, strlen(sname));
 	v[2] = moat_val_int(x->now);
-	rc = add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
+	rc = add(&b, REG_STMT(ID_SET_STATE), v, 3);
 	if (rc == MOAT_OK)
 		rc = moat_reg_change_add(ch, id);
 	return commit(x, rc, b, "device.state", id,
@@ -266,27 +268,27 @@ moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
 		return MOAT_E_INVAL;
 	snprintf(prefix, sizeof(prefix), "d/%s/", id);
 	v[0] = moat_val_text(id, strlen(id));
-	rc = moat_store_read(x->store, MOAT_STMT_DECOM_COUNTS, v, 1, count_cb, &n.certs);
+	rc = moat_store_read(x->store, REG_STMT(DECOM_COUNTS), v, 1, count_cb, &n.certs);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_DECOM_TOKENS, v, 1, count_cb, &n.tokens);
+		rc = moat_store_read(x->store, REG_STMT(DECOM_TOKENS), v, 1, count_cb, &n.tokens);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_DECOM_SESSIONS, v, 1, count_cb,
+		rc = moat_store_read(x->store, MQTT_STMT(DECOM_SESSIONS), v, 1, count_cb,
 				     &n.sessions);
 	v[1] = moat_val_text(prefix, strlen(prefix));
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_DECOM_RETAINED, &v[1], 1, count_cb,
+		rc = moat_store_read(x->store, MQTT_STMT(DECOM_RETAINED), &v[1], 1, count_cb,
 				     &n.retained);
 	if (rc != MOAT_OK)
 		return rc;
 	v[1] = moat_val_text("decommissioned", 14);
 	v[2] = moat_val_int(x->now);
-	rc = add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
+	rc = add(&b, REG_STMT(ID_SET_STATE), v, 3);
 	v[1] = moat_val_int(x->now);
 	v[2] = moat_val_text("decommissioned", 14);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_CERT_REVOKE_ID, v, 3);
+		rc = add(&b, REG_STMT(CERT_REVOKE_ID), v, 3);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_ETOKEN_BURN_ID, v, 1);
+		rc = add(&b, REG_STMT(ETOKEN_BURN_ID), v, 1);
 	if (rc == MOAT_OK)
 		rc = moat_reg_change_add(ch, id);
 	rc = commit(x, rc, b, "device.decommission", id,
@@ -317,11 +319,11 @@ moat_err moat_reg_cert_revoke(const struct moat_reg_ctx *x, const char *serial, 
 		reason = "unspecified";
 	v[0] = moat_val_text(serial, strlen(serial));
 	/* The owner is touched: its sessions using this certificate end. */
-	rc = moat_store_read(x->store, MOAT_STMT_CERT_GET, v, 1, cert_owner_cb, ch);
+	rc = moat_store_read(x->store, REG_STMT(CERT_GET), v, 1, cert_owner_cb, ch);
 	v[1] = moat_val_int(x->now);
 	v[2] = moat_val_text(reason, strlen(reason));
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_CERT_REVOKE, v, 3);
+		rc = add(&b, REG_STMT(CERT_REVOKE), v, 3);
 	return commit(x, rc, b, "certificate.revoke", serial, json_pack("{s:s}", "reason", reason));
 }
 
@@ -342,9 +344,9 @@ moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool 
 		v[1] = moat_val_text(kind, strlen(kind));
 		v[2] = moat_val_text("active", 6);
 		v[3] = moat_val_int(x->now);
-		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+		rc = add(&b, REG_STMT(ID_INSERT), v, 4);
 		if (rc == MOAT_OK)
-			rc = add2(&b, MOAT_STMT_MEMBER_ADD, id, group);
+			rc = add2(&b, REG_STMT(MEMBER_ADD), id, group);
 	}
 	v[0] = moat_val_text(cert->serial, strlen(cert->serial));
 	v[1] = moat_val_text(id, strlen(id));
@@ -353,7 +355,7 @@ moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool 
 	v[4] = moat_val_int(cert->not_after);
 	v[5] = moat_val_int(x->now);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_CERT_PUT, v, 6);
+		rc = add(&b, REG_STMT(CERT_PUT), v, 6);
 	if (rc == MOAT_OK)
 		rc = moat_reg_change_add(ch, id);
 	return commit(x, rc, b, "certificate.issue", id,
@@ -366,7 +368,7 @@ moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool 
 }
 
 /* One membership or direct attachment added or removed. */
-static moat_err id_link(const struct moat_reg_ctx *x, enum moat_stmt st, const char *action,
+static moat_err id_link(const struct moat_reg_ctx *x, struct moat_stmt st, const char *action,
 			const char *id, const char *field, const char *name,
 			struct moat_reg_change *ch)
 {
@@ -384,25 +386,25 @@ static moat_err id_link(const struct moat_reg_ctx *x, enum moat_stmt st, const c
 moat_err moat_reg_group_add(const struct moat_reg_ctx *x, const char *id, const char *group,
 			    struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_MEMBER_ADD, "device.group_add", id, "group", group, ch);
+	return id_link(x, REG_STMT(MEMBER_ADD), "device.group_add", id, "group", group, ch);
 }
 
 moat_err moat_reg_group_remove(const struct moat_reg_ctx *x, const char *id, const char *group,
 			       struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_MEMBER_DEL, "device.group_remove", id, "group", group, ch);
+	return id_link(x, REG_STMT(MEMBER_DEL), "device.group_remove", id, "group", group, ch);
 }
 
 moat_err moat_reg_attach(const struct moat_reg_ctx *x, const char *id, const char *policy,
 			 struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_ATTACH_ID, "device.policy_attach", id, "policy", policy, ch);
+	return id_link(x, REG_STMT(ATTACH_ID), "device.policy_attach", id, "policy", policy, ch);
 }
 
 moat_err moat_reg_detach(const struct moat_reg_ctx *x, const char *id, const char *policy,
 			 struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_DETACH_ID, "device.policy_detach", id, "policy", policy, ch);
+	return id_link(x, REG_STMT(DETACH_ID), "device.policy_detach", id, "policy", policy, ch);
 }
 
 moat_err moat_reg_group_create(const struct moat_reg_ctx *x, const char *name, const char *desc)
@@ -415,7 +417,7 @@ moat_err moat_reg_group_create(const struct moat_reg_ctx *x, const char *name, c
 	v[1] = moat_val_text(desc, strlen(desc));
 	v[2] = moat_val_int(x->now);
 	/* An empty group with no policy changes nobody's access. */
-	rc = add(&b, MOAT_STMT_GROUP_INSERT, v, 3);
+	rc = add(&b, REG_STMT(GROUP_INSERT), v, 3);
 	return commit(x, rc, b, "group.create", name, json_pack("{s:s}", "description", desc));
 }
 
@@ -430,11 +432,11 @@ moat_err moat_reg_group_delete(const struct moat_reg_ctx *x, const char *name,
 
 	/* Members leave the group and its attachments go with it (the schema
 	 * cascades): read them first; the entry says how much that touched. */
-	rc = touch_rows(x, MOAT_STMT_REG_GROUP_MEMBERS, name, ch);
+	rc = touch_rows(x, REG_STMT(REG_GROUP_MEMBERS), name, ch);
 	if (rc == MOAT_OK)
-		rc = names_of(x, MOAT_STMT_ATTACHED_TO_GROUP, name, &policies);
+		rc = names_of(x, REG_STMT(ATTACHED_TO_GROUP), name, &policies);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_GROUP_DEL, &v, 1);
+		rc = add(&b, REG_STMT(GROUP_DEL), &v, 1);
 	if (rc == MOAT_OK && strcmp(name, BUILTIN_GROUP) == 0)
 		ch->builtin = true;
 	return commit(x, rc, b, "group.delete", name,
@@ -450,9 +452,9 @@ static moat_err group_link(const struct moat_reg_ctx *x, bool attach, const char
 	struct moat_store_batch *b = NULL;
 	moat_err rc;
 
-	rc = add2(&b, attach ? MOAT_STMT_ATTACH_GROUP : MOAT_STMT_DETACH_GROUP, policy, group);
+	rc = add2(&b, attach ? REG_STMT(ATTACH_GROUP) : REG_STMT(DETACH_GROUP), policy, group);
 	if (rc == MOAT_OK)
-		rc = touch_rows(x, MOAT_STMT_REG_GROUP_MEMBERS, group, ch);
+		rc = touch_rows(x, REG_STMT(REG_GROUP_MEMBERS), group, ch);
 	if (rc == MOAT_OK && strcmp(group, BUILTIN_GROUP) == 0)
 		ch->builtin = true;
 	return commit(x, rc, b, attach ? "group.policy_attach" : "group.policy_detach", group,
@@ -488,10 +490,10 @@ static moat_err policy_reach(const struct moat_reg_ctx *x, const char *policy,
 			     struct moat_reg_change *ch)
 {
 	struct moat_val v = moat_val_text(policy, strlen(policy));
-	moat_err rc = touch_rows(x, MOAT_STMT_REG_POLICY_IDS, policy, ch);
+	moat_err rc = touch_rows(x, REG_STMT(REG_POLICY_IDS), policy, ch);
 
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_REG_POLICY_GROUPS, &v, 1, builtin_cb,
+		rc = moat_store_read(x->store, REG_STMT(REG_POLICY_GROUPS), &v, 1, builtin_cb,
 				     &ch->builtin);
 	return rc;
 }
@@ -523,7 +525,7 @@ moat_err moat_reg_policy_put(const struct moat_reg_ctx *x, const char *name, con
 	v[2] = moat_val_text(rules, strlen(rules));
 	v[3] = moat_val_int(x->now);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_POLICY_PUT, v, 4);
+		rc = add(&b, REG_STMT(POLICY_PUT), v, 4);
 	if (rc == MOAT_OK && !created)
 		rc = policy_reach(x, name, ch);
 	if (list != NULL && strlen(rules) <= AUDIT_RULES_MAX) {
@@ -547,6 +549,6 @@ moat_err moat_reg_policy_delete(const struct moat_reg_ctx *x, const char *name,
 	 * is read first. */
 	rc = policy_reach(x, name, ch);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_POLICY_DEL, &v, 1);
+		rc = add(&b, REG_STMT(POLICY_DEL), &v, 1);
 	return commit(x, rc, b, "policy.delete", name, NULL);
 }

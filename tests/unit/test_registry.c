@@ -17,6 +17,7 @@
 #include "audit/audit_store.h"
 #include "registry/registry.h"
 #include "store/store.h"
+#include "registry/schema.h"
 
 static char dir[256], dbpath[320];
 static struct moat_store *st;
@@ -292,7 +293,7 @@ static void test_bad_rule_keeps_the_table(void **state)
 	v[2] = moat_val_text("allow nonsense", 14);
 	v[3] = moat_val_int(1);
 	assert_int_equal(moat_store_batch_new(&b), MOAT_OK);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_POLICY_PUT, v, 4), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, REG_STMT(POLICY_PUT), v, 4), MOAT_OK);
 	assert_int_equal(moat_store_write(st, b), MOAT_OK);
 	assert_int_equal(moat_regtab_load_all(tab, st, err, sizeof(err)), MOAT_E_CORRUPT);
 	assert_non_null(strstr(err, "policy bad"));

@@ -1,0 +1,52 @@
+/*
+ * The auth module's storage: operators, their recovery codes and console/CLI sessions, API tokens,
+ * setup tokens. Its statements (SQL in schema.c), named AUTH_STMT(NAME) at call sites, and its
+ * migrations; registered with the store in src/store/modules.c (docs/storage.md).
+ */
+#ifndef MOAT_AUTH_SCHEMA_H
+#define MOAT_AUTH_SCHEMA_H
+
+#include "store/store.h"
+
+extern const struct moat_store_module moat_auth_store;
+
+enum auth_stmt {
+	AUTH_STMT_OP_INSERT = 0,
+	AUTH_STMT_OP_SET_PASSWORD,
+	AUTH_STMT_OP_SET_TOTP_PENDING,
+	AUTH_STMT_OP_CONFIRM_TOTP,
+	AUTH_STMT_OP_SET_TOTP_STEP,
+	AUTH_STMT_OP_RESET_MFA,
+	AUTH_STMT_OP_SET_ROLE,
+	AUTH_STMT_OP_SET_DISABLED,
+	AUTH_STMT_RECOVERY_PUT,
+	AUTH_STMT_RECOVERY_USE,
+	AUTH_STMT_RECOVERY_DEL_ALL,
+	AUTH_STMT_SESS_PUT,
+	AUTH_STMT_SESS_TOUCH,
+	AUTH_STMT_SESS_SET_MFA,
+	AUTH_STMT_SESS_DEL,
+	AUTH_STMT_SESS_DEL_OPERATOR,
+	AUTH_STMT_SESS_EXPIRE,
+	AUTH_STMT_TOKEN_PUT,
+	AUTH_STMT_TOKEN_REVOKE,
+	AUTH_STMT_TOKEN_TOUCH,
+	AUTH_STMT_SETUP_PUT,
+	AUTH_STMT_SETUP_USE,
+	AUTH_STMT_OP_GET,
+	AUTH_STMT_OP_LIST,
+	AUTH_STMT_OP_COUNT,
+	AUTH_STMT_RECOVERY_HAS,
+	AUTH_STMT_SESS_GET,
+	AUTH_STMT_SESS_LIST,
+	AUTH_STMT_SESS_GET_SID,
+	AUTH_STMT_TOKEN_GET_HASH,
+	AUTH_STMT_TOKEN_GET,
+	AUTH_STMT_TOKEN_LIST,
+	AUTH_STMT_SETUP_GET,
+	AUTH_STMT__COUNT
+};
+
+#define AUTH_STMT(name) MOAT_STMT(&moat_auth_store, AUTH_STMT_##name)
+
+#endif
