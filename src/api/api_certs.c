@@ -20,43 +20,46 @@
 
 /* --- enrollment tokens --- */
 
-static json_t *etoken_json(const struct moat_val *cols)
+static json_t *etoken_json(const struct reg_etoken_row *r)
 {
 	char id[40] = "", ident[80] = "", group[80] = "", creator[96] = "";
 	char *dst[2] = {id, ident};
 	size_t i;
 
-	/* id, identity, group_name, uses_left, expires_at, creator, created_at */
+	const struct moat_val *src[2] = {&r->id, &r->identity};
+
 	for (i = 0; i < 2; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= 40 + 40 * i)
 			n = 39 + 40 * i;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	if (cols[2].type == MOAT_VAL_TEXT && cols[2].len < sizeof(group)) {
-		memcpy(group, cols[2].p, cols[2].len);
-		group[cols[2].len] = '\0';
+	if (r->group.type == MOAT_VAL_TEXT && r->group.len < sizeof(group)) {
+		memcpy(group, r->group.p, r->group.len);
+		group[r->group.len] = '\0';
 	}
-	if (cols[5].type == MOAT_VAL_TEXT && cols[5].len < sizeof(creator)) {
-		memcpy(creator, cols[5].p, cols[5].len);
-		creator[cols[5].len] = '\0';
+	if (r->creator.type == MOAT_VAL_TEXT && r->creator.len < sizeof(creator)) {
+		memcpy(creator, r->creator.p, r->creator.len);
+		creator[r->creator.len] = '\0';
 	}
 	return json_pack("{s:s, s:o, s:o, s:I, s:o, s:s, s:o}", "id", id, "identity",
 			 ident[0] ? json_string(ident) : json_null(), "group",
 			 group[0] ? json_string(group) : json_null(), "uses_left",
-			 (json_int_t)cols[3].i, "expires_at", api_time(cols[4].i), "creator",
-			 creator, "created_at", api_time(cols[6].i));
+			 (json_int_t)r->uses_left.i, "expires_at", api_time(r->expires_at.i),
+			 "creator", creator, "created_at", api_time(r->created_at.i));
 }
 
 static moat_err etoken_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
+	struct reg_etoken_row r;
+	moat_err rc = reg_etoken_row_decode(cols, ncols, &r);
 
-	if (ncols != 7)
+	if (rc != MOAT_OK || r.creator.type == MOAT_VAL_NULL)
 		return MOAT_E_CORRUPT;
-	json_array_append_new(items, etoken_json(cols));
+	json_array_append_new(items, etoken_json(&r));
 	return MOAT_OK;
 }
 
@@ -166,41 +169,45 @@ void api_etokens_create(struct api_call *c)
 
 /* --- certificates --- */
 
-static json_t *cert_json(const struct moat_val *cols)
+static json_t *cert_json(const struct reg_cert_row *r)
 {
 	char serial[72] = "", ident[80] = "", fp[72] = "", reason[128] = "";
 	char *dst[3] = {serial, ident, fp};
 	size_t len[3] = {sizeof(serial), sizeof(ident), sizeof(fp)}, i;
 
-	/* serial, identity, fingerprint, not_before, not_after, issued_at,
-	 * revoked_at, reason */
+	const struct moat_val *src[3] = {&r->serial, &r->identity, &r->fingerprint};
+
 	for (i = 0; i < 3; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= len[i])
 			n = len[i] - 1;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	if (cols[7].type == MOAT_VAL_TEXT && cols[7].len < sizeof(reason)) {
-		memcpy(reason, cols[7].p, cols[7].len);
-		reason[cols[7].len] = '\0';
+	if (r->reason.type == MOAT_VAL_TEXT && r->reason.len < sizeof(reason)) {
+		memcpy(reason, r->reason.p, r->reason.len);
+		reason[r->reason.len] = '\0';
 	}
 	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o}", "serial", serial,
-			 "identity", ident, "fingerprint", fp, "not_before", api_time(cols[3].i),
-			 "not_after", api_time(cols[4].i), "issued_at", api_time(cols[5].i),
-			 "revoked", cols[6].type != MOAT_VAL_NULL, "revoked_at",
-			 api_time(cols[6].type == MOAT_VAL_INT ? cols[6].i : 0), "reason",
-			 reason[0] ? json_string(reason) : json_null());
+			 "identity", ident, "fingerprint", fp, "not_before",
+			 api_time(r->not_before.i), "not_after", api_time(r->not_after.i),
+			 "issued_at", api_time(r->issued_at.i), "revoked",
+			 r->revoked_at.type != MOAT_VAL_NULL, "revoked_at",
+			 api_time(r->revoked_at.type == MOAT_VAL_INT ? r->revoked_at.i : 0),
+			 "reason", reason[0] ? json_string(reason) : json_null());
 }
 
 static moat_err cert_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
 
-	if (ncols != 8)
-		return MOAT_E_CORRUPT;
-	json_array_append_new(items, cert_json(cols));
+	struct reg_cert_row r;
+	moat_err rc = reg_cert_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	json_array_append_new(items, cert_json(&r));
 	return MOAT_OK;
 }
 
@@ -224,9 +231,12 @@ static moat_err cert_one_cb(void *arg, const struct moat_val *cols, size_t ncols
 {
 	json_t **out = arg;
 
-	if (ncols != 8)
-		return MOAT_E_CORRUPT;
-	*out = cert_json(cols);
+	struct reg_cert_row r;
+	moat_err rc = reg_cert_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	*out = cert_json(&r);
 	return MOAT_OK;
 }
 
@@ -336,16 +346,15 @@ void api_devices_decommission(struct api_call *c)
 
 /* The scope a row stores as JSON: devices (an array of patterns) or null,
  * group or null. */
-static json_t *mca_json(const struct moat_val *cols)
+static json_t *mca_json(const struct reg_mca_row *r)
 {
 	char name[80] = "", fp[72] = "";
 	json_t *devices = json_null(), *group = json_null();
 
-	/* name, fingerprint, created_at, cert_pem, devices, group_name */
-	memcpy(name, cols[0].p, cols[0].len);
-	memcpy(fp, cols[1].p, cols[1].len);
-	if (cols[4].type == MOAT_VAL_TEXT) {
-		const char *p = cols[4].p, *end = p + cols[4].len;
+	memcpy(name, r->name.p, r->name.len);
+	memcpy(fp, r->fingerprint.p, r->fingerprint.len);
+	if (r->devices.type == MOAT_VAL_TEXT) {
+		const char *p = r->devices.p, *end = p + r->devices.len;
 		json_decref(devices);
 		devices = json_array();
 		while (p < end) {
@@ -355,22 +364,23 @@ static json_t *mca_json(const struct moat_val *cols)
 			p += n + 1;
 		}
 	}
-	if (cols[5].type == MOAT_VAL_TEXT) {
+	if (r->group.type == MOAT_VAL_TEXT) {
 		json_decref(group);
-		group = json_stringn(cols[5].p, cols[5].len);
+		group = json_stringn(r->group.p, r->group.len);
 	}
 	return json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", name, "fingerprint", fp, "created_at",
-			 api_time(cols[2].i), "devices", devices, "group", group);
+			 api_time(r->created_at.i), "devices", devices, "group", group);
 }
 
 static moat_err mca_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
+	struct reg_mca_row r;
 
-	if (ncols != 6 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT ||
-	    cols[0].len >= 80 || cols[1].len >= 72)
+	if (ncols != 6 || reg_mca_row_decode(cols, ncols, &r) != MOAT_OK || r.name.len >= 80 ||
+	    r.fingerprint.len >= 72)
 		return MOAT_E_CORRUPT;
-	json_array_append_new(items, mca_json(cols));
+	json_array_append_new(items, mca_json(&r));
 	return MOAT_OK;
 }
 

@@ -116,24 +116,25 @@ struct etoken {
 
 static moat_err etoken_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct reg_etoken_row row;
 	struct etoken *t = arg;
 	size_t i;
 	char *dst[3] = {t->id, t->identity, t->group};
 	size_t len[3] = {sizeof(t->id), sizeof(t->identity), sizeof(t->group)};
+	const struct moat_val *src[3] = {&row.id, &row.identity, &row.group};
 
-	/* id, identity, group_name, uses_left, expires_at */
-	if (ncols != 5)
+	if (reg_etoken_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 5)
 		return MOAT_E_CORRUPT;
 	for (i = 0; i < 3; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= len[i])
 			n = len[i] - 1;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	t->uses_left = cols[3].i;
-	t->expires = cols[4].i;
+	t->uses_left = row.uses_left.i;
+	t->expires = row.expires_at.i;
 	t->found = true;
 	return MOAT_OK;
 }
@@ -146,31 +147,22 @@ struct ident_row {
 
 static moat_err ident_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct reg_identity_row row;
 	struct ident_row *r = arg;
 	char state[32];
 	size_t n;
 
-	if (ncols < 3 || cols[1].type != MOAT_VAL_TEXT || cols[2].type != MOAT_VAL_TEXT)
+	if (reg_identity_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	n = cols[1].len < sizeof(r->kind) - 1 ? cols[1].len : sizeof(r->kind) - 1;
-	memcpy(r->kind, cols[1].p, n);
+	n = row.kind.len < sizeof(r->kind) - 1 ? row.kind.len : sizeof(r->kind) - 1;
+	memcpy(r->kind, row.kind.p, n);
 	r->kind[n] = '\0';
-	n = cols[2].len < sizeof(state) - 1 ? cols[2].len : sizeof(state) - 1;
-	memcpy(state, cols[2].p, n);
+	n = row.state.len < sizeof(state) - 1 ? row.state.len : sizeof(state) - 1;
+	memcpy(state, row.state.p, n);
 	state[n] = '\0';
 	if (!moat_id_state_parse(state, &r->state))
 		return MOAT_E_CORRUPT;
 	r->found = true;
-	return MOAT_OK;
-}
-
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
 	return MOAT_OK;
 }
 
@@ -204,15 +196,17 @@ struct mca_find {
 
 static moat_err mca_find_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct reg_mca_row row;
 	struct mca_find *m = arg;
 	size_t n;
 
-	if (ncols != 3 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT)
+	if (reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 3)
 		return MOAT_E_CORRUPT;
-	if (cols[1].len != strlen(m->fp) || memcmp(cols[1].p, m->fp, cols[1].len) != 0)
+	if (row.fingerprint.len != strlen(m->fp) ||
+	    memcmp(row.fingerprint.p, m->fp, row.fingerprint.len) != 0)
 		return MOAT_OK;
-	n = cols[0].len < m->namelen - 1 ? cols[0].len : m->namelen - 1;
-	memcpy(m->name, cols[0].p, n);
+	n = row.name.len < m->namelen - 1 ? row.name.len : m->namelen - 1;
+	memcpy(m->name, row.name.p, n);
 	m->name[n] = '\0';
 	m->found = true;
 	return MOAT_OK;
@@ -243,18 +237,18 @@ struct mca_scope {
 
 static moat_err mca_scope_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct reg_mca_row row;
 	struct mca_scope *s = arg;
 
-	/* devices, group_name */
-	if (ncols != 2)
+	if (reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 2)
 		return MOAT_E_CORRUPT;
-	if (cols[0].type == MOAT_VAL_TEXT && cols[0].len < sizeof(s->devices)) {
-		memcpy(s->devices, cols[0].p, cols[0].len);
-		s->devices[cols[0].len] = '\0';
+	if (row.devices.type == MOAT_VAL_TEXT && row.devices.len < sizeof(s->devices)) {
+		memcpy(s->devices, row.devices.p, row.devices.len);
+		s->devices[row.devices.len] = '\0';
 	}
-	if (cols[1].type == MOAT_VAL_TEXT && cols[1].len < sizeof(s->group)) {
-		memcpy(s->group, cols[1].p, cols[1].len);
-		s->group[cols[1].len] = '\0';
+	if (row.group.type == MOAT_VAL_TEXT && row.group.len < sizeof(s->group)) {
+		memcpy(s->group, row.group.p, row.group.len);
+		s->group[row.group.len] = '\0';
 	}
 	s->found = true;
 	return MOAT_OK;
@@ -316,7 +310,7 @@ static bool factory_allowed(struct api_call *c, const char *mca, const char *id,
 	if (rc == MOAT_OK && scope.group[0] != '\0') {
 		v[0] = moat_val_text(id, strlen(id));
 		v[1] = moat_val_text(scope.group, strlen(scope.group));
-		rc = moat_store_read(c->api->o.store, REG_STMT(MEMBER_IS), v, 2, count_cb, &n);
+		rc = moat_store_read_int(c->api->o.store, REG_STMT(MEMBER_IS), v, 2, &n);
 	}
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
@@ -450,7 +444,7 @@ void api_est_enroll(struct api_call *c)
 	if (!row.found) {
 		int64_t n = 0;
 		v[0] = moat_val_text(t.group, strlen(t.group));
-		rc = moat_store_read(c->api->o.store, REG_STMT(GROUP_EXISTS), v, 1, count_cb, &n);
+		rc = moat_store_read_int(c->api->o.store, REG_STMT(GROUP_EXISTS), v, 1, &n);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			goto out;
@@ -536,10 +530,11 @@ struct revoked_list {
 
 static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct reg_revoked_row row;
 	struct revoked_list *l = arg;
 	size_t n;
 
-	if (ncols != 2 || cols[0].type != MOAT_VAL_TEXT)
+	if (reg_revoked_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (l->n >= MOAT_CRL_MAX_ENTRIES) {
 		l->full = true;
@@ -557,13 +552,14 @@ static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		l->v = v;
 		l->cap = cap;
 	}
-	n = cols[0].len < MOAT_CA_SERIAL_HEX_MAX ? cols[0].len : MOAT_CA_SERIAL_HEX_MAX;
-	memcpy(l->v[l->n].serial, cols[0].p, n);
+	n = row.serial.len < MOAT_CA_SERIAL_HEX_MAX ? row.serial.len : MOAT_CA_SERIAL_HEX_MAX;
+	memcpy(l->v[l->n].serial, row.serial.p, n);
 	l->v[l->n].serial[n] = '\0';
 	/* A revocation time before 1970 (a clock or data error) must not keep
 	 * the serial off the CRL, nor fail the whole list: the earliest time. */
-	l->v[l->n].revoked_at =
-	    cols[1].type == MOAT_VAL_INT && cols[1].i >= 1000 ? cols[1].i / 1000 : 1;
+	l->v[l->n].revoked_at = row.revoked_at.type == MOAT_VAL_INT && row.revoked_at.i >= 1000
+				    ? row.revoked_at.i / 1000
+				    : 1;
 	l->n++;
 	return MOAT_OK;
 }
@@ -649,17 +645,16 @@ struct cert_row {
 
 static moat_err cert_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct reg_cert_row row;
 	struct cert_row *r = arg;
 	size_t n;
 
-	/* serial, identity, fingerprint, not_before, not_after, issued_at,
-	 * revoked_at, reason */
-	if (ncols != 8 || cols[1].type != MOAT_VAL_TEXT)
+	if (reg_cert_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	n = cols[1].len < sizeof(r->identity) - 1 ? cols[1].len : sizeof(r->identity) - 1;
-	memcpy(r->identity, cols[1].p, n);
+	n = row.identity.len < sizeof(r->identity) - 1 ? row.identity.len : sizeof(r->identity) - 1;
+	memcpy(r->identity, row.identity.p, n);
 	r->identity[n] = '\0';
-	r->revoked = cols[6].type != MOAT_VAL_NULL;
+	r->revoked = row.revoked_at.type != MOAT_VAL_NULL;
 	r->found = true;
 	return MOAT_OK;
 }
@@ -788,8 +783,7 @@ void api_est_revoke_due(struct moat_api *api)
 	char detail[64];
 	int64_t n = 0;
 
-	if (moat_store_read(api->o.store, REG_STMT(CERT_DUE_COUNT), &v, 1, count_cb, &n) !=
-		MOAT_OK ||
+	if (moat_store_read_int(api->o.store, REG_STMT(CERT_DUE_COUNT), &v, 1, &n) != MOAT_OK ||
 	    n == 0)
 		return;
 	if (moat_store_batch_new(&b) != MOAT_OK)

@@ -47,12 +47,13 @@ static moat_err append(json_t *arr, json_t *o)
 	return o != NULL && json_array_append_new(arr, o) == 0 ? MOAT_OK : MOAT_E_NOMEM;
 }
 
-/* First column of each row: names (MEMBERS_OF, ATTACHED_TO_*). */
+/* Names (MEMBERS_OF, ATTACHED_TO_*). */
 static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
-	return append(arg, col_text(&cols[0]));
+	struct moat_val name;
+	moat_err rc = reg_name_row_decode(cols, ncols, &name);
+
+	return rc != MOAT_OK ? rc : append(arg, col_text(&name));
 }
 
 static moat_err names_of(struct api_call *c, struct moat_stmt st, const char *key, json_t **out)
@@ -86,48 +87,54 @@ bool api_reg_names_has(json_t *arr, const char *name)
 	return false;
 }
 
-/* ID_GET / ID_LIST: id, kind, state, created_at, updated_at, first_seen,
- * last_seen, last_addr, firmware. */
+/* ID_GET / ID_LIST */
 moat_err api_reg_identity_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols != 10 || cols[0].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
-	return append(arg,
-		      json_pack("{s:o, s:o, s:o, s:[], s:[], s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-				"id", col_text(&cols[0]), "kind", col_text(&cols[1]), "state",
-				col_text(&cols[2]), "groups", "policies", "created_at",
-				col_time(&cols[3]), "updated_at", col_time(&cols[4]), "first_seen",
-				col_time(&cols[5]), "last_seen", col_time(&cols[6]), "last_addr",
-				col_text(&cols[7]), "firmware", col_text(&cols[8]),
-				"cert_expires_at", col_time(&cols[9])));
+	struct reg_identity_row r;
+	moat_err rc = reg_identity_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	return append(
+	    arg,
+	    json_pack("{s:o, s:o, s:o, s:[], s:[], s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+		      col_text(&r.id), "kind", col_text(&r.kind), "state", col_text(&r.state),
+		      "groups", "policies", "created_at", col_time(&r.created_at), "updated_at",
+		      col_time(&r.updated_at), "first_seen", col_time(&r.first_seen), "last_seen",
+		      col_time(&r.last_seen), "last_addr", col_text(&r.last_addr), "firmware",
+		      col_text(&r.firmware), "cert_expires_at", col_time(&r.cert_expires_at)));
 }
 
-/* GROUP_GET / GROUP_LIST: name, description, created_at, member count. */
+/* GROUP_GET / GROUP_LIST */
 moat_err api_reg_group_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols != 4 || cols[0].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
-	return append(arg, json_pack("{s:o, s:o, s:b, s:I, s:[], s:o}", "name", col_text(&cols[0]),
-				     "description", col_text(&cols[1]), "builtin",
-				     col_is(&cols[0], API_BUILTIN_GROUP), "members",
-				     (json_int_t)(cols[3].type == MOAT_VAL_INT ? cols[3].i : 0),
-				     "policies", "created_at", col_time(&cols[2])));
+	struct reg_group_row r;
+	moat_err rc = reg_group_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	return append(arg, json_pack("{s:o, s:o, s:b, s:I, s:[], s:o}", "name", col_text(&r.name),
+				     "description", col_text(&r.description), "builtin",
+				     col_is(&r.name, API_BUILTIN_GROUP), "members",
+				     (json_int_t)r.members.i, "policies", "created_at",
+				     col_time(&r.created_at)));
 }
 
-/* POLICY_GET / POLICY_LIST: name, description, rules (one per line),
- * builtin, created_at, updated_at. */
+/* POLICY_GET / POLICY_LIST: the rules are one per line. */
 moat_err api_reg_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct reg_policy_row r;
 	json_t *rules;
 	const char *p, *end, *nl;
+	moat_err rc = reg_policy_row_decode(cols, ncols, &r);
 
-	if (ncols != 6 || cols[0].type != MOAT_VAL_TEXT || cols[2].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
+	if (rc != MOAT_OK)
+		return rc;
 	rules = json_array();
 	if (rules == NULL)
 		return MOAT_E_NOMEM;
-	p = cols[2].p;
-	end = p + cols[2].len;
+	p = r.rules.p;
+	end = p + r.rules.len;
 	while (p < end) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (nl == NULL)
@@ -139,10 +146,11 @@ moat_err api_reg_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		}
 		p = nl + 1;
 	}
-	return append(arg, json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "name", col_text(&cols[0]),
-				     "description", col_text(&cols[1]), "rules", rules, "builtin",
-				     cols[3].type == MOAT_VAL_INT && cols[3].i != 0, "created_at",
-				     col_time(&cols[4]), "updated_at", col_time(&cols[5])));
+	return append(arg,
+		      json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "name", col_text(&r.name),
+				"description", col_text(&r.description), "rules", rules, "builtin",
+				r.builtin.i != 0, "created_at", col_time(&r.created_at),
+				"updated_at", col_time(&r.updated_at)));
 }
 
 /* Rows of st into a new array. */

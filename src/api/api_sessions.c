@@ -25,20 +25,20 @@ static void text(char *dst, size_t len, const struct moat_val *v)
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct auth_session_list_row row;
 	struct sess_list *l = arg;
 	char sid[24], name[80], peer[64], ua[160];
 
-	/* sid, name, created_at, last_seen, peer, user_agent */
-	if (ncols != 6)
+	if (auth_session_list_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	text(sid, sizeof(sid), &cols[0]);
-	text(name, sizeof(name), &cols[1]);
-	text(peer, sizeof(peer), &cols[4]);
-	text(ua, sizeof(ua), &cols[5]);
+	text(sid, sizeof(sid), &row.sid);
+	text(name, sizeof(name), &row.name);
+	text(peer, sizeof(peer), &row.peer);
+	text(ua, sizeof(ua), &row.user_agent);
 	json_array_append_new(l->items,
 			      json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:b}", "id", sid,
-					"username", name, "created_at", api_time(cols[2].i),
-					"last_seen", api_time(cols[3].i), "peer", peer,
+					"username", name, "created_at", api_time(row.created_at.i),
+					"last_seen", api_time(row.last_seen.i), "peer", peer,
 					"user_agent", ua, "current", strcmp(sid, l->current) == 0));
 	l->n++;
 	return MOAT_OK;
@@ -83,11 +83,12 @@ void api_sessions_list(struct api_call *c)
 
 static moat_err owner_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_val row;
 	char *owner = arg;
 
-	if (ncols != 1)
+	if (auth_name_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	text(owner, 80, &cols[0]);
+	text(owner, 80, &row);
 	return MOAT_OK;
 }
 

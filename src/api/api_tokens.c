@@ -13,37 +13,38 @@ struct tok_list {
 	size_t n;
 };
 
-static json_t *token_json(const struct moat_val *cols)
+static json_t *token_json(const struct auth_token_row *r)
 {
 	char id[80], name[80], role[16], creator[96];
 	size_t i;
 	char *dst[4] = {id, name, role, creator};
 	size_t len[4] = {sizeof(id), sizeof(name), sizeof(role), sizeof(creator)};
+	const struct moat_val *src[4] = {&r->id, &r->name, &r->role, &r->creator};
 
 	for (i = 0; i < 4; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= len[i])
 			n = len[i] - 1;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	/* id, name, role, creator, created_at, expires_at, last_used, revoked_at */
 	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o}", "id", id, "name", name,
-			 "role", role, "creator", creator, "created_at", api_time(cols[4].i),
-			 "expires_at", api_time(cols[5].i), "last_used",
-			 api_time(cols[6].type == MOAT_VAL_INT ? cols[6].i : 0), "revoked",
-			 cols[7].type != MOAT_VAL_NULL, "revoked_at",
-			 api_time(cols[7].type == MOAT_VAL_INT ? cols[7].i : 0));
+			 "role", role, "creator", creator, "created_at", api_time(r->created_at.i),
+			 "expires_at", api_time(r->expires_at.i), "last_used",
+			 api_time(r->last_used.type == MOAT_VAL_INT ? r->last_used.i : 0),
+			 "revoked", r->revoked_at.type != MOAT_VAL_NULL, "revoked_at",
+			 api_time(r->revoked_at.type == MOAT_VAL_INT ? r->revoked_at.i : 0));
 }
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct auth_token_row row;
 	struct tok_list *l = arg;
 
-	if (ncols != 8)
+	if (auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	json_array_append_new(l->items, token_json(cols));
+	json_array_append_new(l->items, token_json(&row));
 	l->n++;
 	return MOAT_OK;
 }
@@ -82,11 +83,12 @@ static bool within_caller(const struct api_call *c, enum api_role r)
 
 static moat_err one_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct auth_token_row row;
 	json_t **out = arg;
 
-	if (ncols != 8)
+	if (auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	*out = token_json(cols);
+	*out = token_json(&row);
 	return MOAT_OK;
 }
 

@@ -15,25 +15,26 @@ struct list_ctx {
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct auth_operator_list_row row;
 	struct list_ctx *l = arg;
 	struct api_operator op;
 	char role[16];
 	size_t n;
 
-	/* name, role, disabled, enrolled, created_at, updated_at */
-	if (ncols != 6 || cols[0].type != MOAT_VAL_TEXT || cols[0].len >= sizeof(op.name))
+	if (auth_operator_list_row_decode(cols, ncols, &row) != MOAT_OK ||
+	    row.name.len >= sizeof(op.name))
 		return MOAT_E_CORRUPT;
 	memset(&op, 0, sizeof(op));
-	memcpy(op.name, cols[0].p, cols[0].len);
-	n = cols[1].len < sizeof(role) - 1 ? cols[1].len : sizeof(role) - 1;
-	memcpy(role, cols[1].p, n);
+	memcpy(op.name, row.name.p, row.name.len);
+	n = row.role.len < sizeof(role) - 1 ? row.role.len : sizeof(role) - 1;
+	memcpy(role, row.role.p, n);
 	role[n] = '\0';
 	if (!api_role_parse(role, &op.role))
 		return MOAT_E_CORRUPT;
-	op.disabled = cols[2].i != 0;
-	op.totp_len = cols[3].i ? 1 : 0;
-	op.created = cols[4].i;
-	op.updated = cols[5].i;
+	op.disabled = row.disabled.i != 0;
+	op.totp_len = row.enrolled.i ? 1 : 0;
+	op.created = row.created_at.i;
+	op.updated = row.updated_at.i;
 	json_array_append_new(l->items, api_operator_json(&op));
 	snprintf(l->last, sizeof(l->last), "%s", op.name);
 	l->n++;
@@ -183,16 +184,6 @@ void api_users_get(struct api_call *c)
 		api_json(c, 200, api_operator_json(&op));
 }
 
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
-	return MOAT_OK;
-}
-
 void api_users_patch(struct api_call *c)
 {
 	static const struct api_field f[] = {
@@ -238,7 +229,7 @@ void api_users_patch(struct api_call *c)
 	}
 	if (op.role == ROLE_ADMIN && !op.disabled && (role != ROLE_ADMIN || disabled)) {
 		v[0] = moat_val_text("admin", 5);
-		rc = moat_store_read(c->api->o.store, AUTH_STMT(OP_COUNT), v, 1, count_cb, &admins);
+		rc = moat_store_read_int(c->api->o.store, AUTH_STMT(OP_COUNT), v, 1, &admins);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			return;

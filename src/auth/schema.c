@@ -182,3 +182,157 @@ const struct moat_store_module moat_auth_store = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
+
+#define T(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_TEXT, nullable                                                            \
+	}
+#define I(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_INT, nullable                                                             \
+	}
+#define B(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_BLOB, nullable                                                            \
+	}
+#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
+
+moat_err auth_operator_row_decode(const struct moat_val *cols, size_t n,
+				  struct auth_operator_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false), B(true), B(true),
+						     I(false), I(false), I(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->name = cols[0];
+	out->role = cols[1];
+	out->pw_hash = cols[2];
+	out->totp_secret = cols[3];
+	out->totp_pending = cols[4];
+	out->totp_last_step = cols[5];
+	out->disabled = cols[6];
+	out->created_at = cols[7];
+	out->updated_at = cols[8];
+	return MOAT_OK;
+}
+
+moat_err auth_operator_list_row_decode(const struct moat_val *cols, size_t n,
+				       struct auth_operator_list_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), I(false),
+						     I(false), I(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->name = cols[0];
+	out->role = cols[1];
+	out->disabled = cols[2];
+	out->enrolled = cols[3];
+	out->created_at = cols[4];
+	out->updated_at = cols[5];
+	return MOAT_OK;
+}
+
+moat_err auth_session_row_decode(const struct moat_val *cols, size_t n,
+				 struct auth_session_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false),
+						     T(false), I(false), I(false),
+						     I(false), I(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->sid = cols[0];
+	out->name = cols[1];
+	out->role = cols[2];
+	out->csrf = cols[3];
+	out->mfa = cols[4];
+	out->created_at = cols[5];
+	out->last_seen = cols[6];
+	out->disabled = cols[7];
+	out->enrolled = cols[8];
+	return MOAT_OK;
+}
+
+moat_err auth_session_list_row_decode(const struct moat_val *cols, size_t n,
+				      struct auth_session_list_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), I(false),
+						     I(false), T(false), T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->sid = cols[0];
+	out->name = cols[1];
+	out->created_at = cols[2];
+	out->last_seen = cols[3];
+	out->peer = cols[4];
+	out->user_agent = cols[5];
+	return MOAT_OK;
+}
+
+moat_err auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
+				    struct auth_token_auth_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false), T(false),
+						     I(false), I(true),	 T(true),  I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->id = cols[0];
+	out->name = cols[1];
+	out->role = cols[2];
+	out->creator = cols[3];
+	out->expires_at = cols[4];
+	out->revoked_at = cols[5];
+	out->creator_role = cols[6];
+	out->creator_disabled = cols[7];
+	return MOAT_OK;
+}
+
+moat_err auth_token_row_decode(const struct moat_val *cols, size_t n, struct auth_token_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false), T(false),
+						     I(false), I(false), I(true),  I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->id = cols[0];
+	out->name = cols[1];
+	out->role = cols[2];
+	out->creator = cols[3];
+	out->created_at = cols[4];
+	out->expires_at = cols[5];
+	out->last_used = cols[6];
+	out->revoked_at = cols[7];
+	return MOAT_OK;
+}
+
+moat_err auth_setup_row_decode(const struct moat_val *cols, size_t n, struct auth_setup_row *out)
+{
+	static const struct moat_store_col want[] = {I(false), I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->expires_at = cols[0];
+	out->used_at = cols[1];
+	return MOAT_OK;
+}
+
+moat_err auth_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
+{
+	static const struct moat_store_col want[] = {T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc == MOAT_OK)
+		*name = cols[0];
+	return rc;
+}

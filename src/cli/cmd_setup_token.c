@@ -15,16 +15,6 @@
 #include "store/store.h"
 #include "auth/schema.h"
 
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
-	return MOAT_OK;
-}
-
 moat_err moat_setup_token_issue(const char *dir, char *out, size_t outlen, char *err, size_t errlen)
 {
 	struct moat_store_opts o;
@@ -45,7 +35,7 @@ moat_err moat_setup_token_issue(const char *dir, char *out, size_t outlen, char 
 	if ((rc = moat_store_open(&o, &st, err, errlen)) != MOAT_OK)
 		return rc;
 	v[0] = moat_val_null();
-	rc = moat_store_read(st, AUTH_STMT(OP_COUNT), v, 1, count_cb, &n);
+	rc = moat_store_read_int(st, AUTH_STMT(OP_COUNT), v, 1, &n);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot read operators: %s", moat_strerror(rc));
 		goto out;

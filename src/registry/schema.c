@@ -336,3 +336,167 @@ const struct moat_store_module moat_registry_store = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
+
+#define T(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_TEXT, nullable                                                            \
+	}
+#define I(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_INT, nullable                                                             \
+	}
+#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
+
+moat_err reg_identity_row_decode(const struct moat_val *cols, size_t n,
+				 struct reg_identity_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false), I(false),
+						     I(false), I(true),	 I(true),  T(true),
+						     T(true),  I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->id = cols[0];
+	out->kind = cols[1];
+	out->state = cols[2];
+	out->created_at = cols[3];
+	out->updated_at = cols[4];
+	out->first_seen = cols[5];
+	out->last_seen = cols[6];
+	out->last_addr = cols[7];
+	out->firmware = cols[8];
+	out->cert_expires_at = cols[9];
+	return MOAT_OK;
+}
+
+moat_err reg_group_row_decode(const struct moat_val *cols, size_t n, struct reg_group_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->name = cols[0];
+	out->description = cols[1];
+	out->created_at = cols[2];
+	out->members = cols[3];
+	return MOAT_OK;
+}
+
+moat_err reg_policy_row_decode(const struct moat_val *cols, size_t n, struct reg_policy_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false),
+						     I(false), I(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->name = cols[0];
+	out->description = cols[1];
+	out->rules = cols[2];
+	out->builtin = cols[3];
+	out->created_at = cols[4];
+	out->updated_at = cols[5];
+	return MOAT_OK;
+}
+
+moat_err reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
+{
+	static const struct moat_store_col want[] = {T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc == MOAT_OK)
+		*name = cols[0];
+	return rc;
+}
+
+moat_err reg_cert_row_decode(const struct moat_val *cols, size_t n, struct reg_cert_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false), I(false),
+						     I(false), I(false), I(true),  T(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->serial = cols[0];
+	out->identity = cols[1];
+	out->fingerprint = cols[2];
+	out->not_before = cols[3];
+	out->not_after = cols[4];
+	out->issued_at = cols[5];
+	out->revoked_at = cols[6];
+	out->reason = cols[7];
+	return MOAT_OK;
+}
+
+moat_err reg_revoked_row_decode(const struct moat_val *cols, size_t n, struct reg_revoked_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->serial = cols[0];
+	out->revoked_at = cols[1];
+	return MOAT_OK;
+}
+
+moat_err reg_etoken_row_decode(const struct moat_val *cols, size_t n, struct reg_etoken_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(true),	 T(true), I(false),
+						     I(false), T(false), I(false)};
+	moat_err rc;
+
+	/* ETOKEN_GET_HASH: the first five */
+	rc = moat_store_cols_check(cols, n, want, n == 5 ? 5 : NCOLS(want));
+	if (rc != MOAT_OK)
+		return rc;
+	out->id = cols[0];
+	out->identity = cols[1];
+	out->group = cols[2];
+	out->uses_left = cols[3];
+	out->expires_at = cols[4];
+	out->creator = n == 5 ? moat_val_null() : cols[5];
+	out->created_at = n == 5 ? moat_val_null() : cols[6];
+	return MOAT_OK;
+}
+
+moat_err reg_mca_row_decode(const struct moat_val *cols, size_t n, struct reg_mca_row *out)
+{
+	static const struct moat_store_col list[] = {T(false), T(false), I(false),
+						     T(false), T(true),	 T(true)};
+	static const struct moat_store_col all[] = {T(false), T(false), T(false)};
+	static const struct moat_store_col scope[] = {T(true), T(true)};
+	moat_err rc;
+
+	out->name = out->fingerprint = out->created_at = out->cert_pem = moat_val_null();
+	out->devices = out->group = moat_val_null();
+	switch (n) {
+	case NCOLS(list):
+		if ((rc = moat_store_cols_check(cols, n, list, n)) != MOAT_OK)
+			return rc;
+		out->name = cols[0];
+		out->fingerprint = cols[1];
+		out->created_at = cols[2];
+		out->cert_pem = cols[3];
+		out->devices = cols[4];
+		out->group = cols[5];
+		return MOAT_OK;
+	case NCOLS(all):
+		if ((rc = moat_store_cols_check(cols, n, all, n)) != MOAT_OK)
+			return rc;
+		out->name = cols[0];
+		out->fingerprint = cols[1];
+		out->cert_pem = cols[2];
+		return MOAT_OK;
+	case NCOLS(scope):
+		if ((rc = moat_store_cols_check(cols, n, scope, n)) != MOAT_OK)
+			return rc;
+		out->devices = cols[0];
+		out->group = cols[1];
+		return MOAT_OK;
+	default:
+		return MOAT_E_CORRUPT;
+	}
+}

@@ -76,6 +76,78 @@ enum registry_stmt {
 	REG_STMT__COUNT
 };
 
+/*
+ * Rows, decoded next to the SQL (schema.c). The values point into the row
+ * and are valid only during the row callback; a nullable one may be
+ * MOAT_VAL_NULL. MOAT_E_CORRUPT when a row is not what the schema says.
+ */
+
+/* ID_GET, ID_LIST */
+struct reg_identity_row {
+	struct moat_val id, kind, state;	/* text */
+	struct moat_val created_at, updated_at; /* int */
+	struct moat_val first_seen, last_seen;	/* int or NULL */
+	struct moat_val last_addr, firmware;	/* text or NULL */
+	struct moat_val cert_expires_at;	/* int or NULL: the newest unrevoked certificate */
+};
+moat_err reg_identity_row_decode(const struct moat_val *cols, size_t n,
+				 struct reg_identity_row *out);
+
+/* GROUP_GET, GROUP_LIST */
+struct reg_group_row {
+	struct moat_val name, description;   /* text */
+	struct moat_val created_at, members; /* int */
+};
+moat_err reg_group_row_decode(const struct moat_val *cols, size_t n, struct reg_group_row *out);
+
+/* POLICY_GET, POLICY_LIST */
+struct reg_policy_row {
+	struct moat_val name, description, rules;	 /* text; rules one per line */
+	struct moat_val builtin, created_at, updated_at; /* int */
+};
+moat_err reg_policy_row_decode(const struct moat_val *cols, size_t n, struct reg_policy_row *out);
+
+/* One name: MEMBERS_OF (groups), ATTACHED_TO_GROUP and ATTACHED_TO_ID
+ * (policies), REG_GROUP_MEMBERS, REG_POLICY_IDS (identities). */
+moat_err reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name);
+
+/* CERT_GET, CERT_LIST */
+struct reg_cert_row {
+	struct moat_val serial, identity, fingerprint;	  /* text */
+	struct moat_val not_before, not_after, issued_at; /* int */
+	struct moat_val revoked_at;			  /* int or NULL */
+	struct moat_val reason;				  /* text or NULL */
+};
+moat_err reg_cert_row_decode(const struct moat_val *cols, size_t n, struct reg_cert_row *out);
+
+/* REVOKED_ALL, CRL_ENTRIES */
+struct reg_revoked_row {
+	struct moat_val serial;	    /* text */
+	struct moat_val revoked_at; /* int */
+};
+moat_err reg_revoked_row_decode(const struct moat_val *cols, size_t n, struct reg_revoked_row *out);
+
+/* ETOKEN_LIST; ETOKEN_GET_HASH has the first five (creator and created_at
+ * are MOAT_VAL_NULL then). */
+struct reg_etoken_row {
+	struct moat_val id;		       /* text */
+	struct moat_val identity, group;       /* text or NULL */
+	struct moat_val uses_left, expires_at; /* int */
+	struct moat_val creator;	       /* text */
+	struct moat_val created_at;	       /* int */
+};
+moat_err reg_etoken_row_decode(const struct moat_val *cols, size_t n, struct reg_etoken_row *out);
+
+/* MCA_LIST; MCA_ALL has name, fingerprint, cert_pem (the others NULL);
+ * MCA_SCOPE has devices, group (the others NULL). */
+struct reg_mca_row {
+	struct moat_val name, fingerprint; /* text */
+	struct moat_val created_at;	   /* int */
+	struct moat_val cert_pem;	   /* text */
+	struct moat_val devices, group;	   /* text or NULL: the CA's scope */
+};
+moat_err reg_mca_row_decode(const struct moat_val *cols, size_t n, struct reg_mca_row *out);
+
 #define REG_STMT(name) MOAT_STMT(&moat_registry_store, REG_STMT_##name)
 
 #endif

@@ -662,3 +662,17 @@ void moat_store_stats(struct moat_store *st, struct moat_store_stats *out)
 	out->fsyncs = atomic_load(&st->n_fsync);
 	out->errors = atomic_load(&st->n_errors);
 }
+
+moat_err moat_store_cols_check(const struct moat_val *cols, size_t ncols,
+			       const struct moat_store_col *want, size_t n)
+{
+	size_t i;
+
+	if (cols == NULL || ncols != n)
+		return MOAT_E_CORRUPT;
+	for (i = 0; i < n; i++)
+		if (cols[i].type != want[i].type &&
+		    !(want[i].nullable && cols[i].type == MOAT_VAL_NULL))
+			return MOAT_E_CORRUPT;
+	return MOAT_OK;
+}

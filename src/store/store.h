@@ -19,6 +19,7 @@
 #ifndef MOAT_STORE_H
 #define MOAT_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -216,6 +217,19 @@ moat_err moat_store_checkpoint_wait(struct moat_store *st);
 /* One result row; the values are valid only during the call. A non-OK
  * return stops the read and becomes its result. */
 typedef moat_err (*moat_store_row_cb)(void *arg, const struct moat_val *cols, size_t ncols);
+
+/* Rows are decoded by the module that owns the statement, in one function
+ * next to its SQL (X_row_decode), into a struct with named fields; callers
+ * never read another module's columns by position. A decoder checks the
+ * columns with this: a column's type, and whether it may be NULL. */
+struct moat_store_col {
+	enum moat_val_type type;
+	bool nullable;
+};
+/* MOAT_OK when cols are exactly n columns of these types, else
+ * MOAT_E_CORRUPT (the row is not what the schema says). */
+moat_err moat_store_cols_check(const struct moat_val *cols, size_t ncols,
+			       const struct moat_store_col *want, size_t n);
 
 /* Synchronous read on the read connection (thread-safe, serialised).
  * Sees only committed data. NOT for event loops' hot paths. */

@@ -1360,6 +1360,80 @@ static void test_module_newer_refused(void **state)
 	assert_non_null(strstr(err, "of module registry is newer than this moat"));
 }
 
+/* Rows are decoded by the owning module into named fields; a row that is
+ * not what the schema says is refused, never read by position. */
+struct ident_seen {
+	int n;
+	char id[32], state[32];
+	int64_t created;
+	bool first_seen_null;
+};
+
+static moat_err ident_decode_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct ident_seen *s = arg;
+	struct reg_identity_row r;
+	moat_err rc = reg_identity_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	snprintf(s->id, sizeof(s->id), "%.*s", (int)r.id.len, (const char *)r.id.p);
+	snprintf(s->state, sizeof(s->state), "%.*s", (int)r.state.len, (const char *)r.state.p);
+	s->created = r.created_at.i;
+	s->first_seen_null = r.first_seen.type == MOAT_VAL_NULL;
+	s->n++;
+	return MOAT_OK;
+}
+
+static void test_row_decoders(void **state)
+{
+	(void)state;
+	struct moat_store *st;
+	struct moat_store_batch *b;
+	struct moat_val v[4], row[10];
+	struct reg_identity_row ir;
+	struct auth_setup_row sr;
+	struct ident_seen seen = {0};
+	size_t i;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	b = batch();
+	v[0] = moat_val_text("dev-7", 5);
+	v[1] = moat_val_text("device", 6);
+	v[2] = moat_val_text("registered", 10);
+	v[3] = moat_val_int(1234);
+	assert_int_equal(moat_store_batch_add(b, REG_STMT(ID_INSERT), v, 4), MOAT_OK);
+	assert_int_equal(run(st, b), MOAT_OK);
+	assert_int_equal(moat_store_read(st, REG_STMT(ID_GET), v, 1, ident_decode_cb, &seen),
+			 MOAT_OK);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.id, "dev-7");
+	assert_string_equal(seen.state, "registered");
+	assert_int_equal(seen.created, 1234);
+	assert_true(seen.first_seen_null);
+	moat_store_close(st);
+
+	/* the wrong number of columns, a wrong type, NULL where none may be */
+	for (i = 0; i < 10; i++)
+		row[i] = moat_val_text("x", 1);
+	row[3] = row[4] = moat_val_int(1);
+	row[5] = row[6] = row[9] = moat_val_null();
+	assert_int_equal(reg_identity_row_decode(row, 10, &ir), MOAT_OK);
+	assert_int_equal(reg_identity_row_decode(row, 9, &ir), MOAT_E_CORRUPT);
+	row[3] = moat_val_text("1", 1);
+	assert_int_equal(reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
+	row[3] = moat_val_int(1);
+	row[0] = moat_val_null();
+	assert_int_equal(reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
+	row[0] = moat_val_int(5);
+	row[1] = moat_val_null();
+	assert_int_equal(auth_setup_row_decode(row, 2, &sr), MOAT_OK);
+	assert_int_equal(sr.expires_at.i, 5);
+	assert_int_equal(sr.used_at.type, MOAT_VAL_NULL);
+	row[1] = moat_val_blob("", 0);
+	assert_int_equal(auth_setup_row_decode(row, 2, &sr), MOAT_E_CORRUPT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1383,6 +1457,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_legacy_v3_upgraded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_module_registration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_module_newer_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_row_decoders, setup, teardown),
 	};
 
 	/* failures are logged loudly by design; keep the test output readable */
