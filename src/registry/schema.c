@@ -7,6 +7,8 @@
  * Migrations: dense versions from 1, each applied in its own transaction;
  * never edit a step that has shipped, add one.
  */
+#include <string.h>
+
 #include "registry/schema.h"
 
 /* When the identity's newest unrevoked certificate expires. */
@@ -499,4 +501,18 @@ moat_err reg_mca_row_decode(const struct moat_val *cols, size_t n, struct reg_mc
 	default:
 		return MOAT_E_CORRUPT;
 	}
+}
+
+moat_err reg_seen_add(struct moat_store_batch *b, const char *id, int64_t now_ms, const char *addr,
+		      const char *firmware)
+{
+	struct moat_val v[4];
+
+	if (id == NULL || addr == NULL)
+		return MOAT_E_INVAL;
+	v[0] = moat_val_text(id, strlen(id));
+	v[1] = moat_val_int(now_ms);
+	v[2] = moat_val_text(addr, strlen(addr));
+	v[3] = firmware != NULL ? moat_val_text(firmware, strlen(firmware)) : moat_val_null();
+	return moat_store_batch_add(b, REG_STMT(ID_SEEN), v, 4);
 }

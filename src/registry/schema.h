@@ -148,6 +148,12 @@ struct reg_mca_row {
 };
 moat_err reg_mca_row_decode(const struct moat_val *cols, size_t n, struct reg_mca_row *out);
 
+/* The broker's note that an identity connected (its first and last time,
+ * address and the firmware it reported, NULL: keep), added to the
+ * caller's batch: the registry's statement, run by the registry's code. */
+moat_err reg_seen_add(struct moat_store_batch *b, const char *id, int64_t now_ms, const char *addr,
+		      const char *firmware);
+
 #define REG_STMT(name) MOAT_STMT(&moat_registry_store, REG_STMT_##name)
 
 #endif
