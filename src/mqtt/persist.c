@@ -117,9 +117,10 @@ struct restore_ids {
 
 static moat_err restore_id_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct mqtt_retained_row row;
 	struct restore_ids *r = arg;
 
-	if (ncols < 2 || cols[1].type != MOAT_VAL_INT)
+	if (mqtt_retained_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (r->n == r->cap) {
 		size_t ncap = r->cap ? r->cap * 2 : 64;
@@ -129,7 +130,7 @@ static moat_err restore_id_cb(void *arg, const struct moat_val *cols, size_t nco
 		r->id = n;
 		r->cap = ncap;
 	}
-	r->id[r->n++] = cols[1].i;
+	r->id[r->n++] = row.msg_id.i;
 	return MOAT_OK;
 }
 
@@ -151,30 +152,29 @@ moat_err moat_persist_decode_props(const struct moat_val *blob, struct mqtt_pack
 
 static moat_err restore_msg_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct mqtt_msg_row row;
 	struct moat_broker *b = arg;
 	struct mqtt_packet p;
 	uint64_t now = moat_now_ms();
 	struct moat_msg *m;
 	unsigned i;
 
-	/* id, topic, payload, props, qos, retain, expire_at */
-	if (ncols < 7 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_TEXT ||
-	    cols[2].type != MOAT_VAL_BLOB || cols[4].type != MOAT_VAL_INT)
+	if (mqtt_msg_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (moat_persist_decode_props(&cols[3], &p) != MOAT_OK)
+	if (moat_persist_decode_props(&row.props, &p) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (cols[6].type == MOAT_VAL_INT) {
-		int64_t left = cols[6].i - moat_wall_ms();
+	if (row.expire_at.type == MOAT_VAL_INT) {
+		int64_t left = row.expire_at.i - moat_wall_ms();
 		if (left <= 0)
 			return MOAT_OK; /* expired while we were down */
 		p.props.present |= MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY);
 		p.props.message_expiry = (uint32_t)((left + 999) / 1000);
 	}
-	m = moat_msg_new(cols[1].p, cols[1].len, cols[2].p, cols[2].len, &p.props,
-			 (uint8_t)cols[4].i, true, 0, now);
+	m = moat_msg_new(row.topic.p, row.topic.len, row.payload.p, row.payload.len, &p.props,
+			 (uint8_t)row.qos.i, true, 0, now);
 	if (m == NULL)
 		return MOAT_E_NOMEM;
-	m->store_id = (uint64_t)cols[0].i;
+	m->store_id = (uint64_t)row.id.i;
 	for (i = 0; i < b->n_workers; i++) {
 		void *old = NULL;
 		if (moat_rettree_set(b->workers[i].retained, m->topic, m->topic_len,

@@ -182,3 +182,119 @@ const struct moat_store_module moat_mqtt_store = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
+
+#define T(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_TEXT, nullable                                                            \
+	}
+#define I(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_INT, nullable                                                             \
+	}
+#define B(nullable)                                                                                \
+	{                                                                                          \
+		MOAT_VAL_BLOB, nullable                                                            \
+	}
+#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
+
+moat_err mqtt_msg_row_decode(const struct moat_val *cols, size_t n, struct mqtt_msg_row *out)
+{
+	static const struct moat_store_col want[] = {I(false), T(false), B(false), B(true),
+						     I(false), I(false), I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->id = cols[0];
+	out->topic = cols[1];
+	out->payload = cols[2];
+	out->props = cols[3];
+	out->qos = cols[4];
+	out->retain = cols[5];
+	out->expire_at = cols[6];
+	return MOAT_OK;
+}
+
+moat_err mqtt_session_row_decode(const struct moat_val *cols, size_t n,
+				 struct mqtt_session_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false),
+						     I(true),  T(true),	 B(true),  B(true),
+						     I(true),  I(true),	 I(true),  I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->client_id = cols[0];
+	out->identity = cols[1];
+	out->version = cols[2];
+	out->expiry_interval = cols[3];
+	out->expire_at = cols[4];
+	out->will_topic = cols[5];
+	out->will_payload = cols[6];
+	out->will_props = cols[7];
+	out->will_qos = cols[8];
+	out->will_retain = cols[9];
+	out->will_delay = cols[10];
+	out->will_expiry = cols[11];
+	return MOAT_OK;
+}
+
+moat_err mqtt_sub_row_decode(const struct moat_val *cols, size_t n, struct mqtt_sub_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->client_id = cols[0];
+	out->filter = cols[1];
+	out->options = cols[2];
+	out->sub_id = cols[3];
+	return MOAT_OK;
+}
+
+moat_err mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
+				  struct mqtt_delivery_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), I(false), I(false), I(false),
+						     I(false), I(false), I(false), B(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->client_id = cols[0];
+	out->seq = cols[1];
+	out->msg_id = cols[2];
+	out->qos = cols[3];
+	out->retain = cols[4];
+	out->state = cols[5];
+	out->pid = cols[6];
+	out->sub_ids = cols[7];
+	return MOAT_OK;
+}
+
+moat_err mqtt_qos2_row_decode(const struct moat_val *cols, size_t n, struct mqtt_qos2_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->client_id = cols[0];
+	out->pid = cols[1];
+	return MOAT_OK;
+}
+
+moat_err mqtt_retained_row_decode(const struct moat_val *cols, size_t n,
+				  struct mqtt_retained_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->topic = cols[0];
+	out->msg_id = cols[1];
+	return MOAT_OK;
+}

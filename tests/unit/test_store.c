@@ -1385,6 +1385,17 @@ static moat_err ident_decode_cb(void *arg, const struct moat_val *cols, size_t n
 	return MOAT_OK;
 }
 
+static moat_err msg_decode_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct mqtt_msg_row r;
+	int64_t *id = arg;
+	moat_err rc = mqtt_msg_row_decode(cols, ncols, &r);
+
+	if (rc == MOAT_OK)
+		*id = r.id.i;
+	return rc;
+}
+
 static void test_row_decoders(void **state)
 {
 	(void)state;
@@ -1394,6 +1405,7 @@ static void test_row_decoders(void **state)
 	struct reg_identity_row ir;
 	struct auth_setup_row sr;
 	struct ident_seen seen = {0};
+	int64_t n;
 	size_t i;
 
 	st = open_store(MOAT_STORE_STRICT, 0);
@@ -1411,6 +1423,12 @@ static void test_row_decoders(void **state)
 	assert_string_equal(seen.state, "registered");
 	assert_int_equal(seen.created, 1234);
 	assert_true(seen.first_seen_null);
+	setup_sessions(st);
+	assert_int_equal(publish(st, 9), MOAT_OK);
+	v[0] = moat_val_int(9);
+	n = 0;
+	assert_int_equal(moat_store_read(st, MQTT_STMT(MSG_GET), v, 1, msg_decode_cb, &n), MOAT_OK);
+	assert_int_equal(n, 9);
 	moat_store_close(st);
 
 	/* the wrong number of columns, a wrong type, NULL where none may be */
