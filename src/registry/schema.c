@@ -413,6 +413,75 @@ moat_err reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_
 	return rc;
 }
 
+moat_err reg_rules_row_decode(const struct moat_val *cols, size_t n, struct reg_rules_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->policy = cols[0];
+	out->rules = cols[1];
+	return MOAT_OK;
+}
+
+moat_err reg_ident_state_row_decode(const struct moat_val *cols, size_t n,
+				    struct reg_ident_state_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false), T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->id = cols[0];
+	out->kind = cols[1];
+	out->state = cols[2];
+	return MOAT_OK;
+}
+
+moat_err reg_member_row_decode(const struct moat_val *cols, size_t n, struct reg_member_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->identity = cols[0];
+	out->group = cols[1];
+	return MOAT_OK;
+}
+
+moat_err reg_attach_row_decode(const struct moat_val *cols, size_t n, struct reg_attach_row *out)
+{
+	static const struct moat_store_col want[] = {T(false), T(true), T(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	/* the schema's CHECK: exactly one of group and identity */
+	if ((cols[1].type == MOAT_VAL_NULL) == (cols[2].type == MOAT_VAL_NULL))
+		return MOAT_E_CORRUPT;
+	out->policy = cols[0];
+	out->group = cols[1];
+	out->identity = cols[2];
+	return MOAT_OK;
+}
+
+moat_err reg_id_source_row_decode(const struct moat_val *cols, size_t n,
+				  struct reg_id_source_row *out)
+{
+	static const struct moat_store_col want[] = {I(false), T(true), T(false), T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+
+	if (rc != MOAT_OK)
+		return rc;
+	out->direct = cols[0];
+	out->group = cols[1];
+	out->policy = cols[2];
+	out->rules = cols[3];
+	return MOAT_OK;
+}
+
 moat_err reg_cert_row_decode(const struct moat_val *cols, size_t n, struct reg_cert_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false), I(false),

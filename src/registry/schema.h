@@ -107,9 +107,48 @@ struct reg_policy_row {
 };
 moat_err reg_policy_row_decode(const struct moat_val *cols, size_t n, struct reg_policy_row *out);
 
-/* One name: MEMBERS_OF (groups), ATTACHED_TO_GROUP and ATTACHED_TO_ID
- * (policies), REG_GROUP_MEMBERS, REG_POLICY_IDS (identities). */
+/* One text column: MEMBERS_OF, REG_POLICY_GROUPS (groups),
+ * ATTACHED_TO_GROUP and ATTACHED_TO_ID (policies), REG_GROUP_MEMBERS,
+ * REG_POLICY_IDS (identities), REG_ID_STATE (a state), REG_ID_REVOKED (a
+ * serial). */
 moat_err reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name);
+
+/* The broker's identity table (src/registry/registry.c) loads from these. */
+
+/* REG_POLICIES, REG_GROUP_SOURCES */
+struct reg_rules_row {
+	struct moat_val policy, rules; /* text; rules one per line */
+};
+moat_err reg_rules_row_decode(const struct moat_val *cols, size_t n, struct reg_rules_row *out);
+
+/* REG_IDENTITIES */
+struct reg_ident_state_row {
+	struct moat_val id, kind, state; /* text */
+};
+moat_err reg_ident_state_row_decode(const struct moat_val *cols, size_t n,
+				    struct reg_ident_state_row *out);
+
+/* REG_MEMBERS */
+struct reg_member_row {
+	struct moat_val identity, group; /* text */
+};
+moat_err reg_member_row_decode(const struct moat_val *cols, size_t n, struct reg_member_row *out);
+
+/* REG_ATTACH: a policy attached to a group or (else) to one identity */
+struct reg_attach_row {
+	struct moat_val policy;		 /* text */
+	struct moat_val group, identity; /* text or NULL: exactly one is text */
+};
+moat_err reg_attach_row_decode(const struct moat_val *cols, size_t n, struct reg_attach_row *out);
+
+/* REG_ID_SOURCES: a policy that applies to one identity */
+struct reg_id_source_row {
+	struct moat_val direct;	       /* int: 0 through a group, 1 attached directly */
+	struct moat_val group;	       /* text (through this group) or NULL */
+	struct moat_val policy, rules; /* text */
+};
+moat_err reg_id_source_row_decode(const struct moat_val *cols, size_t n,
+				  struct reg_id_source_row *out);
 
 /* CERT_GET, CERT_LIST */
 struct reg_cert_row {

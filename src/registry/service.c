@@ -84,12 +84,13 @@ moat_err moat_reg_change_add(struct moat_reg_change *ch, const char *id)
 static moat_err change_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	char id[MOAT_DEVICE_ID_MAX + 1];
+	struct moat_val v;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT || cols[0].len == 0 ||
-	    cols[0].len >= sizeof(id) || memchr(cols[0].p, '\0', cols[0].len) != NULL)
+	if (reg_name_row_decode(cols, ncols, &v) != MOAT_OK || v.len == 0 || v.len >= sizeof(id) ||
+	    memchr(v.p, '\0', v.len) != NULL)
 		return MOAT_E_CORRUPT;
-	memcpy(id, cols[0].p, cols[0].len);
-	id[cols[0].len] = '\0';
+	memcpy(id, v.p, v.len);
+	id[v.len] = '\0';
 	return moat_reg_change_add(arg, id);
 }
 
@@ -106,9 +107,11 @@ static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *s;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
+	struct moat_val name;
+
+	if (reg_name_row_decode(cols, ncols, &name) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	s = json_stringn((const char *)cols[0].p, cols[0].len);
+	s = json_stringn((const char *)name.p, name.len);
 	return s != NULL && json_array_append_new(arg, s) == 0 ? MOAT_OK : MOAT_E_NOMEM;
 }
 
@@ -129,16 +132,6 @@ static moat_err names_of(const struct moat_reg_ctx *x, struct moat_stmt st, cons
 		return rc;
 	}
 	*out = arr;
-	return MOAT_OK;
-}
-
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1 || cols[0].type != MOAT_VAL_INT)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
 	return MOAT_OK;
 }
 
@@ -268,16 +261,15 @@ moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
 		return MOAT_E_INVAL;
 	snprintf(prefix, sizeof(prefix), "d/%s/", id);
 	v[0] = moat_val_text(id, strlen(id));
-	rc = moat_store_read(x->store, REG_STMT(DECOM_COUNTS), v, 1, count_cb, &n.certs);
+	rc = moat_store_read_int(x->store, REG_STMT(DECOM_COUNTS), v, 1, &n.certs);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, REG_STMT(DECOM_TOKENS), v, 1, count_cb, &n.tokens);
+		rc = moat_store_read_int(x->store, REG_STMT(DECOM_TOKENS), v, 1, &n.tokens);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MQTT_STMT(DECOM_SESSIONS), v, 1, count_cb,
-				     &n.sessions);
+		rc = moat_store_read_int(x->store, MQTT_STMT(DECOM_SESSIONS), v, 1, &n.sessions);
 	v[1] = moat_val_text(prefix, strlen(prefix));
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MQTT_STMT(DECOM_RETAINED), &v[1], 1, count_cb,
-				     &n.retained);
+		rc =
+		    moat_store_read_int(x->store, MQTT_STMT(DECOM_RETAINED), &v[1], 1, &n.retained);
 	if (rc != MOAT_OK)
 		return rc;
 	v[1] = moat_val_text("decommissioned", 14);
@@ -300,12 +292,14 @@ moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
 	return rc;
 }
 
-/* The identity a certificate was issued to (column 1 of CERT_GET). */
+/* The identity a certificate was issued to. */
 static moat_err cert_owner_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols < 2 || cols[1].type != MOAT_VAL_TEXT)
+	struct reg_cert_row r;
+
+	if (reg_cert_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	return change_row_cb(arg, &cols[1], 1);
+	return change_row_cb(arg, &r.identity, 1);
 }
 
 moat_err moat_reg_cert_revoke(const struct moat_reg_ctx *x, const char *serial, const char *reason,
@@ -477,10 +471,11 @@ static moat_err builtin_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	bool *builtin = arg;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
+	struct moat_val group;
+
+	if (reg_name_row_decode(cols, ncols, &group) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (cols[0].len == strlen(BUILTIN_GROUP) &&
-	    memcmp(cols[0].p, BUILTIN_GROUP, cols[0].len) == 0)
+	if (group.len == strlen(BUILTIN_GROUP) && memcmp(group.p, BUILTIN_GROUP, group.len) == 0)
 		*builtin = true;
 	return MOAT_OK;
 }
