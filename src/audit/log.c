@@ -25,12 +25,13 @@ struct head_row {
 static moat_err head_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct head_row *h = arg;
+	struct audit_head_row r;
 
-	if (ncols != 2 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_BLOB ||
-	    cols[1].len != MOAT_AUDIT_HASH_LEN)
+	if (audit_head_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT ||
+	    r.hash.type != MOAT_VAL_BLOB || r.hash.len != MOAT_AUDIT_HASH_LEN)
 		return MOAT_E_CORRUPT;
-	h->seq = cols[0].i;
-	memcpy(h->hash, cols[1].p, MOAT_AUDIT_HASH_LEN);
+	h->seq = r.seq.i;
+	memcpy(h->hash, r.hash.p, MOAT_AUDIT_HASH_LEN);
 	h->found = true;
 	return MOAT_OK;
 }
@@ -38,10 +39,11 @@ static moat_err head_cb(void *arg, const struct moat_val *cols, size_t ncols)
 static moat_err cp_last_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	int64_t *seq = arg;
+	struct audit_checkpoint_row r;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_INT)
+	if (audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT)
 		return MOAT_E_CORRUPT;
-	*seq = cols[0].i;
+	*seq = r.seq.i;
 	return MOAT_OK;
 }
 
@@ -189,15 +191,17 @@ static moat_err read_head(struct moat_store *st, int64_t *seq, uint8_t head[MOAT
 static moat_err cp_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct moat_audit_checkpoint *cp = arg;
+	struct audit_checkpoint_row r;
 
-	if (ncols != 4 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_INT ||
-	    cols[2].type != MOAT_VAL_BLOB || cols[2].len != sizeof(cp->head) ||
-	    cols[3].type != MOAT_VAL_BLOB || cols[3].len != sizeof(cp->sig))
+	if (audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT ||
+	    r.ts.type != MOAT_VAL_INT || r.head.type != MOAT_VAL_BLOB ||
+	    r.head.len != sizeof(cp->head) || r.sig.type != MOAT_VAL_BLOB ||
+	    r.sig.len != sizeof(cp->sig))
 		return MOAT_E_CORRUPT;
-	cp->seq = cols[0].i;
-	cp->ts_ms = cols[1].i;
-	memcpy(cp->head, cols[2].p, sizeof(cp->head));
-	memcpy(cp->sig, cols[3].p, sizeof(cp->sig));
+	cp->seq = r.seq.i;
+	cp->ts_ms = r.ts.i;
+	memcpy(cp->head, r.head.p, sizeof(cp->head));
+	memcpy(cp->sig, r.sig.p, sizeof(cp->sig));
 	return MOAT_OK;
 }
 
@@ -346,25 +350,27 @@ static void entry_clear(struct moat_audit_entry *e)
 	free((char *)(uintptr_t)e->detail);
 }
 
-/* Columns: seq, ts, actor, action, target, outcome, peer, detail, prev, hash.
- * A row that does not even have the right types is still an entry (so the
+/* A row that does not even have the right types is still an entry (so the
  * verifier reports it as modified): wrong blobs become zero hashes. */
 static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct moat_audit_entry *e,
 			     bool copy)
 {
+	struct audit_entry_row r;
 	size_t i;
 	bool poisoned = false;
 
-	if (ncols != 10)
+	if (audit_entry_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	memset(e, 0, sizeof(*e));
-	e->seq = cols[0].type == MOAT_VAL_INT ? cols[0].i : 0;
-	e->ts_ms = cols[1].type == MOAT_VAL_INT ? cols[1].i : 0;
+	e->seq = r.seq.type == MOAT_VAL_INT ? r.seq.i : 0;
+	e->ts_ms = r.ts.type == MOAT_VAL_INT ? r.ts.i : 0;
 	if (copy) {
 		const char **f[6] = {&e->actor,	  &e->action, &e->target,
 				     &e->outcome, &e->peer,   &e->detail};
+		const struct moat_val *t[6] = {&r.actor,   &r.action, &r.target,
+					       &r.outcome, &r.peer,   &r.detail};
 		for (i = 0; i < 6; i++) {
-			char *s = dup_text(&cols[2 + i]);
+			char *s = dup_text(t[i]);
 			if (s == NULL) { /* not text, or a NUL inside: cannot match its hash */
 				s = calloc(1, 1);
 				poisoned = true;
@@ -376,10 +382,10 @@ static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct m
 			*f[i] = s;
 		}
 	}
-	if (cols[8].type == MOAT_VAL_BLOB && cols[8].len == MOAT_AUDIT_HASH_LEN)
-		memcpy(e->prev, cols[8].p, MOAT_AUDIT_HASH_LEN);
-	if (cols[9].type == MOAT_VAL_BLOB && cols[9].len == MOAT_AUDIT_HASH_LEN)
-		memcpy(e->hash, cols[9].p, MOAT_AUDIT_HASH_LEN);
+	if (r.prev.type == MOAT_VAL_BLOB && r.prev.len == MOAT_AUDIT_HASH_LEN)
+		memcpy(e->prev, r.prev.p, MOAT_AUDIT_HASH_LEN);
+	if (r.hash.type == MOAT_VAL_BLOB && r.hash.len == MOAT_AUDIT_HASH_LEN)
+		memcpy(e->hash, r.hash.p, MOAT_AUDIT_HASH_LEN);
 	if (poisoned)
 		e->hash[0] ^= 0xff; /* reported as modified */
 	return MOAT_OK;
@@ -407,8 +413,9 @@ static moat_err load_cp_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct load *l = arg;
 	struct moat_audit_checkpoint *c;
+	struct audit_checkpoint_row r;
 
-	if (ncols != 4)
+	if (audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (l->ncp == l->cpcap) {
 		size_t ncap = l->cpcap ? l->cpcap * 2 : 64;
@@ -420,12 +427,12 @@ static moat_err load_cp_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	}
 	c = &l->cp[l->ncp++];
 	memset(c, 0, sizeof(*c));
-	c->seq = cols[0].type == MOAT_VAL_INT ? cols[0].i : 0;
-	c->ts_ms = cols[1].type == MOAT_VAL_INT ? cols[1].i : 0;
-	if (cols[2].type == MOAT_VAL_BLOB && cols[2].len == MOAT_AUDIT_HASH_LEN)
-		memcpy(c->head, cols[2].p, MOAT_AUDIT_HASH_LEN);
-	if (cols[3].type == MOAT_VAL_BLOB && cols[3].len == MOAT_AUDIT_SIG_LEN)
-		memcpy(c->sig, cols[3].p, MOAT_AUDIT_SIG_LEN);
+	c->seq = r.seq.type == MOAT_VAL_INT ? r.seq.i : 0;
+	c->ts_ms = r.ts.type == MOAT_VAL_INT ? r.ts.i : 0;
+	if (r.head.type == MOAT_VAL_BLOB && r.head.len == MOAT_AUDIT_HASH_LEN)
+		memcpy(c->head, r.head.p, MOAT_AUDIT_HASH_LEN);
+	if (r.sig.type == MOAT_VAL_BLOB && r.sig.len == MOAT_AUDIT_SIG_LEN)
+		memcpy(c->sig, r.sig.p, MOAT_AUDIT_SIG_LEN);
 	return MOAT_OK;
 }
 

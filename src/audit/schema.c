@@ -75,3 +75,41 @@ const struct moat_store_module moat_audit_store = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
+
+moat_err audit_entry_row_decode(const struct moat_val *cols, size_t n, struct audit_entry_row *out)
+{
+	if (cols == NULL || n != 10)
+		return MOAT_E_CORRUPT;
+	out->seq = cols[0];
+	out->ts = cols[1];
+	out->actor = cols[2];
+	out->action = cols[3];
+	out->target = cols[4];
+	out->outcome = cols[5];
+	out->peer = cols[6];
+	out->detail = cols[7];
+	out->prev = cols[8];
+	out->hash = cols[9];
+	return MOAT_OK;
+}
+
+moat_err audit_checkpoint_row_decode(const struct moat_val *cols, size_t n,
+				     struct audit_checkpoint_row *out)
+{
+	if (cols == NULL || n != 4)
+		return MOAT_E_CORRUPT;
+	out->seq = cols[0];
+	out->ts = cols[1];
+	out->head = cols[2];
+	out->sig = cols[3];
+	return MOAT_OK;
+}
+
+moat_err audit_head_row_decode(const struct moat_val *cols, size_t n, struct audit_head_row *out)
+{
+	if (cols == NULL || n != 2)
+		return MOAT_E_CORRUPT;
+	out->seq = cols[0];
+	out->hash = cols[1];
+	return MOAT_OK;
+}
