@@ -26,10 +26,10 @@
 
 static moat_err op_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_operator_row row;
+	struct moat_auth_operator_row row;
 	struct api_operator *op = arg;
 
-	if (auth_operator_row_decode(cols, ncols, &row) != MOAT_OK ||
+	if (moat_auth_operator_row_decode(cols, ncols, &row) != MOAT_OK ||
 	    row.name.len >= sizeof(op->name) || row.pw_hash.len >= sizeof(op->pw_hash))
 		return MOAT_E_CORRUPT;
 	memcpy(op->name, row.name.p, row.name.len);
@@ -152,10 +152,10 @@ struct name_page {
 
 static moat_err name_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_operator_list_row row;
+	struct moat_auth_operator_list_row row;
 	struct name_page *pg = arg;
 
-	if (auth_operator_list_row_decode(cols, ncols, &row) != MOAT_OK ||
+	if (moat_auth_operator_list_row_decode(cols, ncols, &row) != MOAT_OK ||
 	    row.name.len >= sizeof(pg->names[0]) ||
 	    pg->n >= sizeof(pg->names) / sizeof(pg->names[0]))
 		return MOAT_E_CORRUPT;
@@ -365,11 +365,11 @@ static void copy_text(char *dst, size_t dstlen, const struct moat_val *v)
 
 static moat_err token_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_token_auth_row row;
+	struct moat_auth_token_auth_row row;
 	struct token_row *t = arg;
 	char role[16];
 
-	if (auth_token_auth_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_auth_token_auth_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	copy_text(t->id, sizeof(t->id), &row.id);
 	copy_text(role, sizeof(role), &row.role);
@@ -395,11 +395,11 @@ struct sess_row {
 
 static moat_err sess_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_session_row row;
+	struct moat_auth_session_row row;
 	struct sess_row *s = arg;
 	char role[16];
 
-	if (auth_session_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_auth_session_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	copy_text(s->sid, sizeof(s->sid), &row.sid);
 	copy_text(s->name, sizeof(s->name), &row.name);
@@ -557,10 +557,10 @@ static bool check_password(struct api_call *c, const char *pw, const char *user,
 
 static moat_err setup_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_setup_row row;
+	struct moat_auth_setup_row row;
 	int64_t *st = arg; /* [0] expires, [1] used */
 
-	if (auth_setup_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_auth_setup_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	st[0] = row.expires_at.i;
 	st[1] = row.used_at.type == MOAT_VAL_NULL ? 0 : 1;

@@ -20,7 +20,7 @@
 
 /* --- enrollment tokens --- */
 
-static json_t *etoken_json(const struct reg_etoken_row *r)
+static json_t *etoken_json(const struct moat_reg_etoken_row *r)
 {
 	char id[40] = "", ident[80] = "", group[80] = "", creator[96] = "";
 	char *dst[2] = {id, ident};
@@ -54,8 +54,8 @@ static json_t *etoken_json(const struct reg_etoken_row *r)
 static moat_err etoken_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
-	struct reg_etoken_row r;
-	moat_err rc = reg_etoken_row_decode(cols, ncols, &r);
+	struct moat_reg_etoken_row r;
+	moat_err rc = moat_reg_etoken_row_decode(cols, ncols, &r);
 
 	if (rc != MOAT_OK || r.creator.type == MOAT_VAL_NULL)
 		return MOAT_E_CORRUPT;
@@ -169,7 +169,7 @@ void api_etokens_create(struct api_call *c)
 
 /* --- certificates --- */
 
-static json_t *cert_json(const struct reg_cert_row *r)
+static json_t *cert_json(const struct moat_reg_cert_row *r)
 {
 	char serial[72] = "", ident[80] = "", fp[72] = "", reason[128] = "";
 	char *dst[3] = {serial, ident, fp};
@@ -202,8 +202,8 @@ static moat_err cert_list_cb(void *arg, const struct moat_val *cols, size_t ncol
 {
 	json_t *items = arg;
 
-	struct reg_cert_row r;
-	moat_err rc = reg_cert_row_decode(cols, ncols, &r);
+	struct moat_reg_cert_row r;
+	moat_err rc = moat_reg_cert_row_decode(cols, ncols, &r);
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -231,8 +231,8 @@ static moat_err cert_one_cb(void *arg, const struct moat_val *cols, size_t ncols
 {
 	json_t **out = arg;
 
-	struct reg_cert_row r;
-	moat_err rc = reg_cert_row_decode(cols, ncols, &r);
+	struct moat_reg_cert_row r;
+	moat_err rc = moat_reg_cert_row_decode(cols, ncols, &r);
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -346,7 +346,7 @@ void api_devices_decommission(struct api_call *c)
 
 /* The scope a row stores as JSON: devices (an array of patterns) or null,
  * group or null. */
-static json_t *mca_json(const struct reg_mca_row *r)
+static json_t *mca_json(const struct moat_reg_mca_row *r)
 {
 	char name[80] = "", fp[72] = "";
 	json_t *devices = json_null(), *group = json_null();
@@ -375,9 +375,9 @@ static json_t *mca_json(const struct reg_mca_row *r)
 static moat_err mca_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
-	struct reg_mca_row r;
+	struct moat_reg_mca_row r;
 
-	if (ncols != 6 || reg_mca_row_decode(cols, ncols, &r) != MOAT_OK || r.name.len >= 80 ||
+	if (ncols != 6 || moat_reg_mca_row_decode(cols, ncols, &r) != MOAT_OK || r.name.len >= 80 ||
 	    r.fingerprint.len >= 72)
 		return MOAT_E_CORRUPT;
 	json_array_append_new(items, mca_json(&r));

@@ -116,14 +116,14 @@ struct etoken {
 
 static moat_err etoken_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_etoken_row row;
+	struct moat_reg_etoken_row row;
 	struct etoken *t = arg;
 	size_t i;
 	char *dst[3] = {t->id, t->identity, t->group};
 	size_t len[3] = {sizeof(t->id), sizeof(t->identity), sizeof(t->group)};
 	const struct moat_val *src[3] = {&row.id, &row.identity, &row.group};
 
-	if (reg_etoken_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 5)
+	if (moat_reg_etoken_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 5)
 		return MOAT_E_CORRUPT;
 	for (i = 0; i < 3; i++) {
 		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
@@ -147,12 +147,12 @@ struct ident_row {
 
 static moat_err ident_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_identity_row row;
+	struct moat_reg_identity_row row;
 	struct ident_row *r = arg;
 	char state[32];
 	size_t n;
 
-	if (reg_identity_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_identity_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	n = row.kind.len < sizeof(r->kind) - 1 ? row.kind.len : sizeof(r->kind) - 1;
 	memcpy(r->kind, row.kind.p, n);
@@ -196,11 +196,11 @@ struct mca_find {
 
 static moat_err mca_find_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_mca_row row;
+	struct moat_reg_mca_row row;
 	struct mca_find *m = arg;
 	size_t n;
 
-	if (reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 3)
+	if (moat_reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 3)
 		return MOAT_E_CORRUPT;
 	if (row.fingerprint.len != strlen(m->fp) ||
 	    memcmp(row.fingerprint.p, m->fp, row.fingerprint.len) != 0)
@@ -237,10 +237,10 @@ struct mca_scope {
 
 static moat_err mca_scope_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_mca_row row;
+	struct moat_reg_mca_row row;
 	struct mca_scope *s = arg;
 
-	if (reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 2)
+	if (moat_reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 2)
 		return MOAT_E_CORRUPT;
 	if (row.devices.type == MOAT_VAL_TEXT && row.devices.len < sizeof(s->devices)) {
 		memcpy(s->devices, row.devices.p, row.devices.len);
@@ -530,11 +530,11 @@ struct revoked_list {
 
 static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_revoked_row row;
+	struct moat_reg_revoked_row row;
 	struct revoked_list *l = arg;
 	size_t n;
 
-	if (reg_revoked_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_revoked_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (l->n >= MOAT_CRL_MAX_ENTRIES) {
 		l->full = true;
@@ -645,11 +645,11 @@ struct cert_row {
 
 static moat_err cert_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_cert_row row;
+	struct moat_reg_cert_row row;
 	struct cert_row *r = arg;
 	size_t n;
 
-	if (reg_cert_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_cert_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	n = row.identity.len < sizeof(r->identity) - 1 ? row.identity.len : sizeof(r->identity) - 1;
 	memcpy(r->identity, row.identity.p, n);

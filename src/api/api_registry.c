@@ -51,7 +51,7 @@ static moat_err append(json_t *arr, json_t *o)
 static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct moat_val name;
-	moat_err rc = reg_name_row_decode(cols, ncols, &name);
+	moat_err rc = moat_reg_name_row_decode(cols, ncols, &name);
 
 	return rc != MOAT_OK ? rc : append(arg, col_text(&name));
 }
@@ -90,8 +90,8 @@ bool api_reg_names_has(json_t *arr, const char *name)
 /* ID_GET / ID_LIST */
 moat_err api_reg_identity_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_identity_row r;
-	moat_err rc = reg_identity_row_decode(cols, ncols, &r);
+	struct moat_reg_identity_row r;
+	moat_err rc = moat_reg_identity_row_decode(cols, ncols, &r);
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -108,8 +108,8 @@ moat_err api_reg_identity_cb(void *arg, const struct moat_val *cols, size_t ncol
 /* GROUP_GET / GROUP_LIST */
 moat_err api_reg_group_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_group_row r;
-	moat_err rc = reg_group_row_decode(cols, ncols, &r);
+	struct moat_reg_group_row r;
+	moat_err rc = moat_reg_group_row_decode(cols, ncols, &r);
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -123,10 +123,10 @@ moat_err api_reg_group_cb(void *arg, const struct moat_val *cols, size_t ncols)
 /* POLICY_GET / POLICY_LIST: the rules are one per line. */
 moat_err api_reg_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_policy_row r;
+	struct moat_reg_policy_row r;
 	json_t *rules;
 	const char *p, *end, *nl;
-	moat_err rc = reg_policy_row_decode(cols, ncols, &r);
+	moat_err rc = moat_reg_policy_row_decode(cols, ncols, &r);
 
 	if (rc != MOAT_OK)
 		return rc;

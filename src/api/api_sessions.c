@@ -25,11 +25,11 @@ static void text(char *dst, size_t len, const struct moat_val *v)
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_session_list_row row;
+	struct moat_auth_session_list_row row;
 	struct sess_list *l = arg;
 	char sid[24], name[80], peer[64], ua[160];
 
-	if (auth_session_list_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_auth_session_list_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	text(sid, sizeof(sid), &row.sid);
 	text(name, sizeof(name), &row.name);
@@ -86,7 +86,7 @@ static moat_err owner_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	struct moat_val row;
 	char *owner = arg;
 
-	if (auth_name_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_auth_name_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	text(owner, 80, &row);
 	return MOAT_OK;

@@ -13,7 +13,7 @@ struct tok_list {
 	size_t n;
 };
 
-static json_t *token_json(const struct auth_token_row *r)
+static json_t *token_json(const struct moat_auth_token_row *r)
 {
 	char id[80], name[80], role[16], creator[96];
 	size_t i;
@@ -39,10 +39,10 @@ static json_t *token_json(const struct auth_token_row *r)
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_token_row row;
+	struct moat_auth_token_row row;
 	struct tok_list *l = arg;
 
-	if (auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	json_array_append_new(l->items, token_json(&row));
 	l->n++;
@@ -83,10 +83,10 @@ static bool within_caller(const struct api_call *c, enum api_role r)
 
 static moat_err one_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_token_row row;
+	struct moat_auth_token_row row;
 	json_t **out = arg;
 
-	if (auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	*out = token_json(&row);
 	return MOAT_OK;

@@ -15,13 +15,13 @@ struct list_ctx {
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct auth_operator_list_row row;
+	struct moat_auth_operator_list_row row;
 	struct list_ctx *l = arg;
 	struct api_operator op;
 	char role[16];
 	size_t n;
 
-	if (auth_operator_list_row_decode(cols, ncols, &row) != MOAT_OK ||
+	if (moat_auth_operator_list_row_decode(cols, ncols, &row) != MOAT_OK ||
 	    row.name.len >= sizeof(op.name))
 		return MOAT_E_CORRUPT;
 	memset(&op, 0, sizeof(op));

@@ -25,9 +25,9 @@ struct head_row {
 static moat_err head_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct head_row *h = arg;
-	struct audit_head_row r;
+	struct moat_audit_head_row r;
 
-	if (audit_head_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT ||
+	if (moat_audit_head_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT ||
 	    r.hash.type != MOAT_VAL_BLOB || r.hash.len != MOAT_AUDIT_HASH_LEN)
 		return MOAT_E_CORRUPT;
 	h->seq = r.seq.i;
@@ -39,9 +39,10 @@ static moat_err head_cb(void *arg, const struct moat_val *cols, size_t ncols)
 static moat_err cp_last_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	int64_t *seq = arg;
-	struct audit_checkpoint_row r;
+	struct moat_audit_checkpoint_row r;
 
-	if (audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT)
+	if (moat_audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK ||
+	    r.seq.type != MOAT_VAL_INT)
 		return MOAT_E_CORRUPT;
 	*seq = r.seq.i;
 	return MOAT_OK;
@@ -191,12 +192,12 @@ static moat_err read_head(struct moat_store *st, int64_t *seq, uint8_t head[MOAT
 static moat_err cp_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct moat_audit_checkpoint *cp = arg;
-	struct audit_checkpoint_row r;
+	struct moat_audit_checkpoint_row r;
 
-	if (audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT ||
-	    r.ts.type != MOAT_VAL_INT || r.head.type != MOAT_VAL_BLOB ||
-	    r.head.len != sizeof(cp->head) || r.sig.type != MOAT_VAL_BLOB ||
-	    r.sig.len != sizeof(cp->sig))
+	if (moat_audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK ||
+	    r.seq.type != MOAT_VAL_INT || r.ts.type != MOAT_VAL_INT ||
+	    r.head.type != MOAT_VAL_BLOB || r.head.len != sizeof(cp->head) ||
+	    r.sig.type != MOAT_VAL_BLOB || r.sig.len != sizeof(cp->sig))
 		return MOAT_E_CORRUPT;
 	cp->seq = r.seq.i;
 	cp->ts_ms = r.ts.i;
@@ -355,11 +356,11 @@ static void entry_clear(struct moat_audit_entry *e)
 static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct moat_audit_entry *e,
 			     bool copy)
 {
-	struct audit_entry_row r;
+	struct moat_audit_entry_row r;
 	size_t i;
 	bool poisoned = false;
 
-	if (audit_entry_row_decode(cols, ncols, &r) != MOAT_OK)
+	if (moat_audit_entry_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	memset(e, 0, sizeof(*e));
 	e->seq = r.seq.type == MOAT_VAL_INT ? r.seq.i : 0;
@@ -413,9 +414,9 @@ static moat_err load_cp_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct load *l = arg;
 	struct moat_audit_checkpoint *c;
-	struct audit_checkpoint_row r;
+	struct moat_audit_checkpoint_row r;
 
-	if (audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK)
+	if (moat_audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (l->ncp == l->cpcap) {
 		size_t ncap = l->cpcap ? l->cpcap * 2 : 64;

@@ -76,7 +76,8 @@ const struct moat_store_module moat_audit_store = {
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
 
-moat_err audit_entry_row_decode(const struct moat_val *cols, size_t n, struct audit_entry_row *out)
+moat_err moat_audit_entry_row_decode(const struct moat_val *cols, size_t n,
+				     struct moat_audit_entry_row *out)
 {
 	if (cols == NULL || n != 10)
 		return MOAT_E_CORRUPT;
@@ -93,8 +94,8 @@ moat_err audit_entry_row_decode(const struct moat_val *cols, size_t n, struct au
 	return MOAT_OK;
 }
 
-moat_err audit_checkpoint_row_decode(const struct moat_val *cols, size_t n,
-				     struct audit_checkpoint_row *out)
+moat_err moat_audit_checkpoint_row_decode(const struct moat_val *cols, size_t n,
+					  struct moat_audit_checkpoint_row *out)
 {
 	if (cols == NULL || n != 4)
 		return MOAT_E_CORRUPT;
@@ -105,7 +106,8 @@ moat_err audit_checkpoint_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err audit_head_row_decode(const struct moat_val *cols, size_t n, struct audit_head_row *out)
+moat_err moat_audit_head_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_audit_head_row *out)
 {
 	if (cols == NULL || n != 2)
 		return MOAT_E_CORRUPT;

@@ -30,27 +30,29 @@ enum audit_stmt {
  */
 
 /* AUDIT_ALL, AUDIT_LIST */
-struct audit_entry_row {
+struct moat_audit_entry_row {
 	struct moat_val seq, ts;				      /* int */
 	struct moat_val actor, action, target, outcome, peer, detail; /* text */
 	struct moat_val prev, hash; /* blob, MOAT_AUDIT_HASH_LEN */
 };
-moat_err audit_entry_row_decode(const struct moat_val *cols, size_t n, struct audit_entry_row *out);
+moat_err moat_audit_entry_row_decode(const struct moat_val *cols, size_t n,
+				     struct moat_audit_entry_row *out);
 
 /* CHECKPOINT_ALL, CHECKPOINT_LAST */
-struct audit_checkpoint_row {
+struct moat_audit_checkpoint_row {
 	struct moat_val seq, ts;   /* int */
 	struct moat_val head, sig; /* blob */
 };
-moat_err audit_checkpoint_row_decode(const struct moat_val *cols, size_t n,
-				     struct audit_checkpoint_row *out);
+moat_err moat_audit_checkpoint_row_decode(const struct moat_val *cols, size_t n,
+					  struct moat_audit_checkpoint_row *out);
 
 /* AUDIT_HEAD */
-struct audit_head_row {
+struct moat_audit_head_row {
 	struct moat_val seq;  /* int */
 	struct moat_val hash; /* blob */
 };
-moat_err audit_head_row_decode(const struct moat_val *cols, size_t n, struct audit_head_row *out);
+moat_err moat_audit_head_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_audit_head_row *out);
 
 #define AUDIT_STMT(name) MOAT_STMT(&moat_audit_store, AUDIT_STMT_##name)
 

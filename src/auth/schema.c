@@ -197,8 +197,8 @@ const struct moat_store_module moat_auth_store = {
 	}
 #define NCOLS(a) (sizeof(a) / sizeof(a[0]))
 
-moat_err auth_operator_row_decode(const struct moat_val *cols, size_t n,
-				  struct auth_operator_row *out)
+moat_err moat_auth_operator_row_decode(const struct moat_val *cols, size_t n,
+				       struct moat_auth_operator_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false), B(true), B(true),
 						     I(false), I(false), I(false), I(false)};
@@ -218,8 +218,8 @@ moat_err auth_operator_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err auth_operator_list_row_decode(const struct moat_val *cols, size_t n,
-				       struct auth_operator_list_row *out)
+moat_err moat_auth_operator_list_row_decode(const struct moat_val *cols, size_t n,
+					    struct moat_auth_operator_list_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), I(false),
 						     I(false), I(false), I(false)};
@@ -236,8 +236,8 @@ moat_err auth_operator_list_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err auth_session_row_decode(const struct moat_val *cols, size_t n,
-				 struct auth_session_row *out)
+moat_err moat_auth_session_row_decode(const struct moat_val *cols, size_t n,
+				      struct moat_auth_session_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false),
 						     T(false), I(false), I(false),
@@ -258,8 +258,8 @@ moat_err auth_session_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err auth_session_list_row_decode(const struct moat_val *cols, size_t n,
-				      struct auth_session_list_row *out)
+moat_err moat_auth_session_list_row_decode(const struct moat_val *cols, size_t n,
+					   struct moat_auth_session_list_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), I(false),
 						     I(false), T(false), T(false)};
@@ -276,8 +276,8 @@ moat_err auth_session_list_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
-				    struct auth_token_auth_row *out)
+moat_err moat_auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
+					 struct moat_auth_token_auth_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false), T(false),
 						     I(false), I(true),	 T(true),  I(true)};
@@ -296,7 +296,8 @@ moat_err auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err auth_token_row_decode(const struct moat_val *cols, size_t n, struct auth_token_row *out)
+moat_err moat_auth_token_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_auth_token_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false), T(false),
 						     I(false), I(false), I(true),  I(true)};
@@ -315,7 +316,8 @@ moat_err auth_token_row_decode(const struct moat_val *cols, size_t n, struct aut
 	return MOAT_OK;
 }
 
-moat_err auth_setup_row_decode(const struct moat_val *cols, size_t n, struct auth_setup_row *out)
+moat_err moat_auth_setup_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_auth_setup_row *out)
 {
 	static const struct moat_store_col want[] = {I(false), I(true)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -327,7 +329,7 @@ moat_err auth_setup_row_decode(const struct moat_val *cols, size_t n, struct aut
 	return MOAT_OK;
 }
 
-moat_err auth_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
+moat_err moat_auth_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
 {
 	static const struct moat_store_col want[] = {T(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));

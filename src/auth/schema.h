@@ -54,70 +54,72 @@ enum auth_stmt {
  */
 
 /* OP_GET */
-struct auth_operator_row {
+struct moat_auth_operator_row {
 	struct moat_val name, role, pw_hash;	   /* text */
 	struct moat_val totp_secret, totp_pending; /* blob or NULL */
 	struct moat_val totp_last_step, disabled;  /* int */
 	struct moat_val created_at, updated_at;	   /* int */
 };
-moat_err auth_operator_row_decode(const struct moat_val *cols, size_t n,
-				  struct auth_operator_row *out);
+moat_err moat_auth_operator_row_decode(const struct moat_val *cols, size_t n,
+				       struct moat_auth_operator_row *out);
 
 /* OP_LIST */
-struct auth_operator_list_row {
+struct moat_auth_operator_list_row {
 	struct moat_val name, role;		/* text */
 	struct moat_val disabled, enrolled;	/* int (0/1): enrolled = has a TOTP secret */
 	struct moat_val created_at, updated_at; /* int */
 };
-moat_err auth_operator_list_row_decode(const struct moat_val *cols, size_t n,
-				       struct auth_operator_list_row *out);
+moat_err moat_auth_operator_list_row_decode(const struct moat_val *cols, size_t n,
+					    struct moat_auth_operator_list_row *out);
 
 /* SESS_GET: the session and its operator */
-struct auth_session_row {
+struct moat_auth_session_row {
 	struct moat_val sid, name, role, csrf;	    /* text */
 	struct moat_val mfa, created_at, last_seen; /* int */
 	struct moat_val disabled, enrolled;	    /* int (0/1): the operator's */
 };
-moat_err auth_session_row_decode(const struct moat_val *cols, size_t n,
-				 struct auth_session_row *out);
+moat_err moat_auth_session_row_decode(const struct moat_val *cols, size_t n,
+				      struct moat_auth_session_row *out);
 
 /* SESS_LIST */
-struct auth_session_list_row {
+struct moat_auth_session_list_row {
 	struct moat_val sid, name;	       /* text */
 	struct moat_val created_at, last_seen; /* int */
 	struct moat_val peer, user_agent;      /* text */
 };
-moat_err auth_session_list_row_decode(const struct moat_val *cols, size_t n,
-				      struct auth_session_list_row *out);
+moat_err moat_auth_session_list_row_decode(const struct moat_val *cols, size_t n,
+					   struct moat_auth_session_list_row *out);
 
 /* TOKEN_GET_HASH: the token and its creator's current role and state */
-struct auth_token_auth_row {
+struct moat_auth_token_auth_row {
 	struct moat_val id, name, role, creator; /* text */
 	struct moat_val expires_at;		 /* int */
 	struct moat_val revoked_at;		 /* int or NULL */
 	struct moat_val creator_role;		 /* text or NULL (no such operator) */
 	struct moat_val creator_disabled;	 /* int or NULL */
 };
-moat_err auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
-				    struct auth_token_auth_row *out);
+moat_err moat_auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
+					 struct moat_auth_token_auth_row *out);
 
 /* TOKEN_GET, TOKEN_LIST */
-struct auth_token_row {
+struct moat_auth_token_row {
 	struct moat_val id, name, role, creator; /* text */
 	struct moat_val created_at, expires_at;	 /* int */
 	struct moat_val last_used, revoked_at;	 /* int or NULL */
 };
-moat_err auth_token_row_decode(const struct moat_val *cols, size_t n, struct auth_token_row *out);
+moat_err moat_auth_token_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_auth_token_row *out);
 
 /* SETUP_GET */
-struct auth_setup_row {
+struct moat_auth_setup_row {
 	struct moat_val expires_at; /* int */
 	struct moat_val used_at;    /* int or NULL */
 };
-moat_err auth_setup_row_decode(const struct moat_val *cols, size_t n, struct auth_setup_row *out);
+moat_err moat_auth_setup_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_auth_setup_row *out);
 
 /* SESS_GET_SID: the session's operator */
-moat_err auth_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name);
+moat_err moat_auth_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name);
 
 #define AUTH_STMT(name) MOAT_STMT(&moat_auth_store, AUTH_STMT_##name)
 

@@ -49,10 +49,10 @@ static void copy_col(char *dst, size_t dstlen, const struct moat_val *v)
 
 static moat_err state_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_identity_row row;
+	struct moat_reg_identity_row row;
 	struct id_row *r = arg;
 
-	if (reg_identity_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_identity_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	copy_col(r->kind, sizeof(r->kind), &row.kind);
 	copy_col(r->state, sizeof(r->state), &row.state);
@@ -71,10 +71,10 @@ static moat_err found_cb(void *arg, const struct moat_val *cols, size_t ncols)
 
 static moat_err rules_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_policy_row row;
+	struct moat_reg_policy_row row;
 	char **rules = arg;
 
-	if (reg_policy_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_policy_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	*rules = strndup(row.rules.p, row.rules.len);
 	return *rules != NULL ? MOAT_OK : MOAT_E_NOMEM;

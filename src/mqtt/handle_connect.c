@@ -80,7 +80,8 @@ static void record_seen(struct moat_conn *c, const struct mqtt_packet *p)
 	}
 	if (moat_store_batch_new(&b) != MOAT_OK)
 		return;
-	if (reg_seen_add(b, c->identity, moat_wall_ms(), c->addr, fw[0] ? fw : NULL) != MOAT_OK) {
+	if (moat_reg_seen_add(b, c->identity, moat_wall_ms(), c->addr, fw[0] ? fw : NULL) !=
+	    MOAT_OK) {
 		moat_store_batch_free(b);
 		return;
 	}

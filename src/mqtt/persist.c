@@ -117,10 +117,10 @@ struct restore_ids {
 
 static moat_err restore_id_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct mqtt_retained_row row;
+	struct moat_mqtt_retained_row row;
 	struct restore_ids *r = arg;
 
-	if (mqtt_retained_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_mqtt_retained_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (r->n == r->cap) {
 		size_t ncap = r->cap ? r->cap * 2 : 64;
@@ -152,14 +152,14 @@ moat_err moat_persist_decode_props(const struct moat_val *blob, struct mqtt_pack
 
 static moat_err restore_msg_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct mqtt_msg_row row;
+	struct moat_mqtt_msg_row row;
 	struct moat_broker *b = arg;
 	struct mqtt_packet p;
 	uint64_t now = moat_now_ms();
 	struct moat_msg *m;
 	unsigned i;
 
-	if (mqtt_msg_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_mqtt_msg_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (moat_persist_decode_props(&row.props, &p) != MOAT_OK)
 		return MOAT_E_CORRUPT;

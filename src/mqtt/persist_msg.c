@@ -369,12 +369,12 @@ struct msgmap {
 
 static moat_err load_msg_cb(void *arg, const struct moat_val *c, size_t n)
 {
-	struct mqtt_msg_row row;
+	struct moat_mqtt_msg_row row;
 	struct msgmap *mm = arg;
 	struct mqtt_packet p;
 	struct moat_msg *m;
 
-	if (mqtt_msg_row_decode(c, n, &row) != MOAT_OK)
+	if (moat_mqtt_msg_row_decode(c, n, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (moat_persist_decode_props(&row.props, &p) != MOAT_OK)
 		return MOAT_E_CORRUPT;
@@ -426,14 +426,14 @@ struct restore_ctx {
 
 static moat_err load_delivery_cb(void *arg, const struct moat_val *c, size_t n)
 {
-	struct mqtt_delivery_row row;
+	struct moat_mqtt_delivery_row row;
 	struct restore_ctx *rc = arg;
 	struct moat_session *s;
 	struct moat_delivery d;
 	struct moat_msg *m;
 	size_t i;
 
-	if (mqtt_delivery_row_decode(c, n, &row) != MOAT_OK)
+	if (moat_mqtt_delivery_row_decode(c, n, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	s = moat_clientmap_find_session(rc->b, row.client_id.p, row.client_id.len);
 	m = msgmap_find(&rc->mm, (uint64_t)row.msg_id.i);
@@ -466,11 +466,11 @@ static moat_err load_delivery_cb(void *arg, const struct moat_val *c, size_t n)
 
 static moat_err load_qos2_cb(void *arg, const struct moat_val *c, size_t n)
 {
-	struct mqtt_qos2_row row;
+	struct moat_mqtt_qos2_row row;
 	struct restore_ctx *rc = arg;
 	struct moat_session *s;
 
-	if (mqtt_qos2_row_decode(c, n, &row) != MOAT_OK)
+	if (moat_mqtt_qos2_row_decode(c, n, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	s = moat_clientmap_find_session(rc->b, row.client_id.p, row.client_id.len);
 	if (s == NULL)

@@ -351,7 +351,7 @@ void moat_persist_deferred_free(struct moat_deferred *d)
 
 static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n)
 {
-	struct mqtt_session_row row;
+	struct moat_mqtt_session_row row;
 	struct moat_broker *b = arg;
 	struct moat_worker *w;
 	struct moat_session *s;
@@ -361,7 +361,7 @@ static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n
 	uint64_t h = 1469598103934665603ull;
 	size_t i;
 
-	if (mqtt_session_row_decode(c, n, &row) != MOAT_OK ||
+	if (moat_mqtt_session_row_decode(c, n, &row) != MOAT_OK ||
 	    row.client_id.len > MOAT_MAX_CLIENT_ID_LEN || row.identity.len > MOAT_DEVICE_ID_MAX)
 		return MOAT_E_CORRUPT;
 	/* A session that was connected when we stopped counts as disconnected
@@ -407,7 +407,7 @@ static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n
 
 static moat_err restore_sub_cb(void *arg, const struct moat_val *c, size_t n)
 {
-	struct mqtt_sub_row row;
+	struct moat_mqtt_sub_row row;
 	struct moat_broker *b = arg;
 	struct moat_session *s;
 	struct moat_sub *sub;
@@ -415,7 +415,7 @@ static moat_err restore_sub_cb(void *arg, const struct moat_val *c, size_t n)
 	bool existed;
 	moat_err rc;
 
-	if (mqtt_sub_row_decode(c, n, &row) != MOAT_OK || row.filter.len > 65535)
+	if (moat_mqtt_sub_row_decode(c, n, &row) != MOAT_OK || row.filter.len > 65535)
 		return MOAT_E_CORRUPT;
 	s = moat_clientmap_find_session(b, row.client_id.p, row.client_id.len);
 	if (s == NULL)

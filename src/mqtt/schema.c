@@ -197,7 +197,8 @@ const struct moat_store_module moat_mqtt_store = {
 	}
 #define NCOLS(a) (sizeof(a) / sizeof(a[0]))
 
-moat_err mqtt_msg_row_decode(const struct moat_val *cols, size_t n, struct mqtt_msg_row *out)
+moat_err moat_mqtt_msg_row_decode(const struct moat_val *cols, size_t n,
+				  struct moat_mqtt_msg_row *out)
 {
 	static const struct moat_store_col want[] = {I(false), T(false), B(false), B(true),
 						     I(false), I(false), I(true)};
@@ -215,8 +216,8 @@ moat_err mqtt_msg_row_decode(const struct moat_val *cols, size_t n, struct mqtt_
 	return MOAT_OK;
 }
 
-moat_err mqtt_session_row_decode(const struct moat_val *cols, size_t n,
-				 struct mqtt_session_row *out)
+moat_err moat_mqtt_session_row_decode(const struct moat_val *cols, size_t n,
+				      struct moat_mqtt_session_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false),
 						     I(true),  T(true),	 B(true),  B(true),
@@ -240,7 +241,8 @@ moat_err mqtt_session_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err mqtt_sub_row_decode(const struct moat_val *cols, size_t n, struct mqtt_sub_row *out)
+moat_err moat_mqtt_sub_row_decode(const struct moat_val *cols, size_t n,
+				  struct moat_mqtt_sub_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -254,8 +256,8 @@ moat_err mqtt_sub_row_decode(const struct moat_val *cols, size_t n, struct mqtt_
 	return MOAT_OK;
 }
 
-moat_err mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
-				  struct mqtt_delivery_row *out)
+moat_err moat_mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
+				       struct moat_mqtt_delivery_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), I(false), I(false), I(false),
 						     I(false), I(false), I(false), B(true)};
@@ -274,7 +276,8 @@ moat_err mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err mqtt_qos2_row_decode(const struct moat_val *cols, size_t n, struct mqtt_qos2_row *out)
+moat_err moat_mqtt_qos2_row_decode(const struct moat_val *cols, size_t n,
+				   struct moat_mqtt_qos2_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), I(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -286,8 +289,8 @@ moat_err mqtt_qos2_row_decode(const struct moat_val *cols, size_t n, struct mqtt
 	return MOAT_OK;
 }
 
-moat_err mqtt_retained_row_decode(const struct moat_val *cols, size_t n,
-				  struct mqtt_retained_row *out)
+moat_err moat_mqtt_retained_row_decode(const struct moat_val *cols, size_t n,
+				       struct moat_mqtt_retained_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), I(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));

@@ -52,7 +52,7 @@ enum mqtt_stmt {
  */
 
 /* LOAD_MESSAGES, MSG_GET */
-struct mqtt_msg_row {
+struct moat_mqtt_msg_row {
 	struct moat_val id;	     /* int: the broker-assigned id */
 	struct moat_val topic;	     /* text */
 	struct moat_val payload;     /* blob */
@@ -60,10 +60,11 @@ struct mqtt_msg_row {
 	struct moat_val qos, retain; /* int */
 	struct moat_val expire_at;   /* int (wall ms) or NULL */
 };
-moat_err mqtt_msg_row_decode(const struct moat_val *cols, size_t n, struct mqtt_msg_row *out);
+moat_err moat_mqtt_msg_row_decode(const struct moat_val *cols, size_t n,
+				  struct moat_mqtt_msg_row *out);
 
 /* LOAD_SESSIONS */
-struct mqtt_session_row {
+struct moat_mqtt_session_row {
 	struct moat_val client_id, identity;	  /* text */
 	struct moat_val version, expiry_interval; /* int */
 	struct moat_val expire_at;		  /* int or NULL (was connected) */
@@ -72,39 +73,41 @@ struct mqtt_session_row {
 	struct moat_val will_qos, will_retain;	  /* int or NULL */
 	struct moat_val will_delay, will_expiry;  /* int or NULL */
 };
-moat_err mqtt_session_row_decode(const struct moat_val *cols, size_t n,
-				 struct mqtt_session_row *out);
+moat_err moat_mqtt_session_row_decode(const struct moat_val *cols, size_t n,
+				      struct moat_mqtt_session_row *out);
 
 /* LOAD_SUBS */
-struct mqtt_sub_row {
+struct moat_mqtt_sub_row {
 	struct moat_val client_id, filter; /* text */
 	struct moat_val options, sub_id;   /* int */
 };
-moat_err mqtt_sub_row_decode(const struct moat_val *cols, size_t n, struct mqtt_sub_row *out);
+moat_err moat_mqtt_sub_row_decode(const struct moat_val *cols, size_t n,
+				  struct moat_mqtt_sub_row *out);
 
 /* LOAD_DELIVERIES */
-struct mqtt_delivery_row {
+struct moat_mqtt_delivery_row {
 	struct moat_val client_id;			      /* text */
 	struct moat_val seq, msg_id, qos, retain, state, pid; /* int */
 	struct moat_val sub_ids; /* blob (4 bytes each, big-endian) or NULL */
 };
-moat_err mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
-				  struct mqtt_delivery_row *out);
+moat_err moat_mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
+				       struct moat_mqtt_delivery_row *out);
 
 /* LOAD_QOS2_IN */
-struct mqtt_qos2_row {
+struct moat_mqtt_qos2_row {
 	struct moat_val client_id; /* text */
 	struct moat_val pid;	   /* int */
 };
-moat_err mqtt_qos2_row_decode(const struct moat_val *cols, size_t n, struct mqtt_qos2_row *out);
+moat_err moat_mqtt_qos2_row_decode(const struct moat_val *cols, size_t n,
+				   struct moat_mqtt_qos2_row *out);
 
 /* LOAD_RETAINED */
-struct mqtt_retained_row {
+struct moat_mqtt_retained_row {
 	struct moat_val topic;	/* text */
 	struct moat_val msg_id; /* int */
 };
-moat_err mqtt_retained_row_decode(const struct moat_val *cols, size_t n,
-				  struct mqtt_retained_row *out);
+moat_err moat_mqtt_retained_row_decode(const struct moat_val *cols, size_t n,
+				       struct moat_mqtt_retained_row *out);
 
 #define MQTT_STMT(name) MOAT_STMT(&moat_mqtt_store, MQTT_STMT_##name)
 

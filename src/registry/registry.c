@@ -562,12 +562,12 @@ struct grp_load {
 
 static moat_err grp_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_rules_row row;
+	struct moat_reg_rules_row row;
 	struct grp_load *g = arg;
 	struct regpol *p;
 	moat_err rc;
 
-	if (reg_rules_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_rules_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if ((rc = pol_get(g->l, &row.policy, &row.rules, &p)) != MOAT_OK)
 		return rc;
@@ -683,12 +683,12 @@ static struct grp *grp_of(struct all_load *a, const struct moat_val *v, bool cre
 
 static moat_err all_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_rules_row row;
+	struct moat_reg_rules_row row;
 	struct all_load *a = arg;
 	struct regpol *p;
 	moat_err rc;
 
-	if (reg_rules_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_rules_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	rc = pol_get(&a->l, &row.policy, &row.rules, &p);
 	pol_unref(p); /* the cache holds it */
@@ -697,12 +697,12 @@ static moat_err all_policy_cb(void *arg, const struct moat_val *cols, size_t nco
 
 static moat_err all_ident_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_ident_state_row row;
+	struct moat_reg_ident_state_row row;
 	struct all_load *a = arg;
 	struct tid *d;
 	moat_err rc;
 
-	if (reg_ident_state_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_ident_state_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (a->n_ids == a->cap_ids) {
 		size_t ncap = a->cap_ids ? a->cap_ids * 2 : 256;
@@ -724,12 +724,12 @@ static moat_err all_ident_cb(void *arg, const struct moat_val *cols, size_t ncol
 
 static moat_err all_member_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_member_row row;
+	struct moat_reg_member_row row;
 	struct all_load *a = arg;
 	struct tid *d;
 	struct grp *g;
 
-	if (reg_member_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_member_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	d = find_tid(a, &row.identity);
 	if (d == NULL)
@@ -742,14 +742,15 @@ static moat_err all_member_cb(void *arg, const struct moat_val *cols, size_t nco
 
 static moat_err all_attach_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_attach_row row;
+	struct moat_reg_attach_row row;
 	struct all_load *a = arg;
 	char name[MOAT_DEVICE_ID_MAX + 1];
 	struct regpol *p;
 	struct tid *d;
 	struct grp *g;
 
-	if (reg_attach_row_decode(cols, ncols, &row) != MOAT_OK || row.policy.len >= sizeof(name))
+	if (moat_reg_attach_row_decode(cols, ncols, &row) != MOAT_OK ||
+	    row.policy.len >= sizeof(name))
 		return MOAT_E_CORRUPT;
 	memcpy(name, row.policy.p, row.policy.len);
 	name[row.policy.len] = '\0';
@@ -786,10 +787,10 @@ static moat_err revoked_add(struct moat_regtab *t, struct smap *m, const struct 
 
 static moat_err all_revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_revoked_row row;
+	struct moat_reg_revoked_row row;
 	struct all_load *a = arg;
 
-	if (reg_revoked_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_revoked_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	return revoked_add(a->l.t, &a->revoked, &row.serial);
 }
@@ -919,7 +920,7 @@ static moat_err one_state_cb(void *arg, const struct moat_val *cols, size_t ncol
 	struct moat_val row;
 	struct one_load *o = arg;
 
-	if (reg_name_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_name_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	o->found = true;
 	return state_of(&row, &o->state);
@@ -927,13 +928,13 @@ static moat_err one_state_cb(void *arg, const struct moat_val *cols, size_t ncol
 
 static moat_err one_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_id_source_row row;
+	struct moat_reg_id_source_row row;
 	struct one_load *o = arg;
 	char group[MOAT_DEVICE_ID_MAX + 1];
 	struct regpol *p;
 	moat_err rc;
 
-	if (reg_id_source_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_id_source_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (row.group.type == MOAT_VAL_TEXT) {
 		if (row.group.len >= sizeof(group))
@@ -953,7 +954,7 @@ static moat_err one_revoked_cb(void *arg, const struct moat_val *cols, size_t nc
 	struct moat_val row;
 	struct one_load *o = arg;
 
-	if (reg_name_row_decode(cols, ncols, &row) != MOAT_OK)
+	if (moat_reg_name_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	return revoked_add(o->t, o->revoked, &row);
 }

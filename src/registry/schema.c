@@ -349,8 +349,8 @@ const struct moat_store_module moat_registry_store = {
 	}
 #define NCOLS(a) (sizeof(a) / sizeof(a[0]))
 
-moat_err reg_identity_row_decode(const struct moat_val *cols, size_t n,
-				 struct reg_identity_row *out)
+moat_err moat_reg_identity_row_decode(const struct moat_val *cols, size_t n,
+				      struct moat_reg_identity_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false), I(false),
 						     I(false), I(true),	 I(true),  T(true),
@@ -372,7 +372,8 @@ moat_err reg_identity_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err reg_group_row_decode(const struct moat_val *cols, size_t n, struct reg_group_row *out)
+moat_err moat_reg_group_row_decode(const struct moat_val *cols, size_t n,
+				   struct moat_reg_group_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -386,7 +387,8 @@ moat_err reg_group_row_decode(const struct moat_val *cols, size_t n, struct reg_
 	return MOAT_OK;
 }
 
-moat_err reg_policy_row_decode(const struct moat_val *cols, size_t n, struct reg_policy_row *out)
+moat_err moat_reg_policy_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_reg_policy_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false),
 						     I(false), I(false), I(false)};
@@ -403,7 +405,7 @@ moat_err reg_policy_row_decode(const struct moat_val *cols, size_t n, struct reg
 	return MOAT_OK;
 }
 
-moat_err reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
+moat_err moat_reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
 {
 	static const struct moat_store_col want[] = {T(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -413,7 +415,8 @@ moat_err reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_
 	return rc;
 }
 
-moat_err reg_rules_row_decode(const struct moat_val *cols, size_t n, struct reg_rules_row *out)
+moat_err moat_reg_rules_row_decode(const struct moat_val *cols, size_t n,
+				   struct moat_reg_rules_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -425,8 +428,8 @@ moat_err reg_rules_row_decode(const struct moat_val *cols, size_t n, struct reg_
 	return MOAT_OK;
 }
 
-moat_err reg_ident_state_row_decode(const struct moat_val *cols, size_t n,
-				    struct reg_ident_state_row *out)
+moat_err moat_reg_ident_state_row_decode(const struct moat_val *cols, size_t n,
+					 struct moat_reg_ident_state_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -439,7 +442,8 @@ moat_err reg_ident_state_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err reg_member_row_decode(const struct moat_val *cols, size_t n, struct reg_member_row *out)
+moat_err moat_reg_member_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_reg_member_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -451,7 +455,8 @@ moat_err reg_member_row_decode(const struct moat_val *cols, size_t n, struct reg
 	return MOAT_OK;
 }
 
-moat_err reg_attach_row_decode(const struct moat_val *cols, size_t n, struct reg_attach_row *out)
+moat_err moat_reg_attach_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_reg_attach_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(true), T(true)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -467,8 +472,8 @@ moat_err reg_attach_row_decode(const struct moat_val *cols, size_t n, struct reg
 	return MOAT_OK;
 }
 
-moat_err reg_id_source_row_decode(const struct moat_val *cols, size_t n,
-				  struct reg_id_source_row *out)
+moat_err moat_reg_id_source_row_decode(const struct moat_val *cols, size_t n,
+				       struct moat_reg_id_source_row *out)
 {
 	static const struct moat_store_col want[] = {I(false), T(true), T(false), T(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -482,7 +487,8 @@ moat_err reg_id_source_row_decode(const struct moat_val *cols, size_t n,
 	return MOAT_OK;
 }
 
-moat_err reg_cert_row_decode(const struct moat_val *cols, size_t n, struct reg_cert_row *out)
+moat_err moat_reg_cert_row_decode(const struct moat_val *cols, size_t n,
+				  struct moat_reg_cert_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(false), T(false), I(false),
 						     I(false), I(false), I(true),  T(true)};
@@ -501,7 +507,8 @@ moat_err reg_cert_row_decode(const struct moat_val *cols, size_t n, struct reg_c
 	return MOAT_OK;
 }
 
-moat_err reg_revoked_row_decode(const struct moat_val *cols, size_t n, struct reg_revoked_row *out)
+moat_err moat_reg_revoked_row_decode(const struct moat_val *cols, size_t n,
+				     struct moat_reg_revoked_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), I(false)};
 	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
@@ -513,7 +520,8 @@ moat_err reg_revoked_row_decode(const struct moat_val *cols, size_t n, struct re
 	return MOAT_OK;
 }
 
-moat_err reg_etoken_row_decode(const struct moat_val *cols, size_t n, struct reg_etoken_row *out)
+moat_err moat_reg_etoken_row_decode(const struct moat_val *cols, size_t n,
+				    struct moat_reg_etoken_row *out)
 {
 	static const struct moat_store_col want[] = {T(false), T(true),	 T(true), I(false),
 						     I(false), T(false), I(false)};
@@ -533,7 +541,8 @@ moat_err reg_etoken_row_decode(const struct moat_val *cols, size_t n, struct reg
 	return MOAT_OK;
 }
 
-moat_err reg_mca_row_decode(const struct moat_val *cols, size_t n, struct reg_mca_row *out)
+moat_err moat_reg_mca_row_decode(const struct moat_val *cols, size_t n,
+				 struct moat_reg_mca_row *out)
 {
 	static const struct moat_store_col list[] = {T(false), T(false), I(false),
 						     T(false), T(true),	 T(true)};
@@ -572,8 +581,8 @@ moat_err reg_mca_row_decode(const struct moat_val *cols, size_t n, struct reg_mc
 	}
 }
 
-moat_err reg_seen_add(struct moat_store_batch *b, const char *id, int64_t now_ms, const char *addr,
-		      const char *firmware)
+moat_err moat_reg_seen_add(struct moat_store_batch *b, const char *id, int64_t now_ms,
+			   const char *addr, const char *firmware)
 {
 	struct moat_val v[4];
 

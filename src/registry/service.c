@@ -86,8 +86,8 @@ static moat_err change_row_cb(void *arg, const struct moat_val *cols, size_t nco
 	char id[MOAT_DEVICE_ID_MAX + 1];
 	struct moat_val v;
 
-	if (reg_name_row_decode(cols, ncols, &v) != MOAT_OK || v.len == 0 || v.len >= sizeof(id) ||
-	    memchr(v.p, '\0', v.len) != NULL)
+	if (moat_reg_name_row_decode(cols, ncols, &v) != MOAT_OK || v.len == 0 ||
+	    v.len >= sizeof(id) || memchr(v.p, '\0', v.len) != NULL)
 		return MOAT_E_CORRUPT;
 	memcpy(id, v.p, v.len);
 	id[v.len] = '\0';
@@ -109,7 +109,7 @@ static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 
 	struct moat_val name;
 
-	if (reg_name_row_decode(cols, ncols, &name) != MOAT_OK)
+	if (moat_reg_name_row_decode(cols, ncols, &name) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	s = json_stringn((const char *)name.p, name.len);
 	return s != NULL && json_array_append_new(arg, s) == 0 ? MOAT_OK : MOAT_E_NOMEM;
@@ -295,9 +295,9 @@ moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
 /* The identity a certificate was issued to. */
 static moat_err cert_owner_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct reg_cert_row r;
+	struct moat_reg_cert_row r;
 
-	if (reg_cert_row_decode(cols, ncols, &r) != MOAT_OK)
+	if (moat_reg_cert_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	return change_row_cb(arg, &r.identity, 1);
 }
@@ -473,7 +473,7 @@ static moat_err builtin_cb(void *arg, const struct moat_val *cols, size_t ncols)
 
 	struct moat_val group;
 
-	if (reg_name_row_decode(cols, ncols, &group) != MOAT_OK)
+	if (moat_reg_name_row_decode(cols, ncols, &group) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (group.len == strlen(BUILTIN_GROUP) && memcmp(group.p, BUILTIN_GROUP, group.len) == 0)
 		*builtin = true;

@@ -1372,8 +1372,8 @@ struct ident_seen {
 static moat_err ident_decode_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct ident_seen *s = arg;
-	struct reg_identity_row r;
-	moat_err rc = reg_identity_row_decode(cols, ncols, &r);
+	struct moat_reg_identity_row r;
+	moat_err rc = moat_reg_identity_row_decode(cols, ncols, &r);
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -1387,9 +1387,9 @@ static moat_err ident_decode_cb(void *arg, const struct moat_val *cols, size_t n
 
 static moat_err msg_decode_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	struct mqtt_msg_row r;
+	struct moat_mqtt_msg_row r;
 	int64_t *id = arg;
-	moat_err rc = mqtt_msg_row_decode(cols, ncols, &r);
+	moat_err rc = moat_mqtt_msg_row_decode(cols, ncols, &r);
 
 	if (rc == MOAT_OK)
 		*id = r.id.i;
@@ -1402,8 +1402,8 @@ static void test_row_decoders(void **state)
 	struct moat_store *st;
 	struct moat_store_batch *b;
 	struct moat_val v[4], row[10];
-	struct reg_identity_row ir;
-	struct auth_setup_row sr;
+	struct moat_reg_identity_row ir;
+	struct moat_auth_setup_row sr;
 	struct ident_seen seen = {0};
 	int64_t n;
 	size_t i;
@@ -1436,20 +1436,20 @@ static void test_row_decoders(void **state)
 		row[i] = moat_val_text("x", 1);
 	row[3] = row[4] = moat_val_int(1);
 	row[5] = row[6] = row[9] = moat_val_null();
-	assert_int_equal(reg_identity_row_decode(row, 10, &ir), MOAT_OK);
-	assert_int_equal(reg_identity_row_decode(row, 9, &ir), MOAT_E_CORRUPT);
+	assert_int_equal(moat_reg_identity_row_decode(row, 10, &ir), MOAT_OK);
+	assert_int_equal(moat_reg_identity_row_decode(row, 9, &ir), MOAT_E_CORRUPT);
 	row[3] = moat_val_text("1", 1);
-	assert_int_equal(reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
+	assert_int_equal(moat_reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
 	row[3] = moat_val_int(1);
 	row[0] = moat_val_null();
-	assert_int_equal(reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
+	assert_int_equal(moat_reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
 	row[0] = moat_val_int(5);
 	row[1] = moat_val_null();
-	assert_int_equal(auth_setup_row_decode(row, 2, &sr), MOAT_OK);
+	assert_int_equal(moat_auth_setup_row_decode(row, 2, &sr), MOAT_OK);
 	assert_int_equal(sr.expires_at.i, 5);
 	assert_int_equal(sr.used_at.type, MOAT_VAL_NULL);
 	row[1] = moat_val_blob("", 0);
-	assert_int_equal(auth_setup_row_decode(row, 2, &sr), MOAT_E_CORRUPT);
+	assert_int_equal(moat_auth_setup_row_decode(row, 2, &sr), MOAT_E_CORRUPT);
 }
 
 int main(void)
