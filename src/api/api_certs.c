@@ -88,8 +88,7 @@ void api_etokens_create(struct api_call *c)
 	uint8_t h[MOAT_SECRET_HASH_LEN];
 	const char *ident, *group;
 	long long uses, hours;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[8];
+	struct moat_reg_ctx x;
 	json_t *dev = NULL, *o;
 	moat_err rc;
 
@@ -139,24 +138,11 @@ void api_etokens_create(struct api_call *c)
 	}
 	moat_secret_hash(secret, strlen(secret), h);
 	(void)moat_secret_hex(h, 8, id, sizeof(id));
-	v[0] = moat_val_text(id, strlen(id));
-	v[1] = moat_val_blob(h, sizeof(h));
-	v[2] = ident ? moat_val_text(ident, strlen(ident)) : moat_val_null();
-	v[3] = group ? moat_val_text(group, strlen(group)) : moat_val_null();
-	v[4] = moat_val_int(uses);
-	v[5] = moat_val_int(c->now + hours * 3600000);
-	v[6] = moat_val_text(c->who.actor, strlen(c->who.actor));
-	v[7] = moat_val_int(c->now);
-	if (api_reg_add(&b, REG_STMT(ETOKEN_PUT), v, 8) != MOAT_OK) {
+	api_reg_ctx(c, &x);
+	rc = moat_reg_etoken_create(&x, id, h, sizeof(h), ident, group, uses, hours);
+	if (rc != MOAT_OK) {
 		sodium_memzero(secret, sizeof(secret));
-		api_internal(c, MOAT_E_NOMEM);
-		return;
-	}
-	if (!api_reg_commit(c, b, "enroll_token.create", ident ? ident : group,
-			    json_pack("{s:s, s:I, s:I}", "id", id, "uses", (json_int_t)uses,
-				      "expires_in_hours", (json_int_t)hours),
-			    false)) {
-		sodium_memzero(secret, sizeof(secret));
+		api_internal(c, rc);
 		return;
 	}
 	o = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "id", id, "token", secret, "identity",
@@ -442,12 +428,12 @@ void api_mcas_create(struct api_call *c)
 	const char *name, *pem, *group = NULL;
 	json_t *devices;
 	char fp[65];
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[6];
+	struct moat_reg_ctx rx;
 	size_t extra;
 	BIO *bio;
 	X509 *x;
 	bool ca;
+	moat_err rc;
 
 	/* PEM has newlines: validate the fields ourselves (api_validate refuses
 	 * control characters in strings). */
@@ -499,23 +485,16 @@ void api_mcas_create(struct api_call *c)
 		api_problem(c, 409, "conflict", "this is the Moat CA itself", "certificate");
 		return;
 	}
-	v[0] = moat_val_text(name, strlen(name));
-	v[1] = moat_val_text(pem, strlen(pem));
-	v[2] = moat_val_text(fp, strlen(fp));
-	v[3] = moat_val_int(c->now);
-	v[4] = group == NULL ? moat_val_text(patterns, strlen(patterns)) : moat_val_null();
-	v[5] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
-	if (api_reg_add(&b, REG_STMT(MCA_PUT), v, 6) != MOAT_OK) {
-		api_internal(c, MOAT_E_NOMEM);
-		return;
-	}
+	api_reg_ctx(c, &rx);
+	rc = moat_reg_mca_create(&rx, name, pem, fp, group == NULL ? patterns : NULL, group);
 	/* A duplicate name or fingerprint fails the insert: say which. */
-	if (api_audit(c, &b, "manufacturer_ca.create", name, "ok",
-		      json_pack("{s:s, s:O, s:o}", "fingerprint", fp, "devices",
-				devices ? devices : json_null(), "group",
-				group ? json_string(group) : json_null())) != MOAT_OK) {
+	if (rc == MOAT_E_EXISTS) {
 		api_problem(c, 409, "conflict",
 			    "a manufacturer CA with this name or certificate exists", NULL);
+		return;
+	}
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
 		return;
 	}
 	api_registry_changed(c->api); /* HTTPS listeners trust it from now on */
@@ -528,12 +507,12 @@ void api_mcas_create(struct api_call *c)
 
 void api_mcas_delete(struct api_call *c)
 {
-	struct moat_store_batch *b = NULL;
-	struct moat_val v = moat_val_text(c->params.v[0], strlen(c->params.v[0]));
+	struct moat_reg_ctx x;
 	json_t *items = json_array();
 	struct moat_val lv[2];
 	size_t i;
 	bool found = false;
+	moat_err rc;
 
 	/* exists? (the list is small) */
 	lv[0] = moat_val_text("", 0);
@@ -552,11 +531,12 @@ void api_mcas_delete(struct api_call *c)
 		api_problem(c, 404, "not-found", "no such manufacturer CA", NULL);
 		return;
 	}
-	if (api_reg_add(&b, REG_STMT(MCA_DEL), &v, 1) != MOAT_OK) {
-		api_internal(c, MOAT_E_NOMEM);
+	api_reg_ctx(c, &x);
+	rc = moat_reg_mca_delete(&x, c->params.v[0]);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
 		return;
 	}
-	if (!api_reg_commit(c, b, "manufacturer_ca.delete", c->params.v[0], NULL, true))
-		return;
+	api_registry_changed(c->api);
 	api_no_content(c);
 }

@@ -358,39 +358,6 @@ bool api_reg_done(struct api_call *c, moat_err rc, struct moat_reg_change *ch)
 	return true;
 }
 
-/* Add one statement to *b (created when NULL); on failure *b is freed. */
-moat_err api_reg_add(struct moat_store_batch **b, struct moat_stmt st, const struct moat_val *v,
-		     size_t n)
-{
-	moat_err rc = MOAT_OK;
-
-	if (*b == NULL)
-		rc = moat_store_batch_new(b);
-	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(*b, st, v, n);
-	if (rc != MOAT_OK) {
-		moat_store_batch_free(*b);
-		*b = NULL;
-	}
-	return rc;
-}
-
-/* Write b (taken) with its audit entry; then, when the change is one the
- * broker enforces, tell it. False with an internal error answered. */
-bool api_reg_commit(struct api_call *c, struct moat_store_batch *b, const char *action,
-		    const char *target, json_t *detail, bool enforced)
-{
-	moat_err rc = api_audit(c, &b, action, target, "ok", detail);
-
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		return false;
-	}
-	if (enforced)
-		api_registry_changed(c->api);
-	return true;
-}
-
 /* An optional query parameter; "" when absent. False (400 answered) when
  * it is malformed or too long. */
 bool api_reg_query_opt(struct api_call *c, const char *key, char *out, size_t len)

@@ -179,4 +179,22 @@ moat_err moat_reg_policy_put(const struct moat_reg_ctx *x, const char *name, con
 moat_err moat_reg_policy_delete(const struct moat_reg_ctx *x, const char *name,
 				struct moat_reg_change *ch);
 
+/* Enrollment tokens and manufacturer CAs: they change no identity's
+ * access, so there is no change to report. */
+
+/* A new enrollment token: id (public), the SHA-256 of its secret, for one
+ * identity or a group (the other NULL), uses, valid for hours from now.
+ * Audited as enroll_token.create. */
+moat_err moat_reg_etoken_create(const struct moat_reg_ctx *x, const char *id, const uint8_t *hash,
+				size_t hash_len, const char *identity, const char *group,
+				int64_t uses, int64_t hours);
+/* A manufacturer CA: its PEM, fingerprint, and scope: device-id patterns
+ * (one a line) or a group (the other NULL). MOAT_E_EXISTS when the name or
+ * the certificate is registered already. Audited as
+ * manufacturer_ca.create. */
+moat_err moat_reg_mca_create(const struct moat_reg_ctx *x, const char *name, const char *pem,
+			     const char *fingerprint, const char *patterns, const char *group);
+/* Audited as manufacturer_ca.delete. */
+moat_err moat_reg_mca_delete(const struct moat_reg_ctx *x, const char *name);
+
 #endif

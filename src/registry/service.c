@@ -547,3 +547,78 @@ moat_err moat_reg_policy_delete(const struct moat_reg_ctx *x, const char *name,
 		rc = add(&b, REG_STMT(POLICY_DEL), &v, 1);
 	return commit(x, rc, b, "policy.delete", name, NULL);
 }
+
+/* ------------------------------------------------------------------ */
+/* enrollment tokens, manufacturer CAs                                 */
+
+moat_err moat_reg_etoken_create(const struct moat_reg_ctx *x, const char *id, const uint8_t *hash,
+				size_t hash_len, const char *identity, const char *group,
+				int64_t uses, int64_t hours)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[8];
+	moat_err rc;
+
+	v[0] = moat_val_text(id, strlen(id));
+	v[1] = moat_val_blob(hash, hash_len);
+	v[2] = identity != NULL ? moat_val_text(identity, strlen(identity)) : moat_val_null();
+	v[3] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
+	v[4] = moat_val_int(uses);
+	v[5] = moat_val_int(x->now + hours * 3600000);
+	v[6] = moat_val_text(x->actor, strlen(x->actor));
+	v[7] = moat_val_int(x->now);
+	rc = add(&b, REG_STMT(ETOKEN_PUT), v, 8);
+	return commit(x, rc, b, "enroll_token.create", identity != NULL ? identity : group,
+		      json_pack("{s:s, s:I, s:I}", "id", id, "uses", (json_int_t)uses,
+				"expires_in_hours", (json_int_t)hours));
+}
+
+/* The patterns (one a line) as the JSON array the API was given. */
+static json_t *patterns_json(const char *patterns)
+{
+	json_t *arr = json_array();
+	const char *p = patterns, *nl;
+
+	while (arr != NULL && *p != '\0') {
+		nl = strchr(p, '\n');
+		if (json_array_append_new(
+			arr, json_stringn(p, nl != NULL ? (size_t)(nl - p) : strlen(p))) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return arr;
+}
+
+moat_err moat_reg_mca_create(const struct moat_reg_ctx *x, const char *name, const char *pem,
+			     const char *fingerprint, const char *patterns, const char *group)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	moat_err rc;
+
+	v[0] = moat_val_text(name, strlen(name));
+	v[1] = moat_val_text(pem, strlen(pem));
+	v[2] = moat_val_text(fingerprint, strlen(fingerprint));
+	v[3] = moat_val_int(x->now);
+	v[4] = patterns != NULL ? moat_val_text(patterns, strlen(patterns)) : moat_val_null();
+	v[5] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
+	rc = add(&b, REG_STMT(MCA_PUT), v, 6);
+	return commit(x, rc, b, "manufacturer_ca.create", name,
+		      json_pack("{s:s, s:o, s:o}", "fingerprint", fingerprint, "devices",
+				patterns != NULL ? patterns_json(patterns) : json_null(), "group",
+				group != NULL ? json_string(group) : json_null()));
+}
+
+moat_err moat_reg_mca_delete(const struct moat_reg_ctx *x, const char *name)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v = moat_val_text(name, strlen(name));
+	moat_err rc;
+
+	rc = add(&b, REG_STMT(MCA_DEL), &v, 1);
+	return commit(x, rc, b, "manufacturer_ca.delete", name, NULL);
+}
