@@ -344,7 +344,8 @@ void api_est_enroll(struct api_call *c)
 	struct etoken t;
 	struct ident_row row;
 	struct moat_val v[8];
-	struct moat_store_batch *b = NULL;
+	struct moat_reg_enrollment en;
+	struct moat_reg_ctx x;
 	X509_REQ *req = NULL;
 	int64_t not_after = 0;
 	unsigned char md[32];
@@ -466,46 +467,24 @@ void api_est_enroll(struct api_call *c)
 	EVP_Digest(cert, cert_len, md, &mdlen, EVP_sha256(), NULL);
 	for (i = 0; i < 32; i++)
 		snprintf(fp + 2 * i, 3, "%02x", md[i]);
-	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
-		goto fail;
-	if (!row.found) { /* a batch token registers the device on the fly */
-		v[0] = moat_val_text(id, strlen(id));
-		v[1] = moat_val_text("device", 6);
-		v[2] = moat_val_text("active", 6);
-		v[3] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, REG_STMT(ID_INSERT), v, 4);
-		v[1] = moat_val_text(t.group, strlen(t.group));
-		if (rc == MOAT_OK)
-			rc = moat_store_batch_add(b, REG_STMT(MEMBER_ADD), v, 2);
-	} else if (row.state == MOAT_ID_REGISTERED) {
-		v[0] = moat_val_text(id, strlen(id));
-		v[1] = moat_val_text("active", 6);
-		v[2] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, REG_STMT(ID_SET_STATE), v, 3);
-	}
-	if (rc == MOAT_OK) {
-		v[0] = moat_val_text(serial, strlen(serial));
-		v[1] = moat_val_text(id, strlen(id));
-		v[2] = moat_val_text(fp, strlen(fp));
-		v[3] = moat_val_int(c->now - (int64_t)MOAT_CERT_SKEW_S * 1000);
-		v[4] = moat_val_int(not_after * 1000);
-		v[5] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, REG_STMT(CERT_PUT), v, 6);
-	}
-	if (rc == MOAT_OK && mca[0] == '\0') {
-		v[0] = moat_val_text(t.id, strlen(t.id));
-		rc = moat_store_batch_add(b, REG_STMT(ETOKEN_USE), v, 1);
-	}
-	if (rc != MOAT_OK) {
-		moat_store_batch_free(b);
-		goto fail;
-	}
-	rc = api_audit(c, &b, "est.enroll", id, "ok",
-		       json_pack("{s:s, s:s, s:s, s:s, s:b}", "serial", serial, "fingerprint", fp,
-				 mca[0] ? "factory_ca" : "token", mca[0] ? mca : t.id,
-				 "factory_serial",
-				 mca[0] && c->req->peer_serial ? c->req->peer_serial : "",
-				 "registered_now", !row.found));
+	/* a batch token registers the device on the fly */
+	memset(&en, 0, sizeof(en));
+	en.id = id;
+	en.register_now = !row.found;
+	en.group = t.group;
+	en.activate = row.found && row.state == MOAT_ID_REGISTERED;
+	en.serial = serial;
+	en.fingerprint = fp;
+	en.not_before = c->now - (int64_t)MOAT_CERT_SKEW_S * 1000;
+	en.not_after = not_after * 1000;
+	en.etoken_id = mca[0] == '\0' ? t.id : NULL;
+	api_reg_ctx(c, &x);
+	rc = moat_reg_est_enroll(&x, &en,
+				 json_pack("{s:s, s:s, s:s, s:s, s:b}", "serial", serial,
+					   "fingerprint", fp, mca[0] ? "factory_ca" : "token",
+					   mca[0] ? mca : t.id, "factory_serial",
+					   mca[0] && c->req->peer_serial ? c->req->peer_serial : "",
+					   "registered_now", !row.found));
 	if (rc != MOAT_OK)
 		goto fail;
 	log_notice("enrolled", "device=%s serial=%s peer=%s", id, serial, c->req->peer);
@@ -676,7 +655,7 @@ void api_est_reenroll(struct api_call *c)
 	struct ident_row row;
 	struct cert_row cur;
 	struct moat_val v[6];
-	struct moat_store_batch *b = NULL;
+	struct moat_reg_ctx x;
 	X509_REQ *req = NULL;
 	int64_t not_after = 0;
 	unsigned char md[32];
@@ -740,27 +719,9 @@ void api_est_reenroll(struct api_call *c)
 	EVP_Digest(cert, cert_len, md, &mdlen, EVP_sha256(), NULL);
 	for (i = 0; i < 32; i++)
 		snprintf(fp + 2 * i, 3, "%02x", md[i]);
-	v[0] = moat_val_text(serial, strlen(serial));
-	v[1] = moat_val_text(id, strlen(id));
-	v[2] = moat_val_text(fp, strlen(fp));
-	v[3] = moat_val_int(c->now - (int64_t)MOAT_CERT_SKEW_S * 1000);
-	v[4] = moat_val_int(not_after * 1000);
-	v[5] = moat_val_int(c->now);
-	rc = moat_store_batch_new(&b);
-	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, REG_STMT(CERT_PUT), v, 6);
-	v[0] = moat_val_text(old, strlen(old));
-	v[1] = moat_val_int(c->now + (int64_t)MOAT_REENROLL_GRACE_S * 1000);
-	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, REG_STMT(CERT_SCHEDULE_REVOKE), v, 2);
-	if (rc != MOAT_OK) {
-		moat_store_batch_free(b);
-		api_internal(c, rc);
-		goto out;
-	}
-	rc = api_audit(c, &b, "est.reenroll", id, "ok",
-		       json_pack("{s:s, s:s, s:I}", "serial", serial, "replaces", old,
-				 "old_revoked_in_s", (json_int_t)MOAT_REENROLL_GRACE_S));
+	api_reg_ctx(c, &x);
+	rc = moat_reg_est_reenroll(&x, id, serial, fp, c->now - (int64_t)MOAT_CERT_SKEW_S * 1000,
+				   not_after * 1000, old, (int64_t)MOAT_REENROLL_GRACE_S);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		goto out;
@@ -777,29 +738,15 @@ out:
  * re-enrollment has ended, and let the broker enforce it. */
 void api_est_revoke_due(struct moat_api *api)
 {
-	struct moat_store_batch *b = NULL;
-	struct moat_audit_event ev;
-	struct moat_val v = moat_val_int(moat_wall_ms());
-	char detail[64];
+	struct moat_reg_ctx x;
 	int64_t n = 0;
 
-	if (moat_store_read_int(api->o.store, REG_STMT(CERT_DUE_COUNT), &v, 1, &n) != MOAT_OK ||
-	    n == 0)
-		return;
-	if (moat_store_batch_new(&b) != MOAT_OK)
-		return;
-	if (moat_store_batch_add(b, REG_STMT(CERT_REVOKE_DUE), &v, 1) != MOAT_OK) {
-		moat_store_batch_free(b);
-		return;
-	}
-	snprintf(detail, sizeof(detail), "{\"count\":%lld,\"reason\":\"superseded\"}",
-		 (long long)n);
-	memset(&ev, 0, sizeof(ev));
-	ev.actor = "system";
-	ev.action = "certificate.revoke";
-	ev.target = "";
-	ev.outcome = "ok";
-	ev.detail = detail;
-	if (moat_audit_log_write(&api->audit, &b, &ev) == MOAT_OK)
+	memset(&x, 0, sizeof(x));
+	x.store = api->o.store;
+	x.audit = &api->audit;
+	x.actor = "system";
+	x.peer = "";
+	x.now = moat_wall_ms();
+	if (moat_reg_revoke_due(&x, &n) == MOAT_OK && n > 0)
 		api_registry_changed(api);
 }

@@ -197,4 +197,31 @@ moat_err moat_reg_mca_create(const struct moat_reg_ctx *x, const char *name, con
 /* Audited as manufacturer_ca.delete. */
 moat_err moat_reg_mca_delete(const struct moat_reg_ctx *x, const char *name);
 
+/* EST (src/api/api_est.c): the certificate the CA signed for an enrolling
+ * device, and what enrolling changes in the registry. The broker reloads
+ * the registry after each (as before), so there is no change to report. */
+struct moat_reg_enrollment {
+	const char *id;
+	bool register_now;  /* a batch token registers the device (active, in group) */
+	const char *group;  /* with register_now */
+	bool activate;	    /* the device was registered: it becomes active */
+	const char *serial; /* the new certificate */
+	const char *fingerprint;
+	int64_t not_before, not_after; /* wall ms */
+	const char *etoken_id;	       /* the token used (one use taken), or NULL */
+};
+struct json_t;
+/* Audited as est.enroll with detail (stolen; the API's view of the
+ * request: token or factory CA). */
+moat_err moat_reg_est_enroll(const struct moat_reg_ctx *x, const struct moat_reg_enrollment *e,
+			     struct json_t *detail);
+/* A new certificate for id replacing old_serial, which is revoked after
+ * grace_s. Audited as est.reenroll. */
+moat_err moat_reg_est_reenroll(const struct moat_reg_ctx *x, const char *id, const char *serial,
+			       const char *fingerprint, int64_t not_before, int64_t not_after,
+			       const char *old_serial, int64_t grace_s);
+/* Revoke the certificates whose grace after re-enrollment ended by x->now;
+ * *n: how many (0: nothing written). Audited as certificate.revoke. */
+moat_err moat_reg_revoke_due(const struct moat_reg_ctx *x, int64_t *n);
+
 #endif

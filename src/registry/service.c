@@ -622,3 +622,82 @@ moat_err moat_reg_mca_delete(const struct moat_reg_ctx *x, const char *name)
 	rc = add(&b, REG_STMT(MCA_DEL), &v, 1);
 	return commit(x, rc, b, "manufacturer_ca.delete", name, NULL);
 }
+
+/* ------------------------------------------------------------------ */
+/* EST enrollment                                                      */
+
+moat_err moat_reg_est_enroll(const struct moat_reg_ctx *x, const struct moat_reg_enrollment *e,
+			     struct json_t *detail)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	moat_err rc = MOAT_OK;
+
+	v[0] = moat_val_text(e->id, strlen(e->id));
+	if (e->register_now) {
+		v[1] = moat_val_text("device", 6);
+		v[2] = moat_val_text("active", 6);
+		v[3] = moat_val_int(x->now);
+		rc = add(&b, REG_STMT(ID_INSERT), v, 4);
+		v[1] = moat_val_text(e->group, strlen(e->group));
+		if (rc == MOAT_OK)
+			rc = add(&b, REG_STMT(MEMBER_ADD), v, 2);
+	} else if (e->activate) {
+		v[1] = moat_val_text("active", 6);
+		v[2] = moat_val_int(x->now);
+		rc = add(&b, REG_STMT(ID_SET_STATE), v, 3);
+	}
+	if (rc == MOAT_OK) {
+		v[0] = moat_val_text(e->serial, strlen(e->serial));
+		v[1] = moat_val_text(e->id, strlen(e->id));
+		v[2] = moat_val_text(e->fingerprint, strlen(e->fingerprint));
+		v[3] = moat_val_int(e->not_before);
+		v[4] = moat_val_int(e->not_after);
+		v[5] = moat_val_int(x->now);
+		rc = add(&b, REG_STMT(CERT_PUT), v, 6);
+	}
+	if (rc == MOAT_OK && e->etoken_id != NULL) {
+		v[0] = moat_val_text(e->etoken_id, strlen(e->etoken_id));
+		rc = add(&b, REG_STMT(ETOKEN_USE), v, 1);
+	}
+	return commit(x, rc, b, "est.enroll", e->id, detail);
+}
+
+moat_err moat_reg_est_reenroll(const struct moat_reg_ctx *x, const char *id, const char *serial,
+			       const char *fingerprint, int64_t not_before, int64_t not_after,
+			       const char *old_serial, int64_t grace_s)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	moat_err rc;
+
+	v[0] = moat_val_text(serial, strlen(serial));
+	v[1] = moat_val_text(id, strlen(id));
+	v[2] = moat_val_text(fingerprint, strlen(fingerprint));
+	v[3] = moat_val_int(not_before);
+	v[4] = moat_val_int(not_after);
+	v[5] = moat_val_int(x->now);
+	rc = add(&b, REG_STMT(CERT_PUT), v, 6);
+	v[0] = moat_val_text(old_serial, strlen(old_serial));
+	v[1] = moat_val_int(x->now + grace_s * 1000);
+	if (rc == MOAT_OK)
+		rc = add(&b, REG_STMT(CERT_SCHEDULE_REVOKE), v, 2);
+	return commit(x, rc, b, "est.reenroll", id,
+		      json_pack("{s:s, s:s, s:I}", "serial", serial, "replaces", old_serial,
+				"old_revoked_in_s", (json_int_t)grace_s));
+}
+
+moat_err moat_reg_revoke_due(const struct moat_reg_ctx *x, int64_t *n)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v = moat_val_int(x->now);
+	moat_err rc;
+
+	*n = 0;
+	rc = moat_store_read_int(x->store, REG_STMT(CERT_DUE_COUNT), &v, 1, n);
+	if (rc != MOAT_OK || *n == 0)
+		return rc;
+	rc = add(&b, REG_STMT(CERT_REVOKE_DUE), &v, 1);
+	return commit(x, rc, b, "certificate.revoke", NULL,
+		      json_pack("{s:I, s:s}", "count", (json_int_t)*n, "reason", "superseded"));
+}
