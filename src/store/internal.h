@@ -42,6 +42,8 @@ extern const size_t store_n_legacy_steps;
  * module is not registered, the index or the kind is wrong. */
 moat_err store_stmt_resolve(const struct moat_store *st, struct moat_stmt id,
 			    enum moat_store_stmt_kind kind, unsigned *flat);
+/* The other way, for logs: the module and its index of statement flat. */
+const char *store_stmt_module(const struct moat_store *st, unsigned flat, unsigned *idx);
 
 /* One statement of a batch with its own copy of the text/blob bytes. */
 struct store_op {

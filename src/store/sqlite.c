@@ -33,7 +33,7 @@
 /* STRICT tables need SQLite 3.37. */
 #define SQ_MIN_VERSION 3037000
 
-/* Columns of the widest result row (LOAD_SESSIONS has 12). */
+/* Columns of the widest result row (the broker's LOAD_SESSIONS has 12). */
 #define SQ_MAX_COLS 16
 
 /*
@@ -184,8 +184,9 @@ static moat_err prepare_conn(struct moat_store *st, struct sq_conn *c,
 			     enum moat_store_stmt_kind kind)
 {
 	const struct moat_store_stmt *d;
+	const char *mod;
 	char name[16];
-	unsigned i, k;
+	unsigned i, k, sidx;
 	int code, idx;
 	moat_err rc = MOAT_E_NOMEM;
 
@@ -203,7 +204,9 @@ static moat_err prepare_conn(struct moat_store *st, struct sq_conn *c,
 					  NULL);
 		if (code != SQLITE_OK) {
 			sq_fail(c, code);
-			log_error("store_prepare_failed", "stmt=%u detail=\"%s\"", i, c->lasterr);
+			mod = store_stmt_module(st, i, &sidx);
+			log_error("store_prepare_failed", "module=%s stmt=%u detail=\"%s\"", mod,
+				  sidx, c->lasterr);
 			goto out;
 		}
 		/* $1..$n, each present, nothing else: a table bug fails here at
@@ -211,15 +214,19 @@ static moat_err prepare_conn(struct moat_store *st, struct sq_conn *c,
 		if (d->nparams > MOAT_STORE_MAX_PARAMS ||
 		    sqlite3_bind_parameter_count(c->stmt[i]) != (int)d->nparams ||
 		    (kind == MOAT_STORE_READ && sqlite3_column_count(c->stmt[i]) > SQ_MAX_COLS)) {
-			log_error("store_prepare_failed", "stmt=%u detail=\"parameter count\"", i);
+			mod = store_stmt_module(st, i, &sidx);
+			log_error("store_prepare_failed",
+				  "module=%s stmt=%u detail=\"parameter count\"", mod, sidx);
 			goto out;
 		}
 		for (k = 0; k < d->nparams; k++) {
 			snprintf(name, sizeof(name), "$%u", k + 1);
 			idx = sqlite3_bind_parameter_index(c->stmt[i], name);
 			if (idx <= 0 || idx > (int)MOAT_STORE_MAX_PARAMS) {
-				log_error("store_prepare_failed", "stmt=%u detail=\"missing %s\"",
-					  i, name);
+				mod = store_stmt_module(st, i, &sidx);
+				log_error("store_prepare_failed",
+					  "module=%s stmt=%u detail=\"missing %s\"", mod, sidx,
+					  name);
 				goto out;
 			}
 			c->pidx[i][k] = (unsigned char)idx;

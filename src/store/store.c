@@ -81,6 +81,19 @@ moat_err store_stmt_resolve(const struct moat_store *st, struct moat_stmt id,
 	return MOAT_E_INVAL;
 }
 
+const char *store_stmt_module(const struct moat_store *st, unsigned flat, unsigned *idx)
+{
+	size_t i;
+
+	for (i = st->n_mods; i-- > 0;)
+		if (flat >= st->base[i]) {
+			*idx = flat - st->base[i];
+			return st->mods[i]->name;
+		}
+	*idx = flat;
+	return "?";
+}
+
 moat_err moat_store_batch_add(struct moat_store_batch *b, struct moat_stmt id,
 			      const struct moat_val *params, size_t n)
 {

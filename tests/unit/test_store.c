@@ -1294,6 +1294,16 @@ static void test_module_registration(void **state)
 	char err[512];
 	int64_t n = 0;
 
+	/* a statement that does not prepare (no such table) fails the open */
+	static const struct moat_store_stmt nope[] = {
+	    {MOAT_STORE_READ, 0, "SELECT v FROM no_such_table"}};
+	const struct moat_store_module t_nope = {"nope", nope, 1, NULL, 0};
+	const struct moat_store_module *const bad_sql[] = {&t_nope};
+
+	assert_int_not_equal(try_open(bad_sql, 1, err, sizeof(err), &st), MOAT_OK);
+	assert_null(st);
+	assert_non_null(strstr(err, "cannot prepare"));
+
 	/* bad descriptions fail at open */
 	assert_int_equal(try_open(twice, 2, err, sizeof(err), &st), MOAT_E_INVAL);
 	assert_non_null(strstr(err, "registered twice"));
