@@ -13,6 +13,7 @@
 
 #include "registry/registry.h"
 #include "regbench.h"
+#include "registry/schema.h"
 
 struct rs_policy {
 	char *name;
@@ -363,15 +364,15 @@ moat_err legacy_snap_load(struct moat_store *st, struct legacy_snap **out, char 
 		err[0] = '\0';
 	/* Policies and identities first: memberships and attachments refer to
 	 * them by binary search. */
-	rc = moat_store_read(st, MOAT_STMT_REG_POLICIES, NULL, 0, policy_cb, s);
+	rc = moat_store_read(st, REG_STMT(REG_POLICIES), NULL, 0, policy_cb, s);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_IDENTITIES, NULL, 0, ident_cb, s);
+		rc = moat_store_read(st, REG_STMT(REG_IDENTITIES), NULL, 0, ident_cb, s);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_MEMBERS, NULL, 0, member_cb, s);
+		rc = moat_store_read(st, REG_STMT(REG_MEMBERS), NULL, 0, member_cb, s);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_ATTACH, NULL, 0, attach_cb, s);
+		rc = moat_store_read(st, REG_STMT(REG_ATTACH), NULL, 0, attach_cb, s);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REVOKED_ALL, NULL, 0, revoked_cb, s);
+		rc = moat_store_read(st, REG_STMT(REVOKED_ALL), NULL, 0, revoked_cb, s);
 	if (rc != MOAT_OK) {
 		if (errlen && err[0] == '\0')
 			snprintf(err, errlen, "cannot load the registry: %s", moat_strerror(rc));

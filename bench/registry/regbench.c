@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "mqtt/internal.h"
 #include "regbench.h"
+#include "registry/schema.h"
 
 struct times {
 	double wall, cpu; /* ms */
@@ -129,14 +130,14 @@ static void populate(struct moat_store *st, unsigned long ids, unsigned long gro
 		v[0] = moat_val_text(g, strlen(g));
 		v[1] = moat_val_text("", 0);
 		v[2] = moat_val_int(1);
-		(void)moat_store_batch_add(b, MOAT_STMT_GROUP_INSERT, v, 3);
+		(void)moat_store_batch_add(b, REG_STMT(GROUP_INSERT), v, 3);
 		v[0] = moat_val_text(p, strlen(p));
 		v[1] = moat_val_text("", 0);
 		v[2] = moat_val_text(rules, strlen(rules));
 		v[3] = moat_val_int(1);
-		(void)moat_store_batch_add(b, MOAT_STMT_POLICY_PUT, v, 4);
+		(void)moat_store_batch_add(b, REG_STMT(POLICY_PUT), v, 4);
 		v[1] = moat_val_text(g, strlen(g));
-		(void)moat_store_batch_add(b, MOAT_STMT_ATTACH_GROUP, v, 2);
+		(void)moat_store_batch_add(b, REG_STMT(ATTACH_GROUP), v, 2);
 	}
 	for (i = 0; i < ids; i++) {
 		id_of(id, sizeof(id), i);
@@ -145,13 +146,13 @@ static void populate(struct moat_store *st, unsigned long ids, unsigned long gro
 		v[1] = moat_val_text("device", 6);
 		v[2] = moat_val_text("active", 6);
 		v[3] = moat_val_int(1);
-		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
+		rc = moat_store_batch_add(b, REG_STMT(ID_INSERT), v, 4);
 		v[1] = moat_val_text("devices", 7);
 		if (rc == MOAT_OK)
-			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
+			rc = moat_store_batch_add(b, REG_STMT(MEMBER_ADD), v, 2);
 		v[1] = moat_val_text(g, strlen(g));
 		if (rc == MOAT_OK && groups)
-			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
+			rc = moat_store_batch_add(b, REG_STMT(MEMBER_ADD), v, 2);
 		if (rc != MOAT_OK)
 			die("batch", rc, NULL);
 		if ((i + 1) % 2000 == 0 || i + 1 == ids) {

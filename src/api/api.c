@@ -21,6 +21,7 @@
 #include "core/reactor.h"
 #include "pki/ca.h"
 #include "tls/tls.h"
+#include "auth/schema.h"
 
 #define B MOAT_HTTP_BODY_DEFAULT
 
@@ -863,7 +864,7 @@ void moat_api_tick(void *arg, uint64_t now_ms)
 		v[0] = moat_val_int(wall - (int64_t)MOAT_API_SESSION_IDLE_MS);
 		v[1] = moat_val_int(wall - (int64_t)MOAT_API_SESSION_ABSOLUTE_MS);
 		if (moat_store_batch_new(&b) == MOAT_OK) {
-			if (moat_store_batch_add(b, MOAT_STMT_SESS_EXPIRE, v, 2) == MOAT_OK)
+			if (moat_store_batch_add(b, AUTH_STMT(SESS_EXPIRE), v, 2) == MOAT_OK)
 				(void)moat_store_write(api->o.store, b);
 			else
 				moat_store_batch_free(b);

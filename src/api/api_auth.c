@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/reactor.h"
 #include "pki/ca.h"
+#include "auth/schema.h"
 
 #define COOKIE_NAME "__Host-moat_session"
 
@@ -25,43 +26,42 @@
 
 static moat_err op_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_operator_row row;
 	struct api_operator *op = arg;
 
-	/* name, role, pw_hash, totp_secret, totp_pending, totp_last_step,
-	 * disabled, created_at, updated_at */
-	if (ncols != 9 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT ||
-	    cols[2].type != MOAT_VAL_TEXT || cols[0].len >= sizeof(op->name) ||
-	    cols[2].len >= sizeof(op->pw_hash))
+	if (moat_auth_operator_row_decode(cols, ncols, &row) != MOAT_OK ||
+	    row.name.len >= sizeof(op->name) || row.pw_hash.len >= sizeof(op->pw_hash))
 		return MOAT_E_CORRUPT;
-	memcpy(op->name, cols[0].p, cols[0].len);
-	op->name[cols[0].len] = '\0';
+	memcpy(op->name, row.name.p, row.name.len);
+	op->name[row.name.len] = '\0';
 	{
 		char role[16];
-		size_t n = cols[1].len < sizeof(role) - 1 ? cols[1].len : sizeof(role) - 1;
-		memcpy(role, cols[1].p, n);
+		size_t n = row.role.len < sizeof(role) - 1 ? row.role.len : sizeof(role) - 1;
+		memcpy(role, row.role.p, n);
 		role[n] = '\0';
 		if (!api_role_parse(role, &op->role) || op->role == ROLE_METRICS)
 			return MOAT_E_CORRUPT;
 	}
-	memcpy(op->pw_hash, cols[2].p, cols[2].len);
-	op->pw_hash[cols[2].len] = '\0';
+	memcpy(op->pw_hash, row.pw_hash.p, row.pw_hash.len);
+	op->pw_hash[row.pw_hash.len] = '\0';
 	/* A seed too large to be one is damage, never "not enrolled": that
 	 * would let a password alone in. */
-	if ((cols[3].type == MOAT_VAL_BLOB && cols[3].len > sizeof(op->totp)) ||
-	    (cols[4].type == MOAT_VAL_BLOB && cols[4].len > sizeof(op->totp_pending)))
+	if ((row.totp_secret.type == MOAT_VAL_BLOB && row.totp_secret.len > sizeof(op->totp)) ||
+	    (row.totp_pending.type == MOAT_VAL_BLOB &&
+	     row.totp_pending.len > sizeof(op->totp_pending)))
 		return MOAT_E_CORRUPT;
-	if (cols[3].type == MOAT_VAL_BLOB) {
-		memcpy(op->totp, cols[3].p, cols[3].len);
-		op->totp_len = cols[3].len;
+	if (row.totp_secret.type == MOAT_VAL_BLOB) {
+		memcpy(op->totp, row.totp_secret.p, row.totp_secret.len);
+		op->totp_len = row.totp_secret.len;
 	}
-	if (cols[4].type == MOAT_VAL_BLOB) {
-		memcpy(op->totp_pending, cols[4].p, cols[4].len);
-		op->totp_pending_len = cols[4].len;
+	if (row.totp_pending.type == MOAT_VAL_BLOB) {
+		memcpy(op->totp_pending, row.totp_pending.p, row.totp_pending.len);
+		op->totp_pending_len = row.totp_pending.len;
 	}
-	op->totp_last_step = cols[5].i;
-	op->disabled = cols[6].i != 0;
-	op->created = cols[7].i;
-	op->updated = cols[8].i;
+	op->totp_last_step = row.totp_last_step.i;
+	op->disabled = row.disabled.i != 0;
+	op->created = row.created_at.i;
+	op->updated = row.updated_at.i;
 	return MOAT_OK;
 }
 
@@ -71,7 +71,7 @@ moat_err api_operator_get(struct moat_api *api, const char *name, struct api_ope
 	moat_err rc;
 
 	memset(op, 0, sizeof(*op));
-	rc = moat_store_read(api->o.store, MOAT_STMT_OP_GET, &v, 1, op_cb, op);
+	rc = moat_store_read(api->o.store, AUTH_STMT(OP_GET), &v, 1, op_cb, op);
 	if (rc == MOAT_OK && op->name[0] == '\0')
 		rc = MOAT_E_NOTFOUND;
 	return rc;
@@ -152,13 +152,15 @@ struct name_page {
 
 static moat_err name_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_operator_list_row row;
 	struct name_page *pg = arg;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT || cols[0].len >= sizeof(pg->names[0]) ||
+	if (moat_auth_operator_list_row_decode(cols, ncols, &row) != MOAT_OK ||
+	    row.name.len >= sizeof(pg->names[0]) ||
 	    pg->n >= sizeof(pg->names) / sizeof(pg->names[0]))
 		return MOAT_E_CORRUPT;
-	memcpy(pg->names[pg->n], cols[0].p, cols[0].len);
-	pg->names[pg->n][cols[0].len] = '\0';
+	memcpy(pg->names[pg->n], row.name.p, row.name.len);
+	pg->names[pg->n][row.name.len] = '\0';
 	pg->n++;
 	return MOAT_OK;
 }
@@ -199,13 +201,13 @@ static moat_err totp_migrate_one(struct moat_api *api, const char *name, size_t 
 		v[1] = moat_val_blob(s1, l1);
 		v[2] = moat_val_int(op.totp_last_step);
 		v[3] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_CONFIRM_TOTP, v, 4);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_CONFIRM_TOTP), v, 4);
 	}
 	if (rc == MOAT_OK && (pending || (secret && op.totp_pending_len > 0))) {
 		v[1] = pending ? moat_val_blob(s2, l2)
 			       : moat_val_blob(op.totp_pending, op.totp_pending_len);
 		v[2] = moat_val_int(now);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_PENDING, v, 3);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_TOTP_PENDING), v, 3);
 	}
 	if (rc) {
 		moat_store_batch_free(b);
@@ -243,7 +245,7 @@ moat_err api_totp_migrate(struct moat_api *api, char *err, size_t errlen)
 		pg->n = 0;
 		v[0] = moat_val_text(cursor, strlen(cursor));
 		v[1] = moat_val_int((int64_t)(sizeof(pg->names) / sizeof(pg->names[0])));
-		rc = moat_store_read(api->o.store, MOAT_STMT_OP_LIST, v, 2, name_cb, pg);
+		rc = moat_store_read(api->o.store, AUTH_STMT(OP_LIST), v, 2, name_cb, pg);
 		if (rc)
 			goto out;
 		for (i = 0; i < pg->n; i++) {
@@ -316,16 +318,6 @@ json_t *api_operator_json(const struct api_operator *op)
 			 api_time(op->updated));
 }
 
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1 || cols[0].type != MOAT_VAL_INT)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
-	return MOAT_OK;
-}
-
 static void noop_cb(void *arg, moat_err rc)
 {
 	(void)arg;
@@ -333,7 +325,8 @@ static void noop_cb(void *arg, moat_err rc)
 }
 
 /* A write nobody waits for (last-seen times). */
-static void write_async(struct moat_api *api, enum moat_stmt id, const struct moat_val *v, size_t n)
+static void write_async(struct moat_api *api, struct moat_stmt id, const struct moat_val *v,
+			size_t n)
 {
 	struct moat_store_batch *b = NULL;
 
@@ -372,21 +365,21 @@ static void copy_text(char *dst, size_t dstlen, const struct moat_val *v)
 
 static moat_err token_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_token_auth_row row;
 	struct token_row *t = arg;
 	char role[16];
 
-	/* id, name, role, creator, expires_at, revoked_at, creator role, disabled */
-	if (ncols != 8)
+	if (moat_auth_token_auth_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	copy_text(t->id, sizeof(t->id), &cols[0]);
-	copy_text(role, sizeof(role), &cols[2]);
-	copy_text(t->creator, sizeof(t->creator), &cols[3]);
+	copy_text(t->id, sizeof(t->id), &row.id);
+	copy_text(role, sizeof(role), &row.role);
+	copy_text(t->creator, sizeof(t->creator), &row.creator);
 	if (!api_role_parse(role, &t->role))
 		return MOAT_E_CORRUPT;
-	t->expires = cols[4].i;
-	t->revoked = cols[5].type != MOAT_VAL_NULL;
-	copy_text(role, sizeof(role), &cols[6]);
-	t->creator_ok = cols[6].type == MOAT_VAL_TEXT && cols[7].i == 0 &&
+	t->expires = row.expires_at.i;
+	t->revoked = row.revoked_at.type != MOAT_VAL_NULL;
+	copy_text(role, sizeof(role), &row.creator_role);
+	t->creator_ok = row.creator_role.type == MOAT_VAL_TEXT && row.creator_disabled.i == 0 &&
 			api_role_parse(role, &t->creator_role);
 	t->found = true;
 	return MOAT_OK;
@@ -402,23 +395,23 @@ struct sess_row {
 
 static moat_err sess_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_session_row row;
 	struct sess_row *s = arg;
 	char role[16];
 
-	/* sid, name, role, csrf, mfa, created_at, last_seen, disabled, enrolled */
-	if (ncols != 9)
+	if (moat_auth_session_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	copy_text(s->sid, sizeof(s->sid), &cols[0]);
-	copy_text(s->name, sizeof(s->name), &cols[1]);
-	copy_text(role, sizeof(role), &cols[2]);
-	copy_text(s->csrf, sizeof(s->csrf), &cols[3]);
+	copy_text(s->sid, sizeof(s->sid), &row.sid);
+	copy_text(s->name, sizeof(s->name), &row.name);
+	copy_text(role, sizeof(role), &row.role);
+	copy_text(s->csrf, sizeof(s->csrf), &row.csrf);
 	if (!api_role_parse(role, &s->role))
 		return MOAT_E_CORRUPT;
-	s->mfa = cols[4].i != 0;
-	s->created = cols[5].i;
-	s->last_seen = cols[6].i;
-	s->disabled = cols[7].i != 0;
-	s->enrolled = cols[8].i != 0;
+	s->mfa = row.mfa.i != 0;
+	s->created = row.created_at.i;
+	s->last_seen = row.last_seen.i;
+	s->disabled = row.disabled.i != 0;
+	s->enrolled = row.enrolled.i != 0;
 	s->found = true;
 	return MOAT_OK;
 }
@@ -482,7 +475,8 @@ bool api_authenticate(struct api_call *c)
 		memset(&t, 0, sizeof(t));
 		moat_secret_hash(auth + 7, strlen(auth + 7), h);
 		v[0] = moat_val_blob(h, sizeof(h));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_GET_HASH, v, 1, token_cb, &t);
+		rc =
+		    moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_GET_HASH), v, 1, token_cb, &t);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			return false;
@@ -505,7 +499,7 @@ bool api_authenticate(struct api_call *c)
 		snprintf(c->who.creator, sizeof(c->who.creator), "%s", t.creator);
 		v[0] = moat_val_text(t.id, strlen(t.id));
 		v[1] = moat_val_int(c->now);
-		write_async(c->api, MOAT_STMT_TOKEN_TOUCH, v, 2);
+		write_async(c->api, AUTH_STMT(TOKEN_TOUCH), v, 2);
 		return true;
 	}
 	if (find_cookie(c->req, COOKIE_NAME, secret, sizeof(secret))) {
@@ -514,7 +508,7 @@ bool api_authenticate(struct api_call *c)
 		moat_secret_hash(secret, strlen(secret), h);
 		sodium_memzero(secret, sizeof(secret));
 		v[0] = moat_val_blob(h, sizeof(h));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_SESS_GET, v, 1, sess_cb, &s);
+		rc = moat_store_read(c->api->o.store, AUTH_STMT(SESS_GET), v, 1, sess_cb, &s);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			return false;
@@ -541,7 +535,7 @@ bool api_authenticate(struct api_call *c)
 		if (c->now - s.last_seen >= (int64_t)MOAT_API_SESSION_TOUCH_MS) {
 			v[0] = moat_val_blob(h, sizeof(h));
 			v[1] = moat_val_int(c->now);
-			write_async(c->api, MOAT_STMT_SESS_TOUCH, v, 2);
+			write_async(c->api, AUTH_STMT(SESS_TOUCH), v, 2);
 		}
 		return true;
 	}
@@ -563,12 +557,13 @@ static bool check_password(struct api_call *c, const char *pw, const char *user,
 
 static moat_err setup_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_setup_row row;
 	int64_t *st = arg; /* [0] expires, [1] used */
 
-	if (ncols != 2)
+	if (moat_auth_setup_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	st[0] = cols[0].i;
-	st[1] = cols[1].type == MOAT_VAL_NULL ? 0 : 1;
+	st[0] = row.expires_at.i;
+	st[1] = row.used_at.type == MOAT_VAL_NULL ? 0 : 1;
 	st[2] = 1;
 	return MOAT_OK;
 }
@@ -596,14 +591,14 @@ void api_setup(struct api_call *c)
 	user = api_str(c, "username");
 	pw = api_str(c, "password");
 	v[0] = moat_val_null();
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_OP_COUNT, v, 1, count_cb, &n);
+	rc = moat_store_read_int(c->api->o.store, AUTH_STMT(OP_COUNT), v, 1, &n);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
 	}
 	moat_secret_hash(tok, strlen(tok), h);
 	v[0] = moat_val_blob(h, sizeof(h));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_SETUP_GET, v, 1, setup_cb, st);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(SETUP_GET), v, 1, setup_cb, st);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
@@ -637,11 +632,11 @@ void api_setup(struct api_call *c)
 	v[1] = moat_val_text("admin", 5);
 	v[2] = moat_val_text(hash, strlen(hash));
 	v[3] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_INSERT, v, 4);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_INSERT), v, 4);
 	v[0] = moat_val_blob(h, sizeof(h));
 	v[1] = moat_val_int(c->now);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_SETUP_USE, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SETUP_USE), v, 2);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -787,8 +782,8 @@ void api_login(struct api_call *c)
 			sodium_memzero(norm, sizeof(norm));
 			v[0] = moat_val_text(user, strlen(user));
 			v[1] = moat_val_blob(rh, sizeof(rh));
-			rc = moat_store_read(c->api->o.store, MOAT_STMT_RECOVERY_HAS, v, 2,
-					     count_cb, &n);
+			rc =
+			    moat_store_read_int(c->api->o.store, AUTH_STMT(RECOVERY_HAS), v, 2, &n);
 			if (rc != MOAT_OK) {
 				api_internal(c, rc);
 				return;
@@ -825,16 +820,16 @@ void api_login(struct api_call *c)
 	v[6] = moat_val_int(c->now);
 	v[7] = moat_val_text(c->req->peer, strlen(c->req->peer));
 	v[8] = moat_val_text(ua, strlen(ua));
-	rc = moat_store_batch_add(b, MOAT_STMT_SESS_PUT, v, 9);
+	rc = moat_store_batch_add(b, AUTH_STMT(SESS_PUT), v, 9);
 	if (rc == MOAT_OK && step > 0) {
 		v[0] = moat_val_text(user, strlen(user));
 		v[1] = moat_val_int(step);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_STEP, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_TOTP_STEP), v, 2);
 	}
 	if (rc == MOAT_OK && used_recovery) {
 		v[0] = moat_val_text(user, strlen(user));
 		v[1] = moat_val_blob(rh, sizeof(rh));
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_USE, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_USE), v, 2);
 	}
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
@@ -870,7 +865,7 @@ void api_logout(struct api_call *c)
 	moat_err rc;
 
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL, &v, 1)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL), &v, 1)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;
@@ -950,11 +945,11 @@ void api_me_password(struct api_call *c)
 	v[0] = moat_val_text(c->who.name, strlen(c->who.name));
 	v[1] = moat_val_text(hash, strlen(hash));
 	v[2] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_PASSWORD, v, 3);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_PASSWORD), v, 3);
 	/* Every other session of this user ends. */
 	v[1] = moat_val_text(c->who.sid, strlen(c->who.sid));
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -1010,7 +1005,7 @@ void api_me_totp(struct api_call *c)
 	v[0] = moat_val_text(c->who.name, strlen(c->who.name));
 	v[1] = moat_val_blob(sealed, sealed_len);
 	v[2] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_TOTP_PENDING, v, 3);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_TOTP_PENDING), v, 3);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
@@ -1083,28 +1078,28 @@ void api_me_totp_confirm(struct api_call *c)
 	v[1] = moat_val_blob(sealed, sealed_len);
 	v[2] = moat_val_int(step);
 	v[3] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_CONFIRM_TOTP, v, 4);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_CONFIRM_TOTP), v, 4);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_DEL_ALL, v, 1);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_DEL_ALL), v, 1);
 	for (i = 0; rc == MOAT_OK && i < MOAT_RECOVERY_CODES; i++) {
 		char norm[64];
 		uint8_t rh[MOAT_SECRET_HASH_LEN];
 		(void)moat_recovery_normalise(codes[i], norm, sizeof(norm));
 		moat_secret_hash(norm, strlen(norm), rh);
 		v[1] = moat_val_blob(rh, sizeof(rh));
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_PUT, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_PUT), v, 2);
 	}
 	if (rc == MOAT_OK) {
 		v[0] = moat_val_blob(c->who.sess_hash, sizeof(c->who.sess_hash));
 		v[1] = moat_val_int(1);
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_SET_MFA, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_SET_MFA), v, 2);
 	}
 	/* Sessions opened with the password alone end: the account now has a
 	 * second factor they never showed. */
 	if (rc == MOAT_OK) {
 		v[0] = moat_val_text(c->who.name, strlen(c->who.name));
 		v[1] = moat_val_text(c->who.sid, strlen(c->who.sid));
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	}
 	sodium_memzero(op.totp_pending, sizeof(op.totp_pending));
 	if (rc != MOAT_OK) {

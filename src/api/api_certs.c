@@ -16,46 +16,50 @@
 #include "api/internal.h"
 #include "registry/registry.h"
 #include "tls/tls.h"
+#include "registry/schema.h"
 
 /* --- enrollment tokens --- */
 
-static json_t *etoken_json(const struct moat_val *cols)
+static json_t *etoken_json(const struct moat_reg_etoken_row *r)
 {
 	char id[40] = "", ident[80] = "", group[80] = "", creator[96] = "";
 	char *dst[2] = {id, ident};
 	size_t i;
 
-	/* id, identity, group_name, uses_left, expires_at, creator, created_at */
+	const struct moat_val *src[2] = {&r->id, &r->identity};
+
 	for (i = 0; i < 2; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= 40 + 40 * i)
 			n = 39 + 40 * i;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	if (cols[2].type == MOAT_VAL_TEXT && cols[2].len < sizeof(group)) {
-		memcpy(group, cols[2].p, cols[2].len);
-		group[cols[2].len] = '\0';
+	if (r->group.type == MOAT_VAL_TEXT && r->group.len < sizeof(group)) {
+		memcpy(group, r->group.p, r->group.len);
+		group[r->group.len] = '\0';
 	}
-	if (cols[5].type == MOAT_VAL_TEXT && cols[5].len < sizeof(creator)) {
-		memcpy(creator, cols[5].p, cols[5].len);
-		creator[cols[5].len] = '\0';
+	if (r->creator.type == MOAT_VAL_TEXT && r->creator.len < sizeof(creator)) {
+		memcpy(creator, r->creator.p, r->creator.len);
+		creator[r->creator.len] = '\0';
 	}
 	return json_pack("{s:s, s:o, s:o, s:I, s:o, s:s, s:o}", "id", id, "identity",
 			 ident[0] ? json_string(ident) : json_null(), "group",
 			 group[0] ? json_string(group) : json_null(), "uses_left",
-			 (json_int_t)cols[3].i, "expires_at", api_time(cols[4].i), "creator",
-			 creator, "created_at", api_time(cols[6].i));
+			 (json_int_t)r->uses_left.i, "expires_at", api_time(r->expires_at.i),
+			 "creator", creator, "created_at", api_time(r->created_at.i));
 }
 
 static moat_err etoken_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
+	struct moat_reg_etoken_row r;
+	moat_err rc = moat_reg_etoken_row_decode(cols, ncols, &r);
 
-	if (ncols != 7)
+	if (rc != MOAT_OK || r.creator.type == MOAT_VAL_NULL)
 		return MOAT_E_CORRUPT;
-	json_array_append_new(items, etoken_json(cols));
+	json_array_append_new(items, etoken_json(&r));
 	return MOAT_OK;
 }
 
@@ -69,7 +73,7 @@ void api_etokens_list(struct api_call *c)
 		return;
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_ETOKEN_LIST, v, 2, etoken_list_cb, NULL, limit, "id");
+	api_reg_list(c, REG_STMT(ETOKEN_LIST), v, 2, etoken_list_cb, NULL, limit, "id");
 }
 
 void api_etokens_create(struct api_call *c)
@@ -84,8 +88,7 @@ void api_etokens_create(struct api_call *c)
 	uint8_t h[MOAT_SECRET_HASH_LEN];
 	const char *ident, *group;
 	long long uses, hours;
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[8];
+	struct moat_reg_ctx x;
 	json_t *dev = NULL, *o;
 	moat_err rc;
 
@@ -135,24 +138,11 @@ void api_etokens_create(struct api_call *c)
 	}
 	moat_secret_hash(secret, strlen(secret), h);
 	(void)moat_secret_hex(h, 8, id, sizeof(id));
-	v[0] = moat_val_text(id, strlen(id));
-	v[1] = moat_val_blob(h, sizeof(h));
-	v[2] = ident ? moat_val_text(ident, strlen(ident)) : moat_val_null();
-	v[3] = group ? moat_val_text(group, strlen(group)) : moat_val_null();
-	v[4] = moat_val_int(uses);
-	v[5] = moat_val_int(c->now + hours * 3600000);
-	v[6] = moat_val_text(c->who.actor, strlen(c->who.actor));
-	v[7] = moat_val_int(c->now);
-	if (api_reg_add(&b, MOAT_STMT_ETOKEN_PUT, v, 8) != MOAT_OK) {
+	api_reg_ctx(c, &x);
+	rc = moat_reg_etoken_create(&x, id, h, sizeof(h), ident, group, uses, hours);
+	if (rc != MOAT_OK) {
 		sodium_memzero(secret, sizeof(secret));
-		api_internal(c, MOAT_E_NOMEM);
-		return;
-	}
-	if (!api_reg_commit(c, b, "enroll_token.create", ident ? ident : group,
-			    json_pack("{s:s, s:I, s:I}", "id", id, "uses", (json_int_t)uses,
-				      "expires_in_hours", (json_int_t)hours),
-			    false)) {
-		sodium_memzero(secret, sizeof(secret));
+		api_internal(c, rc);
 		return;
 	}
 	o = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "id", id, "token", secret, "identity",
@@ -165,41 +155,45 @@ void api_etokens_create(struct api_call *c)
 
 /* --- certificates --- */
 
-static json_t *cert_json(const struct moat_val *cols)
+static json_t *cert_json(const struct moat_reg_cert_row *r)
 {
 	char serial[72] = "", ident[80] = "", fp[72] = "", reason[128] = "";
 	char *dst[3] = {serial, ident, fp};
 	size_t len[3] = {sizeof(serial), sizeof(ident), sizeof(fp)}, i;
 
-	/* serial, identity, fingerprint, not_before, not_after, issued_at,
-	 * revoked_at, reason */
+	const struct moat_val *src[3] = {&r->serial, &r->identity, &r->fingerprint};
+
 	for (i = 0; i < 3; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= len[i])
 			n = len[i] - 1;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	if (cols[7].type == MOAT_VAL_TEXT && cols[7].len < sizeof(reason)) {
-		memcpy(reason, cols[7].p, cols[7].len);
-		reason[cols[7].len] = '\0';
+	if (r->reason.type == MOAT_VAL_TEXT && r->reason.len < sizeof(reason)) {
+		memcpy(reason, r->reason.p, r->reason.len);
+		reason[r->reason.len] = '\0';
 	}
 	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o}", "serial", serial,
-			 "identity", ident, "fingerprint", fp, "not_before", api_time(cols[3].i),
-			 "not_after", api_time(cols[4].i), "issued_at", api_time(cols[5].i),
-			 "revoked", cols[6].type != MOAT_VAL_NULL, "revoked_at",
-			 api_time(cols[6].type == MOAT_VAL_INT ? cols[6].i : 0), "reason",
-			 reason[0] ? json_string(reason) : json_null());
+			 "identity", ident, "fingerprint", fp, "not_before",
+			 api_time(r->not_before.i), "not_after", api_time(r->not_after.i),
+			 "issued_at", api_time(r->issued_at.i), "revoked",
+			 r->revoked_at.type != MOAT_VAL_NULL, "revoked_at",
+			 api_time(r->revoked_at.type == MOAT_VAL_INT ? r->revoked_at.i : 0),
+			 "reason", reason[0] ? json_string(reason) : json_null());
 }
 
 static moat_err cert_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
 
-	if (ncols != 8)
-		return MOAT_E_CORRUPT;
-	json_array_append_new(items, cert_json(cols));
+	struct moat_reg_cert_row r;
+	moat_err rc = moat_reg_cert_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	json_array_append_new(items, cert_json(&r));
 	return MOAT_OK;
 }
 
@@ -216,16 +210,19 @@ void api_certs_list(struct api_call *c)
 	v[0] = ident[0] ? moat_val_text(ident, strlen(ident)) : moat_val_null();
 	v[1] = moat_val_text(cursor, strlen(cursor));
 	v[2] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_CERT_LIST, v, 3, cert_list_cb, NULL, limit, "serial");
+	api_reg_list(c, REG_STMT(CERT_LIST), v, 3, cert_list_cb, NULL, limit, "serial");
 }
 
 static moat_err cert_one_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t **out = arg;
 
-	if (ncols != 8)
-		return MOAT_E_CORRUPT;
-	*out = cert_json(cols);
+	struct moat_reg_cert_row r;
+	moat_err rc = moat_reg_cert_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	*out = cert_json(&r);
 	return MOAT_OK;
 }
 
@@ -235,7 +232,7 @@ static moat_err cert_load(struct api_call *c, const char *serial, json_t **out)
 	moat_err rc;
 
 	*out = NULL;
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_CERT_GET, &v, 1, cert_one_cb, out);
+	rc = moat_store_read(c->api->o.store, REG_STMT(CERT_GET), &v, 1, cert_one_cb, out);
 	if (rc == MOAT_OK && *out == NULL)
 		rc = MOAT_E_NOTFOUND;
 	return rc;
@@ -335,16 +332,15 @@ void api_devices_decommission(struct api_call *c)
 
 /* The scope a row stores as JSON: devices (an array of patterns) or null,
  * group or null. */
-static json_t *mca_json(const struct moat_val *cols)
+static json_t *mca_json(const struct moat_reg_mca_row *r)
 {
 	char name[80] = "", fp[72] = "";
 	json_t *devices = json_null(), *group = json_null();
 
-	/* name, fingerprint, created_at, cert_pem, devices, group_name */
-	memcpy(name, cols[0].p, cols[0].len);
-	memcpy(fp, cols[1].p, cols[1].len);
-	if (cols[4].type == MOAT_VAL_TEXT) {
-		const char *p = cols[4].p, *end = p + cols[4].len;
+	memcpy(name, r->name.p, r->name.len);
+	memcpy(fp, r->fingerprint.p, r->fingerprint.len);
+	if (r->devices.type == MOAT_VAL_TEXT) {
+		const char *p = r->devices.p, *end = p + r->devices.len;
 		json_decref(devices);
 		devices = json_array();
 		while (p < end) {
@@ -354,22 +350,23 @@ static json_t *mca_json(const struct moat_val *cols)
 			p += n + 1;
 		}
 	}
-	if (cols[5].type == MOAT_VAL_TEXT) {
+	if (r->group.type == MOAT_VAL_TEXT) {
 		json_decref(group);
-		group = json_stringn(cols[5].p, cols[5].len);
+		group = json_stringn(r->group.p, r->group.len);
 	}
 	return json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", name, "fingerprint", fp, "created_at",
-			 api_time(cols[2].i), "devices", devices, "group", group);
+			 api_time(r->created_at.i), "devices", devices, "group", group);
 }
 
 static moat_err mca_list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *items = arg;
+	struct moat_reg_mca_row r;
 
-	if (ncols != 6 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT ||
-	    cols[0].len >= 80 || cols[1].len >= 72)
+	if (ncols != 6 || moat_reg_mca_row_decode(cols, ncols, &r) != MOAT_OK || r.name.len >= 80 ||
+	    r.fingerprint.len >= 72)
 		return MOAT_E_CORRUPT;
-	json_array_append_new(items, mca_json(cols));
+	json_array_append_new(items, mca_json(&r));
 	return MOAT_OK;
 }
 
@@ -383,7 +380,7 @@ void api_mcas_list(struct api_call *c)
 		return;
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_MCA_LIST, v, 2, mca_list_cb, NULL, limit, "name");
+	api_reg_list(c, REG_STMT(MCA_LIST), v, 2, mca_list_cb, NULL, limit, "name");
 }
 
 /*
@@ -431,12 +428,12 @@ void api_mcas_create(struct api_call *c)
 	const char *name, *pem, *group = NULL;
 	json_t *devices;
 	char fp[65];
-	struct moat_store_batch *b = NULL;
-	struct moat_val v[6];
+	struct moat_reg_ctx rx;
 	size_t extra;
 	BIO *bio;
 	X509 *x;
 	bool ca;
+	moat_err rc;
 
 	/* PEM has newlines: validate the fields ourselves (api_validate refuses
 	 * control characters in strings). */
@@ -488,23 +485,16 @@ void api_mcas_create(struct api_call *c)
 		api_problem(c, 409, "conflict", "this is the Moat CA itself", "certificate");
 		return;
 	}
-	v[0] = moat_val_text(name, strlen(name));
-	v[1] = moat_val_text(pem, strlen(pem));
-	v[2] = moat_val_text(fp, strlen(fp));
-	v[3] = moat_val_int(c->now);
-	v[4] = group == NULL ? moat_val_text(patterns, strlen(patterns)) : moat_val_null();
-	v[5] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
-	if (api_reg_add(&b, MOAT_STMT_MCA_PUT, v, 6) != MOAT_OK) {
-		api_internal(c, MOAT_E_NOMEM);
-		return;
-	}
+	api_reg_ctx(c, &rx);
+	rc = moat_reg_mca_create(&rx, name, pem, fp, group == NULL ? patterns : NULL, group);
 	/* A duplicate name or fingerprint fails the insert: say which. */
-	if (api_audit(c, &b, "manufacturer_ca.create", name, "ok",
-		      json_pack("{s:s, s:O, s:o}", "fingerprint", fp, "devices",
-				devices ? devices : json_null(), "group",
-				group ? json_string(group) : json_null())) != MOAT_OK) {
+	if (rc == MOAT_E_EXISTS) {
 		api_problem(c, 409, "conflict",
 			    "a manufacturer CA with this name or certificate exists", NULL);
+		return;
+	}
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
 		return;
 	}
 	api_registry_changed(c->api); /* HTTPS listeners trust it from now on */
@@ -517,17 +507,17 @@ void api_mcas_create(struct api_call *c)
 
 void api_mcas_delete(struct api_call *c)
 {
-	struct moat_store_batch *b = NULL;
-	struct moat_val v = moat_val_text(c->params.v[0], strlen(c->params.v[0]));
+	struct moat_reg_ctx x;
 	json_t *items = json_array();
 	struct moat_val lv[2];
 	size_t i;
 	bool found = false;
+	moat_err rc;
 
 	/* exists? (the list is small) */
 	lv[0] = moat_val_text("", 0);
 	lv[1] = moat_val_int(1000);
-	if (moat_store_read(c->api->o.store, MOAT_STMT_MCA_LIST, lv, 2, mca_list_cb, items) !=
+	if (moat_store_read(c->api->o.store, REG_STMT(MCA_LIST), lv, 2, mca_list_cb, items) !=
 	    MOAT_OK) {
 		json_decref(items);
 		api_internal(c, MOAT_E_IO);
@@ -541,11 +531,12 @@ void api_mcas_delete(struct api_call *c)
 		api_problem(c, 404, "not-found", "no such manufacturer CA", NULL);
 		return;
 	}
-	if (api_reg_add(&b, MOAT_STMT_MCA_DEL, &v, 1) != MOAT_OK) {
-		api_internal(c, MOAT_E_NOMEM);
+	api_reg_ctx(c, &x);
+	rc = moat_reg_mca_delete(&x, c->params.v[0]);
+	if (rc != MOAT_OK) {
+		api_internal(c, rc);
 		return;
 	}
-	if (!api_reg_commit(c, b, "manufacturer_ca.delete", c->params.v[0], NULL, true))
-		return;
+	api_registry_changed(c->api);
 	api_no_content(c);
 }

@@ -8,6 +8,7 @@
 #include "api/internal.h"
 #include "core/limits.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 void api_devices_list(struct api_call *c)
 {
@@ -51,7 +52,7 @@ void api_devices_list(struct api_call *c)
 	v[2] = state[0] ? moat_val_text(state, strlen(state)) : moat_val_null();
 	v[3] = moat_val_int((int64_t)limit + 1);
 	v[4] = days ? moat_val_int(c->now + (int64_t)days * 86400000) : moat_val_null();
-	api_reg_list(c, MOAT_STMT_ID_LIST, v, 5, api_reg_identity_cb, api_reg_identity_fill, limit,
+	api_reg_list(c, REG_STMT(ID_LIST), v, 5, api_reg_identity_cb, api_reg_identity_fill, limit,
 		     "id");
 }
 

@@ -24,6 +24,7 @@
 #include "pki/ca.h"
 #include "pki/csr.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 /* certs-only PKCS#7 (a degenerate SignedData) holding one certificate,
  * base64 with line breaks as EST answers carry it. */
@@ -115,24 +116,25 @@ struct etoken {
 
 static moat_err etoken_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_etoken_row row;
 	struct etoken *t = arg;
 	size_t i;
 	char *dst[3] = {t->id, t->identity, t->group};
 	size_t len[3] = {sizeof(t->id), sizeof(t->identity), sizeof(t->group)};
+	const struct moat_val *src[3] = {&row.id, &row.identity, &row.group};
 
-	/* id, identity, group_name, uses_left, expires_at */
-	if (ncols != 5)
+	if (moat_reg_etoken_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 5)
 		return MOAT_E_CORRUPT;
 	for (i = 0; i < 3; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= len[i])
 			n = len[i] - 1;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	t->uses_left = cols[3].i;
-	t->expires = cols[4].i;
+	t->uses_left = row.uses_left.i;
+	t->expires = row.expires_at.i;
 	t->found = true;
 	return MOAT_OK;
 }
@@ -145,31 +147,22 @@ struct ident_row {
 
 static moat_err ident_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_identity_row row;
 	struct ident_row *r = arg;
 	char state[32];
 	size_t n;
 
-	if (ncols < 3 || cols[1].type != MOAT_VAL_TEXT || cols[2].type != MOAT_VAL_TEXT)
+	if (moat_reg_identity_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	n = cols[1].len < sizeof(r->kind) - 1 ? cols[1].len : sizeof(r->kind) - 1;
-	memcpy(r->kind, cols[1].p, n);
+	n = row.kind.len < sizeof(r->kind) - 1 ? row.kind.len : sizeof(r->kind) - 1;
+	memcpy(r->kind, row.kind.p, n);
 	r->kind[n] = '\0';
-	n = cols[2].len < sizeof(state) - 1 ? cols[2].len : sizeof(state) - 1;
-	memcpy(state, cols[2].p, n);
+	n = row.state.len < sizeof(state) - 1 ? row.state.len : sizeof(state) - 1;
+	memcpy(state, row.state.p, n);
 	state[n] = '\0';
 	if (!moat_id_state_parse(state, &r->state))
 		return MOAT_E_CORRUPT;
 	r->found = true;
-	return MOAT_OK;
-}
-
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
 	return MOAT_OK;
 }
 
@@ -203,15 +196,17 @@ struct mca_find {
 
 static moat_err mca_find_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_mca_row row;
 	struct mca_find *m = arg;
 	size_t n;
 
-	if (ncols != 3 || cols[0].type != MOAT_VAL_TEXT || cols[1].type != MOAT_VAL_TEXT)
+	if (moat_reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 3)
 		return MOAT_E_CORRUPT;
-	if (cols[1].len != strlen(m->fp) || memcmp(cols[1].p, m->fp, cols[1].len) != 0)
+	if (row.fingerprint.len != strlen(m->fp) ||
+	    memcmp(row.fingerprint.p, m->fp, row.fingerprint.len) != 0)
 		return MOAT_OK;
-	n = cols[0].len < m->namelen - 1 ? cols[0].len : m->namelen - 1;
-	memcpy(m->name, cols[0].p, n);
+	n = row.name.len < m->namelen - 1 ? row.name.len : m->namelen - 1;
+	memcpy(m->name, row.name.p, n);
 	m->name[n] = '\0';
 	m->found = true;
 	return MOAT_OK;
@@ -226,7 +221,7 @@ static bool factory_ca(struct api_call *c, char *name, size_t namelen)
 	name[0] = '\0';
 	if (m.fp == NULL || m.fp[0] == '\0' || api_is_moat_ca(c->api, m.fp))
 		return false;
-	if (moat_store_read(c->api->o.store, MOAT_STMT_MCA_ALL, NULL, 0, mca_find_cb, &m) !=
+	if (moat_store_read(c->api->o.store, REG_STMT(MCA_ALL), NULL, 0, mca_find_cb, &m) !=
 	    MOAT_OK)
 		return false;
 	if (!m.found)
@@ -242,18 +237,18 @@ struct mca_scope {
 
 static moat_err mca_scope_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_mca_row row;
 	struct mca_scope *s = arg;
 
-	/* devices, group_name */
-	if (ncols != 2)
+	if (moat_reg_mca_row_decode(cols, ncols, &row) != MOAT_OK || ncols != 2)
 		return MOAT_E_CORRUPT;
-	if (cols[0].type == MOAT_VAL_TEXT && cols[0].len < sizeof(s->devices)) {
-		memcpy(s->devices, cols[0].p, cols[0].len);
-		s->devices[cols[0].len] = '\0';
+	if (row.devices.type == MOAT_VAL_TEXT && row.devices.len < sizeof(s->devices)) {
+		memcpy(s->devices, row.devices.p, row.devices.len);
+		s->devices[row.devices.len] = '\0';
 	}
-	if (cols[1].type == MOAT_VAL_TEXT && cols[1].len < sizeof(s->group)) {
-		memcpy(s->group, cols[1].p, cols[1].len);
-		s->group[cols[1].len] = '\0';
+	if (row.group.type == MOAT_VAL_TEXT && row.group.len < sizeof(s->group)) {
+		memcpy(s->group, row.group.p, row.group.len);
+		s->group[row.group.len] = '\0';
 	}
 	s->found = true;
 	return MOAT_OK;
@@ -311,11 +306,11 @@ static bool factory_allowed(struct api_call *c, const char *mca, const char *id,
 	}
 	memset(&scope, 0, sizeof(scope));
 	v[0] = moat_val_text(mca, strlen(mca));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_MCA_SCOPE, v, 1, mca_scope_cb, &scope);
+	rc = moat_store_read(c->api->o.store, REG_STMT(MCA_SCOPE), v, 1, mca_scope_cb, &scope);
 	if (rc == MOAT_OK && scope.group[0] != '\0') {
 		v[0] = moat_val_text(id, strlen(id));
 		v[1] = moat_val_text(scope.group, strlen(scope.group));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_MEMBER_IS, v, 2, count_cb, &n);
+		rc = moat_store_read_int(c->api->o.store, REG_STMT(MEMBER_IS), v, 2, &n);
 	}
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
@@ -349,7 +344,8 @@ void api_est_enroll(struct api_call *c)
 	struct etoken t;
 	struct ident_row row;
 	struct moat_val v[8];
-	struct moat_store_batch *b = NULL;
+	struct moat_reg_enrollment en;
+	struct moat_reg_ctx x;
 	X509_REQ *req = NULL;
 	int64_t not_after = 0;
 	unsigned char md[32];
@@ -387,7 +383,7 @@ void api_est_enroll(struct api_call *c)
 		}
 		moat_secret_hash(auth + 7, strlen(auth + 7), h);
 		v[0] = moat_val_blob(h, sizeof(h));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_ETOKEN_GET_HASH, v, 1, etoken_cb,
+		rc = moat_store_read(c->api->o.store, REG_STMT(ETOKEN_GET_HASH), v, 1, etoken_cb,
 				     &t);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
@@ -420,7 +416,7 @@ void api_est_enroll(struct api_call *c)
 	if (mca[0] != '\0' && !factory_allowed(c, mca, id, req))
 		goto out;
 	v[0] = moat_val_text(id, strlen(id));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
+	rc = moat_store_read(c->api->o.store, REG_STMT(ID_GET), v, 1, ident_cb, &row);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		goto out;
@@ -449,7 +445,7 @@ void api_est_enroll(struct api_call *c)
 	if (!row.found) {
 		int64_t n = 0;
 		v[0] = moat_val_text(t.group, strlen(t.group));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_GROUP_EXISTS, v, 1, count_cb, &n);
+		rc = moat_store_read_int(c->api->o.store, REG_STMT(GROUP_EXISTS), v, 1, &n);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			goto out;
@@ -471,46 +467,24 @@ void api_est_enroll(struct api_call *c)
 	EVP_Digest(cert, cert_len, md, &mdlen, EVP_sha256(), NULL);
 	for (i = 0; i < 32; i++)
 		snprintf(fp + 2 * i, 3, "%02x", md[i]);
-	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
-		goto fail;
-	if (!row.found) { /* a batch token registers the device on the fly */
-		v[0] = moat_val_text(id, strlen(id));
-		v[1] = moat_val_text("device", 6);
-		v[2] = moat_val_text("active", 6);
-		v[3] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, MOAT_STMT_ID_INSERT, v, 4);
-		v[1] = moat_val_text(t.group, strlen(t.group));
-		if (rc == MOAT_OK)
-			rc = moat_store_batch_add(b, MOAT_STMT_MEMBER_ADD, v, 2);
-	} else if (row.state == MOAT_ID_REGISTERED) {
-		v[0] = moat_val_text(id, strlen(id));
-		v[1] = moat_val_text("active", 6);
-		v[2] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, MOAT_STMT_ID_SET_STATE, v, 3);
-	}
-	if (rc == MOAT_OK) {
-		v[0] = moat_val_text(serial, strlen(serial));
-		v[1] = moat_val_text(id, strlen(id));
-		v[2] = moat_val_text(fp, strlen(fp));
-		v[3] = moat_val_int(c->now - (int64_t)MOAT_CERT_SKEW_S * 1000);
-		v[4] = moat_val_int(not_after * 1000);
-		v[5] = moat_val_int(c->now);
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
-	}
-	if (rc == MOAT_OK && mca[0] == '\0') {
-		v[0] = moat_val_text(t.id, strlen(t.id));
-		rc = moat_store_batch_add(b, MOAT_STMT_ETOKEN_USE, v, 1);
-	}
-	if (rc != MOAT_OK) {
-		moat_store_batch_free(b);
-		goto fail;
-	}
-	rc = api_audit(c, &b, "est.enroll", id, "ok",
-		       json_pack("{s:s, s:s, s:s, s:s, s:b}", "serial", serial, "fingerprint", fp,
-				 mca[0] ? "factory_ca" : "token", mca[0] ? mca : t.id,
-				 "factory_serial",
-				 mca[0] && c->req->peer_serial ? c->req->peer_serial : "",
-				 "registered_now", !row.found));
+	/* a batch token registers the device on the fly */
+	memset(&en, 0, sizeof(en));
+	en.id = id;
+	en.register_now = !row.found;
+	en.group = t.group;
+	en.activate = row.found && row.state == MOAT_ID_REGISTERED;
+	en.serial = serial;
+	en.fingerprint = fp;
+	en.not_before = c->now - (int64_t)MOAT_CERT_SKEW_S * 1000;
+	en.not_after = not_after * 1000;
+	en.etoken_id = mca[0] == '\0' ? t.id : NULL;
+	api_reg_ctx(c, &x);
+	rc = moat_reg_est_enroll(&x, &en,
+				 json_pack("{s:s, s:s, s:s, s:s, s:b}", "serial", serial,
+					   "fingerprint", fp, mca[0] ? "factory_ca" : "token",
+					   mca[0] ? mca : t.id, "factory_serial",
+					   mca[0] && c->req->peer_serial ? c->req->peer_serial : "",
+					   "registered_now", !row.found));
 	if (rc != MOAT_OK)
 		goto fail;
 	log_notice("enrolled", "device=%s serial=%s peer=%s", id, serial, c->req->peer);
@@ -535,10 +509,11 @@ struct revoked_list {
 
 static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_revoked_row row;
 	struct revoked_list *l = arg;
 	size_t n;
 
-	if (ncols != 2 || cols[0].type != MOAT_VAL_TEXT)
+	if (moat_reg_revoked_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (l->n >= MOAT_CRL_MAX_ENTRIES) {
 		l->full = true;
@@ -556,13 +531,14 @@ static moat_err revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		l->v = v;
 		l->cap = cap;
 	}
-	n = cols[0].len < MOAT_CA_SERIAL_HEX_MAX ? cols[0].len : MOAT_CA_SERIAL_HEX_MAX;
-	memcpy(l->v[l->n].serial, cols[0].p, n);
+	n = row.serial.len < MOAT_CA_SERIAL_HEX_MAX ? row.serial.len : MOAT_CA_SERIAL_HEX_MAX;
+	memcpy(l->v[l->n].serial, row.serial.p, n);
 	l->v[l->n].serial[n] = '\0';
 	/* A revocation time before 1970 (a clock or data error) must not keep
 	 * the serial off the CRL, nor fail the whole list: the earliest time. */
-	l->v[l->n].revoked_at =
-	    cols[1].type == MOAT_VAL_INT && cols[1].i >= 1000 ? cols[1].i / 1000 : 1;
+	l->v[l->n].revoked_at = row.revoked_at.type == MOAT_VAL_INT && row.revoked_at.i >= 1000
+				    ? row.revoked_at.i / 1000
+				    : 1;
 	l->n++;
 	return MOAT_OK;
 }
@@ -578,7 +554,7 @@ static moat_err crl_refresh(struct moat_api *api, int64_t now_ms)
 	char err[256];
 	moat_err rc;
 
-	rc = moat_store_read(api->o.store, MOAT_STMT_CRL_ENTRIES, &v, 1, revoked_cb, &l);
+	rc = moat_store_read(api->o.store, REG_STMT(CRL_ENTRIES), &v, 1, revoked_cb, &l);
 	if (l.full) {
 		/* Never a truncated list: a CRL that silently omits revoked
 		 * certificates is worse than none. */
@@ -648,17 +624,16 @@ struct cert_row {
 
 static moat_err cert_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_cert_row row;
 	struct cert_row *r = arg;
 	size_t n;
 
-	/* serial, identity, fingerprint, not_before, not_after, issued_at,
-	 * revoked_at, reason */
-	if (ncols != 8 || cols[1].type != MOAT_VAL_TEXT)
+	if (moat_reg_cert_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	n = cols[1].len < sizeof(r->identity) - 1 ? cols[1].len : sizeof(r->identity) - 1;
-	memcpy(r->identity, cols[1].p, n);
+	n = row.identity.len < sizeof(r->identity) - 1 ? row.identity.len : sizeof(r->identity) - 1;
+	memcpy(r->identity, row.identity.p, n);
 	r->identity[n] = '\0';
-	r->revoked = cols[6].type != MOAT_VAL_NULL;
+	r->revoked = row.revoked_at.type != MOAT_VAL_NULL;
 	r->found = true;
 	return MOAT_OK;
 }
@@ -680,7 +655,7 @@ void api_est_reenroll(struct api_call *c)
 	struct ident_row row;
 	struct cert_row cur;
 	struct moat_val v[6];
-	struct moat_store_batch *b = NULL;
+	struct moat_reg_ctx x;
 	X509_REQ *req = NULL;
 	int64_t not_after = 0;
 	unsigned char md[32];
@@ -702,10 +677,10 @@ void api_est_reenroll(struct api_call *c)
 	}
 	snprintf(c->who.actor, sizeof(c->who.actor), "device:%s", id);
 	v[0] = moat_val_text(old, strlen(old));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_CERT_GET, v, 1, cert_row_cb, &cur);
+	rc = moat_store_read(c->api->o.store, REG_STMT(CERT_GET), v, 1, cert_row_cb, &cur);
 	if (rc == MOAT_OK) {
 		v[0] = moat_val_text(id, strlen(id));
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_ID_GET, v, 1, ident_cb, &row);
+		rc = moat_store_read(c->api->o.store, REG_STMT(ID_GET), v, 1, ident_cb, &row);
 	}
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
@@ -744,27 +719,9 @@ void api_est_reenroll(struct api_call *c)
 	EVP_Digest(cert, cert_len, md, &mdlen, EVP_sha256(), NULL);
 	for (i = 0; i < 32; i++)
 		snprintf(fp + 2 * i, 3, "%02x", md[i]);
-	v[0] = moat_val_text(serial, strlen(serial));
-	v[1] = moat_val_text(id, strlen(id));
-	v[2] = moat_val_text(fp, strlen(fp));
-	v[3] = moat_val_int(c->now - (int64_t)MOAT_CERT_SKEW_S * 1000);
-	v[4] = moat_val_int(not_after * 1000);
-	v[5] = moat_val_int(c->now);
-	rc = moat_store_batch_new(&b);
-	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_PUT, v, 6);
-	v[0] = moat_val_text(old, strlen(old));
-	v[1] = moat_val_int(c->now + (int64_t)MOAT_REENROLL_GRACE_S * 1000);
-	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_CERT_SCHEDULE_REVOKE, v, 2);
-	if (rc != MOAT_OK) {
-		moat_store_batch_free(b);
-		api_internal(c, rc);
-		goto out;
-	}
-	rc = api_audit(c, &b, "est.reenroll", id, "ok",
-		       json_pack("{s:s, s:s, s:I}", "serial", serial, "replaces", old,
-				 "old_revoked_in_s", (json_int_t)MOAT_REENROLL_GRACE_S));
+	api_reg_ctx(c, &x);
+	rc = moat_reg_est_reenroll(&x, id, serial, fp, c->now - (int64_t)MOAT_CERT_SKEW_S * 1000,
+				   not_after * 1000, old, (int64_t)MOAT_REENROLL_GRACE_S);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		goto out;
@@ -781,30 +738,15 @@ out:
  * re-enrollment has ended, and let the broker enforce it. */
 void api_est_revoke_due(struct moat_api *api)
 {
-	struct moat_store_batch *b = NULL;
-	struct moat_audit_event ev;
-	struct moat_val v = moat_val_int(moat_wall_ms());
-	char detail[64];
+	struct moat_reg_ctx x;
 	int64_t n = 0;
 
-	if (moat_store_read(api->o.store, MOAT_STMT_CERT_DUE_COUNT, &v, 1, count_cb, &n) !=
-		MOAT_OK ||
-	    n == 0)
-		return;
-	if (moat_store_batch_new(&b) != MOAT_OK)
-		return;
-	if (moat_store_batch_add(b, MOAT_STMT_CERT_REVOKE_DUE, &v, 1) != MOAT_OK) {
-		moat_store_batch_free(b);
-		return;
-	}
-	snprintf(detail, sizeof(detail), "{\"count\":%lld,\"reason\":\"superseded\"}",
-		 (long long)n);
-	memset(&ev, 0, sizeof(ev));
-	ev.actor = "system";
-	ev.action = "certificate.revoke";
-	ev.target = "";
-	ev.outcome = "ok";
-	ev.detail = detail;
-	if (moat_audit_log_write(&api->audit, &b, &ev) == MOAT_OK)
+	memset(&x, 0, sizeof(x));
+	x.store = api->o.store;
+	x.audit = &api->audit;
+	x.actor = "system";
+	x.peer = "";
+	x.now = moat_wall_ms();
+	if (moat_reg_revoke_due(&x, &n) == MOAT_OK && n > 0)
 		api_registry_changed(api);
 }

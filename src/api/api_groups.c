@@ -6,6 +6,7 @@
 #include "api/internal.h"
 #include "core/limits.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 void api_groups_list(struct api_call *c)
 {
@@ -17,7 +18,7 @@ void api_groups_list(struct api_call *c)
 		return;
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_GROUP_LIST, v, 2, api_reg_group_cb, api_reg_group_fill, limit,
+	api_reg_list(c, REG_STMT(GROUP_LIST), v, 2, api_reg_group_cb, api_reg_group_fill, limit,
 		     "name");
 }
 

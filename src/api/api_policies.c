@@ -7,6 +7,7 @@
 #include "api/internal.h"
 #include "core/limits.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 _Static_assert(API_POLICY_BODY_MAX <= MOAT_HTTP_BODY_MAX, "policy body within the HTTP cap");
 _Static_assert(API_POLICY_BODY_MAX >= MOAT_POLICY_MAX_RULES * (2u * MOAT_RULE_TEXT_MAX + 8u) +
@@ -23,7 +24,7 @@ void api_policies_list(struct api_call *c)
 		return;
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	api_reg_list(c, MOAT_STMT_POLICY_LIST, v, 2, api_reg_policy_cb, NULL, limit, "name");
+	api_reg_list(c, REG_STMT(POLICY_LIST), v, 2, api_reg_policy_cb, NULL, limit, "name");
 }
 
 void api_policies_get(struct api_call *c)

@@ -18,6 +18,7 @@
 
 #include "api/internal.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 /* ------------------------------------------------------------------ */
 /* rows                                                                */
@@ -46,15 +47,16 @@ static moat_err append(json_t *arr, json_t *o)
 	return o != NULL && json_array_append_new(arr, o) == 0 ? MOAT_OK : MOAT_E_NOMEM;
 }
 
-/* First column of each row: names (MEMBERS_OF, ATTACHED_TO_*). */
+/* Names (MEMBERS_OF, ATTACHED_TO_*). */
 static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
-	return append(arg, col_text(&cols[0]));
+	struct moat_val name;
+	moat_err rc = moat_reg_name_row_decode(cols, ncols, &name);
+
+	return rc != MOAT_OK ? rc : append(arg, col_text(&name));
 }
 
-static moat_err names_of(struct api_call *c, enum moat_stmt st, const char *key, json_t **out)
+static moat_err names_of(struct api_call *c, struct moat_stmt st, const char *key, json_t **out)
 {
 	json_t *arr = json_array();
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -85,48 +87,54 @@ bool api_reg_names_has(json_t *arr, const char *name)
 	return false;
 }
 
-/* ID_GET / ID_LIST: id, kind, state, created_at, updated_at, first_seen,
- * last_seen, last_addr, firmware. */
+/* ID_GET / ID_LIST */
 moat_err api_reg_identity_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols != 10 || cols[0].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
-	return append(arg,
-		      json_pack("{s:o, s:o, s:o, s:[], s:[], s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-				"id", col_text(&cols[0]), "kind", col_text(&cols[1]), "state",
-				col_text(&cols[2]), "groups", "policies", "created_at",
-				col_time(&cols[3]), "updated_at", col_time(&cols[4]), "first_seen",
-				col_time(&cols[5]), "last_seen", col_time(&cols[6]), "last_addr",
-				col_text(&cols[7]), "firmware", col_text(&cols[8]),
-				"cert_expires_at", col_time(&cols[9])));
+	struct moat_reg_identity_row r;
+	moat_err rc = moat_reg_identity_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	return append(
+	    arg,
+	    json_pack("{s:o, s:o, s:o, s:[], s:[], s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+		      col_text(&r.id), "kind", col_text(&r.kind), "state", col_text(&r.state),
+		      "groups", "policies", "created_at", col_time(&r.created_at), "updated_at",
+		      col_time(&r.updated_at), "first_seen", col_time(&r.first_seen), "last_seen",
+		      col_time(&r.last_seen), "last_addr", col_text(&r.last_addr), "firmware",
+		      col_text(&r.firmware), "cert_expires_at", col_time(&r.cert_expires_at)));
 }
 
-/* GROUP_GET / GROUP_LIST: name, description, created_at, member count. */
+/* GROUP_GET / GROUP_LIST */
 moat_err api_reg_group_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols != 4 || cols[0].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
-	return append(arg, json_pack("{s:o, s:o, s:b, s:I, s:[], s:o}", "name", col_text(&cols[0]),
-				     "description", col_text(&cols[1]), "builtin",
-				     col_is(&cols[0], API_BUILTIN_GROUP), "members",
-				     (json_int_t)(cols[3].type == MOAT_VAL_INT ? cols[3].i : 0),
-				     "policies", "created_at", col_time(&cols[2])));
+	struct moat_reg_group_row r;
+	moat_err rc = moat_reg_group_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	return append(arg, json_pack("{s:o, s:o, s:b, s:I, s:[], s:o}", "name", col_text(&r.name),
+				     "description", col_text(&r.description), "builtin",
+				     col_is(&r.name, API_BUILTIN_GROUP), "members",
+				     (json_int_t)r.members.i, "policies", "created_at",
+				     col_time(&r.created_at)));
 }
 
-/* POLICY_GET / POLICY_LIST: name, description, rules (one per line),
- * builtin, created_at, updated_at. */
+/* POLICY_GET / POLICY_LIST: the rules are one per line. */
 moat_err api_reg_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_policy_row r;
 	json_t *rules;
 	const char *p, *end, *nl;
+	moat_err rc = moat_reg_policy_row_decode(cols, ncols, &r);
 
-	if (ncols != 6 || cols[0].type != MOAT_VAL_TEXT || cols[2].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
+	if (rc != MOAT_OK)
+		return rc;
 	rules = json_array();
 	if (rules == NULL)
 		return MOAT_E_NOMEM;
-	p = cols[2].p;
-	end = p + cols[2].len;
+	p = r.rules.p;
+	end = p + r.rules.len;
 	while (p < end) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (nl == NULL)
@@ -138,15 +146,16 @@ moat_err api_reg_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 		}
 		p = nl + 1;
 	}
-	return append(arg, json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "name", col_text(&cols[0]),
-				     "description", col_text(&cols[1]), "rules", rules, "builtin",
-				     cols[3].type == MOAT_VAL_INT && cols[3].i != 0, "created_at",
-				     col_time(&cols[4]), "updated_at", col_time(&cols[5])));
+	return append(arg,
+		      json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "name", col_text(&r.name),
+				"description", col_text(&r.description), "rules", rules, "builtin",
+				r.builtin.i != 0, "created_at", col_time(&r.created_at),
+				"updated_at", col_time(&r.updated_at)));
 }
 
 /* Rows of st into a new array. */
-static moat_err read_rows(struct api_call *c, enum moat_stmt st, const struct moat_val *v, size_t n,
-			  moat_store_row_cb cb, json_t **out)
+static moat_err read_rows(struct api_call *c, struct moat_stmt st, const struct moat_val *v,
+			  size_t n, moat_store_row_cb cb, json_t **out)
 {
 	json_t *arr = json_array();
 	moat_err rc;
@@ -164,7 +173,7 @@ static moat_err read_rows(struct api_call *c, enum moat_stmt st, const struct mo
 }
 
 /* The one row st finds for key, or MOAT_E_NOTFOUND. */
-static moat_err read_one(struct api_call *c, enum moat_stmt st, moat_store_row_cb cb,
+static moat_err read_one(struct api_call *c, struct moat_stmt st, moat_store_row_cb cb,
 			 const char *key, json_t **out)
 {
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -193,9 +202,9 @@ moat_err api_reg_identity_fill(struct api_call *c, json_t *o)
 
 	if (id == NULL)
 		return MOAT_E_CORRUPT;
-	if ((rc = names_of(c, MOAT_STMT_MEMBERS_OF, id, &g)) != MOAT_OK)
+	if ((rc = names_of(c, REG_STMT(MEMBERS_OF), id, &g)) != MOAT_OK)
 		return rc;
-	if ((rc = names_of(c, MOAT_STMT_ATTACHED_TO_ID, id, &p)) != MOAT_OK) {
+	if ((rc = names_of(c, REG_STMT(ATTACHED_TO_ID), id, &p)) != MOAT_OK) {
 		json_decref(g);
 		return rc;
 	}
@@ -212,7 +221,7 @@ moat_err api_reg_group_fill(struct api_call *c, json_t *o)
 
 	if (name == NULL)
 		return MOAT_E_CORRUPT;
-	if ((rc = names_of(c, MOAT_STMT_ATTACHED_TO_GROUP, name, &p)) != MOAT_OK)
+	if ((rc = names_of(c, REG_STMT(ATTACHED_TO_GROUP), name, &p)) != MOAT_OK)
 		return rc;
 	json_object_set_new(o, "policies", p);
 	return MOAT_OK;
@@ -220,7 +229,7 @@ moat_err api_reg_group_fill(struct api_call *c, json_t *o)
 
 moat_err api_reg_identity_load(struct api_call *c, const char *id, json_t **out)
 {
-	moat_err rc = read_one(c, MOAT_STMT_ID_GET, api_reg_identity_cb, id, out);
+	moat_err rc = read_one(c, REG_STMT(ID_GET), api_reg_identity_cb, id, out);
 
 	if (rc == MOAT_OK && (rc = api_reg_identity_fill(c, *out)) != MOAT_OK) {
 		json_decref(*out);
@@ -231,7 +240,7 @@ moat_err api_reg_identity_load(struct api_call *c, const char *id, json_t **out)
 
 moat_err api_reg_group_load(struct api_call *c, const char *name, json_t **out)
 {
-	moat_err rc = read_one(c, MOAT_STMT_GROUP_GET, api_reg_group_cb, name, out);
+	moat_err rc = read_one(c, REG_STMT(GROUP_GET), api_reg_group_cb, name, out);
 
 	if (rc == MOAT_OK && (rc = api_reg_group_fill(c, *out)) != MOAT_OK) {
 		json_decref(*out);
@@ -242,7 +251,7 @@ moat_err api_reg_group_load(struct api_call *c, const char *name, json_t **out)
 
 moat_err api_reg_policy_load(struct api_call *c, const char *name, json_t **out)
 {
-	return read_one(c, MOAT_STMT_POLICY_GET, api_reg_policy_cb, name, out);
+	return read_one(c, REG_STMT(POLICY_GET), api_reg_policy_cb, name, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -294,7 +303,7 @@ bool api_reg_name_ok(struct api_call *c, const char *what, const char *field, co
 
 /* A reference in the body to a group or policy that must exist: false
  * with 422 naming the field when it does not. */
-static bool ref_exists(struct api_call *c, enum moat_stmt st, moat_store_row_cb cb,
+static bool ref_exists(struct api_call *c, struct moat_stmt st, moat_store_row_cb cb,
 		       const char *what, const char *name, const char *field)
 {
 	char msg[200];
@@ -315,12 +324,12 @@ static bool ref_exists(struct api_call *c, enum moat_stmt st, moat_store_row_cb 
 
 bool api_reg_group_exists(struct api_call *c, const char *name, const char *field)
 {
-	return ref_exists(c, MOAT_STMT_GROUP_GET, api_reg_group_cb, "group", name, field);
+	return ref_exists(c, REG_STMT(GROUP_GET), api_reg_group_cb, "group", name, field);
 }
 
 bool api_reg_policy_exists(struct api_call *c, const char *name, const char *field)
 {
-	return ref_exists(c, MOAT_STMT_POLICY_GET, api_reg_policy_cb, "policy", name, field);
+	return ref_exists(c, REG_STMT(POLICY_GET), api_reg_policy_cb, "policy", name, field);
 }
 
 void api_reg_ctx(struct api_call *c, struct moat_reg_ctx *x)
@@ -349,39 +358,6 @@ bool api_reg_done(struct api_call *c, moat_err rc, struct moat_reg_change *ch)
 	return true;
 }
 
-/* Add one statement to *b (created when NULL); on failure *b is freed. */
-moat_err api_reg_add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
-		     size_t n)
-{
-	moat_err rc = MOAT_OK;
-
-	if (*b == NULL)
-		rc = moat_store_batch_new(b);
-	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(*b, st, v, n);
-	if (rc != MOAT_OK) {
-		moat_store_batch_free(*b);
-		*b = NULL;
-	}
-	return rc;
-}
-
-/* Write b (taken) with its audit entry; then, when the change is one the
- * broker enforces, tell it. False with an internal error answered. */
-bool api_reg_commit(struct api_call *c, struct moat_store_batch *b, const char *action,
-		    const char *target, json_t *detail, bool enforced)
-{
-	moat_err rc = api_audit(c, &b, action, target, "ok", detail);
-
-	if (rc != MOAT_OK) {
-		api_internal(c, rc);
-		return false;
-	}
-	if (enforced)
-		api_registry_changed(c->api);
-	return true;
-}
-
 /* An optional query parameter; "" when absent. False (400 answered) when
  * it is malformed or too long. */
 bool api_reg_query_opt(struct api_call *c, const char *key, char *out, size_t len)
@@ -401,7 +377,7 @@ bool api_reg_query_opt(struct api_call *c, const char *key, char *out, size_t le
 }
 
 /* A page of rows of st (limit + 1 asked for), each filled in, answered. */
-void api_reg_list(struct api_call *c, enum moat_stmt st, const struct moat_val *v, size_t n,
+void api_reg_list(struct api_call *c, struct moat_stmt st, const struct moat_val *v, size_t n,
 		  moat_store_row_cb cb, moat_err (*fill)(struct api_call *, json_t *), size_t limit,
 		  const char *cursor_field)
 {

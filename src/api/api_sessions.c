@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "auth/schema.h"
 
 struct sess_list {
 	json_t *items;
@@ -24,20 +25,20 @@ static void text(char *dst, size_t len, const struct moat_val *v)
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_session_list_row row;
 	struct sess_list *l = arg;
 	char sid[24], name[80], peer[64], ua[160];
 
-	/* sid, name, created_at, last_seen, peer, user_agent */
-	if (ncols != 6)
+	if (moat_auth_session_list_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	text(sid, sizeof(sid), &cols[0]);
-	text(name, sizeof(name), &cols[1]);
-	text(peer, sizeof(peer), &cols[4]);
-	text(ua, sizeof(ua), &cols[5]);
+	text(sid, sizeof(sid), &row.sid);
+	text(name, sizeof(name), &row.name);
+	text(peer, sizeof(peer), &row.peer);
+	text(ua, sizeof(ua), &row.user_agent);
 	json_array_append_new(l->items,
 			      json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:b}", "id", sid,
-					"username", name, "created_at", api_time(cols[2].i),
-					"last_seen", api_time(cols[3].i), "peer", peer,
+					"username", name, "created_at", api_time(row.created_at.i),
+					"last_seen", api_time(row.last_seen.i), "peer", peer,
 					"user_agent", ua, "current", strcmp(sid, l->current) == 0));
 	l->n++;
 	return MOAT_OK;
@@ -71,7 +72,7 @@ void api_sessions_list(struct api_call *c)
 	v[0] = everyone ? moat_val_null() : moat_val_text(c->who.name, strlen(c->who.name));
 	v[1] = moat_val_text(cursor, strlen(cursor));
 	v[2] = moat_val_int((int64_t)limit + 1);
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_SESS_LIST, v, 3, list_cb, &l);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(SESS_LIST), v, 3, list_cb, &l);
 	if (rc != MOAT_OK) {
 		json_decref(l.items);
 		api_internal(c, rc);
@@ -82,11 +83,12 @@ void api_sessions_list(struct api_call *c)
 
 static moat_err owner_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_val row;
 	char *owner = arg;
 
-	if (ncols != 1)
+	if (moat_auth_name_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	text(owner, 80, &cols[0]);
+	text(owner, 80, &row);
 	return MOAT_OK;
 }
 
@@ -97,7 +99,7 @@ void api_sessions_delete(struct api_call *c)
 	struct moat_store_batch *b = NULL;
 	moat_err rc;
 
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_SESS_GET_SID, &v, 1, owner_cb, owner);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(SESS_GET_SID), &v, 1, owner_cb, owner);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
@@ -114,7 +116,7 @@ void api_sessions_delete(struct api_call *c)
 		return;
 	}
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL, &v, 1)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL), &v, 1)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;

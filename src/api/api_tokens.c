@@ -6,43 +6,45 @@
 #include <sodium.h>
 
 #include "api/internal.h"
+#include "auth/schema.h"
 
 struct tok_list {
 	json_t *items;
 	size_t n;
 };
 
-static json_t *token_json(const struct moat_val *cols)
+static json_t *token_json(const struct moat_auth_token_row *r)
 {
 	char id[80], name[80], role[16], creator[96];
 	size_t i;
 	char *dst[4] = {id, name, role, creator};
 	size_t len[4] = {sizeof(id), sizeof(name), sizeof(role), sizeof(creator)};
+	const struct moat_val *src[4] = {&r->id, &r->name, &r->role, &r->creator};
 
 	for (i = 0; i < 4; i++) {
-		size_t n = cols[i].type == MOAT_VAL_TEXT ? cols[i].len : 0;
+		size_t n = src[i]->type == MOAT_VAL_TEXT ? src[i]->len : 0;
 		if (n >= len[i])
 			n = len[i] - 1;
 		if (n)
-			memcpy(dst[i], cols[i].p, n);
+			memcpy(dst[i], src[i]->p, n);
 		dst[i][n] = '\0';
 	}
-	/* id, name, role, creator, created_at, expires_at, last_used, revoked_at */
 	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o}", "id", id, "name", name,
-			 "role", role, "creator", creator, "created_at", api_time(cols[4].i),
-			 "expires_at", api_time(cols[5].i), "last_used",
-			 api_time(cols[6].type == MOAT_VAL_INT ? cols[6].i : 0), "revoked",
-			 cols[7].type != MOAT_VAL_NULL, "revoked_at",
-			 api_time(cols[7].type == MOAT_VAL_INT ? cols[7].i : 0));
+			 "role", role, "creator", creator, "created_at", api_time(r->created_at.i),
+			 "expires_at", api_time(r->expires_at.i), "last_used",
+			 api_time(r->last_used.type == MOAT_VAL_INT ? r->last_used.i : 0),
+			 "revoked", r->revoked_at.type != MOAT_VAL_NULL, "revoked_at",
+			 api_time(r->revoked_at.type == MOAT_VAL_INT ? r->revoked_at.i : 0));
 }
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_token_row row;
 	struct tok_list *l = arg;
 
-	if (ncols != 8)
+	if (moat_auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	json_array_append_new(l->items, token_json(cols));
+	json_array_append_new(l->items, token_json(&row));
 	l->n++;
 	return MOAT_OK;
 }
@@ -61,7 +63,7 @@ void api_tokens_list(struct api_call *c)
 	}
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_LIST, v, 2, list_cb, &l);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_LIST), v, 2, list_cb, &l);
 	if (rc != MOAT_OK) {
 		json_decref(l.items);
 		api_internal(c, rc);
@@ -81,11 +83,12 @@ static bool within_caller(const struct api_call *c, enum api_role r)
 
 static moat_err one_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_token_row row;
 	json_t **out = arg;
 
-	if (ncols != 8)
+	if (moat_auth_token_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	*out = token_json(cols);
+	*out = token_json(&row);
 	return MOAT_OK;
 }
 
@@ -144,7 +147,7 @@ void api_tokens_create(struct api_call *c)
 	v[4] = moat_val_text(c->who.actor, strlen(c->who.actor));
 	v[5] = moat_val_int(c->now);
 	v[6] = moat_val_int(expires);
-	if ((rc = moat_store_batch_add(b, MOAT_STMT_TOKEN_PUT, v, 7)) != MOAT_OK) {
+	if ((rc = moat_store_batch_add(b, AUTH_STMT(TOKEN_PUT), v, 7)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;
@@ -154,7 +157,7 @@ void api_tokens_create(struct api_call *c)
 				 "expires_in_days", (json_int_t)days));
 	v[0] = moat_val_text(id, strlen(id));
 	if (rc == MOAT_OK)
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_GET, v, 1, one_cb, &tok);
+		rc = moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_GET), v, 1, one_cb, &tok);
 	if (rc != MOAT_OK || tok == NULL) {
 		sodium_memzero(secret, sizeof(secret));
 		api_internal(c, rc != MOAT_OK ? rc : MOAT_E_INTERNAL);
@@ -174,7 +177,7 @@ void api_tokens_delete(struct api_call *c)
 	moat_err rc;
 
 	v[0] = moat_val_text(c->params.v[0], strlen(c->params.v[0]));
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_TOKEN_GET, v, 1, one_cb, &tok);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(TOKEN_GET), v, 1, one_cb, &tok);
 	if (rc != MOAT_OK) {
 		api_internal(c, rc);
 		return;
@@ -194,7 +197,7 @@ void api_tokens_delete(struct api_call *c)
 	json_decref(tok);
 	v[1] = moat_val_int(c->now);
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(b, MOAT_STMT_TOKEN_REVOKE, v, 2)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(b, AUTH_STMT(TOKEN_REVOKE), v, 2)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;

@@ -5,6 +5,7 @@
 
 #include "api/internal.h"
 #include "auth/password.h"
+#include "auth/schema.h"
 
 struct list_ctx {
 	json_t *items;
@@ -14,25 +15,26 @@ struct list_ctx {
 
 static moat_err list_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_auth_operator_list_row row;
 	struct list_ctx *l = arg;
 	struct api_operator op;
 	char role[16];
 	size_t n;
 
-	/* name, role, disabled, enrolled, created_at, updated_at */
-	if (ncols != 6 || cols[0].type != MOAT_VAL_TEXT || cols[0].len >= sizeof(op.name))
+	if (moat_auth_operator_list_row_decode(cols, ncols, &row) != MOAT_OK ||
+	    row.name.len >= sizeof(op.name))
 		return MOAT_E_CORRUPT;
 	memset(&op, 0, sizeof(op));
-	memcpy(op.name, cols[0].p, cols[0].len);
-	n = cols[1].len < sizeof(role) - 1 ? cols[1].len : sizeof(role) - 1;
-	memcpy(role, cols[1].p, n);
+	memcpy(op.name, row.name.p, row.name.len);
+	n = row.role.len < sizeof(role) - 1 ? row.role.len : sizeof(role) - 1;
+	memcpy(role, row.role.p, n);
 	role[n] = '\0';
 	if (!api_role_parse(role, &op.role))
 		return MOAT_E_CORRUPT;
-	op.disabled = cols[2].i != 0;
-	op.totp_len = cols[3].i ? 1 : 0;
-	op.created = cols[4].i;
-	op.updated = cols[5].i;
+	op.disabled = row.disabled.i != 0;
+	op.totp_len = row.enrolled.i ? 1 : 0;
+	op.created = row.created_at.i;
+	op.updated = row.updated_at.i;
 	json_array_append_new(l->items, api_operator_json(&op));
 	snprintf(l->last, sizeof(l->last), "%s", op.name);
 	l->n++;
@@ -53,7 +55,7 @@ void api_users_list(struct api_call *c)
 	l.items = json_array();
 	v[0] = moat_val_text(cursor, strlen(cursor));
 	v[1] = moat_val_int((int64_t)limit + 1);
-	rc = moat_store_read(c->api->o.store, MOAT_STMT_OP_LIST, v, 2, list_cb, &l);
+	rc = moat_store_read(c->api->o.store, AUTH_STMT(OP_LIST), v, 2, list_cb, &l);
 	if (rc != MOAT_OK) {
 		json_decref(l.items);
 		api_internal(c, rc);
@@ -144,7 +146,7 @@ void api_users_create(struct api_call *c)
 	v[1] = moat_val_text(api_role_names[role], strlen(api_role_names[role]));
 	v[2] = moat_val_text(hash, strlen(hash));
 	v[3] = moat_val_int(c->now);
-	if ((rc = moat_store_batch_add(b, MOAT_STMT_OP_INSERT, v, 4)) != MOAT_OK) {
+	if ((rc = moat_store_batch_add(b, AUTH_STMT(OP_INSERT), v, 4)) != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);
 		return;
@@ -180,16 +182,6 @@ void api_users_get(struct api_call *c)
 
 	if (path_operator(c, &op))
 		api_json(c, 200, api_operator_json(&op));
-}
-
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
-	return MOAT_OK;
 }
 
 void api_users_patch(struct api_call *c)
@@ -237,7 +229,7 @@ void api_users_patch(struct api_call *c)
 	}
 	if (op.role == ROLE_ADMIN && !op.disabled && (role != ROLE_ADMIN || disabled)) {
 		v[0] = moat_val_text("admin", 5);
-		rc = moat_store_read(c->api->o.store, MOAT_STMT_OP_COUNT, v, 1, count_cb, &admins);
+		rc = moat_store_read_int(c->api->o.store, AUTH_STMT(OP_COUNT), v, 1, &admins);
 		if (rc != MOAT_OK) {
 			api_internal(c, rc);
 			return;
@@ -258,16 +250,16 @@ void api_users_patch(struct api_call *c)
 	v[2] = moat_val_int(c->now);
 	if (role != op.role) {
 		v[1] = moat_val_text(api_role_names[role], strlen(api_role_names[role]));
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_ROLE, v, 3);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_ROLE), v, 3);
 	}
 	if (rc == MOAT_OK && disabled != op.disabled) {
 		v[1] = moat_val_int(disabled ? 1 : 0);
-		rc = moat_store_batch_add(b, MOAT_STMT_OP_SET_DISABLED, v, 3);
+		rc = moat_store_batch_add(b, AUTH_STMT(OP_SET_DISABLED), v, 3);
 	}
 	/* A changed role or a disabled account: its sessions end now. */
 	if (rc == MOAT_OK && (role != op.role || (disabled && !op.disabled))) {
 		v[1] = moat_val_null();
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	}
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
@@ -300,12 +292,12 @@ void api_users_reset_mfa(struct api_call *c)
 	}
 	v[0] = moat_val_text(op.name, strlen(op.name));
 	v[1] = moat_val_int(c->now);
-	rc = moat_store_batch_add(b, MOAT_STMT_OP_RESET_MFA, v, 2);
+	rc = moat_store_batch_add(b, AUTH_STMT(OP_RESET_MFA), v, 2);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_RECOVERY_DEL_ALL, v, 1);
+		rc = moat_store_batch_add(b, AUTH_STMT(RECOVERY_DEL_ALL), v, 1);
 	v[1] = moat_val_null();
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_SESS_DEL_OPERATOR, v, 2);
+		rc = moat_store_batch_add(b, AUTH_STMT(SESS_DEL_OPERATOR), v, 2);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		api_internal(c, rc);

@@ -268,20 +268,11 @@ void api_reg_ctx(struct api_call *c, struct moat_reg_ctx *x);
  * answered and false returned; on success the change is announced to the
  * broker (it re-evaluates the identities ch names). ch is cleared. */
 bool api_reg_done(struct api_call *c, moat_err rc, struct moat_reg_change *ch);
-/* For resources outside the registry service (enrollment tokens,
- * manufacturer CAs): add a statement to *b (created when NULL); on
- * failure *b is freed. */
-moat_err api_reg_add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
-		     size_t n);
-/* Write b (taken) with its audit entry (detail stolen), then announce the
- * change to the broker when enforced. False with an internal error. */
-bool api_reg_commit(struct api_call *c, struct moat_store_batch *b, const char *action,
-		    const char *target, json_t *detail, bool enforced);
 /* An optional query parameter ("" when absent); false with 400. */
 bool api_reg_query_opt(struct api_call *c, const char *key, char *out, size_t len);
 /* Answer a page: the rows of st (params v asking for limit + 1), each
  * filled in when fill is not NULL. */
-void api_reg_list(struct api_call *c, enum moat_stmt st, const struct moat_val *v, size_t n,
+void api_reg_list(struct api_call *c, struct moat_stmt st, const struct moat_val *v, size_t n,
 		  moat_store_row_cb cb, moat_err (*fill)(struct api_call *, json_t *), size_t limit,
 		  const char *cursor_field);
 /* A PUT of a policy carries up to MOAT_POLICY_MAX_RULES rules of up to

@@ -14,6 +14,7 @@
 #include "audit/audit_store.h"
 #include "core/log.h"
 #include "core/reactor.h"
+#include "audit/schema.h"
 
 struct head_row {
 	int64_t seq;
@@ -24,12 +25,13 @@ struct head_row {
 static moat_err head_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct head_row *h = arg;
+	struct moat_audit_head_row r;
 
-	if (ncols != 2 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_BLOB ||
-	    cols[1].len != MOAT_AUDIT_HASH_LEN)
+	if (moat_audit_head_row_decode(cols, ncols, &r) != MOAT_OK || r.seq.type != MOAT_VAL_INT ||
+	    r.hash.type != MOAT_VAL_BLOB || r.hash.len != MOAT_AUDIT_HASH_LEN)
 		return MOAT_E_CORRUPT;
-	h->seq = cols[0].i;
-	memcpy(h->hash, cols[1].p, MOAT_AUDIT_HASH_LEN);
+	h->seq = r.seq.i;
+	memcpy(h->hash, r.hash.p, MOAT_AUDIT_HASH_LEN);
 	h->found = true;
 	return MOAT_OK;
 }
@@ -37,10 +39,12 @@ static moat_err head_cb(void *arg, const struct moat_val *cols, size_t ncols)
 static moat_err cp_last_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	int64_t *seq = arg;
+	struct moat_audit_checkpoint_row r;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_INT)
+	if (moat_audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK ||
+	    r.seq.type != MOAT_VAL_INT)
 		return MOAT_E_CORRUPT;
-	*seq = cols[0].i;
+	*seq = r.seq.i;
 	return MOAT_OK;
 }
 
@@ -72,9 +76,9 @@ moat_err moat_audit_log_open(struct moat_audit_log *log, struct moat_store *stor
 	rc = moat_audit_pub_load(path, log->pk, err, errlen);
 	if (rc != MOAT_OK)
 		return rc;
-	rc = moat_store_read(store, MOAT_STMT_AUDIT_HEAD, NULL, 0, head_cb, &h);
+	rc = moat_store_read(store, AUDIT_STMT(AUDIT_HEAD), NULL, 0, head_cb, &h);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(store, MOAT_STMT_CHECKPOINT_LAST, NULL, 0, cp_last_cb,
+		rc = moat_store_read(store, AUDIT_STMT(CHECKPOINT_LAST), NULL, 0, cp_last_cb,
 				     &log->sealed_seq);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the audit log head: %s", moat_strerror(rc));
@@ -135,7 +139,7 @@ static moat_err add_checkpoint(struct moat_audit_log *log, struct moat_store_bat
 	v[1] = moat_val_int(cp.ts_ms);
 	v[2] = moat_val_blob(cp.head, sizeof(cp.head));
 	v[3] = moat_val_blob(cp.sig, sizeof(cp.sig));
-	return moat_store_batch_add(b, MOAT_STMT_CHECKPOINT_PUT, v, 4);
+	return moat_store_batch_add(b, AUDIT_STMT(CHECKPOINT_PUT), v, 4);
 }
 
 static moat_err write_one(struct moat_audit_log *log, struct moat_store_batch **b,
@@ -179,7 +183,7 @@ static moat_err read_head(struct moat_store *st, int64_t *seq, uint8_t head[MOAT
 	moat_err rc;
 
 	memset(&h, 0, sizeof(h));
-	rc = moat_store_read(st, MOAT_STMT_AUDIT_HEAD, NULL, 0, head_cb, &h);
+	rc = moat_store_read(st, AUDIT_STMT(AUDIT_HEAD), NULL, 0, head_cb, &h);
 	*seq = h.found ? h.seq : 0;
 	memcpy(head, h.hash, MOAT_AUDIT_HASH_LEN);
 	return rc;
@@ -188,15 +192,17 @@ static moat_err read_head(struct moat_store *st, int64_t *seq, uint8_t head[MOAT
 static moat_err cp_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct moat_audit_checkpoint *cp = arg;
+	struct moat_audit_checkpoint_row r;
 
-	if (ncols != 4 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_INT ||
-	    cols[2].type != MOAT_VAL_BLOB || cols[2].len != sizeof(cp->head) ||
-	    cols[3].type != MOAT_VAL_BLOB || cols[3].len != sizeof(cp->sig))
+	if (moat_audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK ||
+	    r.seq.type != MOAT_VAL_INT || r.ts.type != MOAT_VAL_INT ||
+	    r.head.type != MOAT_VAL_BLOB || r.head.len != sizeof(cp->head) ||
+	    r.sig.type != MOAT_VAL_BLOB || r.sig.len != sizeof(cp->sig))
 		return MOAT_E_CORRUPT;
-	cp->seq = cols[0].i;
-	cp->ts_ms = cols[1].i;
-	memcpy(cp->head, cols[2].p, sizeof(cp->head));
-	memcpy(cp->sig, cols[3].p, sizeof(cp->sig));
+	cp->seq = r.seq.i;
+	cp->ts_ms = r.ts.i;
+	memcpy(cp->head, r.head.p, sizeof(cp->head));
+	memcpy(cp->sig, r.sig.p, sizeof(cp->sig));
 	return MOAT_OK;
 }
 
@@ -207,7 +213,7 @@ static bool sealed_by_key(const struct moat_audit_log *log, int64_t seq,
 	struct moat_audit_checkpoint cp;
 
 	memset(&cp, 0, sizeof(cp));
-	if (moat_store_read(log->store, MOAT_STMT_CHECKPOINT_LAST, NULL, 0, cp_row_cb, &cp) !=
+	if (moat_store_read(log->store, AUDIT_STMT(CHECKPOINT_LAST), NULL, 0, cp_row_cb, &cp) !=
 	    MOAT_OK)
 		return false;
 	return cp.seq == seq && sodium_memcmp(cp.head, head, sizeof(cp.head)) == 0 &&
@@ -277,7 +283,7 @@ static moat_err write_one(struct moat_audit_log *log, struct moat_store_batch **
 	v[7] = moat_val_text(e.detail, strlen(e.detail));
 	v[8] = moat_val_blob(e.prev, sizeof(e.prev));
 	v[9] = moat_val_blob(e.hash, sizeof(e.hash));
-	rc = moat_store_batch_add(*b, MOAT_STMT_AUDIT_PUT, v, 10);
+	rc = moat_store_batch_add(*b, AUDIT_STMT(AUDIT_PUT), v, 10);
 	if (rc == MOAT_OK)
 		rc = add_checkpoint(log, *b, e.seq, e.hash);
 	if (rc != MOAT_OK) {
@@ -345,25 +351,27 @@ static void entry_clear(struct moat_audit_entry *e)
 	free((char *)(uintptr_t)e->detail);
 }
 
-/* Columns: seq, ts, actor, action, target, outcome, peer, detail, prev, hash.
- * A row that does not even have the right types is still an entry (so the
+/* A row that does not even have the right types is still an entry (so the
  * verifier reports it as modified): wrong blobs become zero hashes. */
 static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct moat_audit_entry *e,
 			     bool copy)
 {
+	struct moat_audit_entry_row r;
 	size_t i;
 	bool poisoned = false;
 
-	if (ncols != 10)
+	if (moat_audit_entry_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	memset(e, 0, sizeof(*e));
-	e->seq = cols[0].type == MOAT_VAL_INT ? cols[0].i : 0;
-	e->ts_ms = cols[1].type == MOAT_VAL_INT ? cols[1].i : 0;
+	e->seq = r.seq.type == MOAT_VAL_INT ? r.seq.i : 0;
+	e->ts_ms = r.ts.type == MOAT_VAL_INT ? r.ts.i : 0;
 	if (copy) {
 		const char **f[6] = {&e->actor,	  &e->action, &e->target,
 				     &e->outcome, &e->peer,   &e->detail};
+		const struct moat_val *t[6] = {&r.actor,   &r.action, &r.target,
+					       &r.outcome, &r.peer,   &r.detail};
 		for (i = 0; i < 6; i++) {
-			char *s = dup_text(&cols[2 + i]);
+			char *s = dup_text(t[i]);
 			if (s == NULL) { /* not text, or a NUL inside: cannot match its hash */
 				s = calloc(1, 1);
 				poisoned = true;
@@ -375,10 +383,10 @@ static moat_err row_to_entry(const struct moat_val *cols, size_t ncols, struct m
 			*f[i] = s;
 		}
 	}
-	if (cols[8].type == MOAT_VAL_BLOB && cols[8].len == MOAT_AUDIT_HASH_LEN)
-		memcpy(e->prev, cols[8].p, MOAT_AUDIT_HASH_LEN);
-	if (cols[9].type == MOAT_VAL_BLOB && cols[9].len == MOAT_AUDIT_HASH_LEN)
-		memcpy(e->hash, cols[9].p, MOAT_AUDIT_HASH_LEN);
+	if (r.prev.type == MOAT_VAL_BLOB && r.prev.len == MOAT_AUDIT_HASH_LEN)
+		memcpy(e->prev, r.prev.p, MOAT_AUDIT_HASH_LEN);
+	if (r.hash.type == MOAT_VAL_BLOB && r.hash.len == MOAT_AUDIT_HASH_LEN)
+		memcpy(e->hash, r.hash.p, MOAT_AUDIT_HASH_LEN);
 	if (poisoned)
 		e->hash[0] ^= 0xff; /* reported as modified */
 	return MOAT_OK;
@@ -406,8 +414,9 @@ static moat_err load_cp_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	struct load *l = arg;
 	struct moat_audit_checkpoint *c;
+	struct moat_audit_checkpoint_row r;
 
-	if (ncols != 4)
+	if (moat_audit_checkpoint_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (l->ncp == l->cpcap) {
 		size_t ncap = l->cpcap ? l->cpcap * 2 : 64;
@@ -419,12 +428,12 @@ static moat_err load_cp_cb(void *arg, const struct moat_val *cols, size_t ncols)
 	}
 	c = &l->cp[l->ncp++];
 	memset(c, 0, sizeof(*c));
-	c->seq = cols[0].type == MOAT_VAL_INT ? cols[0].i : 0;
-	c->ts_ms = cols[1].type == MOAT_VAL_INT ? cols[1].i : 0;
-	if (cols[2].type == MOAT_VAL_BLOB && cols[2].len == MOAT_AUDIT_HASH_LEN)
-		memcpy(c->head, cols[2].p, MOAT_AUDIT_HASH_LEN);
-	if (cols[3].type == MOAT_VAL_BLOB && cols[3].len == MOAT_AUDIT_SIG_LEN)
-		memcpy(c->sig, cols[3].p, MOAT_AUDIT_SIG_LEN);
+	c->seq = r.seq.type == MOAT_VAL_INT ? r.seq.i : 0;
+	c->ts_ms = r.ts.type == MOAT_VAL_INT ? r.ts.i : 0;
+	if (r.head.type == MOAT_VAL_BLOB && r.head.len == MOAT_AUDIT_HASH_LEN)
+		memcpy(c->head, r.head.p, MOAT_AUDIT_HASH_LEN);
+	if (r.sig.type == MOAT_VAL_BLOB && r.sig.len == MOAT_AUDIT_SIG_LEN)
+		memcpy(c->sig, r.sig.p, MOAT_AUDIT_SIG_LEN);
 	return MOAT_OK;
 }
 
@@ -446,9 +455,9 @@ moat_err moat_audit_verify_store(struct moat_store *st, const uint8_t pk[MOAT_AU
 
 	memset(&l, 0, sizeof(l));
 	memset(rep, 0, sizeof(*rep));
-	rc = moat_store_read(st, MOAT_STMT_AUDIT_ALL, NULL, 0, load_entry_cb, &l);
+	rc = moat_store_read(st, AUDIT_STMT(AUDIT_ALL), NULL, 0, load_entry_cb, &l);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_CHECKPOINT_ALL, NULL, 0, load_cp_cb, &l);
+		rc = moat_store_read(st, AUDIT_STMT(CHECKPOINT_ALL), NULL, 0, load_cp_cb, &l);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the audit log: %s", moat_strerror(rc));
 		goto out;
@@ -538,7 +547,7 @@ moat_err moat_audit_export_dir(const char *dir, FILE *out, char *err, size_t err
 	rc = open_dir_store(dir, &st, err, errlen);
 	if (rc != MOAT_OK)
 		return rc;
-	rc = moat_store_read(st, MOAT_STMT_AUDIT_ALL, NULL, 0, export_cb, &x);
+	rc = moat_store_read(st, AUDIT_STMT(AUDIT_ALL), NULL, 0, export_cb, &x);
 	if (rc != MOAT_OK)
 		snprintf(err, errlen, "cannot export the audit log: %s", moat_strerror(rc));
 	else if (fflush(out) != 0)
@@ -579,5 +588,5 @@ moat_err moat_audit_list(struct moat_store *st, int64_t before, const char *acto
 	v[3] = since_ms ? moat_val_int(since_ms) : moat_val_null();
 	v[4] = until_ms ? moat_val_int(until_ms) : moat_val_null();
 	v[5] = moat_val_int((int64_t)limit);
-	return moat_store_read(st, MOAT_STMT_AUDIT_LIST, v, 6, list_cb, &l);
+	return moat_store_read(st, AUDIT_STMT(AUDIT_LIST), v, 6, list_cb, &l);
 }

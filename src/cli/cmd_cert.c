@@ -22,6 +22,7 @@
 #include "registry/acl.h"
 #include "registry/registry.h"
 #include "tls/tls.h"
+#include "registry/schema.h"
 
 /* What `moat cert issue` registers: a device (group "devices") by
  * default; a service, another group, and that group's policy on request. */
@@ -47,12 +48,13 @@ static void copy_col(char *dst, size_t dstlen, const struct moat_val *v)
 
 static moat_err state_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_identity_row row;
 	struct id_row *r = arg;
 
-	if (ncols < 3 || cols[1].type != MOAT_VAL_TEXT || cols[2].type != MOAT_VAL_TEXT)
+	if (moat_reg_identity_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	copy_col(r->kind, sizeof(r->kind), &cols[1]);
-	copy_col(r->state, sizeof(r->state), &cols[2]);
+	copy_col(r->kind, sizeof(r->kind), &row.kind);
+	copy_col(r->state, sizeof(r->state), &row.state);
 	return MOAT_OK;
 }
 
@@ -68,11 +70,12 @@ static moat_err found_cb(void *arg, const struct moat_val *cols, size_t ncols)
 
 static moat_err rules_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_policy_row row;
 	char **rules = arg;
 
-	if (ncols < 3 || cols[2].type != MOAT_VAL_TEXT)
+	if (moat_reg_policy_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	*rules = strndup(cols[2].p, cols[2].len);
+	*rules = strndup(row.rules.p, row.rules.len);
 	return *rules != NULL ? MOAT_OK : MOAT_E_NOMEM;
 }
 
@@ -88,7 +91,7 @@ static moat_err add_group(const struct moat_reg_ctx *rx, const struct cert_reg *
 	bool found = false;
 	moat_err rc;
 
-	if ((rc = moat_store_read(rx->store, MOAT_STMT_GROUP_GET, &v, 1, found_cb, &found)) !=
+	if ((rc = moat_store_read(rx->store, REG_STMT(GROUP_GET), &v, 1, found_cb, &found)) !=
 	    MOAT_OK) {
 		snprintf(err, errlen, "cannot read the groups: %s", moat_strerror(rc));
 		return rc;
@@ -99,7 +102,7 @@ static moat_err add_group(const struct moat_reg_ctx *rx, const struct cert_reg *
 	}
 	if (r->rules == NULL)
 		return MOAT_OK;
-	if ((rc = moat_store_read(rx->store, MOAT_STMT_POLICY_GET, &v, 1, rules_cb, &have)) !=
+	if ((rc = moat_store_read(rx->store, REG_STMT(POLICY_GET), &v, 1, rules_cb, &have)) !=
 	    MOAT_OK) {
 		snprintf(err, errlen, "cannot read the policies: %s", moat_strerror(rc));
 		goto out;
@@ -178,7 +181,7 @@ static moat_err register_device(const char *dir, const struct cert_reg *r, const
 	if ((rc = moat_store_open(&o, &st, err, errlen)) != MOAT_OK)
 		goto out;
 	v[0] = moat_val_text(id, strlen(id));
-	if ((rc = moat_store_read(st, MOAT_STMT_ID_GET, v, 1, state_cb, &row)) != MOAT_OK) {
+	if ((rc = moat_store_read(st, REG_STMT(ID_GET), v, 1, state_cb, &row)) != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the registry: %s", moat_strerror(rc));
 		goto out;
 	}

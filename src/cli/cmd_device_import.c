@@ -17,6 +17,7 @@
 #include "core/limits.h"
 #include "core/reactor.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 #include "store/store.h"
 #include "tls/tls.h"
 
@@ -166,18 +167,31 @@ static int check_repeats(const struct import_list *l, const char *path, char *er
 	return found ? EXIT_FAIL : EXIT_OK;
 }
 
-static moat_err found_cb(void *arg, const struct moat_val *cols, size_t ncols)
+/* A group row: the group exists ("" stays "" otherwise). */
+static moat_err group_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_group_row row;
+	char *found = arg;
+	moat_err rc = moat_reg_group_row_decode(cols, ncols, &row);
+
+	if (rc == MOAT_OK)
+		snprintf(found, 32, "yes");
+	return rc;
+}
+
+/* An identity row: its state, so the message can name it. */
+static moat_err state_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct moat_reg_identity_row row;
 	char *state = arg;
+	moat_err rc = moat_reg_identity_row_decode(cols, ncols, &row);
 	size_t n;
 
-	if (ncols >= 3 && cols[2].type == MOAT_VAL_TEXT) {
-		n = cols[2].len < 31 ? cols[2].len : 31;
-		memcpy(state, cols[2].p, n);
-		state[n] = '\0';
-	} else {
-		snprintf(state, 32, "?");
-	}
+	if (rc != MOAT_OK)
+		return rc;
+	n = row.state.len < 31 ? row.state.len : 31;
+	memcpy(state, row.state.p, n);
+	state[n] = '\0';
 	return MOAT_OK;
 }
 
@@ -212,7 +226,7 @@ static int import_into(const char *dir, const char *path, const struct import_li
 		return EXIT_FAIL;
 	have[0] = '\0';
 	v = moat_val_text(group, strlen(group));
-	if ((rc = moat_store_read(st, MOAT_STMT_GROUP_GET, &v, 1, found_cb, have)) != MOAT_OK) {
+	if ((rc = moat_store_read(st, REG_STMT(GROUP_GET), &v, 1, group_cb, have)) != MOAT_OK) {
 		snprintf(err, errlen, "cannot read the groups: %s", moat_strerror(rc));
 		goto out;
 	}
@@ -225,7 +239,7 @@ static int import_into(const char *dir, const char *path, const struct import_li
 	for (i = 0; i < l->n; i++) {
 		have[0] = '\0';
 		v = moat_val_text(l->v[i].id, strlen(l->v[i].id));
-		if ((rc = moat_store_read(st, MOAT_STMT_ID_GET, &v, 1, found_cb, have)) !=
+		if ((rc = moat_store_read(st, REG_STMT(ID_GET), &v, 1, state_cb, have)) !=
 		    MOAT_OK) {
 			snprintf(err, errlen, "cannot read the registry: %s", moat_strerror(rc));
 			goto out;

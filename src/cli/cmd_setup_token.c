@@ -13,16 +13,7 @@
 #include "cli/setup_token.h"
 #include "core/reactor.h"
 #include "store/store.h"
-
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
-	return MOAT_OK;
-}
+#include "auth/schema.h"
 
 moat_err moat_setup_token_issue(const char *dir, char *out, size_t outlen, char *err, size_t errlen)
 {
@@ -44,7 +35,7 @@ moat_err moat_setup_token_issue(const char *dir, char *out, size_t outlen, char 
 	if ((rc = moat_store_open(&o, &st, err, errlen)) != MOAT_OK)
 		return rc;
 	v[0] = moat_val_null();
-	rc = moat_store_read(st, MOAT_STMT_OP_COUNT, v, 1, count_cb, &n);
+	rc = moat_store_read_int(st, AUTH_STMT(OP_COUNT), v, 1, &n);
 	if (rc != MOAT_OK) {
 		snprintf(err, errlen, "cannot read operators: %s", moat_strerror(rc));
 		goto out;
@@ -64,7 +55,7 @@ moat_err moat_setup_token_issue(const char *dir, char *out, size_t outlen, char 
 	v[0] = moat_val_blob(h, sizeof(h));
 	v[1] = moat_val_int(moat_wall_ms() + (int64_t)MOAT_SETUP_TOKEN_MS);
 	if ((rc = moat_store_batch_new(&b)) == MOAT_OK &&
-	    (rc = moat_store_batch_add(b, MOAT_STMT_SETUP_PUT, v, 2)) == MOAT_OK)
+	    (rc = moat_store_batch_add(b, AUTH_STMT(SETUP_PUT), v, 2)) == MOAT_OK)
 		rc = moat_store_write(st, b);
 	else
 		moat_store_batch_free(b);

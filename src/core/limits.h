@@ -145,6 +145,12 @@
 #define MOAT_STORE_MAX_BATCH_OPS 250000u
 /* Parameters of one statement ($1..$n); the widest (a session row) has 12. */
 #define MOAT_STORE_MAX_PARAMS 16u
+/* Modules registered with one store (each owns its tables and statements;
+ * moat has five), and statements per module. */
+#define MOAT_STORE_MAX_MODULES 16u
+#define MOAT_STORE_MAX_MODULE_STMTS 1024u
+/* A module's name (its key in the module_versions table). */
+#define MOAT_STORE_MAX_MODULE_NAME 32u
 /* The WAL is truncated to this size after a checkpoint so one burst does
  * not leave a huge file behind. */
 #define MOAT_STORE_WAL_KEEP_BYTES (64u * 1024u * 1024u)

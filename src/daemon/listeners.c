@@ -13,6 +13,7 @@
 #include <openssl/pem.h>
 
 #include "daemon/internal.h"
+#include "registry/schema.h"
 #include "store/store.h"
 #include "tls/tls.h"
 
@@ -79,13 +80,17 @@ void moat_daemon_listeners_free(struct moat_daemon *d)
 
 static moat_err mca_add_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_mca_row row;
 	SSL_CTX *ctx = arg;
 	BIO *bio;
 	X509 *x;
+	moat_err rc = moat_reg_mca_row_decode(cols, ncols, &row);
 
-	if (ncols != 3 || cols[2].type != MOAT_VAL_TEXT || cols[2].len > INT32_MAX)
+	if (rc != MOAT_OK)
+		return rc;
+	if (row.cert_pem.type != MOAT_VAL_TEXT || row.cert_pem.len > INT32_MAX)
 		return MOAT_E_CORRUPT;
-	bio = BIO_new_mem_buf(cols[2].p, (int)cols[2].len);
+	bio = BIO_new_mem_buf(row.cert_pem.p, (int)row.cert_pem.len);
 	x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
 	BIO_free(bio);
 	if (x == NULL)
@@ -98,11 +103,14 @@ static moat_err mca_add_cb(void *arg, const struct moat_val *cols, size_t ncols)
 
 static moat_err mca_digest_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_mca_row row;
 	EVP_MD_CTX *md = arg;
+	moat_err rc = moat_reg_mca_row_decode(cols, ncols, &row);
 
-	if (ncols != 3 || cols[1].type != MOAT_VAL_TEXT)
-		return MOAT_E_CORRUPT;
-	return EVP_DigestUpdate(md, cols[1].p, cols[1].len) == 1 ? MOAT_OK : MOAT_E_CRYPTO;
+	if (rc != MOAT_OK)
+		return rc;
+	return EVP_DigestUpdate(md, row.fingerprint.p, row.fingerprint.len) == 1 ? MOAT_OK
+										 : MOAT_E_CRYPTO;
 }
 
 moat_err moat_daemon_https_trust(struct moat_daemon *d, char *err, size_t errlen)
@@ -125,7 +133,7 @@ moat_err moat_daemon_https_trust(struct moat_daemon *d, char *err, size_t errlen
 		snprintf(err, errlen, "out of memory");
 		return MOAT_E_NOMEM;
 	}
-	drc = moat_store_read(d->store, MOAT_STMT_MCA_ALL, NULL, 0, mca_digest_cb, md);
+	drc = moat_store_read(d->store, REG_STMT(MCA_ALL), NULL, 0, mca_digest_cb, md);
 	if (drc == MOAT_OK && EVP_DigestFinal_ex(md, digest, &dlen) != 1)
 		drc = MOAT_E_CRYPTO;
 	EVP_MD_CTX_free(md);
@@ -146,7 +154,7 @@ moat_err moat_daemon_https_trust(struct moat_daemon *d, char *err, size_t errlen
 		ctx = moat_tls_server_ctx(&paths, false, err, errlen);
 		if (ctx == NULL)
 			return MOAT_E_TLS;
-		rc = moat_store_read(d->store, MOAT_STMT_MCA_ALL, NULL, 0, mca_add_cb, ctx);
+		rc = moat_store_read(d->store, REG_STMT(MCA_ALL), NULL, 0, mca_add_cb, ctx);
 		if (rc != MOAT_OK) {
 			SSL_CTX_free(ctx);
 			snprintf(err, errlen, "cannot read manufacturer CAs: %s",

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "mqtt/internal.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 struct moat_erase {
 	pthread_mutex_t lock;
@@ -209,12 +210,12 @@ static moat_err erase_store(struct moat_store *st, const char *id)
 	if ((rc = moat_store_batch_new(&b)) != MOAT_OK)
 		return rc;
 	v = moat_val_text(id, strlen(id));
-	rc = moat_store_batch_add(b, MOAT_STMT_SESSION_DEL, &v, 1);
+	rc = moat_store_batch_add(b, MQTT_STMT(SESSION_DEL), &v, 1);
 	v = moat_val_text(prefix, (size_t)len);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_RETAINED_DEL_PREFIX, &v, 1);
+		rc = moat_store_batch_add(b, MQTT_STMT(RETAINED_DEL_PREFIX), &v, 1);
 	if (rc == MOAT_OK)
-		rc = moat_store_batch_add(b, MOAT_STMT_MSG_GC_ALL, NULL, 0);
+		rc = moat_store_batch_add(b, MQTT_STMT(MSG_GC_ALL), NULL, 0);
 	if (rc != MOAT_OK) {
 		moat_store_batch_free(b);
 		return rc;

@@ -17,6 +17,7 @@
 #include "mqtt/internal.h"
 #include "store/store.h"
 #include "mqtt/topic.h"
+#include "registry/schema.h"
 
 static void refuse(struct moat_conn *c, uint8_t v5_code, uint8_t v3_code, const char *why)
 {
@@ -58,7 +59,6 @@ static void record_seen(struct moat_conn *c, const struct mqtt_packet *p)
 	struct moat_store_batch *b = NULL;
 	struct mqtt_user_iter it;
 	struct mqtt_bytes k, v;
-	struct moat_val vals[4];
 	char fw[65] = "";
 
 	if (st == NULL || c->identity[0] == '\0')
@@ -78,13 +78,10 @@ static void record_seen(struct moat_conn *c, const struct mqtt_packet *p)
 			}
 		}
 	}
-	vals[0] = moat_val_text(c->identity, strlen(c->identity));
-	vals[1] = moat_val_int(moat_wall_ms());
-	vals[2] = moat_val_text(c->addr, strlen(c->addr));
-	vals[3] = fw[0] ? moat_val_text(fw, strlen(fw)) : moat_val_null();
 	if (moat_store_batch_new(&b) != MOAT_OK)
 		return;
-	if (moat_store_batch_add(b, MOAT_STMT_ID_SEEN, vals, 4) != MOAT_OK) {
+	if (moat_reg_seen_add(b, c->identity, moat_wall_ms(), c->addr, fw[0] ? fw : NULL) !=
+	    MOAT_OK) {
 		moat_store_batch_free(b);
 		return;
 	}

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "mqtt/internal.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 /* The v5 properties that travel with a message, as an encoded PUBLISH (so
  * the codec both writes and validates them; topic and payload are dummies). */
@@ -69,7 +70,7 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 	old = moat_rettree_get(w->retained, m->topic, m->topic_len);
 	if (m->payload_len == 0) {
 		struct moat_val v = moat_val_text(m->topic, m->topic_len);
-		rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_DEL, &v, 1);
+		rc = moat_store_batch_add(batch, MQTT_STMT(RETAINED_DEL), &v, 1);
 	} else {
 		struct moat_val v[7];
 		int64_t expire = 0;
@@ -86,16 +87,16 @@ enum moat_persist moat_persist_retained(struct moat_worker *w, struct moat_msg *
 		v[4] = moat_val_int(m->qos);
 		v[5] = moat_val_int(1);
 		v[6] = m->expiry_at ? moat_val_int(expire) : moat_val_null();
-		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_PUT_IGNORE, v, 7);
+		rc = moat_store_batch_add(batch, MQTT_STMT(MSG_PUT_IGNORE), v, 7);
 		if (rc == MOAT_OK) {
 			struct moat_val r[2] = {moat_val_text(m->topic, m->topic_len),
 						moat_val_int((int64_t)m->store_id)};
-			rc = moat_store_batch_add(batch, MOAT_STMT_RETAINED_PUT, r, 2);
+			rc = moat_store_batch_add(batch, MQTT_STMT(RETAINED_PUT), r, 2);
 		}
 	}
 	if (rc == MOAT_OK && old != NULL && old->store_id != 0 && old->store_id != m->store_id) {
 		struct moat_val g = moat_val_int((int64_t)old->store_id);
-		rc = moat_store_batch_add(batch, MOAT_STMT_MSG_GC, &g, 1);
+		rc = moat_store_batch_add(batch, MQTT_STMT(MSG_GC), &g, 1);
 	}
 out:
 	moat_buf_free(&props);
@@ -116,9 +117,10 @@ struct restore_ids {
 
 static moat_err restore_id_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_mqtt_retained_row row;
 	struct restore_ids *r = arg;
 
-	if (ncols < 2 || cols[1].type != MOAT_VAL_INT)
+	if (moat_mqtt_retained_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (r->n == r->cap) {
 		size_t ncap = r->cap ? r->cap * 2 : 64;
@@ -128,7 +130,7 @@ static moat_err restore_id_cb(void *arg, const struct moat_val *cols, size_t nco
 		r->id = n;
 		r->cap = ncap;
 	}
-	r->id[r->n++] = cols[1].i;
+	r->id[r->n++] = row.msg_id.i;
 	return MOAT_OK;
 }
 
@@ -150,30 +152,29 @@ moat_err moat_persist_decode_props(const struct moat_val *blob, struct mqtt_pack
 
 static moat_err restore_msg_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_mqtt_msg_row row;
 	struct moat_broker *b = arg;
 	struct mqtt_packet p;
 	uint64_t now = moat_now_ms();
 	struct moat_msg *m;
 	unsigned i;
 
-	/* id, topic, payload, props, qos, retain, expire_at */
-	if (ncols < 7 || cols[0].type != MOAT_VAL_INT || cols[1].type != MOAT_VAL_TEXT ||
-	    cols[2].type != MOAT_VAL_BLOB || cols[4].type != MOAT_VAL_INT)
+	if (moat_mqtt_msg_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (moat_persist_decode_props(&cols[3], &p) != MOAT_OK)
+	if (moat_persist_decode_props(&row.props, &p) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (cols[6].type == MOAT_VAL_INT) {
-		int64_t left = cols[6].i - moat_wall_ms();
+	if (row.expire_at.type == MOAT_VAL_INT) {
+		int64_t left = row.expire_at.i - moat_wall_ms();
 		if (left <= 0)
 			return MOAT_OK; /* expired while we were down */
 		p.props.present |= MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY);
 		p.props.message_expiry = (uint32_t)((left + 999) / 1000);
 	}
-	m = moat_msg_new(cols[1].p, cols[1].len, cols[2].p, cols[2].len, &p.props,
-			 (uint8_t)cols[4].i, true, 0, now);
+	m = moat_msg_new(row.topic.p, row.topic.len, row.payload.p, row.payload.len, &p.props,
+			 (uint8_t)row.qos.i, true, 0, now);
 	if (m == NULL)
 		return MOAT_E_NOMEM;
-	m->store_id = (uint64_t)cols[0].i;
+	m->store_id = (uint64_t)row.id.i;
 	for (i = 0; i < b->n_workers; i++) {
 		void *old = NULL;
 		if (moat_rettree_set(b->workers[i].retained, m->topic, m->topic_len,
@@ -192,16 +193,16 @@ moat_err moat_persist_restore(struct moat_broker *b, char *err, size_t errlen)
 	size_t i;
 	moat_err rc;
 
-	rc = moat_store_read_int(b->store, MOAT_STMT_MSG_MAX_ID, NULL, 0, &max_id);
+	rc = moat_store_read_int(b->store, MQTT_STMT(MSG_MAX_ID), NULL, 0, &max_id);
 	if (rc != MOAT_OK && rc != MOAT_E_NOTFOUND)
 		goto out;
 	atomic_store(&b->next_msg_id, (uint64_t)max_id + 1);
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_RETAINED, NULL, 0, restore_id_cb, &ids);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_RETAINED), NULL, 0, restore_id_cb, &ids);
 	if (rc != MOAT_OK)
 		goto out;
 	for (i = 0; i < ids.n; i++) {
 		struct moat_val id = moat_val_int(ids.id[i]);
-		rc = moat_store_read(b->store, MOAT_STMT_MSG_GET, &id, 1, restore_msg_cb, b);
+		rc = moat_store_read(b->store, MQTT_STMT(MSG_GET), &id, 1, restore_msg_cb, b);
 		if (rc != MOAT_OK)
 			goto out;
 	}

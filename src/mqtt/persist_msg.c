@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "mqtt/internal.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 struct moat_pubtoken {
 	atomic_int pending;
@@ -205,7 +206,7 @@ static moat_err add_msg(struct moat_worker *w, struct moat_store_batch *b, struc
 	v[4] = moat_val_int(m->qos);
 	v[5] = moat_val_int(m->retain);
 	v[6] = m->expiry_at ? moat_val_int(expire) : moat_val_null();
-	rc = moat_store_batch_add(b, MOAT_STMT_MSG_PUT_IGNORE, v, 7);
+	rc = moat_store_batch_add(b, MQTT_STMT(MSG_PUT_IGNORE), v, 7);
 	if (rc == MOAT_OK)
 		w->pmsg = m;
 out:
@@ -254,7 +255,7 @@ void moat_persist_delivery_put(struct moat_session *s, const struct moat_deliver
 	v[6] = moat_val_int(d->pid);
 	v[7] = moat_val_blob(ids, 4 * d->n_sub_ids);
 	if (add_msg(w, b, d->msg) != MOAT_OK ||
-	    moat_store_batch_add(b, MOAT_STMT_DELIVERY_PUT, v, 8) != MOAT_OK)
+	    moat_store_batch_add(b, MQTT_STMT(DELIVERY_PUT), v, 8) != MOAT_OK)
 		w->pfailed = true;
 }
 
@@ -269,7 +270,7 @@ static struct moat_store_batch *lazy(struct moat_worker *w)
 	return w->lazy;
 }
 
-static void lazy_add(struct moat_worker *w, enum moat_stmt id, const struct moat_val *v, size_t n)
+static void lazy_add(struct moat_worker *w, struct moat_stmt id, const struct moat_val *v, size_t n)
 {
 	struct moat_store_batch *b = lazy(w);
 
@@ -287,7 +288,7 @@ void moat_persist_delivery_state(struct moat_session *s, const struct moat_deliv
 	v[1] = moat_val_int((int64_t)d->seq);
 	v[2] = moat_val_int(delivery_state(d));
 	v[3] = moat_val_int(d->pid);
-	lazy_add(s->w, MOAT_STMT_DELIVERY_SET_STATE, v, 4);
+	lazy_add(s->w, MQTT_STMT(DELIVERY_SET_STATE), v, 4);
 }
 
 void moat_persist_delivery_done(struct moat_session *s, const struct moat_delivery *d)
@@ -299,9 +300,9 @@ void moat_persist_delivery_done(struct moat_session *s, const struct moat_delive
 		return;
 	v[0] = moat_val_text(s->client_id, s->client_id_len);
 	v[1] = moat_val_int((int64_t)d->seq);
-	lazy_add(s->w, MOAT_STMT_DELIVERY_DEL, v, 2);
+	lazy_add(s->w, MQTT_STMT(DELIVERY_DEL), v, 2);
 	g = moat_val_int((int64_t)d->msg->store_id);
-	lazy_add(s->w, MOAT_STMT_MSG_GC, &g, 1);
+	lazy_add(s->w, MQTT_STMT(MSG_GC), &g, 1);
 }
 
 void moat_persist_qos2(struct moat_session *s, uint16_t pid, bool add)
@@ -319,11 +320,11 @@ void moat_persist_qos2(struct moat_session *s, uint16_t pid, bool add)
 		struct moat_store_batch *b;
 		moat_persist_flush(s->w, true);
 		b = moat_persist_batch(s->w);
-		if (b == NULL || moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2) != MOAT_OK)
+		if (b == NULL || moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 2) != MOAT_OK)
 			s->w->pfailed = true;
 		return;
 	}
-	lazy_add(s->w, MOAT_STMT_QOS2_IN_DEL, v, 2);
+	lazy_add(s->w, MQTT_STMT(QOS2_IN_DEL), v, 2);
 }
 
 static void lazy_done_cb(void *arg, moat_err rc)
@@ -355,8 +356,8 @@ void moat_persist_sweep(struct moat_worker *w)
 {
 	struct moat_val now = moat_val_int(moat_wall_ms());
 
-	lazy_add(w, MOAT_STMT_EXPIRE_QUEUED, &now, 1);
-	lazy_add(w, MOAT_STMT_MSG_GC_ALL, NULL, 0);
+	lazy_add(w, MQTT_STMT(EXPIRE_QUEUED), &now, 1);
+	lazy_add(w, MQTT_STMT(MSG_GC_ALL), NULL, 0);
 }
 
 /* --- restore at start ---------------------------------------------------- */
@@ -368,25 +369,25 @@ struct msgmap {
 
 static moat_err load_msg_cb(void *arg, const struct moat_val *c, size_t n)
 {
+	struct moat_mqtt_msg_row row;
 	struct msgmap *mm = arg;
 	struct mqtt_packet p;
 	struct moat_msg *m;
 
-	if (n < 7 || c[0].type != MOAT_VAL_INT || c[1].type != MOAT_VAL_TEXT ||
-	    c[2].type != MOAT_VAL_BLOB || c[4].type != MOAT_VAL_INT || c[5].type != MOAT_VAL_INT)
+	if (moat_mqtt_msg_row_decode(c, n, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (moat_persist_decode_props(&c[3], &p) != MOAT_OK)
+	if (moat_persist_decode_props(&row.props, &p) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (c[6].type == MOAT_VAL_INT) {
-		int64_t left = c[6].i - moat_wall_ms();
+	if (row.expire_at.type == MOAT_VAL_INT) {
+		int64_t left = row.expire_at.i - moat_wall_ms();
 		p.props.present |= MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY);
 		p.props.message_expiry = left > 0 ? (uint32_t)((left + 999) / 1000) : 1;
 	}
-	m = moat_msg_new(c[1].p, c[1].len, c[2].p, c[2].len, &p.props, (uint8_t)c[4].i, c[5].i != 0,
-			 0, moat_now_ms());
+	m = moat_msg_new(row.topic.p, row.topic.len, row.payload.p, row.payload.len, &p.props,
+			 (uint8_t)row.qos.i, row.retain.i != 0, 0, moat_now_ms());
 	if (m == NULL)
 		return MOAT_E_NOMEM;
-	m->store_id = (uint64_t)c[0].i;
+	m->store_id = (uint64_t)row.id.i;
 	if (mm->n == mm->cap) {
 		size_t ncap = mm->cap ? mm->cap * 2 : 64;
 		struct moat_msg **nm = realloc(mm->m, ncap * sizeof(*nm));
@@ -425,34 +426,33 @@ struct restore_ctx {
 
 static moat_err load_delivery_cb(void *arg, const struct moat_val *c, size_t n)
 {
+	struct moat_mqtt_delivery_row row;
 	struct restore_ctx *rc = arg;
 	struct moat_session *s;
 	struct moat_delivery d;
 	struct moat_msg *m;
 	size_t i;
 
-	/* client_id, seq, msg_id, qos, retain, state, pid, sub_ids */
-	if (n < 8 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_INT ||
-	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT || c[5].type != MOAT_VAL_INT ||
-	    c[6].type != MOAT_VAL_INT)
+	if (moat_mqtt_delivery_row_decode(c, n, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	s = moat_clientmap_find_session(rc->b, c[0].p, c[0].len);
-	m = msgmap_find(&rc->mm, (uint64_t)c[2].i);
+	s = moat_clientmap_find_session(rc->b, row.client_id.p, row.client_id.len);
+	m = msgmap_find(&rc->mm, (uint64_t)row.msg_id.i);
 	if (s == NULL || m == NULL)
 		return MOAT_OK; /* expired session or message: the sweep removes it */
 	memset(&d, 0, sizeof(d));
 	d.msg = moat_msg_ref(m);
-	d.seq = (uint64_t)c[1].i;
-	d.qos = (uint8_t)c[3].i;
-	d.retain = c[4].type == MOAT_VAL_INT && c[4].i != 0;
-	d.pid = (uint16_t)c[6].i;
-	d.state = c[5].i == 1	? DELIVERY_WAIT_PUBACK
-		  : c[5].i == 2 ? DELIVERY_WAIT_PUBREC
-		  : c[5].i == 3 ? DELIVERY_WAIT_PUBCOMP
-				: DELIVERY_QUEUED;
-	if (c[7].type == MOAT_VAL_BLOB)
-		for (i = 0; i + 4 <= c[7].len && d.n_sub_ids < MOAT_SUB_IDS_PER_DELIVERY; i += 4) {
-			const uint8_t *p = (const uint8_t *)c[7].p + i;
+	d.seq = (uint64_t)row.seq.i;
+	d.qos = (uint8_t)row.qos.i;
+	d.retain = row.retain.type == MOAT_VAL_INT && row.retain.i != 0;
+	d.pid = (uint16_t)row.pid.i;
+	d.state = row.state.i == 1   ? DELIVERY_WAIT_PUBACK
+		  : row.state.i == 2 ? DELIVERY_WAIT_PUBREC
+		  : row.state.i == 3 ? DELIVERY_WAIT_PUBCOMP
+				     : DELIVERY_QUEUED;
+	if (row.sub_ids.type == MOAT_VAL_BLOB)
+		for (i = 0; i + 4 <= row.sub_ids.len && d.n_sub_ids < MOAT_SUB_IDS_PER_DELIVERY;
+		     i += 4) {
+			const uint8_t *p = (const uint8_t *)row.sub_ids.p + i;
 			d.sub_ids[d.n_sub_ids++] = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
 						   ((uint32_t)p[2] << 8) | p[3];
 		}
@@ -466,15 +466,16 @@ static moat_err load_delivery_cb(void *arg, const struct moat_val *c, size_t n)
 
 static moat_err load_qos2_cb(void *arg, const struct moat_val *c, size_t n)
 {
+	struct moat_mqtt_qos2_row row;
 	struct restore_ctx *rc = arg;
 	struct moat_session *s;
 
-	if (n < 2 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_INT)
+	if (moat_mqtt_qos2_row_decode(c, n, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	s = moat_clientmap_find_session(rc->b, c[0].p, c[0].len);
+	s = moat_clientmap_find_session(rc->b, row.client_id.p, row.client_id.len);
 	if (s == NULL)
 		return MOAT_OK;
-	return moat_session_restore_qos2(s, (uint16_t)c[1].i);
+	return moat_session_restore_qos2(s, (uint16_t)row.pid.i);
 }
 
 moat_err moat_persist_restore_messages(struct moat_broker *b, char *err, size_t errlen)
@@ -485,12 +486,13 @@ moat_err moat_persist_restore_messages(struct moat_broker *b, char *err, size_t 
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.b = b;
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_MESSAGES, NULL, 0, load_msg_cb, &ctx.mm);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_MESSAGES), NULL, 0, load_msg_cb, &ctx.mm);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(b->store, MOAT_STMT_LOAD_DELIVERIES, NULL, 0, load_delivery_cb,
-				     &ctx);
+		rc = moat_store_read(b->store, MQTT_STMT(LOAD_DELIVERIES), NULL, 0,
+				     load_delivery_cb, &ctx);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(b->store, MOAT_STMT_LOAD_QOS2_IN, NULL, 0, load_qos2_cb, &ctx);
+		rc =
+		    moat_store_read(b->store, MQTT_STMT(LOAD_QOS2_IN), NULL, 0, load_qos2_cb, &ctx);
 	for (i = 0; i < ctx.mm.n; i++)
 		moat_msg_unref(ctx.mm.m[i]);
 	free(ctx.mm.m);

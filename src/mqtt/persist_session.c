@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "mqtt/internal.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 /* A SUBACK/UNSUBACK held back until its batch commits, plus the filters
  * whose retained messages follow a SUBACK. */
@@ -115,7 +116,7 @@ static moat_err add_session_put(struct moat_store_batch *batch, struct moat_sess
 	v[9] = will ? moat_val_int(will->retain) : moat_val_null();
 	v[10] = will ? moat_val_int(s->will_delay) : moat_val_null();
 	v[11] = will ? moat_val_int(will->expiry_interval) : moat_val_null();
-	rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_PUT, v, 12);
+	rc = moat_store_batch_add(batch, MQTT_STMT(SESSION_PUT), v, 12);
 out:
 	moat_buf_free(&props);
 	return rc;
@@ -167,11 +168,11 @@ enum moat_persist moat_persist_session(struct moat_session *s, bool connected, b
 		return MOAT_PERSIST_FAILED;
 	if (s->expiry_interval == 0) {
 		/* No longer persistent: the row and what it owns go. */
-		rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
+		rc = moat_store_batch_add(batch, MQTT_STMT(SESSION_DEL), &cid, 1);
 		moat_session_set_stored(s, false);
 	} else {
 		if (fresh && s->stored) /* clean start: old row and its subscriptions go */
-			rc = moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1);
+			rc = moat_store_batch_add(batch, MQTT_STMT(SESSION_DEL), &cid, 1);
 		if (rc == MOAT_OK)
 			rc = add_session_put(batch, s, connected);
 		moat_session_set_stored(s, true);
@@ -205,7 +206,7 @@ void moat_persist_session_del(struct moat_session *s)
 	moat_session_set_stored(s, false);
 	if ((batch = batch_new()) == NULL)
 		return;
-	if (moat_store_batch_add(batch, MOAT_STMT_SESSION_DEL, &cid, 1) != MOAT_OK) {
+	if (moat_store_batch_add(batch, MQTT_STMT(SESSION_DEL), &cid, 1) != MOAT_OK) {
 		moat_store_batch_free(batch);
 		return;
 	}
@@ -239,7 +240,7 @@ enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *con
 					moat_val_text(put[i]->filter, put[i]->filter_len),
 					moat_val_int(sub_options(put[i])),
 					moat_val_int(put[i]->sub_id)};
-		rc = moat_store_batch_add(batch, MOAT_STMT_SUB_PUT, v, 4);
+		rc = moat_store_batch_add(batch, MQTT_STMT(SUB_PUT), v, 4);
 	}
 	if (del != NULL) {
 		struct mqtt_sub_iter it;
@@ -253,7 +254,7 @@ enum moat_persist moat_persist_subs(struct moat_session *s, struct moat_sub *con
 			struct moat_val v[2] = {
 			    moat_val_text(s->client_id, s->client_id_len),
 			    moat_val_text((const char *)e.filter.p, e.filter.len)};
-			rc = moat_store_batch_add(batch, MOAT_STMT_SUB_DEL, v, 2);
+			rc = moat_store_batch_add(batch, MQTT_STMT(SUB_DEL), v, 2);
 		}
 	}
 	d = calloc(1, sizeof(*d));
@@ -350,6 +351,7 @@ void moat_persist_deferred_free(struct moat_deferred *d)
 
 static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n)
 {
+	struct moat_mqtt_session_row row;
 	struct moat_broker *b = arg;
 	struct moat_worker *w;
 	struct moat_session *s;
@@ -359,43 +361,43 @@ static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n
 	uint64_t h = 1469598103934665603ull;
 	size_t i;
 
-	/* client_id, identity, version, expiry_interval, expire_at, will_topic,
-	 * will_payload, will_props, will_qos, will_retain, will_delay, will_expiry */
-	if (n < 12 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_TEXT ||
-	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT ||
-	    c[0].len > MOAT_MAX_CLIENT_ID_LEN || c[1].len > MOAT_DEVICE_ID_MAX)
+	if (moat_mqtt_session_row_decode(c, n, &row) != MOAT_OK ||
+	    row.client_id.len > MOAT_MAX_CLIENT_ID_LEN || row.identity.len > MOAT_DEVICE_ID_MAX)
 		return MOAT_E_CORRUPT;
 	/* A session that was connected when we stopped counts as disconnected
 	 * now (its expiry starts now). */
-	expire_wall = c[4].type == MOAT_VAL_INT ? c[4].i : now_wall + c[3].i * 1000;
+	expire_wall = row.expire_at.type == MOAT_VAL_INT ? row.expire_at.i
+							 : now_wall + row.expiry_interval.i * 1000;
 	if (expire_wall <= now_wall)
 		return MOAT_OK; /* expired while we were down; EXPIRE_SESSIONS deletes it */
-	for (i = 0; i < c[0].len; i++)
-		h = (h ^ ((const uint8_t *)c[0].p)[i]) * 1099511628211ull;
+	for (i = 0; i < row.client_id.len; i++)
+		h = (h ^ ((const uint8_t *)row.client_id.p)[i]) * 1099511628211ull;
 	w = &b->workers[h % b->n_workers];
-	s = moat_session_new(w, c[0].p, c[0].len);
+	s = moat_session_new(w, row.client_id.p, row.client_id.len);
 	if (s == NULL)
 		return MOAT_E_NOMEM;
-	memcpy(s->identity, c[1].p, c[1].len);
-	s->identity[c[1].len] = '\0';
+	memcpy(s->identity, row.identity.p, row.identity.len);
+	s->identity[row.identity.len] = '\0';
 	/* No certificate identity: made on an open listener, unrestricted. The
 	 * others get their ACL once everything is restored. */
 	s->acl_all = s->identity[0] == '\0';
-	s->version = (uint8_t)c[2].i;
-	s->expiry_interval = (uint32_t)c[3].i;
+	s->version = (uint8_t)row.version.i;
+	s->expiry_interval = (uint32_t)row.expiry_interval.i;
 	s->expire_at = expire_wall > now_wall ? now + (uint64_t)(expire_wall - now_wall) : now;
 	moat_session_set_stored(s, true);
 	moat_clientmap_rebind(b, s->client_id, s->client_id_len, w->idx, s->id);
-	if (c[5].type == MOAT_VAL_TEXT && c[6].type == MOAT_VAL_BLOB &&
-	    moat_persist_decode_props(&c[7], &p) == MOAT_OK) {
-		if (c[11].type == MOAT_VAL_INT && c[11].i > 0) {
+	if (row.will_topic.type == MOAT_VAL_TEXT && row.will_payload.type == MOAT_VAL_BLOB &&
+	    moat_persist_decode_props(&row.will_props, &p) == MOAT_OK) {
+		if (row.will_expiry.type == MOAT_VAL_INT && row.will_expiry.i > 0) {
 			p.props.present |= MQTT_HAS(MQTT_PROP_MESSAGE_EXPIRY);
-			p.props.message_expiry = (uint32_t)c[11].i;
+			p.props.message_expiry = (uint32_t)row.will_expiry.i;
 		}
-		s->will = moat_msg_new(c[5].p, c[5].len, c[6].p, c[6].len, &p.props,
-				       (uint8_t)(c[8].type == MOAT_VAL_INT ? c[8].i : 0),
-				       c[9].type == MOAT_VAL_INT && c[9].i, s->id, 0);
-		s->will_delay = c[10].type == MOAT_VAL_INT ? (uint32_t)c[10].i : 0;
+		s->will = moat_msg_new(
+		    row.will_topic.p, row.will_topic.len, row.will_payload.p, row.will_payload.len,
+		    &p.props, (uint8_t)(row.will_qos.type == MOAT_VAL_INT ? row.will_qos.i : 0),
+		    row.will_retain.type == MOAT_VAL_INT && row.will_retain.i, s->id, 0);
+		s->will_delay =
+		    row.will_delay.type == MOAT_VAL_INT ? (uint32_t)row.will_delay.i : 0;
 		/* The connection is gone: the will is due after its delay. */
 		if (s->will)
 			s->will_at = now + (uint64_t)s->will_delay * 1000u;
@@ -405,6 +407,7 @@ static moat_err restore_session_cb(void *arg, const struct moat_val *c, size_t n
 
 static moat_err restore_sub_cb(void *arg, const struct moat_val *c, size_t n)
 {
+	struct moat_mqtt_sub_row row;
 	struct moat_broker *b = arg;
 	struct moat_session *s;
 	struct moat_sub *sub;
@@ -412,20 +415,19 @@ static moat_err restore_sub_cb(void *arg, const struct moat_val *c, size_t n)
 	bool existed;
 	moat_err rc;
 
-	if (n < 4 || c[0].type != MOAT_VAL_TEXT || c[1].type != MOAT_VAL_TEXT ||
-	    c[2].type != MOAT_VAL_INT || c[3].type != MOAT_VAL_INT || c[1].len > 65535)
+	if (moat_mqtt_sub_row_decode(c, n, &row) != MOAT_OK || row.filter.len > 65535)
 		return MOAT_E_CORRUPT;
-	s = moat_clientmap_find_session(b, c[0].p, c[0].len);
+	s = moat_clientmap_find_session(b, row.client_id.p, row.client_id.len);
 	if (s == NULL)
 		return MOAT_OK; /* its session expired while we were down */
 	memset(&e, 0, sizeof(e));
-	e.filter.p = c[1].p;
-	e.filter.len = c[1].len;
-	e.qos = (uint8_t)(c[2].i & 3);
-	e.no_local = (c[2].i & 0x04) != 0;
-	e.retain_as_published = (c[2].i & 0x08) != 0;
-	e.retain_handling = (uint8_t)((c[2].i >> 4) & 3);
-	sub = moat_sub_new(&e, (uint32_t)c[3].i);
+	e.filter.p = row.filter.p;
+	e.filter.len = row.filter.len;
+	e.qos = (uint8_t)(row.options.i & 3);
+	e.no_local = (row.options.i & 0x04) != 0;
+	e.retain_as_published = (row.options.i & 0x08) != 0;
+	e.retain_handling = (uint8_t)((row.options.i >> 4) & 3);
+	sub = moat_sub_new(&e, (uint32_t)row.sub_id.i);
 	if (sub == NULL)
 		return MOAT_E_NOMEM;
 	rc = moat_session_add_sub(s, sub, &existed);
@@ -452,16 +454,16 @@ moat_err moat_persist_restore_sessions(struct moat_broker *b, char *err, size_t 
 	/* Sessions that expired while we were down are skipped below and
 	 * deleted, with everything they own (cascade), by this batch. */
 	if ((rc = moat_store_batch_new(&batch)) != MOAT_OK ||
-	    (rc = moat_store_batch_add(batch, MOAT_STMT_EXPIRE_SESSIONS, &now, 1)) != MOAT_OK) {
+	    (rc = moat_store_batch_add(batch, MQTT_STMT(EXPIRE_SESSIONS), &now, 1)) != MOAT_OK) {
 		moat_store_batch_free(batch);
 		goto out;
 	}
 	if ((rc = moat_store_submit(b->store, batch, expire_done_cb, NULL)) != MOAT_OK)
 		goto out;
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_SESSIONS, NULL, 0, restore_session_cb, b);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_SESSIONS), NULL, 0, restore_session_cb, b);
 	if (rc != MOAT_OK)
 		goto out;
-	rc = moat_store_read(b->store, MOAT_STMT_LOAD_SUBS, NULL, 0, restore_sub_cb, b);
+	rc = moat_store_read(b->store, MQTT_STMT(LOAD_SUBS), NULL, 0, restore_sub_cb, b);
 	if (rc != MOAT_OK)
 		goto out;
 	for (i = 0; i < b->n_workers; i++) {

@@ -20,6 +20,7 @@
 #include "mqtt/internal.h"
 #include "mqtt/topic.h"
 #include "store/store.h"
+#include "mqtt/schema.h"
 
 bool moat_policy_may_publish(const struct moat_conn *c, const char *topic, size_t len)
 {
@@ -64,7 +65,7 @@ void moat_policy_prune(struct moat_session *s, const struct moat_acl *acl)
 			struct moat_val v[2];
 			v[0] = moat_val_text(s->client_id, strlen(s->client_id));
 			v[1] = moat_val_text(filter, len);
-			(void)moat_store_batch_add(b, MOAT_STMT_SUB_DEL, v, 2);
+			(void)moat_store_batch_add(b, MQTT_STMT(SUB_DEL), v, 2);
 		}
 		if (!moat_session_remove_sub(s, filter, len))
 			i++; /* cannot happen; never loop forever */

@@ -20,6 +20,7 @@
 
 #include "core/limits.h"
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 static const char *const state_names[MOAT_ID__COUNT] = {
     [MOAT_ID_REGISTERED] = "registered",
@@ -561,13 +562,14 @@ struct grp_load {
 
 static moat_err grp_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_rules_row row;
 	struct grp_load *g = arg;
 	struct regpol *p;
 	moat_err rc;
 
-	if (ncols != 2)
+	if (moat_reg_rules_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if ((rc = pol_get(g->l, &cols[0], &cols[1], &p)) != MOAT_OK)
+	if ((rc = pol_get(g->l, &row.policy, &row.rules, &p)) != MOAT_OK)
 		return rc;
 	rc = recb_add(&g->b, p, g->group);
 	pol_unref(p);
@@ -587,10 +589,10 @@ static moat_err load_unknown(struct load *l, struct moat_store *st, struct regre
 	memset(&g, 0, sizeof(g));
 	g.l = l;
 	g.group = BUILTIN_GROUP;
-	rc = moat_store_read_int(st, MOAT_STMT_GROUP_EXISTS, &v, 1, &n);
+	rc = moat_store_read_int(st, REG_STMT(GROUP_EXISTS), &v, 1, &n);
 	if (rc != MOAT_OK || n == 0)
 		return rc;
-	rc = moat_store_read(st, MOAT_STMT_REG_GROUP_SOURCES, &v, 1, grp_src_cb, &g);
+	rc = moat_store_read(st, REG_STMT(REG_GROUP_SOURCES), &v, 1, grp_src_cb, &g);
 	if (rc == MOAT_OK && (*out = recb_finish(&g.b, "", MOAT_ID_ACTIVE)) == NULL)
 		rc = MOAT_E_NOMEM;
 	recb_free(&g.b);
@@ -681,24 +683,26 @@ static struct grp *grp_of(struct all_load *a, const struct moat_val *v, bool cre
 
 static moat_err all_policy_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_rules_row row;
 	struct all_load *a = arg;
 	struct regpol *p;
 	moat_err rc;
 
-	if (ncols != 2)
+	if (moat_reg_rules_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	rc = pol_get(&a->l, &cols[0], &cols[1], &p);
+	rc = pol_get(&a->l, &row.policy, &row.rules, &p);
 	pol_unref(p); /* the cache holds it */
 	return rc;
 }
 
 static moat_err all_ident_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_ident_state_row row;
 	struct all_load *a = arg;
 	struct tid *d;
 	moat_err rc;
 
-	if (ncols != 3)
+	if (moat_reg_ident_state_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	if (a->n_ids == a->cap_ids) {
 		size_t ncap = a->cap_ids ? a->cap_ids * 2 : 256;
@@ -710,9 +714,9 @@ static moat_err all_ident_cb(void *arg, const struct moat_val *cols, size_t ncol
 	}
 	d = &a->ids[a->n_ids];
 	memset(d, 0, sizeof(*d));
-	if ((rc = state_of(&cols[2], &d->state)) != MOAT_OK)
+	if ((rc = state_of(&row.state, &d->state)) != MOAT_OK)
 		return rc;
-	if ((d->id = val_dup(&cols[0])) == NULL)
+	if ((d->id = val_dup(&row.id)) == NULL)
 		return MOAT_E_NOMEM;
 	a->n_ids++;
 	return MOAT_OK;
@@ -720,16 +724,17 @@ static moat_err all_ident_cb(void *arg, const struct moat_val *cols, size_t ncol
 
 static moat_err all_member_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_member_row row;
 	struct all_load *a = arg;
 	struct tid *d;
 	struct grp *g;
 
-	if (ncols != 2)
+	if (moat_reg_member_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	d = find_tid(a, &cols[0]);
+	d = find_tid(a, &row.identity);
 	if (d == NULL)
 		return MOAT_OK; /* the schema cascades: cannot happen */
-	g = grp_of(a, &cols[1], false);
+	g = grp_of(a, &row.group, false);
 	if (g == NULL)
 		return MOAT_OK; /* a group with no policy adds nothing */
 	return push_ptr((void ***)&d->groups, &d->n_groups, g) ? MOAT_OK : MOAT_E_NOMEM;
@@ -737,26 +742,28 @@ static moat_err all_member_cb(void *arg, const struct moat_val *cols, size_t nco
 
 static moat_err all_attach_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_attach_row row;
 	struct all_load *a = arg;
 	char name[MOAT_DEVICE_ID_MAX + 1];
 	struct regpol *p;
 	struct tid *d;
 	struct grp *g;
 
-	if (ncols != 3 || cols[0].type != MOAT_VAL_TEXT || cols[0].len >= sizeof(name))
+	if (moat_reg_attach_row_decode(cols, ncols, &row) != MOAT_OK ||
+	    row.policy.len >= sizeof(name))
 		return MOAT_E_CORRUPT;
-	memcpy(name, cols[0].p, cols[0].len);
-	name[cols[0].len] = '\0';
+	memcpy(name, row.policy.p, row.policy.len);
+	name[row.policy.len] = '\0';
 	p = smap_get(a->l.t, &a->l.pols, name);
 	if (p == NULL)
 		return MOAT_OK;
-	if (cols[1].type == MOAT_VAL_TEXT) {
-		g = grp_of(a, &cols[1], true);
+	if (row.group.type == MOAT_VAL_TEXT) {
+		g = grp_of(a, &row.group, true);
 		if (g == NULL)
 			return MOAT_E_NOMEM;
 		return push_ptr((void ***)&g->p, &g->n, p) ? MOAT_OK : MOAT_E_NOMEM;
 	}
-	d = find_tid(a, &cols[2]);
+	d = find_tid(a, &row.identity);
 	if (d == NULL)
 		return MOAT_OK;
 	return push_ptr((void ***)&d->direct, &d->n_direct, p) ? MOAT_OK : MOAT_E_NOMEM;
@@ -780,11 +787,12 @@ static moat_err revoked_add(struct moat_regtab *t, struct smap *m, const struct 
 
 static moat_err all_revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_revoked_row row;
 	struct all_load *a = arg;
 
-	if (ncols < 1)
+	if (moat_reg_revoked_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	return revoked_add(a->l.t, &a->revoked, &cols[0]);
+	return revoked_add(a->l.t, &a->revoked, &row.serial);
 }
 
 static void all_free(struct all_load *a)
@@ -856,15 +864,15 @@ moat_err moat_regtab_load_all(struct moat_regtab *t, struct moat_store *st, char
 		err[0] = '\0';
 	/* Policies first (members and attachments refer to them), then
 	 * identities (ORDER BY id: binary search), then who is in what. */
-	rc = moat_store_read(st, MOAT_STMT_REG_POLICIES, NULL, 0, all_policy_cb, &a);
+	rc = moat_store_read(st, REG_STMT(REG_POLICIES), NULL, 0, all_policy_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_IDENTITIES, NULL, 0, all_ident_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REG_IDENTITIES), NULL, 0, all_ident_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_ATTACH, NULL, 0, all_attach_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REG_ATTACH), NULL, 0, all_attach_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_MEMBERS, NULL, 0, all_member_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REG_MEMBERS), NULL, 0, all_member_cb, &a);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REVOKED_ALL, NULL, 0, all_revoked_cb, &a);
+		rc = moat_store_read(st, REG_STMT(REVOKED_ALL), NULL, 0, all_revoked_cb, &a);
 	if (rc == MOAT_OK)
 		rc = all_build(&a, &ids);
 	if (rc == MOAT_OK)
@@ -909,44 +917,46 @@ struct one_load {
 
 static moat_err one_state_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_val row;
 	struct one_load *o = arg;
 
-	if (ncols != 1)
+	if (moat_reg_name_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
 	o->found = true;
-	return state_of(&cols[0], &o->state);
+	return state_of(&row, &o->state);
 }
 
 static moat_err one_src_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_reg_id_source_row row;
 	struct one_load *o = arg;
 	char group[MOAT_DEVICE_ID_MAX + 1];
 	struct regpol *p;
 	moat_err rc;
 
-	/* kind (0 group, 1 direct), group, policy, rules */
-	if (ncols != 4)
+	if (moat_reg_id_source_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (cols[1].type == MOAT_VAL_TEXT) {
-		if (cols[1].len >= sizeof(group))
+	if (row.group.type == MOAT_VAL_TEXT) {
+		if (row.group.len >= sizeof(group))
 			return MOAT_E_CORRUPT;
-		memcpy(group, cols[1].p, cols[1].len);
-		group[cols[1].len] = '\0';
+		memcpy(group, row.group.p, row.group.len);
+		group[row.group.len] = '\0';
 	}
-	if ((rc = pol_get(o->l, &cols[2], &cols[3], &p)) != MOAT_OK)
+	if ((rc = pol_get(o->l, &row.policy, &row.rules, &p)) != MOAT_OK)
 		return rc;
-	rc = recb_add(&o->b, p, cols[1].type == MOAT_VAL_TEXT ? group : NULL);
+	rc = recb_add(&o->b, p, row.group.type == MOAT_VAL_TEXT ? group : NULL);
 	pol_unref(p);
 	return rc;
 }
 
 static moat_err one_revoked_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
+	struct moat_val row;
 	struct one_load *o = arg;
 
-	if (ncols != 1)
+	if (moat_reg_name_row_decode(cols, ncols, &row) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	return revoked_add(o->t, o->revoked, &cols[0]);
+	return revoked_add(o->t, o->revoked, &row);
 }
 
 /* One identity's record from the store; *out NULL when it has no row. Its
@@ -963,13 +973,13 @@ static moat_err load_one(struct load *l, struct moat_store *st, const char *id,
 	o.l = l;
 	o.t = l->t;
 	o.revoked = revoked;
-	rc = moat_store_read(st, MOAT_STMT_REG_ID_STATE, &v, 1, one_state_cb, &o);
+	rc = moat_store_read(st, REG_STMT(REG_ID_STATE), &v, 1, one_state_cb, &o);
 	if (rc == MOAT_OK && o.found)
-		rc = moat_store_read(st, MOAT_STMT_REG_ID_SOURCES, &v, 1, one_src_cb, &o);
+		rc = moat_store_read(st, REG_STMT(REG_ID_SOURCES), &v, 1, one_src_cb, &o);
 	/* Certificates outlive their identity row: revoked serials count for
 	 * unregistered identities too. */
 	if (rc == MOAT_OK)
-		rc = moat_store_read(st, MOAT_STMT_REG_ID_REVOKED, &v, 1, one_revoked_cb, &o);
+		rc = moat_store_read(st, REG_STMT(REG_ID_REVOKED), &v, 1, one_revoked_cb, &o);
 	if (rc == MOAT_OK && o.found && (*out = recb_finish(&o.b, id, o.state)) == NULL)
 		rc = MOAT_E_NOMEM;
 	recb_free(&o.b);

@@ -187,4 +187,49 @@ moat_err moat_reg_policy_put(const struct moat_reg_ctx *x, const char *name, con
 moat_err moat_reg_policy_delete(const struct moat_reg_ctx *x, const char *name,
 				struct moat_reg_change *ch);
 
+/* Enrollment tokens and manufacturer CAs: they change no identity's
+ * access, so there is no change to report. */
+
+/* A new enrollment token: id (public), the SHA-256 of its secret, for one
+ * identity or a group (the other NULL), uses, valid for hours from now.
+ * Audited as enroll_token.create. */
+moat_err moat_reg_etoken_create(const struct moat_reg_ctx *x, const char *id, const uint8_t *hash,
+				size_t hash_len, const char *identity, const char *group,
+				int64_t uses, int64_t hours);
+/* A manufacturer CA: its PEM, fingerprint, and scope: device-id patterns
+ * (one a line) or a group (the other NULL). MOAT_E_EXISTS when the name or
+ * the certificate is registered already. Audited as
+ * manufacturer_ca.create. */
+moat_err moat_reg_mca_create(const struct moat_reg_ctx *x, const char *name, const char *pem,
+			     const char *fingerprint, const char *patterns, const char *group);
+/* Audited as manufacturer_ca.delete. */
+moat_err moat_reg_mca_delete(const struct moat_reg_ctx *x, const char *name);
+
+/* EST (src/api/api_est.c): the certificate the CA signed for an enrolling
+ * device, and what enrolling changes in the registry. The broker reloads
+ * the registry after each (as before), so there is no change to report. */
+struct moat_reg_enrollment {
+	const char *id;
+	bool register_now;  /* a batch token registers the device (active, in group) */
+	const char *group;  /* with register_now */
+	bool activate;	    /* the device was registered: it becomes active */
+	const char *serial; /* the new certificate */
+	const char *fingerprint;
+	int64_t not_before, not_after; /* wall ms */
+	const char *etoken_id;	       /* the token used (one use taken), or NULL */
+};
+struct json_t;
+/* Audited as est.enroll with detail (stolen; the API's view of the
+ * request: token or factory CA). */
+moat_err moat_reg_est_enroll(const struct moat_reg_ctx *x, const struct moat_reg_enrollment *e,
+			     struct json_t *detail);
+/* A new certificate for id replacing old_serial, which is revoked after
+ * grace_s. Audited as est.reenroll. */
+moat_err moat_reg_est_reenroll(const struct moat_reg_ctx *x, const char *id, const char *serial,
+			       const char *fingerprint, int64_t not_before, int64_t not_after,
+			       const char *old_serial, int64_t grace_s);
+/* Revoke the certificates whose grace after re-enrollment ended by x->now;
+ * *n: how many (0: nothing written). Audited as certificate.revoke. */
+moat_err moat_reg_revoke_due(const struct moat_reg_ctx *x, int64_t *n);
+
 #endif

@@ -20,6 +20,8 @@
 #include "audit/audit_store.h"
 #include "core/limits.h"
 #include "registry/registry.h"
+#include "mqtt/schema.h"
+#include "registry/schema.h"
 
 /* A policy.put audit entry carries the rules themselves while they fit well
  * inside MOAT_AUDIT_DETAIL_MAX; beyond that only their number. */
@@ -82,17 +84,18 @@ moat_err moat_reg_change_add(struct moat_reg_change *ch, const char *id)
 static moat_err change_row_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	char id[MOAT_DEVICE_ID_MAX + 1];
+	struct moat_val v;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT || cols[0].len == 0 ||
-	    cols[0].len >= sizeof(id) || memchr(cols[0].p, '\0', cols[0].len) != NULL)
+	if (moat_reg_name_row_decode(cols, ncols, &v) != MOAT_OK || v.len == 0 ||
+	    v.len >= sizeof(id) || memchr(v.p, '\0', v.len) != NULL)
 		return MOAT_E_CORRUPT;
-	memcpy(id, cols[0].p, cols[0].len);
-	id[cols[0].len] = '\0';
+	memcpy(id, v.p, v.len);
+	id[v.len] = '\0';
 	return moat_reg_change_add(arg, id);
 }
 
 /* The rows of st (first column: an identity) added to ch. */
-static moat_err touch_rows(const struct moat_reg_ctx *x, enum moat_stmt st, const char *key,
+static moat_err touch_rows(const struct moat_reg_ctx *x, struct moat_stmt st, const char *key,
 			   struct moat_reg_change *ch)
 {
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -104,14 +107,16 @@ static moat_err names_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	json_t *s;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
+	struct moat_val name;
+
+	if (moat_reg_name_row_decode(cols, ncols, &name) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	s = json_stringn((const char *)cols[0].p, cols[0].len);
+	s = json_stringn((const char *)name.p, name.len);
 	return s != NULL && json_array_append_new(arg, s) == 0 ? MOAT_OK : MOAT_E_NOMEM;
 }
 
 /* The first column of st's rows as a JSON array. */
-static moat_err names_of(const struct moat_reg_ctx *x, enum moat_stmt st, const char *key,
+static moat_err names_of(const struct moat_reg_ctx *x, struct moat_stmt st, const char *key,
 			 json_t **out)
 {
 	struct moat_val v = moat_val_text(key, strlen(key));
@@ -130,21 +135,11 @@ static moat_err names_of(const struct moat_reg_ctx *x, enum moat_stmt st, const 
 	return MOAT_OK;
 }
 
-static moat_err count_cb(void *arg, const struct moat_val *cols, size_t ncols)
-{
-	int64_t *n = arg;
-
-	if (ncols < 1 || cols[0].type != MOAT_VAL_INT)
-		return MOAT_E_CORRUPT;
-	*n = cols[0].i;
-	return MOAT_OK;
-}
-
 /* ------------------------------------------------------------------ */
 /* writes                                                              */
 
 /* Add one statement to *b (created when NULL); on failure *b is freed. */
-static moat_err add(struct moat_store_batch **b, enum moat_stmt st, const struct moat_val *v,
+static moat_err add(struct moat_store_batch **b, struct moat_stmt st, const struct moat_val *v,
 		    size_t n)
 {
 	moat_err rc = MOAT_OK;
@@ -190,7 +185,7 @@ static moat_err commit(const struct moat_reg_ctx *x, moat_err rc, struct moat_st
 }
 
 /* Two text parameters, in order. */
-static moat_err add2(struct moat_store_batch **b, enum moat_stmt st, const char *a, const char *c)
+static moat_err add2(struct moat_store_batch **b, struct moat_stmt st, const char *a, const char *c)
 {
 	struct moat_val v[2];
 
@@ -214,14 +209,14 @@ moat_err moat_reg_register(const struct moat_reg_ctx *x, const char *id, const c
 	/* A decommissioned id comes back only as a new device: nothing of the
 	 * old one (state, groups, policies, certificates) carries over. */
 	if (rc == MOAT_OK && replaces)
-		rc = add(&b, MOAT_STMT_ID_DELETE_DECOMMISSIONED, v, 1);
+		rc = add(&b, REG_STMT(ID_DELETE_DECOMMISSIONED), v, 1);
 	v[1] = moat_val_text(kind, strlen(kind));
 	v[2] = moat_val_text(sname, strlen(sname));
 	v[3] = moat_val_int(x->now);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+		rc = add(&b, REG_STMT(ID_INSERT), v, 4);
 	for (i = 0; rc == MOAT_OK && i < n_groups; i++) {
-		rc = add2(&b, MOAT_STMT_MEMBER_ADD, id, groups[i]);
+		rc = add2(&b, REG_STMT(MEMBER_ADD), id, groups[i]);
 		if (rc == MOAT_OK && json_array_append_new(garr, json_string(groups[i])) != 0)
 			rc = MOAT_E_NOMEM;
 	}
@@ -293,9 +288,9 @@ moat_err moat_reg_register_many(const struct moat_reg_ctx *x, const char *const 
 	v[3] = moat_val_int(x->now);
 	for (i = 0; rc == MOAT_OK && i < n; i++) {
 		v[0] = moat_val_text(ids[i], strlen(ids[i]));
-		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+		rc = add(&b, REG_STMT(ID_INSERT), v, 4);
 		if (rc == MOAT_OK)
-			rc = add2(&b, MOAT_STMT_MEMBER_ADD, ids[i], group);
+			rc = add2(&b, REG_STMT(MEMBER_ADD), ids[i], group);
 	}
 	if (rc == MOAT_OK)
 		rc = change_add_many(ch, ids, n);
@@ -317,7 +312,7 @@ moat_err moat_reg_set_state(const struct moat_reg_ctx *x, const char *id, enum m
 	v[0] = moat_val_text(id, strlen(id));
 	v[1] = moat_val_text(sname, strlen(sname));
 	v[2] = moat_val_int(x->now);
-	rc = add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
+	rc = add(&b, REG_STMT(ID_SET_STATE), v, 3);
 	if (rc == MOAT_OK)
 		rc = moat_reg_change_add(ch, id);
 	return commit(x, rc, b, "device.state", id,
@@ -338,27 +333,26 @@ moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
 		return MOAT_E_INVAL;
 	snprintf(prefix, sizeof(prefix), "d/%s/", id);
 	v[0] = moat_val_text(id, strlen(id));
-	rc = moat_store_read(x->store, MOAT_STMT_DECOM_COUNTS, v, 1, count_cb, &n.certs);
+	rc = moat_store_read_int(x->store, REG_STMT(DECOM_COUNTS), v, 1, &n.certs);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_DECOM_TOKENS, v, 1, count_cb, &n.tokens);
+		rc = moat_store_read_int(x->store, REG_STMT(DECOM_TOKENS), v, 1, &n.tokens);
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_DECOM_SESSIONS, v, 1, count_cb,
-				     &n.sessions);
+		rc = moat_store_read_int(x->store, MQTT_STMT(DECOM_SESSIONS), v, 1, &n.sessions);
 	v[1] = moat_val_text(prefix, strlen(prefix));
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_DECOM_RETAINED, &v[1], 1, count_cb,
-				     &n.retained);
+		rc =
+		    moat_store_read_int(x->store, MQTT_STMT(DECOM_RETAINED), &v[1], 1, &n.retained);
 	if (rc != MOAT_OK)
 		return rc;
 	v[1] = moat_val_text("decommissioned", 14);
 	v[2] = moat_val_int(x->now);
-	rc = add(&b, MOAT_STMT_ID_SET_STATE, v, 3);
+	rc = add(&b, REG_STMT(ID_SET_STATE), v, 3);
 	v[1] = moat_val_int(x->now);
 	v[2] = moat_val_text("decommissioned", 14);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_CERT_REVOKE_ID, v, 3);
+		rc = add(&b, REG_STMT(CERT_REVOKE_ID), v, 3);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_ETOKEN_BURN_ID, v, 1);
+		rc = add(&b, REG_STMT(ETOKEN_BURN_ID), v, 1);
 	if (rc == MOAT_OK)
 		rc = moat_reg_change_add(ch, id);
 	rc = commit(x, rc, b, "device.decommission", id,
@@ -370,12 +364,14 @@ moat_err moat_reg_decommission(const struct moat_reg_ctx *x, const char *id,
 	return rc;
 }
 
-/* The identity a certificate was issued to (column 1 of CERT_GET). */
+/* The identity a certificate was issued to. */
 static moat_err cert_owner_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
-	if (ncols < 2 || cols[1].type != MOAT_VAL_TEXT)
+	struct moat_reg_cert_row r;
+
+	if (moat_reg_cert_row_decode(cols, ncols, &r) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	return change_row_cb(arg, &cols[1], 1);
+	return change_row_cb(arg, &r.identity, 1);
 }
 
 moat_err moat_reg_cert_revoke(const struct moat_reg_ctx *x, const char *serial, const char *reason,
@@ -389,11 +385,11 @@ moat_err moat_reg_cert_revoke(const struct moat_reg_ctx *x, const char *serial, 
 		reason = "unspecified";
 	v[0] = moat_val_text(serial, strlen(serial));
 	/* The owner is touched: its sessions using this certificate end. */
-	rc = moat_store_read(x->store, MOAT_STMT_CERT_GET, v, 1, cert_owner_cb, ch);
+	rc = moat_store_read(x->store, REG_STMT(CERT_GET), v, 1, cert_owner_cb, ch);
 	v[1] = moat_val_int(x->now);
 	v[2] = moat_val_text(reason, strlen(reason));
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_CERT_REVOKE, v, 3);
+		rc = add(&b, REG_STMT(CERT_REVOKE), v, 3);
 	return commit(x, rc, b, "certificate.revoke", serial, json_pack("{s:s}", "reason", reason));
 }
 
@@ -414,9 +410,9 @@ moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool 
 		v[1] = moat_val_text(kind, strlen(kind));
 		v[2] = moat_val_text("active", 6);
 		v[3] = moat_val_int(x->now);
-		rc = add(&b, MOAT_STMT_ID_INSERT, v, 4);
+		rc = add(&b, REG_STMT(ID_INSERT), v, 4);
 		if (rc == MOAT_OK)
-			rc = add2(&b, MOAT_STMT_MEMBER_ADD, id, group);
+			rc = add2(&b, REG_STMT(MEMBER_ADD), id, group);
 	}
 	v[0] = moat_val_text(cert->serial, strlen(cert->serial));
 	v[1] = moat_val_text(id, strlen(id));
@@ -425,7 +421,7 @@ moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool 
 	v[4] = moat_val_int(cert->not_after);
 	v[5] = moat_val_int(x->now);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_CERT_PUT, v, 6);
+		rc = add(&b, REG_STMT(CERT_PUT), v, 6);
 	if (rc == MOAT_OK)
 		rc = moat_reg_change_add(ch, id);
 	return commit(x, rc, b, "certificate.issue", id,
@@ -438,7 +434,7 @@ moat_err moat_reg_cert_issue(const struct moat_reg_ctx *x, const char *id, bool 
 }
 
 /* One membership or direct attachment added or removed. */
-static moat_err id_link(const struct moat_reg_ctx *x, enum moat_stmt st, const char *action,
+static moat_err id_link(const struct moat_reg_ctx *x, struct moat_stmt st, const char *action,
 			const char *id, const char *field, const char *name,
 			struct moat_reg_change *ch)
 {
@@ -456,25 +452,25 @@ static moat_err id_link(const struct moat_reg_ctx *x, enum moat_stmt st, const c
 moat_err moat_reg_group_add(const struct moat_reg_ctx *x, const char *id, const char *group,
 			    struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_MEMBER_ADD, "device.group_add", id, "group", group, ch);
+	return id_link(x, REG_STMT(MEMBER_ADD), "device.group_add", id, "group", group, ch);
 }
 
 moat_err moat_reg_group_remove(const struct moat_reg_ctx *x, const char *id, const char *group,
 			       struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_MEMBER_DEL, "device.group_remove", id, "group", group, ch);
+	return id_link(x, REG_STMT(MEMBER_DEL), "device.group_remove", id, "group", group, ch);
 }
 
 moat_err moat_reg_attach(const struct moat_reg_ctx *x, const char *id, const char *policy,
 			 struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_ATTACH_ID, "device.policy_attach", id, "policy", policy, ch);
+	return id_link(x, REG_STMT(ATTACH_ID), "device.policy_attach", id, "policy", policy, ch);
 }
 
 moat_err moat_reg_detach(const struct moat_reg_ctx *x, const char *id, const char *policy,
 			 struct moat_reg_change *ch)
 {
-	return id_link(x, MOAT_STMT_DETACH_ID, "device.policy_detach", id, "policy", policy, ch);
+	return id_link(x, REG_STMT(DETACH_ID), "device.policy_detach", id, "policy", policy, ch);
 }
 
 moat_err moat_reg_group_create(const struct moat_reg_ctx *x, const char *name, const char *desc)
@@ -487,7 +483,7 @@ moat_err moat_reg_group_create(const struct moat_reg_ctx *x, const char *name, c
 	v[1] = moat_val_text(desc, strlen(desc));
 	v[2] = moat_val_int(x->now);
 	/* An empty group with no policy changes nobody's access. */
-	rc = add(&b, MOAT_STMT_GROUP_INSERT, v, 3);
+	rc = add(&b, REG_STMT(GROUP_INSERT), v, 3);
 	return commit(x, rc, b, "group.create", name, json_pack("{s:s}", "description", desc));
 }
 
@@ -502,11 +498,11 @@ moat_err moat_reg_group_delete(const struct moat_reg_ctx *x, const char *name,
 
 	/* Members leave the group and its attachments go with it (the schema
 	 * cascades): read them first; the entry says how much that touched. */
-	rc = touch_rows(x, MOAT_STMT_REG_GROUP_MEMBERS, name, ch);
+	rc = touch_rows(x, REG_STMT(REG_GROUP_MEMBERS), name, ch);
 	if (rc == MOAT_OK)
-		rc = names_of(x, MOAT_STMT_ATTACHED_TO_GROUP, name, &policies);
+		rc = names_of(x, REG_STMT(ATTACHED_TO_GROUP), name, &policies);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_GROUP_DEL, &v, 1);
+		rc = add(&b, REG_STMT(GROUP_DEL), &v, 1);
 	if (rc == MOAT_OK && strcmp(name, BUILTIN_GROUP) == 0)
 		ch->builtin = true;
 	return commit(x, rc, b, "group.delete", name,
@@ -522,9 +518,9 @@ static moat_err group_link(const struct moat_reg_ctx *x, bool attach, const char
 	struct moat_store_batch *b = NULL;
 	moat_err rc;
 
-	rc = add2(&b, attach ? MOAT_STMT_ATTACH_GROUP : MOAT_STMT_DETACH_GROUP, policy, group);
+	rc = add2(&b, attach ? REG_STMT(ATTACH_GROUP) : REG_STMT(DETACH_GROUP), policy, group);
 	if (rc == MOAT_OK)
-		rc = touch_rows(x, MOAT_STMT_REG_GROUP_MEMBERS, group, ch);
+		rc = touch_rows(x, REG_STMT(REG_GROUP_MEMBERS), group, ch);
 	if (rc == MOAT_OK && strcmp(group, BUILTIN_GROUP) == 0)
 		ch->builtin = true;
 	return commit(x, rc, b, attach ? "group.policy_attach" : "group.policy_detach", group,
@@ -547,10 +543,11 @@ static moat_err builtin_cb(void *arg, const struct moat_val *cols, size_t ncols)
 {
 	bool *builtin = arg;
 
-	if (ncols < 1 || cols[0].type != MOAT_VAL_TEXT)
+	struct moat_val group;
+
+	if (moat_reg_name_row_decode(cols, ncols, &group) != MOAT_OK)
 		return MOAT_E_CORRUPT;
-	if (cols[0].len == strlen(BUILTIN_GROUP) &&
-	    memcmp(cols[0].p, BUILTIN_GROUP, cols[0].len) == 0)
+	if (group.len == strlen(BUILTIN_GROUP) && memcmp(group.p, BUILTIN_GROUP, group.len) == 0)
 		*builtin = true;
 	return MOAT_OK;
 }
@@ -560,10 +557,10 @@ static moat_err policy_reach(const struct moat_reg_ctx *x, const char *policy,
 			     struct moat_reg_change *ch)
 {
 	struct moat_val v = moat_val_text(policy, strlen(policy));
-	moat_err rc = touch_rows(x, MOAT_STMT_REG_POLICY_IDS, policy, ch);
+	moat_err rc = touch_rows(x, REG_STMT(REG_POLICY_IDS), policy, ch);
 
 	if (rc == MOAT_OK)
-		rc = moat_store_read(x->store, MOAT_STMT_REG_POLICY_GROUPS, &v, 1, builtin_cb,
+		rc = moat_store_read(x->store, REG_STMT(REG_POLICY_GROUPS), &v, 1, builtin_cb,
 				     &ch->builtin);
 	return rc;
 }
@@ -595,7 +592,7 @@ moat_err moat_reg_policy_put(const struct moat_reg_ctx *x, const char *name, con
 	v[2] = moat_val_text(rules, strlen(rules));
 	v[3] = moat_val_int(x->now);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_POLICY_PUT, v, 4);
+		rc = add(&b, REG_STMT(POLICY_PUT), v, 4);
 	if (rc == MOAT_OK && !created)
 		rc = policy_reach(x, name, ch);
 	if (list != NULL && strlen(rules) <= AUDIT_RULES_MAX) {
@@ -619,6 +616,160 @@ moat_err moat_reg_policy_delete(const struct moat_reg_ctx *x, const char *name,
 	 * is read first. */
 	rc = policy_reach(x, name, ch);
 	if (rc == MOAT_OK)
-		rc = add(&b, MOAT_STMT_POLICY_DEL, &v, 1);
+		rc = add(&b, REG_STMT(POLICY_DEL), &v, 1);
 	return commit(x, rc, b, "policy.delete", name, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* enrollment tokens, manufacturer CAs                                 */
+
+moat_err moat_reg_etoken_create(const struct moat_reg_ctx *x, const char *id, const uint8_t *hash,
+				size_t hash_len, const char *identity, const char *group,
+				int64_t uses, int64_t hours)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[8];
+	moat_err rc;
+
+	v[0] = moat_val_text(id, strlen(id));
+	v[1] = moat_val_blob(hash, hash_len);
+	v[2] = identity != NULL ? moat_val_text(identity, strlen(identity)) : moat_val_null();
+	v[3] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
+	v[4] = moat_val_int(uses);
+	v[5] = moat_val_int(x->now + hours * 3600000);
+	v[6] = moat_val_text(x->actor, strlen(x->actor));
+	v[7] = moat_val_int(x->now);
+	rc = add(&b, REG_STMT(ETOKEN_PUT), v, 8);
+	return commit(x, rc, b, "enroll_token.create", identity != NULL ? identity : group,
+		      json_pack("{s:s, s:I, s:I}", "id", id, "uses", (json_int_t)uses,
+				"expires_in_hours", (json_int_t)hours));
+}
+
+/* The patterns (one a line) as the JSON array the API was given. */
+static json_t *patterns_json(const char *patterns)
+{
+	json_t *arr = json_array();
+	const char *p = patterns, *nl;
+
+	while (arr != NULL && *p != '\0') {
+		nl = strchr(p, '\n');
+		if (json_array_append_new(
+			arr, json_stringn(p, nl != NULL ? (size_t)(nl - p) : strlen(p))) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return arr;
+}
+
+moat_err moat_reg_mca_create(const struct moat_reg_ctx *x, const char *name, const char *pem,
+			     const char *fingerprint, const char *patterns, const char *group)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	moat_err rc;
+
+	v[0] = moat_val_text(name, strlen(name));
+	v[1] = moat_val_text(pem, strlen(pem));
+	v[2] = moat_val_text(fingerprint, strlen(fingerprint));
+	v[3] = moat_val_int(x->now);
+	v[4] = patterns != NULL ? moat_val_text(patterns, strlen(patterns)) : moat_val_null();
+	v[5] = group != NULL ? moat_val_text(group, strlen(group)) : moat_val_null();
+	rc = add(&b, REG_STMT(MCA_PUT), v, 6);
+	return commit(x, rc, b, "manufacturer_ca.create", name,
+		      json_pack("{s:s, s:o, s:o}", "fingerprint", fingerprint, "devices",
+				patterns != NULL ? patterns_json(patterns) : json_null(), "group",
+				group != NULL ? json_string(group) : json_null()));
+}
+
+moat_err moat_reg_mca_delete(const struct moat_reg_ctx *x, const char *name)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v = moat_val_text(name, strlen(name));
+	moat_err rc;
+
+	rc = add(&b, REG_STMT(MCA_DEL), &v, 1);
+	return commit(x, rc, b, "manufacturer_ca.delete", name, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* EST enrollment                                                      */
+
+moat_err moat_reg_est_enroll(const struct moat_reg_ctx *x, const struct moat_reg_enrollment *e,
+			     struct json_t *detail)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	moat_err rc = MOAT_OK;
+
+	v[0] = moat_val_text(e->id, strlen(e->id));
+	if (e->register_now) {
+		v[1] = moat_val_text("device", 6);
+		v[2] = moat_val_text("active", 6);
+		v[3] = moat_val_int(x->now);
+		rc = add(&b, REG_STMT(ID_INSERT), v, 4);
+		v[1] = moat_val_text(e->group, strlen(e->group));
+		if (rc == MOAT_OK)
+			rc = add(&b, REG_STMT(MEMBER_ADD), v, 2);
+	} else if (e->activate) {
+		v[1] = moat_val_text("active", 6);
+		v[2] = moat_val_int(x->now);
+		rc = add(&b, REG_STMT(ID_SET_STATE), v, 3);
+	}
+	if (rc == MOAT_OK) {
+		v[0] = moat_val_text(e->serial, strlen(e->serial));
+		v[1] = moat_val_text(e->id, strlen(e->id));
+		v[2] = moat_val_text(e->fingerprint, strlen(e->fingerprint));
+		v[3] = moat_val_int(e->not_before);
+		v[4] = moat_val_int(e->not_after);
+		v[5] = moat_val_int(x->now);
+		rc = add(&b, REG_STMT(CERT_PUT), v, 6);
+	}
+	if (rc == MOAT_OK && e->etoken_id != NULL) {
+		v[0] = moat_val_text(e->etoken_id, strlen(e->etoken_id));
+		rc = add(&b, REG_STMT(ETOKEN_USE), v, 1);
+	}
+	return commit(x, rc, b, "est.enroll", e->id, detail);
+}
+
+moat_err moat_reg_est_reenroll(const struct moat_reg_ctx *x, const char *id, const char *serial,
+			       const char *fingerprint, int64_t not_before, int64_t not_after,
+			       const char *old_serial, int64_t grace_s)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v[6];
+	moat_err rc;
+
+	v[0] = moat_val_text(serial, strlen(serial));
+	v[1] = moat_val_text(id, strlen(id));
+	v[2] = moat_val_text(fingerprint, strlen(fingerprint));
+	v[3] = moat_val_int(not_before);
+	v[4] = moat_val_int(not_after);
+	v[5] = moat_val_int(x->now);
+	rc = add(&b, REG_STMT(CERT_PUT), v, 6);
+	v[0] = moat_val_text(old_serial, strlen(old_serial));
+	v[1] = moat_val_int(x->now + grace_s * 1000);
+	if (rc == MOAT_OK)
+		rc = add(&b, REG_STMT(CERT_SCHEDULE_REVOKE), v, 2);
+	return commit(x, rc, b, "est.reenroll", id,
+		      json_pack("{s:s, s:s, s:I}", "serial", serial, "replaces", old_serial,
+				"old_revoked_in_s", (json_int_t)grace_s));
+}
+
+moat_err moat_reg_revoke_due(const struct moat_reg_ctx *x, int64_t *n)
+{
+	struct moat_store_batch *b = NULL;
+	struct moat_val v = moat_val_int(x->now);
+	moat_err rc;
+
+	*n = 0;
+	rc = moat_store_read_int(x->store, REG_STMT(CERT_DUE_COUNT), &v, 1, n);
+	if (rc != MOAT_OK || *n == 0)
+		return rc;
+	rc = add(&b, REG_STMT(CERT_REVOKE_DUE), &v, 1);
+	return commit(x, rc, b, "certificate.revoke", NULL,
+		      json_pack("{s:I, s:s}", "count", (json_int_t)*n, "reason", "superseded"));
 }

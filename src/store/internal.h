@@ -1,5 +1,5 @@
 /*
- * Inside the store: the statement table every backend prepares, the batch
+ * Inside the store: the registered modules' statements, the batch
  * representation, and the backend contract (struct store_backend) that
  * store.c drives. store.c owns everything backend-neutral: batches, the
  * pending queue, the writer thread and its group-commit loop, statistics.
@@ -20,23 +20,35 @@
 void store_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-enum store_stmt_kind {
-	STORE_WRITE = 0,
-	STORE_READ,
+/* The store's format version: the legacy global schema_version table holds
+ * it. 1..5 were global schema versions (before modules owned their
+ * tables); 6 = per-module versions in module_versions. */
+#define STORE_FORMAT_VERSION 6
+
+/* What the global versions 1..5 of the old single migration list created,
+ * as per-module versions: the one-time conversion of an older database
+ * (docs/storage.md "Migrations"). */
+struct store_legacy_step {
+	int global;	    /* the old schema_version */
+	const char *module; /* became this module's ... */
+	int version;	    /* ... version */
 };
 
-struct store_stmt_def {
-	enum store_stmt_kind kind;
-	unsigned nparams; /* exactly $1..$nparams */
-	const char *sql;
-};
+extern const struct store_legacy_step store_legacy_steps[];
+extern const size_t store_n_legacy_steps;
 
-extern const struct store_stmt_def store_stmts[MOAT_STMT__COUNT];
+/* The statement id names in this store: its index in st->stmts (every
+ * registered module's statements, one after another); MOAT_E_INVAL if the
+ * module is not registered, the index or the kind is wrong. */
+moat_err store_stmt_resolve(const struct moat_store *st, struct moat_stmt id,
+			    enum moat_store_stmt_kind kind, unsigned *flat);
+/* The other way, for logs: the module and its index of statement flat. */
+const char *store_stmt_module(const struct moat_store *st, unsigned flat, unsigned *idx);
 
 /* One statement of a batch with its own copy of the text/blob bytes. */
 struct store_op {
 	struct store_op *next;
-	enum moat_stmt id;
+	struct moat_stmt id;
 	unsigned n;
 	struct moat_val v[MOAT_STORE_MAX_PARAMS];
 	unsigned char data[]; /* the copied bytes the values point into */
@@ -66,14 +78,14 @@ struct store_backend {
 	moat_err (*savepoint)(struct moat_store *st);
 	moat_err (*release)(struct moat_store *st);
 	moat_err (*rollback_to)(struct moat_store *st);
-	moat_err (*exec)(struct moat_store *st, const struct store_op *op);
+	moat_err (*exec)(struct moat_store *st, unsigned flat, const struct store_op *op);
 	moat_err (*commit)(struct moat_store *st);
 	void (*rollback)(struct moat_store *st);
 	bool (*in_txn)(struct moat_store *st);
 	moat_err (*checkpoint)(struct moat_store *st);
 	/* the last error's text, for the log */
 	const char *(*errmsg)(struct moat_store *st);
-	moat_err (*read)(struct moat_store *st, enum moat_stmt id, const struct moat_val *params,
+	moat_err (*read)(struct moat_store *st, unsigned flat, const struct moat_val *params,
 			 size_t n, moat_store_row_cb cb, void *arg);
 	moat_err (*check)(struct moat_store *st, char *err, size_t errlen);
 };
@@ -89,6 +101,14 @@ struct moat_store {
 	uint32_t busy_ms;
 	moat_store_fault_cb fault_cb;
 	void *fault_arg;
+
+	/* the registered modules, and their statements one after another:
+	 * module i's statement k is stmts[base[i] + k] */
+	const struct moat_store_module *const *mods;
+	size_t n_mods;
+	unsigned base[MOAT_STORE_MAX_MODULES];
+	const struct moat_store_stmt **stmts;
+	unsigned n_stmts;
 
 	/* pending batches, guarded by lock; the writer waits on cond */
 	pthread_mutex_t lock;

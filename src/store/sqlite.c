@@ -33,263 +33,17 @@
 /* STRICT tables need SQLite 3.37. */
 #define SQ_MIN_VERSION 3037000
 
-/* Columns of the widest result row (LOAD_SESSIONS has 12). */
+/* Columns of the widest result row (the broker's LOAD_SESSIONS has 12). */
 #define SQ_MAX_COLS 16
 
 /*
- * Schema migrations: dense versions from 1, applied in order, each in its
- * own transaction together with its schema_version row. Never edit a step
- * that has shipped; add a new one. A PostgreSQL backend keeps its own list
- * with the same versions and meanings.
+ * Schema migrations belong to the modules (struct moat_store_module, each
+ * module's schema.c): per module, dense versions from 1, applied in order,
+ * each in its own transaction together with its module_versions row. The
+ * store's own format version sits in the legacy schema_version table
+ * (STORE_FORMAT_VERSION); a database of global versions 1..5 is converted
+ * once (store_legacy_steps). A PostgreSQL backend keeps the same tables.
  */
-struct sq_migration {
-	int version;
-	const char *description;
-	const char *sql;
-};
-
-static const struct sq_migration migrations[] = {
-    {1, "broker durable state",
-     /* A message stored once, shared by every session it is queued for
-      * and by the retained table; its id is assigned by the broker so one
-      * batch can insert it and reference it. */
-     "CREATE TABLE messages ("
-     " id INTEGER PRIMARY KEY,"
-     " topic TEXT NOT NULL,"
-     " payload BLOB NOT NULL,"
-     " props BLOB,"
-     " qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),"
-     " retain INTEGER NOT NULL CHECK (retain IN (0, 1)),"
-     " expire_at INTEGER"
-     ") STRICT;"
-     "CREATE INDEX messages_expire ON messages (expire_at) WHERE expire_at IS NOT NULL;"
-     /* expire_at is NULL while the client is connected: after a crash such
-      * a session counts as disconnected at restart. */
-     "CREATE TABLE sessions ("
-     " client_id TEXT PRIMARY KEY NOT NULL,"
-     " identity TEXT NOT NULL,"
-     " version INTEGER NOT NULL CHECK (version IN (3, 4, 5)),"
-     " expiry_interval INTEGER NOT NULL CHECK (expiry_interval >= 0),"
-     " expire_at INTEGER,"
-     " will_topic TEXT,"
-     " will_payload BLOB,"
-     " will_props BLOB,"
-     " will_qos INTEGER CHECK (will_qos BETWEEN 0 AND 2),"
-     " will_retain INTEGER CHECK (will_retain IN (0, 1)),"
-     " will_delay INTEGER CHECK (will_delay >= 0),"
-     " will_expiry INTEGER CHECK (will_expiry >= 0),"
-     " CHECK ((will_topic IS NULL) = (will_payload IS NULL))"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE INDEX sessions_expire ON sessions (expire_at) WHERE expire_at IS NOT NULL;"
-     "CREATE TABLE subscriptions ("
-     " client_id TEXT NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,"
-     " filter TEXT NOT NULL,"
-     " options INTEGER NOT NULL CHECK (options BETWEEN 0 AND 255),"
-     " sub_id INTEGER NOT NULL CHECK (sub_id BETWEEN 0 AND 268435455),"
-     " PRIMARY KEY (client_id, filter)"
-     ") STRICT, WITHOUT ROWID;"
-     /* Outgoing QoS 1/2 per session, queued (state 0) or in flight, in
-      * order of seq. Messages are never deleted under a delivery
-      * (no cascade): the foreign key is a guard. */
-     "CREATE TABLE deliveries ("
-     " client_id TEXT NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,"
-     " seq INTEGER NOT NULL,"
-     " msg_id INTEGER NOT NULL REFERENCES messages (id),"
-     " qos INTEGER NOT NULL CHECK (qos BETWEEN 1 AND 2),"
-     " retain INTEGER NOT NULL CHECK (retain IN (0, 1)),"
-     " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 3),"
-     " pid INTEGER NOT NULL CHECK (pid BETWEEN 0 AND 65535),"
-     " sub_ids BLOB,"
-     " PRIMARY KEY (client_id, seq)"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE INDEX deliveries_msg ON deliveries (msg_id);"
-     "CREATE TABLE qos2_in ("
-     " client_id TEXT NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,"
-     " pid INTEGER NOT NULL CHECK (pid BETWEEN 1 AND 65535),"
-     " PRIMARY KEY (client_id, pid)"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE TABLE retained ("
-     " topic TEXT PRIMARY KEY NOT NULL,"
-     " msg_id INTEGER NOT NULL REFERENCES messages (id)"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE INDEX retained_msg ON retained (msg_id);"},
-    {2, "management plane: operators, sessions, API tokens, audit log",
-     "CREATE TABLE operators ("
-     " id INTEGER PRIMARY KEY,"
-     " name TEXT NOT NULL UNIQUE,"
-     " role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor', 'viewer')),"
-     " pw_hash TEXT NOT NULL,"
-     /* totp_secret: enrolled (confirmed) secret; totp_pending: an
-      * enrolment that has not been confirmed with a code yet. */
-     " totp_secret BLOB,"
-     " totp_pending BLOB,"
-     " totp_last_step INTEGER NOT NULL DEFAULT 0,"
-     " disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
-     " created_at INTEGER NOT NULL,"
-     " updated_at INTEGER NOT NULL"
-     ") STRICT;"
-     /* Only hashes; a used code is deleted. */
-     "CREATE TABLE recovery_codes ("
-     " operator_id INTEGER NOT NULL REFERENCES operators (id) ON DELETE CASCADE,"
-     " hash BLOB NOT NULL,"
-     " PRIMARY KEY (operator_id, hash)"
-     ") STRICT, WITHOUT ROWID;"
-     /* Console/CLI sessions: the cookie holds a random secret; we keep its
-      * SHA-256 and a public id (sid) derived from that hash. */
-     "CREATE TABLE op_sessions ("
-     " id_hash BLOB PRIMARY KEY NOT NULL,"
-     " sid TEXT NOT NULL UNIQUE,"
-     " operator_id INTEGER NOT NULL REFERENCES operators (id) ON DELETE CASCADE,"
-     " csrf TEXT NOT NULL,"
-     " mfa INTEGER NOT NULL CHECK (mfa IN (0, 1)),"
-     " created_at INTEGER NOT NULL,"
-     " last_seen INTEGER NOT NULL,"
-     " peer TEXT NOT NULL,"
-     " user_agent TEXT NOT NULL"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE INDEX op_sessions_operator ON op_sessions (operator_id);"
-     "CREATE TABLE api_tokens ("
-     " id TEXT PRIMARY KEY NOT NULL,"
-     " hash BLOB NOT NULL UNIQUE,"
-     " name TEXT NOT NULL,"
-     " role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor', 'viewer', "
-     "'metrics')),"
-     " creator TEXT NOT NULL,"
-     " created_at INTEGER NOT NULL,"
-     " expires_at INTEGER NOT NULL,"
-     " last_used INTEGER,"
-     " revoked_at INTEGER"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE TABLE setup_tokens ("
-     " hash BLOB PRIMARY KEY NOT NULL,"
-     " expires_at INTEGER NOT NULL,"
-     " used_at INTEGER"
-     ") STRICT, WITHOUT ROWID;"
-     /* The audit log is append-only: the triggers stop Moat's own code (and
-      * careless hands) from rewriting it; deliberate tampering with the
-      * file is what the hash chain and signed checkpoints catch. */
-     "CREATE TABLE audit_log ("
-     " seq INTEGER PRIMARY KEY,"
-     " ts INTEGER NOT NULL,"
-     " actor TEXT NOT NULL,"
-     " action TEXT NOT NULL,"
-     " target TEXT NOT NULL,"
-     " outcome TEXT NOT NULL,"
-     " peer TEXT NOT NULL,"
-     " detail TEXT NOT NULL,"
-     " prev BLOB NOT NULL,"
-     " hash BLOB NOT NULL"
-     ") STRICT;"
-     "CREATE INDEX audit_log_ts ON audit_log (ts);"
-     "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
-     "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-     "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
-     "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
-     "CREATE TABLE audit_checkpoints ("
-     " seq INTEGER PRIMARY KEY,"
-     " ts INTEGER NOT NULL,"
-     " head BLOB NOT NULL,"
-     " sig BLOB NOT NULL"
-     ") STRICT;"},
-    {3, "device registry: identities, groups, policies, certificates, enrollment",
-     /* Devices and service identities share one namespace (the certificate
-      * identity). A decommissioned row stays (terminal) so the id is never
-      * silently reused by a new device. */
-     "CREATE TABLE identities ("
-     " id TEXT PRIMARY KEY NOT NULL,"
-     " kind TEXT NOT NULL CHECK (kind IN ('device', 'service')),"
-     " state TEXT NOT NULL CHECK (state IN ('registered', 'active', 'disabled', "
-     "'quarantined', 'decommissioned')),"
-     " created_at INTEGER NOT NULL,"
-     " updated_at INTEGER NOT NULL,"
-     " first_seen INTEGER,"
-     " last_seen INTEGER,"
-     " last_addr TEXT,"
-     " firmware TEXT"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE TABLE groups ("
-     " name TEXT PRIMARY KEY NOT NULL,"
-     " description TEXT NOT NULL,"
-     " created_at INTEGER NOT NULL"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE TABLE memberships ("
-     " identity TEXT NOT NULL REFERENCES identities (id) ON DELETE CASCADE,"
-     " group_name TEXT NOT NULL REFERENCES groups (name) ON DELETE CASCADE,"
-     " PRIMARY KEY (identity, group_name)"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE INDEX memberships_group ON memberships (group_name);"
-     /* rules: one rule per line in the text form of src/registry/acl.h */
-     "CREATE TABLE policies ("
-     " name TEXT PRIMARY KEY NOT NULL,"
-     " description TEXT NOT NULL,"
-     " rules TEXT NOT NULL,"
-     " builtin INTEGER NOT NULL DEFAULT 0 CHECK (builtin IN (0, 1)),"
-     " created_at INTEGER NOT NULL,"
-     " updated_at INTEGER NOT NULL"
-     ") STRICT, WITHOUT ROWID;"
-     /* A policy attaches to a group or to one identity (services). */
-     "CREATE TABLE attachments ("
-     " policy TEXT NOT NULL REFERENCES policies (name) ON DELETE CASCADE,"
-     " group_name TEXT REFERENCES groups (name) ON DELETE CASCADE,"
-     " identity TEXT REFERENCES identities (id) ON DELETE CASCADE,"
-     " CHECK ((group_name IS NULL) <> (identity IS NULL))"
-     ") STRICT;"
-     "CREATE UNIQUE INDEX attachments_group ON attachments (policy, group_name) WHERE "
-     "group_name IS NOT NULL;"
-     "CREATE UNIQUE INDEX attachments_identity ON attachments (policy, identity) WHERE "
-     "identity IS NOT NULL;"
-     "CREATE TABLE certificates ("
-     " serial TEXT PRIMARY KEY NOT NULL,"
-     " identity TEXT NOT NULL,"
-     " fingerprint TEXT NOT NULL,"
-     " not_before INTEGER NOT NULL,"
-     " not_after INTEGER NOT NULL,"
-     " issued_at INTEGER NOT NULL,"
-     " revoked_at INTEGER,"
-     " reason TEXT"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE INDEX certificates_identity ON certificates (identity);"
-     "CREATE TABLE enroll_tokens ("
-     " id TEXT PRIMARY KEY NOT NULL,"
-     " hash BLOB NOT NULL UNIQUE,"
-     " identity TEXT,"
-     " group_name TEXT,"
-     " uses_left INTEGER NOT NULL CHECK (uses_left >= 0),"
-     " expires_at INTEGER NOT NULL,"
-     " creator TEXT NOT NULL,"
-     " created_at INTEGER NOT NULL"
-     ") STRICT, WITHOUT ROWID;"
-     "CREATE TABLE manufacturer_cas ("
-     " name TEXT PRIMARY KEY NOT NULL,"
-     " cert_pem TEXT NOT NULL,"
-     " fingerprint TEXT NOT NULL UNIQUE,"
-     " created_at INTEGER NOT NULL"
-     ") STRICT, WITHOUT ROWID;"
-     /* The built-in policy and the group every new device joins unless told
-      * otherwise: today's default (d/<id>/ publish, c/<id>/ and d/<id>/
-      * subscribe). */
-     "INSERT INTO policies VALUES ('device-default', 'publish under d/<id>/, subscribe under "
-     "c/<id>/ and d/<id>/', 'allow publish d/${device}/#' || char(10) || 'allow subscribe "
-     "c/${device}/#' || char(10) || 'allow subscribe d/${device}/#', 1, 0, 0);"
-     "INSERT INTO groups VALUES ('devices', 'every device unless registered into other "
-     "groups', 0);"
-     "INSERT INTO attachments (policy, group_name) VALUES ('device-default', 'devices');"},
-    {4, "certificates: revocation scheduled after re-enrollment",
-     /* EST simplereenroll issues a new certificate and revokes the old one
-      * after a grace period, so a device can switch without a gap. */
-     "ALTER TABLE certificates ADD COLUMN revoke_at INTEGER;"
-     "CREATE INDEX certificates_revoke_at ON certificates (revoke_at) WHERE revoke_at IS NOT "
-     "NULL AND revoked_at IS NULL;"},
-    {5, "manufacturer CAs: the devices each may enroll",
-     /* A manufacturer CA vouches for the devices it made, not the fleet:
-      * device-id patterns (one a line: an id, or a prefix ending in '*') or
-      * a group. A CA registered before has neither and enrolls nothing
-      * until it is registered again with a scope. */
-     "ALTER TABLE manufacturer_cas ADD COLUMN devices TEXT;"
-     "ALTER TABLE manufacturer_cas ADD COLUMN group_name TEXT;"},
-};
-
-#define SQ_KNOWN_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 enum sq_txn {
 	SQ_BEGIN = 0,
@@ -308,9 +62,10 @@ static const char *const txn_sql[SQ_TXN__COUNT] = {
 
 struct sq_conn {
 	sqlite3 *db;
-	sqlite3_stmt *stmt[MOAT_STMT__COUNT];
+	sqlite3_stmt **stmt; /* st->n_stmts, by the store's statement index */
 	/* the SQLite index of parameter $k+1 */
-	unsigned char pidx[MOAT_STMT__COUNT][MOAT_STORE_MAX_PARAMS];
+	unsigned char (*pidx)[MOAT_STORE_MAX_PARAMS];
+	unsigned n_stmts;
 	char lasterr[256]; /* the last failure's text, for the log */
 };
 
@@ -325,7 +80,7 @@ struct sq {
 
 int moat_store_schema_version(void)
 {
-	return SQ_KNOWN_VERSION;
+	return STORE_FORMAT_VERSION;
 }
 
 static moat_err map_rc(int code)
@@ -425,39 +180,53 @@ static moat_err open_conn(struct moat_store *st, struct sq *sq, struct sq_conn *
 	return MOAT_OK;
 }
 
-static moat_err prepare_conn(struct sq_conn *c, enum store_stmt_kind kind)
+static moat_err prepare_conn(struct moat_store *st, struct sq_conn *c,
+			     enum moat_store_stmt_kind kind)
 {
-	const struct store_stmt_def *d;
+	const struct moat_store_stmt *d;
+	const char *mod;
 	char name[16];
-	unsigned i, k;
+	unsigned i, k, sidx;
 	int code, idx;
-	moat_err rc = MOAT_E_INTERNAL;
+	moat_err rc = MOAT_E_NOMEM;
 
-	for (i = 0; i < MOAT_STMT__COUNT; i++) {
-		d = &store_stmts[i];
+	c->stmt = calloc(st->n_stmts > 0 ? st->n_stmts : 1, sizeof(*c->stmt));
+	c->pidx = calloc(st->n_stmts > 0 ? st->n_stmts : 1, sizeof(*c->pidx));
+	if (c->stmt == NULL || c->pidx == NULL)
+		goto out;
+	c->n_stmts = st->n_stmts;
+	rc = MOAT_E_INTERNAL;
+	for (i = 0; i < st->n_stmts; i++) {
+		d = st->stmts[i];
 		if (d->kind != kind)
 			continue;
 		code = sqlite3_prepare_v3(c->db, d->sql, -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
 					  NULL);
 		if (code != SQLITE_OK) {
 			sq_fail(c, code);
-			log_error("store_prepare_failed", "stmt=%u detail=\"%s\"", i, c->lasterr);
+			mod = store_stmt_module(st, i, &sidx);
+			log_error("store_prepare_failed", "module=%s stmt=%u detail=\"%s\"", mod,
+				  sidx, c->lasterr);
 			goto out;
 		}
 		/* $1..$n, each present, nothing else: a table bug fails here at
 		 * start-up rather than binding the wrong column later. */
 		if (d->nparams > MOAT_STORE_MAX_PARAMS ||
 		    sqlite3_bind_parameter_count(c->stmt[i]) != (int)d->nparams ||
-		    (kind == STORE_READ && sqlite3_column_count(c->stmt[i]) > SQ_MAX_COLS)) {
-			log_error("store_prepare_failed", "stmt=%u detail=\"parameter count\"", i);
+		    (kind == MOAT_STORE_READ && sqlite3_column_count(c->stmt[i]) > SQ_MAX_COLS)) {
+			mod = store_stmt_module(st, i, &sidx);
+			log_error("store_prepare_failed",
+				  "module=%s stmt=%u detail=\"parameter count\"", mod, sidx);
 			goto out;
 		}
 		for (k = 0; k < d->nparams; k++) {
 			snprintf(name, sizeof(name), "$%u", k + 1);
 			idx = sqlite3_bind_parameter_index(c->stmt[i], name);
 			if (idx <= 0 || idx > (int)MOAT_STORE_MAX_PARAMS) {
-				log_error("store_prepare_failed", "stmt=%u detail=\"missing %s\"",
-					  i, name);
+				mod = store_stmt_module(st, i, &sidx);
+				log_error("store_prepare_failed",
+					  "module=%s stmt=%u detail=\"missing %s\"", mod, sidx,
+					  name);
 				goto out;
 			}
 			c->pidx[i][k] = (unsigned char)idx;
@@ -472,10 +241,13 @@ static void close_conn(struct sq_conn *c)
 {
 	unsigned i;
 
-	for (i = 0; i < MOAT_STMT__COUNT; i++) {
+	for (i = 0; i < c->n_stmts; i++)
 		sqlite3_finalize(c->stmt[i]);
-		c->stmt[i] = NULL;
-	}
+	free(c->stmt);
+	free(c->pidx);
+	c->stmt = NULL;
+	c->pidx = NULL;
+	c->n_stmts = 0;
 	sqlite3_close_v2(c->db);
 	c->db = NULL;
 }
@@ -574,108 +346,263 @@ static moat_err exec_sql(struct sq *sq, const char *sql)
 	return MOAT_OK;
 }
 
-static moat_err current_version(struct sq *sq, int64_t *v)
+static int64_t now_ms(void)
 {
-	int64_t n = 0;
-	int code;
+	struct timespec ts;
 
-	code = query_int(sq->w.db,
-			 "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = "
-			 "'schema_version'",
-			 &n);
-	if (code == SQLITE_OK && n == 0) {
-		*v = 0;
-		return MOAT_OK;
-	}
-	if (code == SQLITE_OK)
-		code =
-		    query_int(sq->w.db, "SELECT coalesce(max(version), 0) FROM schema_version", v);
-	if (code != SQLITE_OK)
-		return sq_fail(&sq->w, code);
-	return MOAT_OK;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static moat_err apply_step(struct sq *sq, const struct sq_migration *m, bool first)
+static moat_err has_table(struct sq *sq, const char *name, bool *out)
 {
 	sqlite3_stmt *s = NULL;
-	struct timespec ts;
 	int code;
-	moat_err rc;
 
-	if (first) {
-		rc = exec_sql(sq, "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
-				  "description TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;"
-				  "PRAGMA application_id = 1297039700");
-		if (rc != MOAT_OK)
-			goto out;
-	}
-	rc = exec_sql(sq, m->sql);
-	if (rc != MOAT_OK)
-		goto out;
-	code = sqlite3_prepare_v2(sq->w.db, "INSERT INTO schema_version VALUES ($1, $2, $3)", -1,
-				  &s, NULL);
-	if (code == SQLITE_OK) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		sqlite3_bind_int(s, 1, m->version);
-		sqlite3_bind_text(s, 2, m->description, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, (sqlite3_int64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	code = sqlite3_prepare_v2(sq->w.db,
+				  "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
+				  "name = $1",
+				  -1, &s, NULL);
+	if (code == SQLITE_OK)
+		code = sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (code == SQLITE_OK)
 		code = sqlite3_step(s);
-		if (code == SQLITE_DONE)
-			code = SQLITE_OK;
+	if (code == SQLITE_ROW) {
+		*out = sqlite3_column_int64(s, 0) > 0;
+		code = SQLITE_OK;
 	}
-	rc = code == SQLITE_OK ? MOAT_OK : sq_fail(&sq->w, code);
-out:
+	sqlite3_finalize(s);
+	return code == SQLITE_OK ? MOAT_OK : sq_fail(&sq->w, code);
+}
+
+/* INSERT INTO table VALUES ($1 (text or int), $2 int, $3 text, $4 now). */
+static moat_err insert_version(struct sq *sq, const char *module, int version,
+			       const char *description)
+{
+	sqlite3_stmt *s = NULL;
+	int code;
+
+	if (module != NULL) {
+		code = sqlite3_prepare_v2(
+		    sq->w.db, "INSERT INTO module_versions VALUES ($1, $2, $3, $4)", -1, &s, NULL);
+		if (code == SQLITE_OK)
+			code = sqlite3_bind_text(s, 1, module, -1, SQLITE_STATIC);
+		if (code == SQLITE_OK)
+			code = sqlite3_bind_int(s, 2, version);
+		if (code == SQLITE_OK)
+			code = sqlite3_bind_text(s, 3, description, -1, SQLITE_STATIC);
+		if (code == SQLITE_OK)
+			code = sqlite3_bind_int64(s, 4, now_ms());
+	} else {
+		code = sqlite3_prepare_v2(
+		    sq->w.db, "INSERT INTO schema_version VALUES ($1, $2, $3)", -1, &s, NULL);
+		if (code == SQLITE_OK)
+			code = sqlite3_bind_int(s, 1, version);
+		if (code == SQLITE_OK)
+			code = sqlite3_bind_text(s, 2, description, -1, SQLITE_STATIC);
+		if (code == SQLITE_OK)
+			code = sqlite3_bind_int64(s, 3, now_ms());
+	}
+	if (code == SQLITE_OK)
+		code = sqlite3_step(s);
+	if (code == SQLITE_DONE)
+		code = SQLITE_OK;
+	sqlite3_finalize(s);
+	return code == SQLITE_OK ? MOAT_OK : sq_fail(&sq->w, code);
+}
+
+/* Every module the database has tables of must be one we hold: a module a
+ * newer moat added is refused like a newer version. */
+static moat_err unknown_modules(struct moat_store *st, struct sq *sq, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	const char *name;
+	size_t i;
+	int code;
+	moat_err rc = MOAT_OK;
+
+	code = sqlite3_prepare_v2(sq->w.db, "SELECT DISTINCT module FROM module_versions", -1, &s,
+				  NULL);
+	if (code != SQLITE_OK)
+		return sq_fail(&sq->w, code);
+	while ((code = sqlite3_step(s)) == SQLITE_ROW) {
+		name = (const char *)sqlite3_column_text(s, 0);
+		for (i = 0; name != NULL && i < st->n_mods; i++)
+			if (strcmp(st->mods[i]->name, name) == 0)
+				break;
+		if (name != NULL && i < st->n_mods)
+			continue;
+		store_seterr(err, errlen,
+			     "database %s has tables of module %s, which is newer than this moat "
+			     "(it does not know that module); use a newer moat or restore a backup",
+			     st->path, name != NULL ? name : "(null)");
+		rc = MOAT_E_VERSION;
+		break;
+	}
+	if (rc == MOAT_OK && code != SQLITE_DONE)
+		rc = sq_fail(&sq->w, code);
 	sqlite3_finalize(s);
 	return rc;
 }
 
-_Static_assert(SQ_APP_ID == 1297039700, "application_id literal in apply_step");
-
-static moat_err migrate(struct moat_store *st, struct sq *sq, char *err, size_t errlen)
+/*
+ * The store's own tables, in one transaction: schema_version (the format;
+ * kept so that a moat from before per-module versions refuses the file as
+ * newer) and module_versions. A database of global versions 1..5 gets the
+ * module versions those steps amounted to; nothing else changes.
+ */
+static moat_err convert(struct moat_store *st, struct sq *sq, char *err, size_t errlen)
 {
 	int64_t v = 0;
-	int i;
-	moat_err rc = MOAT_E_INTERNAL;
+	bool has_sv = false, has_mv = false;
+	size_t i;
+	moat_err rc;
 
-	for (i = 0; i < SQ_KNOWN_VERSION; i++)
-		if (migrations[i].version != i + 1)
-			goto out;
+	rc = exec_sql(sq, "BEGIN IMMEDIATE");
+	if (rc == MOAT_OK)
+		rc = has_table(sq, "schema_version", &has_sv);
+	if (rc == MOAT_OK)
+		rc = has_table(sq, "module_versions", &has_mv);
+	if (rc == MOAT_OK && has_sv) {
+		int code =
+		    query_int(sq->w.db, "SELECT coalesce(max(version), 0) FROM schema_version", &v);
+		if (code != SQLITE_OK)
+			rc = sq_fail(&sq->w, code);
+	}
+	if (rc != MOAT_OK) {
+		store_seterr(err, errlen, "cannot migrate database %s: %s", st->path,
+			     sq->w.lasterr);
+		return rc;
+	}
+	if (v > STORE_FORMAT_VERSION) {
+		store_seterr(err, errlen,
+			     "database schema version %lld is newer than this moat (knows up to "
+			     "%d); use a newer moat or restore a backup",
+			     (long long)v, STORE_FORMAT_VERSION);
+		return MOAT_E_VERSION;
+	}
+	if (v == STORE_FORMAT_VERSION) {
+		if (!has_mv) {
+			store_seterr(err, errlen,
+				     "%s is not a usable Moat database (module_versions is "
+				     "missing); restore a backup",
+				     st->path);
+			return MOAT_E_CORRUPT;
+		}
+		return exec_sql(sq, "COMMIT");
+	}
+	if (!has_sv)
+		rc = exec_sql(sq, "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+				  "description TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;"
+				  "PRAGMA application_id = 1297039700");
+	if (rc == MOAT_OK && !has_mv)
+		rc = exec_sql(sq, "CREATE TABLE module_versions (module TEXT NOT NULL, version "
+				  "INTEGER NOT NULL, description TEXT NOT NULL, applied_at INTEGER "
+				  "NOT NULL, PRIMARY KEY (module, version)) STRICT, WITHOUT ROWID");
+	for (i = 0; rc == MOAT_OK && i < store_n_legacy_steps; i++)
+		if (store_legacy_steps[i].global <= v)
+			rc = insert_version(sq, store_legacy_steps[i].module,
+					    store_legacy_steps[i].version,
+					    "converted from the global schema version");
+	if (rc == MOAT_OK)
+		rc = insert_version(sq, NULL, STORE_FORMAT_VERSION,
+				    "per-module schema versions (module_versions)");
+	if (rc == MOAT_OK)
+		rc = exec_sql(sq, "COMMIT");
+	if (rc != MOAT_OK) {
+		store_seterr(err, errlen, "cannot convert database %s to per-module versions: %s",
+			     st->path, sq->w.lasterr);
+		return rc;
+	}
+	if (v > 0)
+		log_info("store_converted", "path=\"%s\" from_version=%lld", st->path,
+			 (long long)v);
+	return MOAT_OK;
+}
+
+static moat_err module_version(struct sq *sq, const char *module, int64_t *v)
+{
+	sqlite3_stmt *s = NULL;
+	int code;
+
+	code = sqlite3_prepare_v2(sq->w.db,
+				  "SELECT coalesce(max(version), 0) FROM module_versions WHERE "
+				  "module = $1",
+				  -1, &s, NULL);
+	if (code == SQLITE_OK)
+		code = sqlite3_bind_text(s, 1, module, -1, SQLITE_STATIC);
+	if (code == SQLITE_OK)
+		code = sqlite3_step(s);
+	if (code == SQLITE_ROW) {
+		*v = sqlite3_column_int64(s, 0);
+		code = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	return code == SQLITE_OK ? MOAT_OK : sq_fail(&sq->w, code);
+}
+
+/* One module's missing steps, each in its own transaction that reads the
+ * version first (two processes opening one file cannot both apply a step). */
+static moat_err migrate_module(struct moat_store *st, struct sq *sq,
+			       const struct moat_store_module *m, char *err, size_t errlen)
+{
+	const struct moat_store_migration *step;
+	int64_t v = 0;
+	int known = (int)m->n_migrations;
+	moat_err rc;
+
 	for (;;) {
-		/* Read the version inside the write transaction: two processes
-		 * opening one file cannot both apply a step. */
 		rc = exec_sql(sq, "BEGIN IMMEDIATE");
 		if (rc == MOAT_OK)
-			rc = current_version(sq, &v);
+			rc = module_version(sq, m->name, &v);
 		if (rc != MOAT_OK) {
 			store_seterr(err, errlen, "cannot migrate database %s: %s", st->path,
 				     sq->w.lasterr);
-			goto out;
+			return rc;
 		}
-		if (v > SQ_KNOWN_VERSION) {
-			store_seterr(
-			    err, errlen,
-			    "database schema version %lld is newer than this moat (knows up to "
-			    "%d); use a newer moat or restore a backup",
-			    (long long)v, SQ_KNOWN_VERSION);
-			rc = MOAT_E_VERSION;
-			goto out;
+		if (v > known) {
+			store_seterr(err, errlen,
+				     "database schema version %lld of module %s is newer than this "
+				     "moat (knows up to %d); use a newer moat or restore a backup",
+				     (long long)v, m->name, known);
+			return MOAT_E_VERSION;
 		}
-		if (v == SQ_KNOWN_VERSION) {
-			rc = exec_sql(sq, "COMMIT");
-			goto out;
-		}
-		rc = apply_step(sq, &migrations[v], v == 0);
+		if (v == known)
+			return exec_sql(sq, "COMMIT");
+		step = &m->migrations[v];
+		rc = exec_sql(sq, step->sql);
+		if (rc == MOAT_OK)
+			rc = insert_version(sq, m->name, step->version, step->description);
 		if (rc == MOAT_OK)
 			rc = exec_sql(sq, "COMMIT");
 		if (rc != MOAT_OK) {
-			store_seterr(err, errlen, "migration to schema version %d of %s failed: %s",
-				     migrations[v].version, st->path, sq->w.lasterr);
-			goto out;
+			store_seterr(err, errlen,
+				     "migration of module %s to version %d of %s failed: %s",
+				     m->name, step->version, st->path, sq->w.lasterr);
+			return rc;
 		}
-		log_info("store_migrated", "path=\"%s\" version=%d description=\"%s\"", st->path,
-			 migrations[v].version, migrations[v].description);
+		log_info("store_migrated", "path=\"%s\" module=%s version=%d description=\"%s\"",
+			 st->path, m->name, step->version, step->description);
 	}
-out:
+}
+
+_Static_assert(SQ_APP_ID == 1297039700, "application_id literal in convert");
+
+static moat_err migrate(struct moat_store *st, struct sq *sq, char *err, size_t errlen)
+{
+	size_t i;
+	moat_err rc;
+
+	rc = convert(st, sq, err, errlen);
+	if (rc == MOAT_OK) {
+		rc = exec_sql(sq, "BEGIN");
+		if (rc == MOAT_OK)
+			rc = unknown_modules(st, sq, err, errlen);
+		if (rc == MOAT_OK)
+			rc = exec_sql(sq, "COMMIT");
+	}
+	for (i = 0; rc == MOAT_OK && i < st->n_mods; i++)
+		rc = migrate_module(st, sq, st->mods[i], err, errlen);
 	if (!sqlite3_get_autocommit(sq->w.db))
 		sqlite3_exec(sq->w.db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
@@ -798,7 +725,7 @@ static moat_err sq_open(struct moat_store *st, char *err, size_t errlen)
 			goto out;
 		}
 	}
-	rc = prepare_conn(&sq->w, STORE_WRITE);
+	rc = prepare_conn(st, &sq->w, MOAT_STORE_WRITE);
 	if (rc != MOAT_OK) {
 		store_seterr(err, errlen, "cannot prepare the store's statements: %s",
 			     sq->w.lasterr);
@@ -814,7 +741,7 @@ static moat_err sq_open(struct moat_store *st, char *err, size_t errlen)
 			     sq->r.lasterr);
 		goto out;
 	}
-	rc = prepare_conn(&sq->r, STORE_READ);
+	rc = prepare_conn(st, &sq->r, MOAT_STORE_READ);
 	if (rc != MOAT_OK) {
 		store_seterr(err, errlen, "cannot prepare the store's statements: %s",
 			     sq->r.lasterr);
@@ -914,14 +841,14 @@ static int bind_vals(sqlite3_stmt *s, const unsigned char *pidx, const struct mo
 	return code;
 }
 
-static moat_err sq_exec(struct moat_store *st, const struct store_op *op)
+static moat_err sq_exec(struct moat_store *st, unsigned flat, const struct store_op *op)
 {
 	struct sq *sq = st->impl;
-	sqlite3_stmt *s = sq->w.stmt[op->id];
+	sqlite3_stmt *s = sq->w.stmt[flat];
 	int code;
 	moat_err rc;
 
-	code = bind_vals(s, sq->w.pidx[op->id], op->v, op->n);
+	code = bind_vals(s, sq->w.pidx[flat], op->v, op->n);
 	if (code == SQLITE_OK) {
 		while ((code = sqlite3_step(s)) == SQLITE_ROW)
 			;
@@ -991,18 +918,18 @@ static moat_err row_vals(sqlite3_stmt *s, struct moat_val *cols, size_t *ncols)
 	return MOAT_OK;
 }
 
-static moat_err sq_read(struct moat_store *st, enum moat_stmt id, const struct moat_val *params,
+static moat_err sq_read(struct moat_store *st, unsigned flat, const struct moat_val *params,
 			size_t n, moat_store_row_cb cb, void *arg)
 {
 	struct sq *sq = st->impl;
 	struct moat_val cols[SQ_MAX_COLS];
-	sqlite3_stmt *s = sq->r.stmt[id];
+	sqlite3_stmt *s = sq->r.stmt[flat];
 	size_t ncols = 0;
 	int code;
 	moat_err rc;
 
 	pthread_mutex_lock(&sq->rlock);
-	code = bind_vals(s, sq->r.pidx[id], params, n);
+	code = bind_vals(s, sq->r.pidx[flat], params, n);
 	rc = code == SQLITE_OK ? MOAT_OK : sq_fail(&sq->r, code);
 	while (rc == MOAT_OK) {
 		code = sqlite3_step(s);

@@ -56,16 +56,54 @@ moat_err moat_store_batch_new(struct moat_store_batch **out)
 	return MOAT_OK;
 }
 
-moat_err moat_store_batch_add(struct moat_store_batch *b, enum moat_stmt id,
+/* A statement as its module describes it; NULL if the name is not one. */
+static const struct moat_store_stmt *stmt_def(struct moat_stmt id)
+{
+	if (id.mod == NULL || id.mod->stmts == NULL || id.idx >= id.mod->n_stmts)
+		return NULL;
+	return &id.mod->stmts[id.idx];
+}
+
+moat_err store_stmt_resolve(const struct moat_store *st, struct moat_stmt id,
+			    enum moat_store_stmt_kind kind, unsigned *flat)
+{
+	const struct moat_store_stmt *d = stmt_def(id);
+	size_t i;
+
+	if (d == NULL || d->kind != kind)
+		return MOAT_E_INVAL;
+	/* A handful of modules: a scan costs less than a lookup structure. */
+	for (i = 0; i < st->n_mods; i++)
+		if (st->mods[i] == id.mod) {
+			*flat = st->base[i] + id.idx;
+			return MOAT_OK;
+		}
+	return MOAT_E_INVAL;
+}
+
+const char *store_stmt_module(const struct moat_store *st, unsigned flat, unsigned *idx)
+{
+	size_t i;
+
+	for (i = st->n_mods; i-- > 0;)
+		if (flat >= st->base[i]) {
+			*idx = flat - st->base[i];
+			return st->mods[i]->name;
+		}
+	*idx = flat;
+	return "?";
+}
+
+moat_err moat_store_batch_add(struct moat_store_batch *b, struct moat_stmt id,
 			      const struct moat_val *params, size_t n)
 {
+	const struct moat_store_stmt *d = stmt_def(id);
 	struct store_op *op = NULL;
 	size_t i, bytes = 0, off = 0;
 	moat_err rc = MOAT_E_INVAL;
 
-	if (b == NULL || b->checkpoint || (unsigned)id >= MOAT_STMT__COUNT ||
-	    store_stmts[id].kind != STORE_WRITE || n != store_stmts[id].nparams ||
-	    (n > 0 && params == NULL))
+	if (b == NULL || b->checkpoint || d == NULL || d->kind != MOAT_STORE_WRITE ||
+	    n != d->nparams || (n > 0 && params == NULL))
 		goto out;
 	rc = MOAT_E_LIMIT;
 	if (b->n_ops >= MOAT_STORE_MAX_BATCH_OPS)
@@ -271,6 +309,7 @@ static void run_group(struct moat_store *st, struct moat_store_batch *list)
 	const struct store_backend *be = st->be;
 	struct moat_store_batch *b;
 	struct store_op *op;
+	unsigned flat = 0;
 	size_t n_data = 0;
 	bool want_ckpt = false;
 	moat_err grc = MOAT_OK, brc, crc;
@@ -292,8 +331,13 @@ static void run_group(struct moat_store *st, struct moat_store_batch *list)
 		if (grc != MOAT_OK)
 			break;
 		brc = MOAT_OK;
-		for (op = b->head; op != NULL && brc == MOAT_OK; op = op->next)
-			brc = be->exec(st, op);
+		for (op = b->head; op != NULL && brc == MOAT_OK; op = op->next) {
+			/* A statement of a module this store does not hold fails
+			 * its own batch only. */
+			brc = store_stmt_resolve(st, op->id, MOAT_STORE_WRITE, &flat);
+			if (brc == MOAT_OK)
+				brc = be->exec(st, flat, op);
+		}
 		if (brc == MOAT_OK) {
 			grc = be->release(st);
 			continue;
@@ -395,6 +439,74 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* Check the modules' descriptions (a bad table fails at start-up, not at
+ * the first use of a statement) and lay their statements out one after
+ * another for the backend. */
+static moat_err register_modules(struct moat_store *st, const struct moat_store_opts *opts,
+				 char *err, size_t errlen)
+{
+	const struct moat_store_module *m;
+	const struct moat_store_stmt *d;
+	size_t i, j, k, total = 0;
+
+	st->mods = opts->modules != NULL ? opts->modules : moat_store_modules;
+	st->n_mods = opts->modules != NULL ? opts->n_modules : moat_store_n_modules;
+	if (st->n_mods == 0 || st->n_mods > MOAT_STORE_MAX_MODULES) {
+		store_seterr(err, errlen, "store: %zu modules (1..%u)", st->n_mods,
+			     MOAT_STORE_MAX_MODULES);
+		return MOAT_E_INVAL;
+	}
+	for (i = 0; i < st->n_mods; i++) {
+		m = st->mods[i];
+		if (m == NULL || m->name == NULL || m->name[0] == '\0' ||
+		    strlen(m->name) > MOAT_STORE_MAX_MODULE_NAME ||
+		    m->n_stmts > MOAT_STORE_MAX_MODULE_STMTS ||
+		    (m->n_stmts > 0 && m->stmts == NULL) ||
+		    (m->n_migrations > 0 && m->migrations == NULL)) {
+			store_seterr(err, errlen, "store: module %zu is not described", i);
+			return MOAT_E_INVAL;
+		}
+		for (j = 0; j < i; j++)
+			if (strcmp(st->mods[j]->name, m->name) == 0) {
+				store_seterr(err, errlen, "store: module %s is registered twice",
+					     m->name);
+				return MOAT_E_INVAL;
+			}
+		for (k = 0; k < m->n_migrations; k++)
+			if (m->migrations[k].version != (int)k + 1 ||
+			    m->migrations[k].sql == NULL || m->migrations[k].description == NULL) {
+				store_seterr(err, errlen,
+					     "store: module %s: migration %zu is not version %zu",
+					     m->name, k, k + 1);
+				return MOAT_E_INVAL;
+			}
+		for (k = 0; k < m->n_stmts; k++) {
+			d = &m->stmts[k];
+			if (d->sql == NULL || d->nparams > MOAT_STORE_MAX_PARAMS ||
+			    (d->kind != MOAT_STORE_WRITE && d->kind != MOAT_STORE_READ)) {
+				store_seterr(err, errlen, "store: module %s: statement %zu is bad",
+					     m->name, k);
+				return MOAT_E_INVAL;
+			}
+		}
+		st->base[i] = (unsigned)total;
+		total += m->n_stmts;
+	}
+	st->stmts = calloc(total > 0 ? total : 1, sizeof(*st->stmts));
+	if (st->stmts == NULL)
+		return MOAT_E_NOMEM;
+	for (i = 0; i < st->n_mods; i++)
+		for (k = 0; k < st->mods[i]->n_stmts; k++)
+			st->stmts[st->base[i] + k] = &st->mods[i]->stmts[k];
+	st->n_stmts = (unsigned)total;
+	return MOAT_OK;
+}
+
+int moat_store_module_version(const struct moat_store_module *mod)
+{
+	return mod != NULL ? (int)mod->n_migrations : 0;
+}
+
 moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store **out, char *err,
 			 size_t errlen)
 {
@@ -438,6 +550,9 @@ moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store *
 	st->busy_ms = opts->busy_ms != 0 ? opts->busy_ms : MOAT_STORE_BUSY_MS_DEFAULT;
 	st->fault_cb = opts->fault_cb;
 	st->fault_arg = opts->fault_arg;
+	rc = register_modules(st, opts, err, errlen);
+	if (rc != MOAT_OK)
+		goto out;
 	rc = MOAT_E_INTERNAL;
 	if (pthread_mutex_init(&st->lock, NULL) != 0)
 		goto out;
@@ -474,6 +589,7 @@ out:
 			pthread_cond_destroy(&st->cond);
 		if (lock_init)
 			pthread_mutex_destroy(&st->lock);
+		free(st->stmts);
 		free(st->path);
 		free(st);
 	}
@@ -493,18 +609,21 @@ void moat_store_close(struct moat_store *st)
 	st->be->close(st);
 	pthread_cond_destroy(&st->cond);
 	pthread_mutex_destroy(&st->lock);
+	free(st->stmts);
 	free(st->path);
 	free(st);
 }
 
-moat_err moat_store_read(struct moat_store *st, enum moat_stmt id, const struct moat_val *params,
+moat_err moat_store_read(struct moat_store *st, struct moat_stmt id, const struct moat_val *params,
 			 size_t n, moat_store_row_cb cb, void *arg)
 {
-	if (st == NULL || cb == NULL || (unsigned)id >= MOAT_STMT__COUNT ||
-	    store_stmts[id].kind != STORE_READ || n != store_stmts[id].nparams ||
-	    (n > 0 && params == NULL))
+	const struct moat_store_stmt *d = stmt_def(id);
+	unsigned flat;
+
+	if (st == NULL || cb == NULL || d == NULL || n != d->nparams || (n > 0 && params == NULL) ||
+	    store_stmt_resolve(st, id, MOAT_STORE_READ, &flat) != MOAT_OK)
 		return MOAT_E_INVAL;
-	return st->be->read(st, id, params, n, cb, arg);
+	return st->be->read(st, flat, params, n, cb, arg);
 }
 
 struct read_int {
@@ -525,7 +644,7 @@ static moat_err read_int_cb(void *arg, const struct moat_val *cols, size_t ncols
 	return MOAT_OK;
 }
 
-moat_err moat_store_read_int(struct moat_store *st, enum moat_stmt id,
+moat_err moat_store_read_int(struct moat_store *st, struct moat_stmt id,
 			     const struct moat_val *params, size_t n, int64_t *out)
 {
 	struct read_int ri = {false, 0};
@@ -555,4 +674,18 @@ void moat_store_stats(struct moat_store *st, struct moat_store_stats *out)
 	out->batches_failed = atomic_load(&st->n_batches_failed);
 	out->fsyncs = atomic_load(&st->n_fsync);
 	out->errors = atomic_load(&st->n_errors);
+}
+
+moat_err moat_store_cols_check(const struct moat_val *cols, size_t ncols,
+			       const struct moat_store_col *want, size_t n)
+{
+	size_t i;
+
+	if (cols == NULL || ncols != n)
+		return MOAT_E_CORRUPT;
+	for (i = 0; i < n; i++)
+		if (cols[i].type != want[i].type &&
+		    !(want[i].nullable && cols[i].type == MOAT_VAL_NULL))
+			return MOAT_E_CORRUPT;
+	return MOAT_OK;
 }

@@ -3,9 +3,10 @@
  * embedded SQLite backend implements today and a PostgreSQL backend can
  * implement later without touching callers (docs/storage.md).
  *
- * - Statements are fixed, compiled-in SQL texts named by enum moat_stmt,
- *   with numbered parameters $1..$n that both SQLite and PostgreSQL accept.
- *   Each backend prepares them once per connection.
+ * - Statements are fixed, compiled-in SQL texts that each module registers
+ *   (struct moat_store_module), with numbered parameters $1..$n that both
+ *   SQLite and PostgreSQL accept. Each backend prepares them once per
+ *   connection.
  * - Values are tagged (struct moat_val): null, int64, text, blob.
  * - Writes are batches: one or more statements that commit atomically.
  *   Any thread submits a batch; ONE writer thread runs everything pending in
@@ -18,6 +19,7 @@
 #ifndef MOAT_STORE_H
 #define MOAT_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,150 +65,63 @@ struct moat_store_opts {
 	uint32_t busy_ms;
 	moat_store_fault_cb fault_cb; /* NULL in production */
 	void *fault_arg;
+	/* the modules whose tables and statements the store holds; NULL:
+	 * moat_store_modules (every module of moat) */
+	const struct moat_store_module *const *modules;
+	size_t n_modules;
 };
 
-/* Every statement the store knows. Write statements go into batches; read
- * statements go to moat_store_read. The SQL and parameter lists are in
- * store/stmt.c and docs/storage.md. */
-enum moat_stmt {
-	/* writes */
-	MOAT_STMT_SESSION_PUT = 0,
-	MOAT_STMT_SESSION_SET_EXPIRE,
-	MOAT_STMT_SESSION_DEL,
-	MOAT_STMT_SUB_PUT,
-	MOAT_STMT_SUB_DEL,
-	MOAT_STMT_MSG_PUT,
-	MOAT_STMT_MSG_PUT_IGNORE, /* same, no-op if the id exists (several writers) */
-	MOAT_STMT_MSG_GC,
-	MOAT_STMT_DELIVERY_PUT,
-	MOAT_STMT_DELIVERY_SET_STATE,
-	MOAT_STMT_DELIVERY_DEL,
-	MOAT_STMT_QOS2_IN_PUT,
-	MOAT_STMT_QOS2_IN_DEL,
-	MOAT_STMT_RETAINED_PUT,
-	MOAT_STMT_RETAINED_DEL,
-	MOAT_STMT_EXPIRE_SESSIONS,
-	MOAT_STMT_EXPIRE_QUEUED,
-	MOAT_STMT_EXPIRE_RETAINED,
-	MOAT_STMT_MSG_GC_ALL,
-	/* management plane writes (docs/storage.md "Management tables") */
-	MOAT_STMT_OP_INSERT,
-	MOAT_STMT_OP_SET_PASSWORD,
-	MOAT_STMT_OP_SET_TOTP_PENDING,
-	MOAT_STMT_OP_CONFIRM_TOTP,
-	MOAT_STMT_OP_SET_TOTP_STEP,
-	MOAT_STMT_OP_RESET_MFA,
-	MOAT_STMT_OP_SET_ROLE,
-	MOAT_STMT_OP_SET_DISABLED,
-	MOAT_STMT_RECOVERY_PUT,
-	MOAT_STMT_RECOVERY_USE,
-	MOAT_STMT_RECOVERY_DEL_ALL,
-	MOAT_STMT_SESS_PUT,
-	MOAT_STMT_SESS_TOUCH,
-	MOAT_STMT_SESS_SET_MFA,
-	MOAT_STMT_SESS_DEL,
-	MOAT_STMT_SESS_DEL_OPERATOR,
-	MOAT_STMT_SESS_EXPIRE,
-	MOAT_STMT_TOKEN_PUT,
-	MOAT_STMT_TOKEN_REVOKE,
-	MOAT_STMT_TOKEN_TOUCH,
-	MOAT_STMT_SETUP_PUT,
-	MOAT_STMT_SETUP_USE,
-	MOAT_STMT_AUDIT_PUT,
-	MOAT_STMT_CHECKPOINT_PUT,
-	/* registry writes (migration 3) */
-	MOAT_STMT_ID_INSERT,
-	MOAT_STMT_ID_SET_STATE,
-	MOAT_STMT_ID_SEEN,
-	MOAT_STMT_MEMBER_ADD,
-	MOAT_STMT_MEMBER_DEL,
-	MOAT_STMT_MEMBER_DEL_ALL,
-	MOAT_STMT_GROUP_INSERT,
-	MOAT_STMT_GROUP_DEL,
-	MOAT_STMT_POLICY_PUT,
-	MOAT_STMT_POLICY_DEL,
-	MOAT_STMT_ATTACH_GROUP,
-	MOAT_STMT_DETACH_GROUP,
-	MOAT_STMT_ATTACH_ID,
-	MOAT_STMT_DETACH_ID,
-	MOAT_STMT_CERT_PUT,
-	MOAT_STMT_CERT_REVOKE,
-	MOAT_STMT_CERT_REVOKE_ID,
-	MOAT_STMT_ETOKEN_PUT,
-	MOAT_STMT_ETOKEN_USE,
-	MOAT_STMT_ETOKEN_BURN_ID,
-	MOAT_STMT_RETAINED_DEL_PREFIX,
-	MOAT_STMT_CERT_SCHEDULE_REVOKE,
-	MOAT_STMT_CERT_REVOKE_DUE,
-	MOAT_STMT_MCA_PUT,
-	MOAT_STMT_ID_DELETE_DECOMMISSIONED,
-	MOAT_STMT_MCA_DEL,
-	/* reads */
-	MOAT_STMT_LOAD_SESSIONS,
-	MOAT_STMT_LOAD_SUBS,
-	MOAT_STMT_LOAD_MESSAGES,
-	MOAT_STMT_LOAD_DELIVERIES,
-	MOAT_STMT_LOAD_QOS2_IN,
-	MOAT_STMT_LOAD_RETAINED,
-	MOAT_STMT_MSG_GET,
-	MOAT_STMT_MSG_MAX_ID,
-	/* management plane reads */
-	MOAT_STMT_OP_GET,
-	MOAT_STMT_OP_LIST,
-	MOAT_STMT_OP_COUNT,
-	MOAT_STMT_RECOVERY_HAS,
-	MOAT_STMT_SESS_GET,
-	MOAT_STMT_SESS_LIST,
-	MOAT_STMT_SESS_GET_SID,
-	MOAT_STMT_TOKEN_GET_HASH,
-	MOAT_STMT_TOKEN_GET,
-	MOAT_STMT_TOKEN_LIST,
-	MOAT_STMT_SETUP_GET,
-	MOAT_STMT_AUDIT_HEAD,
-	MOAT_STMT_AUDIT_ALL,
-	MOAT_STMT_AUDIT_LIST,
-	MOAT_STMT_CHECKPOINT_ALL,
-	MOAT_STMT_CHECKPOINT_LAST,
-	/* registry reads */
-	MOAT_STMT_REG_IDENTITIES,
-	MOAT_STMT_REG_MEMBERS,
-	MOAT_STMT_REG_ATTACH,
-	MOAT_STMT_REG_POLICIES,
-	MOAT_STMT_ID_GET,
-	MOAT_STMT_ID_LIST,
-	MOAT_STMT_MEMBERS_OF,
-	MOAT_STMT_GROUP_GET,
-	MOAT_STMT_GROUP_LIST,
-	MOAT_STMT_POLICY_GET,
-	MOAT_STMT_POLICY_LIST,
-	MOAT_STMT_ATTACHED_TO_GROUP,
-	MOAT_STMT_ATTACHED_TO_ID,
-	MOAT_STMT_CERT_GET,
-	MOAT_STMT_CERT_LIST,
-	MOAT_STMT_REVOKED_ALL,
-	MOAT_STMT_ETOKEN_GET_HASH,
-	MOAT_STMT_ETOKEN_LIST,
-	MOAT_STMT_DECOM_COUNTS,
-	MOAT_STMT_DECOM_TOKENS,
-	MOAT_STMT_DECOM_SESSIONS,
-	MOAT_STMT_DECOM_RETAINED,
-	MOAT_STMT_GROUP_EXISTS,
-	MOAT_STMT_CERT_DUE_COUNT,
-	MOAT_STMT_MCA_LIST,
-	MOAT_STMT_MCA_ALL,
-	MOAT_STMT_CRL_ENTRIES,
-	MOAT_STMT_MCA_SCOPE,
-	MOAT_STMT_MEMBER_IS,
-	/* registry service: what a change touches, one identity's record */
-	MOAT_STMT_REG_GROUP_MEMBERS,
-	MOAT_STMT_REG_POLICY_IDS,
-	MOAT_STMT_REG_POLICY_GROUPS,
-	MOAT_STMT_REG_ID_STATE,
-	MOAT_STMT_REG_ID_SOURCES,
-	MOAT_STMT_REG_GROUP_SOURCES,
-	MOAT_STMT_REG_ID_REVOKED,
-	MOAT_STMT__COUNT
+/*
+ * Storage is owned by modules (docs/storage.md "Modules and their tables").
+ * Each module (the broker, the registry, the PKI, operators, the audit log)
+ * describes its own tables and statements in a struct moat_store_module,
+ * next to its code (src/<module>/schema.c), and the store runs them:
+ *
+ * - statements: fixed, compiled-in SQL with numbered parameters $1..$n that
+ *   both SQLite and PostgreSQL accept, prepared once per connection;
+ * - migrations: dense versions from 1, per module, recorded in the
+ *   database's module_versions table by module name.
+ *
+ * A statement is named by (module, index): struct moat_stmt, built by each
+ * module's NAME_STMT(X) macro, e.g. MQTT_STMT(SESSION_PUT).
+ */
+enum moat_store_stmt_kind {
+	MOAT_STORE_WRITE = 0, /* goes into batches */
+	MOAT_STORE_READ,      /* goes to moat_store_read */
 };
+
+struct moat_store_stmt {
+	enum moat_store_stmt_kind kind;
+	unsigned nparams; /* exactly $1..$nparams */
+	const char *sql;
+};
+
+struct moat_store_migration {
+	int version; /* the index + 1: dense from 1 */
+	const char *description;
+	const char *sql;
+};
+
+struct moat_store_module {
+	const char *name; /* the key in module_versions; never renamed */
+	const struct moat_store_stmt *stmts;
+	size_t n_stmts;
+	const struct moat_store_migration *migrations;
+	size_t n_migrations;
+};
+
+/* One statement of one module. */
+struct moat_stmt {
+	const struct moat_store_module *mod;
+	unsigned idx; /* into mod->stmts */
+};
+
+#define MOAT_STMT(module, index) ((struct moat_stmt){(module), (index)})
+
+/* The modules compiled into moat, in migration order (src/store/modules.c).
+ * moat_store_open uses them unless the options name others (tests). */
+extern const struct moat_store_module *const moat_store_modules[];
+extern const size_t moat_store_n_modules;
 
 enum moat_val_type {
 	MOAT_VAL_NULL = 0,
@@ -260,14 +175,18 @@ moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store *
 /* Commits everything submitted so far (completions run), then closes. */
 void moat_store_close(struct moat_store *st);
 
-/* The newest schema version this code knows. */
+/* The version of the store's own format (the legacy schema_version table:
+ * 6 = per-module versions in module_versions). A database with a higher one
+ * is refused. */
 int moat_store_schema_version(void);
+/* The newest version of a module's schema this code knows. */
+int moat_store_module_version(const struct moat_store_module *mod);
 
 /* Build a batch. batch_add copies the values, so the caller's buffers may
  * be reused at once. A batch that is never submitted is freed with
  * moat_store_batch_free. */
 moat_err moat_store_batch_new(struct moat_store_batch **out);
-moat_err moat_store_batch_add(struct moat_store_batch *b, enum moat_stmt id,
+moat_err moat_store_batch_add(struct moat_store_batch *b, struct moat_stmt id,
 			      const struct moat_val *params, size_t n);
 void moat_store_batch_free(struct moat_store_batch *b);
 /* A copy of an unsubmitted batch (to retry it after a failure). */
@@ -299,12 +218,25 @@ moat_err moat_store_checkpoint_wait(struct moat_store *st);
  * return stops the read and becomes its result. */
 typedef moat_err (*moat_store_row_cb)(void *arg, const struct moat_val *cols, size_t ncols);
 
+/* Rows are decoded by the module that owns the statement, in one function
+ * next to its SQL (X_row_decode), into a struct with named fields; callers
+ * never read another module's columns by position. A decoder checks the
+ * columns with this: a column's type, and whether it may be NULL. */
+struct moat_store_col {
+	enum moat_val_type type;
+	bool nullable;
+};
+/* MOAT_OK when cols are exactly n columns of these types, else
+ * MOAT_E_CORRUPT (the row is not what the schema says). */
+moat_err moat_store_cols_check(const struct moat_val *cols, size_t ncols,
+			       const struct moat_store_col *want, size_t n);
+
 /* Synchronous read on the read connection (thread-safe, serialised).
  * Sees only committed data. NOT for event loops' hot paths. */
-moat_err moat_store_read(struct moat_store *st, enum moat_stmt id, const struct moat_val *params,
+moat_err moat_store_read(struct moat_store *st, struct moat_stmt id, const struct moat_val *params,
 			 size_t n, moat_store_row_cb cb, void *arg);
 /* First column of the first row as an integer; MOAT_E_NOTFOUND if none. */
-moat_err moat_store_read_int(struct moat_store *st, enum moat_stmt id,
+moat_err moat_store_read_int(struct moat_store *st, struct moat_stmt id,
 			     const struct moat_val *params, size_t n, int64_t *out);
 
 /* Full consistency check (integrity and foreign keys). MOAT_E_CORRUPT with

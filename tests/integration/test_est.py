@@ -1256,3 +1256,28 @@ def test_a_revocation_right_after_a_cached_crl_is_listed(est):
     assert est.api.post("/api/v1/devices/%s/decommission" % d2).status_code == 200
     _, crl = get_crl(est)
     assert serial_of(dev2.crt) in {r.serial_number for r in crl}
+
+
+def test_manufacturer_cas_are_written_by_the_registry_service(est):
+    """Creating and deleting a manufacturer CA goes through the registry
+    service: one audit entry each in the same transaction (with the scope as
+    given), a duplicate name is a 409 that writes nothing, and the delete is
+    audited too."""
+    work = est.work
+    name = ak.unique("svcca")
+    mca = make_manufacturer(work, name)
+    with open(mca[1]) as f:
+        pem = f.read()
+    body = {"name": name, "certificate": pem, "devices": ["svc-a-*", "svc-exact"]}
+    assert est.api.post("/api/v1/manufacturer-cas", body).status_code == 201
+    ak.assert_problem(est.api.post("/api/v1/manufacturer-cas", body), 409, "conflict")
+    assert est.api.delete("/api/v1/manufacturer-cas/" + name).status_code == 204
+    entries = ak.audit_all(est.api)
+    # one create entry: the refused duplicate wrote none
+    [cr] = [e for e in entries if e["action"] == "manufacturer_ca.create" and e["target"] == name]
+    assert cr["actor"] == "user:" + ak.ADMIN_NAME and cr["outcome"] == "ok", cr
+    assert ak.detail(cr)["devices"] == ["svc-a-*", "svc-exact"], cr
+    assert ak.detail(cr)["group"] is None and len(ak.detail(cr)["fingerprint"]) > 0, cr
+    [de] = [e for e in entries if e["action"] == "manufacturer_ca.delete" and e["target"] == name]
+    assert de["actor"] == "user:" + ak.ADMIN_NAME, de
+    ak.assert_problem(est.api.delete("/api/v1/manufacturer-cas/" + name), 404, "not-found")

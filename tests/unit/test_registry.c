@@ -17,6 +17,7 @@
 #include "audit/audit_store.h"
 #include "registry/registry.h"
 #include "store/store.h"
+#include "registry/schema.h"
 
 static char dir[256], dbpath[320];
 static struct moat_store *st;
@@ -292,11 +293,88 @@ static void test_bad_rule_keeps_the_table(void **state)
 	v[2] = moat_val_text("allow nonsense", 14);
 	v[3] = moat_val_int(1);
 	assert_int_equal(moat_store_batch_new(&b), MOAT_OK);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_POLICY_PUT, v, 4), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, REG_STMT(POLICY_PUT), v, 4), MOAT_OK);
 	assert_int_equal(moat_store_write(st, b), MOAT_OK);
 	assert_int_equal(moat_regtab_load_all(tab, st, err, sizeof(err)), MOAT_E_CORRUPT);
 	assert_non_null(strstr(err, "policy bad"));
 	assert_true(may_pub("e1", "d/e1/x", false));
+}
+
+static enum moat_admit admit_serial(const char *id, const char *serial)
+{
+	struct moat_acl *acl = NULL;
+	enum moat_admit a = admit(id, serial, false, &acl);
+
+	if (acl != NULL)
+		moat_acl_unref(acl);
+	return a;
+}
+
+static void load_all(void)
+{
+	assert_int_equal(moat_regtab_load_all(tab, st, err, sizeof(err)), MOAT_OK);
+}
+
+/* EST through the registry service: enrollment registers (batch token) or
+ * activates the device, stores the certificate and takes a token use;
+ * re-enrollment schedules the old certificate's revocation, which the
+ * due-revocation chore carries out when its time comes; each is audited
+ * with the change. */
+static void test_est_through_the_service(void **state)
+{
+	struct moat_reg_change ch = {0};
+	struct moat_reg_enrollment en;
+	struct moat_audit_report rep;
+	uint8_t hash[32] = {1};
+	size_t n_enroll = 0, n_reenroll = 0, n_revoke = 0;
+	int64_t n = -1;
+
+	(void)state;
+	assert_int_equal(
+	    moat_reg_etoken_create(&ctx, "tok1", hash, sizeof(hash), NULL, "devices", 2, 1),
+	    MOAT_OK);
+	memset(&en, 0, sizeof(en));
+	en.id = "est1";
+	en.register_now = true;
+	en.group = "devices";
+	en.serial = "0a01";
+	en.fingerprint = "ff";
+	en.not_before = 0;
+	en.not_after = 10000000;
+	en.etoken_id = "tok1";
+	assert_int_equal(moat_reg_est_enroll(&ctx, &en, NULL), MOAT_OK);
+	load_all();
+	assert_true(may_pub("est1", "d/est1/x", false));
+	assert_int_equal(admit_serial("est1", "0a01"), MOAT_ADMIT_OK);
+
+	/* re-enrollment: the old certificate stays valid until the grace ends */
+	assert_int_equal(moat_reg_est_reenroll(&ctx, "est1", "0a02", "fe", 0, 10000000, "0a01", 60),
+			 MOAT_OK);
+	assert_int_equal(moat_reg_revoke_due(&ctx, &n), MOAT_OK);
+	assert_int_equal(n, 0);
+	ctx.now += 61 * 1000;
+	assert_int_equal(moat_reg_revoke_due(&ctx, &n), MOAT_OK);
+	assert_int_equal(n, 1);
+	load_all();
+	assert_int_equal(admit_serial("est1", "0a01"), MOAT_ADMIT_REVOKED);
+	assert_int_equal(admit_serial("est1", "0a02"), MOAT_ADMIT_OK);
+	assert_int_equal(moat_reg_revoke_due(&ctx, &n), MOAT_OK);
+	assert_int_equal(n, 0);
+
+	assert_int_equal(
+	    moat_audit_list(st, 0, NULL, "est.enroll", 0, 0, 1000, count_cb, &n_enroll), MOAT_OK);
+	assert_int_equal(
+	    moat_audit_list(st, 0, NULL, "est.reenroll", 0, 0, 1000, count_cb, &n_reenroll),
+	    MOAT_OK);
+	assert_int_equal(
+	    moat_audit_list(st, 0, NULL, "certificate.revoke", 0, 0, 1000, count_cb, &n_revoke),
+	    MOAT_OK);
+	assert_int_equal(n_enroll, 1);
+	assert_int_equal(n_reenroll, 1);
+	assert_int_equal(n_revoke, 1);
+	assert_int_equal(moat_audit_verify_store(st, alog.pk, &rep, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(rep.fault, MOAT_AUDIT_INTACT);
+	moat_reg_change_clear(&ch);
 }
 
 int main(void)
@@ -305,6 +383,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_service_and_per_identity_loads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_write_is_audited, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_rule_keeps_the_table, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_est_through_the_service, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

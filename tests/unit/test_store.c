@@ -28,6 +28,10 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "store/store.h"
+#include "audit/schema.h"
+#include "auth/schema.h"
+#include "mqtt/schema.h"
+#include "registry/schema.h"
 
 static char dir[256];
 static char dbpath[320];
@@ -200,7 +204,7 @@ static void add_session(struct moat_store_batch *b, const char *cid, int64_t exp
 	v[9] = moat_val_int(0);
 	v[10] = moat_val_int(5);
 	v[11] = moat_val_int(0);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SESSION_PUT, v, 12), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(SESSION_PUT), v, 12), MOAT_OK);
 }
 
 static void add_msg(struct moat_store_batch *b, int64_t id, const char *topic, int64_t expire_at)
@@ -217,7 +221,7 @@ static void add_msg(struct moat_store_batch *b, int64_t id, const char *topic, i
 	v[4] = moat_val_int(1);
 	v[5] = moat_val_int(0);
 	v[6] = expire_at ? moat_val_int(expire_at) : moat_val_null();
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_MSG_PUT, v, 7), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(MSG_PUT), v, 7), MOAT_OK);
 }
 
 static void add_delivery(struct moat_store_batch *b, const char *cid, int64_t seq, int64_t msg,
@@ -233,7 +237,7 @@ static void add_delivery(struct moat_store_batch *b, const char *cid, int64_t se
 	v[5] = moat_val_int(state);
 	v[6] = moat_val_int(state ? 7 : 0);
 	v[7] = moat_val_blob("", 0);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_DELIVERY_PUT, v, 8), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(DELIVERY_PUT), v, 8), MOAT_OK);
 }
 
 /* Submit b and wait for its completion. */
@@ -301,7 +305,7 @@ static bool visible(struct moat_store *st, int64_t id)
 	int n = 0;
 	int64_t other;
 
-	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_GET, &p, 1, count_cb, &n), MOAT_OK);
+	assert_int_equal(moat_store_read(st, MQTT_STMT(MSG_GET), &p, 1, count_cb, &n), MOAT_OK);
 	snprintf(sql, sizeof(sql),
 		 "SELECT (SELECT count(*) FROM messages WHERE id = %lld) + (SELECT count(*) "
 		 "FROM deliveries WHERE msg_id = %lld)",
@@ -388,9 +392,11 @@ static void test_reopen_idempotent(void **state)
 	moat_store_close(st);
 
 	st = open_store(MOAT_STORE_RELAXED, 0);
-	assert_int_equal(count_sql("SELECT count(*) FROM schema_version"),
+	assert_int_equal(count_sql("SELECT max(version) FROM schema_version"),
 			 moat_store_schema_version());
-	assert_int_equal(moat_store_read_int(st, MOAT_STMT_MSG_MAX_ID, NULL, 0, &max_id), MOAT_OK);
+	assert_int_equal(count_sql("SELECT count(*) FROM module_versions"),
+			 count_sql("SELECT count(*) FROM module_versions WHERE applied_at > 0"));
+	assert_int_equal(moat_store_read_int(st, MQTT_STMT(MSG_MAX_ID), NULL, 0, &max_id), MOAT_OK);
 	assert_int_equal(max_id, 42);
 	assert_true(visible(st, 42));
 	moat_store_close(st);
@@ -588,27 +594,29 @@ static void test_roundtrip(void **state)
 	v[1] = moat_val_text("$share/g/d/+/temp", 17);
 	v[2] = moat_val_int(0x15);
 	v[3] = moat_val_int(268435455);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SUB_PUT, v, 4), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(SUB_PUT), v, 4), MOAT_OK);
 	v[0] = moat_val_text("d/dev/temp", 10);
 	v[1] = moat_val_int(1);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_RETAINED_PUT, v, 2), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(RETAINED_PUT), v, 2), MOAT_OK);
 	v[0] = moat_val_text("b", 1);
 	v[1] = moat_val_int(65535);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_OK);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 2), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 2), MOAT_OK);
 	/* misuse is refused at add time */
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 1), MOAT_E_INVAL);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_LOAD_SUBS, NULL, 0), MOAT_E_INVAL);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT__COUNT, NULL, 0), MOAT_E_INVAL);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 1), MOAT_E_INVAL);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(LOAD_SUBS), NULL, 0), MOAT_E_INVAL);
+	assert_int_equal(
+	    moat_store_batch_add(b, MOAT_STMT(&moat_mqtt_store, MQTT_STMT__COUNT), NULL, 0),
+	    MOAT_E_INVAL);
 	v[0] = moat_val_blob(NULL, 5);
 	v[1] = moat_val_int(1);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_E_INVAL);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 2), MOAT_E_INVAL);
 	v[0] = moat_val_blob(big, MOAT_MAX_PACKET_SIZE_MAX + 1u);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_E_TOO_LARGE);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 2), MOAT_E_TOO_LARGE);
 	assert_int_equal(run(st, b), MOAT_OK);
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_SESSIONS, NULL, 0, rows_cb, &r),
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_SESSIONS), NULL, 0, rows_cb, &r),
 			 MOAT_OK);
 	assert_int_equal(r.n, 2);
 	assert_int_equal(r.first[0].type, MOAT_VAL_TEXT);
@@ -621,14 +629,14 @@ static void test_roundtrip(void **state)
 	assert_int_equal(r.first[7].type, MOAT_VAL_NULL);
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_SUBS, NULL, 0, rows_cb, &r), MOAT_OK);
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_SUBS), NULL, 0, rows_cb, &r), MOAT_OK);
 	assert_int_equal(r.n, 1);
 	assert_string_equal(r.text[1], "$share/g/d/+/temp");
 	assert_int_equal(r.first[2].i, 0x15);
 	assert_int_equal(r.first[3].i, 268435455);
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_DELIVERIES, NULL, 0, rows_cb, &r),
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_DELIVERIES), NULL, 0, rows_cb, &r),
 			 MOAT_OK);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.first[7].type, MOAT_VAL_BLOB); /* empty blob stays a blob */
@@ -637,7 +645,7 @@ static void test_roundtrip(void **state)
 
 	memset(&r, 0, sizeof(r));
 	v[0] = moat_val_int(1);
-	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_GET, v, 1, rows_cb, &r), MOAT_OK);
+	assert_int_equal(moat_store_read(st, MQTT_STMT(MSG_GET), v, 1, rows_cb, &r), MOAT_OK);
 	assert_int_equal(r.n, 1);
 	assert_string_equal(r.text[1], "d/dev/temp");
 	assert_string_equal(r.text[2], "payload-1");
@@ -645,22 +653,22 @@ static void test_roundtrip(void **state)
 	assert_int_equal(r.first[6].type, MOAT_VAL_NULL);
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_QOS2_IN, NULL, 0, rows_cb, &r),
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_QOS2_IN), NULL, 0, rows_cb, &r),
 			 MOAT_OK);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.first[1].i, 65535);
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(moat_store_read(st, MOAT_STMT_LOAD_RETAINED, NULL, 0, rows_cb, &r),
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_RETAINED), NULL, 0, rows_cb, &r),
 			 MOAT_OK);
 	assert_int_equal(r.n, 1);
 
 	/* reads refuse writes and wrong arity */
-	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_PUT, NULL, 0, rows_cb, &r),
+	assert_int_equal(moat_store_read(st, MQTT_STMT(MSG_PUT), NULL, 0, rows_cb, &r),
 			 MOAT_E_INVAL);
-	assert_int_equal(moat_store_read(st, MOAT_STMT_MSG_GET, NULL, 0, rows_cb, &r),
+	assert_int_equal(moat_store_read(st, MQTT_STMT(MSG_GET), NULL, 0, rows_cb, &r),
 			 MOAT_E_INVAL);
 	v[0] = moat_val_int(99);
-	assert_int_equal(moat_store_read_int(st, MOAT_STMT_MSG_GET, v, 1, &n), MOAT_E_NOTFOUND);
+	assert_int_equal(moat_store_read_int(st, MQTT_STMT(MSG_GET), v, 1, &n), MOAT_E_NOTFOUND);
 
 	/* upsert keeps children; delete cascades */
 	b = batch();
@@ -669,9 +677,9 @@ static void test_roundtrip(void **state)
 	assert_int_equal(count_sql("SELECT count(*) FROM subscriptions"), 1);
 	b = batch();
 	v[0] = moat_val_text("a", 1);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SESSION_DEL, v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(SESSION_DEL), v, 1), MOAT_OK);
 	v[0] = moat_val_int(1);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_MSG_GC, v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(MSG_GC), v, 1), MOAT_OK);
 	assert_int_equal(run(st, b), MOAT_OK);
 	assert_int_equal(count_sql("SELECT count(*) FROM subscriptions"), 0);
 	assert_int_equal(count_sql("SELECT count(*) FROM deliveries"), 0);
@@ -702,23 +710,23 @@ static void test_expiry(void **state)
 	add_delivery(b, "stays", 3, 2, 0); /* alive */
 	v[0] = moat_val_text("t/ret", 5);
 	v[1] = moat_val_int(3);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_RETAINED_PUT, v, 2), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(RETAINED_PUT), v, 2), MOAT_OK);
 	v[0] = moat_val_text("gone", 4);
 	v[1] = moat_val_text("#", 1);
 	v[2] = moat_val_int(1);
 	v[3] = moat_val_int(0);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_SUB_PUT, v, 4), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(SUB_PUT), v, 4), MOAT_OK);
 	v[1] = moat_val_int(9);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_QOS2_IN_PUT, v, 2), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(QOS2_IN_PUT), v, 2), MOAT_OK);
 	assert_int_equal(run(st, b), MOAT_OK);
 
 	/* the sweep is one batch */
 	b = batch();
 	v[0] = moat_val_int(now);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_EXPIRE_SESSIONS, v, 1), MOAT_OK);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_EXPIRE_QUEUED, v, 1), MOAT_OK);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_EXPIRE_RETAINED, v, 1), MOAT_OK);
-	assert_int_equal(moat_store_batch_add(b, MOAT_STMT_MSG_GC_ALL, NULL, 0), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(EXPIRE_SESSIONS), v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(EXPIRE_QUEUED), v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(EXPIRE_RETAINED), v, 1), MOAT_OK);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(MSG_GC_ALL), NULL, 0), MOAT_OK);
 	assert_int_equal(run(st, b), MOAT_OK);
 
 	assert_int_equal(count_sql("SELECT count(*) FROM sessions WHERE client_id = 'gone'"), 0);
@@ -1085,6 +1093,375 @@ static void test_busy(void **state)
 	moat_store_close(st);
 }
 
+/* ---- modules: registration, per-module migrations, old databases ------- */
+
+static void exec_file_sql(const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	int code;
+
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	code = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (code != SQLITE_OK)
+		fprintf(stderr, "sql: %s\n", msg != NULL ? msg : "?");
+	sqlite3_free(msg);
+	sqlite3_close(db);
+	assert_int_equal(code, SQLITE_OK);
+}
+
+static int64_t module_version_in_db(const char *module)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT coalesce(max(version), 0) FROM module_versions WHERE module = '%s'",
+		 module);
+	return count_sql(sql);
+}
+
+static moat_err try_open(const struct moat_store_module *const *mods, size_t n, char *err,
+			 size_t errlen, struct moat_store **out)
+{
+	struct moat_store_opts o = {.path = dbpath, .modules = mods, .n_modules = n};
+
+	*out = NULL;
+	return moat_store_open(&o, out, err, errlen);
+}
+
+/* A database written by the code before modules owned their tables (a dump
+ * of one made by `moat init`, `moat cert issue` and broker rows): it opens,
+ * is converted to per-module versions, and every row is still there and
+ * readable through the owning modules' statements. */
+static void test_legacy_database_converted(void **state)
+{
+	(void)state;
+	char path[512], *sql;
+	const char *slash;
+	struct moat_store *st;
+	struct rows r;
+	struct moat_val v[3];
+	FILE *f;
+	long len;
+	int64_t n = 0;
+	size_t i;
+
+	slash = strrchr(__FILE__, '/');
+	assert_non_null(slash);
+	snprintf(path, sizeof(path), "%.*s/fixtures/moat-v5.sql", (int)(slash - __FILE__),
+		 __FILE__);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	assert_true(len > 0);
+	rewind(f);
+	sql = calloc(1, (size_t)len + 1);
+	assert_non_null(sql);
+	assert_int_equal(fread(sql, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	exec_file_sql(sql);
+	free(sql);
+	assert_int_equal(count_sql("SELECT max(version) FROM schema_version"), 5);
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	assert_int_equal(count_sql("SELECT max(version) FROM schema_version"),
+			 moat_store_schema_version());
+	assert_int_equal(module_version_in_db("mqtt"), 1);
+	assert_int_equal(module_version_in_db("auth"), 1);
+	assert_int_equal(module_version_in_db("audit"), 1);
+	assert_int_equal(module_version_in_db("registry"), 3);
+	for (i = 0; i < moat_store_n_modules; i++)
+		assert_int_equal(module_version_in_db(moat_store_modules[i]->name),
+				 moat_store_module_version(moat_store_modules[i]));
+	assert_check_ok(st);
+
+	/* the broker's rows */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_SESSIONS), NULL, 0, rows_cb, &r),
+			 MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.text[0], "dev-1");
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_DELIVERIES), NULL, 0, rows_cb, &r),
+			 MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.first[2].i, 7);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, MQTT_STMT(LOAD_RETAINED), NULL, 0, rows_cb, &r),
+			 MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.text[0], "d/dev-1/state");
+	/* the registry's, the PKI's, the audit log's, the operators' */
+	v[0] = moat_val_text("dev-1", 5);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, REG_STMT(ID_GET), v, 1, rows_cb, &r), MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.text[2], "active");
+	assert_int_equal(r.first[9].type, MOAT_VAL_INT); /* its certificate's expiry */
+	v[0] = moat_val_text("devices", 7);
+	assert_int_equal(moat_store_read_int(st, REG_STMT(GROUP_EXISTS), v, 1, &n), MOAT_OK);
+	assert_int_equal(n, 1);
+	v[0] = moat_val_null();
+	v[1] = moat_val_text("", 0);
+	v[2] = moat_val_int(10);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, REG_STMT(CERT_LIST), v, 3, rows_cb, &r), MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.text[1], "dev-1");
+	v[0] = moat_val_text("acme", 4);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, REG_STMT(MCA_SCOPE), v, 1, rows_cb, &r), MOAT_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.text[0], "acme-*");
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(moat_store_read(st, AUDIT_STMT(AUDIT_ALL), NULL, 0, rows_cb, &r), MOAT_OK);
+	assert_int_equal(r.n, 1);
+	v[0] = moat_val_null();
+	assert_int_equal(moat_store_read_int(st, AUTH_STMT(OP_COUNT), v, 1, &n), MOAT_OK);
+	assert_int_equal(n, 0);
+	moat_store_close(st);
+
+	/* converted once: reopening changes nothing */
+	n = count_sql("SELECT count(*) FROM module_versions");
+	st = open_store(MOAT_STORE_STRICT, 0);
+	moat_store_close(st);
+	assert_int_equal(count_sql("SELECT count(*) FROM module_versions"), n);
+	assert_int_equal(count_sql("SELECT count(*) FROM schema_version"), 6);
+}
+
+/* A database at old global version 3 (before certificates.revoke_at and
+ * manufacturer CA scopes): converted to registry 1, then the registry's
+ * steps 2 and 3 run and the certificate row keeps its data. */
+static void test_legacy_v3_upgraded(void **state)
+{
+	(void)state;
+	const struct moat_store_module *const old3[] = {&moat_mqtt_store, &moat_auth_store,
+							&moat_audit_store, &moat_registry_store};
+	struct moat_store *st;
+	size_t i;
+
+	exec_file_sql("PRAGMA application_id = 1297039700; CREATE TABLE schema_version (version "
+		      "INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT "
+		      "NULL) STRICT; INSERT INTO schema_version VALUES (1, 'a', 0), (2, 'b', 0), "
+		      "(3, 'c', 0)");
+	for (i = 0; i < sizeof(old3) / sizeof(old3[0]); i++)
+		exec_file_sql(old3[i]->migrations[0].sql);
+	exec_file_sql("INSERT INTO certificates (serial, identity, fingerprint, not_before, "
+		      "not_after, issued_at) VALUES ('0a', 'dev-9', 'ff', 1, 2, 3)");
+	st = open_store(MOAT_STORE_STRICT, 0);
+	assert_int_equal(module_version_in_db("registry"), 3);
+	assert_int_equal(module_version_in_db("mqtt"), 1);
+	assert_int_equal(count_sql("SELECT count(*) FROM module_versions WHERE module = "
+				   "'registry'"),
+			 3);
+	assert_int_equal(count_sql("SELECT count(*) FROM certificates WHERE serial = '0a' AND "
+				   "identity = 'dev-9' AND revoke_at IS NULL"),
+			 1);
+	assert_int_equal(count_sql("SELECT count(*) FROM pragma_table_info('manufacturer_cas') "
+				   "WHERE name IN ('devices', 'group_name')"),
+			 2);
+	assert_check_ok(st);
+	moat_store_close(st);
+}
+
+/* A test module with its own table, statements and migrations. */
+enum { T_PUT = 0, T_GET, T_COUNT };
+static const struct moat_store_stmt t_stmts[T_COUNT] = {
+    [T_PUT] = {MOAT_STORE_WRITE, 2, "INSERT INTO t_kv (k, v) VALUES ($1, $2)"},
+    [T_GET] = {MOAT_STORE_READ, 1, "SELECT v FROM t_kv WHERE k = $1"},
+};
+static const struct moat_store_migration t_migrations[] = {
+    {1, "t_kv", "CREATE TABLE t_kv (k TEXT PRIMARY KEY NOT NULL, v INTEGER) STRICT"},
+    {2, "t_kv index", "CREATE INDEX t_kv_v ON t_kv (v)"},
+};
+static const struct moat_store_module t_v1 = {"test", t_stmts, T_COUNT, t_migrations, 1};
+static const struct moat_store_module t_v2 = {"test", t_stmts, T_COUNT, t_migrations, 2};
+
+static void test_module_registration(void **state)
+{
+	(void)state;
+	const struct moat_store_module *const v1[] = {&t_v1};
+	const struct moat_store_module *const v2[] = {&t_v2};
+	const struct moat_store_module *const twice[] = {&t_v1, &t_v2};
+	const struct moat_store_module *const with_mqtt[] = {&t_v2, &moat_mqtt_store};
+	static const struct moat_store_migration gap[] = {{2, "gap", "SELECT 1"}};
+	const struct moat_store_module t_gap = {"gap", t_stmts, T_COUNT, gap, 1};
+	const struct moat_store_module *const bad[] = {&t_gap};
+	struct moat_store_batch *b;
+	struct moat_store *st;
+	struct moat_val v[2];
+	char err[512];
+	int64_t n = 0;
+
+	/* a statement that does not prepare (no such table) fails the open */
+	static const struct moat_store_stmt nope[] = {
+	    {MOAT_STORE_READ, 0, "SELECT v FROM no_such_table"}};
+	const struct moat_store_module t_nope = {"nope", nope, 1, NULL, 0};
+	const struct moat_store_module *const bad_sql[] = {&t_nope};
+
+	assert_int_not_equal(try_open(bad_sql, 1, err, sizeof(err), &st), MOAT_OK);
+	assert_null(st);
+	assert_non_null(strstr(err, "cannot prepare"));
+
+	/* bad descriptions fail at open */
+	assert_int_equal(try_open(twice, 2, err, sizeof(err), &st), MOAT_E_INVAL);
+	assert_non_null(strstr(err, "registered twice"));
+	assert_int_equal(try_open(bad, 1, err, sizeof(err), &st), MOAT_E_INVAL);
+	assert_int_equal(try_open(v1, 0, err, sizeof(err), &st), MOAT_E_INVAL);
+
+	/* a module's own statements, prepared from its own table */
+	assert_int_equal(try_open(v1, 1, err, sizeof(err), &st), MOAT_OK);
+	assert_int_equal(module_version_in_db("test"), 1);
+	b = batch();
+	v[0] = moat_val_text("k", 1);
+	v[1] = moat_val_int(5);
+	assert_int_equal(moat_store_batch_add(b, MOAT_STMT(&t_v1, T_PUT), v, 2), MOAT_OK);
+	assert_int_equal(run(st, b), MOAT_OK);
+	assert_int_equal(moat_store_read_int(st, MOAT_STMT(&t_v1, T_GET), v, 1, &n), MOAT_OK);
+	assert_int_equal(n, 5);
+	/* a statement of a module this store does not hold: refused */
+	assert_int_equal(moat_store_read_int(st, MQTT_STMT(MSG_MAX_ID), NULL, 0, &n), MOAT_E_INVAL);
+	b = batch();
+	v[0] = moat_val_text("a", 1);
+	assert_int_equal(moat_store_batch_add(b, MQTT_STMT(SESSION_DEL), v, 1), MOAT_OK);
+	assert_int_equal(run(st, b), MOAT_E_INVAL);
+	moat_store_close(st);
+
+	/* the module's next step runs; its data stays */
+	assert_int_equal(try_open(v2, 1, err, sizeof(err), &st), MOAT_OK);
+	assert_int_equal(module_version_in_db("test"), 2);
+	v[0] = moat_val_text("k", 1);
+	assert_int_equal(moat_store_read_int(st, MOAT_STMT(&t_v2, T_GET), v, 1, &n), MOAT_OK);
+	assert_int_equal(n, 5);
+	moat_store_close(st);
+
+	/* older code for that module: refused, per module */
+	assert_int_equal(try_open(v1, 1, err, sizeof(err), &st), MOAT_E_VERSION);
+	assert_null(st);
+	assert_string_equal(err, "database schema version 2 of module test is newer than this moat "
+				 "(knows up to 1); use a newer moat or restore a backup");
+
+	/* a module added later gets its tables; a database with tables of a
+	 * module the code does not know is refused */
+	assert_int_equal(try_open(with_mqtt, 2, err, sizeof(err), &st), MOAT_OK);
+	assert_int_equal(module_version_in_db("mqtt"), 1);
+	moat_store_close(st);
+	assert_int_equal(try_open(v2, 1, err, sizeof(err), &st), MOAT_E_VERSION);
+	assert_non_null(strstr(err, "module mqtt"));
+}
+
+/* Every module of moat: described correctly, and a newer version of any
+ * one of them is refused. */
+static void test_module_newer_refused(void **state)
+{
+	(void)state;
+	struct moat_store *st;
+	char err[512], sql[200];
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	moat_store_close(st);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO module_versions VALUES ('registry', %d, 'from the future', 0)",
+		 moat_store_module_version(&moat_registry_store) + 1);
+	exec_file_sql(sql);
+	assert_int_equal(try_open(NULL, 0, err, sizeof(err), &st), MOAT_E_VERSION);
+	assert_null(st);
+	assert_non_null(strstr(err, "of module registry is newer than this moat"));
+}
+
+/* Rows are decoded by the owning module into named fields; a row that is
+ * not what the schema says is refused, never read by position. */
+struct ident_seen {
+	int n;
+	char id[32], state[32];
+	int64_t created;
+	bool first_seen_null;
+};
+
+static moat_err ident_decode_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct ident_seen *s = arg;
+	struct moat_reg_identity_row r;
+	moat_err rc = moat_reg_identity_row_decode(cols, ncols, &r);
+
+	if (rc != MOAT_OK)
+		return rc;
+	snprintf(s->id, sizeof(s->id), "%.*s", (int)r.id.len, (const char *)r.id.p);
+	snprintf(s->state, sizeof(s->state), "%.*s", (int)r.state.len, (const char *)r.state.p);
+	s->created = r.created_at.i;
+	s->first_seen_null = r.first_seen.type == MOAT_VAL_NULL;
+	s->n++;
+	return MOAT_OK;
+}
+
+static moat_err msg_decode_cb(void *arg, const struct moat_val *cols, size_t ncols)
+{
+	struct moat_mqtt_msg_row r;
+	int64_t *id = arg;
+	moat_err rc = moat_mqtt_msg_row_decode(cols, ncols, &r);
+
+	if (rc == MOAT_OK)
+		*id = r.id.i;
+	return rc;
+}
+
+static void test_row_decoders(void **state)
+{
+	(void)state;
+	struct moat_store *st;
+	struct moat_store_batch *b;
+	struct moat_val v[4], row[10];
+	struct moat_reg_identity_row ir;
+	struct moat_auth_setup_row sr;
+	struct ident_seen seen = {0};
+	int64_t n;
+	size_t i;
+
+	st = open_store(MOAT_STORE_STRICT, 0);
+	b = batch();
+	v[0] = moat_val_text("dev-7", 5);
+	v[1] = moat_val_text("device", 6);
+	v[2] = moat_val_text("registered", 10);
+	v[3] = moat_val_int(1234);
+	assert_int_equal(moat_store_batch_add(b, REG_STMT(ID_INSERT), v, 4), MOAT_OK);
+	assert_int_equal(run(st, b), MOAT_OK);
+	assert_int_equal(moat_store_read(st, REG_STMT(ID_GET), v, 1, ident_decode_cb, &seen),
+			 MOAT_OK);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.id, "dev-7");
+	assert_string_equal(seen.state, "registered");
+	assert_int_equal(seen.created, 1234);
+	assert_true(seen.first_seen_null);
+	setup_sessions(st);
+	assert_int_equal(publish(st, 9), MOAT_OK);
+	v[0] = moat_val_int(9);
+	n = 0;
+	assert_int_equal(moat_store_read(st, MQTT_STMT(MSG_GET), v, 1, msg_decode_cb, &n), MOAT_OK);
+	assert_int_equal(n, 9);
+	moat_store_close(st);
+
+	/* the wrong number of columns, a wrong type, NULL where none may be */
+	for (i = 0; i < 10; i++)
+		row[i] = moat_val_text("x", 1);
+	row[3] = row[4] = moat_val_int(1);
+	row[5] = row[6] = row[9] = moat_val_null();
+	assert_int_equal(moat_reg_identity_row_decode(row, 10, &ir), MOAT_OK);
+	assert_int_equal(moat_reg_identity_row_decode(row, 9, &ir), MOAT_E_CORRUPT);
+	row[3] = moat_val_text("1", 1);
+	assert_int_equal(moat_reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
+	row[3] = moat_val_int(1);
+	row[0] = moat_val_null();
+	assert_int_equal(moat_reg_identity_row_decode(row, 10, &ir), MOAT_E_CORRUPT);
+	row[0] = moat_val_int(5);
+	row[1] = moat_val_null();
+	assert_int_equal(moat_auth_setup_row_decode(row, 2, &sr), MOAT_OK);
+	assert_int_equal(sr.expires_at.i, 5);
+	assert_int_equal(sr.used_at.type, MOAT_VAL_NULL);
+	row[1] = moat_val_blob("", 0);
+	assert_int_equal(moat_auth_setup_row_decode(row, 2, &sr), MOAT_E_CORRUPT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1104,6 +1481,11 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_fault_torture, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_legacy_database_converted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_legacy_v3_upgraded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_module_registration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_module_newer_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_row_decoders, setup, teardown),
 	};
 
 	/* failures are logged loudly by design; keep the test output readable */
