@@ -183,26 +183,14 @@ const struct moat_store_module moat_auth_store = {
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
 
-#define T(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_TEXT, nullable                                                            \
-	}
-#define I(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_INT, nullable                                                             \
-	}
-#define B(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_BLOB, nullable                                                            \
-	}
-#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
-
 moat_err moat_auth_operator_row_decode(const struct moat_val *cols, size_t n,
 				       struct moat_auth_operator_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false), B(true), B(true),
-						     I(false), I(false), I(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false),
+	    MOAT_COL_B(true),  MOAT_COL_B(true),  MOAT_COL_I(false),
+	    MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -221,9 +209,10 @@ moat_err moat_auth_operator_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_auth_operator_list_row_decode(const struct moat_val *cols, size_t n,
 					    struct moat_auth_operator_list_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), I(false),
-						     I(false), I(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						     MOAT_COL_I(false), MOAT_COL_I(false),
+						     MOAT_COL_I(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -239,10 +228,11 @@ moat_err moat_auth_operator_list_row_decode(const struct moat_val *cols, size_t 
 moat_err moat_auth_session_row_decode(const struct moat_val *cols, size_t n,
 				      struct moat_auth_session_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false),
-						     T(false), I(false), I(false),
-						     I(false), I(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false),
+	    MOAT_COL_T(false), MOAT_COL_I(false), MOAT_COL_I(false),
+	    MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -261,9 +251,10 @@ moat_err moat_auth_session_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_auth_session_list_row_decode(const struct moat_val *cols, size_t n,
 					   struct moat_auth_session_list_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), I(false),
-						     I(false), T(false), T(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						     MOAT_COL_I(false), MOAT_COL_I(false),
+						     MOAT_COL_T(false), MOAT_COL_T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -279,9 +270,10 @@ moat_err moat_auth_session_list_row_decode(const struct moat_val *cols, size_t n
 moat_err moat_auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
 					 struct moat_auth_token_auth_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false), T(false),
-						     I(false), I(true),	 T(true),  I(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false),
+	    MOAT_COL_I(false), MOAT_COL_I(true),  MOAT_COL_T(true),  MOAT_COL_I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -299,9 +291,10 @@ moat_err moat_auth_token_auth_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_auth_token_row_decode(const struct moat_val *cols, size_t n,
 				    struct moat_auth_token_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false), T(false),
-						     I(false), I(false), I(true),  I(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false),
+	    MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_I(true),  MOAT_COL_I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -319,8 +312,8 @@ moat_err moat_auth_token_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_auth_setup_row_decode(const struct moat_val *cols, size_t n,
 				    struct moat_auth_setup_row *out)
 {
-	static const struct moat_store_col want[] = {I(false), I(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_I(false), MOAT_COL_I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -331,8 +324,8 @@ moat_err moat_auth_setup_row_decode(const struct moat_val *cols, size_t n,
 
 moat_err moat_auth_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
 {
-	static const struct moat_store_col want[] = {T(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc == MOAT_OK)
 		*name = cols[0];

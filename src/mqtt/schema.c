@@ -183,26 +183,13 @@ const struct moat_store_module moat_mqtt_store = {
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
 
-#define T(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_TEXT, nullable                                                            \
-	}
-#define I(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_INT, nullable                                                             \
-	}
-#define B(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_BLOB, nullable                                                            \
-	}
-#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
-
 moat_err moat_mqtt_msg_row_decode(const struct moat_val *cols, size_t n,
 				  struct moat_mqtt_msg_row *out)
 {
-	static const struct moat_store_col want[] = {I(false), T(false), B(false), B(true),
-						     I(false), I(false), I(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_I(false), MOAT_COL_T(false), MOAT_COL_B(false), MOAT_COL_B(true),
+	    MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -219,10 +206,11 @@ moat_err moat_mqtt_msg_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_mqtt_session_row_decode(const struct moat_val *cols, size_t n,
 				      struct moat_mqtt_session_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false),
-						     I(true),  T(true),	 B(true),  B(true),
-						     I(true),  I(true),	 I(true),  I(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_I(false), MOAT_COL_I(false),
+	    MOAT_COL_I(true),  MOAT_COL_T(true),  MOAT_COL_B(true),  MOAT_COL_B(true),
+	    MOAT_COL_I(true),  MOAT_COL_I(true),  MOAT_COL_I(true),  MOAT_COL_I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -244,8 +232,9 @@ moat_err moat_mqtt_session_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_mqtt_sub_row_decode(const struct moat_val *cols, size_t n,
 				  struct moat_mqtt_sub_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						     MOAT_COL_I(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -259,9 +248,10 @@ moat_err moat_mqtt_sub_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
 				       struct moat_mqtt_delivery_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), I(false), I(false), I(false),
-						     I(false), I(false), I(false), B(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_I(false),
+	    MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_B(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -279,8 +269,8 @@ moat_err moat_mqtt_delivery_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_mqtt_qos2_row_decode(const struct moat_val *cols, size_t n,
 				   struct moat_mqtt_qos2_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -292,8 +282,8 @@ moat_err moat_mqtt_qos2_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_mqtt_retained_row_decode(const struct moat_val *cols, size_t n,
 				       struct moat_mqtt_retained_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;

@@ -339,23 +339,14 @@ const struct moat_store_module moat_registry_store = {
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 };
 
-#define T(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_TEXT, nullable                                                            \
-	}
-#define I(nullable)                                                                                \
-	{                                                                                          \
-		MOAT_VAL_INT, nullable                                                             \
-	}
-#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
-
 moat_err moat_reg_identity_row_decode(const struct moat_val *cols, size_t n,
 				      struct moat_reg_identity_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false), I(false),
-						     I(false), I(true),	 I(true),  T(true),
-						     T(true),  I(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_I(false),
+	    MOAT_COL_I(false), MOAT_COL_I(true),  MOAT_COL_I(true),  MOAT_COL_T(true),
+	    MOAT_COL_T(true),  MOAT_COL_I(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -375,8 +366,9 @@ moat_err moat_reg_identity_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_group_row_decode(const struct moat_val *cols, size_t n,
 				   struct moat_reg_group_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), I(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						     MOAT_COL_I(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -390,9 +382,10 @@ moat_err moat_reg_group_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_policy_row_decode(const struct moat_val *cols, size_t n,
 				    struct moat_reg_policy_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false),
-						     I(false), I(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						     MOAT_COL_T(false), MOAT_COL_I(false),
+						     MOAT_COL_I(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -407,8 +400,8 @@ moat_err moat_reg_policy_row_decode(const struct moat_val *cols, size_t n,
 
 moat_err moat_reg_name_row_decode(const struct moat_val *cols, size_t n, struct moat_val *name)
 {
-	static const struct moat_store_col want[] = {T(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc == MOAT_OK)
 		*name = cols[0];
@@ -418,8 +411,8 @@ moat_err moat_reg_name_row_decode(const struct moat_val *cols, size_t n, struct 
 moat_err moat_reg_rules_row_decode(const struct moat_val *cols, size_t n,
 				   struct moat_reg_rules_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -431,8 +424,9 @@ moat_err moat_reg_rules_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_ident_state_row_decode(const struct moat_val *cols, size_t n,
 					 struct moat_reg_ident_state_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						     MOAT_COL_T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -445,8 +439,8 @@ moat_err moat_reg_ident_state_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_member_row_decode(const struct moat_val *cols, size_t n,
 				    struct moat_reg_member_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -458,8 +452,9 @@ moat_err moat_reg_member_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_attach_row_decode(const struct moat_val *cols, size_t n,
 				    struct moat_reg_attach_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(true), T(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_T(true),
+						     MOAT_COL_T(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -475,8 +470,9 @@ moat_err moat_reg_attach_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_id_source_row_decode(const struct moat_val *cols, size_t n,
 				       struct moat_reg_id_source_row *out)
 {
-	static const struct moat_store_col want[] = {I(false), T(true), T(false), T(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_I(false), MOAT_COL_T(true),
+						     MOAT_COL_T(false), MOAT_COL_T(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -490,9 +486,10 @@ moat_err moat_reg_id_source_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_cert_row_decode(const struct moat_val *cols, size_t n,
 				  struct moat_reg_cert_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(false), T(false), I(false),
-						     I(false), I(false), I(true),  T(true)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_T(false), MOAT_COL_I(false),
+	    MOAT_COL_I(false), MOAT_COL_I(false), MOAT_COL_I(true),  MOAT_COL_T(true)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -510,8 +507,8 @@ moat_err moat_reg_cert_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_revoked_row_decode(const struct moat_val *cols, size_t n,
 				     struct moat_reg_revoked_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), I(false)};
-	moat_err rc = moat_store_cols_check(cols, n, want, NCOLS(want));
+	static const struct moat_store_col want[] = {MOAT_COL_T(false), MOAT_COL_I(false)};
+	moat_err rc = moat_store_cols_check(cols, n, want, MOAT_NCOLS(want));
 
 	if (rc != MOAT_OK)
 		return rc;
@@ -523,12 +520,13 @@ moat_err moat_reg_revoked_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_etoken_row_decode(const struct moat_val *cols, size_t n,
 				    struct moat_reg_etoken_row *out)
 {
-	static const struct moat_store_col want[] = {T(false), T(true),	 T(true), I(false),
-						     I(false), T(false), I(false)};
+	static const struct moat_store_col want[] = {
+	    MOAT_COL_T(false), MOAT_COL_T(true),  MOAT_COL_T(true), MOAT_COL_I(false),
+	    MOAT_COL_I(false), MOAT_COL_T(false), MOAT_COL_I(false)};
 	moat_err rc;
 
 	/* ETOKEN_GET_HASH: the first five */
-	rc = moat_store_cols_check(cols, n, want, n == 5 ? 5 : NCOLS(want));
+	rc = moat_store_cols_check(cols, n, want, n == 5 ? 5 : MOAT_NCOLS(want));
 	if (rc != MOAT_OK)
 		return rc;
 	out->id = cols[0];
@@ -544,16 +542,18 @@ moat_err moat_reg_etoken_row_decode(const struct moat_val *cols, size_t n,
 moat_err moat_reg_mca_row_decode(const struct moat_val *cols, size_t n,
 				 struct moat_reg_mca_row *out)
 {
-	static const struct moat_store_col list[] = {T(false), T(false), I(false),
-						     T(false), T(true),	 T(true)};
-	static const struct moat_store_col all[] = {T(false), T(false), T(false)};
-	static const struct moat_store_col scope[] = {T(true), T(true)};
+	static const struct moat_store_col list[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						     MOAT_COL_I(false), MOAT_COL_T(false),
+						     MOAT_COL_T(true),	MOAT_COL_T(true)};
+	static const struct moat_store_col all[] = {MOAT_COL_T(false), MOAT_COL_T(false),
+						    MOAT_COL_T(false)};
+	static const struct moat_store_col scope[] = {MOAT_COL_T(true), MOAT_COL_T(true)};
 	moat_err rc;
 
 	out->name = out->fingerprint = out->created_at = out->cert_pem = moat_val_null();
 	out->devices = out->group = moat_val_null();
 	switch (n) {
-	case NCOLS(list):
+	case MOAT_NCOLS(list):
 		if ((rc = moat_store_cols_check(cols, n, list, n)) != MOAT_OK)
 			return rc;
 		out->name = cols[0];
@@ -563,14 +563,14 @@ moat_err moat_reg_mca_row_decode(const struct moat_val *cols, size_t n,
 		out->devices = cols[4];
 		out->group = cols[5];
 		return MOAT_OK;
-	case NCOLS(all):
+	case MOAT_NCOLS(all):
 		if ((rc = moat_store_cols_check(cols, n, all, n)) != MOAT_OK)
 			return rc;
 		out->name = cols[0];
 		out->fingerprint = cols[1];
 		out->cert_pem = cols[2];
 		return MOAT_OK;
-	case NCOLS(scope):
+	case MOAT_NCOLS(scope):
 		if ((rc = moat_store_cols_check(cols, n, scope, n)) != MOAT_OK)
 			return rc;
 		out->devices = cols[0];

@@ -135,13 +135,16 @@ static int step_once(sqlite3_stmt *s)
 	return code == SQLITE_DONE || code == SQLITE_ROW ? SQLITE_OK : code;
 }
 
-/* One integer from a one-row query on db. */
-static int query_int(sqlite3 *db, const char *sql, int64_t *out)
+/* One integer from a one-row query on db; arg (NULL: none) is bound as
+ * its text parameter $1. */
+static int query_int(sqlite3 *db, const char *sql, const char *arg, int64_t *out)
 {
 	sqlite3_stmt *s = NULL;
 	int code;
 
 	code = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	if (code == SQLITE_OK && arg != NULL)
+		code = sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC);
 	if (code != SQLITE_OK)
 		goto out;
 	code = sqlite3_step(s);
@@ -311,9 +314,9 @@ static moat_err identify(struct moat_store *st, struct sq *sq, char *err, size_t
 	int code;
 	moat_err rc;
 
-	code = query_int(sq->w.db, "PRAGMA application_id", &app_id);
+	code = query_int(sq->w.db, "PRAGMA application_id", NULL, &app_id);
 	if (code == SQLITE_OK)
-		code = query_int(sq->w.db, "SELECT count(*) FROM sqlite_schema", &n_tables);
+		code = query_int(sq->w.db, "SELECT count(*) FROM sqlite_schema", NULL, &n_tables);
 	if (code != SQLITE_OK) {
 		rc = sq_fail(&sq->w, code);
 		if (rc == MOAT_E_CORRUPT)
@@ -356,22 +359,12 @@ static int64_t now_ms(void)
 
 static moat_err has_table(struct sq *sq, const char *name, bool *out)
 {
-	sqlite3_stmt *s = NULL;
-	int code;
+	int64_t n = 0;
+	int code = query_int(
+	    sq->w.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = $1", name,
+	    &n);
 
-	code = sqlite3_prepare_v2(sq->w.db,
-				  "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
-				  "name = $1",
-				  -1, &s, NULL);
-	if (code == SQLITE_OK)
-		code = sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	if (code == SQLITE_OK)
-		code = sqlite3_step(s);
-	if (code == SQLITE_ROW) {
-		*out = sqlite3_column_int64(s, 0) > 0;
-		code = SQLITE_OK;
-	}
-	sqlite3_finalize(s);
+	*out = n > 0;
 	return code == SQLITE_OK ? MOAT_OK : sq_fail(&sq->w, code);
 }
 
@@ -464,8 +457,8 @@ static moat_err convert(struct moat_store *st, struct sq *sq, char *err, size_t 
 	if (rc == MOAT_OK)
 		rc = has_table(sq, "module_versions", &has_mv);
 	if (rc == MOAT_OK && has_sv) {
-		int code =
-		    query_int(sq->w.db, "SELECT coalesce(max(version), 0) FROM schema_version", &v);
+		int code = query_int(
+		    sq->w.db, "SELECT coalesce(max(version), 0) FROM schema_version", NULL, &v);
 		if (code != SQLITE_OK)
 			rc = sq_fail(&sq->w, code);
 	}
@@ -522,22 +515,10 @@ static moat_err convert(struct moat_store *st, struct sq *sq, char *err, size_t 
 
 static moat_err module_version(struct sq *sq, const char *module, int64_t *v)
 {
-	sqlite3_stmt *s = NULL;
-	int code;
+	int code = query_int(
+	    sq->w.db, "SELECT coalesce(max(version), 0) FROM module_versions WHERE module = $1",
+	    module, v);
 
-	code = sqlite3_prepare_v2(sq->w.db,
-				  "SELECT coalesce(max(version), 0) FROM module_versions WHERE "
-				  "module = $1",
-				  -1, &s, NULL);
-	if (code == SQLITE_OK)
-		code = sqlite3_bind_text(s, 1, module, -1, SQLITE_STATIC);
-	if (code == SQLITE_OK)
-		code = sqlite3_step(s);
-	if (code == SQLITE_ROW) {
-		*v = sqlite3_column_int64(s, 0);
-		code = SQLITE_OK;
-	}
-	sqlite3_finalize(s);
 	return code == SQLITE_OK ? MOAT_OK : sq_fail(&sq->w, code);
 }
 

@@ -230,6 +230,21 @@ struct moat_store_col {
  * MOAT_E_CORRUPT (the row is not what the schema says). */
 moat_err moat_store_cols_check(const struct moat_val *cols, size_t ncols,
 			       const struct moat_store_col *want, size_t n);
+/* Column specs for the modules' row decoders (their schema.c): text, int
+ * or blob, NULL allowed or not; and the length of a spec array. */
+#define MOAT_COL_T(nullable)                                                                       \
+	{                                                                                          \
+		MOAT_VAL_TEXT, (nullable)                                                          \
+	}
+#define MOAT_COL_I(nullable)                                                                       \
+	{                                                                                          \
+		MOAT_VAL_INT, (nullable)                                                           \
+	}
+#define MOAT_COL_B(nullable)                                                                       \
+	{                                                                                          \
+		MOAT_VAL_BLOB, (nullable)                                                          \
+	}
+#define MOAT_NCOLS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Synchronous read on the read connection (thread-safe, serialised).
  * Sees only committed data. NOT for event loops' hot paths. */
