@@ -72,6 +72,9 @@ struct bench_opts {
 	 * with clean start, v3.1.1 clean session 0). */
 	uint32_t session_expiry;
 	long broker_pid; /* 0: no broker sampling */
+	/* Run by /bin/sh for the publish phase (started when it starts, sent
+	 * SIGINT when it ends), with MOAT_BENCH_PID set: a profiler. */
+	const char *window_cmd;
 	bool quiet;
 };
 
@@ -95,8 +98,14 @@ uint64_t bench_hist_quantile(const struct bench_hist *h, double q);
 struct bench_proc_sample {
 	bool ok;
 	double cpu_s; /* utime + stime */
+	double user_s, sys_s;
 	uint64_t rss_kb;
 	unsigned nproc;
+	/* Summed over every thread: voluntary (sleeps, so later wake-ups) and
+	 * involuntary (preempted) context switches; read-like and write-like
+	 * system calls (/proc/PID/io syscr, syscw: read, recvmsg, write,
+	 * sendmsg, ... but not epoll_wait). */
+	uint64_t ctx_vol, ctx_invol, syscr, syscw;
 };
 
 void bench_proc_sample(long pid, struct bench_proc_sample *out);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,6 +148,10 @@ static void usage(FILE *f)
 	      "                       (/proc/PID/status) of PID and its descendants before\n"
 	      "                       connecting, when all are connected, after settling,\n"
 	      "                       and around the publish phase\n"
+	      "  --window-cmd CMD     run CMD with /bin/sh for exactly the publish phase\n"
+	      "                       (started as it starts, SIGINT to its process group\n"
+	      "                       as it ends), MOAT_BENCH_PID=the --broker-pid in its\n"
+	      "                       environment; e.g. 'perf stat -p $MOAT_BENCH_PID -o F'\n"
 	      "  --quiet              no progress on stderr\n"
 	      "  -h, --help           this text\n"
 	      "\n"
@@ -240,6 +245,7 @@ enum opt_id {
 	OPT_CONNECT_TIMEOUT,
 	OPT_SETTLE,
 	OPT_BROKER_PID,
+	OPT_WINDOW_CMD,
 	OPT_QUIET,
 };
 
@@ -270,6 +276,7 @@ static const struct option long_opts[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"settle", required_argument, NULL, OPT_SETTLE},
     {"broker-pid", required_argument, NULL, OPT_BROKER_PID},
+    {"window-cmd", required_argument, NULL, OPT_WINDOW_CMD},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -419,6 +426,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			if (!parse_uint(optarg, 1, 0x7fffffff, &v))
 				return bad_arg("broker-pid", optarg);
 			o->broker_pid = (long)v;
+			break;
+		case OPT_WINDOW_CMD:
+			o->window_cmd = optarg;
 			break;
 		case OPT_QUIET:
 			o->quiet = true;
@@ -592,11 +602,49 @@ static void report_error(struct report *rep, const char *fmt, ...)
 }
 
 /* Move the run through its phases; fills rep. Workers are running. */
+/* --window-cmd: the profiler of the publish phase, in its own process
+ * group; -1 when none or it could not start. */
+static pid_t window_start(const struct bench_opts *o)
+{
+	char pidbuf[24];
+	pid_t pid;
+
+	if (o->window_cmd == NULL)
+		return -1;
+	snprintf(pidbuf, sizeof(pidbuf), "%ld", o->broker_pid);
+	pid = fork();
+	if (pid == 0) {
+		(void)setpgid(0, 0);
+		(void)setenv("MOAT_BENCH_PID", pidbuf, 1);
+		execl("/bin/sh", "sh", "-c", o->window_cmd, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0) {
+		fprintf(stderr, "moat-bench: --window-cmd: fork: %s\n", strerror(errno));
+		return -1;
+	}
+	(void)setpgid(pid, pid);
+	/* Let a profiler attach before the first message (perf: ~0.1 s). */
+	sleep_ns(300000000L);
+	return pid;
+}
+
+static void window_stop(pid_t pid)
+{
+	int status;
+
+	if (pid <= 0)
+		return;
+	(void)kill(-pid, SIGINT);
+	(void)waitpid(pid, &status, 0);
+}
+
 static void coordinate(struct bench_run *run, struct report *rep, uint64_t t_connect0)
 {
 	const struct bench_opts *o = run->o;
 	uint64_t now, t_start, t_end, t_drain_end = 0, expected, sent, received, last_rx;
 	bool draining = false;
+	pid_t window;
 
 	/* Connect. A client that fails here fails the run: a broker that
 	 * refuses some connections is not measured, it is reported. */
@@ -630,6 +678,7 @@ static void coordinate(struct bench_run *run, struct report *rep, uint64_t t_con
 	/* Publish (or hold, for idle). */
 	expected = o->messages * run->fan;
 	rep->expected = expected;
+	window = window_start(o);
 	bench_proc_sample(o->broker_pid, &rep->run_start);
 	t_start = bench_now_ns();
 	atomic_store(&run->t_start_ns, t_start);
@@ -669,6 +718,7 @@ static void coordinate(struct bench_run *run, struct report *rep, uint64_t t_con
 			break;
 	}
 	bench_proc_sample(o->broker_pid, &rep->run_end);
+	window_stop(window);
 	now = bench_now_ns();
 	atomic_store(&run->phase, BENCH_PH_STOP);
 	last_rx = atomic_load(&run->last_rx_ns);
@@ -686,6 +736,21 @@ static void coordinate(struct bench_run *run, struct report *rep, uint64_t t_con
 		report_error(rep, "only %llu of %llu messages published within %.0f s",
 			     (unsigned long long)atomic_load(&run->sent),
 			     (unsigned long long)o->messages, o->duration);
+}
+
+/* What the broker spent per delivered message during the run: user and
+ * system CPU (us), context switches and read/write-like system calls. */
+static void per_msg_json(FILE *f, const struct bench_proc_sample *a,
+			 const struct bench_proc_sample *b, uint64_t msgs)
+{
+	double n = msgs > 0 ? (double)msgs : 1.0;
+
+	fprintf(f,
+		",\"per_msg\":{\"user_us\":%.3f,\"sys_us\":%.3f,\"ctx_vol\":%.4f,"
+		"\"ctx_invol\":%.4f,\"syscr\":%.4f,\"syscw\":%.4f}",
+		(b->user_s - a->user_s) * 1e6 / n, (b->sys_s - a->sys_s) * 1e6 / n,
+		(double)(b->ctx_vol - a->ctx_vol) / n, (double)(b->ctx_invol - a->ctx_invol) / n,
+		(double)(b->syscr - a->syscr) / n, (double)(b->syscw - a->syscw) / n);
 }
 
 static void json_str(FILE *f, const char *s)
@@ -761,13 +826,15 @@ static void report_print(const struct bench_run *run, const struct report *rep)
 			",\"broker\":{\"pid\":%ld,\"processes\":%u,\"cpu_connect_s\":%.3f,"
 			"\"cpu_per_connect_ms\":%.4f,\"cpu_run_s\":%.3f,"
 			"\"cpu_s_per_million\":%.3f,\"rss_before_kb\":%llu,"
-			"\"rss_connected_kb\":%llu,\"rss_end_kb\":%llu,\"rss_per_conn_kb\":%.2f}",
+			"\"rss_connected_kb\":%llu,\"rss_end_kb\":%llu,\"rss_per_conn_kb\":%.2f",
 			o->broker_pid, rep->before.nproc, cpu_connect,
 			rep->connected > 0 ? cpu_connect * 1000.0 / rep->connected : 0.0, cpu_run,
 			rep->received > 0 ? cpu_run * 1e6 / (double)rep->received : 0.0,
 			(unsigned long long)rep->before.rss_kb,
 			(unsigned long long)rep->settled.rss_kb,
 			(unsigned long long)rep->run_end.rss_kb, rss_per_conn);
+		per_msg_json(f, &rep->run_start, &rep->run_end, rep->received);
+		fputc('}', f);
 	}
 	fprintf(f, "}\n");
 	fflush(f);

@@ -164,7 +164,8 @@ static moat_err skip_fields(const char **pp, unsigned n)
 
 /* /proc/PID/stat: ppid (field 4), utime (14) and stime (15) in clock ticks.
  * The command name (field 2) may contain spaces, so parse after its ')'. */
-static moat_err proc_stat(long pid, long *ppid, unsigned long long *ticks)
+static moat_err proc_stat2(long pid, long *ppid, unsigned long long *ut_out,
+			   unsigned long long *st_out)
 {
 	char path[64], buf[1024];
 	unsigned long long pp, ut, st;
@@ -190,8 +191,66 @@ static moat_err proc_stat(long pid, long *ppid, unsigned long long *ticks)
 	if (parse_field(&p, &ut) || parse_field(&p, &st))
 		return MOAT_E_MALFORMED;
 	*ppid = (long)pp;
-	*ticks = ut + st;
+	*ut_out = ut;
+	*st_out = st;
 	return MOAT_OK;
+}
+
+static moat_err proc_stat(long pid, long *ppid, unsigned long long *ticks)
+{
+	unsigned long long ut, st;
+	moat_err rc = proc_stat2(pid, ppid, &ut, &st);
+
+	if (rc == MOAT_OK)
+		*ticks = ut + st;
+	return rc;
+}
+
+/* The number after "key" at a line start in a /proc text file; 0 when
+ * absent. */
+static unsigned long long proc_key(const char *buf, const char *key)
+{
+	unsigned long long v = 0;
+	const char *p = strstr(buf, key);
+
+	while (p != NULL && p != buf && p[-1] != '\n')
+		p = strstr(p + 1, key);
+	if (p == NULL)
+		return 0;
+	p += strlen(key);
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (parse_field(&p, &v))
+		return 0;
+	return v;
+}
+
+/* Context switches of every thread of pid, and its read/write syscalls. */
+static void proc_counters(long pid, struct bench_proc_sample *out)
+{
+	char path[96], buf[4096];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%ld/io", pid);
+	if (proc_read(path, buf, sizeof(buf)) == MOAT_OK) {
+		out->syscr += proc_key(buf, "syscr:");
+		out->syscw += proc_key(buf, "syscw:");
+	}
+	snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+	d = opendir(path);
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/task/%.20s/status", pid, de->d_name);
+		if (proc_read(path, buf, sizeof(buf)) != MOAT_OK)
+			continue;
+		out->ctx_vol += proc_key(buf, "voluntary_ctxt_switches:");
+		out->ctx_invol += proc_key(buf, "nonvoluntary_ctxt_switches:");
+	}
+	closedir(d);
 }
 
 /* VmRSS in kB from /proc/PID/status. */
@@ -255,7 +314,7 @@ static void proc_children(long *tree, unsigned *n)
 void bench_proc_sample(long pid, struct bench_proc_sample *out)
 {
 	long tree[PROC_TREE_MAX];
-	unsigned long long ticks, kb, total_ticks = 0, total_kb = 0;
+	unsigned long long ut, st, kb, total_ut = 0, total_st = 0, total_kb = 0;
 	unsigned n = 1, prev = 0, i;
 	long hz, ppid;
 
@@ -273,16 +332,20 @@ void bench_proc_sample(long pid, struct bench_proc_sample *out)
 	if (hz <= 0)
 		hz = 100;
 	for (i = 0; i < n; i++) {
-		if (proc_stat(tree[i], &ppid, &ticks))
+		if (proc_stat2(tree[i], &ppid, &ut, &st))
 			continue;
 		if (proc_rss(tree[i], &kb))
 			kb = 0;
-		total_ticks += ticks;
+		total_ut += ut;
+		total_st += st;
 		total_kb += kb;
+		proc_counters(tree[i], out);
 		if (i == 0)
 			out->ok = true;
 	}
-	out->cpu_s = (double)total_ticks / (double)hz;
+	out->user_s = (double)total_ut / (double)hz;
+	out->sys_s = (double)total_st / (double)hz;
+	out->cpu_s = out->user_s + out->sys_s;
 	out->rss_kb = total_kb;
 	out->nproc = n;
 }
