@@ -77,6 +77,13 @@
 /* Subscriptions per session: bounds trie memory per client. */
 #define MOAT_MAX_SUBSCRIPTIONS 256u
 
+/* A worker's interest filter (mqtt/interest.h): 2^16 counters (256 KiB per
+ * worker) over topic prefixes of up to 3 levels. Other workers read it to
+ * post a message only where it may match: a false positive costs one
+ * wasted cross-worker wake-up, never a lost message. */
+#define MOAT_INTEREST_SLOTS_LOG2 16u
+#define MOAT_INTEREST_LEVELS 3u
+
 /* User properties per packet we will forward; more is a protocol nuisance
  * that only costs us memory. */
 #define MOAT_MAX_USER_PROPERTIES 64u

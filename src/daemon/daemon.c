@@ -66,6 +66,12 @@ static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
 	  st.dropped);
 	M("moat_mqtt_deliveries_denied_total",
 	  "deliveries the receiver's ACL refused (queued or at sending)", "counter", st.denied);
+	M("moat_mqtt_routes_posted_total",
+	  "published messages handed to another worker (each a wake-up there)", "counter",
+	  st.routes_posted);
+	M("moat_mqtt_routes_skipped_total",
+	  "hand-offs to another worker skipped: none of its subscriptions could match", "counter",
+	  st.routes_skipped);
 	M("moat_mqtt_clients_connected", "MQTT clients connected", "gauge", st.clients);
 	M("moat_mqtt_connections_open", "MQTT connections open (including handshakes)", "gauge",
 	  st.connections);

@@ -240,6 +240,8 @@ void moat_broker_stats(struct moat_broker *b, struct moat_broker_stats *out)
 		out->bytes_out += atomic_load(&s->bytes_out);
 		out->dropped += atomic_load(&s->dropped);
 		out->denied += atomic_load(&s->denied);
+		out->routes_posted += atomic_load(&s->routes_posted);
+		out->routes_skipped += atomic_load(&s->routes_skipped);
 		out->clients += atomic_load(&s->clients);
 	}
 	out->connections = atomic_load(&b->connections);

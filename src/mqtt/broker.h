@@ -86,6 +86,9 @@ moat_err moat_broker_erase_identity(struct moat_broker *b, const char *id, unsig
 
 struct moat_broker_stats {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped, denied;
+	/* published messages handed to another worker, and hand-offs skipped
+	 * because no subscription there could match */
+	uint64_t routes_posted, routes_skipped;
 	int64_t clients;     /* MQTT clients connected */
 	int64_t connections; /* connections open, handshakes included */
 	unsigned workers;

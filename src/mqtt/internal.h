@@ -35,7 +35,9 @@
 #include "core/reactor.h"
 #include "mqtt/broker.h"
 #include "mqtt/codec/codec.h"
+#include "mqtt/interest.h"
 #include "mqtt/pipeline.h"
+#include "mqtt/interest.h"
 #include "mqtt/trie.h"
 #include "registry/registry.h"
 
@@ -247,6 +249,8 @@ void moat_regev_unref(struct moat_regev *ev);
 struct moat_stats {
 	atomic_uint_fast64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
 	atomic_uint_fast64_t denied; /* deliveries the receiver's ACL refused */
+	/* messages posted to another worker / not posted there (no interest) */
+	atomic_uint_fast64_t routes_posted, routes_skipped;
 	atomic_int_fast64_t clients;
 };
 
@@ -259,7 +263,8 @@ struct moat_worker {
 	struct moat_ev tick;
 	void *listen_evs; /* struct listen_ev[n_listeners] (worker.c) */
 	struct moat_subtrie *subs;
-	atomic_uint n_subs; /* read by other workers to skip empty ones */
+	atomic_uint n_subs;		/* read by other workers to skip empty ones */
+	struct moat_interest *interest; /* what subs may match (other workers read) */
 	struct moat_rettree *retained;
 	struct moat_conn *conns;
 	size_t n_conns;

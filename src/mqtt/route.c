@@ -305,9 +305,15 @@ void moat_route(struct moat_worker *w, struct moat_msg *m, struct moat_pubtoken 
 
 		if (i == w->idx)
 			continue;
-		has_subs = atomic_load_explicit(&b->workers[i].n_subs, memory_order_relaxed) > 0;
-		if (!has_subs && !m->retain)
+		/* Only where a subscription may match: every post is a
+		 * wake-up of that worker (interest.h). */
+		has_subs = atomic_load_explicit(&b->workers[i].n_subs, memory_order_relaxed) > 0 &&
+			   moat_interest_may_match(b->workers[i].interest, m->topic, m->topic_len);
+		if (!has_subs && !m->retain) {
+			atomic_fetch_add_explicit(&w->stats.routes_skipped, 1,
+						  memory_order_relaxed);
 			continue;
+		}
 		it = calloc(1, sizeof(*it));
 		if (it == NULL)
 			continue;
@@ -322,6 +328,7 @@ void moat_route(struct moat_worker *w, struct moat_msg *m, struct moat_pubtoken 
 			moat_pubtoken_hold(t);
 			it->tok = t;
 		}
+		atomic_fetch_add_explicit(&w->stats.routes_posted, 1, memory_order_relaxed);
 		moat_worker_post(w, i, it);
 	}
 	if (atomic_load_explicit(&b->n_shared, memory_order_relaxed) > 0)

@@ -146,8 +146,10 @@ static void sub_unlink(struct moat_session *s, struct moat_sub *sub)
 		moat_share_remove(s->w->b, sub);
 		return;
 	}
-	if (moat_subtrie_remove(s->w->subs, sub->match, sub->match_len, s, &old) == MOAT_OK)
+	if (moat_subtrie_remove(s->w->subs, sub->match, sub->match_len, s, &old) == MOAT_OK) {
+		moat_interest_remove(s->w->interest, sub->match, sub->match_len);
 		atomic_fetch_sub(&s->w->n_subs, 1);
+	}
 }
 
 moat_err moat_session_add_sub(struct moat_session *s, struct moat_sub *sub, bool *existed)
@@ -194,6 +196,7 @@ moat_err moat_session_add_sub(struct moat_session *s, struct moat_sub *sub, bool
 		rc = moat_subtrie_insert(s->w->subs, sub->match, sub->match_len, s, sub, &old);
 		if (rc != MOAT_OK)
 			return rc;
+		moat_interest_add(s->w->interest, sub->match, sub->match_len);
 		atomic_fetch_add(&s->w->n_subs, 1);
 	}
 	s->subs[s->n_subs++] = sub;

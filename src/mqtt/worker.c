@@ -300,11 +300,15 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 	if (moat_reactor_init(&w->r) != MOAT_OK || moat_mailbox_init(&w->mb) != MOAT_OK)
 		return MOAT_E_IO;
 	w->subs = moat_subtrie_new();
+	w->interest = malloc(sizeof(*w->interest));
+	if (w->interest != NULL)
+		moat_interest_init(w->interest);
 	w->retained = moat_rettree_new();
 	w->batch_head = calloc(b->n_workers, sizeof(*w->batch_head));
 	w->batch_tail = calloc(b->n_workers, sizeof(*w->batch_tail));
 	w->listen_evs = calloc(b->n_listeners, sizeof(struct listen_ev));
-	if (!w->subs || !w->retained || !w->batch_head || !w->batch_tail || !w->listen_evs)
+	if (!w->subs || !w->interest || !w->retained || !w->batch_head || !w->batch_tail ||
+	    !w->listen_evs)
 		return MOAT_E_NOMEM;
 	w->mb.ev.cb = mail_cb;
 	/* Edge-triggered: every post that wakes us is an edge, so the eventfd
@@ -420,6 +424,7 @@ void moat_worker_free(struct moat_worker *w)
 	free(w->listen_evs);
 	if (w->subs)
 		moat_subtrie_free(w->subs, free_sub_cb);
+	free(w->interest);
 	if (w->retained)
 		moat_rettree_free(w->retained, free_ret_cb);
 	if (w->lazy)
