@@ -82,6 +82,7 @@ enum conf_key_id {
 	K_UNKNOWN_DEVICES,
 	K_CERT_DAYS,
 	K_CRL_URL,
+	K_COMMIT_WINDOW_US,
 };
 
 struct conf_key {
@@ -104,6 +105,7 @@ static const struct conf_key broker_keys[] = {
     {"max_connections", K_MAX_CONNECTIONS, CONF_UINT, MOAT_MAX_CONNECTIONS_MIN,
      MOAT_MAX_CONNECTIONS_MAX},
     {"durability", K_DURABILITY, CONF_DURABILITY, 0, 0},
+    {"commit_window_us", K_COMMIT_WINDOW_US, CONF_UINT, 0, MOAT_STORE_COMMIT_WINDOW_US_MAX},
     {"unknown_devices", K_UNKNOWN_DEVICES, CONF_UNKNOWN, 0, 0},
     {"cert_days", K_CERT_DAYS, CONF_UINT, MOAT_CERT_DAYS_MIN, MOAT_CERT_DAYS_MAX},
     {"crl_url", K_CRL_URL, CONF_URL, 0, 0},
@@ -475,6 +477,9 @@ static void conf_store_number(struct conf_parse *st, const struct conf_key *k, u
 		break;
 	case K_CERT_DAYS:
 		c->cert_days = (unsigned)n;
+		break;
+	case K_COMMIT_WINDOW_US:
+		c->commit_window_us = (uint32_t)n;
 		break;
 	case K_PORT:
 		c->listeners[st->cur->listener].port = (uint16_t)n;
@@ -1188,6 +1193,7 @@ void moat_conf_defaults(struct moat_conf *c)
 	c->lim.max_queued_messages = MOAT_MAX_QUEUED_DEFAULT;
 	c->lim.max_connections = MOAT_MAX_CONNECTIONS_DEFAULT;
 	c->cert_days = MOAT_CERT_DAYS_DEFAULT;
+	c->commit_window_us = MOAT_STORE_COMMIT_WINDOW_US_DEFAULT;
 	memcpy(c->tls_cert, "server.crt", sizeof("server.crt"));
 	memcpy(c->tls_key, "server.key", sizeof("server.key"));
 	memcpy(c->tls_ca, "ca.crt", sizeof("ca.crt"));
@@ -1296,6 +1302,8 @@ bool moat_conf_needs_restart(const struct moat_conf *cur, const struct moat_conf
 	/* The store is opened with it. */
 	if (cur->durability != next->durability)
 		return restart_key(key, keylen, "broker", "durability");
+	if (cur->commit_window_us != next->commit_window_us)
+		return restart_key(key, keylen, "broker", "commit_window_us");
 	/* The management API is given it at start. */
 	if (cur->cert_days != next->cert_days)
 		return restart_key(key, keylen, "broker", "cert_days");
@@ -1355,6 +1363,10 @@ static const char default_text[] =
     "; strict: a retained QoS 1/2 message is on disk before it is acknowledged;\n"
     "; relaxed: written within 100 ms (a power loss may lose the last writes).\n"
     "durability = strict\n"
+    "; strict: when acknowledgements come closer together than this, the\n"
+    "; writer waits up to this long (microseconds, 0 to 20000) for more to\n"
+    "; share one fsync.\n"
+    "commit_window_us = 1000\n"
     "; A device the registry does not know: refuse (register it first: moat\n"
     "; device register) or allow (treated as a member of group \"devices\").\n"
     "unknown_devices = refuse\n"

@@ -60,6 +60,8 @@ struct moat_conf {
 	unsigned workers; /* 0 = one per core */
 	struct moat_limits lim;
 	enum moat_durability durability;
+	/* [broker] commit_window_us: strict durability's group-commit window */
+	uint32_t commit_window_us;
 	/* [broker] unknown_devices: a CA-signed identity the registry does not
 	 * know is refused (false, the default) or treated as a member of the
 	 * group "devices" (true: development and migration). SIGHUP changes

@@ -61,8 +61,9 @@ void moat_mailbox_post(struct moat_mailbox *mb, struct moat_mail *first, struct 
  * atomic load, no system call. */
 struct moat_mail *moat_mailbox_take(struct moat_mailbox *mb);
 
-/* Monotonic milliseconds. */
+/* Monotonic milliseconds, and microseconds. */
 uint64_t moat_now_ms(void);
+uint64_t moat_now_us(void);
 /* Wall-clock milliseconds since the epoch (for what outlives the process). */
 int64_t moat_wall_ms(void);
 

@@ -152,6 +152,7 @@ static moat_err open_store(struct moat_daemon *d, char *err, size_t errlen)
 	o.path = path;
 	o.durability =
 	    d->conf.durability == MOAT_DURABILITY_RELAXED ? MOAT_STORE_RELAXED : MOAT_STORE_STRICT;
+	o.commit_window_us = d->conf.commit_window_us;
 	return moat_store_open(&o, &d->store, err, errlen);
 }
 

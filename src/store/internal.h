@@ -98,6 +98,10 @@ struct moat_store {
 	char *path;
 	enum moat_store_durability durability;
 	uint32_t flush_ms;
+	uint32_t commit_window_us;
+	uint64_t last_enqueue_us; /* monotonic, under lock: the previous batch's arrival */
+	uint64_t group_first_us;  /* when the pending group's first batch arrived */
+	bool group_dense;	  /* it arrived within the window of the one before */
 	uint32_t busy_ms;
 	moat_store_fault_cb fault_cb;
 	void *fault_arg;

@@ -186,6 +186,15 @@ static moat_err enqueue(struct moat_store *st, struct moat_store_batch *b)
 	    b->bytes > MOAT_STORE_MAX_PENDING_BYTES - st->pending_bytes)
 		goto out;
 	was_empty = st->head == NULL;
+	if (was_empty) {
+		uint64_t now = moat_now_us();
+		st->group_first_us = now;
+		st->group_dense =
+		    st->last_enqueue_us != 0 && now - st->last_enqueue_us < st->commit_window_us;
+		st->last_enqueue_us = now;
+	} else {
+		st->last_enqueue_us = moat_now_us();
+	}
 	b->next = NULL;
 	if (st->tail != NULL)
 		st->tail->next = b;
@@ -194,7 +203,9 @@ static moat_err enqueue(struct moat_store *st, struct moat_store_batch *b)
 	st->tail = b;
 	st->n_pending++;
 	st->pending_bytes += b->bytes;
-	if (was_empty)
+	/* The writer waits for the first batch, and in a commit window for
+	 * the group to fill. */
+	if (was_empty || st->n_pending == MOAT_STORE_GROUP_MAX)
 		pthread_cond_signal(&st->cond);
 	rc = MOAT_OK;
 out:
@@ -402,6 +413,12 @@ static void deadline_ts(uint64_t ms, struct timespec *ts)
 	ts->tv_nsec = (long)(ms % 1000u) * 1000000L;
 }
 
+static void deadline_ts_us(uint64_t us, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(us / 1000000u);
+	ts->tv_nsec = (long)(us % 1000000u) * 1000L;
+}
+
 static void *writer_main(void *arg)
 {
 	struct moat_store *st = arg;
@@ -423,6 +440,16 @@ static void *writer_main(void *arg)
 			deadline = last + st->flush_ms;
 			deadline_ts(deadline, &ts);
 			while (!st->stopping && moat_now_ms() < deadline)
+				if (pthread_cond_timedwait(&st->cond, &st->lock, &ts) == ETIMEDOUT)
+					break;
+		} else if (st->commit_window_us > 0 && st->group_dense) {
+			/* Strict, traffic denser than the window: let the
+			 * group fill for up to the window after its first
+			 * batch (one fsync for all of them). */
+			uint64_t until = st->group_first_us + st->commit_window_us;
+			deadline_ts_us(until, &ts);
+			while (!st->stopping && st->n_pending < MOAT_STORE_GROUP_MAX &&
+			       moat_now_us() < until)
 				if (pthread_cond_timedwait(&st->cond, &st->lock, &ts) == ETIMEDOUT)
 					break;
 		}
@@ -531,6 +558,11 @@ moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store *
 			     opts->flush_ms, MOAT_STORE_FLUSH_MS_MIN, MOAT_STORE_FLUSH_MS_MAX);
 		goto out;
 	}
+	if (opts->commit_window_us > MOAT_STORE_COMMIT_WINDOW_US_MAX) {
+		store_seterr(err, errlen, "store: commit window %u us is above %u us",
+			     opts->commit_window_us, MOAT_STORE_COMMIT_WINDOW_US_MAX);
+		goto out;
+	}
 	if (opts->busy_ms != 0 &&
 	    (opts->busy_ms < MOAT_STORE_BUSY_MS_MIN || opts->busy_ms > MOAT_STORE_BUSY_MS_MAX)) {
 		store_seterr(err, errlen, "store: busy timeout %u ms is outside %u..%u ms",
@@ -547,6 +579,7 @@ moat_err moat_store_open(const struct moat_store_opts *opts, struct moat_store *
 	st->be = &store_sqlite_backend;
 	st->durability = opts->durability;
 	st->flush_ms = opts->flush_ms != 0 ? opts->flush_ms : MOAT_STORE_FLUSH_MS_DEFAULT;
+	st->commit_window_us = opts->commit_window_us;
 	st->busy_ms = opts->busy_ms != 0 ? opts->busy_ms : MOAT_STORE_BUSY_MS_DEFAULT;
 	st->fault_cb = opts->fault_cb;
 	st->fault_arg = opts->fault_arg;

@@ -61,6 +61,9 @@ struct moat_store_opts {
 	/* relaxed only; 0 = MOAT_STORE_FLUSH_MS_DEFAULT, else within
 	 * [MOAT_STORE_FLUSH_MS_MIN, MOAT_STORE_FLUSH_MS_MAX] */
 	uint32_t flush_ms;
+	/* strict only: the commit window in microseconds, at most
+	 * MOAT_STORE_COMMIT_WINDOW_US_MAX (0: commit every group at once) */
+	uint32_t commit_window_us;
 	/* 0 = MOAT_STORE_BUSY_MS_DEFAULT, else within the MIN/MAX bounds */
 	uint32_t busy_ms;
 	moat_store_fault_cb fault_cb; /* NULL in production */

@@ -487,6 +487,10 @@ static void test_bad_opts(void **state)
 	o.busy_ms = 1;
 	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_INVAL);
 	o.busy_ms = 0;
+	o.commit_window_us = MOAT_STORE_COMMIT_WINDOW_US_MAX + 1;
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_INVAL);
+	assert_non_null(strstr(err, "commit window"));
+	o.commit_window_us = 0;
 	o.durability = (enum moat_store_durability)7;
 	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_E_INVAL);
 	assert_null(st);
@@ -842,6 +846,51 @@ static void test_group_commit(void **state)
 	assert_int_equal(count_sql("SELECT count(*) FROM deliveries"),
 			 4 * GC_THREADS * GC_PER_THREAD);
 	assert_check_ok(st);
+	moat_store_close(st);
+}
+
+/* Strict with a commit window: a batch that arrives soon after the one
+ * before waits for the window, and the batches arriving within it share
+ * its commit (one transaction, one fsync); the first batch after a quiet
+ * spell commits at once. */
+static void test_commit_window(void **state)
+{
+	struct moat_store_opts o = {0};
+	struct moat_store_stats s0, s1;
+	struct moat_store *st = NULL;
+	struct moat_store_batch *b;
+	struct timespec ms = {0, 1000000L};
+	struct done d;
+	char err[256], cid[16];
+	int i;
+
+	(void)state;
+	o.path = dbpath;
+	o.durability = MOAT_STORE_STRICT;
+	o.commit_window_us = MOAT_STORE_COMMIT_WINDOW_US_MAX;
+	assert_int_equal(moat_store_open(&o, &st, err, sizeof(err)), MOAT_OK);
+	done_init(&d);
+	/* Quiet before: committed alone, at once. */
+	b = batch();
+	add_session(b, "w0", 0);
+	assert_int_equal(moat_store_submit(st, b, done_cb, &d), MOAT_OK);
+	done_wait(&d, 1);
+	moat_store_stats(st, &s0);
+	/* Three more, 1 ms apart: the first of them comes within the window
+	 * of w0, so it waits, and the other two join it. */
+	for (i = 1; i <= 3; i++) {
+		b = batch();
+		snprintf(cid, sizeof(cid), "w%d", i);
+		add_session(b, cid, 0);
+		assert_int_equal(moat_store_submit(st, b, done_cb, &d), MOAT_OK);
+		nanosleep(&ms, NULL);
+	}
+	done_wait(&d, 4);
+	moat_store_stats(st, &s1);
+	assert_int_equal(d.failed, 0);
+	assert_int_equal(s1.transactions - s0.transactions, 1);
+	assert_int_equal(count_sql("SELECT count(*) FROM sessions"), 4);
+	done_destroy(&d);
 	moat_store_close(st);
 }
 
@@ -1475,6 +1524,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_savepoint_isolation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_strict_vs_relaxed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_after_close_and_checkpoint, setup,
