@@ -164,6 +164,10 @@ struct bench_run {
 	_Atomic uint64_t acked;
 	_Atomic uint64_t last_rx_ns;
 	_Atomic uint64_t dead; /* clients that failed */
+	/* Fan-in: the consumer connects (and subscribes) before the devices,
+	 * as a fleet's back end is up before its devices connect. */
+	struct bench_client *first;
+	_Atomic bool first_ready;
 	_Atomic uint64_t errors[BENCH_ERR__COUNT];
 
 	pthread_mutex_t err_lock;

@@ -336,6 +336,8 @@ static void client_became_ready(struct bench_client *c)
 	c->state = CL_READY;
 	c->w->connecting--;
 	atomic_fetch_add(&c->w->run->ready, 1);
+	if (c == c->w->run->first)
+		atomic_store(&c->w->run->first_ready, true);
 }
 
 static void client_on_connack(struct bench_client *c, const struct mqtt_packet *p)
@@ -785,8 +787,17 @@ static void worker_connect_more(struct bench_worker *w)
 
 	if (limit == 0)
 		limit = 1;
-	while (w->next_connect < w->n_clients && w->connecting < limit)
-		client_start(w->clients[w->next_connect++]);
+	if (w->run->first != NULL && !atomic_load(&w->run->first_ready)) {
+		/* The consumer alone first (it is on one worker). */
+		if (w->run->first->w == w && w->run->first->state == CL_IDLE)
+			client_start(w->run->first);
+		return;
+	}
+	while (w->next_connect < w->n_clients && w->connecting < limit) {
+		struct bench_client *c = w->clients[w->next_connect++];
+		if (c != w->run->first)
+			client_start(c);
+	}
 }
 
 /* Fold this worker's counts into the run's. */
@@ -1017,6 +1028,8 @@ moat_err bench_clients_create(struct bench_run *run, struct bench_ca *ca, char *
 		switch (o->scenario) {
 		case BENCH_FANIN:
 			c->roles = (has_special && i == special) ? ROLE_SUB : ROLE_PUB;
+			if (c->roles == ROLE_SUB)
+				run->first = c;
 			break;
 		case BENCH_FANOUT:
 			c->roles = (has_special && i == special) ? ROLE_PUB : ROLE_SUB;

@@ -142,6 +142,12 @@
  * bench/README.md; 0 turns grouping by waiting off. */
 #define MOAT_STORE_COMMIT_WINDOW_US_DEFAULT 1000u
 #define MOAT_STORE_COMMIT_WINDOW_US_MAX 20000u
+/* Placement at CONNECT (mqtt/place.c): a new session goes to the worker
+ * whose subscribers may receive the device's messages only while that
+ * worker was busy less than this share of the last second (per mille);
+ * past it, connections stay spread for throughput. */
+#define MOAT_PLACE_BUSY_MAX_PERMILLE 500u
+
 /* A group commits early once this many batches joined it. */
 #define MOAT_STORE_GROUP_MAX 256u
 /* How long a write waits for a lock held by another connection (an

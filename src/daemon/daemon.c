@@ -72,6 +72,9 @@ static size_t broker_metrics(void *arg, struct moat_api_metric *out, size_t max)
 	M("moat_mqtt_routes_skipped_total",
 	  "hand-offs to another worker skipped: none of its subscriptions could match", "counter",
 	  st.routes_skipped);
+	M("moat_mqtt_sessions_placed_total",
+	  "new sessions made on the worker their consumers live on (hand-off at CONNECT)",
+	  "counter", st.placed);
 	M("moat_mqtt_clients_connected", "MQTT clients connected", "gauge", st.clients);
 	M("moat_mqtt_connections_open", "MQTT connections open (including handshakes)", "gauge",
 	  st.connections);

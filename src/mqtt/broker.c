@@ -242,6 +242,7 @@ void moat_broker_stats(struct moat_broker *b, struct moat_broker_stats *out)
 		out->denied += atomic_load(&s->denied);
 		out->routes_posted += atomic_load(&s->routes_posted);
 		out->routes_skipped += atomic_load(&s->routes_skipped);
+		out->placed += atomic_load(&s->placed);
 		out->clients += atomic_load(&s->clients);
 	}
 	out->connections = atomic_load(&b->connections);

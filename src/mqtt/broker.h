@@ -89,6 +89,7 @@ struct moat_broker_stats {
 	/* published messages handed to another worker, and hand-offs skipped
 	 * because no subscription there could match */
 	uint64_t routes_posted, routes_skipped;
+	uint64_t placed;     /* connections handed at CONNECT to their consumers' worker */
 	int64_t clients;     /* MQTT clients connected */
 	int64_t connections; /* connections open, handshakes included */
 	unsigned workers;

@@ -173,6 +173,18 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 		}
 	}
 
+	/* --- a new session: on the worker its consumers live on (place.c) --- */
+	if (!c->placed) {
+		unsigned to;
+		c->placed = true;
+		if (!moat_clientmap_lookup(b, cid, cid_len, &owner, &owner_sid) &&
+		    (to = moat_place_worker(c, cid, cid_len)) != w->idx) {
+			atomic_fetch_add_explicit(&w->stats.placed, 1, memory_order_relaxed);
+			c->handoff_to = to;
+			c->state = CONN_HANDOFF;
+			return;
+		}
+	}
 	/* --- session: find its worker, hand over if it lives elsewhere --- */
 	if (!moat_clientmap_claim(b, cid, cid_len, w->idx, 0, &owner, &owner_sid)) {
 		if (owner != w->idx) {

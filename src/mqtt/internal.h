@@ -183,6 +183,7 @@ struct moat_conn {
 	bool held;	 /* CONNACK waits for the store: read nothing, send nothing */
 	uint64_t id;	 /* unique per connection (deferred acknowledgements) */
 	unsigned handoff_to;
+	bool placed; /* placement at CONNECT decided (place.c): not again */
 	uint16_t keepalive;
 	uint32_t max_packet; /* what CONNACK told the client */
 	uint64_t last_rx;
@@ -251,6 +252,7 @@ struct moat_stats {
 	atomic_uint_fast64_t denied; /* deliveries the receiver's ACL refused */
 	/* messages posted to another worker / not posted there (no interest) */
 	atomic_uint_fast64_t routes_posted, routes_skipped;
+	atomic_uint_fast64_t placed; /* new sessions handed to a consumer's worker */
 	atomic_int_fast64_t clients;
 };
 
@@ -265,6 +267,10 @@ struct moat_worker {
 	struct moat_subtrie *subs;
 	atomic_uint n_subs;		/* read by other workers to skip empty ones */
 	struct moat_interest *interest; /* what subs may match (other workers read) */
+	/* share of the last second spent outside epoll_wait, per mille
+	 * (placement reads it); the busy time so far and since when */
+	atomic_uint busy_permille;
+	uint64_t busy_ns, busy_since_ns, woke_ns;
 	struct moat_rettree *retained;
 	struct moat_conn *conns;
 	size_t n_conns;
@@ -368,6 +374,10 @@ bool moat_clientmap_lookup(struct moat_broker *b, const char *cid, size_t len, u
 struct moat_session *moat_clientmap_find_session(struct moat_broker *b, const char *cid,
 						 size_t len);
 void moat_clientmap_free(struct moat_broker *b);
+
+/* place.c: the worker a new session should live on, for a connection
+ * that has no session yet (c->placed false); w->idx to stay. */
+unsigned moat_place_worker(struct moat_conn *c, const char *cid, size_t cid_len);
 
 /* worker.c */
 moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned idx);

@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -248,9 +249,33 @@ static void mail_cb(struct moat_ev *ev, uint32_t events)
  * then applied here before any packet that arrived after that
  * acknowledgement (a SUBSCRIBE that expects the retained message).
  */
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void before_dispatch(void *arg)
 {
-	mail_process(arg);
+	struct moat_worker *w = arg;
+
+	w->woke_ns = now_ns();
+	mail_process(w);
+}
+
+/* The share of the last second this worker spent awake (placement). */
+static void busy_update(struct moat_worker *w)
+{
+	uint64_t t = now_ns(), span = t - w->busy_since_ns;
+
+	if (span < 1000000000u)
+		return;
+	atomic_store_explicit(&w->busy_permille, (unsigned)(w->busy_ns * 1000u / (span ? span : 1)),
+			      memory_order_relaxed);
+	w->busy_ns = 0;
+	w->busy_since_ns = t;
 }
 
 static void tick_cb(struct moat_ev *ev, uint32_t events)
@@ -272,6 +297,7 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 		sn = s->next;
 		moat_session_tick(s, w->now);
 	}
+	busy_update(w);
 	if (w->idx == 0 && w->now - last_sys >= MOAT_SYS_INTERVAL_S * 1000u) {
 		last_sys = w->now;
 		moat_sys_publish(w, true);
@@ -297,6 +323,7 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 	w->mb.ev.fd = -1;
 	w->tick.fd = -1;
 	w->lim = b->lim;
+	w->busy_since_ns = now_ns();
 	if (moat_reactor_init(&w->r) != MOAT_OK || moat_mailbox_init(&w->mb) != MOAT_OK)
 		return MOAT_E_IO;
 	w->subs = moat_subtrie_new();
@@ -362,6 +389,10 @@ void *moat_worker_main(void *arg)
 		/* Closing connections may have published wills. */
 		moat_worker_flush_mail(w);
 		moat_persist_flush(w, w->r.stop);
+		if (w->woke_ns != 0) {
+			w->busy_ns += now_ns() - w->woke_ns;
+			w->woke_ns = 0;
+		}
 		if (w->r.stop) {
 			/* Shutdown: force-close whatever did not close itself. */
 			struct moat_conn *cn;

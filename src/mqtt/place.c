@@ -1,0 +1,55 @@
+/*
+ * Placement at CONNECT: which worker a new session lives on.
+ *
+ * The kernel spreads connections over the workers (SO_REUSEPORT). When a
+ * device's messages are consumed on another worker, every one of them is a
+ * hand-off and a wake-up there, the dearest part of a message at fleet rates
+ * (bench/README.md). So a connection without a session is handed, before
+ * its session is made, to a worker whose subscribers may receive what the
+ * device publishes in its own topic space d/<id>/ (the default policy's),
+ * as that worker's interest filter says (interest.h), unless the connection
+ * is already on such a worker or that worker is busy (then spreading wins:
+ * throughput needs both workers, and busy workers batch anyway).
+ *
+ * A heuristic only: a device that publishes elsewhere, or whose consumer
+ * connects after it, stays where the kernel put it. Sessions never move
+ * once made (a reconnect goes to its session's worker).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "mqtt/internal.h"
+
+unsigned moat_place_worker(struct moat_conn *c, const char *cid, size_t cid_len)
+{
+	struct moat_worker *w = c->w;
+	struct moat_broker *b = w->b;
+	char topic[2 + MOAT_MAX_CLIENT_ID_LEN + 1];
+	const char *id = c->identity[0] != '\0' ? c->identity : cid;
+	size_t idlen = c->identity[0] != '\0' ? strlen(c->identity) : cid_len, tlen;
+	unsigned i, best = w->idx, best_busy = MOAT_PLACE_BUSY_MAX_PERMILLE;
+
+	if (b->n_workers < 2 || idlen == 0 || idlen > MOAT_MAX_CLIENT_ID_LEN)
+		return w->idx;
+	topic[0] = 'd';
+	topic[1] = '/';
+	memcpy(topic + 2, id, idlen);
+	tlen = 2 + idlen;
+	/* Here already: nothing to gain. */
+	if (atomic_load_explicit(&w->n_subs, memory_order_relaxed) > 0 &&
+	    moat_interest_may_match(w->interest, topic, tlen))
+		return w->idx;
+	for (i = 0; i < b->n_workers; i++) {
+		struct moat_worker *o = &b->workers[i];
+		unsigned busy;
+		if (i == w->idx || atomic_load_explicit(&o->n_subs, memory_order_relaxed) == 0 ||
+		    !moat_interest_may_match(o->interest, topic, tlen))
+			continue;
+		busy = atomic_load_explicit(&o->busy_permille, memory_order_relaxed);
+		if (busy < best_busy) {
+			best = i;
+			best_busy = busy;
+		}
+	}
+	return best;
+}
