@@ -225,9 +225,12 @@ def test_revoked_certificate_ticket_is_refused_at_connect(reg):
     assert dev.connect(port) == (True, 0)
     r = reg["api"].post("/api/v1/certificates/%s/revoke" % serial, {})
     assert r.status_code == 200, ak.describe(r)
+    mark = reg["s"].broker.mark()
     resumed, code = dev.connect(port)
     assert resumed, "the ticket should still resume TLS: CONNECT is where revocation bites"
     assert code not in (0, "tls"), code
+    line = reg["s"].broker.wait_log(r"event=connect_refused .*identity=resume-revoked ", since=mark)
+    assert "tls_resumed=1" in line and "revoked" in line, line
 
 
 def test_decommissioned_device_ticket_is_refused_at_connect(reg):
@@ -238,6 +241,9 @@ def test_decommissioned_device_ticket_is_refused_at_connect(reg):
     assert dev.connect(port) == (True, 0)
     r = reg["api"].post("/api/v1/devices/resume-decom/decommission")
     assert r.status_code == 200, ak.describe(r)
+    mark = reg["s"].broker.mark()
     resumed, code = dev.connect(port)
     assert resumed
     assert code not in (0, "tls"), code
+    line = reg["s"].broker.wait_log(r"event=connect_refused .*identity=resume-decom ", since=mark)
+    assert "tls_resumed=1" in line, line
