@@ -76,6 +76,10 @@ struct bench_opts {
 	 * SIGINT when it ends), with MOAT_BENCH_PID set: a profiler. */
 	const char *window_cmd;
 	bool quiet;
+	/* Session resumption: write every client's TLS session (with its
+	 * ticket) once all are connected; offer the sessions of such a file. */
+	const char *save_sessions;
+	const char *load_sessions;
 };
 
 /* Log-linear latency histogram in nanoseconds (< 1.6 % relative error). */
@@ -168,6 +172,7 @@ struct bench_run {
 	 * as a fleet's back end is up before its devices connect. */
 	struct bench_client *first;
 	_Atomic bool first_ready;
+	_Atomic uint64_t resumed; /* handshakes that resumed an offered session */
 	_Atomic uint64_t errors[BENCH_ERR__COUNT];
 
 	pthread_mutex_t err_lock;
@@ -210,6 +215,14 @@ void *bench_worker_main(void *arg);
 /* Allocate the run's clients and split them over the workers. */
 moat_err bench_clients_create(struct bench_run *run, struct bench_ca *ca, char *err, size_t errlen);
 void bench_clients_free(struct bench_run *run);
+/* --load-sessions: give each client the session saved under its id (ids not
+ * in the file connect with a full handshake). Before the workers start. */
+moat_err bench_sessions_load(struct bench_run *run, const char *path, unsigned *loaded, char *err,
+			     size_t errlen);
+/* --save-sessions: every connected client's session, PEM, each after a line
+ * with its client id; mode 0600. After the workers stopped. */
+moat_err bench_sessions_save(struct bench_run *run, const char *path, unsigned *saved, char *err,
+			     size_t errlen);
 
 /* Record an error (counted; the first few are printed to stderr). */
 void bench_error(struct bench_run *run, enum bench_errkind kind, const char *fmt, ...)

@@ -19,6 +19,7 @@
  *     the comparison is of work done, not of messages dropped.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "bench.h"
@@ -72,6 +74,8 @@ struct bench_client {
 	SSL *ssl;
 	EVP_PKEY *key;
 	X509 *cert;
+	SSL_SESSION *offer; /* --load-sessions: offered when connecting */
+	SSL_SESSION *saved; /* --save-sessions: a copy taken before closing */
 	uint32_t events;
 	bool ssl_wants_write;
 	uint16_t next_pid;
@@ -540,6 +544,8 @@ static void client_handshake(struct bench_client *c)
 	errno = 0;
 	r = SSL_connect(c->ssl);
 	if (r == 1) {
+		if (SSL_session_reused(c->ssl))
+			atomic_fetch_add(&c->w->run->resumed, 1);
 		c->state = CL_CONNACK;
 		client_send_connect(c);
 		if (c->state != CL_DEAD)
@@ -615,7 +621,8 @@ static void client_start(struct bench_client *c)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->ssl = SSL_new(run->ctx);
 	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
-	    SSL_use_certificate(c->ssl, c->cert) != 1 || SSL_use_PrivateKey(c->ssl, c->key) != 1) {
+	    SSL_use_certificate(c->ssl, c->cert) != 1 || SSL_use_PrivateKey(c->ssl, c->key) != 1 ||
+	    (c->offer != NULL && SSL_set_session(c->ssl, c->offer) != 1)) {
 		char why[256];
 		ssl_reason(why, sizeof(why), SSL_ERROR_SSL, 0);
 		client_fail(c, BENCH_ERR_TLS, "cannot set up SSL: %s", why);
@@ -831,6 +838,11 @@ static void worker_stop(struct bench_worker *w)
 
 	for (i = 0; i < w->n_clients; i++) {
 		c = w->clients[i];
+		/* A copy: freeing a connection without close_notify marks its
+		 * session not resumable. By now the ticket (sent after the
+		 * handshake, before CONNACK) has been read. */
+		if (c->state == CL_READY && w->run->o->save_sessions != NULL && c->saved == NULL)
+			c->saved = SSL_SESSION_dup(SSL_get0_session(c->ssl));
 		if (c->state == CL_READY) {
 			client_send_simple(c, MQTT_DISCONNECT);
 			if (c->state == CL_READY)
@@ -1096,7 +1108,118 @@ void bench_clients_free(struct bench_run *run)
 		client_close(c);
 		EVP_PKEY_free(c->key);
 		X509_free(c->cert);
+		SSL_SESSION_free(c->offer);
+		SSL_SESSION_free(c->saved);
 	}
 	free(run->clients);
 	run->clients = NULL;
+}
+
+/* The client with this id (ids are prefix + 6 digits, index order), or
+ * NULL. */
+static struct bench_client *client_by_id(struct bench_run *run, const char *id)
+{
+	const char *prefix = run->o->id_prefix;
+	size_t plen = strlen(prefix);
+	unsigned long idx = 0;
+	size_t i, n = strlen(id);
+
+	if (n != plen + 6 || strncmp(id, prefix, plen) != 0)
+		return NULL;
+	for (i = plen; i < n; i++) {
+		if (id[i] < '0' || id[i] > '9')
+			return NULL;
+		idx = idx * 10 + (unsigned long)(id[i] - '0');
+	}
+	if (idx >= run->n_clients || strcmp(run->clients[idx].id, id) != 0)
+		return NULL;
+	return &run->clients[idx];
+}
+
+moat_err bench_sessions_load(struct bench_run *run, const char *path, unsigned *loaded, char *err,
+			     size_t errlen)
+{
+	char line[BENCH_ID_MAX + 8];
+	moat_err rc = MOAT_E_IO;
+	unsigned n = 0;
+	BIO *bio = BIO_new_file(path, "r");
+
+	if (bio == NULL) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* "<client id>\n" then its session as PEM, until the end. */
+	for (;;) {
+		struct bench_client *c;
+		SSL_SESSION *s;
+		int len = BIO_gets(bio, line, (int)sizeof(line));
+
+		if (len <= 0)
+			break;
+		if (line[len - 1] != '\n') {
+			snprintf(err, errlen, "%s: a client id line is too long", path);
+			rc = MOAT_E_MALFORMED;
+			goto out;
+		}
+		line[len - 1] = '\0';
+		s = PEM_read_bio_SSL_SESSION(bio, NULL, NULL, NULL);
+		if (s == NULL) {
+			snprintf(err, errlen, "%s: no PEM session after client id '%s'", path,
+				 line);
+			ERR_clear_error();
+			rc = MOAT_E_MALFORMED;
+			goto out;
+		}
+		c = client_by_id(run, line);
+		if (c == NULL) {
+			SSL_SESSION_free(s); /* a client this run does not have */
+			continue;
+		}
+		SSL_SESSION_free(c->offer);
+		c->offer = s;
+		n++;
+	}
+	*loaded = n;
+	rc = MOAT_OK;
+out:
+	BIO_free(bio);
+	return rc;
+}
+
+moat_err bench_sessions_save(struct bench_run *run, const char *path, unsigned *saved, char *err,
+			     size_t errlen)
+{
+	moat_err rc = MOAT_E_IO;
+	unsigned i, n = 0;
+	BIO *bio = NULL;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0 || (bio = BIO_new_fd(fd, BIO_CLOSE)) == NULL) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	for (i = 0; i < run->n_clients; i++) {
+		const struct bench_client *c = &run->clients[i];
+
+		if (c->saved == NULL)
+			continue;
+		if (BIO_printf(bio, "%s\n", c->id) <= 0 ||
+		    PEM_write_bio_SSL_SESSION(bio, c->saved) != 1) {
+			snprintf(err, errlen, "cannot write %s", path);
+			ERR_clear_error();
+			goto out;
+		}
+		n++;
+	}
+	if (BIO_flush(bio) != 1) {
+		snprintf(err, errlen, "cannot write %s", path);
+		goto out;
+	}
+	*saved = n;
+	rc = MOAT_OK;
+out:
+	BIO_free(bio);
+	return rc;
 }

@@ -154,6 +154,12 @@ static void usage(FILE *f)
 	      "                       (started as it starts, SIGINT to its process group\n"
 	      "                       as it ends), MOAT_BENCH_PID=the --broker-pid in its\n"
 	      "                       environment; e.g. 'perf stat -p $MOAT_BENCH_PID -o F'\n"
+	      "  --save-sessions FILE once all clients are connected, write each one's TLS\n"
+	      "                       session (PEM, after a line with its client id) to\n"
+	      "                       FILE (mode 0600)\n"
+	      "  --load-sessions FILE offer the sessions saved in FILE when connecting\n"
+	      "                       (session resumption); \"resumed\" counts the\n"
+	      "                       handshakes the broker resumed\n"
 	      "  --quiet              no progress on stderr\n"
 	      "  -h, --help           this text\n"
 	      "\n"
@@ -161,7 +167,8 @@ static void usage(FILE *f)
 	      "connections, payload, rate, sent, received, expected, lost, acked,\n"
 	      "elapsed_s (first publish to last delivery), msgs_per_s (deliveries/s),\n"
 	      "lat_us {p50,p90,p99,p999,max,mean} (publish timestamp to receipt, same\n"
-	      "clock), connect_s, errors {total and per kind}, and with --broker-pid\n"
+	      "clock), connect_s, resumed, errors {total and per kind}, and with\n"
+	      "--broker-pid\n"
 	      "broker {cpu_connect_s, cpu_per_connect_ms, cpu_run_s, cpu_s_per_million\n"
 	      "(per million deliveries), rss_before_kb, rss_connected_kb, rss_end_kb,\n"
 	      "rss_per_conn_kb}.\n"
@@ -249,6 +256,8 @@ enum opt_id {
 	OPT_BROKER_PID,
 	OPT_WINDOW_CMD,
 	OPT_QUIET,
+	OPT_SAVE_SESSIONS,
+	OPT_LOAD_SESSIONS,
 };
 
 static const struct option long_opts[] = {
@@ -280,6 +289,8 @@ static const struct option long_opts[] = {
     {"broker-pid", required_argument, NULL, OPT_BROKER_PID},
     {"window-cmd", required_argument, NULL, OPT_WINDOW_CMD},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"save-sessions", required_argument, NULL, OPT_SAVE_SESSIONS},
+    {"load-sessions", required_argument, NULL, OPT_LOAD_SESSIONS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -435,6 +446,16 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		case OPT_QUIET:
 			o->quiet = true;
 			break;
+		case OPT_SAVE_SESSIONS:
+			if (optarg[0] == '\0')
+				return bad_arg("save-sessions", optarg);
+			o->save_sessions = optarg;
+			break;
+		case OPT_LOAD_SESSIONS:
+			if (optarg[0] == '\0')
+				return bad_arg("load-sessions", optarg);
+			o->load_sessions = optarg;
+			break;
 		default:
 			fprintf(stderr, "moat-bench: see --help\n");
 			return 2;
@@ -529,9 +550,11 @@ static SSL_CTX *client_ctx(const struct bench_opts *o, char *err, size_t errlen)
 	}
 	if (ok != 1)
 		goto fail;
-	/* Every connection is a full handshake: that is what is measured. */
+	/* Every connection is a full handshake: that is what is measured,
+	 * unless sessions are saved or offered (reconnect storms). */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	if (o->save_sessions == NULL && o->load_sessions == NULL)
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	/* Thousands of idle connections: do not hold 2 x 16 KiB each. */
 	if (o->scenario == BENCH_IDLE)
 		mode |= SSL_MODE_RELEASE_BUFFERS;
@@ -800,11 +823,13 @@ static void report_print(const struct bench_run *run, const struct report *rep)
 		rep->connected, o->payload, o->rate, o->threads, (unsigned long)o->session_expiry);
 	fprintf(f,
 		",\"sent\":%llu,\"received\":%llu,\"expected\":%llu,\"lost\":%llu,"
-		"\"acked\":%llu,\"elapsed_s\":%.4f,\"msgs_per_s\":%.1f,\"connect_s\":%.3f",
+		"\"acked\":%llu,\"elapsed_s\":%.4f,\"msgs_per_s\":%.1f,\"connect_s\":%.3f,"
+		"\"resumed\":%llu",
 		(unsigned long long)rep->sent, (unsigned long long)rep->received,
 		(unsigned long long)rep->expected, (unsigned long long)lost,
 		(unsigned long long)rep->acked, rep->elapsed_s,
-		rep->elapsed_s > 0 ? (double)rep->received / rep->elapsed_s : 0.0, rep->connect_s);
+		rep->elapsed_s > 0 ? (double)rep->received / rep->elapsed_s : 0.0, rep->connect_s,
+		(unsigned long long)atomic_load(&run->resumed));
 	fprintf(f,
 		",\"lat_us\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
 		"\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}",
@@ -889,6 +914,14 @@ int main(int argc, char **argv)
 	}
 	if (bench_clients_create(&run, ca, err, sizeof(err)))
 		goto out;
+	if (o.load_sessions != NULL) {
+		unsigned loaded = 0;
+
+		if (bench_sessions_load(&run, o.load_sessions, &loaded, err, sizeof(err)))
+			goto out;
+		if (!o.quiet)
+			fprintf(stderr, "moat-bench: offering %u saved sessions\n", loaded);
+	}
 	atomic_store(&run.phase, BENCH_PH_CONNECT);
 	bench_proc_sample(o.broker_pid, &rep.before);
 	if (o.broker_pid > 0 && !rep.before.ok) {
@@ -918,6 +951,15 @@ int main(int argc, char **argv)
 	rep.sent = atomic_load(&run.sent);
 	rep.received = atomic_load(&run.received);
 	rep.acked = atomic_load(&run.acked);
+	if (o.save_sessions != NULL && rep.ok) {
+		unsigned saved = 0;
+
+		if (bench_sessions_save(&run, o.save_sessions, &saved, err, sizeof(err)))
+			goto out;
+		if (!o.quiet)
+			fprintf(stderr, "moat-bench: saved %u sessions to %s\n", saved,
+				o.save_sessions);
+	}
 	report_print(&run, &rep);
 	rc = rep.ok ? 0 : 1;
 out:

@@ -83,6 +83,7 @@ enum conf_key_id {
 	K_CERT_DAYS,
 	K_CRL_URL,
 	K_COMMIT_WINDOW_US,
+	K_TLS_RESUMPTION,
 };
 
 struct conf_key {
@@ -115,6 +116,7 @@ static const struct conf_key tls_keys[] = {
     {"cert", K_CERT, CONF_PATH, 0, 0},
     {"key", K_KEY, CONF_PATH, 0, 0},
     {"ca", K_CA, CONF_PATH, 0, 0},
+    {"tls_resumption", K_TLS_RESUMPTION, CONF_BOOL, 0, 0},
 };
 
 static const struct conf_key log_keys[] = {
@@ -128,6 +130,7 @@ static const struct conf_key listener_keys[] = {
     {"require_client_cert", K_REQUIRE_CLIENT_CERT, CONF_BOOL, 0, 0},
     {"policy", K_POLICY, CONF_POLICY, 0, 0},
     {"protocol", K_PROTOCOL, CONF_PROTOCOL, 0, 0},
+    {"tls_resumption", K_TLS_RESUMPTION, CONF_BOOL, 0, 0},
 };
 
 enum conf_section_kind { SEC_BROKER, SEC_TLS, SEC_LOG, SEC_LISTENER, SEC__COUNT };
@@ -590,7 +593,12 @@ static void conf_set_choice(struct conf_parse *st, const struct conf_key *k, con
 				  k->name, echo);
 			break;
 		}
-		if (k->id == K_TLS) {
+		if (k->id == K_TLS_RESUMPTION && st->cur->kind == SEC_TLS) {
+			st->conf.tls_resumption = b;
+		} else if (k->id == K_TLS_RESUMPTION) {
+			st->conf.listeners[st->cur->listener].tls_resumption = b;
+			st->conf.listeners[st->cur->listener].tls_resumption_set = true;
+		} else if (k->id == K_TLS) {
 			st->conf.listeners[st->cur->listener].tls = b;
 		} else {
 			st->conf.listeners[st->cur->listener].require_client_cert = b;
@@ -1129,6 +1137,8 @@ static void conf_finish_listeners(struct conf_parse *st)
 		}
 		if (l->protocol == MOAT_PROTO_HTTPS && !l->require_client_cert_set)
 			st->conf.listeners[i].require_client_cert = false;
+		if (!l->tls_resumption_set)
+			st->conf.listeners[i].tls_resumption = st->conf.tls_resumption;
 		if (!conf_addr_parse(l->bind, a, &fa))
 			continue; /* unreachable: bind was validated when set */
 		for (j = 0; j < i; j++) {
@@ -1197,6 +1207,7 @@ void moat_conf_defaults(struct moat_conf *c)
 	memcpy(c->tls_cert, "server.crt", sizeof("server.crt"));
 	memcpy(c->tls_key, "server.key", sizeof("server.key"));
 	memcpy(c->tls_ca, "ca.crt", sizeof("ca.crt"));
+	c->tls_resumption = true;
 	c->log_level = MOAT_LOG_INFO;
 	c->n_listeners = 0;
 }
@@ -1381,6 +1392,10 @@ static const char default_text[] =
     "cert = server.crt\n"
     "key = server.key\n"
     "ca = ca.crt\n"
+    "; Session resumption with tickets (on or off; also per listener): a device\n"
+    "; that reconnects within a day skips the full handshake. The keys survive\n"
+    "; restarts sealed by the key process (docs/security.md).\n"
+    "tls_resumption = on\n"
     "\n"
     "[log]\n"
     "; debug, info, warn or error\n"

@@ -33,6 +33,10 @@ struct moat_listener_conf {
 	 * password and TOTP), on to also demand a certificate from the CA. */
 	bool require_client_cert;
 	bool require_client_cert_set; /* written in the file (for the https default) */
+	/* Session resumption with tickets; unset: [tls] tls_resumption. A
+	 * reload applies it (the contexts are rebuilt). */
+	bool tls_resumption;
+	bool tls_resumption_set;
 	enum moat_policy_kind policy;
 	unsigned line; /* line of the [listener.NAME] header, for messages */
 };
@@ -76,6 +80,7 @@ struct moat_conf {
 	char tls_cert[MOAT_MAX_PATH];
 	char tls_key[MOAT_MAX_PATH];
 	char tls_ca[MOAT_MAX_PATH];
+	bool tls_resumption; /* the listeners' default (on) */
 	/* [log] */
 	int log_level; /* enum moat_log_level */
 	/* [listener.NAME]* */

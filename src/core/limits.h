@@ -417,6 +417,24 @@ _Static_assert(MOAT_POLICY_MAX_RULES >= 3u && MOAT_ACL_MAX_SOURCES >= 2u,
 #define MOAT_KEY_SEAL_OVERHEAD 44u
 /* A stored TOTP seed: sealed, or (before the start-up migration) plain. */
 #define MOAT_TOTP_STORED_MAX (MOAT_TOTP_SECRET_MAX + MOAT_KEY_SEAL_OVERHEAD)
+/* TLS session tickets (src/tls/tickets.c). A ticket is good for a day
+ * (SSL_CTX_set_timeout), and never past its client certificate's notAfter:
+ * a reconnect storm after a restart or an outage of up to a day resumes
+ * instead of paying full mutual-TLS handshakes, while a stolen ticket is of
+ * use for a day at most (revocation still cuts it at CONNECT). */
+#define MOAT_TLS_TICKET_LIFETIME_S (24u * 3600u)
+/* A new ticket-encryption key every 12 hours: a key that leaks opens at most
+ * the tickets of its 12 hours of use (plus their lifetime). */
+#define MOAT_TLS_TICKET_ROTATE_S (12u * 3600u)
+/* Keys kept: the current one, which seals new tickets, and the previous ones
+ * that may still open a live ticket (tickets they open are renewed under the
+ * current key). 3 covers a full lifetime after a key stops being current. */
+#define MOAT_TLS_TICKET_KEYS 3u
+/* The sealed key file's plaintext: "MTK1", u64 time the current key became
+ * current, u8 count, then per key a 16-byte name, a 32-byte AES-256 key and a
+ * 32-byte HMAC-SHA256 key. */
+#define MOAT_TLS_TICKET_KEY_LEN 80u
+#define MOAT_TLS_TICKETS_BLOB_MAX (13u + MOAT_TLS_TICKET_KEYS * MOAT_TLS_TICKET_KEY_LEN)
 /* A request to the key process must be answered this soon (ms), or the CA is
  * treated as dead: signing takes well under a millisecond. */
 #define MOAT_CA_TIMEOUT_MS 5000u
@@ -447,6 +465,13 @@ _Static_assert(MOAT_KEY_SIGN_MAX + MOAT_KEY_SEAL_MAX + MOAT_KEY_AD_MAX + MOAT_KE
 		   MOAT_CA_MSG_MAX,
 	       "a key-slot request fits a key-process message");
 _Static_assert(MOAT_TOTP_SECRET_MAX <= MOAT_KEY_SEAL_MAX, "a TOTP seed fits a sealed blob");
+_Static_assert((MOAT_TLS_TICKET_KEYS - 1u) * MOAT_TLS_TICKET_ROTATE_S >= MOAT_TLS_TICKET_LIFETIME_S,
+	       "a ticket key is kept for as long as a ticket it sealed lives");
+_Static_assert(MOAT_TLS_TICKET_ROTATE_S >= 60u && MOAT_TLS_TICKET_KEYS >= 2u &&
+		   MOAT_TLS_TICKET_KEYS <= 255u,
+	       "ticket key rotation bounds");
+_Static_assert(MOAT_TLS_TICKETS_BLOB_MAX <= MOAT_KEY_SEAL_MAX,
+	       "the ticket keys fit one sealed blob");
 
 _Static_assert(MOAT_MAX_PACKET_SIZE_MAX <= MOAT_MQTT_MAX_REMAINING, "packet cap beyond MQTT");
 _Static_assert(MOAT_MAX_CONNECT_PACKET <= MOAT_MAX_PACKET_SIZE_MAX, "connect cap");

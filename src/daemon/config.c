@@ -65,7 +65,7 @@ moat_err moat_daemon_reload(struct moat_daemon *d, char *err, size_t errlen)
 			 key);
 		goto out;
 	}
-	if ((rc = moat_daemon_listeners_build(nc, nl, err, errlen)) != MOAT_OK)
+	if ((rc = moat_daemon_listeners_build(nc, d->tickets, nl, err, errlen)) != MOAT_OK)
 		goto out;
 	moat_daemon_listeners_swap(d, nl, nc->n_listeners);
 	moat_broker_set_limits(d->broker, &nc->lim);

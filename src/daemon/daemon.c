@@ -8,8 +8,8 @@
  * 4. the seccomp filter on every thread; then the worker threads, which
  *    inherit it;
  * 5. the main thread waits for signals and runs its chores (the server
- *    certificate's renewal), one at a time, so a chore and a reload never
- *    overlap.
+ *    certificate's renewal, the TLS ticket keys' rotation), one at a time,
+ *    so a chore and a reload never overlap.
  * Stopping goes the other way; the store closes after the workers stopped
  * and before the broker is freed (its last completions post to the
  * workers' mailboxes, which freeing drains).
@@ -256,7 +256,12 @@ static moat_err start(struct moat_daemon *d, const char *dir, char *err, size_t 
 	    (rc = moat_daemon_conf_load(d, &d->conf, err, errlen)) != MOAT_OK)
 		return rc;
 	moat_log_set_level((enum moat_log_level)d->conf.log_level);
-	if ((rc = moat_daemon_listeners_build(&d->conf, d->listeners, err, errlen)) != MOAT_OK)
+	/* The ticket keys before the contexts that use them (they need the
+	 * key process to unseal them). */
+	if ((rc = moat_daemon_tickets_start(d, err, errlen)) != MOAT_OK)
+		return rc;
+	if ((rc = moat_daemon_listeners_build(&d->conf, d->tickets, d->listeners, err, errlen)) !=
+	    MOAT_OK)
 		return rc;
 	d->n_listeners = d->conf.n_listeners;
 	if ((rc = open_store(d, err, errlen)) != MOAT_OK)
@@ -312,9 +317,14 @@ static void main_loop(struct moat_daemon *d)
 	next_chore = moat_now_ms() + (uint64_t)MOAT_SERVER_CERT_CHECK_S * 1000u;
 	for (;;) {
 		uint64_t now = moat_now_ms();
+		uint64_t wait = next_chore > now ? next_chore - now : 0;
+		uint64_t tickets_wait = moat_daemon_tickets_wait_ms(d);
 
-		sig = moat_proc_wait_signal(next_chore > now ? next_chore - now : 0);
+		sig = moat_proc_wait_signal(tickets_wait < wait ? tickets_wait : wait);
 		if (sig == 0) {
+			moat_daemon_tickets_chore(d);
+			if (moat_now_ms() < next_chore)
+				continue;
 			server_cert_chore(d);
 			next_chore = moat_now_ms() + (uint64_t)MOAT_SERVER_CERT_CHECK_S * 1000u;
 			continue;
@@ -355,6 +365,7 @@ static void stop(struct moat_daemon *d, bool started)
 	moat_broker_free(d->broker);
 	d->broker = NULL;
 	moat_daemon_listeners_free(d);
+	moat_daemon_tickets_free(d);
 	moat_regtab_free(d->reg);
 	d->reg = NULL;
 	moat_ca_stop(d->keys);

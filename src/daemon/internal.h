@@ -19,6 +19,7 @@ struct moat_reg_change;
 struct moat_ca;
 struct moat_api;
 struct moat_http_server;
+struct moat_tls_tickets;
 
 struct moat_daemon {
 	char dir[MOAT_MAX_PATH];
@@ -40,6 +41,9 @@ struct moat_daemon {
 	unsigned char mca_digest[32]; /* SHA-256 over the manufacturer CAs trusted */
 	bool mca_digest_set;
 	struct moat_ca *keys; /* the key process */
+	/* The MQTT listeners' session-ticket keys (tickets.c): kept across
+	 * SIGHUP, sealed on disk across restarts; own rwlock. */
+	struct moat_tls_tickets *tickets;
 	struct moat_broker *broker;
 	struct moat_api *api;
 	struct moat_http_server *http;
@@ -47,9 +51,10 @@ struct moat_daemon {
 };
 
 /* listeners.c */
-/* Build the listeners of conf with fresh TLS contexts into out. */
-moat_err moat_daemon_listeners_build(const struct moat_conf *conf, struct moat_listener *out,
-				     char *err, size_t errlen);
+/* Build the listeners of conf with fresh TLS contexts into out; MQTT
+ * listeners with tls_resumption seal tickets with the shared keys. */
+moat_err moat_daemon_listeners_build(const struct moat_conf *conf, struct moat_tls_tickets *tickets,
+				     struct moat_listener *out, char *err, size_t errlen);
 /* Swap in the contexts of the listeners nl of a new configuration (by
  * name); what is left in nl is freed. */
 void moat_daemon_listeners_swap(struct moat_daemon *d, struct moat_listener *nl, size_t n);
@@ -75,5 +80,17 @@ moat_err moat_daemon_reload(struct moat_daemon *d, char *err, size_t errlen);
 moat_err moat_daemon_conf_load(struct moat_daemon *d, struct moat_conf *conf, char *err,
 			       size_t errlen);
 moat_err moat_daemon_check_private(const char *path, unsigned mask, char *err, size_t errlen);
+
+/* tickets.c */
+/* Make d->tickets from DIR/tls-tickets.sealed (unsealed by the key
+ * process), or fresh keys when it is missing or does not open (logged);
+ * rotate when due and save. Fails only when no keys can be made. */
+moat_err moat_daemon_tickets_start(struct moat_daemon *d, char *err, size_t errlen);
+/* How long until the next rotation is due (ms). */
+uint64_t moat_daemon_tickets_wait_ms(struct moat_daemon *d);
+/* The main thread's chore: rotate when due and save the sealed file. */
+void moat_daemon_tickets_chore(struct moat_daemon *d);
+/* Wipe and free the keys (after every context was freed). */
+void moat_daemon_tickets_free(struct moat_daemon *d);
 
 #endif

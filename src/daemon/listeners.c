@@ -15,10 +15,25 @@
 #include "daemon/internal.h"
 #include "registry/schema.h"
 #include "store/store.h"
+#include "tls/tickets.h"
 #include "tls/tls.h"
 
-moat_err moat_daemon_listeners_build(const struct moat_conf *conf, struct moat_listener *out,
-				     char *err, size_t errlen)
+/* Resumption as the listener's tls_resumption says: MQTT listeners share
+ * the daemon's ticket keys; HTTPS listeners keep OpenSSL's per-context keys
+ * (a resumed session has no verified chain, and EST asks which CA anchored
+ * it, so persistent tickets would buy them nothing). */
+static moat_err listener_resumption(SSL_CTX *ctx, const struct moat_listener_conf *l,
+				    struct moat_tls_tickets *tickets, char *err, size_t errlen)
+{
+	if (!l->tls_resumption)
+		return moat_tls_resumption_off(ctx, err, errlen);
+	if (l->protocol == MOAT_PROTO_MQTT && tickets != NULL)
+		return moat_tls_tickets_attach(ctx, tickets, l->name, err, errlen);
+	return MOAT_OK;
+}
+
+moat_err moat_daemon_listeners_build(const struct moat_conf *conf, struct moat_tls_tickets *tickets,
+				     struct moat_listener *out, char *err, size_t errlen)
 {
 	struct moat_tls_paths paths = {conf->tls_cert, conf->tls_key, conf->tls_ca};
 	size_t i;
@@ -34,6 +49,12 @@ moat_err moat_daemon_listeners_build(const struct moat_conf *conf, struct moat_l
 		 * a device with its current certificate. */
 		out[i].ssl_ctx =
 		    moat_tls_server_ctx(&paths, out[i].conf.require_client_cert, err, errlen);
+		if (out[i].ssl_ctx != NULL &&
+		    listener_resumption(out[i].ssl_ctx, &out[i].conf, tickets, err, errlen) !=
+			MOAT_OK) {
+			SSL_CTX_free(out[i].ssl_ctx);
+			out[i].ssl_ctx = NULL;
+		}
 		if (out[i].ssl_ctx == NULL) {
 			while (i-- > 0)
 				SSL_CTX_free(out[i].ssl_ctx);
@@ -154,6 +175,10 @@ moat_err moat_daemon_https_trust(struct moat_daemon *d, char *err, size_t errlen
 		ctx = moat_tls_server_ctx(&paths, false, err, errlen);
 		if (ctx == NULL)
 			return MOAT_E_TLS;
+		if ((rc = listener_resumption(ctx, &l->conf, d->tickets, err, errlen)) != MOAT_OK) {
+			SSL_CTX_free(ctx);
+			return rc;
+		}
 		rc = moat_store_read(d->store, REG_STMT(MCA_ALL), NULL, 0, mca_add_cb, ctx);
 		if (rc != MOAT_OK) {
 			SSL_CTX_free(ctx);

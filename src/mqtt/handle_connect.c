@@ -32,8 +32,11 @@ static void refuse(struct moat_conn *c, uint8_t v5_code, uint8_t v3_code, const 
 		r.props.reason_string.len = strlen(why);
 	}
 	(void)moat_conn_send(c, &r);
-	log_info("connect_refused", "addr=%s identity=%s reason=\"%s\"", c->addr,
-		 c->identity[0] ? c->identity : "-", why);
+	/* tls_resumed: a refusal of a session resumed from a ticket (revoked,
+	 * decommissioned, disabled) shows that tickets do not get around it. */
+	log_info("connect_refused", "addr=%s identity=%s tls_resumed=%d reason=\"%s\"", c->addr,
+		 c->identity[0] ? c->identity : "-", c->ssl != NULL && SSL_session_reused(c->ssl),
+		 why);
 	moat_broker_secev(c->w->b, "mqtt.connect_refused", c->identity, c->addr, why);
 	moat_conn_close(c, why);
 }
@@ -325,8 +328,9 @@ void moat_handle_connect(struct moat_conn *c, const struct mqtt_packet *p)
 		break;
 	}
 	(void)moat_conn_send(c, &r);
-	log_debug("connected", "client=%s addr=%s version=%u present=%d", s->client_id, c->addr,
-		  c->version, present);
+	log_debug("connected", "client=%s addr=%s version=%u present=%d tls_resumed=%d",
+		  s->client_id, c->addr, c->version, present,
+		  c->ssl != NULL && SSL_session_reused(c->ssl));
 	if (present) {
 		moat_session_resend(s);
 		moat_session_pump(s);

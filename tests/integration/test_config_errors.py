@@ -63,6 +63,8 @@ CASES = [
     ("unknown-key-listener", "listener.mqtts", "backlog = 10"),
     ("no-equals", "broker", "this line has no equals sign"),
     ("unknown-section", None, "[nonsense]"),
+    ("bad-resumption-tls", "tls", "tls_resumption = sometimes"),
+    ("bad-resumption-listener", "listener.mqtts", "tls_resumption = 2"),
 ]
 
 

@@ -230,6 +230,31 @@ static void test_https_listener(void **state)
 		   1, "MQTT listeners only");
 }
 
+/* tls_resumption: on by default; [tls] sets every listener's default, a
+ * listener's own key wins; a bad value is a file:line error. */
+static void test_tls_resumption(void **state)
+{
+	struct moat_conf c;
+
+	(void)state;
+	expect_ok(LISTENER, &c);
+	assert_true(c.tls_resumption);
+	assert_true(c.listeners[0].tls_resumption);
+	expect_ok("[tls]\ntls_resumption = off\n" LISTENER, &c);
+	assert_false(c.tls_resumption);
+	assert_false(c.listeners[0].tls_resumption);
+	expect_ok("[tls]\ntls_resumption = off\n" LISTENER "tls_resumption = on\n"
+		  "[listener.u]\nbind = 127.0.0.1\nport = 8884\n",
+		  &c);
+	assert_true(c.listeners[0].tls_resumption);
+	assert_false(c.listeners[1].tls_resumption);
+	expect_ok(LISTENER "tls_resumption = no\n", &c);
+	assert_true(c.tls_resumption);
+	assert_false(c.listeners[0].tls_resumption);
+	expect_err("[tls]\ntls_resumption = maybe\n" LISTENER, 2, "is not on or off");
+	expect_err(LISTENER "tls_resumption = 1\n", 4, "is not on or off");
+}
+
 /* [broker] crl_url: an http(s) URL of printable ASCII, or the default "". */
 static void test_crl_url(void **state)
 {
@@ -1009,6 +1034,7 @@ int main(void)
 	    cmocka_unit_test(test_minimal_listener_defaults),
 	    cmocka_unit_test(test_https_listener),
 	    cmocka_unit_test(test_crl_url),
+	    cmocka_unit_test(test_tls_resumption),
 	    cmocka_unit_test(test_broker_ranges_accept_bounds),
 	    cmocka_unit_test(test_broker_ranges_reject_outside),
 	    cmocka_unit_test(test_exact_range_message),

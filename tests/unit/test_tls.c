@@ -31,6 +31,7 @@
 
 #include "core/limits.h"
 #include "pki/pki.h"
+#include "tls/tickets.h"
 #include "tls/tls.h"
 
 #define DEVICE_ID "sensor-01.hall_2"
@@ -1051,6 +1052,276 @@ static void test_handshake_old_versions(void **state)
 	SSL_CTX_free(perm);
 }
 
+/* ---- session-ticket keys (tickets.c) -------------------------------------- */
+
+#define T0 1700000000LL
+
+static struct moat_tls_tickets *ring_new(int64_t now)
+{
+	struct moat_tls_tickets *t = NULL;
+
+	assert_int_equal(moat_tls_tickets_new(now, &t), MOAT_OK);
+	assert_non_null(t);
+	return t;
+}
+
+static SSL_CTX *ticket_ctx(struct moat_tls_tickets *t, const char *label)
+{
+	SSL_CTX *ctx = server_ctx(true);
+	char err[256] = "";
+
+	if (moat_tls_tickets_attach(ctx, t, label, err, sizeof(err)) != MOAT_OK)
+		fail_msg("attach: %s", err);
+	assert_int_equal(SSL_CTX_get_timeout(ctx), (long)MOAT_TLS_TICKET_LIFETIME_S);
+	return ctx;
+}
+
+/* A full handshake on sctx; the client's session (with its ticket). */
+static SSL_SESSION *first_session(SSL_CTX *sctx, SSL_CTX *cctx)
+{
+	struct conn c = {0};
+	SSL_SESSION *sess;
+
+	assert_int_equal(handshake(sctx, cctx, NULL, &c), 1);
+	assert_false(SSL_session_reused(c.server));
+	sess = SSL_get1_session(c.client);
+	assert_non_null(sess);
+	assert_true(SSL_SESSION_has_ticket(sess));
+	conn_free(&c);
+	return sess;
+}
+
+/* Offer sess to sctx: 1 when the session was resumed, 0 when a full
+ * handshake was done instead (it must succeed either way). The identity
+ * comes from the certificate the session carries. */
+static int resumes(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess)
+{
+	struct conn c = {0};
+	char id[MOAT_DEVICE_ID_MAX + 1] = "";
+	int reused;
+
+	assert_int_equal(handshake(sctx, cctx, sess, &c), 1);
+	reused = SSL_session_reused(c.server);
+	assert_int_equal(reused, SSL_session_reused(c.client));
+	assert_int_equal(moat_tls_peer_identity(c.server, id, sizeof(id)), MOAT_OK);
+	assert_string_equal(id, DEVICE_ID);
+	conn_free(&c);
+	return reused;
+}
+
+static void test_tickets_rotation_schedule(void **state)
+{
+	(void)state;
+	struct moat_tls_tickets *t = ring_new(T0);
+	const int64_t p = (int64_t)MOAT_TLS_TICKET_ROTATE_S;
+
+	assert_int_equal(moat_tls_tickets_count(t), 1);
+	assert_int_equal(moat_tls_tickets_next_rotation(t), T0 + p);
+	assert_int_equal(moat_tls_tickets_rotate_due(t, T0 + p - 1), 0);
+	assert_int_equal(moat_tls_tickets_rotate_due(t, T0 + p), 1);
+	assert_int_equal(moat_tls_tickets_count(t), 2);
+	assert_int_equal(moat_tls_tickets_next_rotation(t), T0 + 2 * p);
+	/* Two periods late (a restart): two new keys, the schedule kept. */
+	assert_int_equal(moat_tls_tickets_rotate_due(t, T0 + 3 * p + 5), 2);
+	assert_int_equal(moat_tls_tickets_count(t), MOAT_TLS_TICKET_KEYS);
+	assert_int_equal(moat_tls_tickets_next_rotation(t), T0 + 4 * p);
+	/* Down for a month: every key new, the schedule starts from now. */
+	assert_int_equal(moat_tls_tickets_rotate_due(t, T0 + 60 * p), MOAT_TLS_TICKET_KEYS);
+	assert_int_equal(moat_tls_tickets_count(t), MOAT_TLS_TICKET_KEYS);
+	assert_int_equal(moat_tls_tickets_next_rotation(t), T0 + 61 * p);
+	/* The clock went back: no rotation, and the key is redated to now so
+	 * it does not live for ever. */
+	assert_int_equal(moat_tls_tickets_rotate_due(t, T0), 0);
+	assert_int_equal(moat_tls_tickets_next_rotation(t), T0 + p);
+	moat_tls_tickets_free(t);
+	moat_tls_tickets_free(NULL);
+}
+
+static void test_tickets_export_import(void **state)
+{
+	(void)state;
+	struct moat_tls_tickets *t = ring_new(T0);
+	struct moat_tls_tickets *u = ring_new(T0 + 7);
+	uint8_t a[MOAT_TLS_TICKETS_BLOB_MAX], b[MOAT_TLS_TICKETS_BLOB_MAX];
+	uint8_t bad[MOAT_TLS_TICKETS_BLOB_MAX + 1];
+	size_t alen = 0, blen = 0, ulen = 0;
+	uint8_t ub[MOAT_TLS_TICKETS_BLOB_MAX];
+
+	assert_int_equal(moat_tls_tickets_export(t, a, sizeof(a) - 1, &alen), MOAT_E_INVAL);
+	assert_int_equal(moat_tls_tickets_rotate(t, T0 + 1), MOAT_OK);
+	assert_int_equal(moat_tls_tickets_export(t, a, sizeof(a), &alen), MOAT_OK);
+	assert_int_equal(alen, 13u + 2u * MOAT_TLS_TICKET_KEY_LEN);
+	assert_memory_equal(a, "MTK1", 4);
+	assert_int_equal(a[12], 2);
+	assert_int_equal(moat_tls_tickets_import(u, a, alen), MOAT_OK);
+	assert_int_equal(moat_tls_tickets_export(u, b, sizeof(b), &blen), MOAT_OK);
+	assert_int_equal(blen, alen);
+	assert_memory_equal(a, b, alen);
+	assert_int_equal(moat_tls_tickets_next_rotation(u), T0 + 1 + MOAT_TLS_TICKET_ROTATE_S);
+
+	/* Every malformed input is refused and leaves the ring as it was. */
+	assert_int_equal(moat_tls_tickets_rotate(u, T0 + 9), MOAT_OK);
+	assert_int_equal(moat_tls_tickets_export(u, ub, sizeof(ub), &ulen), MOAT_OK);
+#define REFUSED(buf, n)                                                                            \
+	do {                                                                                       \
+		assert_int_equal(moat_tls_tickets_import(u, (buf), (n)), MOAT_E_MALFORMED);        \
+		assert_int_equal(moat_tls_tickets_export(u, b, sizeof(b), &blen), MOAT_OK);        \
+		assert_int_equal(blen, ulen);                                                      \
+		assert_memory_equal(b, ub, ulen);                                                  \
+	} while (0)
+	REFUSED(NULL, 0);
+	REFUSED(a, 12);
+	REFUSED(a, alen - 1);
+	memcpy(bad, a, alen);
+	bad[alen] = 0;
+	REFUSED(bad, alen + 1);
+	memcpy(bad, a, alen);
+	bad[3] = '2'; /* tag */
+	REFUSED(bad, alen);
+	memcpy(bad, a, alen);
+	bad[12] = 0; /* no keys */
+	REFUSED(bad, 13);
+	bad[12] = MOAT_TLS_TICKET_KEYS + 1; /* too many */
+	REFUSED(bad, alen);
+	memcpy(bad, a, alen);
+	memset(bad + 4, 0, 8); /* time 0 */
+	REFUSED(bad, alen);
+	memset(bad + 4, 0xff, 8); /* time past any clock */
+	REFUSED(bad, alen);
+	memcpy(bad, a, alen);
+	memcpy(bad + 13 + MOAT_TLS_TICKET_KEY_LEN, bad + 13, 16); /* one name twice */
+	REFUSED(bad, alen);
+#undef REFUSED
+	OPENSSL_cleanse(a, sizeof(a));
+	moat_tls_tickets_free(t);
+	moat_tls_tickets_free(u);
+}
+
+/* Tickets survive a new context (SIGHUP) and a new ring made from the
+ * exported one (restart); older keys still open tickets until they leave
+ * the ring; another ring (data directory) or listener never resumes. TLS
+ * 1.3 and 1.2. */
+static void test_tickets_resume_across_contexts(void **state)
+{
+	(void)state;
+	static const int versions[] = {0, TLS1_2_VERSION};
+	size_t v;
+	unsigned k;
+
+	for (v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
+		struct client_opts o = {
+		    .cert = F.dev_crt, .key = F.dev_key, .max_version = versions[v]};
+		SSL_CTX *cctx = client_ctx(&o);
+		struct moat_tls_tickets *t = ring_new(T0);
+		struct moat_tls_tickets *t2 = ring_new(T0);
+		struct moat_tls_tickets *other = ring_new(T0);
+		uint8_t blob[MOAT_TLS_TICKETS_BLOB_MAX];
+		size_t blen = 0;
+		SSL_CTX *a = ticket_ctx(t, "mqtts");
+		SSL_CTX *b = ticket_ctx(t, "mqtts");
+		SSL_CTX *c = NULL;
+		SSL_CTX *x = ticket_ctx(other, "mqtts");
+		SSL_CTX *y = ticket_ctx(t, "mqtts-2");
+		SSL_SESSION *sess = first_session(a, cctx);
+
+		assert_int_equal(resumes(a, cctx, sess), 1);
+		/* SIGHUP: a new context with the same ring. */
+		SSL_CTX_free(a);
+		assert_int_equal(resumes(b, cctx, sess), 1);
+		/* Restart: a new ring from the exported bytes. */
+		assert_int_equal(moat_tls_tickets_export(t, blob, sizeof(blob), &blen), MOAT_OK);
+		assert_int_equal(moat_tls_tickets_import(t2, blob, blen), MOAT_OK);
+		OPENSSL_cleanse(blob, sizeof(blob));
+		c = ticket_ctx(t2, "mqtts");
+		assert_int_equal(resumes(c, cctx, sess), 1);
+		/* Another data directory's keys, another listener. */
+		assert_int_equal(resumes(x, cctx, sess), 0);
+		assert_int_equal(resumes(y, cctx, sess), 0);
+		/* Rotation: the ticket's key stays acceptable while it is in the
+		 * ring, and not a moment longer. */
+		for (k = 1; k < MOAT_TLS_TICKET_KEYS; k++) {
+			assert_int_equal(moat_tls_tickets_rotate(t, T0 + k), MOAT_OK);
+			assert_int_equal(resumes(b, cctx, sess), 1);
+		}
+		assert_int_equal(moat_tls_tickets_rotate(t, T0 + k), MOAT_OK);
+		assert_int_equal(resumes(b, cctx, sess), 0);
+		SSL_SESSION_free(sess);
+		SSL_CTX_free(b);
+		SSL_CTX_free(c);
+		SSL_CTX_free(x);
+		SSL_CTX_free(y);
+		SSL_CTX_free(cctx);
+		moat_tls_tickets_free(t);
+		moat_tls_tickets_free(t2);
+		moat_tls_tickets_free(other);
+	}
+}
+
+/* A ticket opened with an older key is replaced by one under the current
+ * key, which then resumes after the old key left the ring. */
+static void test_tickets_renewed_under_current_key(void **state)
+{
+	(void)state;
+	struct client_opts o = {.cert = F.dev_crt, .key = F.dev_key};
+	SSL_CTX *cctx = client_ctx(&o);
+	struct moat_tls_tickets *t = ring_new(T0);
+	SSL_CTX *sctx = ticket_ctx(t, "mqtts");
+	SSL_SESSION *sess = first_session(sctx, cctx);
+	SSL_SESSION *renewed;
+	struct conn c = {0};
+	unsigned k;
+
+	assert_int_equal(moat_tls_tickets_rotate(t, T0 + 1), MOAT_OK);
+	assert_int_equal(handshake(sctx, cctx, sess, &c), 1);
+	assert_true(SSL_session_reused(c.server));
+	renewed = SSL_get1_session(c.client);
+	assert_non_null(renewed);
+	assert_true(SSL_SESSION_has_ticket(renewed));
+	conn_free(&c);
+	for (k = 1; k < MOAT_TLS_TICKET_KEYS; k++)
+		assert_int_equal(moat_tls_tickets_rotate(t, T0 + 1 + k), MOAT_OK);
+	assert_int_equal(resumes(sctx, cctx, sess), 0);
+	assert_int_equal(resumes(sctx, cctx, renewed), 1);
+	SSL_SESSION_free(sess);
+	SSL_SESSION_free(renewed);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	moat_tls_tickets_free(t);
+}
+
+/* Resumption off: no ticket is issued, and a ticket from a context that
+ * had one is not accepted. */
+static void test_tickets_resumption_off(void **state)
+{
+	(void)state;
+	struct client_opts o = {.cert = F.dev_crt, .key = F.dev_key};
+	SSL_CTX *cctx = client_ctx(&o);
+	struct moat_tls_tickets *t = ring_new(T0);
+	SSL_CTX *on = ticket_ctx(t, "mqtts");
+	SSL_CTX *off = server_ctx(true);
+	SSL_SESSION *sess = first_session(on, cctx);
+	SSL_SESSION *none;
+	struct conn c = {0};
+	char err[256] = "";
+
+	assert_int_equal(moat_tls_resumption_off(off, err, sizeof(err)), MOAT_OK);
+	assert_int_equal(SSL_CTX_get_num_tickets(off), 0);
+	assert_int_equal(handshake(off, cctx, NULL, &c), 1);
+	none = SSL_get1_session(c.client);
+	assert_non_null(none);
+	assert_false(SSL_SESSION_has_ticket(none));
+	SSL_SESSION_free(none);
+	conn_free(&c);
+	assert_int_equal(resumes(off, cctx, sess), 0);
+	/* Attaching twice is refused (the callbacks' state is per context). */
+	assert_int_not_equal(moat_tls_tickets_attach(on, t, "mqtts", err, sizeof(err)), MOAT_OK);
+	SSL_SESSION_free(sess);
+	SSL_CTX_free(on);
+	SSL_CTX_free(off);
+	SSL_CTX_free(cctx);
+	moat_tls_tickets_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1077,6 +1348,11 @@ int main(void)
 	    cmocka_unit_test(test_handshake_weak_ciphers),
 	    cmocka_unit_test(test_handshake_groups),
 	    cmocka_unit_test(test_handshake_old_versions),
+	    cmocka_unit_test(test_tickets_rotation_schedule),
+	    cmocka_unit_test(test_tickets_export_import),
+	    cmocka_unit_test(test_tickets_resume_across_contexts),
+	    cmocka_unit_test(test_tickets_renewed_under_current_key),
+	    cmocka_unit_test(test_tickets_resumption_off),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
