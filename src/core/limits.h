@@ -144,9 +144,13 @@
 #define MOAT_STORE_COMMIT_WINDOW_US_MAX 20000u
 /* Placement at CONNECT (mqtt/place.c): a new session goes to the worker
  * whose subscribers may receive the device's messages only while that
- * worker was busy less than this share of the last second (per mille);
- * past it, connections stay spread for throughput. */
-#define MOAT_PLACE_BUSY_MAX_PERMILLE 500u
+ * worker moved fewer messages (in + out) than this in the last second; a
+ * worker busier than that with messages takes no more, so heavy traffic
+ * stays spread over the workers. Messages, not CPU time: a reconnect storm
+ * keeps every worker busy with handshakes for seconds, but the placement
+ * lasts as long as the connection. One worker moves several hundred
+ * thousand messages a second (bench/README.md), so this leaves headroom. */
+#define MOAT_PLACE_MSG_RATE_MAX 50000u
 
 /* A group commits early once this many batches joined it. */
 #define MOAT_STORE_GROUP_MAX 256u

@@ -92,7 +92,6 @@ bool moat_clientmap_claim(struct moat_broker *b, const char *cid, size_t len, un
 		*owner_sid = session_id;
 		goto out;
 	}
-	e->client_id = (char *)(e + 1);
 	memcpy(e->client_id, cid, len);
 	e->client_id[len] = '\0';
 	e->worker = worker;

@@ -123,7 +123,6 @@ struct moat_sub {
 
 struct moat_session {
 	uint64_t id;
-	char client_id[MOAT_MAX_CLIENT_ID_LEN + 1];
 	uint16_t client_id_len;
 	char identity[MOAT_DEVICE_ID_MAX + 1]; /* certificate identity, "" if none */
 	struct moat_worker *w;
@@ -157,6 +156,10 @@ struct moat_session {
 	uint16_t n_qos2_in, cap_qos2_in;
 	/* worker's session list */
 	struct moat_session *prev, *next;
+	/* NUL-terminated, allocated with the session to its length: most ids
+	 * are a dozen bytes, the limit is MOAT_MAX_CLIENT_ID_LEN (memory per
+	 * connection, bench/README.md) */
+	char client_id[];
 };
 
 enum conn_state {
@@ -267,10 +270,10 @@ struct moat_worker {
 	struct moat_subtrie *subs;
 	atomic_uint n_subs;		/* read by other workers to skip empty ones */
 	struct moat_interest *interest; /* what subs may match (other workers read) */
-	/* share of the last second spent outside epoll_wait, per mille
-	 * (placement reads it); the busy time so far and since when */
-	atomic_uint busy_permille;
-	uint64_t busy_ns, busy_since_ns, woke_ns;
+	/* messages in + out over the last second (placement reads it), and
+	 * the counts and time it was last computed from */
+	atomic_uint msg_rate;
+	uint64_t rate_msgs, rate_at_ms;
 	struct moat_rettree *retained;
 	struct moat_conn *conns;
 	size_t n_conns;
@@ -352,9 +355,9 @@ static inline void moat_broker_secev(struct moat_broker *b, const char *action, 
 
 /* clientmap.c: the client id -> (worker, session) map */
 struct moat_cmap_ent {
-	char *client_id;
 	uint64_t session_id;
 	unsigned worker;
+	char client_id[]; /* NUL-terminated, allocated with the entry */
 };
 /* Look up client_id; if absent, register it for (worker, session_id) and
  * return true. If present, *owner is the owning worker, returns false. */

@@ -8,7 +8,8 @@
  * its session is made, to a worker whose subscribers may receive what the
  * device publishes in its own topic space d/<id>/ (the default policy's),
  * as that worker's interest filter says (interest.h), unless the connection
- * is already on such a worker or that worker is busy (then spreading wins:
+ * is already on such a worker or that worker already moves more than
+ * MOAT_PLACE_MSG_RATE_MAX messages a second (then spreading wins:
  * throughput needs both workers, and busy workers batch anyway).
  *
  * A heuristic only: a device that publishes elsewhere, or whose consumer
@@ -27,7 +28,7 @@ unsigned moat_place_worker(struct moat_conn *c, const char *cid, size_t cid_len)
 	char topic[2 + MOAT_MAX_CLIENT_ID_LEN + 1];
 	const char *id = c->identity[0] != '\0' ? c->identity : cid;
 	size_t idlen = c->identity[0] != '\0' ? strlen(c->identity) : cid_len, tlen;
-	unsigned i, best = w->idx, best_busy = MOAT_PLACE_BUSY_MAX_PERMILLE;
+	unsigned i, best = w->idx, best_rate = MOAT_PLACE_MSG_RATE_MAX;
 
 	if (b->n_workers < 2 || idlen == 0 || idlen > MOAT_MAX_CLIENT_ID_LEN)
 		return w->idx;
@@ -41,14 +42,14 @@ unsigned moat_place_worker(struct moat_conn *c, const char *cid, size_t cid_len)
 		return w->idx;
 	for (i = 0; i < b->n_workers; i++) {
 		struct moat_worker *o = &b->workers[i];
-		unsigned busy;
+		unsigned rate;
 		if (i == w->idx || atomic_load_explicit(&o->n_subs, memory_order_relaxed) == 0 ||
 		    !moat_interest_may_match(o->interest, topic, tlen))
 			continue;
-		busy = atomic_load_explicit(&o->busy_permille, memory_order_relaxed);
-		if (busy < best_busy) {
+		rate = atomic_load_explicit(&o->msg_rate, memory_order_relaxed);
+		if (rate < best_rate) {
 			best = i;
-			best_busy = busy;
+			best_rate = rate;
 		}
 	}
 	return best;

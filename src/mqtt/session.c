@@ -16,7 +16,7 @@ struct moat_session *moat_session_new(struct moat_worker *w, const char *cid, si
 
 	if (len > MOAT_MAX_CLIENT_ID_LEN)
 		return NULL;
-	s = calloc(1, sizeof(*s));
+	s = calloc(1, sizeof(*s) + len + 1);
 	if (s == NULL)
 		return NULL;
 	s->id = atomic_fetch_add(&w->b->next_session_id, 1) + 1;

@@ -14,7 +14,6 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -249,33 +248,24 @@ static void mail_cb(struct moat_ev *ev, uint32_t events)
  * then applied here before any packet that arrived after that
  * acknowledgement (a SUBSCRIBE that expects the retained message).
  */
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void before_dispatch(void *arg)
 {
-	struct moat_worker *w = arg;
-
-	w->woke_ns = now_ns();
-	mail_process(w);
+	mail_process(arg);
 }
 
-/* The share of the last second this worker spent awake (placement). */
-static void busy_update(struct moat_worker *w)
+/* Messages this worker moved per second, over the last tick (placement). */
+static void rate_update(struct moat_worker *w)
 {
-	uint64_t t = now_ns(), span = t - w->busy_since_ns;
+	uint64_t msgs = atomic_load_explicit(&w->stats.msgs_in, memory_order_relaxed) +
+			atomic_load_explicit(&w->stats.msgs_out, memory_order_relaxed);
+	uint64_t span = w->now - w->rate_at_ms;
 
-	if (span < 1000000000u)
+	if (span == 0)
 		return;
-	atomic_store_explicit(&w->busy_permille, (unsigned)(w->busy_ns * 1000u / (span ? span : 1)),
+	atomic_store_explicit(&w->msg_rate, (unsigned)((msgs - w->rate_msgs) * 1000u / span),
 			      memory_order_relaxed);
-	w->busy_ns = 0;
-	w->busy_since_ns = t;
+	w->rate_msgs = msgs;
+	w->rate_at_ms = w->now;
 }
 
 static void tick_cb(struct moat_ev *ev, uint32_t events)
@@ -297,7 +287,7 @@ static void tick_cb(struct moat_ev *ev, uint32_t events)
 		sn = s->next;
 		moat_session_tick(s, w->now);
 	}
-	busy_update(w);
+	rate_update(w);
 	if (w->idx == 0 && w->now - last_sys >= MOAT_SYS_INTERVAL_S * 1000u) {
 		last_sys = w->now;
 		moat_sys_publish(w, true);
@@ -323,7 +313,7 @@ moat_err moat_worker_init(struct moat_worker *w, struct moat_broker *b, unsigned
 	w->mb.ev.fd = -1;
 	w->tick.fd = -1;
 	w->lim = b->lim;
-	w->busy_since_ns = now_ns();
+	w->rate_at_ms = moat_now_ms();
 	if (moat_reactor_init(&w->r) != MOAT_OK || moat_mailbox_init(&w->mb) != MOAT_OK)
 		return MOAT_E_IO;
 	w->subs = moat_subtrie_new();
@@ -389,10 +379,6 @@ void *moat_worker_main(void *arg)
 		/* Closing connections may have published wills. */
 		moat_worker_flush_mail(w);
 		moat_persist_flush(w, w->r.stop);
-		if (w->woke_ns != 0) {
-			w->busy_ns += now_ns() - w->woke_ns;
-			w->woke_ns = 0;
-		}
 		if (w->r.stop) {
 			/* Shutdown: force-close whatever did not close itself. */
 			struct moat_conn *cn;
