@@ -203,8 +203,9 @@ struct bench_worker {
 	uint64_t d_received;
 	uint64_t d_acked;
 	uint64_t last_rx_ns;
-	struct moat_buf scratch; /* payload being built */
-	struct bench_hist *hist; /* heap: large */
+	struct moat_buf scratch;     /* payload being built */
+	struct bench_hist *hist;     /* heap: large */
+	struct bench_hist *ack_hist; /* QoS 1: PUBLISH to its PUBACK */
 };
 
 /* Set up the worker's epoll and timer; assign its clients beforehand. */

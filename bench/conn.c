@@ -81,6 +81,11 @@ struct bench_client {
 	uint16_t next_pid;
 	uint32_t inflight;
 	uint32_t window;
+	/* QoS 1: when each PUBLISH in flight was sent, by packet id modulo
+	 * ack_slots (a power of two at least twice the window, so no two in
+	 * flight share a slot even across the packet id wrap) */
+	uint64_t *ack_sent;
+	uint32_t ack_slots;
 	uint32_t seq;
 	uint64_t last_tx_ns;
 	char id[BENCH_ID_MAX + 1];
@@ -426,6 +431,13 @@ static void client_on_puback(struct bench_client *c, const struct mqtt_packet *p
 	}
 	c->inflight--;
 	c->w->d_acked++;
+	if (c->ack_sent != NULL) {
+		uint64_t *t = &c->ack_sent[p->u.ack.packet_id & (c->ack_slots - 1)];
+		uint64_t now = bench_now_ns();
+		if (*t != 0)
+			bench_hist_add(c->w->ack_hist, now > *t ? now - *t : 0);
+		*t = 0;
+	}
 	if (p->u.ack.code >= 0x80)
 		bench_error(c->w->run, BENCH_ERR_PUBACK, "client %s: PUBLISH %.*s refused: 0x%02x",
 			    c->id, (int)c->pub_topic_len, c->pub_topic, p->u.ack.code);
@@ -669,6 +681,17 @@ static void client_publish(struct bench_client *c, uint64_t ts)
 	if (o->qos > 0) {
 		p.u.publish.packet_id = client_next_pid(c);
 		c->inflight++;
+		if (c->ack_sent == NULL) {
+			uint32_t n = 2;
+			while (n < 2 * c->window)
+				n *= 2;
+			c->ack_sent = calloc(n, sizeof(*c->ack_sent));
+			c->ack_slots = c->ack_sent != NULL ? n : 0;
+		}
+		if (c->ack_sent != NULL)
+			/* PUBACK latency counts from now, when it is queued;
+			 * the flush follows in this loop turn. */
+			c->ack_sent[p.u.publish.packet_id & (c->ack_slots - 1)] = bench_now_ns();
 	}
 	client_encode(c, &p);
 	w->d_sent++;
@@ -913,7 +936,8 @@ moat_err bench_worker_init(struct bench_worker *w, struct bench_run *run, unsign
 	w->tfd = -1;
 	moat_buf_init(&w->scratch, BENCH_PAYLOAD_MAX);
 	w->hist = calloc(1, sizeof(*w->hist));
-	if (w->hist == NULL) {
+	w->ack_hist = calloc(1, sizeof(*w->ack_hist));
+	if (w->hist == NULL || w->ack_hist == NULL) {
 		rc = MOAT_E_NOMEM;
 		goto out;
 	}
@@ -947,8 +971,9 @@ void bench_worker_free(struct bench_worker *w)
 	free(w->clients);
 	free(w->pubs);
 	free(w->hist);
+	free(w->ack_hist);
 	w->clients = w->pubs = NULL;
-	w->hist = NULL;
+	w->hist = w->ack_hist = NULL;
 	moat_buf_free(&w->scratch);
 }
 
@@ -1110,6 +1135,7 @@ void bench_clients_free(struct bench_run *run)
 		X509_free(c->cert);
 		SSL_SESSION_free(c->offer);
 		SSL_SESSION_free(c->saved);
+		free(c->ack_sent);
 	}
 	free(run->clients);
 	run->clients = NULL;

@@ -66,6 +66,7 @@ struct report {
 	double elapsed_s;
 	uint64_t sent, received, acked, expected;
 	struct bench_hist *hist;
+	struct bench_hist *ack_hist; /* QoS 1: PUBLISH to PUBACK */
 	struct bench_proc_sample before, connected_s, settled, run_start, run_end;
 };
 
@@ -167,7 +168,9 @@ static void usage(FILE *f)
 	      "connections, payload, rate, sent, received, expected, lost, acked,\n"
 	      "elapsed_s (first publish to last delivery), msgs_per_s (deliveries/s),\n"
 	      "lat_us {p50,p90,p99,p999,max,mean} (publish timestamp to receipt, same\n"
-	      "clock), connect_s, resumed, errors {total and per kind}, and with\n"
+	      "clock), puback_us {p50,p90,p99,p999,max} (QoS 1: PUBLISH queued to its\n"
+	      "PUBACK, for the publisher), connect_s, resumed, errors {total and per\n"
+	      "kind}, and with\n"
 	      "--broker-pid\n"
 	      "broker {cpu_connect_s, cpu_per_connect_ms, cpu_run_s, cpu_s_per_million\n"
 	      "(per million deliveries), rss_before_kb, rss_connected_kb, rss_end_kb,\n"
@@ -837,6 +840,15 @@ static void report_print(const struct bench_run *run, const struct report *rep)
 		us(bench_hist_quantile(h, 0.90)), us(bench_hist_quantile(h, 0.99)),
 		us(bench_hist_quantile(h, 0.999)), us(h->max),
 		h->count > 0 ? us(h->sum / h->count) : 0.0);
+	if (rep->ack_hist != NULL && rep->ack_hist->count > 0)
+		fprintf(f,
+			",\"puback_us\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+			"\"p999\":%.1f,\"max\":%.1f}",
+			(unsigned long long)rep->ack_hist->count,
+			us(bench_hist_quantile(rep->ack_hist, 0.50)),
+			us(bench_hist_quantile(rep->ack_hist, 0.90)),
+			us(bench_hist_quantile(rep->ack_hist, 0.99)),
+			us(bench_hist_quantile(rep->ack_hist, 0.999)), us(rep->ack_hist->max));
 	fprintf(f, ",\"errors\":{\"total\":%llu", (unsigned long long)total_err);
 	for (i = 0; i < BENCH_ERR__COUNT; i++)
 		fprintf(f, ",\"%s\":%llu", errkind_names[i],
@@ -888,9 +900,10 @@ int main(int argc, char **argv)
 	rep.ok = true;
 	signal(SIGPIPE, SIG_IGN);
 	rep.hist = calloc(1, sizeof(*rep.hist));
+	rep.ack_hist = calloc(1, sizeof(*rep.ack_hist));
 	run.n_workers = o.threads;
 	run.workers = calloc(o.threads, sizeof(*run.workers));
-	if (rep.hist == NULL || run.workers == NULL) {
+	if (rep.hist == NULL || rep.ack_hist == NULL || run.workers == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto out;
 	}
@@ -946,8 +959,10 @@ int main(int argc, char **argv)
 		pthread_join(run.workers[i].thread, NULL);
 	if (started < o.threads)
 		goto out;
-	for (i = 0; i < o.threads; i++)
+	for (i = 0; i < o.threads; i++) {
 		bench_hist_merge(rep.hist, run.workers[i].hist);
+		bench_hist_merge(rep.ack_hist, run.workers[i].ack_hist);
+	}
 	rep.sent = atomic_load(&run.sent);
 	rep.received = atomic_load(&run.received);
 	rep.acked = atomic_load(&run.acked);
@@ -975,6 +990,7 @@ out:
 		bench_worker_free(&run.workers[i]);
 	free(run.workers);
 	free(rep.hist);
+	free(rep.ack_hist);
 	SSL_CTX_free(run.ctx);
 	bench_ca_close(ca);
 	pthread_mutex_destroy(&run.err_lock);
