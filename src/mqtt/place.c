@@ -12,9 +12,14 @@
  * MOAT_PLACE_MSG_RATE_MAX messages a second (then spreading wins:
  * throughput needs both workers, and busy workers batch anyway).
  *
- * A heuristic only: a device that publishes elsewhere, or whose consumer
- * connects after it, stays where the kernel put it. Sessions never move
- * once made (a reconnect goes to its session's worker).
+ * When no worker's subscribers want the device's topics yet, sessions are
+ * packed onto the first worker below that rate, so at fleet rates sessions
+ * share one worker's wake-ups (handshakes still run on whichever worker
+ * accepted the connection, in parallel) and spill to the next as traffic
+ * grows. A heuristic only: the decision is made once, at CONNECT, from the
+ * message rates of the last second; sessions never move once made (a
+ * reconnect goes to its session's worker), so traffic that grows later
+ * stays where it was placed.
  */
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +34,7 @@ unsigned moat_place_worker(struct moat_conn *c, const char *cid, size_t cid_len)
 	const char *id = c->identity[0] != '\0' ? c->identity : cid;
 	size_t idlen = c->identity[0] != '\0' ? strlen(c->identity) : cid_len, tlen;
 	unsigned i, best = w->idx, best_rate = MOAT_PLACE_MSG_RATE_MAX;
+	bool interest = false;
 
 	if (b->n_workers < 2 || idlen == 0 || idlen > MOAT_MAX_CLIENT_ID_LEN)
 		return w->idx;
@@ -46,11 +52,23 @@ unsigned moat_place_worker(struct moat_conn *c, const char *cid, size_t cid_len)
 		if (i == w->idx || atomic_load_explicit(&o->n_subs, memory_order_relaxed) == 0 ||
 		    !moat_interest_may_match(o->interest, topic, tlen))
 			continue;
+		interest = true;
 		rate = atomic_load_explicit(&o->msg_rate, memory_order_relaxed);
 		if (rate < best_rate) {
 			best = i;
 			best_rate = rate;
 		}
 	}
-	return best;
+	if (interest)
+		return best;
+	/* Nobody consumes its topics yet: pack, onto the first worker that
+	 * moves fewer than MOAT_PLACE_MSG_RATE_MAX messages a second. Sessions
+	 * that talk to each other then share a worker and its wake-ups (a
+	 * consumer connecting later finds its devices together), and a busy
+	 * worker makes the next ones spill over. */
+	for (i = 0; i < b->n_workers; i++)
+		if (atomic_load_explicit(&b->workers[i].msg_rate, memory_order_relaxed) <
+		    MOAT_PLACE_MSG_RATE_MAX)
+			return i;
+	return w->idx;
 }

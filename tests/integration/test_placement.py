@@ -1,8 +1,9 @@
 """Placement at CONNECT (src/mqtt/place.c): with a consumer of d/+/t
 connected, new device sessions are made on the consumer's worker, so their
-messages reach it without a hand-off to another worker; sessions placed
-that way keep working across reconnects (persistent session, queued
-command), and delivery is unchanged."""
+messages reach it without a hand-off to another worker; without one, new
+sessions are packed onto one worker, where a consumer connecting later
+joins them; sessions placed either way keep working across reconnects
+(persistent session, queued command), and delivery is unchanged."""
 
 import os
 import re
@@ -101,18 +102,30 @@ def test_devices_join_their_consumer_and_stay_reachable(env):
     ingest.close()
 
 
-def test_without_a_consumer_nothing_moves(env):
-    """No subscriber for a device's topics: it stays where the kernel put
-    it (no hand-off, so no placement counted)."""
+def test_without_a_consumer_sessions_are_packed(env):
+    """No subscriber for the devices' topics yet: their sessions are packed
+    onto one worker (the kernel spread 16 connections over 2 workers, so
+    some were handed over), and a consumer connecting afterwards is packed
+    there too: none of the devices' messages crosses workers."""
     placed0 = metric(env, "moat_mqtt_sessions_placed_total")
-    cs = []
-    for i in range(8):
+    devs = []
+    for i in range(16):
         dev = ak.unique("place-lone-%02d-" % i)
         register(env["api"], dev)
         c = client(env, dev)
         c.connect()
-        assert c.publish("d/%s/x" % dev, b"1", qos=1) == 0
-        cs.append(c)
-    assert metric(env, "moat_mqtt_sessions_placed_total") == placed0
-    for c in cs:
+        devs.append((dev, c))
+    assert metric(env, "moat_mqtt_sessions_placed_total") > placed0
+    ingest = client(env, "place-ingest")
+    ingest.connect()
+    assert ingest.subscribe("d/+/t", qos=1) == [1]
+    posted0 = metric(env, "moat_mqtt_routes_posted_total")
+    for dev, c in devs:
+        assert c.publish("d/%s/t" % dev, dev.encode(), qos=1) == 0
+    got = sorted(ingest.get(pred=lambda m: m.topic.endswith("/t")).payload.decode()
+                 for _ in devs)
+    assert got == sorted(d for d, _ in devs)
+    assert metric(env, "moat_mqtt_routes_posted_total") == posted0
+    for _, c in devs:
         c.close()
+    ingest.close()
