@@ -251,6 +251,16 @@ static void conn_handoff(struct moat_conn *c, unsigned to)
 	}
 	moat_reactor_del(&w->r, &c->ev);
 	conn_unlink(c);
+	if (c->dirty) {
+		/* Off this worker's flush list: the new owner flushes it. */
+		struct moat_conn **pp = &w->dirty;
+		while (*pp != NULL && *pp != c)
+			pp = &(*pp)->dirty_next;
+		if (*pp == c)
+			*pp = c->dirty_next;
+		c->dirty = false;
+		c->dirty_next = NULL;
+	}
 	it->kind = MAIL_ADOPT;
 	it->conn = c;
 	c->w = NULL;
