@@ -177,6 +177,7 @@ static moat_err enqueue(struct moat_store *st, struct moat_store_batch *b)
 {
 	moat_err rc = MOAT_E_CLOSED;
 	bool was_empty;
+	uint64_t now;
 
 	pthread_mutex_lock(&st->lock);
 	if (st->stopping)
@@ -186,15 +187,15 @@ static moat_err enqueue(struct moat_store *st, struct moat_store_batch *b)
 	    b->bytes > MOAT_STORE_MAX_PENDING_BYTES - st->pending_bytes)
 		goto out;
 	was_empty = st->head == NULL;
+	now = moat_now_us();
 	if (was_empty) {
-		uint64_t now = moat_now_us();
+		/* A group starts: dense when it follows the last batch within
+		 * the commit window. */
 		st->group_first_us = now;
 		st->group_dense =
 		    st->last_enqueue_us != 0 && now - st->last_enqueue_us < st->commit_window_us;
-		st->last_enqueue_us = now;
-	} else {
-		st->last_enqueue_us = moat_now_us();
 	}
+	st->last_enqueue_us = now;
 	b->next = NULL;
 	if (st->tail != NULL)
 		st->tail->next = b;
